@@ -1,0 +1,56 @@
+"""The one error hierarchy of Nebula.
+
+Every failure a user can meet is a `NebulaError`. Errors from outside systems (Docker, the
+database, HTTP) are translated at the provider boundary into one of these, so the CLI can print
+a clear message and choose an exit code without knowing any vendor exception.
+
+- `ConfigError`: the config repo does not load or validate; carries every `ConfigIssue` found.
+- `ProviderError`: an outside system refused or failed a request; names the resource.
+- `StoreError`: the state database cannot be opened or migrated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class NebulaError(Exception):
+    """Base of every error Nebula raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in the config repo, pointing at the file, line and column."""
+
+    file: str
+    line: int
+    column: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
+
+
+class ConfigError(NebulaError):
+    """The config repo is invalid; `issues` lists every problem found, in file order."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = sorted(issues, key=lambda i: (i.file, i.line, i.column))
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+class ProviderError(NebulaError):
+    """An outside system (Docker, DNS, proxy) failed a request about `resource`."""
+
+    def __init__(self, resource: str, cause: str) -> None:
+        self.resource = resource
+        self.cause = cause
+        super().__init__(f"{resource}: {cause}")
+
+
+class StoreError(NebulaError):
+    """The state database cannot be opened, migrated or written."""

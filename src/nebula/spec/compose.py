@@ -1,0 +1,107 @@
+"""The compose subset a Nebula package may use (compose file format, `services:` and friends).
+
+Strings stay raw here: ports, volumes and environment may hold `${VAR}` references, so their
+syntax is checked after interpolation, when an installation is resolved (see `nebula.kinds`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from nebula.spec.base import Duration, StrictModel, Text
+
+Scalar = Text | None
+
+
+class Healthcheck(StrictModel):
+    test: list[str] | str | None = None
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    retries: int | None = Field(default=None, ge=0)
+    start_period: Duration | None = None
+    disable: bool = False
+
+
+class DependsOn(StrictModel):
+    condition: Literal["service_started", "service_healthy", "service_completed_successfully"] = (
+        "service_started"
+    )
+    restart: bool = False
+    required: bool = True
+
+
+class PortMapping(StrictModel):
+    """Compose's long port syntax."""
+
+    target: int | Text
+    published: Text | None = None
+    host_ip: Text | None = None
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+
+class VolumeMount(StrictModel):
+    """Compose's long volume syntax."""
+
+    type: Literal["volume", "bind", "tmpfs"] = "volume"
+    source: Text | None = None
+    target: Text
+    read_only: bool = False
+
+
+class ServiceNetwork(StrictModel):
+    aliases: list[str] = []
+
+
+class Service(StrictModel):
+    image: Text
+    ports: list[int | Text | PortMapping] = []
+    environment: list[Text] | dict[str, Scalar] = {}
+    volumes: list[Text | VolumeMount] = []
+    command: Text | list[Text] | None = None
+    entrypoint: Text | list[Text] | None = None
+    depends_on: list[str] | dict[str, DependsOn] = []
+    healthcheck: Healthcheck | None = None
+    restart: Text = "no"
+    labels: list[Text] | dict[str, Text] = {}
+    networks: list[str] | dict[str, ServiceNetwork | None] = []
+    init: bool | None = None
+    user: Text | None = None
+    working_dir: Text | None = None
+
+    @field_validator("restart")
+    @classmethod
+    def _restart_policy(cls, value: str) -> str:
+        name, _, count = value.partition(":")
+        if name not in ("no", "always", "on-failure", "unless-stopped") or (
+            count and (name != "on-failure" or not count.isdigit())
+        ):
+            raise ValueError(
+                f"{value!r} is not a restart policy; use no, always, on-failure[:N] or unless-stopped"
+            )
+        return value
+
+    def dependencies(self) -> dict[str, str]:
+        """Service name → the condition it must reach before this one starts."""
+        if isinstance(self.depends_on, list):
+            return dict.fromkeys(self.depends_on, "service_started")
+        return {name: dep.condition for name, dep in self.depends_on.items()}
+
+
+class VolumeDeclaration(StrictModel):
+    driver: str | None = None
+    driver_opts: dict[str, Text] = {}
+    labels: dict[str, Text] = {}
+
+
+class NetworkDeclaration(StrictModel):
+    driver: str | None = None
+    driver_opts: dict[str, Text] = {}
+    labels: dict[str, Text] = {}
+
+
+class Compose(StrictModel):
+    services: dict[str, Service] = Field(min_length=1)
+    volumes: dict[str, VolumeDeclaration | None] = {}
+    networks: dict[str, NetworkDeclaration | None] = {}

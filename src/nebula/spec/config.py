@@ -1,0 +1,33 @@
+"""`nebula.yaml`: where the homelab's Docker Engine is and the defaults Nebula applies with."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from nebula.spec.base import Duration, StrictModel
+
+
+class DockerEndpoint(StrictModel):
+    host: str | None = Field(
+        default=None,
+        description="Docker Engine URL, e.g. unix:///var/run/docker.sock or tcp://nas:2375; "
+        "unset means DOCKER_HOST or the local socket",
+    )
+
+
+class Defaults(StrictModel):
+    bind_address: str = Field(
+        default="0.0.0.0",
+        description="host address for published ports that name none (compose's default)",
+    )
+    parallelism: int = Field(default=8, ge=1, le=64, description="installations applied at once")
+    health_timeout: Duration = Field(
+        default=120.0, description="how long apply waits for containers to become healthy"
+    )
+    hook_timeout: Duration = Field(default=60.0, description="how long one hook may run")
+    stop_timeout: Duration = Field(default=10.0, description="grace period before a kill")
+
+
+class NebulaConfig(StrictModel):
+    docker: DockerEndpoint = DockerEndpoint()
+    defaults: Defaults = Defaults()

@@ -1,0 +1,125 @@
+"""Validate parsed YAML against a pydantic model, turning errors into file:line:column issues.
+
+Pydantic reports a location such as `("compose", "services", "web", "function-before[...]", "x")`;
+union members and validators add steps that are not keys of the file. We walk the data to keep
+only real keys, point at the mark of the deepest one, and for unknown keys suggest the nearest
+valid field ("did you mean 'image'?").
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from nebula.errors import ConfigError, ConfigIssue
+from nebula.spec.yamlfile import Path, YamlDocument
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_document(doc: YamlDocument, model: type[M]) -> M:
+    """The document's data as `model`, or `ConfigError` listing every problem with its line."""
+    data = {} if doc.data is None else doc.data
+    if not isinstance(data, dict):
+        raise ConfigError([doc.issue((), f"expected a mapping of fields, got {_kind(data)}")])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(issues_from(exc, doc, model)) from None
+
+
+def issues_from(
+    exc: ValidationError, doc: YamlDocument, model: type[BaseModel]
+) -> list[ConfigIssue]:
+    found: dict[Path, list[tuple[str, str]]] = {}
+    for error in exc.errors(include_url=False):
+        keep_last = error["type"] in ("missing", "extra_forbidden")
+        path = _real_path(doc.data, error["loc"], keep_last)
+        found.setdefault(path, []).append((error["type"], _message(error, path, model)))
+    # A union tries each member: keep the member that got deepest, drop "wrong type" at its parent.
+    deepest = [p for p in found if not any(q != p and q[: len(p)] == p for q in found)]
+    issues = []
+    for path in deepest:
+        messages = list(dict.fromkeys(message for _, message in found[path]))
+        types_only = [m for m in messages if m.startswith("expected ")]
+        if len(types_only) > 1:
+            others = [m for m in messages if not m.startswith("expected ")]
+            kinds = [m.removeprefix("expected ") for m in types_only]
+            messages = [*others, "expected " + " or ".join(kinds)]
+        issues.append(doc.issue(path, "; ".join(messages)))
+    return issues
+
+
+def _real_path(data: Any, loc: tuple[int | str, ...], keep_last: bool) -> Path:
+    path: list[str | int] = []
+    node = data
+    for step in loc:
+        if (isinstance(node, dict) and step in node) or (
+            isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
+        ):
+            node = node[step]
+        elif keep_last and isinstance(node, dict) and isinstance(step, str) and step == loc[-1]:
+            pass  # a missing or unknown key: keep it so the message can name it
+        else:
+            continue  # a union member or validator name, not a key of the file
+        path.append(step)
+    return tuple(path)
+
+
+def _message(error: Any, path: Path, model: type[BaseModel]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        valid = _fields_at(model, path[:-1])
+        close = difflib.get_close_matches(str(path[-1]), valid, n=1, cutoff=0.6)
+        if close:
+            return f"unknown field; did you mean {close[0]!r}?"
+        return "unknown field; valid fields: " + ", ".join(valid) if valid else "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    message = str(error["msg"])
+    if message.startswith("Input should be a valid "):
+        return "expected " + message.removeprefix("Input should be a valid ").split(",")[0]
+    if message.startswith("Input should be "):
+        return "expected " + message.removeprefix("Input should be ")
+    return message.removeprefix("Value error, ")
+
+
+def _fields_at(model: Any, path: Path) -> list[str]:
+    """The field names of the model found by following `path` from `model`."""
+    candidates: list[Any] = [model]
+    for step in path:
+        following: list[Any] = []
+        for candidate in _expand(candidates):
+            if _is_model(candidate) and isinstance(step, str) and step in candidate.model_fields:
+                following.append(candidate.model_fields[step].annotation)
+            elif typing.get_origin(candidate) is dict:
+                following.append(typing.get_args(candidate)[1])
+            elif typing.get_origin(candidate) is list and isinstance(step, int):
+                following.append(typing.get_args(candidate)[0])
+        candidates = following
+    return sorted({name for c in _expand(candidates) if _is_model(c) for name in c.model_fields})
+
+
+def _expand(annotations: list[Any]) -> list[Any]:
+    out = []
+    for annotation in annotations:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Union or origin is types.UnionType:
+            out.extend(_expand(list(typing.get_args(annotation))))
+        elif origin is typing.Annotated:
+            out.extend(_expand([typing.get_args(annotation)[0]]))
+        else:
+            out.append(annotation)
+    return out
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string"}.get(type(value), type(value).__name__)
