@@ -1,0 +1,57 @@
+"""Shared fixtures: real servers, started once per session (see servers.py).
+
+- `docker_host`: `unix://` URL of a Docker Engine (a private dockerd, or NEBULA_TEST_DOCKER_HOST).
+- `test_image`: tag of the busybox httpd image (serves tests/image/www on port 8080).
+- `pg_url`: SQLAlchemy URL of the `postgres` database of a throwaway PostgreSQL cluster.
+- `database_url`: an empty database, once on SQLite and once on PostgreSQL, so a test that takes
+  it runs on both backends.
+
+Tests using them get the `docker` / `postgres` markers, so `-m "not docker"` deselects them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import servers
+
+
+@pytest.fixture(scope="session")
+def docker_host() -> Iterator[str]:
+    with servers.docker_daemon() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def test_image(docker_host: str) -> str:
+    return servers.build_test_image(docker_host)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    with servers.postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/nebula.db"
+        return
+    # Looked up lazily, so a SQLite-only selection never starts PostgreSQL.
+    with servers.fresh_database(request.getfixturevalue("pg_url")) as url:
+        yield url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("database_url") if callspec else None
+        if "docker_host" in fixtures:
+            item.add_marker(pytest.mark.docker)
+        if "pg_url" in fixtures or backend == "postgresql":
+            item.add_marker(pytest.mark.postgres)
