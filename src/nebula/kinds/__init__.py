@@ -1,0 +1,1 @@
+"""One module per resource kind: turn the spec into desired resources and diff them."""

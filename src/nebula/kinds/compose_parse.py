@@ -1,0 +1,125 @@
+"""Compose short syntaxes, parsed after interpolation: ports, volumes, commands, healthchecks."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from nebula.resources import HealthSpec, Mount, PortBinding
+from nebula.spec.compose import Healthcheck, PortMapping, VolumeMount
+
+_IMAGE = re.compile(
+    r"(?:[a-zA-Z0-9][a-zA-Z0-9.-]*(?::\d+)?/)?"  # registry host[:port]/
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?"
+)
+_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+
+
+def check_image(image: str) -> str:
+    if not _IMAGE.fullmatch(image):
+        raise ValueError(
+            f"{image!r} is not a valid image reference (e.g. nginx:1.27 or ghcr.io/org/app:v1)"
+        )
+    return image
+
+
+def split_command(value: str | list[str]) -> tuple[str, ...]:
+    return tuple(shlex.split(value)) if isinstance(value, str) else tuple(value)
+
+
+def parse_port(value: int | str | PortMapping, bind_address: str) -> PortBinding:
+    """`80`, `8080:80`, `127.0.0.1:8080:80`, `[::1]::80/udp` or the long form."""
+    if isinstance(value, PortMapping):
+        host_port = _port_number(value.published) if value.published else None
+        return PortBinding(
+            _port_number(str(value.target)),
+            value.protocol,
+            value.host_ip or bind_address,
+            host_port,
+        )
+    text = str(value)
+    spec, _, protocol = text.partition("/")
+    protocol = protocol or "tcp"
+    if protocol not in ("tcp", "udp"):
+        raise ValueError(f"port {text!r}: protocol must be tcp or udp")
+    host_ip = bind_address
+    if spec.startswith("["):
+        ip, sep, rest = spec[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"port {text!r}: expected [IPv6]:HOST:CONTAINER")
+        host_ip, parts = ip, rest.split(":")
+        if len(parts) != 2:
+            raise ValueError(f"port {text!r}: expected [IPv6]:HOST:CONTAINER")
+        host, container = parts
+    else:
+        parts = spec.split(":")
+        if len(parts) == 1:
+            host, container = "", parts[0]
+        elif len(parts) == 2:
+            host, container = parts
+        elif len(parts) == 3:
+            host_ip, host, container = parts
+        else:
+            raise ValueError(
+                f"port {text!r}: expected CONTAINER, HOST:CONTAINER or IP:HOST:CONTAINER"
+            )
+    if "-" in host or "-" in container:
+        raise ValueError(f"port {text!r}: port ranges are not supported; list each port")
+    return PortBinding(
+        _port_number(container), protocol, host_ip, _port_number(host) if host else None
+    )
+
+
+def _port_number(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"{text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def parse_mount(value: str | VolumeMount) -> Mount:
+    """`name:/path[:ro]`, `/host/path:/path[:ro]` or the long form. Anonymous volumes are refused."""
+    if isinstance(value, VolumeMount):
+        source = value.source or ""
+        if value.type != "tmpfs" and not source:
+            raise ValueError(
+                "a volume needs a `source`: anonymous volumes lose their data on recreate"
+            )
+        mount = Mount(value.type, source, value.target, value.read_only)
+    else:
+        parts = value.split(":")
+        if len(parts) == 1:
+            raise ValueError(
+                f"{value!r} is an anonymous volume, whose data is lost on recreate; "
+                f"name it: NAME:{value}"
+            )
+        if len(parts) > 3 or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise ValueError(f"{value!r}: expected SOURCE:TARGET[:ro]")
+        source, target = parts[0], parts[1]
+        kind = "bind" if source.startswith(("/", ".", "~")) else "volume"
+        mount = Mount(kind, source, target, len(parts) == 3 and parts[2] == "ro")
+    if mount.type == "bind" and not mount.source.startswith("/"):
+        raise ValueError(
+            f"bind mount {mount.source!r}: use an absolute host path or a named volume"
+        )
+    if mount.type == "volume" and not _VOLUME_NAME.fullmatch(mount.source):
+        raise ValueError(f"{mount.source!r} is not a valid volume name")
+    if not mount.target.startswith("/"):
+        raise ValueError(f"mount target {mount.target!r} must be an absolute path in the container")
+    return mount
+
+
+def parse_healthcheck(check: Healthcheck, test: list[str] | str | None) -> HealthSpec | None:
+    if check.disable:
+        return HealthSpec(("NONE",))
+    if test is None:
+        return None
+    if isinstance(test, str):
+        parts: tuple[str, ...] = ("CMD-SHELL", test)
+    else:
+        parts = tuple(test)
+        if not parts or parts[0] not in ("CMD", "CMD-SHELL", "NONE"):
+            raise ValueError(
+                "healthcheck test must start with CMD, CMD-SHELL or NONE, or be a string"
+            )
+    return HealthSpec(parts, check.interval, check.timeout, check.retries, check.start_period)

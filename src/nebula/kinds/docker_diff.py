@@ -1,0 +1,170 @@
+"""Desired installations against observed Docker resources → a Plan. Pure: no I/O here.
+
+A container is up to date when its `io.nebula.spec-hash` label equals the hash of the desired
+spec; when it differs, the spec summary stored beside the hash says what changed. Removed
+installations lose their containers and networks; named volumes are always kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from nebula.plan import Action, Change, Kind, Plan
+from nebula.resources import MASK, ContainerSpec, DesiredInstallation, Observed, ObservedContainer
+
+_MUST_RUN = ("always", "unless-stopped")
+
+
+def diff(desired: Sequence[DesiredInstallation], observed: Observed) -> Plan:
+    changes: list[Change] = []
+    by_service: dict[tuple[str, str], list[ObservedContainer]] = {}
+    for container in observed.containers:
+        by_service.setdefault((container.installation, container.service), []).append(container)
+    networks = {n.name for n in observed.networks}
+    volumes = {v.name for v in observed.volumes}
+    wanted_networks: set[str] = set()
+    wanted_volumes: set[str] = set()
+    wanted_services: set[tuple[str, str]] = set()
+
+    for inst in desired:
+        new = not any(key[0] == inst.name for key in by_service)
+        for net in inst.networks:
+            wanted_networks.add(net.name)
+            exists = net.name in networks
+            changes.append(
+                Change(
+                    Action.NOOP if exists else Action.CREATE,
+                    Kind.NETWORK,
+                    inst.name,
+                    net.name,
+                    "exists" if exists else "new network",
+                    net,
+                )
+            )
+        for vol in inst.volumes:
+            wanted_volumes.add(vol.name)
+            exists = vol.name in volumes
+            reason = "exists; data kept" if exists else "new volume"
+            changes.append(
+                Change(
+                    Action.NOOP if exists else Action.CREATE,
+                    Kind.VOLUME,
+                    inst.name,
+                    vol.name,
+                    reason,
+                    vol,
+                )
+            )
+        for spec in inst.containers:
+            wanted_services.add((inst.name, spec.service))
+            found = by_service.get((inst.name, spec.service), [])
+            for extra in found[1:]:
+                changes.append(_delete(extra, "duplicate container for the same service"))
+            changes.append(_container_change(spec, found[0] if found else None, new, inst.source))
+
+    for (inst_name, service), found in by_service.items():
+        if (inst_name, service) in wanted_services:
+            continue
+        gone = not any(i.name == inst_name for i in desired)
+        reason = (
+            f"installation {inst_name!r} is no longer in the config repo"
+            if gone
+            else f"service {service!r} was removed"
+        )
+        changes.extend(_delete(c, reason) for c in found)
+    for net in observed.networks:
+        if net.name not in wanted_networks:
+            changes.append(
+                Change(
+                    Action.DELETE,
+                    Kind.NETWORK,
+                    net.installation,
+                    net.name,
+                    "no longer used",
+                    None,
+                    net.id,
+                )
+            )
+    for vol in observed.volumes:
+        if vol.name not in wanted_volumes:
+            reason = "no longer used; kept so its data survives (docker volume rm to delete)"
+            changes.append(Change(Action.NOOP, Kind.VOLUME, vol.installation, vol.name, reason))
+    return Plan(tuple(changes))
+
+
+def _container_change(
+    spec: ContainerSpec, current: ObservedContainer | None, new_installation: bool, source: str
+) -> Change:
+    def change(action: Action, reason: str) -> Change:
+        observed_id = current.id if current else None
+        return Change(
+            action, Kind.CONTAINER, spec.installation, spec.name, reason, spec, observed_id
+        )
+
+    if current is None:
+        return change(
+            Action.CREATE, f"new installation from {source}" if new_installation else "new service"
+        )
+    if current.spec_hash != spec.spec_hash:
+        return change(Action.UPDATE, describe_changes(current.spec, spec.summary()))
+    if current.state == "created":
+        return change(Action.UPDATE, "container was created but never started")
+    if current.state in ("exited", "dead") and (
+        spec.restart in _MUST_RUN
+        or (spec.restart.startswith("on-failure") and current.exit_code != 0)
+    ):
+        code = f" (exit code {current.exit_code})" if current.exit_code is not None else ""
+        return change(
+            Action.UPDATE, f"container is {current.state}{code} but restart is {spec.restart}"
+        )
+    return change(Action.NOOP, "up to date")
+
+
+def _delete(container: ObservedContainer, reason: str) -> Change:
+    return Change(
+        Action.DELETE,
+        Kind.CONTAINER,
+        container.installation,
+        container.name,
+        reason,
+        None,
+        container.id,
+    )
+
+
+def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Human reasons for a spec change: `image changed wordpress:6.4-apache → 6.5-apache`."""
+    reasons = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        if isinstance(before, dict) and isinstance(after, dict):
+            for sub in sorted(set(before) | set(after)):
+                b, a = before.get(sub), after.get(sub)
+                if b == a:
+                    continue
+                if b is None:
+                    reasons.append(f"{key} {sub} added")
+                elif a is None:
+                    reasons.append(f"{key} {sub} removed")
+                elif _secret(b) or _secret(a):
+                    reasons.append(f"{key} {sub} changed (secret)")
+                else:
+                    reasons.append(f"{key} {sub} changed {_show(b)} → {_show(a)}")
+        else:
+            reasons.append(f"{key} changed {_show(before)} → {_show(after)}")
+    return "; ".join(reasons) or "spec changed"
+
+
+def _secret(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(MASK)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, list):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value)

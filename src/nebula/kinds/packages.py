@@ -1,0 +1,485 @@
+"""Installations → desired Docker resources.
+
+Resolving an installation picks its app (a catalog package or the inline compose), works out the
+value of every variable, interpolates, and parses compose's short syntaxes into `ContainerSpec`s.
+All problems of all installations are collected and raised together as one `ConfigError`, each
+pointing at the file and line to fix, before anything is touched.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nebula.catalog import Catalog
+from nebula.errors import ConfigError, ConfigIssue
+from nebula.kinds.compose_parse import (
+    check_image,
+    parse_healthcheck,
+    parse_mount,
+    parse_port,
+    split_command,
+)
+from nebula.resources import (
+    MASK,
+    RESERVED_LABEL_PREFIX,
+    ContainerSpec,
+    DesiredInstallation,
+    HttpCheck,
+    NetworkSpec,
+    VolumeSpec,
+    fingerprint,
+)
+from nebula.spec.compose import Compose, Service
+from nebula.spec.config import NebulaConfig
+from nebula.spec.interpolate import InterpolationError, interpolate, references
+from nebula.spec.package import AppDefinition, Hooks
+from nebula.spec.repo import InstallationSource, RepoSpec
+from nebula.spec.yamlfile import Path, YamlDocument
+
+DEFAULT_NETWORK = "default"
+
+
+def resolve(repo: RepoSpec, catalog: Catalog) -> list[DesiredInstallation]:
+    """Every installation of the repo as desired resources, or `ConfigError` with all issues."""
+    issues: list[ConfigIssue] = []
+    desired = []
+    for source in repo.installations:
+        try:
+            desired.append(resolve_installation(source, catalog, repo.config))
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+    issues.extend(_clashes(desired))
+    if issues:
+        raise ConfigError(issues)
+    return desired
+
+
+def resolve_installation(
+    source: InstallationSource, catalog: Catalog, config: NebulaConfig
+) -> DesiredInstallation:
+    spec = source.spec
+    version: str | None = None
+    if spec.package is not None:
+        entry = catalog.get(spec.package)
+        if entry is None:
+            hint = _did_you_mean(spec.package, catalog.names())
+            raise ConfigError(
+                [
+                    source.doc.issue(
+                        ("package",), f"no package {spec.package!r} in the catalog{hint}"
+                    )
+                ]
+            )
+        if spec.version is not None and spec.version != entry.package.version:
+            raise ConfigError(
+                [
+                    source.doc.issue(
+                        ("version",),
+                        f"{spec.package} {spec.version} is not in the catalog "
+                        f"(available: {entry.package.version})",
+                    )
+                ]
+            )
+        app: AppDefinition = entry.package
+        app_doc = entry.doc
+        version = entry.package.version
+    else:
+        assert spec.compose is not None  # guaranteed by the Installation model
+        app = AppDefinition(
+            compose=spec.compose,
+            variables=spec.variables,
+            health_checks=spec.health_checks,
+            hooks=spec.hooks or Hooks(),
+        )
+        app_doc = source.doc
+    return _Resolver(source, app, app_doc, config).run(version)
+
+
+@dataclass
+class _Resolver:
+    source: InstallationSource
+    app: AppDefinition
+    app_doc: YamlDocument
+    config: NebulaConfig
+    issues: list[ConfigIssue] = field(default_factory=list)
+    values: dict[str, str] = field(default_factory=dict)
+    secret_names: set[str] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    def run(self, version: str | None) -> DesiredInstallation:
+        self._values()
+        if self.issues:  # interpolating with missing values would only repeat them
+            raise ConfigError(self.issues)
+        compose = self.app.compose
+        networks = self._networks(compose)
+        volumes: dict[str, VolumeSpec] = {}
+        containers = [
+            self._container(service_name, service, compose, networks, volumes)
+            for service_name, service in compose.services.items()
+        ]
+        self._check_dependencies(compose)
+        checks = tuple(
+            HttpCheck(c.name, self._text(c.url, ("health_checks", i, "url")), c.interval, c.timeout)
+            for i, c in enumerate(self.app.health_checks)
+        )
+        hooks = tuple(
+            self._text(line, ("hooks", "post_install", i))
+            for i, line in enumerate(self.app.hooks.post_install)
+        )
+        if self.issues:
+            raise ConfigError(self.issues)
+        return DesiredInstallation(
+            name=self.name,
+            source=self.source.doc.file,
+            package=self.source.spec.package,
+            version=version,
+            containers=tuple(containers),
+            networks=tuple(networks.values()),
+            volumes=tuple(volumes.values()),
+            health_checks=checks,
+            post_install=hooks,
+            hook_env=tuple(
+                (k, v) for k, v in sorted(self.values.items()) if k not in self.secret_names
+            ),
+            config={
+                k: fingerprint(v) if k in self.secret_names else v for k, v in self.values.items()
+            },
+            secrets=tuple(self.values[k] for k in sorted(self.secret_names) if k in self.values),
+        )
+
+    # -- variables -------------------------------------------------------------------------
+
+    def _values(self) -> None:
+        given = self.source.spec.values
+        declared = {v.name: v for v in self.app.variables}
+        used = _used_variables(self.app)
+        self.secret_names = {v.name for v in self.app.variables if v.secret}
+        for var in self.app.variables:
+            if var.name in given:
+                self.values[var.name] = given[var.name]
+            elif var.default is not None:
+                self.values[var.name] = var.default
+            elif var.required:
+                about = f" ({var.description})" if var.description else ""
+                self.issues.append(
+                    self.source.doc.issue(
+                        ("values",),
+                        f"required variable {var.name}{about} has no value; set it under `values:`",
+                    )
+                )
+        for key, value in given.items():
+            if key in declared:
+                continue
+            if key in used:
+                self.values[key] = value
+                continue
+            hint = _did_you_mean(key, [*declared, *used])
+            self.issues.append(
+                self.source.doc.issue(("values", key), f"no variable {key!r} in this app{hint}")
+            )
+
+    def _text(self, text: str, path: Path) -> str:
+        try:
+            return interpolate(text, self.values)
+        except InterpolationError as exc:
+            self.issues.append(self._where_to_fix(path, exc))
+            return text
+
+    def _where_to_fix(self, path: Path, exc: InterpolationError) -> ConfigIssue:
+        """A value missing from the installation is fixed there; other errors where written."""
+        if exc.name and self.app_doc is not self.source.doc:
+            at = self.app_doc.mark_for(path)
+            return self.source.doc.issue(
+                ("values",),
+                f"{exc} (used at {self.app_doc.file}:{at.line}); set it under `values:`",
+            )
+        return self._issue(path, str(exc))
+
+    def _issue(self, path: Path, message: str) -> ConfigIssue:
+        return self.app_doc.issue(path, message)
+
+    def _uses_secret(self, text: str) -> bool:
+        try:
+            return any(name in self.secret_names for name, _ in references(text))
+        except InterpolationError:
+            return False
+
+    # -- services --------------------------------------------------------------------------
+
+    def _networks(self, compose: Compose) -> dict[str, NetworkSpec]:
+        nets = {DEFAULT_NETWORK: NetworkSpec(self.name, f"{self.name}_{DEFAULT_NETWORK}")}
+        for net_name, decl in compose.networks.items():
+            options = tuple(sorted(decl.driver_opts.items())) if decl else ()
+            driver = (decl.driver if decl else None) or "bridge"
+            nets[net_name] = NetworkSpec(self.name, f"{self.name}_{net_name}", driver, options)
+        return nets
+
+    def _container(
+        self,
+        service_name: str,
+        service: Service,
+        compose: Compose,
+        networks: dict[str, NetworkSpec],
+        volumes: dict[str, VolumeSpec],
+    ) -> ContainerSpec:
+        base: Path = ("compose", "services", service_name)
+        image = self._text(service.image, (*base, "image"))
+        try:
+            check_image(image)
+        except ValueError as exc:
+            self.issues.append(self._issue((*base, "image"), str(exc)))
+
+        environment, secret_env = self._environment(service, base)
+        ports = []
+        for i, port in enumerate(service.ports):
+            raw = port if not isinstance(port, str) else self._text(port, (*base, "ports", i))
+            try:
+                ports.append(parse_port(raw, self.config.defaults.bind_address))
+            except ValueError as exc:
+                self.issues.append(self._issue((*base, "ports", i), str(exc)))
+        mounts = []
+        for i, volume in enumerate(service.volumes):
+            raw_mount = (
+                volume if not isinstance(volume, str) else self._text(volume, (*base, "volumes", i))
+            )
+            try:
+                mount = parse_mount(raw_mount)
+            except ValueError as exc:
+                self.issues.append(self._issue((*base, "volumes", i), str(exc)))
+                continue
+            if mount.type == "volume":
+                decl = compose.volumes.get(mount.source)
+                spec = VolumeSpec(
+                    self.name,
+                    f"{self.name}_{mount.source}",
+                    (decl.driver if decl else None) or "local",
+                    tuple(sorted(decl.driver_opts.items())) if decl else (),
+                )
+                volumes.setdefault(mount.source, spec)
+                mount = type(mount)(mount.type, spec.name, mount.target, mount.read_only)
+            mounts.append(mount)
+
+        labels = self._labels(service, base)
+        attached = self._attachments(service_name, service, networks, base)
+        health = None
+        if service.healthcheck is not None:
+            test = service.healthcheck.test
+            if isinstance(test, str):
+                test = self._text(test, (*base, "healthcheck", "test"))
+            elif test is not None:
+                test = [
+                    self._text(t, (*base, "healthcheck", "test", i)) for i, t in enumerate(test)
+                ]
+            try:
+                health = parse_healthcheck(service.healthcheck, test)
+            except ValueError as exc:
+                self.issues.append(self._issue((*base, "healthcheck", "test"), str(exc)))
+
+        return ContainerSpec(
+            installation=self.name,
+            service=service_name,
+            name=f"{self.name}-{service_name}",
+            image=image,
+            command=self._command(service.command, (*base, "command")),
+            entrypoint=self._command(service.entrypoint, (*base, "entrypoint")),
+            environment=environment,
+            secret_env=secret_env,
+            ports=tuple(ports),
+            mounts=tuple(mounts),
+            healthcheck=health,
+            restart=service.restart,
+            labels=labels,
+            networks=attached,
+            init=service.init,
+            user=self._text(service.user, (*base, "user")) if service.user else None,
+            working_dir=self._text(service.working_dir, (*base, "working_dir"))
+            if service.working_dir
+            else None,
+            depends_on=tuple(sorted(service.dependencies().items())),
+        )
+
+    def _command(self, value: str | list[str] | None, path: Path) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                return split_command(self._text(value, path))
+            except ValueError as exc:
+                self.issues.append(self._issue(path, f"cannot split command: {exc}"))
+                return None
+        return tuple(self._text(part, (*path, i)) for i, part in enumerate(value))
+
+    def _environment(
+        self, service: Service, base: Path
+    ) -> tuple[tuple[tuple[str, str], ...], frozenset[str]]:
+        env: dict[str, str] = {}
+        secret: set[str] = set()
+        items: Iterable[tuple[str, str | None, Path]]
+        if isinstance(service.environment, list):
+            pairs = []
+            for i, entry in enumerate(service.environment):
+                key, sep, value = entry.partition("=")
+                pairs.append((key, value if sep else None, (*base, "environment", i)))
+            items = pairs
+        else:
+            items = [(k, v, (*base, "environment", k)) for k, v in service.environment.items()]
+        for key, raw, path in items:
+            if raw is None:
+                self.issues.append(self._issue(path, f"{key} has no value; write {key}=VALUE"))
+                continue
+            env[key] = self._text(raw, path)
+            if self._uses_secret(raw):
+                secret.add(key)
+        return tuple(sorted(env.items())), frozenset(secret)
+
+    def _labels(self, service: Service, base: Path) -> tuple[tuple[str, str], ...]:
+        if isinstance(service.labels, list):
+            pairs = [entry.partition("=")[::2] for entry in service.labels]
+        else:
+            pairs = list(service.labels.items())
+        labels = {}
+        for key, value in pairs:
+            if key.startswith(RESERVED_LABEL_PREFIX):
+                self.issues.append(
+                    self._issue(
+                        (*base, "labels"), f"label {key!r}: {RESERVED_LABEL_PREFIX}* is reserved"
+                    )
+                )
+            labels[key] = self._text(value, (*base, "labels"))
+        return tuple(sorted(labels.items()))
+
+    def _attachments(
+        self, service_name: str, service: Service, networks: dict[str, NetworkSpec], base: Path
+    ) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        wanted: dict[str, list[str]]
+        if isinstance(service.networks, list):
+            wanted = {name: [] for name in service.networks}
+        else:
+            wanted = {k: (v.aliases if v else []) for k, v in service.networks.items()}
+        if not wanted:
+            wanted = {DEFAULT_NETWORK: []}
+        attached = []
+        for net_name, aliases in wanted.items():
+            if net_name not in networks:
+                hint = _did_you_mean(net_name, list(networks))
+                self.issues.append(
+                    self._issue(
+                        (*base, "networks"),
+                        f"network {net_name!r} is not declared under compose.networks{hint}",
+                    )
+                )
+                continue
+            attached.append(
+                (networks[net_name].name, tuple(dict.fromkeys([service_name, *aliases])))
+            )
+        return tuple(attached)
+
+    def _check_dependencies(self, compose: Compose) -> None:
+        graph = {name: list(s.dependencies()) for name, s in compose.services.items()}
+        for name, deps in graph.items():
+            for dep in deps:
+                if dep not in graph:
+                    hint = _did_you_mean(dep, list(graph))
+                    self.issues.append(
+                        self._issue(
+                            ("compose", "services", name, "depends_on"), f"no service {dep!r}{hint}"
+                        )
+                    )
+        cycle = find_cycle(graph)
+        if cycle:
+            self.issues.append(
+                self._issue(
+                    ("compose", "services", cycle[0], "depends_on"),
+                    "dependency cycle: " + " → ".join([*cycle, cycle[0]]),
+                )
+            )
+
+
+def find_cycle(graph: dict[str, list[str]]) -> list[str]:
+    """One cycle of `graph` (node → nodes it depends on), or an empty list."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        stack.append(node)
+        for dep in graph.get(node, []):
+            if state.get(dep) == 1:
+                return stack[stack.index(dep) :]
+            if dep in graph and dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        state[node] = 2
+        stack.pop()
+        return []
+
+    for node in graph:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return []
+
+
+def _used_variables(app: AppDefinition) -> set[str]:
+    used: set[str] = set()
+    for text in _strings(app.compose.model_dump()):
+        used.update(_names(text))
+    for check in app.health_checks:
+        used.update(_names(check.url))
+    for line in app.hooks.post_install:
+        used.update(_names(line))
+    return used
+
+
+def _names(text: str) -> set[str]:
+    try:
+        return {name for name, _ in references(text)}
+    except InterpolationError:
+        return set()
+
+
+def _strings(data: Any) -> Iterable[str]:
+    if isinstance(data, str):
+        yield data
+    elif isinstance(data, dict):
+        for value in data.values():
+            yield from _strings(value)
+    elif isinstance(data, list):
+        for value in data:
+            yield from _strings(value)
+
+
+def _clashes(desired: Sequence[DesiredInstallation]) -> list[ConfigIssue]:
+    """Two installations whose container names collide (`a-b` + `c` vs `a` + `b-c`)."""
+    seen: dict[str, str] = {}
+    issues = []
+    for inst in desired:
+        for container in inst.containers:
+            other = seen.setdefault(container.name, inst.source)
+            if other != inst.source:
+                issues.append(
+                    ConfigIssue(
+                        inst.source,
+                        1,
+                        1,
+                        "name",
+                        f"container name {container.name!r} is also used by {other}",
+                    )
+                )
+    return issues
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+__all__ = ["MASK", "find_cycle", "resolve", "resolve_installation"]

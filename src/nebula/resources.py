@@ -1,0 +1,200 @@
+"""Plain data for the Docker resources Nebula manages, as desired and as observed.
+
+These are what planning compares: `kinds.packages` turns the config repo into desired specs,
+`providers.docker` reads observed ones back. A container's spec is summarised in a label
+(`io.nebula.spec`, secrets replaced by fingerprints) with its hash (`io.nebula.spec-hash`), so one
+list call tells whether each container still matches, and what changed if not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+LABEL_MANAGED = "io.nebula.managed"
+LABEL_INSTALLATION = "io.nebula.installation"
+LABEL_SERVICE = "io.nebula.service"
+LABEL_SPEC = "io.nebula.spec"
+LABEL_SPEC_HASH = "io.nebula.spec-hash"
+RESERVED_LABEL_PREFIX = "io.nebula."
+MASK = "••••"
+
+
+def fingerprint(secret: str) -> str:
+    """A short, stable stand-in for a secret value: changes when the value does, reveals nothing."""
+    return MASK + hashlib.sha256(b"nebula-secret:" + secret.encode()).hexdigest()[:10]
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    container_port: int
+    protocol: str
+    host_ip: str
+    host_port: int | None  # None: Docker picks a free port
+
+    def __str__(self) -> str:
+        host = f"{self.host_ip}:{self.host_port or ''}"
+        return f"{host}->{self.container_port}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class Mount:
+    type: str  # volume | bind | tmpfs
+    source: str
+    target: str
+    read_only: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.target}{':ro' if self.read_only else ''}"
+
+
+@dataclass(frozen=True)
+class HealthSpec:
+    test: tuple[str, ...]
+    interval: float | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    start_period: float | None = None
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    installation: str
+    service: str
+    name: str
+    image: str
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+    secret_env: frozenset[str] = frozenset()
+    ports: tuple[PortBinding, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    healthcheck: HealthSpec | None = None
+    restart: str = "no"
+    labels: tuple[tuple[str, str], ...] = ()
+    networks: tuple[tuple[str, tuple[str, ...]], ...] = ()  # network name, aliases
+    init: bool | None = None
+    user: str | None = None
+    working_dir: str | None = None
+    depends_on: tuple[tuple[str, str], ...] = ()  # service, condition: ordering, not content
+
+    def summary(self) -> dict[str, Any]:
+        """What the container is made of, for display and for its label; secrets fingerprinted."""
+        env = {k: fingerprint(v) if k in self.secret_env else v for k, v in self.environment}
+        health = None
+        if self.healthcheck is not None:
+            h = self.healthcheck
+            health = {"test": list(h.test), "interval": h.interval, "timeout": h.timeout}
+            health |= {"retries": h.retries, "start_period": h.start_period}
+        return {
+            "image": self.image,
+            "command": list(self.command) if self.command is not None else None,
+            "entrypoint": list(self.entrypoint) if self.entrypoint is not None else None,
+            "environment": env,
+            "ports": [str(p) for p in self.ports],
+            "volumes": [str(m) for m in self.mounts],
+            "healthcheck": health,
+            "restart": self.restart,
+            "labels": dict(self.labels),
+            "networks": {name: list(aliases) for name, aliases in self.networks},
+            "init": self.init,
+            "user": self.user,
+            "working_dir": self.working_dir,
+        }
+
+    @property
+    def spec_hash(self) -> str:
+        return _hash(canonical_json(self.summary()))
+
+    @property
+    def secret_values(self) -> tuple[str, ...]:
+        return tuple(v for k, v in self.environment if k in self.secret_env)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    installation: str
+    name: str
+    driver: str = "bridge"
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    installation: str
+    name: str
+    driver: str = "local"
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class HttpCheck:
+    """A package health check: an HTTP GET from the host that must answer 2xx or 3xx."""
+
+    name: str
+    url: str
+    interval: float
+    timeout: float
+
+
+@dataclass(frozen=True)
+class DesiredInstallation:
+    name: str
+    source: str  # the file it was declared in
+    package: str | None
+    version: str | None
+    containers: tuple[ContainerSpec, ...]
+    networks: tuple[NetworkSpec, ...]
+    volumes: tuple[VolumeSpec, ...]
+    health_checks: tuple[HttpCheck, ...] = ()
+    post_install: tuple[str, ...] = ()
+    hook_env: tuple[tuple[str, str], ...] = ()
+    config: dict[str, str] = field(default_factory=dict)  # values as given, secrets masked
+    secrets: tuple[str, ...] = ()  # every secret value, to scrub from hook output and errors
+
+    @property
+    def spec_hash(self) -> str:
+        return _hash("".join(c.spec_hash for c in self.containers))
+
+
+@dataclass(frozen=True)
+class ObservedContainer:
+    id: str
+    name: str
+    installation: str
+    service: str
+    spec_hash: str
+    spec: dict[str, Any]
+    state: str  # created | running | restarting | paused | exited | dead | removing
+    health: str | None = None  # starting | healthy | unhealthy
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class ObservedNetwork:
+    id: str
+    name: str
+    installation: str
+
+
+@dataclass(frozen=True)
+class ObservedVolume:
+    name: str
+    installation: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    containers: tuple[ObservedContainer, ...] = ()
+    networks: tuple[ObservedNetwork, ...] = ()
+    volumes: tuple[ObservedVolume, ...] = ()
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
