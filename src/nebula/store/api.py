@@ -1,0 +1,269 @@
+"""`Store`: the queries the engine, daemon and CLI run against the state database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from nebula.errors import StoreError
+from nebula.store import db
+from nebula.store.models import Deployment, Installation, MarketplacePackage, new_id, utcnow
+from nebula.store.records import DeploymentInfo, InstallationInfo, PackageRecord
+
+_PACKAGE_FIELDS = (
+    "display_name",
+    "description",
+    "category",
+    "icon_url",
+    "repository",
+    "version",
+    "manifest",
+)
+
+
+class Store:
+    """The state database (SQLite or PostgreSQL), migrated to the newest schema on open.
+
+    Every method is one short transaction and returns plain frozen dataclasses. Database
+    failures surface as `StoreError`.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._engine = db.open_engine(url)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+
+    @staticmethod
+    def default_url() -> str:
+        return db.default_url()
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except SQLAlchemyError as e:
+            shown = self._engine.url.render_as_string(hide_password=True)
+            raise StoreError(f"database {shown}: {db.describe(e)}") from e
+
+    def _insert(self, model: type[Any]) -> postgresql.Insert | sqlite.Insert:
+        """An INSERT that can take ON CONFLICT, in this database's dialect."""
+        if self._engine.dialect.name == "postgresql":
+            return postgresql.insert(model)
+        return sqlite.insert(model)
+
+    def sync_packages(self, packages: Iterable[PackageRecord]) -> None:
+        """Insert new packages and update changed ones, matched by name.
+
+        A row's `updated_at` moves only when one of its fields really changed.
+        """
+        now = utcnow()
+        by_name = {p.name: p for p in packages}  # one row per name, or ON CONFLICT fails
+        if not by_name:
+            return
+        rows = [
+            {
+                "id": new_id(),
+                "name": p.name,
+                **{field: getattr(p, field) for field in _PACKAGE_FIELDS},
+                "created_at": now,
+                "updated_at": now,
+            }
+            for p in by_name.values()
+        ]
+        insert = self._insert(MarketplacePackage)
+        table = MarketplacePackage.__table__.c
+        statement = insert.on_conflict_do_update(
+            index_elements=["name"],
+            set_={**{f: insert.excluded[f] for f in _PACKAGE_FIELDS}, "updated_at": now},
+            where=or_(*(table[f].is_distinct_from(insert.excluded[f]) for f in _PACKAGE_FIELDS)),
+        )
+        with self._transaction() as session:
+            session.execute(statement, rows)
+
+    def begin_deployment(
+        self,
+        installation: str,
+        *,
+        package: str | None,
+        version: str | None,
+        config: dict[str, Any],
+        spec_hash: str,
+        summary: str,
+    ) -> str:
+        """Record that `installation` is being deployed; return the new deployment's id.
+
+        The installation row is created or updated (status 'installing'); its containers and
+        post-install mark stay until the deployment finishes. `package` must have been synced.
+        """
+        now = utcnow()
+        with self._transaction() as session:
+            package_id = None
+            if package is not None:
+                package_id = session.scalar(
+                    select(MarketplacePackage.id).where(MarketplacePackage.name == package)
+                )
+                if package_id is None:
+                    raise StoreError(f"package {package!r} is not in the store; sync it first")
+            desired = {
+                "package_id": package_id,
+                "status": "installing",
+                "status_reason": None,
+                "config": config,
+                "spec_hash": spec_hash,
+                "version": version,
+                "updated_at": now,
+            }
+            insert = self._insert(Installation).values(
+                id=new_id(), name=installation, container_ids=[], installed_at=now, **desired
+            )
+            upsert = insert.on_conflict_do_update(index_elements=["name"], set_=desired)
+            installation_id = session.execute(upsert.returning(Installation.id)).scalar_one()
+            deployment = Deployment(
+                id=new_id(),
+                installation_id=installation_id,
+                installation_name=installation,
+                status="deploying",
+                version=version,
+                summary=summary,
+                created_at=now,
+            )
+            session.add(deployment)
+            return deployment.id
+
+    def finish_deployment(
+        self,
+        deployment_id: str,
+        *,
+        ok: bool,
+        reason: str | None,
+        container_ids: list[str],
+        hook_output: str | None = None,
+    ) -> None:
+        """Close a deployment as 'live' or 'failed' and set its installation's status.
+
+        The installation is left alone when a newer deployment of it has begun since, so it
+        always reflects its latest deployment.
+        """
+        now = utcnow()
+        with self._transaction() as session:
+            deployment = session.get(Deployment, deployment_id)
+            if deployment is None:
+                raise StoreError(f"no deployment {deployment_id}")
+            if deployment.finished_at is not None:
+                raise StoreError(f"deployment {deployment_id} already finished")
+            deployment.status = "live" if ok else "failed"
+            deployment.error = None if ok else reason
+            deployment.hook_output = hook_output
+            deployment.finished_at = now
+            deployment.deployed_at = now if ok else None
+            if deployment.installation_id is None:
+                return
+            newer = session.scalar(
+                select(Deployment.id)
+                .where(Deployment.installation_id == deployment.installation_id)
+                .where(Deployment.created_at > deployment.created_at)
+                .limit(1)
+            )
+            if newer is None:
+                session.execute(
+                    update(Installation)
+                    .where(Installation.id == deployment.installation_id)
+                    .values(
+                        status="running" if ok else "error",
+                        status_reason=reason,
+                        container_ids=list(container_ids),
+                        updated_at=now,
+                    )
+                )
+
+    def post_install_done(self, installation: str) -> bool:
+        """Whether the post-install hooks of `installation` have run (they run once)."""
+        with self._transaction() as session:
+            done_at = session.scalar(
+                select(Installation.post_install_done_at).where(Installation.name == installation)
+            )
+        return done_at is not None
+
+    def mark_post_install_done(self, installation: str) -> None:
+        now = utcnow()
+        with self._transaction() as session:
+            marked = session.scalar(
+                update(Installation)
+                .where(Installation.name == installation)
+                .values(post_install_done_at=now, updated_at=now)
+                .returning(Installation.id)
+            )
+            if marked is None:
+                raise StoreError(f"no installation {installation!r}")
+
+    def remove_installation(self, installation: str) -> None:
+        """Forget an installation; its deployments stay, found by `installation_name`."""
+        with self._transaction() as session:
+            session.execute(delete(Installation).where(Installation.name == installation))
+
+    def installations(self) -> list[InstallationInfo]:
+        """Every installation, by name."""
+        query = (
+            select(Installation, MarketplacePackage.name)
+            .outerjoin(MarketplacePackage, Installation.package_id == MarketplacePackage.id)
+            .order_by(Installation.name)
+        )
+        with self._transaction() as session:
+            return [
+                InstallationInfo(
+                    name=row.name,
+                    package=package,
+                    version=row.version,
+                    status=row.status,
+                    status_reason=row.status_reason,
+                    container_ids=tuple(row.container_ids),
+                    spec_hash=row.spec_hash,
+                    installed_at=row.installed_at,
+                    updated_at=row.updated_at,
+                )
+                for row, package in session.execute(query)
+            ]
+
+    def deployments(self, installation: str | None = None, limit: int = 50) -> list[DeploymentInfo]:
+        """The latest deployments, newest first; of one installation if named."""
+        query = select(Deployment).order_by(Deployment.created_at.desc()).limit(limit)
+        if installation is not None:
+            query = query.where(Deployment.installation_name == installation)
+        with self._transaction() as session:
+            return [
+                DeploymentInfo(
+                    id=row.id,
+                    installation=row.installation_name,
+                    status=row.status,
+                    version=row.version,
+                    summary=row.summary,
+                    error=row.error,
+                    hook_output=row.hook_output,
+                    environment=row.environment,
+                    created_at=row.created_at,
+                    deployed_at=row.deployed_at,
+                    finished_at=row.finished_at,
+                )
+                for row in session.scalars(query)
+            ]
