@@ -6,6 +6,7 @@ a clear message and choose an exit code without knowing any vendor exception.
 
 - `ConfigError`: the config repo does not load or validate; carries every `ConfigIssue` found.
 - `ProviderError`: an outside system refused or failed a request; names the resource.
+- `InstallationError`: an installation's services did not come up healthy, or a hook failed.
 - `StoreError`: the state database cannot be opened or migrated.
 """
 
@@ -50,6 +51,10 @@ class ProviderError(NebulaError):
         self.resource = resource
         self.cause = cause
         super().__init__(f"{resource}: {cause}")
+
+
+class InstallationError(NebulaError):
+    """An installation did not come up: a service unhealthy, exited, or a hook failed."""
 
 
 class StoreError(NebulaError):

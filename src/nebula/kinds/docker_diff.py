@@ -73,23 +73,25 @@ def diff(desired: Sequence[DesiredInstallation], observed: Observed) -> Plan:
             else f"service {service!r} was removed"
         )
         changes.extend(_delete(c, reason) for c in found)
-    for net in observed.networks:
-        if net.name not in wanted_networks:
+    for old_net in observed.networks:
+        if old_net.name not in wanted_networks:
             changes.append(
                 Change(
                     Action.DELETE,
                     Kind.NETWORK,
-                    net.installation,
-                    net.name,
+                    old_net.installation,
+                    old_net.name,
                     "no longer used",
                     None,
-                    net.id,
+                    old_net.id,
                 )
             )
-    for vol in observed.volumes:
-        if vol.name not in wanted_volumes:
-            reason = "no longer used; kept so its data survives (docker volume rm to delete)"
-            changes.append(Change(Action.NOOP, Kind.VOLUME, vol.installation, vol.name, reason))
+    for old_vol in observed.volumes:
+        if old_vol.name not in wanted_volumes:
+            kept = "no longer used; kept so its data survives (docker volume rm to delete)"
+            changes.append(
+                Change(Action.NOOP, Kind.VOLUME, old_vol.installation, old_vol.name, kept)
+            )
     return Plan(tuple(changes))
 
 

@@ -58,9 +58,7 @@ def _real_path(data: Any, loc: tuple[int | str, ...], keep_last: bool) -> Path:
     path: list[str | int] = []
     node = data
     for step in loc:
-        if (isinstance(node, dict) and step in node) or (
-            isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
-        ):
+        if _has_step(node, step):
             node = node[step]
         elif keep_last and isinstance(node, dict) and isinstance(step, str) and step == loc[-1]:
             pass  # a missing or unknown key: keep it so the message can name it
@@ -68,6 +66,12 @@ def _real_path(data: Any, loc: tuple[int | str, ...], keep_last: bool) -> Path:
             continue  # a union member or validator name, not a key of the file
         path.append(step)
     return tuple(path)
+
+
+def _has_step(node: Any, step: int | str) -> bool:
+    if isinstance(node, dict):
+        return step in node
+    return isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
 
 
 def _message(error: Any, path: Path, model: type[BaseModel]) -> str:
@@ -122,4 +126,6 @@ def _is_model(annotation: Any) -> bool:
 
 
 def _kind(value: Any) -> str:
-    return {list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+    if isinstance(value, list):
+        return "a list"
+    return "a string" if isinstance(value, str) else type(value).__name__

@@ -1,0 +1,1 @@
+"""The `nebula` command line: parse, call the library, render with rich."""

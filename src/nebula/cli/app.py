@@ -1,0 +1,54 @@
+"""The `nebula` (alias `nebulactl`) application. Commands live one per module in `commands/`."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from nebula import __version__
+from nebula.cli.commands import catalog, init, plan, status, validate
+
+app = typer.Typer(
+    name="nebula",
+    help="GitOps for the homelab: declare apps in a git repo, Nebula makes Docker match it.\n\n"
+    "Exit codes: 0 ok, 1 a change failed, 2 invalid config or command line.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.command()(init.init)
+app.command()(validate.validate)
+app.command()(plan.plan)
+app.command()(plan.apply)
+app.command()(status.status)
+app.add_typer(catalog.app, name="catalog")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nebula {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """GitOps for the homelab."""
+
+
+def main() -> None:
+    app()
+
+
+def nebulad_main() -> None:
+    """Placeholder until the daemon lands: say so plainly instead of pretending."""
+    sys.stderr.write(
+        "nebulad: the daemon is not part of this release yet; it comes with the daemon work.\n"
+        "Meanwhile apply a config repo once with: nebula apply DIR\n"
+    )
+    sys.exit(1)

@@ -1,0 +1,86 @@
+"""`nebula catalog list|show`: browse the built-in package catalog."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from nebula.cli.options import Output
+from nebula.cli.output import EXIT_INVALID, OutputFormat, abort, console, handle_errors, print_json
+
+app = typer.Typer(help="Browse the package catalog.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_packages(output: Output = OutputFormat.table) -> None:
+    """Every package in the catalog."""
+    from rich.table import Table
+
+    from nebula.catalog import Catalog, builtin_catalog_dir
+
+    with handle_errors(output):
+        entries = Catalog([builtin_catalog_dir()]).all()
+    if output is OutputFormat.json:
+        print_json(
+            [
+                {
+                    "name": e.package.name,
+                    "version": e.package.version,
+                    "category": e.package.category,
+                    "description": e.package.description,
+                }
+                for e in entries
+            ]
+        )
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "version", "category", "description"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(e.package.name, e.package.version, e.package.category, e.package.description)
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="Package name, as in `nebula catalog list`.")],
+    output: Output = OutputFormat.table,
+) -> None:
+    """A package's services, variables and health checks."""
+    import difflib
+
+    from nebula.catalog import Catalog, builtin_catalog_dir
+
+    catalog = Catalog([builtin_catalog_dir()])
+    with handle_errors(output):
+        entry = catalog.get(name)
+    if entry is None:
+        close = difflib.get_close_matches(name, catalog.names(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        abort(f"no package {name!r} in the catalog{hint}", EXIT_INVALID)
+    package = entry.package
+    if output is OutputFormat.json:
+        print_json(package.model_dump(mode="json"))
+        return
+    console.print(f"[bold]{package.name}[/] {package.version}  [dim]{package.category}[/]")
+    if package.description:
+        console.print(package.description)
+    console.print("\n[bold]services[/]")
+    for service_name, service in package.compose.services.items():
+        ports = ", ".join(str(p) for p in service.ports)
+        console.print(
+            f"  {service_name}: {service.image}" + (f"  ports {ports}" if ports else ""),
+            markup=False,
+        )
+    if package.variables:
+        console.print("\n[bold]variables[/]")
+        for var in package.variables:
+            flags = [f for f, on in (("required", var.required), ("secret", var.secret)) if on]
+            default = f" (default {var.default})" if var.default is not None else ""
+            extra = f" [{', '.join(flags)}]" if flags else ""
+            console.print(f"  {var.name}{default}{extra}: {var.description}", markup=False)
+    if package.health_checks:
+        console.print("\n[bold]health checks[/]")
+        for check in package.health_checks:
+            console.print(f"  {check.name}: {check.url}", markup=False)

@@ -1,0 +1,181 @@
+"""`nebula plan` and `nebula apply`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from nebula.cli.options import DatabaseUrl, DockerHost, Output, RepoDir
+from nebula.cli.output import (
+    EXIT_FAILED,
+    OutputFormat,
+    abort,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+)
+from nebula.cli.session import load, open_provider, open_store
+
+if TYPE_CHECKING:
+    from nebula.engine.apply import ApplyResult
+    from nebula.plan import Plan
+
+_STYLE = {"create": "green", "update": "yellow", "delete": "red", "noop": "dim"}
+_SIGN = {"create": "+", "update": "~", "delete": "-", "noop": " "}
+
+
+def plan(
+    repo: RepoDir = Path("."),
+    docker_host: DockerHost = None,
+    output: Output = OutputFormat.table,
+    show_unchanged: Annotated[
+        bool, typer.Option("--show-unchanged", help="List resources that stay as they are.")
+    ] = False,
+) -> None:
+    """Show what apply would change, and why. Changes nothing."""
+    from nebula.engine.reconcile import plan_against
+
+    with handle_errors(output):
+        desired = load(repo)
+        provider = open_provider(desired, docker_host)
+        try:
+            snapshot = plan_against(desired, provider)
+        finally:
+            provider.close()
+    if output is OutputFormat.json:
+        print_json(snapshot.plan.to_dict())
+        return
+    render_plan(snapshot.plan, show_unchanged)
+
+
+def render_plan(the_plan: Plan, show_unchanged: bool = False) -> None:
+    from rich.table import Table
+
+    shown = the_plan.changes if show_unchanged else the_plan.pending
+    if not shown:
+        console.print(f"[green]No changes.[/] {the_plan.summary()}")
+        return
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    for column in ("", "installation", "kind", "name", "reason"):
+        table.add_column(column, overflow="fold")
+    for change in shown:
+        style = _STYLE[change.action.value]
+        table.add_row(
+            f"[{style}]{_SIGN[change.action.value]} {change.action.value}[/]",
+            change.installation,
+            change.kind.value,
+            change.name,
+            change.reason,
+        )
+    console.print(table)
+    console.print(f"\nPlan: {the_plan.summary()}")
+
+
+def apply(
+    repo: RepoDir = Path("."),
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deleting.")] = False,
+    docker_host: DockerHost = None,
+    database_url: DatabaseUrl = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Make Docker match the config repo: plan, then carry out the plan.
+
+    Installations are applied in parallel; one that fails is reported with its cause and does
+    not stop the others. Containers that would be deleted are confirmed first unless --yes.
+    Exit code 1 when any installation failed.
+    """
+    from nebula.engine.apply import apply_plan
+    from nebula.engine.reconcile import plan_against
+
+    quiet = output is OutputFormat.json
+    with handle_errors(output):
+        desired = load(repo)
+        provider = open_provider(desired, docker_host)
+        try:
+            snapshot = plan_against(desired, provider)
+            if not snapshot.plan.has_changes:
+                if quiet:
+                    print_json({"ok": True, "summary": snapshot.plan.counts(), "installations": []})
+                else:
+                    console.print(f"[green]No changes.[/] {snapshot.plan.summary()}")
+                return
+            if not quiet:
+                render_plan(snapshot.plan)
+            _confirm_deletions(snapshot.plan, yes)
+            store = open_store(database_url)
+            try:
+
+                def progress(installation: str, message: str) -> None:
+                    if not quiet:
+                        err_console.print(f"[cyan]{installation}[/] {message}", highlight=False)
+
+                result = apply_plan(
+                    snapshot.plan,
+                    desired.installations,
+                    provider,
+                    store,
+                    defaults=desired.repo.config.defaults,
+                    progress=progress,
+                )
+            finally:
+                store.close()
+        finally:
+            provider.close()
+    if quiet:
+        print_json(_result_json(result))
+    else:
+        _render_result(result)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _confirm_deletions(the_plan: Plan, yes: bool) -> None:
+    deleting = [
+        c for c in the_plan.pending if c.action.value == "delete" and c.kind.value == "container"
+    ]
+    if not deleting or yes:
+        return
+    if not sys.stdin.isatty():
+        abort(f"the plan deletes {len(deleting)} container(s); rerun with --yes to allow it")
+    if not typer.confirm(
+        f"Delete {len(deleting)} container(s)? Named volumes are kept", default=False
+    ):
+        abort("nothing applied")
+
+
+def _render_result(result: ApplyResult) -> None:
+    for item in result.installations:
+        if item.ok:
+            verb = "removed" if item.removed else "running"
+            console.print(f"[green]✓[/] {item.name} {verb} ({item.seconds:.1f}s)")
+        else:
+            console.print(f"[red]✗[/] {item.name} failed: ", end="")
+            console.print(item.error or "unknown error", markup=False)
+    failed = sum(not r.ok for r in result.installations)
+    total = len(result.installations)
+    if failed:
+        console.print(f"\n[red]{failed} of {total} installation(s) failed.[/]")
+    else:
+        console.print(f"\n[green]Applied.[/] {total} installation(s) changed.")
+
+
+def _result_json(result: ApplyResult) -> dict[str, object]:
+    return {
+        "ok": result.ok,
+        "installations": [
+            {
+                "name": r.name,
+                "ok": r.ok,
+                "removed": r.removed,
+                "seconds": round(r.seconds, 3),
+                "error": r.error,
+                "changes": [c.to_dict() for c in r.changes],
+                "hook_output": r.hook_output,
+            }
+            for r in result.installations
+        ],
+    }

@@ -1,0 +1,86 @@
+"""`nebula status`: what is installed, its containers and their health."""
+
+from __future__ import annotations
+
+from nebula.cli.options import DatabaseUrl, DockerHost, Output
+from nebula.cli.output import OutputFormat, console, err_console, handle_errors, print_json
+from nebula.cli.session import open_provider, open_store
+
+
+def status(
+    docker_host: DockerHost = None,
+    database_url: DatabaseUrl = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Installations as last applied, with each container's state and health right now."""
+    from rich.table import Table
+
+    from nebula.errors import ProviderError
+    from nebula.resources import ObservedContainer
+
+    with handle_errors(output):
+        store = open_store(database_url)
+        try:
+            installations = store.installations()
+        finally:
+            store.close()
+        provider = open_provider(None, docker_host)
+        containers: list[ObservedContainer] = []
+        docker_error = None
+        try:
+            containers = list(provider.observe().containers)
+        except ProviderError as exc:
+            docker_error = str(exc)
+        finally:
+            provider.close()
+
+    by_installation: dict[str, list[ObservedContainer]] = {}
+    for container in containers:
+        by_installation.setdefault(container.installation, []).append(container)
+    if output is OutputFormat.json:
+        print_json(
+            {
+                "docker_error": docker_error,
+                "installations": [
+                    {
+                        "name": i.name,
+                        "package": i.package,
+                        "version": i.version,
+                        "status": i.status,
+                        "reason": i.status_reason,
+                        "updated_at": i.updated_at,
+                        "containers": [
+                            {"name": c.name, "state": c.state, "health": c.health}
+                            for c in by_installation.get(i.name, [])
+                        ],
+                    }
+                    for i in installations
+                ],
+            }
+        )
+        return
+    if docker_error:
+        err_console.print(f"[yellow]warning:[/] {docker_error}", markup=True)
+    if not installations:
+        console.print(
+            "Nothing installed yet. Add packages/*.yaml to a config repo and `nebula apply`."
+        )
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("installation", "package", "status", "containers", "reason"):
+        table.add_column(column, overflow="fold")
+    colours = {"running": "green", "error": "red", "installing": "yellow", "stopped": "dim"}
+    for inst in installations:
+        parts = []
+        for c in by_installation.get(inst.name, []):
+            health = f" ({c.health})" if c.health else ""
+            parts.append(f"{c.name}: {c.state}{health}")
+        package = f"{inst.package} {inst.version or ''}".strip() if inst.package else "custom"
+        table.add_row(
+            inst.name,
+            package,
+            f"[{colours.get(inst.status, 'white')}]{inst.status}[/]",
+            "\n".join(parts) or "-",
+            inst.status_reason or "",
+        )
+    console.print(table)

@@ -1,0 +1,69 @@
+"""The one console every command writes to, and how errors become messages and exit codes.
+
+Exit codes: 0 ok; 1 a change failed or an outside system refused; 2 the config is invalid (or
+the command line was). Full tracebacks only with NEBULA_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, nothing else."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def abort(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def handle_errors(output: OutputFormat = OutputFormat.table) -> Iterator[None]:
+    """Turn Nebula's errors into a message and the documented exit code."""
+    from nebula.errors import ConfigError, NebulaError
+
+    try:
+        yield
+    except ConfigError as exc:
+        if os.environ.get("NEBULA_DEBUG") == "1":
+            raise
+        if output is OutputFormat.json:
+            print_json({"ok": False, "errors": [issue.__dict__ for issue in exc.issues]})
+        else:
+            count = len(exc.issues)
+            err_console.print(f"[bold red]invalid config[/] ({count} problem{'s' * (count != 1)}):")
+            for issue in exc.issues:
+                err_console.print(f"  {issue}", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    except NebulaError as exc:
+        if os.environ.get("NEBULA_DEBUG") == "1":
+            raise
+        if output is OutputFormat.json:
+            print_json({"ok": False, "error": str(exc)})
+            raise typer.Exit(EXIT_FAILED) from None
+        err_console.print("[bold red]error:[/] ", end="")
+        err_console.print(str(exc), markup=False)
+        raise typer.Exit(EXIT_FAILED) from None

@@ -1,0 +1,1 @@
+"""The reconciler: observe → plan → apply, with ordering, concurrency and health waits."""

@@ -1,0 +1,1 @@
+"""Adapters to outside systems. Thin: read state, carry out one change; no decisions here."""

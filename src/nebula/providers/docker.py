@@ -1,0 +1,398 @@
+"""The Docker Engine adapter, on the docker SDK's low-level API.
+
+Observing costs a fixed number of requests whatever the size of the homelab: one label-filtered
+list each for containers, networks and volumes (the high-level SDK would inspect every
+container). Waiting for containers uses one `/events` stream shared by every waiter instead of
+polling. Every SDK error is translated here into `ProviderError` naming the resource.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.types import Mount
+
+from nebula.errors import ProviderError
+from nebula.resources import (
+    LABEL_INSTALLATION,
+    LABEL_MANAGED,
+    LABEL_SERVICE,
+    LABEL_SPEC,
+    LABEL_SPEC_HASH,
+    ContainerSpec,
+    NetworkSpec,
+    Observed,
+    ObservedContainer,
+    ObservedNetwork,
+    ObservedVolume,
+    VolumeSpec,
+    canonical_json,
+)
+
+_MANAGED_FILTER = {"label": f"{LABEL_MANAGED}=true"}
+_EXITED = re.compile(r"Exited \((-?\d+)\)")
+_NS = 1_000_000_000
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    state: str  # running | exited | created | ...
+    health: str | None
+    exit_code: int | None
+
+
+class DockerProvider:
+    def __init__(self, base_url: str | None = None, timeout: float = 120.0) -> None:
+        self.base_url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        self._api: docker.APIClient | None = None
+        self._timeout = timeout
+        self._watcher: _EventWatcher | None = None
+        self._lock = threading.Lock()
+        self._images: set[str] = set()
+
+    @property
+    def api(self) -> docker.APIClient:
+        """The client, connected on first use (asking the engine which API version it speaks)."""
+        if self._api is None:
+            with self._call(f"Docker Engine at {self.base_url}"):
+                self._api = docker.APIClient(
+                    base_url=self.base_url, version="auto", timeout=int(self._timeout)
+                )
+        return self._api
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+        if self._api is not None:
+            self._api.close()
+
+    @contextmanager
+    def _call(self, resource: str) -> Iterator[None]:
+        try:
+            yield
+        except docker.errors.ImageNotFound as exc:
+            raise ProviderError(resource, _explain(exc)) from None
+        except docker.errors.APIError as exc:
+            raise ProviderError(resource, _explain(exc)) from None
+        except docker.errors.DockerException as exc:
+            raise ProviderError(
+                resource, f"cannot reach Docker at {self.base_url}: {exc}"
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise ProviderError(
+                resource, f"cannot reach Docker at {self.base_url}: {exc}"
+            ) from None
+
+    # -- observe ---------------------------------------------------------------------------
+
+    def observe(self) -> Observed:
+        """Everything Nebula manages on this engine, in three list requests."""
+        with self._call("managed containers"):
+            raw_containers = self.api.containers(all=True, filters=_MANAGED_FILTER)
+            raw_networks = self.api.networks(filters=_MANAGED_FILTER)
+            raw_volumes = self.api.volumes(filters=_MANAGED_FILTER).get("Volumes") or []
+        containers = tuple(_observed_container(c) for c in raw_containers)
+        networks = tuple(
+            ObservedNetwork(n["Id"], n["Name"], (n.get("Labels") or {}).get(LABEL_INSTALLATION, ""))
+            for n in raw_networks
+        )
+        volumes = tuple(
+            ObservedVolume(v["Name"], (v.get("Labels") or {}).get(LABEL_INSTALLATION, ""))
+            for v in raw_volumes
+        )
+        return Observed(containers, networks, volumes)
+
+    def status(self, container_id: str) -> ContainerStatus:
+        with self._call(f"container {container_id[:12]}"):
+            state = self.api.inspect_container(container_id)["State"]
+        return _status(state)
+
+    def logs(self, container_id: str, lines: int = 20) -> str:
+        with self._call(f"container {container_id[:12]}"):
+            raw: bytes = self.api.logs(container_id, tail=lines)
+        return raw.decode(errors="replace").strip()
+
+    # -- change ----------------------------------------------------------------------------
+
+    def ensure_image(self, image: str) -> None:
+        """Make sure `image` is present, pulling it when it is not."""
+        if image in self._images:
+            return
+        try:
+            self.api.inspect_image(image)
+        except docker.errors.NotFound:
+            repository, tag = _split_reference(image)
+            with self._call(f"image {image}"):
+                try:
+                    self.api.pull(repository, tag=tag)
+                except docker.errors.APIError as exc:
+                    raise ProviderError(
+                        f"image {image}", f"not present locally and pull failed: {_explain(exc)}"
+                    ) from None
+        except docker.errors.APIError as exc:
+            raise ProviderError(f"image {image}", _explain(exc)) from None
+        self._images.add(image)
+
+    def create_network(self, spec: NetworkSpec) -> None:
+        with self._call(f"network {spec.name}"):
+            self.api.create_network(
+                spec.name,
+                driver=spec.driver,
+                options=dict(spec.options) or None,
+                labels=_labels(spec.installation),
+                check_duplicate=True,
+            )
+
+    def remove_network(self, network_id: str, name: str) -> None:
+        with self._call(f"network {name}"), suppress(docker.errors.NotFound):
+            self.api.remove_network(network_id)
+
+    def create_volume(self, spec: VolumeSpec) -> None:
+        with self._call(f"volume {spec.name}"):
+            try:
+                existing = self.api.inspect_volume(spec.name)
+            except docker.errors.NotFound:
+                self.api.create_volume(
+                    spec.name,
+                    driver=spec.driver,
+                    driver_opts=dict(spec.options) or None,
+                    labels=_labels(spec.installation),
+                )
+                return
+        if (existing.get("Labels") or {}).get(LABEL_MANAGED) != "true":
+            raise ProviderError(
+                f"volume {spec.name}", "a volume of that name exists and is not managed by Nebula"
+            )
+
+    def create_container(self, spec: ContainerSpec) -> str:
+        """Create (not start) the container, attached to all its networks; returns its id."""
+        labels = {**dict(spec.labels), **_labels(spec.installation)}
+        labels |= {
+            LABEL_SERVICE: spec.service,
+            LABEL_SPEC: canonical_json(spec.summary()),
+            LABEL_SPEC_HASH: spec.spec_hash,
+        }
+        api = self.api
+        bindings: dict[str, list[tuple[str, int | str]]] = {}
+        for port in spec.ports:
+            key = f"{port.container_port}/{port.protocol}"
+            bindings.setdefault(key, []).append((port.host_ip, port.host_port or ""))
+        restart_name, _, retries = spec.restart.partition(":")
+        host_config = api.create_host_config(
+            port_bindings=bindings or None,
+            mounts=[
+                Mount(m.target, m.source or None, type=m.type, read_only=m.read_only)
+                for m in spec.mounts
+            ]
+            or None,
+            restart_policy={"Name": restart_name, "MaximumRetryCount": int(retries or 0)},
+            init=spec.init,
+        )
+        (first_net, first_aliases), *other_nets = spec.networks
+        networking = api.create_networking_config(
+            {first_net: api.create_endpoint_config(aliases=list(first_aliases))}
+        )
+        health = None
+        if spec.healthcheck is not None:
+            h = spec.healthcheck
+            health = {
+                "test": list(h.test),
+                "interval": _ns(h.interval),
+                "timeout": _ns(h.timeout),
+                "retries": h.retries,
+                "start_period": _ns(h.start_period),
+            }
+        with self._call(f"container {spec.name}"):
+            try:
+                created = api.create_container(
+                    spec.image,
+                    command=list(spec.command) if spec.command is not None else None,
+                    entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
+                    environment=[f"{k}={v}" for k, v in spec.environment],
+                    labels=labels,
+                    name=spec.name,
+                    host_config=host_config,
+                    networking_config=networking,
+                    ports=[(p.container_port, p.protocol) for p in spec.ports] or None,
+                    healthcheck=health,
+                    user=spec.user,
+                    working_dir=spec.working_dir,
+                    detach=True,
+                )
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:
+                    raise ProviderError(
+                        f"container {spec.name}",
+                        "the name is taken by a container Nebula does not manage; "
+                        "rename or remove that container",
+                    ) from None
+                raise
+            container_id: str = created["Id"]
+            for net, aliases in other_nets:
+                api.connect_container_to_network(container_id, net, aliases=list(aliases))
+        return container_id
+
+    def start_container(self, container_id: str, name: str) -> None:
+        self.watcher()  # subscribe before the start, so no event is missed
+        with self._call(f"container {name}"):
+            self.api.start(container_id)
+
+    def remove_container(self, container_id: str, name: str, stop_timeout: float) -> None:
+        """Stop (with a grace period) and remove a container; its named volumes stay."""
+        with self._call(f"container {name}"), suppress(docker.errors.NotFound):
+            self.api.stop(container_id, timeout=int(stop_timeout))
+            self.api.remove_container(container_id, v=False, force=True)
+
+    # -- wait ------------------------------------------------------------------------------
+
+    def watcher(self) -> _EventWatcher:
+        with self._lock:
+            if self._watcher is None:
+                self._watcher = _EventWatcher(self)
+            return self._watcher
+
+    def wait_for(
+        self, container_id: str, until: Callable[[ContainerStatus], bool], timeout: float
+    ) -> ContainerStatus:
+        """Block until the container's status satisfies `until`, or `timeout` passes."""
+        return self.watcher().wait(container_id, until, timeout)
+
+
+class _EventWatcher:
+    """One `/events` stream of managed containers; threads wait on it for a container's state."""
+
+    def __init__(self, provider: DockerProvider) -> None:
+        self._provider = provider
+        self._cond = threading.Condition()
+        self._status: dict[str, ContainerStatus] = {}
+        self._closed = False
+        since = int(time.time()) - 1
+        self._stream = provider.api.events(
+            since=since,
+            decode=True,
+            filters={"type": "container", "label": f"{LABEL_MANAGED}=true"},
+        )
+        self._thread = threading.Thread(target=self._run, name="docker-events", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for event in self._stream:
+                self._handle(event)
+        except Exception:  # the stream ends on close() or when the engine goes away
+            pass
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        action: str = event.get("Action") or event.get("status") or ""
+        container_id = event.get("id") or event.get("Actor", {}).get("ID")
+        if not container_id:
+            return
+        with self._cond:
+            current = self._status.get(container_id, ContainerStatus("created", None, None))
+            if action == "start":
+                current = ContainerStatus("running", current.health, None)
+            elif action == "die":
+                code = event.get("Actor", {}).get("Attributes", {}).get("exitCode")
+                current = ContainerStatus("exited", current.health, int(code) if code else None)
+            elif action.startswith("health_status: "):
+                current = ContainerStatus(
+                    current.state, action.split(": ", 1)[1], current.exit_code
+                )
+            elif action == "destroy":
+                current = ContainerStatus("removed", None, current.exit_code)
+            else:
+                return
+            self._status[container_id] = current
+            self._cond.notify_all()
+
+    def wait(
+        self, container_id: str, until: Callable[[ContainerStatus], bool], timeout: float
+    ) -> ContainerStatus:
+        deadline = time.monotonic() + timeout
+        status = self._provider.status(container_id)  # after subscribing: nothing is missed
+        with self._cond:
+            status = self._status.setdefault(container_id, status)
+            while not until(status):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    break
+                self._cond.wait(remaining)
+                status = self._status[container_id]
+        return status
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _observed_container(raw: dict[str, Any]) -> ObservedContainer:
+    labels = raw.get("Labels") or {}
+    status_text = raw.get("Status") or ""
+    health = None
+    if "(healthy)" in status_text:
+        health = "healthy"
+    elif "(unhealthy)" in status_text:
+        health = "unhealthy"
+    elif "(health: starting)" in status_text:
+        health = "starting"
+    exited = _EXITED.search(status_text)
+    try:
+        spec = json.loads(labels.get(LABEL_SPEC, "{}"))
+    except ValueError:
+        spec = {}
+    return ObservedContainer(
+        id=raw["Id"],
+        name=(raw.get("Names") or ["/"])[0].lstrip("/"),
+        installation=labels.get(LABEL_INSTALLATION, ""),
+        service=labels.get(LABEL_SERVICE, ""),
+        spec_hash=labels.get(LABEL_SPEC_HASH, ""),
+        spec=spec,
+        state=raw.get("State", ""),
+        health=health,
+        exit_code=int(exited[1]) if exited else None,
+    )
+
+
+def _status(state: dict[str, Any]) -> ContainerStatus:
+    health = (state.get("Health") or {}).get("Status")
+    status = state.get("Status", "")
+    return ContainerStatus(status, health, state.get("ExitCode") if status == "exited" else None)
+
+
+def _labels(installation: str) -> dict[str, str]:
+    return {LABEL_MANAGED: "true", LABEL_INSTALLATION: installation}
+
+
+def _ns(seconds: float | None) -> int | None:
+    return int(seconds * _NS) if seconds is not None else None
+
+
+def _split_reference(image: str) -> tuple[str, str | None]:
+    """`registry:5000/app:1.2` → (`registry:5000/app`, `1.2`); digests stay whole."""
+    if "@" in image:
+        return image, None
+    name, sep, tag = image.rpartition(":")
+    if sep and "/" not in tag:
+        return name, tag
+    return image, "latest"
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    explanation = exc.explanation
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode(errors="replace")
+    return str(explanation or exc)
