@@ -15,13 +15,15 @@ from dataclasses import dataclass
 
 from nebula.engine.health import wait_http
 from nebula.engine.hooks import run_hooks, scrub
+from nebula.engine.reconcile import Snapshot
 from nebula.errors import InstallationError, NebulaError, ProviderError
 from nebula.kinds.packages import find_cycle
-from nebula.plan import Action, Change, Kind, Plan
+from nebula.plan import Action, Change, Kind
 from nebula.providers.docker import ContainerStatus, DockerProvider
 from nebula.resources import ContainerSpec, DesiredInstallation
 from nebula.spec.config import Defaults
-from nebula.store import Store
+from nebula.spec.package import Package
+from nebula.store import PackageRecord, Store
 
 Progress = Callable[[str, str], None]  # installation, what is happening
 
@@ -47,19 +49,17 @@ class ApplyResult:
 
 
 def apply_plan(
-    plan: Plan,
-    desired: Sequence[DesiredInstallation],
-    provider: DockerProvider,
-    store: Store,
-    *,
-    defaults: Defaults,
-    progress: Progress | None = None,
+    snapshot: Snapshot, provider: DockerProvider, store: Store, progress: Progress | None = None
 ) -> ApplyResult:
-    by_name = {d.name: d for d in desired}
+    """Execute `snapshot.plan`; each installation's outcome is recorded in `store`."""
+    plan = snapshot.plan
     names = plan.installations()
-    runner = _Runner(provider, store, defaults, progress or (lambda _i, _m: None))
     if not names:
         return ApplyResult(())
+    store.sync_packages(_record(p) for p in snapshot.desired.packages())
+    by_name = {d.name: d for d in snapshot.desired.installations}
+    defaults = snapshot.desired.repo.config.defaults
+    runner = _Runner(provider, store, defaults, progress or (lambda _i, _m: None))
     with ThreadPoolExecutor(max_workers=min(defaults.parallelism, len(names))) as pool:
         futures = [
             pool.submit(runner.apply, name, plan.for_installation(name), by_name.get(name))
@@ -256,6 +256,19 @@ class _Runner:
             raise InstallationError(f"post_install hook failed:\n{run.output}")
         self.store.mark_post_install_done(desired.name)
         return run.output
+
+
+def _record(package: Package) -> PackageRecord:
+    return PackageRecord(
+        name=package.name,
+        display_name=package.name,
+        description=package.description,
+        category=package.category,
+        icon_url=package.icon,
+        repository=package.repository,
+        version=package.version,
+        manifest=package.model_dump(mode="json"),
+    )
 
 
 def start_order(containers: Sequence[ContainerSpec]) -> list[ContainerSpec]:

@@ -11,6 +11,7 @@ from nebula.kinds.packages import resolve
 from nebula.plan import Plan
 from nebula.providers.docker import DockerProvider
 from nebula.resources import DesiredInstallation, Observed
+from nebula.spec.package import Package
 from nebula.spec.repo import RepoSpec, load_repo
 
 
@@ -19,6 +20,11 @@ class Desired:
     repo: RepoSpec
     catalog: Catalog
     installations: list[DesiredInstallation]
+
+    def packages(self) -> list[Package]:
+        """The catalog packages the installations use."""
+        names = sorted({i.package for i in self.installations if i.package})
+        return [entry.package for name in names if (entry := self.catalog.get(name))]
 
 
 @dataclass(frozen=True)

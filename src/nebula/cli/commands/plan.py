@@ -113,14 +113,7 @@ def apply(
                     if not quiet:
                         err_console.print(f"[cyan]{installation}[/] {message}", highlight=False)
 
-                result = apply_plan(
-                    snapshot.plan,
-                    desired.installations,
-                    provider,
-                    store,
-                    defaults=desired.repo.config.defaults,
-                    progress=progress,
-                )
+                result = apply_plan(snapshot, provider, store, progress)
             finally:
                 store.close()
         finally:
