@@ -86,7 +86,7 @@ def docker_daemon() -> Iterator[str]:
     """Yield the `unix://` URL of a Docker Engine for this session.
 
     `NEBULA_TEST_DOCKER_HOST` names an existing daemon; otherwise a private dockerd is started
-    (own socket, data-root and exec-root; no default bridge, no iptables changes). At the end
+    (own socket, data-root and exec-root; no default bridge; it leaves iptables alone). At the end
     every container, network and volume the tests left is removed, then the private daemon stops.
     """
     external = os.environ.get("NEBULA_TEST_DOCKER_HOST")
@@ -98,7 +98,8 @@ def docker_daemon() -> Iterator[str]:
     if os.geteuid() != 0:
         unavailable("a private dockerd needs root; run as root or set NEBULA_TEST_DOCKER_HOST")
     # A short root: the socket paths below it must stay under the 108-byte unix limit.
-    root = Path(tempfile.mkdtemp(prefix="nebula-dockerd-"))
+    short = len(tempfile.gettempdir()) <= 40
+    root = Path(tempfile.mkdtemp(prefix="nebula-dockerd-", dir=None if short else "/tmp"))
     (root / "daemon.json").write_text("{}")  # ignore the host's /etc/docker/daemon.json
     url = f"unix://{root}/docker.sock"
     log = root / "dockerd.log"

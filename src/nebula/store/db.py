@@ -58,7 +58,7 @@ def open_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as e:
-        raise StoreError(f"invalid database URL {masked(url)}: {e}") from None
+        raise StoreError(f"invalid database URL {masked(url)!r}: {e}") from None
     backend = parsed.get_backend_name()
     if backend not in {"sqlite", "postgresql"}:
         raise StoreError(
