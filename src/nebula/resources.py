@@ -71,8 +71,9 @@ class ContainerSpec:
     image: str
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
-    environment: tuple[tuple[str, str], ...] = ()
-    secret_env: frozenset[str] = frozenset()
+    # Plain values, secrets included: kept out of repr() so no log or traceback shows them.
+    environment: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    secrets: frozenset[str] = field(default=frozenset(), repr=False)
     ports: tuple[PortBinding, ...] = ()
     mounts: tuple[Mount, ...] = ()
     healthcheck: HealthSpec | None = None
@@ -85,18 +86,21 @@ class ContainerSpec:
     depends_on: tuple[tuple[str, str], ...] = ()  # service, condition: ordering, not content
 
     def summary(self) -> dict[str, Any]:
-        """What the container is made of, for display and for its label; secrets fingerprinted."""
-        env = {k: fingerprint(v) if k in self.secret_env else v for k, v in self.environment}
+        """What the container is made of, for display and for its label.
+
+        Every secret value, wherever it appears (environment, command, ...), is replaced by its
+        fingerprint: the summary changes when a secret does, and never contains one.
+        """
         health = None
         if self.healthcheck is not None:
             h = self.healthcheck
             health = {"test": list(h.test), "interval": h.interval, "timeout": h.timeout}
             health |= {"retries": h.retries, "start_period": h.start_period}
-        return {
+        summary = {
             "image": self.image,
             "command": list(self.command) if self.command is not None else None,
             "entrypoint": list(self.entrypoint) if self.entrypoint is not None else None,
-            "environment": env,
+            "environment": dict(self.environment),
             "ports": [str(p) for p in self.ports],
             "volumes": [str(m) for m in self.mounts],
             "healthcheck": health,
@@ -107,14 +111,11 @@ class ContainerSpec:
             "user": self.user,
             "working_dir": self.working_dir,
         }
+        return _scrub(summary, self.secrets) if self.secrets else summary
 
     @property
     def spec_hash(self) -> str:
         return _hash(canonical_json(self.summary()))
-
-    @property
-    def secret_values(self) -> tuple[str, ...]:
-        return tuple(v for k, v in self.environment if k in self.secret_env)
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,8 @@ class DesiredInstallation:
     post_install: tuple[str, ...] = ()
     hook_env: tuple[tuple[str, str], ...] = ()
     config: dict[str, str] = field(default_factory=dict)  # values as given, secrets masked
-    secrets: tuple[str, ...] = ()  # every secret value, to scrub from hook output and errors
+    # every secret value, to scrub from hook output and errors
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def spec_hash(self) -> str:
@@ -194,6 +196,19 @@ class Observed:
     containers: tuple[ObservedContainer, ...] = ()
     networks: tuple[ObservedNetwork, ...] = ()
     volumes: tuple[ObservedVolume, ...] = ()
+
+
+def _scrub(data: Any, secrets: frozenset[str]) -> Any:
+    if isinstance(data, str):
+        for secret in sorted(secrets, key=len, reverse=True):
+            if secret and secret in data:
+                data = data.replace(secret, fingerprint(secret))
+        return data
+    if isinstance(data, dict):
+        return {k: _scrub(v, secrets) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_scrub(v, secrets) for v in data]
+    return data
 
 
 def _hash(text: str) -> str:

@@ -204,12 +204,6 @@ class _Resolver:
     def _issue(self, path: Path, message: str) -> ConfigIssue:
         return self.app_doc.issue(path, message)
 
-    def _uses_secret(self, text: str) -> bool:
-        try:
-            return any(name in self.secret_names for name, _ in references(text))
-        except InterpolationError:
-            return False
-
     # -- services --------------------------------------------------------------------------
 
     def _networks(self, compose: Compose) -> dict[str, NetworkSpec]:
@@ -235,7 +229,7 @@ class _Resolver:
         except ValueError as exc:
             self.issues.append(self._issue((*base, "image"), str(exc)))
 
-        environment, secret_env = self._environment(service, base)
+        environment = self._environment(service, base)
         ports = []
         for i, port in enumerate(service.ports):
             raw = port if not isinstance(port, str) else self._text(port, (*base, "ports", i))
@@ -289,7 +283,7 @@ class _Resolver:
             command=self._command(service.command, (*base, "command")),
             entrypoint=self._command(service.entrypoint, (*base, "entrypoint")),
             environment=environment,
-            secret_env=secret_env,
+            secrets=frozenset(self.values[k] for k in self.secret_names if k in self.values),
             ports=tuple(ports),
             mounts=tuple(mounts),
             healthcheck=health,
@@ -315,11 +309,8 @@ class _Resolver:
                 return None
         return tuple(self._text(part, (*path, i)) for i, part in enumerate(value))
 
-    def _environment(
-        self, service: Service, base: Path
-    ) -> tuple[tuple[tuple[str, str], ...], frozenset[str]]:
+    def _environment(self, service: Service, base: Path) -> tuple[tuple[str, str], ...]:
         env: dict[str, str] = {}
-        secret: set[str] = set()
         items: Iterable[tuple[str, str | None, Path]]
         if isinstance(service.environment, list):
             pairs = []
@@ -334,9 +325,7 @@ class _Resolver:
                 self.issues.append(self._issue(path, f"{key} has no value; write {key}=VALUE"))
                 continue
             env[key] = self._text(raw, path)
-            if self._uses_secret(raw):
-                secret.add(key)
-        return tuple(sorted(env.items())), frozenset(secret)
+        return tuple(sorted(env.items()))
 
     def _labels(self, service: Service, base: Path) -> tuple[tuple[str, str], ...]:
         if isinstance(service.labels, list):
