@@ -22,7 +22,8 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Messages are never wrapped mid-line: they stay greppable and copy-pastable.
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class OutputFormat(StrEnum):

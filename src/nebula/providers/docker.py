@@ -86,13 +86,9 @@ class DockerProvider:
             raise ProviderError(resource, _explain(exc)) from None
         except docker.errors.APIError as exc:
             raise ProviderError(resource, _explain(exc)) from None
-        except docker.errors.DockerException as exc:
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise ProviderError(
-                resource, f"cannot reach Docker at {self.base_url}: {exc}"
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            raise ProviderError(
-                resource, f"cannot reach Docker at {self.base_url}: {exc}"
+                f"Docker Engine at {self.base_url}", f"cannot connect ({_root_cause(exc)})"
             ) from None
 
     # -- observe ---------------------------------------------------------------------------
@@ -389,6 +385,23 @@ def _split_reference(image: str) -> tuple[str, str | None]:
     if sep and "/" not in tag:
         return name, tag
     return image, "latest"
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The OS-level reason of a connection failure ('Connection refused'), else the message."""
+    pending: list[object] = [exc]
+    seen: set[int] = set()
+    while pending:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OSError) and item.strerror:
+            return item.strerror
+        pending.extend(
+            [*item.args, item.__cause__, item.__context__, getattr(item, "reason", None)]
+        )
+    return str(exc)
 
 
 def _explain(exc: docker.errors.APIError) -> str:

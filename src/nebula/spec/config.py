@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, model_validator
 
 from nebula.spec.base import Duration, StrictModel
 
@@ -31,3 +33,11 @@ class Defaults(StrictModel):
 class NebulaConfig(StrictModel):
     docker: DockerEndpoint = DockerEndpoint()
     defaults: Defaults = Defaults()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: Any) -> Any:
+        """`docker:` with nothing under it (all commented out) means the defaults."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data

@@ -84,6 +84,8 @@ def _message(error: Any, path: Path, model: type[BaseModel]) -> str:
         return "unknown field; valid fields: " + ", ".join(valid) if valid else "unknown field"
     if kind == "missing":
         return "required field is missing"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "expected a mapping"
     message = str(error["msg"])
     if message.startswith("Input should be a valid "):
         return "expected " + message.removeprefix("Input should be a valid ").split(",")[0]

@@ -1,0 +1,94 @@
+"""The CLI as a person meets it: messages, exit codes, JSON output. No Docker needed here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from nebula.cli.app import app
+
+runner = CliRunner()
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "homelab"
+
+
+def run(*args: str, code: int = 0) -> str:
+    result = runner.invoke(app, list(args))
+    output = result.stdout + result.stderr
+    assert result.exit_code == code, output
+    return output
+
+
+def test_help_lists_the_commands_and_exit_codes() -> None:
+    out = run("--help")
+    for command in ("init", "validate", "plan", "apply", "status", "catalog"):
+        assert command in out
+    assert "Exit codes: 0 ok, 1 a change failed, 2 invalid config" in out
+    assert run("--version").startswith("nebula ")
+
+
+def test_init_scaffolds_a_git_repo_that_validates(tmp_path: Path) -> None:
+    repo = tmp_path / "lab"
+    assert "config repo created" in run("init", str(repo))
+    assert (repo / ".git").is_dir()
+    assert (repo / "packages").is_dir()
+    assert "0 installations valid" in run("validate", str(repo))
+    assert "already has a nebula.yaml" in run("init", str(repo), code=2)
+
+
+def test_validate_the_example_homelab() -> None:
+    assert "3 installations valid" in run("validate", str(EXAMPLE))
+    data = json.loads(run("validate", str(EXAMPLE), "--output", "json"))
+    assert data == {"ok": True, "installations": ["docs", "notes", "whoami"]}
+
+
+def test_invalid_config_exits_2_with_file_line_and_json_errors(tmp_path: Path) -> None:
+    (tmp_path / "packages").mkdir()
+    (tmp_path / "nebula.yaml").write_text("")
+    (tmp_path / "packages" / "web.yaml").write_text(
+        "compose:\n  services:\n    web:\n      imagee: nginx\n"
+    )
+    out = run("validate", str(tmp_path), code=2)
+    assert "invalid config (2 problems)" in out
+    assert (
+        "packages/web.yaml:4:7: compose.services.web.imagee: unknown field; did you mean 'image'?"
+        in out
+    )
+    data = json.loads(run("plan", str(tmp_path), "--output", "json", code=2))
+    assert data["ok"] is False
+    assert {
+        "file": "packages/web.yaml",
+        "line": 4,
+        "column": 7,
+        "field": "compose.services.web.imagee",
+        "message": "unknown field; did you mean 'image'?",
+    } in data["errors"]
+
+
+def test_unreachable_docker_is_a_clear_error_with_exit_1() -> None:
+    out = run("plan", str(EXAMPLE), "--docker-host", "unix:///nonexistent/docker.sock", code=1)
+    assert "Docker Engine at unix:///nonexistent/docker.sock: cannot connect (No such file" in out
+
+
+def test_catalog_list_and_show() -> None:
+    out = run("catalog", "list")
+    assert "wordpress" in out and "vaultwarden" in out
+    packages = json.loads(run("catalog", "list", "--output", "json"))
+    assert {"name": "wordpress", "version": "6.4.2", "category": "web",
+            "description": "Popular CMS for websites and blogs"} in packages  # fmt: skip
+    shown = run("catalog", "show", "wordpress")
+    assert "wordpress: wordpress:6.4-apache" in shown
+    assert "DB_PASSWORD [required, secret]: MySQL root password" in shown
+    assert "did you mean 'wordpress'?" in run("catalog", "show", "wordpres", code=2)
+
+
+def test_nebulad_says_plainly_that_it_is_not_there_yet() -> None:
+    script = "from nebula.cli.app import nebulad_main; nebulad_main()"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1
+    assert "not part of this release yet" in done.stderr
