@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 
-import httpx
-
 from nebula.resources import HttpCheck
 
 
 def wait_http(check: HttpCheck, deadline: float) -> str | None:
     """Probe `check.url` until it answers 2xx/3xx; None when healthy, else the last failure."""
+    import httpx  # only installations with HTTP checks pay for the import
+
     delay = 0.1
     failure = "not probed"
     with httpx.Client(timeout=check.timeout, follow_redirects=True) as client:

@@ -88,7 +88,6 @@ def apply(
     not stop the others. Containers that would be deleted are confirmed first unless --yes.
     Exit code 1 when any installation failed.
     """
-    from nebula.engine.apply import apply_plan
     from nebula.engine.reconcile import plan_against
 
     quiet = output is OutputFormat.json
@@ -106,6 +105,8 @@ def apply(
             if not quiet:
                 render_plan(snapshot.plan)
             _confirm_deletions(snapshot.plan, yes)
+            from nebula.engine.apply import apply_plan  # the store and its ORM: only when needed
+
             store = open_store(database_url)
             try:
 
