@@ -23,7 +23,6 @@ from nebula.kinds.compose_parse import (
     split_command,
 )
 from nebula.resources import (
-    MASK,
     RESERVED_LABEL_PREFIX,
     ContainerSpec,
     DesiredInstallation,
@@ -470,5 +469,3 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
-
-__all__ = ["MASK", "find_cycle", "resolve", "resolve_installation"]
