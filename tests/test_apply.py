@@ -71,9 +71,25 @@ class NebulaCli:
 
 
 def copy_example(tmp_path: Path) -> Path:
+    """The example homelab, its host ports moved to free ones (the demo may hold its own)."""
     repo = tmp_path / "homelab"
     shutil.copytree(EXAMPLE, repo)
+    for path in (repo / "packages").glob("*.yaml"):
+        text = path.read_text()
+        for example_port, free in PORTS.items():
+            text = text.replace(str(example_port), str(free))
+        path.write_text(text)
     return repo
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+PORTS = {port: _free_port() for port in (8091, 8092, 8093)}
+DOCS = f"http://127.0.0.1:{PORTS[8091]}"
 
 
 def managed(client: docker.DockerClient) -> dict[str, docker.models.containers.Container]:
@@ -93,7 +109,7 @@ def test_example_homelab_comes_up_healthy_and_converges(
     assert set(containers) == {"docs-web", "notes-web", "notes-worker", "whoami-app"}
     assert all(c.status == "running" for c in containers.values())
     assert containers["docs-web"].attrs["State"]["Health"]["Status"] == "healthy"
-    assert servers.http_get("http://127.0.0.1:8091/")[0] == 200
+    assert servers.http_get(f"{DOCS}/")[0] == 200
     # the worker reaches the web service by its name on the installation's network
     assert (
         containers["notes-worker"].exec_run(["wget", "-q", "-O", "-", "http://web:8080/"]).exit_code
@@ -117,7 +133,7 @@ def test_example_homelab_comes_up_healthy_and_converges(
     with nebula.store() as store:
         (deployment,) = store.deployments("docs")
     assert deployment.status == "live"
-    assert "static-site is up at http://127.0.0.1:8091/" in (deployment.hook_output or "")
+    assert f"static-site is up at {DOCS}/" in (deployment.hook_output or "")
 
 
 def test_editing_one_value_changes_exactly_that_installation(
@@ -175,7 +191,7 @@ def test_deleting_an_installation_keeps_its_volume_and_data_survives_reinstall(
 
     (repo / "packages" / "docs.yaml").write_text(definition)
     nebula("apply", str(repo))
-    assert servers.http_get("http://127.0.0.1:8091/marker.html") == (200, "kept-data\n")
+    assert servers.http_get(f"{DOCS}/marker.html") == (200, "kept-data\n")
 
 
 def test_a_failing_installation_is_reported_and_leaves_the_others_running(
@@ -287,3 +303,24 @@ def test_observing_costs_the_same_few_requests_whatever_the_size(
         )
     nebula("apply", str(tmp_path))
     assert requests_for_observe() == small == 3
+
+
+def test_more_installations_than_dockers_default_address_pools(
+    tmp_path: Path, client: docker.DockerClient, docker_host: str
+) -> None:
+    """Docker's own pools hold ~30 bridge networks; Nebula's subnet pool holds 1024 by default."""
+    (tmp_path / "packages").mkdir()
+    (tmp_path / "nebula.yaml").write_text("")
+    for i in range(36):
+        (tmp_path / "packages" / f"app{i:02}.yaml").write_text(
+            f"compose:\n  services:\n    app:\n      image: {EXAMPLE_IMAGE}\n"
+        )
+    nebula = NebulaCli(docker_host, f"sqlite:///{tmp_path}/nebula.db")
+    result = nebula.json("apply", str(tmp_path))
+    assert result["ok"] is True
+    subnets = {
+        n.attrs["IPAM"]["Config"][0]["Subnet"]
+        for n in client.networks.list(filters={"label": "io.nebula.managed=true"})
+    }
+    assert len(subnets) == 36
+    assert all(s.startswith("10.213.") and s.endswith("/26") for s in subnets)

@@ -162,3 +162,19 @@ def test_describe_changes_lists_each_difference() -> None:
     assert describe_changes(old, new) == (
         "environment B removed; environment C added; ports changed [1->1/tcp] → [2->1/tcp]"
     )
+
+
+def test_subnets_are_carved_from_the_pool_around_existing_networks() -> None:
+    from ipaddress import IPv4Network
+
+    import pytest
+
+    from nebula.engine.subnets import PoolExhaustedError, free_subnet
+
+    pool = IPv4Network("10.213.0.0/16")
+    assert str(free_subnet(pool, 26, [])) == "10.213.0.0/26"
+    used = ["172.17.0.0/16", "10.213.0.0/26", "10.213.0.64/27", "fd00::/64"]
+    assert str(free_subnet(pool, 26, used)) == "10.213.0.128/26"
+    assert str(free_subnet(pool, 26, ["10.213.0.0/24"])) == "10.213.1.0/26"
+    with pytest.raises(PoolExhaustedError, match=r"widen defaults\.subnet_pool"):
+        free_subnet(IPv4Network("10.9.0.0/26"), 26, ["10.9.0.0/16"])

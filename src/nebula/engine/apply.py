@@ -8,19 +8,21 @@ go on. A container that fails to start is removed, so the next plan simply creat
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nebula.engine.health import wait_http
 from nebula.engine.hooks import run_hooks, scrub
 from nebula.engine.reconcile import Snapshot
+from nebula.engine.subnets import PoolExhaustedError, free_subnet
 from nebula.errors import InstallationError, NebulaError, ProviderError
 from nebula.kinds.packages import find_cycle
 from nebula.plan import Action, Change, Kind
 from nebula.providers.docker import ContainerStatus, DockerProvider
-from nebula.resources import ContainerSpec, DesiredInstallation
+from nebula.resources import ContainerSpec, DesiredInstallation, NetworkSpec
 from nebula.spec.config import Defaults
 from nebula.spec.package import Package
 from nebula.store import PackageRecord, Store
@@ -74,6 +76,7 @@ class _Runner:
     store: Store
     defaults: Defaults
     progress: Progress
+    network_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def apply(
         self, name: str, changes: tuple[Change, ...], desired: DesiredInstallation | None
@@ -140,9 +143,9 @@ class _Runner:
     def _deploy(self, desired: DesiredInstallation, changes: tuple[Change, ...]) -> list[str]:
         name = desired.name
         for change in changes:
-            if change.action is Action.CREATE and change.kind is Kind.NETWORK:
+            if change.action is Action.CREATE and isinstance(change.desired, NetworkSpec):
                 self.progress(name, f"creating network {change.name}")
-                self.provider.create_network(change.desired)  # type: ignore[arg-type]
+                self._create_network(change.desired)
             elif change.action is Action.CREATE and change.kind is Kind.VOLUME:
                 self.progress(name, f"creating volume {change.name}")
                 self.provider.create_volume(change.desired)  # type: ignore[arg-type]
@@ -177,6 +180,18 @@ class _Runner:
                 ids[spec.service] = change.observed_id
         self._wait_healthy(desired, ids)
         return list(ids.values())
+
+    def _create_network(self, spec: NetworkSpec) -> None:
+        pool = self.defaults.subnet_pool
+        if pool is None:
+            self.provider.create_network(spec, None)
+            return
+        with self.network_lock:  # choosing and taking a subnet must not interleave
+            try:
+                subnet = free_subnet(pool, self.defaults.subnet_size, self.provider.used_subnets())
+            except PoolExhaustedError as exc:
+                raise ProviderError(f"network {spec.name}", str(exc)) from None
+            self.provider.create_network(spec, str(subnet))
 
     def _replace(self, spec: ContainerSpec, change: Change) -> str:
         if change.action is Action.UPDATE and change.observed_id:

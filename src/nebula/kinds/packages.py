@@ -468,4 +468,3 @@ def _clashes(desired: Sequence[DesiredInstallation]) -> list[ConfigIssue]:
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
-

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 import requests.exceptions
-from docker.types import Mount
+from docker.types import IPAMConfig, IPAMPool, Mount
 
 from nebula.errors import ProviderError
 from nebula.resources import (
@@ -141,13 +141,29 @@ class DockerProvider:
             raise ProviderError(f"image {image}", _explain(exc)) from None
         self._images.add(image)
 
-    def create_network(self, spec: NetworkSpec) -> None:
+    def used_subnets(self) -> list[str]:
+        """The IPv4/IPv6 subnets of every network on the engine, Nebula's or not."""
+        with self._call("networks"):
+            networks = self.api.networks()
+        return [
+            config["Subnet"]
+            for network in networks
+            for config in ((network.get("IPAM") or {}).get("Config") or [])
+            if config.get("Subnet")
+        ]
+
+    def create_network(self, spec: NetworkSpec, subnet: str | None) -> None:
+        """Create the network, on `subnet` when given (else Docker picks from its own pools)."""
+        ipam = None
+        if subnet is not None:
+            ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)])
         with self._call(f"network {spec.name}"):
             self.api.create_network(
                 spec.name,
                 driver=spec.driver,
                 options=dict(spec.options) or None,
                 labels=_labels(spec.installation),
+                ipam=ipam,
                 check_duplicate=True,
             )
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from ipaddress import IPv4Network
+from typing import Any, Self
 
 from pydantic import Field, model_validator
 
@@ -28,6 +29,20 @@ class Defaults(StrictModel):
     )
     hook_timeout: Duration = Field(default=60.0, description="how long one hook may run")
     stop_timeout: Duration = Field(default=10.0, description="grace period before a kill")
+    subnet_pool: IPv4Network | None = Field(
+        default=IPv4Network("10.213.0.0/16"),
+        description="where installation networks get their subnets; null lets Docker choose "
+        "(its default pools hold about 30 networks)",
+    )
+    subnet_size: int = Field(default=26, ge=16, le=29, description="prefix length of each subnet")
+
+    @model_validator(mode="after")
+    def _pool_fits(self) -> Self:
+        if self.subnet_pool is not None and self.subnet_pool.prefixlen > self.subnet_size:
+            raise ValueError(
+                f"subnet_size /{self.subnet_size} is larger than subnet_pool {self.subnet_pool}"
+            )
+        return self
 
 
 class NebulaConfig(StrictModel):

@@ -13,14 +13,16 @@ from nebula.cli.output import EXIT_INVALID, abort, console
 NEBULA_YAML = """\
 # Nebula config repo: the homelab, declared. `nebula plan` shows what would change,
 # `nebula apply` makes it so. Every key is optional; these are the defaults.
-docker:
-  # host: unix:///var/run/docker.sock   # or tcp://nas.lan:2375; unset: DOCKER_HOST
+# docker:
+#   host: unix:///var/run/docker.sock   # or tcp://nas.lan:2375; unset: DOCKER_HOST
 defaults:
   bind_address: 0.0.0.0     # host address for published ports that name none
   parallelism: 8            # installations applied at once
   health_timeout: 120s      # how long apply waits for health
   hook_timeout: 60s         # how long one hook may run
   stop_timeout: 10s         # grace period before a container is killed
+  subnet_pool: 10.213.0.0/16  # installation networks get their subnets from here
+  subnet_size: 26           # one /26 per network: room for 1024 installations
 """
 
 EXAMPLE = """\
