@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -282,27 +284,54 @@ def test_observing_costs_the_same_few_requests_whatever_the_size(
     (tmp_path / "packages").mkdir()
     (tmp_path / "nebula.yaml").write_text("")
 
-    def requests_for_observe() -> int:
+    def requests_for_observe() -> list[str]:
         provider = DockerProvider(docker_host)
-        assert provider.api.api_version  # connect (one version request) before counting
+        assert provider._reader is not None
+        connection = provider._reader._connection
         sent: list[str] = []
-        provider.api.hooks["response"].append(lambda r, *a, **k: sent.append(r.url))
+        send = connection.request
+        connection.request = lambda method, url, *a, **k: (
+            sent.append(url),
+            send(method, url, *a, **k),
+        )[1]  # type: ignore[method-assign]
         provider.observe()
         provider.close()
-        return len(sent)
+        return sent
 
-    for i in range(2):
-        (tmp_path / "packages" / f"app{i}.yaml").write_text(
-            f"compose:\n  services:\n    app:\n      image: {EXAMPLE_IMAGE}\n"
-        )
+    def add_apps(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            (tmp_path / "packages" / f"app{i}.yaml").write_text(
+                f"compose:\n  services:\n    app:\n      image: {EXAMPLE_IMAGE}\n"
+            )
+
+    add_apps(0, 2)
     nebula("apply", str(tmp_path))
     small = requests_for_observe()
-    for i in range(2, 12):
-        (tmp_path / "packages" / f"app{i}.yaml").write_text(
-            f"compose:\n  services:\n    app:\n      image: {EXAMPLE_IMAGE}\n"
-        )
+    add_apps(2, 12)
     nebula("apply", str(tmp_path))
-    assert requests_for_observe() == small == 3
+    large = requests_for_observe()
+    assert len(small) == len(large) == 3
+    assert [url.split("?")[0] for url in large] == ["/containers/json", "/networks", "/volumes"]
+
+    # engines the reader does not speak to (TLS, ssh) are observed through the SDK: same result
+    direct, through_sdk = DockerProvider(docker_host), DockerProvider(docker_host)
+    through_sdk._reader = None
+    assert direct.observe() == through_sdk.observe()
+    assert len(direct.observe().containers) == 12
+    direct.close()
+    through_sdk.close()
+
+    # and a plan that changes nothing never loads the docker SDK
+    script = (
+        "import sys; from nebula.cli.app import app\n"
+        f"try: app(['plan', {str(tmp_path)!r}, '--docker-host', {docker_host!r}])\n"
+        "except SystemExit: pass\n"
+        "print('docker' in sys.modules, 'sqlalchemy' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "False False", done.stdout + done.stderr
 
 
 def test_more_installations_than_dockers_default_address_pools(

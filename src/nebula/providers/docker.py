@@ -2,8 +2,10 @@
 
 Observing costs a fixed number of requests whatever the size of the homelab: one label-filtered
 list each for containers, networks and volumes (the high-level SDK would inspect every
-container). Waiting for containers uses one `/events` stream shared by every waiter instead of
-polling. Every SDK error is translated here into `ProviderError` naming the resource.
+container); on local and plain-TCP engines they go through `EngineReader`, so a plan that
+changes nothing never imports the SDK. Waiting for containers uses one `/events` stream shared
+by every waiter instead of polling. Every SDK error is translated here into `ProviderError`
+naming the resource.
 """
 
 from __future__ import annotations
@@ -16,14 +18,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-import docker
-import docker.errors
-import requests.exceptions
-from docker.types import IPAMConfig, IPAMPool, Mount
+from typing import TYPE_CHECKING, Any
 
 from nebula.errors import ProviderError
+from nebula.providers.engine_reader import EngineReader
 from nebula.resources import (
     LABEL_INSTALLATION,
     LABEL_MANAGED,
@@ -40,10 +38,12 @@ from nebula.resources import (
     canonical_json,
 )
 
-_MANAGED_FILTER = {"label": f"{LABEL_MANAGED}=true"}
+if TYPE_CHECKING:
+    import docker
+
+_MANAGED_FILTER = {"label": [f"{LABEL_MANAGED}=true"]}
 _EXITED = re.compile(r"Exited \((-?\d+)\)")
 _NS = 1_000_000_000
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,16 @@ class DockerProvider:
         self._watcher: _EventWatcher | None = None
         self._lock = threading.Lock()
         self._images: set[str] = set()
+        self._reader: EngineReader | None = None
+        if EngineReader.supports(self.base_url, dict(os.environ)):
+            self._reader = EngineReader(self.base_url, timeout)
 
     @property
     def api(self) -> docker.APIClient:
         """The client, connected on first use (asking the engine which API version it speaks)."""
         if self._api is None:
+            import docker
+
             with self._call(f"Docker Engine at {self.base_url}"):
                 self._api = docker.APIClient(
                     base_url=self.base_url, version="auto", timeout=int(self._timeout)
@@ -77,9 +82,14 @@ class DockerProvider:
             self._watcher.close()
         if self._api is not None:
             self._api.close()
+        if self._reader is not None:
+            self._reader.close()
 
     @contextmanager
     def _call(self, resource: str) -> Iterator[None]:
+        import docker.errors
+        import requests.exceptions
+
         try:
             yield
         except docker.errors.ImageNotFound as exc:
@@ -95,10 +105,15 @@ class DockerProvider:
 
     def observe(self) -> Observed:
         """Everything Nebula manages on this engine, in three list requests."""
-        with self._call("managed containers"):
-            raw_containers = self.api.containers(all=True, filters=_MANAGED_FILTER)
-            raw_networks = self.api.networks(filters=_MANAGED_FILTER)
-            raw_volumes = self.api.volumes(filters=_MANAGED_FILTER).get("Volumes") or []
+        if self._reader is not None:
+            raw_containers = self._reader.get("/containers/json?all=1", _MANAGED_FILTER)
+            raw_networks = self._reader.get("/networks", _MANAGED_FILTER)
+            raw_volumes = self._reader.get("/volumes", _MANAGED_FILTER).get("Volumes") or []
+        else:
+            with self._call("managed containers"):
+                raw_containers = self.api.containers(all=True, filters=_MANAGED_FILTER)
+                raw_networks = self.api.networks(filters=_MANAGED_FILTER)
+                raw_volumes = self.api.volumes(filters=_MANAGED_FILTER).get("Volumes") or []
         containers = tuple(_observed_container(c) for c in raw_containers)
         networks = tuple(
             ObservedNetwork(n["Id"], n["Name"], (n.get("Labels") or {}).get(LABEL_INSTALLATION, ""))
@@ -126,6 +141,8 @@ class DockerProvider:
         """Make sure `image` is present, pulling it when it is not."""
         if image in self._images:
             return
+        import docker.errors
+
         try:
             self.api.inspect_image(image)
         except docker.errors.NotFound:
@@ -154,6 +171,8 @@ class DockerProvider:
 
     def create_network(self, spec: NetworkSpec, subnet: str | None) -> None:
         """Create the network, on `subnet` when given (else Docker picks from its own pools)."""
+        from docker.types import IPAMConfig, IPAMPool
+
         ipam = None
         if subnet is not None:
             ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)])
@@ -168,10 +187,14 @@ class DockerProvider:
             )
 
     def remove_network(self, network_id: str, name: str) -> None:
+        import docker.errors
+
         with self._call(f"network {name}"), suppress(docker.errors.NotFound):
             self.api.remove_network(network_id)
 
     def create_volume(self, spec: VolumeSpec) -> None:
+        import docker.errors
+
         with self._call(f"volume {spec.name}"):
             try:
                 existing = self.api.inspect_volume(spec.name)
@@ -190,6 +213,9 @@ class DockerProvider:
 
     def create_container(self, spec: ContainerSpec) -> str:
         """Create (not start) the container, attached to all its networks; returns its id."""
+        import docker.errors
+        from docker.types import Mount
+
         labels = {**dict(spec.labels), **_labels(spec.installation)}
         labels |= {
             LABEL_SERVICE: spec.service,
@@ -263,6 +289,8 @@ class DockerProvider:
 
     def remove_container(self, container_id: str, name: str, stop_timeout: float) -> None:
         """Stop (with a grace period) and remove a container; its named volumes stay."""
+        import docker.errors
+
         with self._call(f"container {name}"), suppress(docker.errors.NotFound):
             self.api.stop(container_id, timeout=int(stop_timeout))
             self.api.remove_container(container_id, v=False, force=True)
