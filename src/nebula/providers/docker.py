@@ -114,14 +114,27 @@ class DockerProvider:
                 raw_containers = self.api.containers(all=True, filters=_MANAGED_FILTER)
                 raw_networks = self.api.networks(filters=_MANAGED_FILTER)
                 raw_volumes = self.api.volumes(filters=_MANAGED_FILTER).get("Volumes") or []
-        containers = tuple(_observed_container(c) for c in raw_containers)
+        # sorted: the engine lists in no stable order, and plans must be deterministic
+        containers = tuple(sorted((_observed_container(c) for c in raw_containers), key=_by_name))
         networks = tuple(
-            ObservedNetwork(n["Id"], n["Name"], (n.get("Labels") or {}).get(LABEL_INSTALLATION, ""))
-            for n in raw_networks
+            sorted(
+                (
+                    ObservedNetwork(
+                        n["Id"], n["Name"], (n.get("Labels") or {}).get(LABEL_INSTALLATION, "")
+                    )
+                    for n in raw_networks
+                ),
+                key=_by_name,
+            )
         )
         volumes = tuple(
-            ObservedVolume(v["Name"], (v.get("Labels") or {}).get(LABEL_INSTALLATION, ""))
-            for v in raw_volumes
+            sorted(
+                (
+                    ObservedVolume(v["Name"], (v.get("Labels") or {}).get(LABEL_INSTALLATION, ""))
+                    for v in raw_volumes
+                ),
+                key=_by_name,
+            )
         )
         return Observed(containers, networks, volumes)
 
@@ -377,6 +390,10 @@ class _EventWatcher:
 
     def close(self) -> None:
         self._stream.close()
+
+
+def _by_name(resource: ObservedContainer | ObservedNetwork | ObservedVolume) -> str:
+    return resource.name
 
 
 def _observed_container(raw: dict[str, Any]) -> ObservedContainer:
