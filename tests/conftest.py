@@ -11,6 +11,7 @@ Tests using them get the `docker` / `postgres` markers, so `-m "not docker"` des
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,3 +56,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.docker)
         if "pg_url" in fixtures or backend == "postgresql":
             item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Nebula's cache and data dirs live in the test's tmp dir, never in the user's home."""
+    root = tmp_path_factory.mktemp("user")
+    saved = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "XDG_DATA_HOME")}
+    os.environ["XDG_CACHE_HOME"] = str(root / "cache")
+    os.environ["XDG_DATA_HOME"] = str(root / "data")
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -124,6 +124,15 @@ def test_example_homelab_comes_up_healthy_and_converges(
     assert plan["summary"] == {"create": 0, "update": 0, "delete": 0, "noop": 9}
     assert "No changes." in nebula("apply", str(repo))
     assert managed(client)["docs-web"].id == containers["docs-web"].id
+    assert nebula.json("plan", str(repo)) == plan  # replayed from the memo: the same plan
+
+    # a remembered no-op never hides a change of the world
+    managed(client)["whoami-app"].remove(force=True)
+    replan = nebula.json("plan", str(repo))
+    assert [(c["action"], c["name"]) for c in replan["changes"] if c["action"] != "noop"] == [  # type: ignore[union-attr]
+        ("create", "whoami-app")
+    ]
+    nebula("apply", str(repo))
 
     status = nebula.json("status")
     rows = {i["name"]: i for i in status["installations"]}  # type: ignore[union-attr,index]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 from nebula.kinds.docker_diff import describe_changes, diff
 from nebula.plan import Action, Kind
@@ -178,3 +180,18 @@ def test_subnets_are_carved_from_the_pool_around_existing_networks() -> None:
     assert str(free_subnet(pool, 26, ["10.213.0.0/24"])) == "10.213.1.0/26"
     with pytest.raises(PoolExhaustedError, match=r"widen defaults\.subnet_pool"):
         free_subnet(IPv4Network("10.9.0.0/26"), 26, ["10.9.0.0/16"])
+
+
+def test_local_routes_are_read_from_the_kernel_table(tmp_path: Path) -> None:
+    from nebula.engine.subnets import local_routes
+
+    table = tmp_path / "route"
+    table.write_text(
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+        "eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+        "br-1\t0000D50A\t00000000\t0001\t0\t0\t0\tC0FFFFFF\t0\t0\t0\n"
+        "wg0\t0000400A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n"
+    )
+    if sys.byteorder == "little":
+        assert local_routes(table) == ["10.213.0.0/26", "10.64.0.0/16"]
+    assert local_routes(tmp_path / "missing") == []

@@ -72,11 +72,15 @@ class Plan:
         return {action.value: counted.get(action.value, 0) for action in Action}
 
     def summary(self) -> str:
-        c = self.counts()
-        return (
-            f"{c['create']} to create, {c['update']} to update, {c['delete']} to delete, "
-            f"{c['noop']} unchanged"
-        )
+        return summarize(self.counts())
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.counts(), "changes": [c.to_dict() for c in self.changes]}
+
+
+def summarize(counts: dict[str, int]) -> str:
+    """`2 to create, 1 to update, 0 to delete, 9 unchanged`."""
+    return (
+        f"{counts['create']} to create, {counts['update']} to update, "
+        f"{counts['delete']} to delete, {counts['noop']} unchanged"
+    )

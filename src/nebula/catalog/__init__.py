@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 
 from nebula.errors import ConfigError
+from nebula.paths import builtin_catalog_dir
 from nebula.spec.package import Package
 from nebula.spec.repo import read_document
 from nebula.spec.validate import validate_document
@@ -23,11 +24,7 @@ class CatalogEntry:
     doc: YamlDocument
 
 
-def builtin_catalog_dir() -> Path:
-    """Where the built-in catalog lives: shipped inside the wheel, or the source checkout's."""
-    here = Path(__file__).resolve().parent.parent
-    shipped = here / "builtin_catalog"
-    return shipped if shipped.is_dir() else here.parents[1] / "catalog"
+__all__ = ["Catalog", "CatalogEntry", "builtin_catalog_dir"]
 
 
 class Catalog:

@@ -12,18 +12,33 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import Any, NoReturn
+from functools import cache
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 
-console = Console(highlight=False)
-# Messages are never wrapped mid-line: they stay greppable and copy-pastable.
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+@cache
+def console() -> Console:
+    """Standard output for people (rich is imported on first use: --help stays fast)."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@cache
+def err_console() -> Console:
+    """Standard error: progress and messages, never wrapped mid-line (greppable, pastable)."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class OutputFormat(StrEnum):
@@ -37,7 +52,7 @@ def print_json(data: Any) -> None:
 
 
 def abort(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console().print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
 
 
@@ -55,9 +70,11 @@ def handle_errors(output: OutputFormat = OutputFormat.table) -> Iterator[None]:
             print_json({"ok": False, "errors": [issue.__dict__ for issue in exc.issues]})
         else:
             count = len(exc.issues)
-            err_console.print(f"[bold red]invalid config[/] ({count} problem{'s' * (count != 1)}):")
+            err_console().print(
+                f"[bold red]invalid config[/] ({count} problem{'s' * (count != 1)}):"
+            )
             for issue in exc.issues:
-                err_console.print(f"  {issue}", markup=False)
+                err_console().print(f"  {issue}", markup=False)
         raise typer.Exit(EXIT_INVALID) from None
     except NebulaError as exc:
         if os.environ.get("NEBULA_DEBUG") == "1":
@@ -65,6 +82,6 @@ def handle_errors(output: OutputFormat = OutputFormat.table) -> Iterator[None]:
         if output is OutputFormat.json:
             print_json({"ok": False, "error": str(exc)})
             raise typer.Exit(EXIT_FAILED) from None
-        err_console.print("[bold red]error:[/] ", end="")
-        err_console.print(str(exc), markup=False)
+        err_console().print("[bold red]error:[/] ", end="")
+        err_console().print(str(exc), markup=False)
         raise typer.Exit(EXIT_FAILED) from None

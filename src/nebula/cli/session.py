@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nebula.engine.reconcile import Desired
+    from nebula.engine.reconcile import Desired, Snapshot
     from nebula.providers.docker import DockerProvider
     from nebula.store import Store
 
@@ -29,3 +29,38 @@ def load(repo: Path) -> Desired:
     from nebula.engine.reconcile import load_desired
 
     return load_desired(repo)
+
+
+def replay_noop(repo: Path, docker_host: str | None) -> dict[str, Any] | None:
+    """The plan, as `Plan.to_dict()`, when a plan of these very inputs and this very state
+    changed nothing before (see `nebula.engine.memo`); None means: plan in full."""
+    from nebula.engine.memo import NoopMemo, input_key, observed_digest
+    from nebula.paths import builtin_catalog_dir
+    from nebula.providers.docker import DockerProvider
+
+    memo = NoopMemo.default()
+    entry = memo.entry(input_key(repo, [builtin_catalog_dir()]))
+    if entry is None:
+        return None
+    provider = DockerProvider(docker_host or entry.get("docker_host"))
+    try:
+        observed = provider.observe()
+    finally:
+        provider.close()
+    plan: dict[str, Any] = entry["plan"]
+    return plan if entry.get("observed") == observed_digest(observed) else None
+
+
+def remember_noop(repo: Path, snapshot: Snapshot) -> None:
+    """Remember a plan that changed nothing, for `replay_noop`."""
+    if snapshot.plan.has_changes:
+        return
+    from nebula.engine.memo import NoopMemo, input_key
+    from nebula.paths import builtin_catalog_dir
+
+    NoopMemo.default().remember(
+        input_key(repo, [builtin_catalog_dir()]),
+        snapshot.observed,
+        snapshot.plan.to_dict(),
+        snapshot.desired.repo.config.docker.host,
+    )

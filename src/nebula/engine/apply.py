@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from nebula.engine.health import wait_http
 from nebula.engine.hooks import run_hooks, scrub
 from nebula.engine.reconcile import Snapshot
-from nebula.engine.subnets import PoolExhaustedError, free_subnet
+from nebula.engine.subnets import PoolExhaustedError, free_subnet, local_routes
 from nebula.errors import InstallationError, NebulaError, ProviderError
 from nebula.kinds.packages import find_cycle
 from nebula.plan import Action, Change, Kind
@@ -187,8 +187,11 @@ class _Runner:
             self.provider.create_network(spec, None)
             return
         with self.network_lock:  # choosing and taking a subnet must not interleave
+            used = self.provider.used_subnets()
+            if self.provider.is_local:
+                used += local_routes()
             try:
-                subnet = free_subnet(pool, self.defaults.subnet_size, self.provider.used_subnets())
+                subnet = free_subnet(pool, self.defaults.subnet_size, used)
             except PoolExhaustedError as exc:
                 raise ProviderError(f"network {spec.name}", str(exc)) from None
             self.provider.create_network(spec, str(subnet))

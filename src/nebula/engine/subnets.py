@@ -2,13 +2,17 @@
 
 Docker's default address pools hold about 30 bridge networks, and every installation has its
 own network: a homelab of 40 apps would run out. Nebula carves small subnets (a /26 by default)
-out of its own pool instead, skipping any subnet that overlaps a network already on the engine.
+out of its own pool instead, skipping any subnet that overlaps a network already on the engine
+or, for an engine on this machine, a route of this machine (a VPN, the LAN, another engine's
+bridge): like Docker's own allocator, since an overlapping bridge would hijack that traffic.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
-from ipaddress import IPv4Network, ip_network
+from ipaddress import IPv4Address, IPv4Network, ip_network
+from pathlib import Path
 
 
 class PoolExhaustedError(ValueError):
@@ -28,3 +32,24 @@ def free_subnet(pool: IPv4Network, size: int, used: Iterable[str]) -> IPv4Networ
     raise PoolExhaustedError(
         f"no free /{size} subnet left in {pool}; widen defaults.subnet_pool in nebula.yaml"
     )
+
+
+def local_routes(table: Path = Path("/proc/net/route")) -> list[str]:
+    """This machine's IPv4 routes (the default route aside), as CIDR strings."""
+    try:
+        lines = table.read_text().splitlines()[1:]
+    except OSError:
+        return []
+    routes = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        # the kernel prints addresses as hex numbers in the machine's own byte order
+        destination, mask = (
+            IPv4Address(struct.pack("=I", int(f, 16))) for f in (fields[1], fields[7])
+        )
+        if int(mask) == 0:
+            continue
+        routes.append(str(IPv4Network(f"{destination}/{mask}", strict=False)))
+    return routes

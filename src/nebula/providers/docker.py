@@ -171,6 +171,11 @@ class DockerProvider:
             raise ProviderError(f"image {image}", _explain(exc)) from None
         self._images.add(image)
 
+    @property
+    def is_local(self) -> bool:
+        """Whether the engine runs on this machine (its networks share this machine's routes)."""
+        return self.base_url.startswith("unix://")
+
     def used_subnets(self) -> list[str]:
         """The IPv4/IPv6 subnets of every network on the engine, Nebula's or not."""
         with self._call("networks"):

@@ -39,7 +39,7 @@ def list_packages(output: Output = OutputFormat.table) -> None:
         table.add_column(column, overflow="fold")
     for e in entries:
         table.add_row(e.package.name, e.package.version, e.package.category, e.package.description)
-    console.print(table)
+    console().print(table)
 
 
 @app.command("show")
@@ -63,24 +63,24 @@ def show(
     if output is OutputFormat.json:
         print_json(package.model_dump(mode="json"))
         return
-    console.print(f"[bold]{package.name}[/] {package.version}  [dim]{package.category}[/]")
+    console().print(f"[bold]{package.name}[/] {package.version}  [dim]{package.category}[/]")
     if package.description:
-        console.print(package.description)
-    console.print("\n[bold]services[/]")
+        console().print(package.description)
+    console().print("\n[bold]services[/]")
     for service_name, service in package.compose.services.items():
         ports = ", ".join(str(p) for p in service.ports)
-        console.print(
+        console().print(
             f"  {service_name}: {service.image}" + (f"  ports {ports}" if ports else ""),
             markup=False,
         )
     if package.variables:
-        console.print("\n[bold]variables[/]")
+        console().print("\n[bold]variables[/]")
         for var in package.variables:
             flags = [f for f, on in (("required", var.required), ("secret", var.secret)) if on]
             default = f" (default {var.default})" if var.default is not None else ""
             extra = f" [{', '.join(flags)}]" if flags else ""
-            console.print(f"  {var.name}{default}{extra}: {var.description}", markup=False)
+            console().print(f"  {var.name}{default}{extra}: {var.description}", markup=False)
     if package.health_checks:
-        console.print("\n[bold]health checks[/]")
+        console().print("\n[bold]health checks[/]")
         for check in package.health_checks:
-            console.print(f"  {check.name}: {check.url}", markup=False)
+            console().print(f"  {check.name}: {check.url}", markup=False)

@@ -62,6 +62,6 @@ def init(
         try:
             subprocess.run(["git", "init", "-q", str(target)], check=True, capture_output=True)
         except (OSError, subprocess.CalledProcessError) as exc:
-            console.print(f"[yellow]warning:[/] git init failed ({exc}); the files are there")
-    console.print(f"[green]✓[/] config repo created in {target}")
-    console.print("  next: add packages/<name>.yaml, then `nebula plan` and `nebula apply`")
+            console().print(f"[yellow]warning:[/] git init failed ({exc}); the files are there")
+    console().print(f"[green]✓[/] config repo created in {target}")
+    console().print("  next: add packages/<name>.yaml, then `nebula plan` and `nebula apply`")

@@ -18,7 +18,7 @@ from nebula.cli.output import (
     handle_errors,
     print_json,
 )
-from nebula.cli.session import load, open_provider, open_store
+from nebula.cli.session import load, open_provider, open_store, remember_noop, replay_noop
 
 if TYPE_CHECKING:
     from nebula.engine.apply import ApplyResult
@@ -37,19 +37,33 @@ def plan(
     ] = False,
 ) -> None:
     """Show what apply would change, and why. Changes nothing."""
-    from nebula.engine.reconcile import plan_against
-
     with handle_errors(output):
+        replayed = None if show_unchanged else replay_noop(repo, docker_host)
+        if replayed is not None:
+            if output is OutputFormat.json:
+                print_json(replayed)
+            else:
+                _no_changes(replayed["summary"])
+            return
+        from nebula.engine.reconcile import plan_against
+
         desired = load(repo)
         provider = open_provider(desired, docker_host)
         try:
             snapshot = plan_against(desired, provider)
         finally:
             provider.close()
+        remember_noop(repo, snapshot)
     if output is OutputFormat.json:
         print_json(snapshot.plan.to_dict())
         return
     render_plan(snapshot.plan, show_unchanged)
+
+
+def _no_changes(counts: dict[str, int]) -> None:
+    from nebula.plan import summarize
+
+    console().print(f"[green]No changes.[/] {summarize(counts)}")
 
 
 def render_plan(the_plan: Plan, show_unchanged: bool = False) -> None:
@@ -57,7 +71,7 @@ def render_plan(the_plan: Plan, show_unchanged: bool = False) -> None:
 
     shown = the_plan.changes if show_unchanged else the_plan.pending
     if not shown:
-        console.print(f"[green]No changes.[/] {the_plan.summary()}")
+        console().print(f"[green]No changes.[/] {the_plan.summary()}")
         return
     table = Table(box=None, pad_edge=False, show_edge=False)
     for column in ("", "installation", "kind", "name", "reason"):
@@ -71,8 +85,8 @@ def render_plan(the_plan: Plan, show_unchanged: bool = False) -> None:
             change.name,
             change.reason,
         )
-    console.print(table)
-    console.print(f"\nPlan: {the_plan.summary()}")
+    console().print(table)
+    console().print(f"\nPlan: {the_plan.summary()}")
 
 
 def apply(
@@ -88,19 +102,27 @@ def apply(
     not stop the others. Containers that would be deleted are confirmed first unless --yes.
     Exit code 1 when any installation failed.
     """
-    from nebula.engine.reconcile import plan_against
-
     quiet = output is OutputFormat.json
     with handle_errors(output):
+        replayed = replay_noop(repo, docker_host)
+        if replayed is not None:
+            if quiet:
+                print_json({"ok": True, "summary": replayed["summary"], "installations": []})
+            else:
+                _no_changes(replayed["summary"])
+            return
+        from nebula.engine.reconcile import plan_against
+
         desired = load(repo)
         provider = open_provider(desired, docker_host)
         try:
             snapshot = plan_against(desired, provider)
             if not snapshot.plan.has_changes:
+                remember_noop(repo, snapshot)
                 if quiet:
                     print_json({"ok": True, "summary": snapshot.plan.counts(), "installations": []})
                 else:
-                    console.print(f"[green]No changes.[/] {snapshot.plan.summary()}")
+                    _no_changes(snapshot.plan.counts())
                 return
             if not quiet:
                 render_plan(snapshot.plan)
@@ -112,7 +134,7 @@ def apply(
 
                 def progress(installation: str, message: str) -> None:
                     if not quiet:
-                        err_console.print(f"[cyan]{installation}[/] {message}", highlight=False)
+                        err_console().print(f"[cyan]{installation}[/] {message}", highlight=False)
 
                 result = apply_plan(snapshot, provider, store, progress)
             finally:
@@ -145,16 +167,16 @@ def _render_result(result: ApplyResult) -> None:
     for item in result.installations:
         if item.ok:
             verb = "removed" if item.removed else "running"
-            console.print(f"[green]✓[/] {item.name} {verb} ({item.seconds:.1f}s)")
+            console().print(f"[green]✓[/] {item.name} {verb} ({item.seconds:.1f}s)")
         else:
-            console.print(f"[red]✗[/] {item.name} failed: ", end="")
-            console.print(item.error or "unknown error", markup=False)
+            console().print(f"[red]✗[/] {item.name} failed: ", end="")
+            console().print(item.error or "unknown error", markup=False)
     failed = sum(not r.ok for r in result.installations)
     total = len(result.installations)
     if failed:
-        console.print(f"\n[red]{failed} of {total} installation(s) failed.[/]")
+        console().print(f"\n[red]{failed} of {total} installation(s) failed.[/]")
     else:
-        console.print(f"\n[green]Applied.[/] {total} installation(s) changed.")
+        console().print(f"\n[green]Applied.[/] {total} installation(s) changed.")
 
 
 def _result_json(result: ApplyResult) -> dict[str, object]:

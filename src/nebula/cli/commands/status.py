@@ -60,9 +60,9 @@ def status(
         )
         return
     if docker_error:
-        err_console.print(f"[yellow]warning:[/] {docker_error}", markup=True)
+        err_console().print(f"[yellow]warning:[/] {docker_error}", markup=True)
     if not installations:
-        console.print(
+        console().print(
             "Nothing installed yet. Add packages/*.yaml to a config repo and `nebula apply`."
         )
         return
@@ -83,4 +83,4 @@ def status(
             "\n".join(parts) or "-",
             inst.status_reason or "",
         )
-    console.print(table)
+    console().print(table)

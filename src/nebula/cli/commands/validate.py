@@ -17,4 +17,4 @@ def validate(repo: RepoDir = Path("."), output: Output = OutputFormat.table) -> 
     if output is OutputFormat.json:
         print_json({"ok": True, "installations": names})
         return
-    console.print(f"[green]✓[/] {len(names)} installation{'s' * (len(names) != 1)} valid")
+    console().print(f"[green]✓[/] {len(names)} installation{'s' * (len(names) != 1)} valid")
