@@ -8,6 +8,7 @@ a clear message and choose an exit code without knowing any vendor exception.
 - `ProviderError`: an outside system refused or failed a request; names the resource.
 - `InstallationError`: an installation's services did not come up healthy, or a hook failed.
 - `StoreError`: the state database cannot be opened or migrated.
+- `SyncError`: the config repo cannot be fetched or checked out (git failed; secrets masked).
 """
 
 from __future__ import annotations
@@ -59,3 +60,7 @@ class InstallationError(NebulaError):
 
 class StoreError(NebulaError):
     """The state database cannot be opened, migrated or written."""
+
+
+class SyncError(NebulaError):
+    """Git could not fetch or check out the config repo; the message carries git's own reason."""

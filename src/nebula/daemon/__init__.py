@@ -1,0 +1,1 @@
+"""nebulad: follows the config repo and keeps the node matching it."""
