@@ -1,0 +1,105 @@
+"""What the daemon offers its API: the operations and the plain records they return.
+
+The HTTP API (`daemon.api`) and the CLI's client speak in these terms; `daemon.core.Daemon`
+implements them. Records are plain frozen dataclasses that serialise to JSON as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from nebula.errors import NebulaError
+
+SyncStatus = Literal["running", "succeeded", "failed", "held", "superseded", "skipped"]
+SyncTrigger = Literal[
+    "start", "poll", "webhook", "hook", "watch", "manual", "drift", "rollback", "approve"
+]
+
+
+class ControlError(NebulaError):
+    """A request the daemon cannot carry out now: `reason` is not_found, conflict or invalid."""
+
+    def __init__(self, reason: Literal["not_found", "conflict", "invalid"], message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class SyncRecord:
+    """One pass of load → validate → plan → apply for one commit."""
+
+    id: int
+    commit: str | None
+    author: str | None
+    message: str | None
+    trigger: str
+    status: SyncStatus
+    errors: tuple[str, ...] = ()  # file:line:column: field: message, or apply failures
+    summary: dict[str, int] = field(default_factory=dict)  # create/update/delete/noop counts
+    changes: tuple[dict[str, Any], ...] = ()  # the pending changes, as Change.to_dict()
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    node: str
+    source: str  # the git URL or folder followed (credentials masked)
+    branch: str
+    subfolder: str
+    applied_commit: str | None  # the commit the homelab was last applied from
+    suspended: bool
+    pinned_commit: str | None  # set by rollback until resume
+    last_sync: SyncRecord | None
+    installations: int
+
+
+@dataclass(frozen=True)
+class Event:
+    """What the event stream carries: sync started/finished, drift corrected, held, ..."""
+
+    kind: str
+    data: dict[str, Any]
+    at: datetime
+
+
+class DaemonControl(Protocol):
+    def status(self) -> DaemonStatus: ...
+
+    def installations(self) -> list[dict[str, Any]]:
+        """Each installation as last applied (store) with its containers now (Docker)."""
+        ...
+
+    def syncs(self, limit: int = 20) -> list[SyncRecord]: ...
+
+    def sync(self, sync_id: int) -> SyncRecord | None: ...
+
+    def request_sync(self, trigger: SyncTrigger) -> None:
+        """Ask for a sync soon; requests arriving during a sync coalesce into one next sync."""
+        ...
+
+    def approve(self, sync_id: int) -> SyncRecord:
+        """Apply a held sync; `ControlError` if it is not the newest held one."""
+        ...
+
+    def suspend(self) -> None: ...
+
+    def resume(self) -> None:
+        """Apply again, and drop any rollback pin."""
+        ...
+
+    def rollback(self, commit: str) -> str:
+        """Pin the desired state to an earlier commit (until resume); returns the full sha."""
+        ...
+
+    def webhook(self, headers: dict[str, str], body: bytes) -> bool:
+        """Verify a push webhook; True when it asked for a sync. `WebhookError` if refused."""
+        ...
+
+    def subscribe(self) -> Iterator[Event]:
+        """Events from now on, until the daemon stops or the iterator is closed."""
+        ...
