@@ -355,3 +355,47 @@ def test_post_install_flag_is_set_once_and_survives_redeploys(store: Store) -> N
 def test_marking_post_install_of_an_unknown_installation_is_an_error(store: Store) -> None:
     with pytest.raises(StoreError, match="no installation 'ghost'"):
         store.mark_post_install_done("ghost")
+
+
+def test_syncs_are_recorded_newest_first_and_settings_persist(database_url: str) -> None:
+    with Store(database_url) as store:
+        first = store.start_sync(commit="a" * 40, author="ada", message="add blog", trigger="hook")
+        done = store.finish_sync(
+            first,
+            status="failed",
+            errors=["packages/blog.yaml:3:5: compose.services.web.imagee: unknown field"],
+            summary={"create": 0, "update": 0, "delete": 0, "noop": 0},
+        )
+        assert done.status == "failed" and done.duration_ms is not None
+        assert done.errors[0].startswith("packages/blog.yaml:3:5")
+        second = store.start_sync(commit="b" * 40, author="ada", message="fix", trigger="poll")
+        store.finish_sync(
+            second,
+            status="succeeded",
+            changes=[{"action": "create", "kind": "container", "name": "blog-web"}],
+        )
+        store.set_sync_status(second, "held")
+        assert [s.id for s in store.syncs()] == [second, first]
+        held = store.sync(second)
+        assert held is not None and held.status == "held"
+        assert held.changes == ({"action": "create", "kind": "container", "name": "blog-web"},)
+        assert store.sync(9999) is None
+        assert store.setting("suspended") is None
+        store.set_setting("suspended", "1")
+        store.set_setting("suspended", "0")
+    with Store(database_url) as store:
+        assert store.setting("suspended") == "0"
+
+
+def test_an_installation_remembers_the_commit_it_was_applied_from(database_url: str) -> None:
+    with Store(database_url) as store:
+        deployment = store.begin_deployment(
+            "notes", package=None, version=None, config={}, spec_hash="h", summary="", commit="c1"
+        )
+        store.finish_deployment(deployment, ok=True, reason=None, container_ids=["x"])
+        failed = store.begin_deployment(
+            "notes", package=None, version=None, config={}, spec_hash="h", summary="", commit="c2"
+        )
+        store.finish_deployment(failed, ok=False, reason="boom", container_ids=["x"])
+        (info,) = store.installations()
+        assert info.commit == "c1"  # a failed deployment does not claim the newer commit

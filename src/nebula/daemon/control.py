@@ -7,13 +7,13 @@ implements them. Records are plain frozen dataclasses that serialise to JSON as 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from nebula.errors import NebulaError
+from nebula.store.records import SyncInfo
 
-SyncStatus = Literal["running", "succeeded", "failed", "held", "superseded", "skipped"]
 SyncTrigger = Literal[
     "start", "poll", "webhook", "hook", "watch", "manual", "drift", "rollback", "approve"
 ]
@@ -27,22 +27,7 @@ class ControlError(NebulaError):
         super().__init__(message)
 
 
-@dataclass(frozen=True)
-class SyncRecord:
-    """One pass of load → validate → plan → apply for one commit."""
-
-    id: int
-    commit: str | None
-    author: str | None
-    message: str | None
-    trigger: str
-    status: SyncStatus
-    errors: tuple[str, ...] = ()  # file:line:column: field: message, or apply failures
-    summary: dict[str, int] = field(default_factory=dict)  # create/update/delete/noop counts
-    changes: tuple[dict[str, Any], ...] = ()  # the pending changes, as Change.to_dict()
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    duration_ms: int | None = None
+SyncRecord = SyncInfo  # one sync, as the store records it
 
 
 @dataclass(frozen=True)

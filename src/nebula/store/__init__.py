@@ -11,6 +11,8 @@ from nebula.store.records import (
     InstallationInfo,
     InstallationStatus,
     PackageRecord,
+    SyncInfo,
+    SyncStatus,
 )
 
 __all__ = [
@@ -20,4 +22,6 @@ __all__ = [
     "InstallationStatus",
     "PackageRecord",
     "Store",
+    "SyncInfo",
+    "SyncStatus",
 ]

@@ -14,8 +14,22 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from nebula.errors import StoreError
 from nebula.store import db
-from nebula.store.models import Deployment, Installation, MarketplacePackage, new_id, utcnow
-from nebula.store.records import DeploymentInfo, InstallationInfo, PackageRecord
+from nebula.store.models import (
+    DaemonSetting,
+    Deployment,
+    Installation,
+    MarketplacePackage,
+    Sync,
+    new_id,
+    utcnow,
+)
+from nebula.store.records import (
+    DeploymentInfo,
+    InstallationInfo,
+    PackageRecord,
+    SyncInfo,
+    SyncStatus,
+)
 
 _PACKAGE_FIELDS = (
     "display_name",
@@ -110,6 +124,7 @@ class Store:
         config: dict[str, Any],
         spec_hash: str,
         summary: str,
+        commit: str | None = None,
     ) -> str:
         """Record that `installation` is being deployed; return the new deployment's id.
 
@@ -146,6 +161,7 @@ class Store:
                 status="deploying",
                 version=version,
                 summary=summary,
+                commit=commit,
                 created_at=now,
             )
             session.add(deployment)
@@ -194,6 +210,7 @@ class Store:
                         status_reason=reason,
                         container_ids=list(container_ids),
                         updated_at=now,
+                        **({"commit": deployment.commit} if ok and deployment.commit else {}),
                     )
                 )
 
@@ -239,6 +256,7 @@ class Store:
                     status_reason=row.status_reason,
                     container_ids=tuple(row.container_ids),
                     spec_hash=row.spec_hash,
+                    commit=row.commit,
                     installed_at=row.installed_at,
                     updated_at=row.updated_at,
                 )
@@ -267,3 +285,91 @@ class Store:
                 )
                 for row in session.scalars(query)
             ]
+
+    # -- the daemon's syncs and settings ---------------------------------------------------
+
+    def start_sync(
+        self, *, commit: str | None, author: str | None, message: str | None, trigger: str
+    ) -> int:
+        with self._transaction() as session:
+            sync = Sync(
+                commit=commit,
+                author=author,
+                message=message,
+                trigger=trigger,
+                status="running",
+                errors=[],
+                summary={},
+                changes=[],
+                started_at=utcnow(),
+            )
+            session.add(sync)
+            session.flush()
+            return sync.id
+
+    def finish_sync(
+        self,
+        sync_id: int,
+        *,
+        status: SyncStatus,
+        errors: list[str] | None = None,
+        summary: dict[str, int] | None = None,
+        changes: list[dict[str, Any]] | None = None,
+    ) -> SyncInfo:
+        now = utcnow()
+        with self._transaction() as session:
+            sync = session.get(Sync, sync_id)
+            if sync is None:
+                raise StoreError(f"no sync {sync_id}")
+            sync.status = status
+            sync.errors = list(errors or [])
+            sync.summary = dict(summary or {})
+            sync.changes = list(changes or [])
+            sync.finished_at = now
+            sync.duration_ms = int((now - sync.started_at).total_seconds() * 1000)
+            return _sync_info(sync)
+
+    def set_sync_status(self, sync_id: int, status: SyncStatus) -> None:
+        with self._transaction() as session:
+            session.execute(update(Sync).where(Sync.id == sync_id).values(status=status))
+
+    def syncs(self, limit: int = 20) -> list[SyncInfo]:
+        """Newest first."""
+        with self._transaction() as session:
+            rows = session.scalars(select(Sync).order_by(Sync.id.desc()).limit(limit))
+            return [_sync_info(row) for row in rows]
+
+    def sync(self, sync_id: int) -> SyncInfo | None:
+        with self._transaction() as session:
+            row = session.get(Sync, sync_id)
+            return _sync_info(row) if row is not None else None
+
+    def setting(self, key: str) -> str | None:
+        with self._transaction() as session:
+            row = session.get(DaemonSetting, key)
+            return row.value if row is not None else None
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        with self._transaction() as session:
+            row = session.get(DaemonSetting, key)
+            if row is None:
+                session.add(DaemonSetting(key=key, value=value))
+            else:
+                row.value = value
+
+
+def _sync_info(row: Sync) -> SyncInfo:
+    return SyncInfo(
+        id=row.id,
+        commit=row.commit,
+        author=row.author,
+        message=row.message,
+        trigger=row.trigger,
+        status=row.status,
+        errors=tuple(row.errors),
+        summary=dict(row.summary),
+        changes=tuple(row.changes),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        duration_ms=row.duration_ms,
+    )

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from nebula.store.records import DeploymentStatus, InstallationStatus
+from nebula.store.records import DeploymentStatus, InstallationStatus, SyncStatus
 
 
 def new_id() -> str:
@@ -112,6 +112,7 @@ class Installation(Base):
     spec_hash: Mapped[str | None] = mapped_column(String(128))
     version: Mapped[str | None] = mapped_column(String(50))
     post_install_done_at: Mapped[datetime | None]
+    commit: Mapped[str | None] = mapped_column(String(64))  # config-repo commit last applied
     installed_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -135,6 +136,35 @@ class Deployment(Base):
     summary: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     hook_output: Mapped[str | None] = mapped_column(Text)
+    commit: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     deployed_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class Sync(Base):
+    """One pass of the daemon: a commit loaded, validated, planned and applied (or not)."""
+
+    __tablename__ = "syncs"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    commit: Mapped[str | None] = mapped_column(String(64))
+    author: Mapped[str | None] = mapped_column(String(255))
+    message: Mapped[str | None] = mapped_column(Text)
+    trigger: Mapped[str] = mapped_column(String(16))
+    status: Mapped[SyncStatus] = mapped_column(_status("sync_status", SyncStatus))
+    errors: Mapped[list[str]] = mapped_column(default=list)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    changes: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument, default=list)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[datetime | None]
+    duration_ms: Mapped[int | None]
+
+
+class DaemonSetting(Base):
+    """The daemon's state that must survive a restart: suspended, pinned commit, ..."""
+
+    __tablename__ = "daemon_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str | None] = mapped_column(Text)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 InstallationStatus = Literal["installing", "running", "stopped", "error"]
 DeploymentStatus = Literal["pending", "deploying", "live", "failed"]
+SyncStatus = Literal["running", "succeeded", "failed", "held", "superseded", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class InstallationInfo:
     status_reason: str | None
     container_ids: tuple[str, ...]
     spec_hash: str | None
+    commit: str | None
     installed_at: datetime
     updated_at: datetime
 
@@ -54,3 +56,21 @@ class DeploymentInfo:
     created_at: datetime
     deployed_at: datetime | None
     finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SyncInfo:
+    """One sync of the daemon, as recorded."""
+
+    id: int
+    commit: str | None
+    author: str | None
+    message: str | None
+    trigger: str
+    status: SyncStatus
+    errors: tuple[str, ...]
+    summary: dict[str, Any]
+    changes: tuple[dict[str, Any], ...]
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: int | None
