@@ -51,9 +51,15 @@ class ApplyResult:
 
 
 def apply_plan(
-    snapshot: Snapshot, provider: DockerProvider, store: Store, progress: Progress | None = None
+    snapshot: Snapshot,
+    provider: DockerProvider,
+    store: Store,
+    progress: Progress | None = None,
+    *,
+    commit: str | None = None,
 ) -> ApplyResult:
-    """Execute `snapshot.plan`; each installation's outcome is recorded in `store`."""
+    """Execute `snapshot.plan`; each installation's outcome (and the config-repo `commit` it
+    came from) is recorded in `store`."""
     plan = snapshot.plan
     names = plan.installations()
     if not names:
@@ -61,7 +67,7 @@ def apply_plan(
     store.sync_packages(_record(p) for p in snapshot.desired.packages())
     by_name = {d.name: d for d in snapshot.desired.installations}
     defaults = snapshot.desired.repo.config.defaults
-    runner = _Runner(provider, store, defaults, progress or (lambda _i, _m: None))
+    runner = _Runner(provider, store, defaults, progress or (lambda _i, _m: None), commit)
     with ThreadPoolExecutor(max_workers=min(defaults.parallelism, len(names))) as pool:
         futures = [
             pool.submit(runner.apply, name, plan.for_installation(name), by_name.get(name))
@@ -76,6 +82,7 @@ class _Runner:
     store: Store
     defaults: Defaults
     progress: Progress
+    commit: str | None
     network_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def apply(
@@ -91,6 +98,7 @@ class _Runner:
             version=desired.version,
             config=desired.config,
             spec_hash=desired.spec_hash,
+            commit=self.commit,
             summary="; ".join(
                 f"{c.action.value} {c.kind.value} {c.name}: {c.reason}" for c in pending
             ),

@@ -317,9 +317,30 @@ class DockerProvider:
 
     def watcher(self) -> _EventWatcher:
         with self._lock:
-            if self._watcher is None:
+            if self._watcher is None or self._watcher.closed:  # e.g. the engine restarted
                 self._watcher = _EventWatcher(self)
             return self._watcher
+
+    def follow(self, on_event: Callable[[str, str], None], stop: threading.Event) -> None:
+        """Call `on_event(action, container_id)` for every event of a managed container until
+        `stop` is set, reconnecting (and reporting a `reconnect`) whenever the engine comes back."""
+        lost = False
+        while not stop.is_set():
+            try:
+                stream = self.api.events(
+                    decode=True, filters={"type": "container", "label": f"{LABEL_MANAGED}=true"}
+                )
+                if lost:
+                    on_event("reconnect", "")
+                    lost = False
+                for event in stream:
+                    if stop.is_set():
+                        break
+                    on_event(event.get("Action") or "", event.get("id") or "")
+            except Exception:  # the engine went away: try again shortly
+                pass
+            lost = True
+            stop.wait(1.0)
 
     def wait_for(
         self, container_id: str, until: Callable[[ContainerStatus], bool], timeout: float
@@ -344,6 +365,10 @@ class _EventWatcher:
         )
         self._thread = threading.Thread(target=self._run, name="docker-events", daemon=True)
         self._thread.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def _run(self) -> None:
         try:

@@ -1,0 +1,78 @@
+"""nebulad's settings: from a config file, overridden by NEBULA_* environment, then flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from nebula.spec.base import Duration, StrictModel
+from nebula.spec.validate import validate_document
+from nebula.spec.yamlfile import parse_yaml
+
+
+def default_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("nebula"))
+
+
+class DaemonConfig(StrictModel):
+    source: str = Field(description="git URL or local path of the config repo")
+    branch: str = "main"
+    subfolder: str = ""
+    watch: bool = Field(default=False, description="follow a local working folder live")
+    data_dir: Path = Field(default_factory=default_data_dir)
+    poll_interval: Duration = 60.0
+    drift_interval: Duration = 30.0
+    prune_max: int | None = Field(
+        default=None,
+        ge=0,
+        description="installations a commit may remove before it is held; "
+        "unset: half of the managed ones",
+    )
+    webhook_secret: str | None = None
+    tcp_listen: str | None = Field(default=None, description="HOST:PORT for the TCP API")
+    token: str | None = Field(default=None, description="bearer token the TCP API requires")
+    docker_host: str | None = None
+    database_url: str | None = None
+    log_json: bool = False
+
+    @model_validator(mode="after")
+    def _token_for_tcp(self) -> DaemonConfig:
+        if self.tcp_listen and not self.token:
+            raise ValueError("tcp_listen needs a token: every TCP request must carry it")
+        return self
+
+    @property
+    def socket_path(self) -> Path:
+        return self.data_dir / "nebulad.sock"
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'nebula.db'}"
+
+
+ENV_PREFIX = "NEBULA_"
+
+
+def load_config(file: Path | None, flags: dict[str, Any]) -> DaemonConfig:
+    """File < environment (NEBULA_SOURCE, NEBULA_POLL_INTERVAL, ...) < flags given."""
+    values: dict[str, Any] = {}
+    if file is not None:
+        doc = parse_yaml(file.read_text(), str(file))
+        values |= validate_document(doc, _Partial).model_dump(exclude_unset=True)
+    for name in DaemonConfig.model_fields:
+        env = os.environ.get(ENV_PREFIX + name.upper())
+        if env is not None:
+            values[name] = env
+    values |= {k: v for k, v in flags.items() if v is not None}
+    return DaemonConfig.model_validate(values)
+
+
+class _Partial(DaemonConfig):
+    """The config file may leave out what the environment or flags give."""
+
+    source: str = ""

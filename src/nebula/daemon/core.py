@@ -1,0 +1,397 @@
+"""The daemon's loop: each new commit is loaded, validated, planned and applied; drift is undone.
+
+One worker thread runs syncs one at a time, so one apply runs per installation at a time.
+Requests for a sync (a push, a poll, a webhook, a Docker event) only set a flag: those arriving
+during a sync coalesce into one next sync. A commit that does not load or validate is recorded
+as a failed sync and changes nothing: the last good desired state stays in force, and drift is
+corrected against it. A commit that would remove too many installations is held until approved.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from nebula.daemon import metrics
+from nebula.daemon.config import DaemonConfig
+from nebula.daemon.control import ControlError, DaemonStatus, Event, SyncRecord, SyncTrigger
+from nebula.daemon.events import EventBus
+from nebula.daemon.gitsync import Commit, GitSource
+from nebula.daemon.webhook import verify_and_parse
+from nebula.engine.apply import apply_plan
+from nebula.engine.reconcile import Desired, load_desired, plan_against
+from nebula.errors import ConfigError, NebulaError
+from nebula.plan import Action, Kind, Plan
+from nebula.providers.docker import DockerProvider
+from nebula.store import Store, SyncStatus
+
+log = logging.getLogger("nebulad")
+
+_DRIFT_ACTIONS = {"destroy", "die", "stop", "kill", "reconnect"}
+_FETCHING = {"start", "poll", "webhook", "hook", "watch", "manual", "rollback"}
+
+
+@dataclass
+class _Good:
+    """The last commit that loaded and validated, and its desired state."""
+
+    commit: Commit | None
+    desired: Desired
+
+
+class Daemon:
+    def __init__(
+        self, config: DaemonConfig, store: Store, provider: DockerProvider, source: GitSource | None
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.provider = provider
+        self.source = source  # None when following a local working folder (watch mode)
+        self.bus = EventBus()
+        self._wake = threading.Condition()
+        self._pending: set[str] = set()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._good: _Good | None = None
+        self._bad_commit: str | None = None  # the newest commit known not to load
+        self._held: tuple[str, int] | None = None  # commit, sync id waiting for approval
+        self._approved: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._spawn(self._work, "sync")
+        self._spawn(self._tick, "timer")
+        self._spawn(
+            lambda: self.provider.follow(self._on_docker_event, self._stop), "docker-events"
+        )
+        if self.config.watch:
+            self._spawn(self._watch_folder, "watch")
+        self.request_sync("start")
+
+    def _spawn(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, timeout: float = 600.0) -> None:
+        """Finish the sync in flight, then stop."""
+        self._stop.set()
+        with self._wake:
+            self._wake.notify_all()
+        self._threads[0].join(timeout)
+        self.bus.close()
+
+    # -- requests --------------------------------------------------------------------------
+
+    def request_sync(self, trigger: SyncTrigger) -> None:
+        with self._wake:
+            self._pending.add(trigger)
+            self._wake.notify_all()
+
+    def _tick(self) -> None:
+        last_poll = time.monotonic()
+        while not self._stop.wait(self.config.drift_interval):
+            if time.monotonic() - last_poll >= self.config.poll_interval and not self.config.watch:
+                last_poll = time.monotonic()
+                self.request_sync("poll")
+            else:
+                self.request_sync("drift")
+
+    def _on_docker_event(self, action: str, _container_id: str) -> None:
+        if action in _DRIFT_ACTIONS:
+            self.request_sync("drift")
+
+    def _watch_folder(self) -> None:
+        from watchfiles import watch
+
+        for _ in watch(self.config.source, stop_event=self._stop, debounce=200):
+            self.request_sync("watch")
+
+    # -- the worker ------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending and not self._stop.is_set():
+                    self._wake.wait()
+                if self._stop.is_set():
+                    return
+                triggers, self._pending = self._pending, set()
+            trigger = next((t for t in _ORDER if t in triggers), "drift")
+            try:
+                self._sync(trigger, fetch=bool(triggers & _FETCHING))
+            except Exception:  # a sync never kills the daemon; it is logged and retried
+                log.exception("sync failed unexpectedly")
+                metrics.SYNCS.labels(status="failed").inc()
+
+    def _sync(self, trigger: str, *, fetch: bool) -> None:
+        if self._setting("suspended") == "1":
+            return
+        self._refresh(fetch, trigger)
+        good = self._good
+        if good is None:
+            return
+        commit = good.commit
+        if (
+            self._held is not None
+            and commit is not None
+            and self._held[0] == commit.sha
+            and self._approved != commit.sha
+        ):
+            return  # still waiting for approval
+        snapshot = plan_against(good.desired, self.provider)
+        plan = snapshot.plan
+        new_commit = commit is not None and commit.sha != self._setting("applied_commit")
+        if not plan.has_changes:
+            if new_commit:
+                self._record(commit, trigger, "succeeded", plan)
+            return
+        if commit is not None and self._approved != commit.sha and self._too_many_removals(plan):
+            sync_id = self._record(commit, trigger, "held", plan)
+            self._held = (commit.sha, sync_id)
+            self.bus.publish("sync_held", id=sync_id, commit=commit.sha)
+            return
+        sync_id = self._begin(commit, trigger)
+        self.bus.publish(
+            "sync_started", id=sync_id, commit=commit.sha if commit else None, trigger=trigger
+        )
+        result = apply_plan(
+            snapshot,
+            self.provider,
+            self.store,
+            lambda inst, msg: self.bus.publish(
+                "progress", id=sync_id, installation=inst, message=msg
+            ),
+            commit=commit.sha if commit else None,
+        )
+        errors = [f"{r.name}: {r.error}" for r in result.installations if not r.ok]
+        status: SyncStatus = "succeeded" if result.ok else "failed"
+        info = self.store.finish_sync(
+            sync_id,
+            status=status,
+            errors=errors,
+            summary=plan.counts(),
+            changes=[c.to_dict() for c in plan.pending],
+        )
+        if commit is not None:
+            self.store.set_setting("applied_commit", commit.sha)
+        if self._held is not None and commit is not None and self._held[0] == commit.sha:
+            self._held = None
+        self._count(info, plan, drift=trigger == "drift")
+        self.bus.publish("sync_finished", id=sync_id, status=status, errors=errors)
+
+    def _refresh(self, fetch: bool, trigger: str) -> None:
+        """Bring `_good` up to date with the commit to follow (fetching it first if asked)."""
+        if self.source is None:  # watch mode: the folder as it is now
+            if fetch or self._good is None:
+                try:
+                    self._good = _Good(None, load_desired(self._folder()))
+                except ConfigError as exc:
+                    self._failed(None, trigger, exc)
+            return
+        if not fetch and self._good is not None:
+            return
+        pinned = self._setting("pinned_commit")
+        try:
+            commit = self.source.commit_info(pinned) if pinned else self.source.fetch()
+        except NebulaError as exc:
+            self.store.finish_sync(self._begin(None, trigger), status="failed", errors=[str(exc)])
+            metrics.SYNCS.labels(status="failed").inc()
+            return
+        if (
+            self._good is not None
+            and self._good.commit is not None
+            and commit.sha == self._good.commit.sha
+        ):
+            return
+        if commit.sha == self._bad_commit:
+            return
+        if self._held is not None and self._held[0] != commit.sha:  # a newer commit supersedes
+            self.store.set_sync_status(self._held[1], "superseded")
+            self._held = None
+        try:
+            self._good = _Good(commit, load_desired(self.source.checkout(commit.sha)))
+        except ConfigError as exc:
+            self._failed(commit, trigger, exc)
+            self._restore_last_applied()
+        return None
+
+    def _restore_last_applied(self) -> None:
+        """After a restart the last good state is not in memory: load the last applied commit."""
+        if self._good is not None or self.source is None:
+            return
+        applied = self._setting("applied_commit")
+        if applied:
+            try:
+                commit = self.source.commit_info(applied)
+                self._good = _Good(commit, load_desired(self.source.checkout(applied)))
+            except NebulaError:
+                log.exception("cannot reload the last applied commit %s", applied)
+
+    def _failed(self, commit: Commit | None, trigger: str, exc: ConfigError) -> None:
+        if commit is not None:
+            self._bad_commit = commit.sha
+        sync_id = self._begin(commit, trigger)
+        errors = [str(issue) for issue in exc.issues]
+        self.store.finish_sync(sync_id, status="failed", errors=errors)
+        metrics.SYNCS.labels(status="failed").inc()
+        self.bus.publish("sync_finished", id=sync_id, status="failed", errors=errors)
+        log.warning(
+            "commit %s is invalid; keeping the last good state",
+            commit.short if commit else "(folder)",
+        )
+
+    def _too_many_removals(self, plan: Plan) -> bool:
+        removed = {
+            c.installation
+            for c in plan.pending
+            if c.action is Action.DELETE and c.kind is Kind.CONTAINER and c.desired is None
+        }
+        kept = {c.installation for c in plan.changes if c.desired is not None}
+        managed = len(removed | kept)
+        limit = self.config.prune_max if self.config.prune_max is not None else managed / 2
+        gone = {name for name in removed if name not in kept}
+        return len(gone) > limit
+
+    # -- records and metrics ---------------------------------------------------------------
+
+    def _begin(self, commit: Commit | None, trigger: str) -> int:
+        return self.store.start_sync(
+            commit=commit.sha if commit else None,
+            author=commit.author if commit else None,
+            message=commit.message if commit else None,
+            trigger=trigger,
+        )
+
+    def _record(self, commit: Commit | None, trigger: str, status: SyncStatus, plan: Plan) -> int:
+        sync_id = self._begin(commit, trigger)
+        info = self.store.finish_sync(
+            sync_id,
+            status=status,
+            summary=plan.counts(),
+            changes=[c.to_dict() for c in plan.pending],
+        )
+        if status == "succeeded" and commit is not None:
+            self.store.set_setting("applied_commit", commit.sha)
+        self._count(info, plan, drift=False)
+        return sync_id
+
+    def _count(self, info: SyncRecord, plan: Plan, *, drift: bool) -> None:
+        metrics.SYNCS.labels(status=info.status).inc()
+        if info.duration_ms is not None:
+            metrics.SYNC_DURATION.observe(info.duration_ms / 1000)
+        for change in plan.pending:
+            metrics.CHANGES_APPLIED.labels(action=change.action.value).inc()
+        if info.errors:
+            metrics.APPLY_ERRORS.inc(len(info.errors))
+        if drift and info.status == "succeeded":
+            metrics.DRIFT_CORRECTIONS.inc()
+        if info.status == "succeeded":
+            metrics.LAST_SUCCESSFUL_SYNC.set_to_current_time()
+
+    def _setting(self, key: str) -> str | None:
+        return self.store.setting(key)
+
+    def _folder(self) -> Any:
+        from pathlib import Path
+
+        return Path(self.config.source)
+
+    # -- DaemonControl ---------------------------------------------------------------------
+
+    def status(self) -> DaemonStatus:
+        syncs = self.store.syncs(limit=1)
+        return DaemonStatus(
+            node=socket.gethostname(),
+            source=self.source.display_url if self.source else self.config.source,
+            branch=self.config.branch,
+            subfolder=self.config.subfolder,
+            applied_commit=self._setting("applied_commit"),
+            suspended=self._setting("suspended") == "1",
+            pinned_commit=self._setting("pinned_commit"),
+            last_sync=syncs[0] if syncs else None,
+            installations=len(self.store.installations()),
+        )
+
+    def installations(self) -> list[dict[str, Any]]:
+        observed = self.provider.observe()
+        rows = []
+        for inst in self.store.installations():
+            containers = [
+                {"name": c.name, "state": c.state, "health": c.health}
+                for c in observed.containers
+                if c.installation == inst.name
+            ]
+            rows.append(
+                {
+                    "name": inst.name,
+                    "package": inst.package,
+                    "version": inst.version,
+                    "status": inst.status,
+                    "reason": inst.status_reason,
+                    "commit": inst.commit,
+                    "containers": containers,
+                }
+            )
+        return rows
+
+    def syncs(self, limit: int = 20) -> list[SyncRecord]:
+        return self.store.syncs(limit)
+
+    def sync(self, sync_id: int) -> SyncRecord | None:
+        return self.store.sync(sync_id)
+
+    def approve(self, sync_id: int) -> SyncRecord:
+        record = self.store.sync(sync_id)
+        if record is None:
+            raise ControlError("not_found", f"no sync {sync_id}")
+        if self._held is None or self._held[1] != sync_id:
+            raise ControlError(
+                "conflict", f"sync {sync_id} is {record.status}, not waiting for approval"
+            )
+        self._approved = self._held[0]
+        self.request_sync("approve")
+        return record
+
+    def suspend(self) -> None:
+        self.store.set_setting("suspended", "1")
+        self.bus.publish("suspended")
+
+    def resume(self) -> None:
+        self.store.set_setting("suspended", "0")
+        self.store.set_setting("pinned_commit", None)
+        self.bus.publish("resumed")
+        self.request_sync("manual")
+
+    def rollback(self, commit: str) -> str:
+        if self.source is None:
+            raise ControlError(
+                "invalid", "rollback needs a git source; this daemon follows a folder"
+            )
+        try:
+            sha = self.source.commit_info(commit).sha
+        except NebulaError as exc:
+            raise ControlError("not_found", str(exc)) from None
+        self.store.set_setting("pinned_commit", sha)
+        self.bus.publish("rollback", commit=sha)
+        self.request_sync("rollback")
+        return sha
+
+    def webhook(self, headers: dict[str, str], body: bytes) -> bool:
+        push = verify_and_parse(headers, body, self.config.webhook_secret or "")
+        if push is None or (push.branch is not None and push.branch != self.config.branch):
+            return False
+        self.request_sync("webhook")
+        return True
+
+    def subscribe(self) -> Iterator[Event]:
+        return self.bus.subscribe(heartbeat=15.0)
+
+
+_ORDER = ("rollback", "approve", "manual", "hook", "webhook", "watch", "poll", "start", "drift")

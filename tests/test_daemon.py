@@ -1,0 +1,207 @@
+"""The daemon loop against real git repos and a real Docker Engine (driven in-process)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+import servers
+from nebula.daemon.config import DaemonConfig
+from nebula.daemon.control import ControlError
+from nebula.daemon.core import Daemon
+from nebula.daemon.gitsync import GitSource
+from nebula.providers.docker import DockerProvider
+from nebula.store import Store
+
+IMAGE = "nebula-example/busybox:1"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Ada",
+    "GIT_AUTHOR_EMAIL": "ada@example.test",
+    "GIT_COMMITTER_NAME": "Ada",
+    "GIT_COMMITTER_EMAIL": "ada@example.test",
+}
+
+
+def app(name: str) -> str:
+    return f"compose:\n  services:\n    {name}:\n      image: {IMAGE}\n      init: true\n      restart: unless-stopped\n"
+
+
+class Repo:
+    """A bare repo (the daemon's source) and a working clone a person commits and pushes from."""
+
+    def __init__(self, root: Path) -> None:
+        self.bare = root / "homelab.git"
+        self.work = root / "work"
+        self.git("init", "-q", "--bare", "-b", "main", str(self.bare), cwd=root)
+        self.git("clone", "-q", str(self.bare), str(self.work), cwd=root)
+        self.git("checkout", "-q", "-b", "main")
+        (self.work / "packages").mkdir()
+        (self.work / "nebula.yaml").write_text("defaults: {health_timeout: 30s}\n")
+
+    def git(self, *args: str, cwd: Path | None = None) -> str:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=cwd or self.work,
+            env={**os.environ, **GIT_ENV},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    def push(self, message: str, files: dict[str, str | None]) -> str:
+        for name, text in files.items():
+            path = self.work / name
+            if text is None:
+                path.unlink()
+            else:
+                path.write_text(text)
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+        self.git("push", "-q", "origin", "main")
+        return self.git("rev-parse", "HEAD")
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def engine(docker_host: str, test_image: str) -> Iterator[docker.DockerClient]:
+    client = docker.DockerClient(base_url=docker_host, version=servers.DOCKER_API_VERSION)
+    client.images.get(test_image).tag(IMAGE)
+    yield client
+    for container in client.containers.list(all=True, filters={"label": "io.nebula.managed=true"}):
+        container.remove(force=True)
+    for network in client.networks.list(filters={"label": "io.nebula.managed=true"}):
+        network.remove()
+    client.close()
+
+
+@pytest.fixture
+def lab(
+    tmp_path: Path, docker_host: str, engine: docker.DockerClient
+) -> Iterator[tuple[Repo, Daemon]]:
+    repo = Repo(tmp_path)
+    repo.push(
+        "first",
+        {"nebula.yaml": "defaults: {health_timeout: 30s}\n", "packages/web.yaml": app("web")},
+    )
+    config = DaemonConfig(
+        source=str(repo.bare), data_dir=tmp_path / "data", poll_interval=3600, drift_interval=3600
+    )
+    store = Store(f"sqlite:///{tmp_path}/nebula.db")
+    provider = DockerProvider(docker_host)
+    daemon = Daemon(config, store, provider, GitSource(str(repo.bare), tmp_path / "data" / "repo"))
+    daemon.start()
+    eventually(lambda: running(engine) == {"web-web"})
+    yield repo, daemon
+    daemon.stop()
+    provider.close()
+    store.close()
+
+
+def running(engine: docker.DockerClient) -> set[str]:
+    return {
+        c.name
+        for c in engine.containers.list(
+            filters={"label": "io.nebula.managed=true", "status": "running"}
+        )
+    }
+
+
+def test_a_push_brings_a_new_installation_up_and_is_recorded(
+    lab: tuple[Repo, Daemon], engine: docker.DockerClient
+) -> None:
+    repo, daemon = lab
+    sha = repo.push("add notes", {"packages/notes.yaml": app("notes")})
+    daemon.request_sync("hook")
+    eventually(lambda: running(engine) == {"web-web", "notes-notes"})
+    eventually(
+        lambda: daemon.syncs(1)[0].commit == sha and daemon.syncs(1)[0].status == "succeeded"
+    )
+    last = daemon.syncs(1)[0]
+    assert (last.author, last.message, last.trigger) == ("Ada", "add notes", "hook")
+    assert last.summary["create"] == 2  # its network and its container
+    assert daemon.status().applied_commit == sha
+    notes = {i["name"]: i for i in daemon.installations()}["notes"]
+    assert notes["commit"] == sha and notes["status"] == "running"
+
+
+def test_a_broken_commit_is_reported_with_file_and_line_and_changes_nothing(
+    lab: tuple[Repo, Daemon], engine: docker.DockerClient
+) -> None:
+    repo, daemon = lab
+    good = daemon.status().applied_commit
+    bad = repo.push("typo", {"packages/web.yaml": app("web").replace("image:", "imagee:")})
+    daemon.request_sync("hook")
+    eventually(lambda: daemon.syncs(1)[0].commit == bad and daemon.syncs(1)[0].status == "failed")
+    errors = daemon.syncs(1)[0].errors
+    assert any(
+        e.startswith("packages/web.yaml:4:7: compose.services.web.imagee: unknown field")
+        for e in errors
+    )
+    assert running(engine) == {"web-web"}
+    assert daemon.status().applied_commit == good
+    # drift is still corrected against the last good commit
+    engine.containers.get("web-web").remove(force=True)
+    eventually(lambda: running(engine) == {"web-web"})
+
+
+def test_a_container_removed_by_hand_is_put_back(
+    lab: tuple[Repo, Daemon], engine: docker.DockerClient
+) -> None:
+    _, daemon = lab
+    engine.containers.get("web-web").remove(force=True)
+    eventually(lambda: running(engine) == {"web-web"}, timeout=15)
+    eventually(lambda: daemon.syncs(1)[0].trigger == "drift")
+    assert daemon.syncs(1)[0].status == "succeeded"
+
+
+def test_a_commit_deleting_everything_is_held_until_approved(
+    lab: tuple[Repo, Daemon], engine: docker.DockerClient
+) -> None:
+    repo, daemon = lab
+    sha = repo.push("remove all", {"packages/web.yaml": None})
+    daemon.request_sync("hook")
+    eventually(lambda: daemon.syncs(1)[0].status == "held")
+    held = daemon.syncs(1)[0]
+    assert held.commit == sha
+    assert {"action": "delete", "kind": "container", "installation": "web", "name": "web-web",
+            "reason": "installation 'web' is no longer in the config repo"} in held.changes  # fmt: skip
+    time.sleep(1)
+    assert running(engine) == {"web-web"}
+    with pytest.raises(ControlError):
+        daemon.approve(held.id + 100)
+    daemon.approve(held.id)
+    eventually(lambda: running(engine) == set())
+
+
+def test_suspend_stops_applying_and_rollback_pins_an_earlier_commit(
+    lab: tuple[Repo, Daemon], engine: docker.DockerClient
+) -> None:
+    repo, daemon = lab
+    first = daemon.status().applied_commit
+    assert first is not None
+    daemon.suspend()
+    repo.push("add notes", {"packages/notes.yaml": app("notes")})
+    daemon.request_sync("hook")
+    time.sleep(1.5)
+    assert running(engine) == {"web-web"}
+    daemon.resume()
+    eventually(lambda: running(engine) == {"web-web", "notes-notes"})
+    assert daemon.rollback(first[:10]) == first
+    eventually(lambda: running(engine) == {"web-web"})
+    assert daemon.status().pinned_commit == first
+    daemon.resume()
+    eventually(lambda: running(engine) == {"web-web", "notes-notes"})
