@@ -7,7 +7,7 @@ import sys
 import typer
 
 from nebula import __version__
-from nebula.cli.commands import catalog, init, plan, status, validate
+from nebula.cli.commands import catalog, daemon, init, plan, status, validate
 
 app = typer.Typer(
     name="nebula",
@@ -24,6 +24,12 @@ app.command()(plan.plan)
 app.command()(plan.apply)
 app.command()(status.status)
 app.add_typer(catalog.app, name="catalog")
+app.add_typer(daemon.sync_app, name="sync")
+app.command()(daemon.suspend)
+app.command()(daemon.resume)
+app.command()(daemon.rollback)
+app.command()(daemon.approve)
+app.add_typer(daemon.hooks_app, name="hooks")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,199 @@
+"""The CLI's client of nebulad's API (see `nebula.daemon.api`), over httpx.
+
+Where the daemon is, first match wins:
+- `--daemon URL` / `NEBULA_DAEMON` (e.g. `http://node1:7733`): TCP, with `NEBULA_TOKEN` sent as
+  the bearer token (a token is never taken from the command line, where `ps` would show it);
+- `--socket PATH` / `NEBULA_SOCKET`: that unix socket;
+- else the default socket, `nebulad.sock` in the user's data dir (`default_socket_path`).
+
+Methods return the API's JSON as plain data. Every failure is a `NebulaError`:
+`DaemonUnavailableError` when nothing answers, `DaemonError` (with the HTTP status) when the
+daemon refused or failed the request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from nebula.daemon.server import default_socket_path
+from nebula.errors import NebulaError
+
+TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+STREAM_TIMEOUT = httpx.Timeout(60.0, connect=5.0)  # the stream's heartbeat comes every 15 s
+
+
+class DaemonUnavailableError(NebulaError):
+    """No nebulad answers where the CLI looked."""
+
+
+class DaemonError(NebulaError):
+    """nebulad answered with an error: `status` is the HTTP status, the message its reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class StreamItem:
+    """One item of the event stream: an event (`kind` and `data`), or a comment (`kind` None)."""
+
+    kind: str | None
+    data: dict[str, Any]
+
+
+def resolve_socket(socket_path: str | Path | None) -> Path:
+    if socket_path:
+        return Path(socket_path).expanduser().absolute()
+    env = os.environ.get("NEBULA_SOCKET")
+    return Path(env).expanduser().absolute() if env else default_socket_path()
+
+
+class DaemonClient:
+    def __init__(self, socket_path: str | Path | None = None, url: str | None = None) -> None:
+        url = url or os.environ.get("NEBULA_DAEMON") or None
+        headers = {"Accept": "application/json"}
+        if url:
+            self.where = f"at {url}"
+            self.socket: Path | None = None
+            token = os.environ.get("NEBULA_TOKEN")
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            self._client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=TIMEOUT)
+        else:
+            self.socket = resolve_socket(socket_path)
+            self.where = f"(socket {self.socket})"
+            transport = httpx.HTTPTransport(uds=str(self.socket))
+            self._client = httpx.Client(
+                base_url="http://nebulad", transport=transport, headers=headers, timeout=TIMEOUT
+            )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> DaemonClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the API ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return self._call("GET", "/status")
+
+    def installations(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/installations")["installations"])
+
+    def syncs(self, limit: int = 20) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/syncs", params={"limit": limit})["syncs"])
+
+    def sync(self, sync_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/syncs/{sync_id}")
+
+    def request_sync(self, trigger: str = "manual") -> dict[str, Any]:
+        return self._call("POST", "/sync", json={"trigger": trigger})
+
+    def approve(self, sync_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/syncs/{sync_id}/approve")
+
+    def suspend(self) -> dict[str, Any]:
+        return self._call("POST", "/suspend")
+
+    def resume(self) -> dict[str, Any]:
+        return self._call("POST", "/resume")
+
+    def rollback(self, commit: str) -> dict[str, Any]:
+        return self._call("POST", "/rollback", json={"commit": commit})
+
+    def events(self) -> Generator[StreamItem, None, None]:
+        """The event stream, with its comments (the first says the subscription exists)."""
+        try:
+            with self._client.stream("GET", "/api/v1/events", timeout=STREAM_TIMEOUT) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._refusal(response)
+                yield from parse_sse(response.iter_lines())
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from None
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self._client.request(method, f"/api/v1{path}", **kwargs)
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from None
+        if response.status_code >= 400:
+            raise self._refusal(response)
+        try:
+            body = response.json()
+        except json.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            raise DaemonError(
+                response.status_code, f"nebulad {self.where} answered with something not JSON"
+            )
+        return body
+
+    def _transport_error(self, exc: httpx.TransportError) -> NebulaError:
+        if isinstance(exc, httpx.ConnectError):
+            if self.socket is not None:
+                return DaemonUnavailableError(
+                    f"no nebulad is running (socket {self.socket}): start it with `nebulad` or "
+                    "`nebula daemon run`; `nebula apply` still works without it"
+                )
+            return DaemonUnavailableError(
+                f"no nebulad answers {self.where}: check the address and that nebulad listens "
+                "on TCP; `nebula apply` still works without it"
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return DaemonError(0, f"nebulad {self.where} did not answer in time")
+        return DaemonError(0, f"lost the connection to nebulad {self.where}: {exc}")
+
+    def _refusal(self, response: httpx.Response) -> DaemonError:
+        try:
+            message = str(response.json()["error"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            message = response.text.strip()[:200] or response.reason_phrase
+        if response.status_code == 401:
+            hint = "set NEBULA_TOKEN to the daemon's API token"
+            message = f"nebulad {self.where} refused the request ({message}): {hint}"
+        return DaemonError(response.status_code, message)
+
+
+def parse_sse(lines: Iterator[str]) -> Iterator[StreamItem]:
+    """Server-sent events from their lines: `event:`/`data:` fields, `:` comments."""
+    kind: str | None = None
+    data: list[str] = []
+    for line in lines:
+        if line.startswith(":"):
+            yield StreamItem(None, {"comment": line[1:].strip()})
+            continue
+        if line == "":
+            if data or kind:
+                yield StreamItem(kind or "message", _decode(data))
+            kind, data = None, []
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            kind = value
+        elif field == "data":
+            data.append(value)
+
+
+def _decode(data: list[str]) -> dict[str, Any]:
+    text = "\n".join(data)
+    try:
+        value = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {"text": text}
+    return value if isinstance(value, dict) else {"value": value}

@@ -1,0 +1,371 @@
+"""nebulad's HTTP API: a Starlette app over a `DaemonControl`, served by `daemon.server`.
+
+Routes (JSON in and out; every error is `{"error": message}`, never HTML):
+
+    GET  /api/v1/status                 DaemonStatus
+    GET  /api/v1/installations          {"installations": [...]}
+    GET  /api/v1/syncs?limit=N          {"syncs": [SyncRecord, ...]}, newest first (N: 1..1000)
+    GET  /api/v1/syncs/{id}             SyncRecord, or 404
+    POST /api/v1/sync                   202: a sync is queued; body {"trigger": "hook"} optional
+    POST /api/v1/syncs/{id}/approve     the approved SyncRecord; 404/409 when it cannot be
+    POST /api/v1/suspend                {"suspended": true}
+    POST /api/v1/resume                 {"suspended": false}
+    POST /api/v1/rollback               body {"commit": "..."}; {"pinned_commit": full sha}
+    POST /api/v1/webhook                a signed push: 202 queued, 200 ping, 401/400/403 refused
+    GET  /api/v1/events                 server-sent events: `event: KIND` + `data: JSON`
+    GET  /metrics                       Prometheus text format (prometheus_client's registry)
+
+Auth: on TCP (`tcp=True`) every request but the webhook needs `Authorization: Bearer TOKEN`
+(compared in constant time; 401 with `WWW-Authenticate: Bearer` otherwise). The webhook proves
+itself with its own signature instead. On the unix socket no token is asked: the socket file
+is 0600, so only its owner can connect at all.
+
+Records are dataclasses, serialised with `dataclasses.asdict`; datetimes become ISO 8601
+strings. `ControlError` maps to 404 (not_found), 409 (conflict) or 400 (invalid); any other
+`NebulaError` to 500 with its message; anything else to 500 with a pointer to the daemon's log.
+
+Control calls may block (store, Docker, git), so each runs in Starlette's thread pool. The
+event stream reads `control.subscribe()` on a thread of its own per client and sends a
+comment line every `heartbeat` seconds (15 by default), so proxies keep the stream open and
+a vanished client is noticed. `app.state.closing` (a `threading.Event`) ends every open
+stream; `daemon.server` sets it when it stops, so a shutdown never waits on a listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import date, datetime
+from pathlib import PurePath
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from nebula.daemon.control import ControlError, DaemonControl, Event
+from nebula.daemon.webhook import WebhookError
+from nebula.errors import NebulaError
+
+log = logging.getLogger("nebula.daemon.api")
+
+PREFIX = "/api/v1"
+WEBHOOK_PATH = f"{PREFIX}/webhook"
+HEARTBEAT_SECONDS = 15.0
+MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
+API_TRIGGERS = frozenset({"manual", "hook"})  # webhooks come through /webhook, verified
+_CONTROL_STATUS = {"not_found": 404, "conflict": 409, "invalid": 400}
+
+
+def create_app(
+    control: DaemonControl,
+    *,
+    token: str | None,
+    tcp: bool,
+    heartbeat: float = HEARTBEAT_SECONDS,
+) -> Starlette:
+    """The API over `control`. With `tcp`, a non-empty `token` is required (fails closed)."""
+    if tcp and not token:
+        raise NebulaError(
+            "the TCP API needs a bearer token: configure one, or listen on the unix socket only"
+        )
+    # prometheus_client's default registry holds the daemon's metrics once this is imported.
+    import nebula.daemon.metrics  # noqa: F401
+
+    api = _Api(control, heartbeat)
+    routes = [
+        Route(f"{PREFIX}/status", api.status, methods=["GET"]),
+        Route(f"{PREFIX}/installations", api.installations, methods=["GET"]),
+        Route(f"{PREFIX}/syncs", api.syncs, methods=["GET"]),
+        Route(f"{PREFIX}/syncs/{{sync_id:int}}", api.sync, methods=["GET"]),
+        Route(f"{PREFIX}/syncs/{{sync_id:int}}/approve", api.approve, methods=["POST"]),
+        Route(f"{PREFIX}/sync", api.request_sync, methods=["POST"]),
+        Route(f"{PREFIX}/suspend", api.suspend, methods=["POST"]),
+        Route(f"{PREFIX}/resume", api.resume, methods=["POST"]),
+        Route(f"{PREFIX}/rollback", api.rollback, methods=["POST"]),
+        Route(WEBHOOK_PATH, api.webhook, methods=["POST"]),
+        Route(f"{PREFIX}/events", api.events, methods=["GET"]),
+        Route("/metrics", _metrics, methods=["GET"]),
+    ]
+    middleware = [Middleware(_BearerAuth, token=token)] if tcp and token else []
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={
+            HTTPException: _http_error,
+            ControlError: _control_error,
+            NebulaError: _nebula_error,
+            Exception: _internal_error,
+        },
+    )
+    app.state.closing = threading.Event()
+    return app
+
+
+class _Api:
+    def __init__(self, control: DaemonControl, heartbeat: float) -> None:
+        self.control = control
+        self.heartbeat = heartbeat
+
+    async def status(self, request: Request) -> Response:
+        return _json(await run_in_threadpool(self.control.status))
+
+    async def installations(self, request: Request) -> Response:
+        found = await run_in_threadpool(self.control.installations)
+        return _json({"installations": found})
+
+    async def syncs(self, request: Request) -> Response:
+        raw = request.query_params.get("limit", "20")
+        try:
+            limit = int(raw)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 1000:
+            raise ControlError("invalid", f"limit must be a number from 1 to 1000, not {raw!r}")
+        return _json({"syncs": await run_in_threadpool(self.control.syncs, limit)})
+
+    async def sync(self, request: Request) -> Response:
+        sync_id: int = request.path_params["sync_id"]
+        record = await run_in_threadpool(self.control.sync, sync_id)
+        if record is None:
+            raise ControlError("not_found", f"no sync {sync_id}")
+        return _json(record)
+
+    async def approve(self, request: Request) -> Response:
+        sync_id: int = request.path_params["sync_id"]
+        return _json(await run_in_threadpool(self.control.approve, sync_id))
+
+    async def request_sync(self, request: Request) -> Response:
+        body = await _json_body(request)
+        trigger = body.get("trigger", "manual")
+        if trigger not in API_TRIGGERS:
+            raise ControlError(
+                "invalid", f"trigger must be one of {', '.join(sorted(API_TRIGGERS))}"
+            )
+        await run_in_threadpool(self.control.request_sync, trigger)
+        return _json({"queued": True, "trigger": trigger}, status=202)
+
+    async def suspend(self, request: Request) -> Response:
+        await run_in_threadpool(self.control.suspend)
+        return _json({"suspended": True})
+
+    async def resume(self, request: Request) -> Response:
+        await run_in_threadpool(self.control.resume)
+        return _json({"suspended": False})
+
+    async def rollback(self, request: Request) -> Response:
+        body = await _json_body(request)
+        commit = body.get("commit")
+        if not isinstance(commit, str) or not commit.strip():
+            raise ControlError("invalid", 'give the commit to roll back to: {"commit": "SHA"}')
+        sha = await run_in_threadpool(self.control.rollback, commit.strip())
+        return _json({"pinned_commit": sha})
+
+    async def webhook(self, request: Request) -> Response:
+        body = await _read_body(request)
+        headers = dict(request.headers.items())
+        try:
+            queued = await run_in_threadpool(self.control.webhook, headers, body)
+        except WebhookError as exc:
+            # The reason never carries the secret or a digest (see daemon.webhook).
+            client = request.client.host if request.client else "unix socket"
+            log.warning("webhook refused (%s) from %s", exc.reason, client)
+            return _json({"error": exc.reason}, status=exc.status)
+        if queued:
+            return _json({"queued": True}, status=202)
+        return _json({"queued": False})
+
+    async def events(self, request: Request) -> Response:
+        closing: threading.Event = request.app.state.closing
+        iterator = await run_in_threadpool(self.control.subscribe)
+        stream = _EventStream(iterator, asyncio.get_running_loop())
+        return StreamingResponse(
+            stream.lines(closing, self.heartbeat),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+
+class _EventStream:
+    """Carries one subscriber's events from the (blocking) iterator to the async response.
+
+    The iterator is read on a daemon thread. When the client goes away the thread is told to
+    stop; it closes the iterator at its next event (a blocked `next()` cannot be interrupted
+    from another thread), or when the daemon ends the iterator.
+    """
+
+    def __init__(self, iterator: Iterator[Event], loop: asyncio.AbstractEventLoop) -> None:
+        self.iterator = iterator
+        self.loop = loop
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self.done = threading.Event()
+        threading.Thread(target=self._pump, name="nebula-api-events", daemon=True).start()
+
+    def _pump(self) -> None:
+        try:
+            for event in self.iterator:
+                if self.done.is_set():
+                    break
+                if event.kind != "heartbeat":  # the daemon's keep-alive: ours is a comment
+                    self._put(event)
+        except Exception:
+            log.exception("the event subscription failed")
+        finally:
+            close = getattr(self.iterator, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()
+            self._put(None)  # the end of the stream
+
+    def _put(self, item: Event | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+    async def lines(self, closing: threading.Event, heartbeat: float) -> AsyncIterator[bytes]:
+        try:
+            yield b": subscribed\n\n"  # the subscription exists from here on
+            beat = time.monotonic() + heartbeat
+            while not closing.is_set():
+                wait = max(0.0, min(0.5, beat - time.monotonic()))
+                try:
+                    event = await asyncio.wait_for(self.queue.get(), timeout=wait)
+                except TimeoutError:
+                    if time.monotonic() >= beat:
+                        yield b": heartbeat\n\n"
+                        beat = time.monotonic() + heartbeat
+                    continue
+                if event is None:
+                    return
+                yield format_event(event)
+        finally:
+            self.done.set()
+
+
+def format_event(event: Event) -> bytes:
+    """`event: KIND` and `data: JSON` (the event's data, with `at` when it has none)."""
+    data = {"at": event.at, **event.data}
+    kind = "".join(ch for ch in event.kind if ch not in "\r\n") or "message"
+    return f"event: {kind}\ndata: {_dumps(data)}\n\n".encode()
+
+
+async def _metrics(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+    payload = await run_in_threadpool(generate_latest, REGISTRY)
+    return Response(payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class _BearerAuth:
+    """Every request but the webhook must carry `Authorization: Bearer TOKEN` (TCP only)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == WEBHOOK_PATH:
+            await self.app(scope, receive, send)
+            return
+        scheme, _, given = Headers(scope=scope).get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token):
+            await self.app(scope, receive, send)
+            return
+        if scheme:
+            message, challenge = "invalid bearer token", 'Bearer error="invalid_token"'
+        else:
+            message, challenge = "missing bearer token: send Authorization: Bearer TOKEN", "Bearer"
+        response = _json({"error": message}, status=401, headers={"WWW-Authenticate": challenge})
+        await response(scope, receive, send)
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object; an empty body is `{}`."""
+    raw = await _read_body(request)
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ControlError("invalid", "the request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ControlError("invalid", "the request body must be a JSON object")
+    return body
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise HTTPException(413, f"the request body is over {MAX_BODY // 2**20} MB")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise HTTPException(413, f"the request body is over {MAX_BODY // 2**20} MB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = exc.detail
+    if exc.status_code == 404:
+        message = f"no such endpoint: {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    return _json({"error": message}, status=exc.status_code, headers=exc.headers)
+
+
+def _control_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ControlError)
+    return _json({"error": str(exc)}, status=_CONTROL_STATUS.get(exc.reason, 400))
+
+
+def _nebula_error(request: Request, exc: Exception) -> Response:
+    log.error("%s %s failed: %s", request.method, request.url.path, exc)
+    return _json({"error": str(exc)}, status=500)
+
+
+def _internal_error(request: Request, exc: Exception) -> Response:
+    return _json({"error": "internal error in nebulad: see its log"}, status=500)
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON data from records: dataclasses as dicts, datetimes as ISO 8601 strings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if isinstance(value, PurePath):
+        return str(value)
+    return value
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(jsonable(value), separators=(",", ":"), default=str)
+
+
+def _json(value: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        _dumps(value), status_code=status, headers=headers, media_type="application/json"
+    )

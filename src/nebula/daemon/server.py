@@ -1,0 +1,223 @@
+"""Serving the API: uvicorn on the unix socket, and on TCP when asked.
+
+    stop = threading.Event()
+    serve(create_app(daemon, token=None, tcp=False), socket_path,
+          app_tcp=create_app(daemon, token=token, tcp=True), tcp_listen="0.0.0.0:7733",
+          stop=stop)                 # blocks; returns once `stop` is set and both servers ended
+
+The sockets are bound here, not by uvicorn, so the unix socket is private before anyone can
+connect: bind, chmod 0600, check the mode really is 0600 (and the file ours), and only then
+listen. Its folder is created 0700 when missing. A socket file left by a dead daemon is
+replaced; one a live daemon answers on is not (`ServerError`), nor is a file that is not a
+socket. The socket file is removed on the way out.
+
+Both servers share one event loop in the calling thread. Signals are left to the caller (the
+daemon decides what SIGTERM means); uvicorn logs warnings only and no access log. Stopping is
+prompt: open event streams are ended (`app.state.closing`), and any request still running
+after `GRACE_SECONDS` is cancelled.
+
+Import-light (uvicorn loads inside `serve`): the CLI imports `default_socket_path` from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import stat
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import platformdirs
+
+from nebula.errors import NebulaError
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+log = logging.getLogger("nebula.daemon.server")
+
+SOCKET_NAME = "nebulad.sock"
+GRACE_SECONDS = 3
+_UNIX_PATH_MAX = 107  # sun_path is 108 bytes on Linux, with the trailing NUL
+
+
+class ServerError(NebulaError):
+    """The API cannot listen: the socket path is taken, too long, or not ours."""
+
+
+def default_socket_path() -> Path:
+    """`nebulad.sock` in the user's data dir: where nebulad listens and the CLI looks."""
+    return Path(platformdirs.user_data_dir("nebula")) / SOCKET_NAME
+
+
+def serve(
+    app_unix: Starlette,
+    socket_path: Path | str,
+    *,
+    app_tcp: Starlette | None = None,
+    tcp_listen: str | None = None,
+    stop: threading.Event,
+    ready: threading.Event | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Serve `app_unix` on the socket (and `app_tcp` on `tcp_listen`) until `stop` is set.
+
+    `ready` is set once every listener accepts connections. Raises `ServerError` when a
+    socket cannot be bound; the unix socket is already private when this returns or raises.
+    """
+    if tcp_listen and app_tcp is None:
+        raise ServerError("tcp_listen given without an app to serve on it")
+    path = Path(socket_path).absolute()
+    unix_sock = bind_unix(path)
+    inode = path.stat().st_ino
+    listeners: list[tuple[Starlette, socket.socket]] = [(app_unix, unix_sock)]
+    try:
+        if tcp_listen and app_tcp is not None:
+            listeners.append((app_tcp, bind_tcp(tcp_listen)))
+        asyncio.run(_serve_all(listeners, stop, ready, log_level))
+    finally:
+        for _, sock in listeners:
+            sock.close()
+        _remove_socket(path, inode)
+
+
+def bind_unix(path: Path) -> socket.socket:
+    """A unix socket bound at `path`, mode 0600, not yet listening."""
+    if len(os.fsencode(path)) > _UNIX_PATH_MAX:
+        raise ServerError(
+            f"socket path {path} is longer than the {_UNIX_PATH_MAX} bytes a unix socket allows: "
+            "choose a shorter one"
+        )
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    _clear_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+        info = os.stat(path)
+        if not stat.S_ISSOCK(info.st_mode) or stat.S_IMODE(info.st_mode) != 0o600:
+            raise ServerError(f"{path} did not become a mode 0600 socket: refusing to listen")
+        if info.st_uid != os.geteuid():
+            raise ServerError(f"{path} is not owned by this user: refusing to listen")
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ServerError(f"cannot listen on {path}: {exc.strerror or exc}") from None
+    except ServerError:
+        sock.close()
+        raise
+    return sock
+
+
+def _clear_stale(path: Path) -> None:
+    """Remove a socket no daemon answers on; refuse a live one, or anything not a socket."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise ServerError(f"{path} exists and is not a socket: move it away or choose another path")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)  # nobody listens: left by a daemon that died
+        return
+    finally:
+        probe.close()
+    raise ServerError(f"another nebulad is already listening on {path}")
+
+
+def bind_tcp(listen: str) -> socket.socket:
+    """A TCP socket bound to `HOST:PORT` (`[::1]:PORT` for IPv6), not yet listening."""
+    host, port = parse_listen(listen)
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ServerError(f"cannot listen on {listen}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ServerError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+    return sock
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ServerError(f"listen address {listen!r} is not HOST:PORT (e.g. 127.0.0.1:7733)")
+    return host, int(port)
+
+
+async def _serve_all(
+    listeners: list[tuple[Starlette, socket.socket]],
+    stop: threading.Event,
+    ready: threading.Event | None,
+    log_level: str,
+) -> None:
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            yield  # the daemon owns SIGTERM and SIGINT: it sets `stop`
+
+        async def on_tick(self, counter: int) -> bool:
+            if stop.is_set():
+                self.should_exit = True
+            return await super().on_tick(counter)
+
+    servers: list[tuple[_Server, socket.socket]] = []
+    for app, sock in listeners:
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_config=None,
+            log_level=log_level,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=GRACE_SECONDS,
+        )
+        servers.append((_Server(config), sock))
+    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
+    while not all(server.started for server, _ in servers):
+        if any(task.done() for task in tasks):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        if ready is not None:
+            ready.set()
+    try:
+        while not stop.is_set() and not any(task.done() for task in tasks):
+            await asyncio.sleep(0.1)
+    finally:
+        for app, _ in listeners:
+            closing = getattr(app.state, "closing", None)
+            if isinstance(closing, threading.Event):
+                closing.set()
+        for server, _ in servers:
+            server.should_exit = True
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise ServerError(f"the API server failed: {result}") from result
+
+
+def _remove_socket(path: Path, inode: int) -> None:
+    """Remove the socket file, unless another daemon has bound a new one there since."""
+    with contextlib.suppress(OSError):
+        if path.lstat().st_ino == inode:
+            path.unlink()
