@@ -7,7 +7,8 @@ version-manager shim) `--runs` times and reports median and p90 wall time agains
 200 ms target. The peers: `python -c pass` (the interpreter alone, the floor), `python -c
 "import nebula.cli.app"` (imports without typer's rendering) and `nebula --version`. One untimed
 run of each first warms the page cache and the bytecode caches. Then the slowest imports of
-`nebula --help`, from `python -X importtime`. No Docker needed.
+`nebula --help`, from `python -X importtime`. No Docker needed. Every run gets temporary XDG
+cache/data/config/state dirs, so nothing touches the user's home.
 """
 
 from __future__ import annotations
@@ -22,27 +23,28 @@ import stacks
 TARGET_MS = 200.0
 
 
-def wall(cmd: list[str]) -> float:
+def wall(cmd: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, check=False)
+    proc = subprocess.run(cmd, env=env, capture_output=True, check=False)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} exited {proc.returncode}: {proc.stderr.decode()[-2000:]}")
     return seconds
 
 
-def measure(name: str, cmd: list[str], runs: int) -> stacks.Series:
-    wall(cmd)  # warm
+def measure(name: str, cmd: list[str], runs: int, env: dict[str, str]) -> stacks.Series:
+    wall(cmd, env)  # warm
     series = stacks.Series(name)
     for _ in range(runs):
-        series.add(wall(cmd))
+        series.add(wall(cmd, env))
     return series
 
 
-def slowest_imports(script: Path, top: int) -> list[tuple[str, float, float]]:
+def slowest_imports(script: Path, top: int, env: dict[str, str]) -> list[tuple[str, float, float]]:
     """(module, cumulative ms, self ms) of the top-level imports `nebula --help` pays most for."""
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", str(script), "--help"],
+        env=env,
         capture_output=True,
         text=True,
         check=True,
@@ -68,12 +70,20 @@ def main() -> None:
     python = sys.executable
     load_before = stacks.machine()
 
-    rows = [
-        measure("nebula --help", [str(script), "--help"], args.runs),
-        measure("nebula --version", [str(script), "--version"], args.runs),
-        measure("python -c 'import nebula.cli.app'", [python, "-c", "import nebula.cli.app"], 5),
-        measure("python -c pass (floor)", [python, "-c", "pass"], args.runs),
-    ]
+    with stacks.scratch_dir("nebula-bench-") as tmp:
+        env = stacks.private_env(tmp)
+        rows = [
+            measure("nebula --help", [str(script), "--help"], args.runs, env),
+            measure("nebula --version", [str(script), "--version"], args.runs, env),
+            measure(
+                "python -c 'import nebula.cli.app'",
+                [python, "-c", "import nebula.cli.app"],
+                5,
+                env,
+            ),
+            measure("python -c pass (floor)", [python, "-c", "pass"], args.runs, env),
+        ]
+        imports = slowest_imports(script, 10, env)
     help_, floor = rows[0], rows[-1]
     median_ms = help_.median * 1000
     stacks.print_table(
@@ -108,7 +118,6 @@ def main() -> None:
             ],
         ],
     )
-    imports = slowest_imports(script, 10)
     stacks.print_table(
         "Slowest imports of `nebula --help` (one -X importtime run, ms)",
         ["module", "cumulative", "self"],

