@@ -85,10 +85,28 @@ def test_catalog_list_and_show() -> None:
     assert "did you mean 'wordpress'?" in run("catalog", "show", "wordpres", code=2)
 
 
-def test_nebulad_says_plainly_that_it_is_not_there_yet() -> None:
+def test_nebulad_explains_what_it_needs() -> None:
     script = "from nebula.cli.app import nebulad_main; nebulad_main()"
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": ""},
     )
-    assert done.returncode == 1
-    assert "not part of this release yet" in done.stderr
+    assert done.returncode == 2
+    assert "invalid daemon settings: source: Field required" in done.stderr
+    assert "--watch" in run("daemon", "run", "--help")
+
+
+def test_the_example_daemon_environment_names_real_settings() -> None:
+    from nebula.daemon.config import ENV_PREFIX, DaemonConfig
+
+    env_file = Path(__file__).resolve().parents[1] / "nebulad" / "nebulad.env"
+    names = {
+        line.lstrip("#").split("=", 1)[0]
+        for line in env_file.read_text().splitlines()
+        if line.lstrip("#").startswith(ENV_PREFIX)
+    }
+    assert names
+    assert {n.removeprefix(ENV_PREFIX).lower() for n in names} <= set(DaemonConfig.model_fields)

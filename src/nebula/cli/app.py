@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from nebula import __version__
-from nebula.cli.commands import catalog, daemon, init, plan, status, validate
+from nebula.cli.commands import catalog, daemon, daemon_run, init, plan, status, validate
 
 app = typer.Typer(
     name="nebula",
@@ -30,6 +28,7 @@ app.command()(daemon.resume)
 app.command()(daemon.rollback)
 app.command()(daemon.approve)
 app.add_typer(daemon.hooks_app, name="hooks")
+app.add_typer(daemon_run.app, name="daemon")
 
 
 def _version(value: bool) -> None:
@@ -52,9 +51,5 @@ def main() -> None:
 
 
 def nebulad_main() -> None:
-    """Placeholder until the daemon lands: say so plainly instead of pretending."""
-    sys.stderr.write(
-        "nebulad: the daemon is not part of this release yet; it comes with the daemon work.\n"
-        "Meanwhile apply a config repo once with: nebula apply DIR\n"
-    )
-    sys.exit(1)
+    """`nebulad`: the same as `nebula daemon run`."""
+    daemon_run.nebulad()

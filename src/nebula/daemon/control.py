@@ -45,7 +45,15 @@ class DaemonStatus:
 
 @dataclass(frozen=True)
 class Event:
-    """What the event stream carries: sync started/finished, drift corrected, held, ..."""
+    """What the event stream carries. Kinds and their data:
+
+    - `sync_started`: id, commit, trigger
+    - `progress`: id, installation, message (one step of an apply)
+    - `sync_finished`: id, status, errors
+    - `sync_held`: id, commit (waits for `approve`)
+    - `suspended`, `resumed`: no data; `rollback`: commit
+    - `heartbeat`: no data, when nothing else happened for a while
+    """
 
     kind: str
     data: dict[str, Any]
@@ -64,7 +72,9 @@ class DaemonControl(Protocol):
     def sync(self, sync_id: int) -> SyncRecord | None: ...
 
     def request_sync(self, trigger: SyncTrigger) -> None:
-        """Ask for a sync soon; requests arriving during a sync coalesce into one next sync."""
+        """Ask for a sync soon; requests arriving during a sync coalesce into one next sync.
+        A sync asked for explicitly (manual, hook, webhook) is always recorded, even when it
+        finds nothing to do (`succeeded`) or the daemon is suspended (`skipped`)."""
         ...
 
     def approve(self, sync_id: int) -> SyncRecord:
@@ -86,5 +96,5 @@ class DaemonControl(Protocol):
         ...
 
     def subscribe(self) -> Iterator[Event]:
-        """Events from now on, until the daemon stops or the iterator is closed."""
+        """Events from the moment of the call, until the daemon stops or the iterator is closed."""
         ...

@@ -34,6 +34,7 @@ log = logging.getLogger("nebulad")
 
 _DRIFT_ACTIONS = {"destroy", "die", "stop", "kill", "reconnect"}
 _FETCHING = {"start", "poll", "webhook", "hook", "watch", "manual", "rollback"}
+_EXPLICIT = {"manual", "hook", "webhook"}  # asked for by someone: always recorded
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._good: _Good | None = None
         self._bad_commit: str | None = None  # the newest commit known not to load
+        self._reported = False  # whether the sync in progress already recorded a failure
         self._held: tuple[str, int] | None = None  # commit, sync id waiting for approval
         self._approved: str | None = None
 
@@ -131,9 +133,14 @@ class Daemon:
                 metrics.SYNCS.labels(status="failed").inc()
 
     def _sync(self, trigger: str, *, fetch: bool) -> None:
+        explicit = trigger in _EXPLICIT
         if self._setting("suspended") == "1":
+            if explicit:
+                self._record(None, trigger, "skipped", Plan(()))
             return
+        self._reported = False
         self._refresh(fetch, trigger)
+        explicit = explicit and not self._reported  # a failure already answered the request
         good = self._good
         if good is None:
             return
@@ -149,7 +156,7 @@ class Daemon:
         plan = snapshot.plan
         new_commit = commit is not None and commit.sha != self._setting("applied_commit")
         if not plan.has_changes:
-            if new_commit:
+            if new_commit or explicit:
                 self._record(commit, trigger, "succeeded", plan)
             return
         if commit is not None and self._approved != commit.sha and self._too_many_removals(plan):
@@ -202,6 +209,7 @@ class Daemon:
             commit = self.source.commit_info(pinned) if pinned else self.source.fetch()
         except NebulaError as exc:
             self.store.finish_sync(self._begin(None, trigger), status="failed", errors=[str(exc)])
+            self._reported = True
             metrics.SYNCS.labels(status="failed").inc()
             return
         if (
@@ -235,6 +243,7 @@ class Daemon:
                 log.exception("cannot reload the last applied commit %s", applied)
 
     def _failed(self, commit: Commit | None, trigger: str, exc: ConfigError) -> None:
+        self._reported = True
         if commit is not None:
             self._bad_commit = commit.sha
         sync_id = self._begin(commit, trigger)
@@ -280,6 +289,7 @@ class Daemon:
         if status == "succeeded" and commit is not None:
             self.store.set_setting("applied_commit", commit.sha)
         self._count(info, plan, drift=False)
+        self.bus.publish("sync_finished", id=sync_id, status=status, errors=[])
         return sync_id
 
     def _count(self, info: SyncRecord, plan: Plan, *, drift: bool) -> None:

@@ -25,11 +25,15 @@ class EventBus:
                 subscriber.put(event)
 
     def subscribe(self, heartbeat: float | None = None) -> Iterator[Event]:
-        """Events from now on; with `heartbeat`, an Event("heartbeat") whenever none came for
-        that long (so a stream notices a gone client). Ends when the bus closes."""
+        """Events from this call on (registered now, not at the first `next`); with `heartbeat`,
+        an Event("heartbeat") whenever none came for that long (so a stream notices a gone
+        client). Ends when the bus closes."""
         inbox: queue.Queue[object] = queue.Queue()
         with self._lock:
             self._subscribers.add(inbox)
+        return self._drain(inbox, heartbeat)
+
+    def _drain(self, inbox: queue.Queue[object], heartbeat: float | None) -> Iterator[Event]:
         try:
             while True:
                 try:

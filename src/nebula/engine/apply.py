@@ -84,6 +84,7 @@ class _Runner:
     progress: Progress
     commit: str | None
     network_lock: threading.Lock = field(default_factory=threading.Lock)
+    subnets_used: list[str] | None = None  # read once per apply, then kept up to date here
 
     def apply(
         self, name: str, changes: tuple[Change, ...], desired: DesiredInstallation | None
@@ -194,15 +195,17 @@ class _Runner:
         if pool is None:
             self.provider.create_network(spec, None)
             return
-        with self.network_lock:  # choosing and taking a subnet must not interleave
-            used = self.provider.used_subnets()
-            if self.provider.is_local:
-                used += local_routes()
+        with self.network_lock:  # choose under the lock; create in parallel
+            if self.subnets_used is None:
+                self.subnets_used = self.provider.used_subnets()
+                if self.provider.is_local:
+                    self.subnets_used += local_routes()
             try:
-                subnet = free_subnet(pool, self.defaults.subnet_size, used)
+                subnet = free_subnet(pool, self.defaults.subnet_size, self.subnets_used)
             except PoolExhaustedError as exc:
                 raise ProviderError(f"network {spec.name}", str(exc)) from None
-            self.provider.create_network(spec, str(subnet))
+            self.subnets_used.append(str(subnet))
+        self.provider.create_network(spec, str(subnet))
 
     def _replace(self, spec: ContainerSpec, change: Change) -> str:
         if change.action is Action.UPDATE and change.observed_id:
