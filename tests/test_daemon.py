@@ -205,3 +205,25 @@ def test_suspend_stops_applying_and_rollback_pins_an_earlier_commit(
     assert daemon.status().pinned_commit == first
     daemon.resume()
     eventually(lambda: running(engine) == {"web-web", "notes-notes"})
+
+
+def test_a_change_that_keeps_failing_is_not_retried_in_a_tight_loop(
+    lab: tuple[Repo, Daemon], engine: docker.DockerClient
+) -> None:
+    import socket
+
+    repo, daemon = lab
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        repo.push(
+            "clash",
+            {"packages/clash.yaml": app("app") + f"      ports: ['127.0.0.1:{port}:8080']\n"},
+        )
+        daemon.request_sync("hook")
+        eventually(lambda: daemon.syncs(1)[0].status == "failed")
+        count = len(daemon.syncs(100))
+        time.sleep(2)  # the failed start removed its container: that is not drift
+        assert len(daemon.syncs(100)) == count
+        assert "address already in use" in daemon.syncs(1)[0].errors[0]

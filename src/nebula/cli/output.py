@@ -30,7 +30,7 @@ def console() -> Console:
     """Standard output for people (rich is imported on first use: --help stays fast)."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, soft_wrap=True)
 
 
 @cache

@@ -105,8 +105,11 @@ class Daemon:
             else:
                 self.request_sync("drift")
 
-    def _on_docker_event(self, action: str, _container_id: str) -> None:
-        if action in _DRIFT_ACTIONS:
+    def _on_docker_event(self, action: str, container_id: str, _at: float) -> None:
+        """Drift: a managed container went away or stopped. A container the daemon removed
+        itself (replaced, or failed to start) is not drift: reacting to it would retry a failing
+        change in a tight loop; the interval re-check retries it instead."""
+        if action in _DRIFT_ACTIONS and not self.provider.removed_by_us(container_id):
             self.request_sync("drift")
 
     def _watch_folder(self) -> None:

@@ -15,6 +15,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ class DockerProvider:
         self._watcher: _EventWatcher | None = None
         self._lock = threading.Lock()
         self._images: set[str] = set()
+        self._removed: deque[str] = deque(maxlen=1024)  # containers this process removed
         self._reader: EngineReader | None = None
         if EngineReader.supports(self.base_url, dict(os.environ)):
             self._reader = EngineReader(self.base_url, timeout)
@@ -309,6 +311,7 @@ class DockerProvider:
         """Stop (with a grace period) and remove a container; its named volumes stay."""
         import docker.errors
 
+        self._removed.append(container_id)
         with self._call(f"container {name}"), suppress(docker.errors.NotFound):
             self.api.stop(container_id, timeout=int(stop_timeout))
             self.api.remove_container(container_id, v=False, force=True)
@@ -321,9 +324,14 @@ class DockerProvider:
                 self._watcher = _EventWatcher(self)
             return self._watcher
 
-    def follow(self, on_event: Callable[[str, str], None], stop: threading.Event) -> None:
-        """Call `on_event(action, container_id)` for every event of a managed container until
-        `stop` is set, reconnecting (and reporting a `reconnect`) whenever the engine comes back."""
+    def removed_by_us(self, container_id: str) -> bool:
+        """Whether this provider removed that container itself (its events are not drift)."""
+        return container_id in self._removed
+
+    def follow(self, on_event: Callable[[str, str, float], None], stop: threading.Event) -> None:
+        """Call `on_event(action, container_id, unix_time)` for every event of a managed
+        container until `stop` is set, reconnecting (and reporting a `reconnect`) whenever the
+        engine comes back."""
         lost = False
         while not stop.is_set():
             try:
@@ -331,12 +339,13 @@ class DockerProvider:
                     decode=True, filters={"type": "container", "label": f"{LABEL_MANAGED}=true"}
                 )
                 if lost:
-                    on_event("reconnect", "")
+                    on_event("reconnect", "", time.time())
                     lost = False
                 for event in stream:
                     if stop.is_set():
                         break
-                    on_event(event.get("Action") or "", event.get("id") or "")
+                    at = event.get("timeNano", 0) / 1e9 or time.time()
+                    on_event(event.get("Action") or "", event.get("id") or "", at)
             except Exception:  # the engine went away: try again shortly
                 pass
             lost = True
