@@ -104,7 +104,9 @@ def lab(
     provider = DockerProvider(docker_host)
     daemon = Daemon(config, store, provider, GitSource(str(repo.bare), tmp_path / "data" / "repo"))
     daemon.start()
-    eventually(lambda: running(engine) == {"web-web"})
+    eventually(
+        lambda: running(engine) == {"web-web"} and daemon.status().applied_commit is not None
+    )
     yield repo, daemon
     daemon.stop()
     provider.close()
