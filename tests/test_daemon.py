@@ -229,3 +229,64 @@ def test_a_change_that_keeps_failing_is_not_retried_in_a_tight_loop(
         time.sleep(2)  # the failed start removed its container: that is not drift
         assert len(daemon.syncs(100)) == count
         assert "address already in use" in daemon.syncs(1)[0].errors[0]
+
+
+def test_polling_and_a_watched_working_folder(
+    tmp_path: Path, docker_host: str, engine: docker.DockerClient
+) -> None:
+    """Without any hook: the poll finds a pushed commit; --watch applies edits of a folder live."""
+    (tmp_path / "git").mkdir()
+    repo = Repo(tmp_path / "git")
+    repo.push("first", {"nebula.yaml": "", "packages/web.yaml": app("web")})
+    folder = tmp_path / "live"
+    (folder / "packages").mkdir(parents=True)
+    (folder / "nebula.yaml").write_text("")
+    store = Store(f"sqlite:///{tmp_path}/nebula.db")
+    provider = DockerProvider(docker_host)
+    polling = Daemon(
+        DaemonConfig(
+            source=str(repo.bare), data_dir=tmp_path / "a", poll_interval=0.5, drift_interval=0.5
+        ),
+        store,
+        provider,
+        GitSource(str(repo.bare), tmp_path / "a" / "repo"),
+    )
+    polling.start()
+    try:
+        eventually(lambda: running(engine) == {"web-web"})
+        repo.push("add notes", {"packages/notes.yaml": app("notes")})
+        eventually(lambda: running(engine) == {"web-web", "notes-notes"})
+        assert any(s.trigger == "poll" for s in polling.syncs(5))
+    finally:
+        polling.stop()
+    watching = Daemon(
+        DaemonConfig(source=str(folder), watch=True, data_dir=tmp_path / "b", drift_interval=3600),
+        Store(f"sqlite:///{tmp_path}/watch.db"),
+        provider,
+        None,
+    )
+    watching.start()
+    try:
+        time.sleep(0.5)
+        (folder / "packages" / "live.yaml").write_text(app("live"))
+        eventually(lambda: "live-live" in running(engine))
+        assert watching.syncs(1)[0].trigger == "watch"
+    finally:
+        watching.stop()
+        provider.close()
+        store.close()
+
+
+def test_requests_arriving_during_a_sync_coalesce(
+    lab: tuple[Repo, Daemon], engine: docker.DockerClient
+) -> None:
+    repo, daemon = lab
+    before = daemon.syncs(1)[0].id
+    repo.push("add notes", {"packages/notes.yaml": app("notes")})
+    for _ in range(25):
+        daemon.request_sync("hook")
+    eventually(lambda: running(engine) == {"web-web", "notes-notes"})
+    time.sleep(1)
+    newer = [s for s in daemon.syncs(50) if s.id > before]
+    assert 1 <= len(newer) <= 3, [(s.id, s.trigger, s.status) for s in newer]
+    assert all(s.status != "running" for s in newer)
