@@ -441,13 +441,7 @@ def test_sigkill_at_random_moments_always_converges_and_loses_nothing(
     stuck = stuck_syncs(nebulad.data_dir)
     nebulad.stop()
     assert nebulad.proc is not None and nebulad.proc.returncode == 0, nebulad.tail()
-    if stuck:  # everything above holds; this one part is a known bug
-        triggers = Counter(trigger for _, _, trigger in stuck)
-        pytest.xfail(
-            f"known bug: {len(stuck)} syncs cut short by SIGKILL stay 'running' forever "
-            f"(triggers: {dict(triggers)}); nothing marks a dead process's syncs as ended "
-            "when nebulad starts"
-        )
+    assert not stuck, f"syncs left 'running': {Counter(trigger for _, _, trigger in stuck)}"
 
 
 # -- a Docker Engine restart under a running daemon --------------------------------------------
@@ -539,19 +533,6 @@ def nothing_running(nebulad: Nebulad) -> bool:
     return (last is None or last["status"] != "running") and not stuck_syncs(nebulad.data_dir)
 
 
-def failed_to_replace(nebulad: Nebulad, installation: str) -> bool:
-    """Whether a sync failed to replace a container of `installation` (its removal may have
-    been attempted, with the engine already going away)."""
-    store = Store(f"sqlite:///{nebulad.data_dir / 'nebula.db'}")
-    try:
-        return any(
-            s.status == "failed" and any(e.startswith(f"{installation}: ") for e in s.errors)
-            for s in store.syncs(100)
-        )
-    finally:
-        store.close()
-
-
 @pytest.mark.docker
 def test_docker_engine_restart_under_a_running_daemon(
     tmp_path: Path, data_dir: Path, own_engine: RestartableEngine, daemons: list[Nebulad]
@@ -587,15 +568,7 @@ def test_docker_engine_restart_under_a_running_daemon(
         # Drift on the restarted engine is undone: the event stream was reconnected.
         victim = client.containers.get("alpha-app")
         victim.remove(force=True)
-        try:
-            eventually(lambda: running(client) == expected, 20, "alpha-app put back", nebulad.tail)
-        except AssertionError:
-            if failed_to_replace(nebulad, "alpha"):
-                pytest.xfail(
-                    "known bug: a container the daemon failed to remove while the engine went "
-                    "down stays in DockerProvider._removed, so its later removal is not drift"
-                )
-            raise
+        eventually(lambda: running(client) == expected, 20, "alpha-app put back", nebulad.tail)
         assert client.containers.get("alpha-app").id != victim.id
 
         # ... and recorded, with nothing left "running".

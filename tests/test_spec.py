@@ -217,3 +217,14 @@ def test_installation_resolves_into_labelled_container_specs(tmp_path: Path) -> 
     assert ("WORDPRESS_DB_PASSWORD", "hunter2") in web.environment
     assert "hunter2" not in str(web.summary()) and "hunter2" not in str(blog.config)
     assert db.summary()["environment"]["MYSQL_ROOT_PASSWORD"].startswith("••••")
+
+
+def test_durations_accept_compose_units_and_bare_seconds() -> None:
+    from nebula.spec.base import parse_duration
+
+    assert parse_duration("1m30s") == 90.0
+    assert parse_duration("500ms") == 0.5
+    assert parse_duration("3600") == 3600.0  # flags and environment variables give text
+    assert parse_duration(2) == 2.0
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration("soon")

@@ -399,3 +399,15 @@ def test_an_installation_remembers_the_commit_it_was_applied_from(database_url: 
         store.finish_deployment(failed, ok=False, reason="boom", container_ids=["x"])
         (info,) = store.installations()
         assert info.commit == "c1"  # a failed deployment does not claim the newer commit
+
+
+def test_syncs_cut_short_by_a_dead_daemon_are_closed_at_start(database_url: str) -> None:
+    with Store(database_url) as store:
+        cut = store.start_sync(commit="c", author=None, message=None, trigger="hook")
+        done = store.start_sync(commit="d", author=None, message=None, trigger="poll")
+        store.finish_sync(done, status="succeeded")
+        assert store.interrupt_running_syncs("interrupted") == 1
+        closed = store.sync(cut)
+        assert closed is not None and (closed.status, closed.errors) == ("failed", ("interrupted",))
+        assert closed.finished_at is not None
+        assert store.interrupt_running_syncs("interrupted") == 0

@@ -61,12 +61,18 @@ class Daemon:
         self._good: _Good | None = None
         self._bad_commit: str | None = None  # the newest commit known not to load
         self._reported = False  # whether the sync in progress already recorded a failure
+        self._current: int | None = None  # the sync row begun and not yet finished
         self._held: tuple[str, int] | None = None  # commit, sync id waiting for approval
         self._approved: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
+        interrupted = self.store.interrupt_running_syncs(
+            "interrupted: nebulad stopped during this sync; the next sync carries on"
+        )
+        if interrupted:
+            log.warning("%d sync(s) were cut short by the last stop; continuing", interrupted)
         self._spawn(self._work, "sync")
         self._spawn(self._tick, "timer")
         self._spawn(
@@ -131,9 +137,12 @@ class Daemon:
             trigger = next((t for t in _ORDER if t in triggers), "drift")
             try:
                 self._sync(trigger, fetch=bool(triggers & _FETCHING))
-            except Exception:  # a sync never kills the daemon; it is logged and retried
+            except NebulaError as exc:  # Docker or the store refused: recorded, retried later
+                log.warning("sync failed: %s", exc)
+                self._fail_sync(trigger, str(exc))
+            except Exception as exc:  # a sync never kills the daemon
                 log.exception("sync failed unexpectedly")
-                metrics.SYNCS.labels(status="failed").inc()
+                self._fail_sync(trigger, f"internal error: {exc!r}; see nebulad's log")
 
     def _sync(self, trigger: str, *, fetch: bool) -> None:
         explicit = trigger in _EXPLICIT
@@ -182,7 +191,7 @@ class Daemon:
         )
         errors = [f"{r.name}: {r.error}" for r in result.installations if not r.ok]
         status: SyncStatus = "succeeded" if result.ok else "failed"
-        info = self.store.finish_sync(
+        info = self._finish(
             sync_id,
             status=status,
             errors=errors,
@@ -211,7 +220,7 @@ class Daemon:
         try:
             commit = self.source.commit_info(pinned) if pinned else self.source.fetch()
         except NebulaError as exc:
-            self.store.finish_sync(self._begin(None, trigger), status="failed", errors=[str(exc)])
+            self._finish(self._begin(None, trigger), status="failed", errors=[str(exc)])
             self._reported = True
             metrics.SYNCS.labels(status="failed").inc()
             return
@@ -251,7 +260,7 @@ class Daemon:
             self._bad_commit = commit.sha
         sync_id = self._begin(commit, trigger)
         errors = [str(issue) for issue in exc.issues]
-        self.store.finish_sync(sync_id, status="failed", errors=errors)
+        self._finish(sync_id, status="failed", errors=errors)
         metrics.SYNCS.labels(status="failed").inc()
         self.bus.publish("sync_finished", id=sync_id, status="failed", errors=errors)
         log.warning(
@@ -273,17 +282,33 @@ class Daemon:
 
     # -- records and metrics ---------------------------------------------------------------
 
+    def _fail_sync(self, trigger: str, message: str) -> None:
+        """Close the sync in progress as failed; a failed explicit request gets its own record."""
+        sync_id = self._current
+        if sync_id is None and trigger in _EXPLICIT:
+            sync_id = self._begin(None, trigger)
+        if sync_id is not None:
+            self._finish(sync_id, status="failed", errors=[message])
+            self.bus.publish("sync_finished", id=sync_id, status="failed", errors=[message])
+        metrics.SYNCS.labels(status="failed").inc()
+
+    def _finish(self, sync_id: int, **outcome: Any) -> SyncRecord:
+        self._current = None
+        return self.store.finish_sync(sync_id, **outcome)
+
     def _begin(self, commit: Commit | None, trigger: str) -> int:
-        return self.store.start_sync(
+        sync_id = self.store.start_sync(
             commit=commit.sha if commit else None,
             author=commit.author if commit else None,
             message=commit.message if commit else None,
             trigger=trigger,
         )
+        self._current = sync_id
+        return sync_id
 
     def _record(self, commit: Commit | None, trigger: str, status: SyncStatus, plan: Plan) -> int:
         sync_id = self._begin(commit, trigger)
-        info = self.store.finish_sync(
+        info = self._finish(
             sync_id,
             status=status,
             summary=plan.counts(),

@@ -311,10 +311,14 @@ class DockerProvider:
         """Stop (with a grace period) and remove a container; its named volumes stay."""
         import docker.errors
 
-        self._removed.append(container_id)
-        with self._call(f"container {name}"), suppress(docker.errors.NotFound):
-            self.api.stop(container_id, timeout=int(stop_timeout))
-            self.api.remove_container(container_id, v=False, force=True)
+        self._removed.append(container_id)  # before the call: its events may come first
+        try:
+            with self._call(f"container {name}"), suppress(docker.errors.NotFound):
+                self.api.stop(container_id, timeout=int(stop_timeout))
+                self.api.remove_container(container_id, v=False, force=True)
+        except ProviderError:
+            self._removed.remove(container_id)  # not removed after all: later events are drift
+            raise
 
     # -- wait ------------------------------------------------------------------------------
 

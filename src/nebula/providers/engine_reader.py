@@ -50,9 +50,12 @@ class EngineReader:
         if filters:
             path += ("&" if "?" in path else "?") + "filters=" + quote(json.dumps(filters))
         try:
-            self._connection.request("GET", path)
-            response = self._connection.getresponse()
-            body = response.read()
+            try:
+                response, body = self._request(path)
+            except (OSError, http.client.HTTPException):
+                # a kept-alive connection the engine closed (it restarted): once more, afresh
+                self._connection.close()
+                response, body = self._request(path)
         except OSError as exc:
             self._connection.close()
             reason = exc.strerror or str(exc) or type(exc).__name__
@@ -73,6 +76,11 @@ class EngineReader:
                 f"Docker Engine at {self.base_url}", f"GET {path}: {response.status} {message}"
             )
         return json.loads(body)
+
+    def _request(self, path: str) -> tuple[http.client.HTTPResponse, bytes]:
+        self._connection.request("GET", path)
+        response = self._connection.getresponse()
+        return response, response.read()
 
     def close(self) -> None:
         self._connection.close()

@@ -24,6 +24,10 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, int | float):
         return float(value)
     text = str(value).strip()
+    try:
+        return float(text)  # a bare number: seconds (flags and environment give text)
+    except ValueError:
+        pass
     pos, total = 0, 0.0
     for match in _DURATION_PART.finditer(text):
         if match.start() != pos:

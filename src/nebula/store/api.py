@@ -329,6 +329,17 @@ class Store:
             sync.duration_ms = int((now - sync.started_at).total_seconds() * 1000)
             return _sync_info(sync)
 
+    def interrupt_running_syncs(self, reason: str) -> int:
+        """Close every sync still marked running (its process died) as failed; how many."""
+        now = utcnow()
+        with self._transaction() as session:
+            result = session.execute(
+                update(Sync)
+                .where(Sync.status == "running")
+                .values(status="failed", errors=[reason], finished_at=now)
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
     def set_sync_status(self, sync_id: int, status: SyncStatus) -> None:
         with self._transaction() as session:
             session.execute(update(Sync).where(Sync.id == sync_id).values(status=status))
