@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from nebula.cli.app import app
@@ -110,3 +111,22 @@ def test_the_example_daemon_environment_names_real_settings() -> None:
     }
     assert names
     assert {n.removeprefix(ENV_PREFIX).lower() for n in names} <= set(DaemonConfig.model_fields)
+
+
+def test_daemon_settings_come_from_file_then_environment_then_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nebula.daemon.config import load_config
+
+    file = tmp_path / "nebulad.yaml"
+    file.write_text("source: /srv/homelab.git\nbranch: prod\npoll_interval: 5m\nprune_max: 2\n")
+    monkeypatch.setenv("NEBULA_BRANCH", "staging")
+    monkeypatch.setenv("NEBULA_DRIFT_INTERVAL", "10")
+    settings = load_config(file, {"branch": None, "prune_max": 4})
+    assert settings.source == "/srv/homelab.git"
+    assert settings.branch == "staging"  # the environment beats the file
+    assert settings.poll_interval == 300.0 and settings.drift_interval == 10.0
+    assert settings.prune_max == 4  # a flag beats both
+    file.write_text("source: /srv/x\ntcp_listen: 0.0.0.0:8765\n")
+    with pytest.raises(ValueError, match="tcp_listen needs a token"):
+        load_config(file, {})

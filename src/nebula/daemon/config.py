@@ -76,3 +76,7 @@ class _Partial(DaemonConfig):
     """The config file may leave out what the environment or flags give."""
 
     source: str = ""
+
+    @model_validator(mode="after")
+    def _token_for_tcp(self) -> _Partial:  # the token may come from the environment
+        return self
