@@ -105,19 +105,7 @@ def docker_daemon() -> Iterator[str]:
     log = root / "dockerd.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [
-                dockerd,
-                f"--host={url}",
-                f"--config-file={root}/daemon.json",
-                f"--data-root={root}/data",
-                f"--exec-root={root}/x",
-                f"--pidfile={root}/docker.pid",
-                "--bridge=none",
-                "--iptables=false",
-                "--ip-masq=false",
-                "--ip-forward=false",
-                "--ip6tables=false",
-            ],
+            dockerd_command(dockerd, url, root),
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PATH": _PATH},
@@ -134,6 +122,23 @@ def docker_daemon() -> Iterator[str]:
             proc.kill()
             proc.wait()
         _remove_tree(root)
+
+
+def dockerd_command(dockerd: str, url: str, root: Path) -> list[str]:
+    """A private dockerd on `url`, all its state under `root`, leaving the host's network alone."""
+    return [
+        dockerd,
+        f"--host={url}",
+        f"--config-file={root}/daemon.json",
+        f"--data-root={root}/data",
+        f"--exec-root={root}/x",
+        f"--pidfile={root}/docker.pid",
+        "--bridge=none",
+        "--iptables=false",
+        "--ip-masq=false",
+        "--ip-forward=false",
+        "--ip6tables=false",
+    ]
 
 
 def _wait_for_docker(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:

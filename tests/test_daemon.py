@@ -52,6 +52,7 @@ class Repo:
             capture_output=True,
             text=True,
             check=True,
+            timeout=60,
         )
         return done.stdout.strip()
 
@@ -63,7 +64,7 @@ class Repo:
             else:
                 path.write_text(text)
         self.git("add", "-A")
-        self.git("commit", "-q", "-m", message)
+        self.git("commit", "-q", "--allow-empty", "-m", message)
         self.git("push", "-q", "origin", "main")
         return self.git("rev-parse", "HEAD")
 

@@ -34,6 +34,7 @@ import pytest
 from typer.testing import CliRunner
 
 import servers
+import test_daemon
 from nebula.cli.app import app
 from nebula.cli.client import DaemonClient
 from nebula.engine.reconcile import load_desired
@@ -45,12 +46,6 @@ IMAGE = "nebula-example/busybox:1"
 SEED = 20240611
 KILLS = 14
 MAX_KILL_DELAY = 1.5
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Ada",
-    "GIT_AUTHOR_EMAIL": "ada@example.test",
-    "GIT_COMMITTER_NAME": "Ada",
-    "GIT_COMMITTER_EMAIL": "ada@example.test",
-}
 NEBULAD = [sys.executable, "-c", "from nebula.cli.app import nebulad_main; nebulad_main()"]
 SIMPLE = ("alpha", "bravo", "charlie", "delta")
 INSTALLATIONS = (*SIMPLE, "vault", "duo")  # vault: a named volume; duo: depends_on + health
@@ -91,36 +86,8 @@ def config_files(version: int) -> dict[str, str]:
     return files
 
 
-class Repo:
-    """A bare repo (the daemon's source) and a working clone that commits and pushes to it."""
-
-    def __init__(self, root: Path) -> None:
-        self.bare = root / "homelab.git"
-        self.work = root / "work"
-        self.git("init", "-q", "--bare", "-b", "main", str(self.bare), cwd=root)
-        self.git("clone", "-q", str(self.bare), str(self.work), cwd=root)
-        self.git("checkout", "-q", "-b", "main")
-        (self.work / "packages").mkdir()
-
-    def git(self, *args: str, cwd: Path | None = None) -> str:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=cwd or self.work,
-            env={**os.environ, **GIT_ENV},
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
-        return done.stdout.strip()
-
-    def push(self, message: str, files: dict[str, str]) -> str:
-        for name, text in files.items():
-            (self.work / name).write_text(text)
-        self.git("add", "-A")
-        self.git("commit", "-q", "--allow-empty", "-m", message)
-        self.git("push", "-q", "origin", "main")  # the post-receive hook notifies nebulad
-        return self.git("rev-parse", "HEAD")
+class Repo(test_daemon.Repo):
+    """test_daemon's bare repo and working clone, plus a fresh checkout of the newest commit."""
 
     def checkout(self, dest: Path) -> Path:
         """A fresh clone of the bare repo's newest commit."""
@@ -468,19 +435,7 @@ class RestartableEngine:
         root = self.root
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [
-                    self.binary,
-                    f"--host={self.url}",
-                    f"--config-file={root}/daemon.json",
-                    f"--data-root={root}/data",
-                    f"--exec-root={root}/x",
-                    f"--pidfile={root}/docker.pid",
-                    "--bridge=none",
-                    "--iptables=false",
-                    "--ip-masq=false",
-                    "--ip-forward=false",
-                    "--ip6tables=false",
-                ],
+                servers.dockerd_command(self.binary, self.url, root),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PATH": servers._PATH},
