@@ -86,6 +86,18 @@ def config_files(version: int) -> dict[str, str]:
     return files
 
 
+def terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM and wait up to a minute; SIGKILL after that."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class Repo(test_daemon.Repo):
     """test_daemon's bare repo and working clone, plus a fresh checkout of the newest commit."""
 
@@ -169,14 +181,7 @@ class Nebulad:
 
     def stop(self) -> None:
         """SIGTERM (the sync in flight finishes), SIGKILL if it takes too long."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc)
 
     def status(self) -> dict[str, Any]:
         with DaemonClient(self.socket) as client:
@@ -444,14 +449,7 @@ class RestartableEngine:
 
     def stop(self) -> None:
         """SIGTERM, and wait: dockerd stops its containers, then exits."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc)
 
     def close(self) -> None:
         try:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nebula.daemon import metrics
@@ -210,7 +211,7 @@ class Daemon:
         if self.source is None:  # watch mode: the folder as it is now
             if fetch or self._good is None:
                 try:
-                    self._good = _Good(None, load_desired(self._folder()))
+                    self._good = _Good(None, load_desired(Path(self.config.source)))
                 except ConfigError as exc:
                     self._failed(None, trigger, exc)
             return
@@ -335,11 +336,6 @@ class Daemon:
 
     def _setting(self, key: str) -> str | None:
         return self.store.setting(key)
-
-    def _folder(self) -> Any:
-        from pathlib import Path
-
-        return Path(self.config.source)
 
     # -- DaemonControl ---------------------------------------------------------------------
 
