@@ -23,7 +23,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from nebula.errors import StoreError
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0007"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 # Serializes migrations when several nodes open one fresh PostgreSQL database at once.

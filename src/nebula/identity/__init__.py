@@ -1,0 +1,1 @@
+"""Identity: local users, tokens, API keys and roles for the daemon API."""
