@@ -72,7 +72,11 @@ class Store:
         self.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[Session]:
+    def transaction(self) -> Iterator[Session]:
+        """One session in one transaction; database errors become `StoreError`.
+
+        Modules beside this one (`store.vault`, `store.audit`, ...) build their queries on it.
+        """
         try:
             with self._sessions.begin() as session:
                 yield session
@@ -112,7 +116,7 @@ class Store:
             set_={**{f: insert.excluded[f] for f in _PACKAGE_FIELDS}, "updated_at": now},
             where=or_(*(table[f].is_distinct_from(insert.excluded[f]) for f in _PACKAGE_FIELDS)),
         )
-        with self._transaction() as session:
+        with self.transaction() as session:
             session.execute(statement, rows)
 
     def begin_deployment(
@@ -132,7 +136,7 @@ class Store:
         post-install mark stay until the deployment finishes. `package` must have been synced.
         """
         now = utcnow()
-        with self._transaction() as session:
+        with self.transaction() as session:
             package_id = None
             if package is not None:
                 package_id = session.scalar(
@@ -182,7 +186,7 @@ class Store:
         always reflects its latest deployment.
         """
         now = utcnow()
-        with self._transaction() as session:
+        with self.transaction() as session:
             deployment = session.get(Deployment, deployment_id)
             if deployment is None:
                 raise StoreError(f"no deployment {deployment_id}")
@@ -216,7 +220,7 @@ class Store:
 
     def post_install_done(self, installation: str) -> bool:
         """Whether the post-install hooks of `installation` have run (they run once)."""
-        with self._transaction() as session:
+        with self.transaction() as session:
             done_at = session.scalar(
                 select(Installation.post_install_done_at).where(Installation.name == installation)
             )
@@ -224,7 +228,7 @@ class Store:
 
     def mark_post_install_done(self, installation: str) -> None:
         now = utcnow()
-        with self._transaction() as session:
+        with self.transaction() as session:
             marked = session.scalar(
                 update(Installation)
                 .where(Installation.name == installation)
@@ -236,7 +240,7 @@ class Store:
 
     def remove_installation(self, installation: str) -> None:
         """Forget an installation; its deployments stay, found by `installation_name`."""
-        with self._transaction() as session:
+        with self.transaction() as session:
             session.execute(delete(Installation).where(Installation.name == installation))
 
     def installations(self) -> list[InstallationInfo]:
@@ -246,7 +250,7 @@ class Store:
             .outerjoin(MarketplacePackage, Installation.package_id == MarketplacePackage.id)
             .order_by(Installation.name)
         )
-        with self._transaction() as session:
+        with self.transaction() as session:
             return [
                 InstallationInfo(
                     name=row.name,
@@ -268,7 +272,7 @@ class Store:
         query = select(Deployment).order_by(Deployment.created_at.desc()).limit(limit)
         if installation is not None:
             query = query.where(Deployment.installation_name == installation)
-        with self._transaction() as session:
+        with self.transaction() as session:
             return [
                 DeploymentInfo(
                     id=row.id,
@@ -291,7 +295,7 @@ class Store:
     def start_sync(
         self, *, commit: str | None, author: str | None, message: str | None, trigger: str
     ) -> int:
-        with self._transaction() as session:
+        with self.transaction() as session:
             sync = Sync(
                 commit=commit,
                 author=author,
@@ -317,7 +321,7 @@ class Store:
         changes: list[dict[str, Any]] | None = None,
     ) -> SyncInfo:
         now = utcnow()
-        with self._transaction() as session:
+        with self.transaction() as session:
             sync = session.get(Sync, sync_id)
             if sync is None:
                 raise StoreError(f"no sync {sync_id}")
@@ -332,7 +336,7 @@ class Store:
     def interrupt_running_syncs(self, reason: str) -> int:
         """Close every sync still marked running (its process died) as failed; how many."""
         now = utcnow()
-        with self._transaction() as session:
+        with self.transaction() as session:
             result = session.execute(
                 update(Sync)
                 .where(Sync.status == "running")
@@ -341,27 +345,27 @@ class Store:
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     def set_sync_status(self, sync_id: int, status: SyncStatus) -> None:
-        with self._transaction() as session:
+        with self.transaction() as session:
             session.execute(update(Sync).where(Sync.id == sync_id).values(status=status))
 
     def syncs(self, limit: int = 20) -> list[SyncInfo]:
         """Newest first."""
-        with self._transaction() as session:
+        with self.transaction() as session:
             rows = session.scalars(select(Sync).order_by(Sync.id.desc()).limit(limit))
             return [_sync_info(row) for row in rows]
 
     def sync(self, sync_id: int) -> SyncInfo | None:
-        with self._transaction() as session:
+        with self.transaction() as session:
             row = session.get(Sync, sync_id)
             return _sync_info(row) if row is not None else None
 
     def setting(self, key: str) -> str | None:
-        with self._transaction() as session:
+        with self.transaction() as session:
             row = session.get(DaemonSetting, key)
             return row.value if row is not None else None
 
     def set_setting(self, key: str, value: str | None) -> None:
-        with self._transaction() as session:
+        with self.transaction() as session:
             row = session.get(DaemonSetting, key)
             if row is None:
                 session.add(DaemonSetting(key=key, value=value))
