@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, IPvAnyAddress, field_validator, model_validator
 
-from nebula.spec.base import Duration, StrictModel
+from nebula.spec.base import Duration, StrictModel, Text
+from nebula.spec.package import ResourceName
 
 
 class DockerEndpoint(StrictModel):
@@ -45,9 +46,44 @@ class Defaults(StrictModel):
         return self
 
 
+class Node(StrictModel):
+    """A machine of the homelab that runs installations."""
+
+    name: ResourceName
+    address: IPvAnyAddress = Field(
+        description="where the node's services answer; exposed hostnames' DNS records point here"
+    )
+    gpu: bool = Field(default=False, description="the node has a GPU installations may request")
+    labels: dict[str, Text] = {}
+
+
+LOCAL_NODE = Node(name="local", address=IPv4Address("127.0.0.1"))
+
+
 class NebulaConfig(StrictModel):
     docker: DockerEndpoint = DockerEndpoint()
     defaults: Defaults = Defaults()
+    nodes: list[Node] = Field(
+        default=[LOCAL_NODE],
+        description="the homelab's machines; without any, one node `local` at 127.0.0.1",
+    )
+
+    def node(self, name: str | None) -> Node | None:
+        """The node called `name`; with None, the first node (the default placement)."""
+        if name is None:
+            return self.nodes[0]
+        return next((n for n in self.nodes if n.name == name), None)
+
+    @field_validator("nodes")
+    @classmethod
+    def _unique_nodes(cls, nodes: list[Node]) -> list[Node]:
+        if not nodes:
+            raise ValueError("list at least one node, or leave `nodes:` out for the local one")
+        names = [n.name for n in nodes]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"node names must be unique: {', '.join(repeated)} repeated")
+        return nodes
 
     @model_validator(mode="before")
     @classmethod

@@ -6,19 +6,53 @@ Either it names a catalog `package` (optionally pinning `version`), or it carrie
 
 from __future__ import annotations
 
-from typing import Self
+import re
+from typing import Annotated, Self
 
-from pydantic import model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from nebula.spec.base import StrictModel, Text
 from nebula.spec.compose import Compose
 from nebula.spec.package import HealthCheck, Hooks, ResourceName, Variable
+
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+"
+)
+
+
+def _hostname(value: str) -> str:
+    value = value.lower().rstrip(".")
+    if not _HOSTNAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not a fully qualified hostname (e.g. photos.example.com)")
+    return value
+
+
+Hostname = Annotated[str, AfterValidator(_hostname)]
+
+
+class Expose(StrictModel):
+    """A service port published at a hostname: Nebula derives its DNS record and proxy route."""
+
+    host: Hostname
+    service: str | None = Field(
+        default=None, description="the compose service; optional when the app has only one"
+    )
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="the container port; optional when the service declares exactly one",
+    )
 
 
 class Installation(StrictModel):
     name: ResourceName | None = None
     package: str | None = None
     version: Text | None = None
+    node: ResourceName | None = Field(
+        default=None, description="the node it runs on (nebula.yaml `nodes`); default the first"
+    )
+    expose: list[Expose] = []
     values: dict[str, Text] = {}
     compose: Compose | None = None
     variables: list[Variable] = []
