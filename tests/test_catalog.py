@@ -48,7 +48,7 @@ def test_package_resolves_with_its_required_values(name: str) -> None:
 def test_declared_variables_are_used_and_used_ones_declared(name: str) -> None:
     entry = CATALOG.get(name)
     assert entry is not None
-    text = (builtin_catalog_dir() / f"{name}.yaml").read_text()
+    text = (builtin_catalog_dir() / name / f"{entry.package.version}.yaml").read_text()
     used = {
         ref
         for line in text.splitlines()

@@ -25,8 +25,8 @@ def repo(tmp_path: Path) -> Path:
 def test_any_change_of_a_file_or_of_the_world_is_a_miss(tmp_path: Path) -> None:
     root = repo(tmp_path / "repo")
     catalog = tmp_path / "catalog"
-    catalog.mkdir()
-    (catalog / "redis.yaml").write_text("name: redis\n")
+    (catalog / "redis").mkdir(parents=True)
+    (catalog / "redis" / "1.yaml").write_text("name: redis\n")
     memo = NoopMemo(tmp_path / "cache" / "noop-plans.json")
     key = input_key(root, [catalog])
     memo.remember(key, observed(), PLAN, "unix:///run/docker.sock")
@@ -44,7 +44,11 @@ def test_any_change_of_a_file_or_of_the_world_is_a_miss(tmp_path: Path) -> None:
     (root / "packages" / "b.yml").write_text("package: redis\n")
     assert input_key(root, [catalog]) != key
     (root / "packages" / "b.yml").unlink()
-    (catalog / "redis.yaml").write_text("name: redis\nversion: '2'\n")
+    (catalog / "redis" / "1.yaml").write_text("name: redis\nversion: '1'\n")
+    assert input_key(root, [catalog]) != key
+    (catalog / "redis" / "1.yaml").unlink()
+    (root / "domains").mkdir()
+    (root / "domains" / "example.yaml").write_text("zone: example.com\n")
     assert input_key(root, [catalog]) != key
 
 

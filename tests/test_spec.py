@@ -34,7 +34,7 @@ def errors_of(root: Path) -> list[str]:
 
 
 def test_seed_wordpress_package_is_in_the_catalog_unchanged_and_validates() -> None:
-    catalog_text = (builtin_catalog_dir() / "wordpress.yaml").read_text()
+    catalog_text = (builtin_catalog_dir() / "wordpress" / "6.4.2.yaml").read_text()
     if SEED.exists():  # beside the project in development; the copy in catalog/ is the contract
         seed_block = SEED.read_text().split("```yaml\n", 1)[1].split("```", 1)[0]
         assert catalog_text == seed_block
@@ -135,7 +135,7 @@ def test_a_variable_used_but_given_nowhere_points_at_where_it_is_used(tmp_path: 
         tmp_path, {"blog.yaml": "package: wordpress\nvalues: {DB_PASSWORD: x, DB_USER: u}\n"}
     )
     (error,) = errors_of(tmp_path)
-    assert "variable DB_HOST has no value (used at catalog/wordpress.yaml:16)" in error
+    assert "variable DB_HOST has no value (used at catalog/wordpress/6.4.2.yaml:16)" in error
 
 
 def test_dependency_cycles_and_unknown_services_are_errors(tmp_path: Path) -> None:

@@ -1,14 +1,19 @@
 """The package catalog: the built-in packages plus a config repo's own `catalog/` folder.
 
-A catalog is a folder of `<name>.yaml` files in the seed's package format. Packages are read on
-demand, so planning a homelab reads only the packages it installs.
+A catalog folder holds one directory per package and one file per version:
+`<name>/<version>.yaml`, each in the seed's package format with `version:` equal to the file's
+stem. Folders later in the list add versions to earlier ones and replace a version they both
+have. Packages are read on demand, so planning a homelab reads only the versions it installs.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
 
 from nebula.errors import ConfigError
 from nebula.paths import builtin_catalog_dir
@@ -17,6 +22,9 @@ from nebula.spec.repo import read_document
 from nebula.spec.validate import validate_document
 from nebula.spec.yamlfile import YamlDocument
 
+_SUFFIXES = (".yaml", ".yml")
+_NUMBERS = re.compile(r"(\d+)")
+
 
 @dataclass(frozen=True)
 class CatalogEntry:
@@ -24,45 +32,67 @@ class CatalogEntry:
     doc: YamlDocument
 
 
-__all__ = ["Catalog", "CatalogEntry", "builtin_catalog_dir"]
+__all__ = ["Catalog", "CatalogEntry", "builtin_catalog_dir", "version_key"]
+
+
+def version_key(version: str) -> tuple[int, Version | tuple[tuple[int, int | str], ...]]:
+    """Sort key for versions: PEP 440 order where a version parses (`16.4`, `v1.2.0`, `2024.9.3`),
+    else numbers compared as numbers (`RELEASE.2024-09-13T20-26-02Z`), after all PEP 440 ones."""
+    try:
+        return (1, Version(version))
+    except InvalidVersion:
+        parts = _NUMBERS.split(version)
+        return (0, tuple((1, int(p)) if p.isdigit() else (0, p) for p in parts if p))
 
 
 class Catalog:
-    """Packages by name; folders later in `dirs` shadow earlier ones."""
+    """Packages by name and version."""
 
     def __init__(self, dirs: list[Path]) -> None:
         self.dirs = [d for d in dirs if d.is_dir()]
 
-    def _path(self, name: str) -> Path | None:
-        for folder in reversed(self.dirs):
-            for suffix in (".yaml", ".yml"):
-                candidate = folder / f"{name}{suffix}"
-                if candidate.is_file():
-                    return candidate
-        return None
+    def _files(self, name: str) -> dict[str, Path]:
+        """Version -> file, later folders winning."""
+        found: dict[str, Path] = {}
+        for folder in self.dirs:
+            package_dir = folder / name
+            if package_dir.is_dir():
+                for path in package_dir.iterdir():
+                    if path.suffix in _SUFFIXES and path.is_file():
+                        found[path.stem] = path
+        return found
 
     def names(self) -> list[str]:
-        found = {
-            p.stem for d in self.dirs for p in d.glob("*.y*ml") if p.suffix in (".yaml", ".yml")
-        }
-        return sorted(found)
+        return sorted({p.name for d in self.dirs for p in d.iterdir() if p.is_dir()})
 
-    def get(self, name: str) -> CatalogEntry | None:
-        """The package called `name`, or None; a package that does not validate raises."""
-        path = self._path(name)
+    def versions(self, name: str) -> list[str]:
+        """The versions of `name`, oldest first (empty if there is no such package)."""
+        return sorted(self._files(name), key=version_key)
+
+    def get(self, name: str, version: str | None = None) -> CatalogEntry | None:
+        """`name` at `version` (the newest when None), or None; an invalid file raises."""
+        files = self._files(name)
+        if version is None:
+            if not files:
+                return None
+            version = max(files, key=version_key)
+        path = files.get(version)
         return _load(path) if path is not None else None
 
-    def all(self) -> list[CatalogEntry]:
-        """Every package; `ConfigError` lists the problems of all invalid ones at once."""
+    def all(self, *, every_version: bool = False) -> list[CatalogEntry]:
+        """The newest version of every package (or every version); `ConfigError` lists the
+        problems of all invalid files at once."""
         entries, issues = [], []
         for name in self.names():
-            try:
-                entry = self.get(name)
-            except ConfigError as exc:
-                issues.extend(exc.issues)
-                continue
-            if entry is not None:
-                entries.append(entry)
+            versions = self.versions(name)
+            for version in versions if every_version else versions[-1:]:
+                try:
+                    entry = self.get(name, version)
+                except ConfigError as exc:
+                    issues.extend(exc.issues)
+                    continue
+                if entry is not None:
+                    entries.append(entry)
         if issues:
             raise ConfigError(issues)
         return entries
@@ -70,11 +100,15 @@ class Catalog:
 
 @cache
 def _load_cached(path: Path, mtime_ns: int) -> CatalogEntry:
-    doc = read_document(path, path.parent.parent)
+    doc = read_document(path, path.parent.parent.parent)
     package = validate_document(doc, Package)
-    if package.name != path.stem:
+    if package.name != path.parent.name:
         raise ConfigError(
-            [doc.issue(("name",), f"package name must match its file name {path.stem!r}")]
+            [doc.issue(("name",), f"package name must match its folder {path.parent.name!r}")]
+        )
+    if package.version != path.stem:
+        raise ConfigError(
+            [doc.issue(("version",), f"version must match its file name {path.stem!r}")]
         )
     return CatalogEntry(package, doc)
 

@@ -30,18 +30,22 @@ def input_key(root: Path, catalog_dirs: list[Path]) -> str:
     digest = hashlib.sha256(f"nebula {__version__}\n".encode())
     root = root.resolve()
     digest.update(str(root).encode())
-    for folder in (root, root / "packages", root / "catalog"):
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.iterdir()):
-            if path.is_file() and path.suffix in (".yaml", ".yml"):
-                digest.update(f"\n{path}\n".encode())
-                digest.update(path.read_bytes())
+    # nebula.yaml, every kind's folder (packages/, domains/, ...) and the repo's own catalog
+    patterns = ("*.y*ml", "*/*.y*ml", "catalog/*/*.y*ml")
+    for path in sorted({p for pattern in patterns for p in root.glob(pattern)}):
+        if path.is_file() and path.suffix in (".yaml", ".yml"):
+            digest.update(f"\n{path}\n".encode())
+            digest.update(path.read_bytes())
     for folder in catalog_dirs:  # installed with Nebula: names, sizes and times suffice
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name) if folder.is_dir() else []:
-            stat = entry.stat()
-            digest.update(f"\n{entry.path} {stat.st_size} {stat.st_mtime_ns}".encode())
+        for package_dir in _scan(folder):
+            for entry in _scan(Path(package_dir.path)) if package_dir.is_dir() else [package_dir]:
+                stat = entry.stat()
+                digest.update(f"\n{entry.path} {stat.st_size} {stat.st_mtime_ns}".encode())
     return digest.hexdigest()
+
+
+def _scan(folder: Path) -> list[os.DirEntry[str]]:
+    return sorted(os.scandir(folder), key=lambda e: e.name) if folder.is_dir() else []
 
 
 def observed_digest(observed: Observed) -> str:

@@ -22,9 +22,11 @@ class Desired:
     installations: list[DesiredInstallation]
 
     def packages(self) -> list[Package]:
-        """The catalog packages the installations use."""
-        names = sorted({i.package for i in self.installations if i.package})
-        return [entry.package for name in names if (entry := self.catalog.get(name))]
+        """The catalog packages the installations use, at the versions they use."""
+        used = sorted({(i.package, i.version) for i in self.installations if i.package})
+        return [
+            entry.package for name, version in used if (entry := self.catalog.get(name, version))
+        ]
 
 
 @dataclass(frozen=True)

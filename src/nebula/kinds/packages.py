@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nebula.catalog import Catalog
+from nebula.catalog import Catalog, CatalogEntry
 from nebula.errors import ConfigError, ConfigIssue
 from nebula.kinds.compose_parse import (
     check_image,
@@ -62,26 +62,7 @@ def resolve_installation(
     spec = source.spec
     version: str | None = None
     if spec.package is not None:
-        entry = catalog.get(spec.package)
-        if entry is None:
-            hint = _did_you_mean(spec.package, catalog.names())
-            raise ConfigError(
-                [
-                    source.doc.issue(
-                        ("package",), f"no package {spec.package!r} in the catalog{hint}"
-                    )
-                ]
-            )
-        if spec.version is not None and spec.version != entry.package.version:
-            raise ConfigError(
-                [
-                    source.doc.issue(
-                        ("version",),
-                        f"{spec.package} {spec.version} is not in the catalog "
-                        f"(available: {entry.package.version})",
-                    )
-                ]
-            )
+        entry = _pick_version(source, catalog, spec.package)
         app: AppDefinition = entry.package
         app_doc = entry.doc
         version = entry.package.version
@@ -95,6 +76,42 @@ def resolve_installation(
         )
         app_doc = source.doc
     return _Resolver(source, app, app_doc, config).run(version)
+
+
+def in_channel(version: str, channel: str) -> bool:
+    """`latest` holds every version; `16` holds 16 and 16.x.y, not 160."""
+    return channel in ("latest", version) or version.startswith(f"{channel}.")
+
+
+def _pick_version(source: InstallationSource, catalog: Catalog, package: str) -> CatalogEntry:
+    """The catalog entry the installation's `version` pin or `channel` selects."""
+    spec = source.spec
+    versions = catalog.versions(package)
+    if not versions:
+        hint = _did_you_mean(package, catalog.names())
+        raise ConfigError(
+            [source.doc.issue(("package",), f"no package {package!r} in the catalog{hint}")]
+        )
+    if spec.version is not None:
+        chosen, field_name = (spec.version if spec.version in versions else None), "version"
+    else:
+        channel = spec.channel or "latest"
+        matching = [v for v in versions if in_channel(v, channel)]
+        chosen, field_name = (matching[-1] if matching else None), "channel"
+    if chosen is None:
+        wanted = spec.version if spec.version is not None else spec.channel
+        raise ConfigError(
+            [
+                source.doc.issue(
+                    (field_name,),
+                    f"{package} has no version {'in channel ' if field_name == 'channel' else ''}"
+                    f"{wanted!r} (available: {', '.join(versions)})",
+                )
+            ]
+        )
+    entry = catalog.get(package, chosen)
+    assert entry is not None  # listed by versions() a moment ago
+    return entry
 
 
 @dataclass

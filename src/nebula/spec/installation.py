@@ -1,7 +1,11 @@
 """An installation: one `packages/*.yaml` file of the config repo.
 
-Either it names a catalog `package` (optionally pinning `version`), or it carries an inline
-`compose:` app (with the same `variables`, `health_checks` and `hooks` a package has).
+Either it names a catalog `package`, or it carries an inline `compose:` app (with the same
+`variables`, `health_checks` and `hooks` a package has). A package installation pins an exact
+`version`, or follows a `channel`: `latest` (the default) takes the newest version in the
+catalog, a prefix such as `"16"` or `"16.4"` the newest version within it. Following a channel,
+a catalog update is an upgrade at the next sync; a pin changes only by editing it
+(`nebula upgrade NAME --to V`).
 """
 
 from __future__ import annotations
@@ -48,7 +52,11 @@ class Expose(StrictModel):
 class Installation(StrictModel):
     name: ResourceName | None = None
     package: str | None = None
-    version: Text | None = None
+    version: Text | None = Field(default=None, description="an exact catalog version")
+    channel: Text | None = Field(
+        default=None,
+        description="follow the newest version: `latest`, or a version prefix such as `16`",
+    )
     node: ResourceName | None = Field(
         default=None, description="the node it runs on (nebula.yaml `nodes`); default the first"
     )
@@ -70,6 +78,11 @@ class Installation(StrictModel):
                 "`variables`, `health_checks` and `hooks` belong to inline `compose:` apps; "
                 "a catalog package brings its own"
             )
-        if self.compose is not None and self.version is not None:
-            raise ValueError("`version` pins a catalog package; an inline `compose:` app has none")
+        if self.compose is not None and (self.version is not None or self.channel is not None):
+            raise ValueError(
+                "`version` and `channel` choose a catalog package's version; "
+                "an inline `compose:` app has none"
+            )
+        if self.version is not None and self.channel is not None:
+            raise ValueError("give `version` (a pin) or `channel` (follow updates), not both")
         return self
