@@ -15,10 +15,17 @@ Routes (JSON in and out; every error is `{"error": message}`, never HTML):
     GET  /api/v1/events                 server-sent events: `event: KIND` + `data: JSON`
     GET  /metrics                       Prometheus text format (prometheus_client's registry)
 
-Auth: on TCP (`tcp=True`) every request but the webhook needs `Authorization: Bearer TOKEN`
-(compared in constant time; 401 with `WWW-Authenticate: Bearer` otherwise). The webhook proves
-itself with its own signature instead. On the unix socket no token is asked: the socket file
-is 0600, so only its owner can connect at all.
+Auth (see `daemon.auth`): every route is declared with `route(path, endpoint, methods,
+role=...)`, naming the least role that may call it: GET = viewer, a change = operator, users and
+API keys = admin, or `PUBLIC` for a route that proves its caller itself (the webhook's
+signature, a login's password, a refresh token). A route without a role rule is a programming
+error: `create_app` refuses it, and a test walks every route. The caller is found by the
+`Authenticate` middleware and left in `request.scope["nebula.principal"]` (a `Principal`: name,
+role, how it was authenticated), for the audit log among others. On the unix socket the owner
+(peer credentials: the daemon's uid, or root) is admin and anyone else refused; on TCP a bearer
+token (JWT access token, API key, service token, or the configured static token) is required,
+with rate limits per client address and per credential (429 with `Retry-After`). `/metrics`
+needs a viewer like any read: a Prometheus scraper gets a `read` API key.
 
 Records are dataclasses, serialised with `dataclasses.asdict`; datetimes become ISO 8601
 strings. `ControlError` maps to 404 (not_found), 409 (conflict) or 400 (invalid); any other
@@ -37,7 +44,6 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
-import hmac
 import json
 import logging
 import threading
@@ -49,17 +55,18 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import BaseRoute
 
+from nebula.daemon.auth import PUBLIC, Authenticate, BearerVerifier, GuardedRoute, route
 from nebula.daemon.control import ControlError, DaemonControl, Event
 from nebula.daemon.webhook import WebhookError
 from nebula.errors import NebulaError
+from nebula.identity.principal import Role
+from nebula.identity.ratelimit import RateLimit, RateLimiter
 
 log = logging.getLogger("nebula.daemon.api")
 
@@ -69,6 +76,8 @@ HEARTBEAT_SECONDS = 15.0
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
 API_TRIGGERS = frozenset({"manual", "hook"})  # webhooks come through /webhook, verified
 _CONTROL_STATUS = {"not_found": 404, "conflict": 409, "invalid": 400}
+# Per client address and per credential, on TCP: a dashboard polling every second is far below.
+DEFAULT_RATE_LIMIT = RateLimit(rate=20.0, burst=100)
 
 
 def create_app(
@@ -77,31 +86,56 @@ def create_app(
     token: str | None,
     tcp: bool,
     heartbeat: float = HEARTBEAT_SECONDS,
+    verify_bearer: BearerVerifier | None = None,
+    rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
 ) -> Starlette:
-    """The API over `control`. With `tcp`, a non-empty `token` is required (fails closed)."""
-    if tcp and not token:
+    """The API over `control`. On `tcp`, callers need a bearer token: the static `token`, or one
+    `verify_bearer` accepts (JWTs, API keys); without either it fails closed.
+    """
+    if tcp and not token and verify_bearer is None:
         raise NebulaError(
-            "the TCP API needs a bearer token: configure one, or listen on the unix socket only"
+            "the TCP API needs a bearer token or user accounts to check callers against: "
+            "configure one, or listen on the unix socket only"
         )
     # prometheus_client's default registry holds the daemon's metrics once this is imported.
     import nebula.daemon.metrics  # noqa: F401
 
     api = _Api(control, heartbeat)
-    routes = [
-        Route(f"{PREFIX}/status", api.status, methods=["GET"]),
-        Route(f"{PREFIX}/installations", api.installations, methods=["GET"]),
-        Route(f"{PREFIX}/syncs", api.syncs, methods=["GET"]),
-        Route(f"{PREFIX}/syncs/{{sync_id:int}}", api.sync, methods=["GET"]),
-        Route(f"{PREFIX}/syncs/{{sync_id:int}}/approve", api.approve, methods=["POST"]),
-        Route(f"{PREFIX}/sync", api.request_sync, methods=["POST"]),
-        Route(f"{PREFIX}/suspend", api.suspend, methods=["POST"]),
-        Route(f"{PREFIX}/resume", api.resume, methods=["POST"]),
-        Route(f"{PREFIX}/rollback", api.rollback, methods=["POST"]),
-        Route(WEBHOOK_PATH, api.webhook, methods=["POST"]),
-        Route(f"{PREFIX}/events", api.events, methods=["GET"]),
-        Route("/metrics", _metrics, methods=["GET"]),
+    viewer, operator = Role.viewer, Role.operator
+    routes: list[BaseRoute] = [
+        route(f"{PREFIX}/status", api.status, ["GET"], role=viewer),
+        route(f"{PREFIX}/installations", api.installations, ["GET"], role=viewer),
+        route(f"{PREFIX}/syncs", api.syncs, ["GET"], role=viewer),
+        route(f"{PREFIX}/syncs/{{sync_id:int}}", api.sync, ["GET"], role=viewer),
+        route(f"{PREFIX}/syncs/{{sync_id:int}}/approve", api.approve, ["POST"], role=operator),
+        route(f"{PREFIX}/sync", api.request_sync, ["POST"], role=operator),
+        route(f"{PREFIX}/suspend", api.suspend, ["POST"], role=operator),
+        route(f"{PREFIX}/resume", api.resume, ["POST"], role=operator),
+        route(f"{PREFIX}/rollback", api.rollback, ["POST"], role=operator),
+        route(WEBHOOK_PATH, api.webhook, ["POST"], role=PUBLIC),
+        route(f"{PREFIX}/events", api.events, ["GET"], role=viewer),
+        route("/metrics", _metrics, ["GET"], role=viewer),
     ]
-    middleware = [Middleware(_BearerAuth, token=token)] if tcp and token else []
+    unguarded = [getattr(r, "path", r) for r in routes if not isinstance(r, GuardedRoute)]
+    if unguarded:
+        raise NebulaError(f"routes without a role rule (use daemon.auth.route): {unguarded}")
+    public = [r.path for r in routes if isinstance(r, GuardedRoute) and r.access == PUBLIC]
+    limiters = {}
+    if tcp and rate_limit is not None:
+        limiters = {
+            "per_client": RateLimiter(rate_limit),
+            "per_credential": RateLimiter(rate_limit),
+        }
+    middleware = [
+        Middleware(
+            Authenticate,
+            tcp=tcp,
+            public_paths=public,
+            static_token=token if tcp else None,
+            verify_bearer=verify_bearer if tcp else None,
+            **limiters,
+        )
+    ]
     app = Starlette(
         routes=routes,
         middleware=middleware,
@@ -267,29 +301,6 @@ async def _metrics(request: Request) -> Response:
 
     payload = await run_in_threadpool(generate_latest, REGISTRY)
     return Response(payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-class _BearerAuth:
-    """Every request but the webhook must carry `Authorization: Bearer TOKEN` (TCP only)."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self.token = token.encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == WEBHOOK_PATH:
-            await self.app(scope, receive, send)
-            return
-        scheme, _, given = Headers(scope=scope).get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token):
-            await self.app(scope, receive, send)
-            return
-        if scheme:
-            message, challenge = "invalid bearer token", 'Bearer error="invalid_token"'
-        else:
-            message, challenge = "missing bearer token: send Authorization: Bearer TOKEN", "Bearer"
-        response = _json({"error": message}, status=401, headers={"WWW-Authenticate": challenge})
-        await response(scope, receive, send)
 
 
 async def _json_body(request: Request) -> dict[str, Any]:

@@ -11,6 +11,9 @@ listen. Its folder is created 0700 when missing. A socket file left by a dead da
 replaced; one a live daemon answers on is not (`ServerError`), nor is a file that is not a
 socket. The socket file is removed on the way out.
 
+Each connection to the unix socket carries its peer's credentials (SO_PEERCRED, read once
+when it is accepted) to the app in `scope["nebula.peer"]`; the app decides whom it trusts.
+
 Both servers share one event loop in the calling thread. Signals are left to the caller (the
 daemon decides what SIGTERM means); uvicorn logs warnings only and no access log. Stopping is
 prompt: open event streams are ended (`app.state.closing`), and any request still running
@@ -180,10 +183,29 @@ async def _serve_all(
                 self.should_exit = True
             return await super().on_tick(counter)
 
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    from nebula.daemon.peer import PEER_KEY, peer_credentials
+
+    class _PeerProtocol(H11Protocol):
+        """HTTP on the unix socket: every request of a connection knows its peer."""
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            peer = peer_credentials(transport.get_extra_info("socket"))
+            app = self.app
+
+            async def with_peer(scope: Any, receive: Any, send: Any) -> None:
+                scope[PEER_KEY] = peer
+                await app(scope, receive, send)
+
+            self.app = with_peer
+
     servers: list[tuple[_Server, socket.socket]] = []
     for app, sock in listeners:
         config = uvicorn.Config(
             app,
+            http=_PeerProtocol if sock.family == socket.AF_UNIX else "auto",
             lifespan="off",
             log_config=None,
             log_level=log_level,

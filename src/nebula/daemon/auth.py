@@ -1,0 +1,179 @@
+"""Who may call which route of nebulad's API: authentication, roles, rate limits.
+
+Every route is made with `route(path, endpoint, methods, role=...)`: `role` is a `Role` (the
+least role that may call it) or `PUBLIC` (the route proves its caller itself: the webhook's
+signature, a login's password, a refresh token). There is no default, and `create_app` refuses
+a plain `Route`: a route without a rule is a programming error, and a test walks every route.
+
+`Authenticate` (middleware) finds the caller and puts its `Principal` in
+`scope["nebula.principal"]`:
+- unix socket: the kernel's peer credentials (`daemon.peer`); the daemon's own uid or root is
+  `admin` (the socket owner could read the data dir anyway), anyone else gets 403;
+- TCP: `Authorization: Bearer T`, where T is a JWT access token from `/auth/login`, an API key
+  (`nbk_...`), a node's service token (`nbs_...`), or the configured static token (admin).
+  A missing or bad credential is 401 on every path but the public ones, so the API's shape is
+  not shown to strangers. Rate limits (token buckets) apply per client address before the
+  credential is looked at, and per credential after: 429 with `Retry-After`.
+The route then checks the principal's role: 401 without one, 403 when it is too low.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import Final, Literal
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from nebula.daemon.peer import PEER_KEY, Peer
+from nebula.identity.principal import SCOPE_KEY, Principal, Role
+from nebula.identity.ratelimit import RateLimiter
+
+PUBLIC: Final = "public"
+Access = Role | Literal["public"]
+Endpoint = Callable[[Request], Awaitable[Response]]
+BearerVerifier = Callable[[str], Principal | None]
+
+
+class GuardedRoute(Route):
+    """A route that knows the least role allowed to call it, and checks it."""
+
+    def __init__(self, path: str, endpoint: Endpoint, *, methods: list[str], access: Access):
+        self.access: Access = access
+        super().__init__(path, _guarded(endpoint, access), methods=methods)
+
+
+def route(path: str, endpoint: Endpoint, methods: list[str], *, role: Access) -> GuardedRoute:
+    return GuardedRoute(path, endpoint, methods=methods, access=role)
+
+
+def principal_of(request: Request) -> Principal | None:
+    found = request.scope.get(SCOPE_KEY)
+    return found if isinstance(found, Principal) else None
+
+
+def _guarded(endpoint: Endpoint, access: Access) -> Endpoint:
+    if access == PUBLIC:
+        return endpoint
+
+    async def guarded(request: Request) -> Response:
+        principal = principal_of(request)
+        if principal is None:
+            return _refuse(401, "authentication required", "Bearer")
+        if not principal.may(access):
+            return _refuse(
+                403,
+                f"{principal.name} is a {principal.role.name}; this needs the "
+                f"{access.name} role or higher",
+            )
+        return await endpoint(request)
+
+    return guarded
+
+
+class Authenticate:
+    """Finds the caller of every HTTP request (see the module docstring)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tcp: bool,
+        public_paths: Collection[str],
+        static_token: str | None = None,
+        verify_bearer: BearerVerifier | None = None,
+        per_client: RateLimiter | None = None,
+        per_credential: RateLimiter | None = None,
+    ) -> None:
+        self.app = app
+        self.tcp = tcp
+        self.public_paths = frozenset(public_paths)
+        self.static_token = static_token.encode() if static_token else None
+        self.verify_bearer = verify_bearer
+        self.per_client = per_client
+        self.per_credential = per_credential
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.tcp:
+            refusal, principal = await self._tcp(scope)
+        else:
+            refusal, principal = self._socket(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        scope[SCOPE_KEY] = principal
+        await self.app(scope, receive, send)
+
+    def _socket(self, scope: Scope) -> tuple[Response | None, Principal | None]:
+        peer = scope.get(PEER_KEY)
+        if not isinstance(peer, Peer) or not peer.trusted():
+            who = f"uid {peer.uid}" if isinstance(peer, Peer) else "an unknown peer"
+            return _refuse(403, f"{who} may not use this socket: it serves its owner only"), None
+        return None, Principal(f"uid:{peer.uid}", Role.admin, "socket", f"uid:{peer.uid}")
+
+    async def _tcp(self, scope: Scope) -> tuple[Response | None, Principal | None]:
+        client = scope.get("client")
+        address = str(client[0]) if client else "unknown"
+        if self.per_client is not None and (wait := self.per_client.take(f"addr:{address}")):
+            return _too_many(wait), None
+        public = scope["path"] in self.public_paths
+        scheme, _, given = Headers(scope=scope).get("authorization", "").partition(" ")
+        given = given.strip()
+        if not scheme:
+            if public:
+                return None, None
+            return _refuse(
+                401, "missing bearer token: send Authorization: Bearer TOKEN", "Bearer"
+            ), None
+        principal = None
+        if scheme.lower() == "bearer" and given:
+            principal = await self._verify(given)
+        if principal is None:
+            return _refuse(401, "invalid bearer token", 'Bearer error="invalid_token"'), None
+        if self.per_credential is not None and (
+            wait := self.per_credential.take(principal.credential)
+        ):
+            return _too_many(wait), None
+        return None, principal
+
+    async def _verify(self, token: str) -> Principal | None:
+        if self.static_token is not None and hmac.compare_digest(token.encode(), self.static_token):
+            return Principal("token", Role.admin, "static_token", "static-token")
+        if self.verify_bearer is None:
+            return None
+        return await run_in_threadpool(self.verify_bearer, token)
+
+
+def _too_many(wait: float) -> Response:
+    return _refuse(
+        429,
+        "too many requests: slow down",
+        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+    )
+
+
+def _refuse(
+    status: int,
+    message: str,
+    challenge: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    extra = dict(headers or {})
+    if challenge:
+        extra["WWW-Authenticate"] = challenge
+    return Response(
+        json.dumps({"error": message}),
+        status_code=status,
+        headers=extra,
+        media_type="application/json",
+    )

@@ -1,0 +1,54 @@
+"""Who is calling: a `Principal` (name, role, how it proved itself) and the roles' order.
+
+Roles are ordered: viewer < operator < admin; a principal may do what its role or any lower
+one may. API-key scopes map onto them: `read` = viewer, `write` = operator, `admin` = admin.
+
+The daemon's API puts the caller's principal in `request.scope["nebula.principal"]` (None for
+an anonymous caller of a public route), so the audit log can record who did what.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Literal
+
+AuthMethod = Literal["socket", "password", "api_key", "service_token", "static_token"]
+Scope = Literal["read", "write", "admin"]
+SCOPE_KEY = "nebula.principal"  # where the daemon's API keeps the caller in the ASGI scope
+
+
+class Role(IntEnum):
+    viewer = 1
+    operator = 2
+    admin = 3
+
+    @classmethod
+    def parse(cls, value: str) -> Role:
+        try:
+            return cls[value]
+        except KeyError:
+            raise ValueError(
+                f"unknown role {value!r}: use one of {', '.join(r.name for r in cls)}"
+            ) from None
+
+
+SCOPE_ROLES: dict[Scope, Role] = {"read": Role.viewer, "write": Role.operator, "admin": Role.admin}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller.
+
+    `name`: a user name, `uid:1000 (ada)` on the socket, `key:NAME` for an API key, `node:NAME`
+    for a service token. `credential`: what limits its rate (the user, the key id), never a
+    secret.
+    """
+
+    name: str
+    role: Role
+    method: AuthMethod
+    credential: str
+
+    def may(self, role: Role) -> bool:
+        return self.role >= role
