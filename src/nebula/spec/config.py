@@ -9,6 +9,7 @@ from pydantic import Field, IPvAnyAddress, field_validator, model_validator
 
 from nebula.spec.base import Duration, StrictModel, Text
 from nebula.spec.package import ResourceName
+from nebula.spec.proxy import Proxy
 
 
 class DockerEndpoint(StrictModel):
@@ -66,6 +67,11 @@ class NebulaConfig(StrictModel):
     nodes: list[Node] = Field(
         default=[LOCAL_NODE],
         description="the homelab's machines; without any, one node `local` at 127.0.0.1",
+    )
+    proxy: Proxy | None = Field(
+        default=None,
+        description="the Caddy that serves exposed hostnames over HTTPS; unset: Caddy's "
+        "defaults (admin on 127.0.0.1:2019, ports 80 and 443) once anything is exposed",
     )
 
     def node(self, name: str | None) -> Node | None:
