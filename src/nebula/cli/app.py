@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from nebula import __version__
-from nebula.cli.commands import catalog, daemon, daemon_run, init, plan, status, validate
+from nebula.cli.commands import audit, catalog, daemon, daemon_run, init, plan, status, validate
 
 app = typer.Typer(
     name="nebula",
@@ -29,6 +29,7 @@ app.command()(daemon.rollback)
 app.command()(daemon.approve)
 app.add_typer(daemon.hooks_app, name="hooks")
 app.add_typer(daemon_run.app, name="daemon")
+app.add_typer(audit.app, name="audit")
 
 
 def _version(value: bool) -> None:

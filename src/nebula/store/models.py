@@ -168,3 +168,39 @@ class DaemonSetting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str | None] = mapped_column(Text)
+
+
+# -- audit log ---------------------------------------------------------------------------------
+
+
+class AuditEntry(Base):
+    """One mutation: who, when, what, on what, and a detail with secrets masked.
+
+    Hash-chained: `hash` is SHA-256 over a canonical JSON of the other fields and `prev_hash`
+    (see `store.audit`), so an edited, deleted or reordered row breaks the chain.
+    """
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(255), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(500))
+    detail: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The newest entry's number and hash, moved in the same transaction as each append.
+
+    Its one row is the lock appenders take (so two processes never fork the chain) and the
+    anchor that makes a truncated tail visible to `verify`.
+    """
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    seq: Mapped[int]
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,176 @@
+"""`nebula audit`: who changed what, and when; `nebula audit verify`: is the record whole?
+
+Both read the state database directly (the one nebulad and `nebula apply` write to).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from nebula.cli.options import DatabaseUrl, Output
+from nebula.cli.output import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    OutputFormat,
+    abort,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+)
+from nebula.cli.session import open_store
+
+if TYPE_CHECKING:
+    from nebula.store.audit import AuditRecord
+
+app = typer.Typer(
+    help="The audit log: every change made through the CLI, the API or a sync, hash-chained.\n\n"
+    "`nebula audit` lists entries; `nebula audit verify` checks that none was edited, deleted "
+    "or moved.",
+    invoke_without_command=True,
+)
+
+
+@app.callback()
+def audit(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only entries since a duration ago (30m, 2h, 7d) or a time "
+            "(2026-01-31 or 2026-01-31T12:00, UTC unless it says otherwise).",
+            show_default=False,
+        ),
+    ] = None,
+    actor: Annotated[
+        str | None,
+        typer.Option(
+            "--actor",
+            help="Only this actor: the whole name (user:alice, daemon:sync) or after the colon "
+            "(alice).",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="Show at most the newest N entries.")
+    ] = 50,
+    database_url: DatabaseUrl = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """List the newest audit entries, oldest first. Secrets in them are masked (••••)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    start = _since(since) if since is not None else None
+    from nebula.store import audit as audit_log
+
+    with handle_errors(output), open_store(database_url) as store:
+        found = audit_log.entries(store, since=start, actor=actor, limit=limit)
+    if output is OutputFormat.json:
+        print_json([_json(e) for e in found])
+        return
+    if not found:
+        console().print("No audit entries" + (" match." if since or actor else " yet."))
+        return
+    _render(found)
+
+
+@app.command()
+def verify(
+    expect: Annotated[
+        str | None,
+        typer.Option(
+            "--expect",
+            help="A head printed by an earlier verify (SEQ:HASH), kept somewhere else: it must "
+            "still be in the log. Catches a log cut back and its head rewritten.",
+            show_default=False,
+        ),
+    ] = None,
+    database_url: DatabaseUrl = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Check the hash chain: report every entry edited, deleted or moved. Exit 1 if any."""
+    from nebula.store import audit as audit_log
+
+    anchor = None
+    if expect is not None:
+        try:
+            anchor = audit_log.parse_anchor(expect.strip())
+        except ValueError as exc:
+            abort(f"--expect: {exc}", EXIT_INVALID)
+    with handle_errors(output), open_store(database_url) as store:
+        result = audit_log.verify(store, expect=anchor)
+    head = f"{result.head_seq}:{result.head_hash}"
+    if output is OutputFormat.json:
+        problems = [{"seq": p.seq, "kind": p.kind, "message": p.message} for p in result.problems]
+        print_json({"ok": result.ok, "checked": result.checked, "head": head, "problems": problems})
+    elif result.ok:
+        console().print(f"[green]Audit log intact:[/] {result.checked} entries, head {head}")
+    else:
+        count = len(result.problems)
+        err_console().print(
+            f"[bold red]audit log tampered[/] ({count} problem{'s' * (count != 1)} in "
+            f"{result.checked} entries):"
+        )
+        for problem in result.problems:
+            err_console().print(f"  {problem.kind}: {problem.message}", markup=False)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(?:\d+[smhdw])+")
+
+
+def _since(text: str) -> datetime:
+    text = text.strip()
+    if _DURATION.fullmatch(text):
+        seconds = sum(int(n) * _UNITS[u] for n, u in re.findall(r"(\d+)([smhdw])", text))
+        return datetime.now(UTC) - timedelta(seconds=seconds)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        abort(
+            f"--since {text!r} is neither a duration (30m, 2h, 7d, 1d12h) "
+            "nor a time (2026-01-31, 2026-01-31T12:00)",
+            EXIT_INVALID,
+        )
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _json(entry: AuditRecord) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "at": entry.at.isoformat(),
+        "actor": entry.actor,
+        "action": entry.action,
+        "target": entry.target,
+        "detail": entry.detail,
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }
+
+
+def _render(found: list[AuditRecord]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    for column in ("#", "time (UTC)", "actor", "action", "target", "detail"):
+        table.add_column(column, overflow="fold")
+    for entry in found:
+        detail = json.dumps(entry.detail, ensure_ascii=False, separators=(",", ":"))
+        table.add_row(
+            str(entry.seq),
+            entry.at.strftime("%Y-%m-%d %H:%M:%S"),
+            Text(entry.actor),
+            Text(entry.action),
+            Text(entry.target or ""),
+            Text("" if detail == "{}" else detail),
+        )
+    console().print(table)
