@@ -27,6 +27,15 @@ def fingerprint(secret: str) -> str:
     return MASK + hashlib.sha256(b"nebula-secret:" + secret.encode()).hexdigest()[:10]
 
 
+def stand_in(fingerprint: str) -> str:
+    """What takes a secret's place in desired state, plans and labels: `••••` + its fingerprint.
+
+    The vault's keyed fingerprint changes when the value does and reveals nothing; apply swaps
+    the stand-in for the value only in what it hands to Docker.
+    """
+    return MASK + fingerprint
+
+
 def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -64,6 +73,25 @@ class HealthSpec:
 
 
 @dataclass(frozen=True)
+class DeviceRequest:
+    """A request for host devices (GPUs), as Docker's DeviceRequest: `count` -1 means all."""
+
+    driver: str = ""
+    count: int | None = None
+    device_ids: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_gpu(self) -> bool:
+        return "gpu" in self.capabilities or self.driver == "nvidia"
+
+    def __str__(self) -> str:
+        what = ",".join(self.device_ids) if self.device_ids else f"count={self.count}"
+        return f"{self.driver or 'default'}:{what}:{'+'.join(self.capabilities)}"
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     installation: str
     service: str
@@ -84,6 +112,7 @@ class ContainerSpec:
     user: str | None = None
     working_dir: str | None = None
     depends_on: tuple[tuple[str, str], ...] = ()  # service, condition: ordering, not content
+    device_requests: tuple[DeviceRequest, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         """What the container is made of, for display and for its label.
@@ -111,6 +140,8 @@ class ContainerSpec:
             "user": self.user,
             "working_dir": self.working_dir,
         }
+        if self.device_requests:  # only when asked: older containers keep their hash
+            summary["device_requests"] = [str(d) for d in self.device_requests]
         return _scrub(summary, self.secrets) if self.secrets else summary
 
     @property
@@ -136,12 +167,51 @@ class VolumeSpec:
 
 @dataclass(frozen=True)
 class HttpCheck:
-    """A package health check: an HTTP GET from the host that must answer 2xx or 3xx."""
+    """A package health check: an HTTP GET from the node, healthy on one of `expect_status`
+    (empty: any 2xx or 3xx)."""
 
     name: str
     url: str
     interval: float
     timeout: float
+    expect_status: tuple[int, ...] = ()
+
+    @property
+    def target(self) -> str:
+        return self.url
+
+
+@dataclass(frozen=True)
+class TcpCheck:
+    """A package health check: a TCP connection from the node to `host:port`."""
+
+    name: str
+    host: str
+    port: int
+    interval: float
+    timeout: float
+
+    @property
+    def target(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ExecCheck:
+    """A package health check: `command` run in `container`, healthy when it exits 0."""
+
+    name: str
+    container: str
+    command: tuple[str, ...]
+    interval: float
+    timeout: float
+
+    @property
+    def target(self) -> str:
+        return f"{self.container}: {' '.join(self.command)}"
+
+
+HealthProbe = HttpCheck | TcpCheck | ExecCheck
 
 
 @dataclass(frozen=True)
@@ -153,9 +223,14 @@ class DesiredInstallation:
     containers: tuple[ContainerSpec, ...]
     networks: tuple[NetworkSpec, ...]
     volumes: tuple[VolumeSpec, ...]
-    health_checks: tuple[HttpCheck, ...] = ()
+    requires: tuple[str, ...] = ()  # installations it depends on (applied and healthy first)
+    health_checks: tuple[HealthProbe, ...] = ()
     post_install: tuple[str, ...] = ()
-    hook_env: tuple[tuple[str, str], ...] = ()
+    pre_upgrade: tuple[str, ...] = ()
+    post_upgrade: tuple[str, ...] = ()
+    pre_uninstall: tuple[str, ...] = ()
+    # the variables hooks see: every non-secret one, and secret ones marked `expose_to_hooks`
+    hook_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     config: dict[str, str] = field(default_factory=dict)  # values as given, secrets masked
     # every secret value, to scrub from hook output and errors
     secrets: tuple[str, ...] = field(default=(), repr=False)
@@ -176,6 +251,7 @@ class ObservedContainer:
     state: str  # created | running | restarting | paused | exited | dead | removing
     health: str | None = None  # starting | healthy | unhealthy
     exit_code: int | None = None
+    addresses: tuple[str, ...] = ()  # its IP on each of its networks, by network name
 
 
 @dataclass(frozen=True)

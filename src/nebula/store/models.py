@@ -10,9 +10,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
-from sqlalchemy import JSON, DateTime, Enum, ForeignKey, MetaData, String, Text, text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -204,3 +215,155 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     seq: Mapped[int]
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# -- vault: encrypted secrets and the master keys that wrap them -------------------------------
+
+
+class VaultKey(Base):
+    """A master key the vault knows by its key id (never the key itself).
+
+    `state`: `active` wraps the data keys; `next` is a key a `rotate-key` is moving rows to;
+    `retired` keys wrap nothing any more. `fingerprint_key` is the HMAC key of the fingerprints,
+    sealed under this master key, so fingerprints survive a master-key rotation.
+    """
+
+    __tablename__ = "vault_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    fingerprint_key: Mapped[bytes] = mapped_column(LargeBinary)
+    fingerprint_nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None]
+
+
+class Secret(Base):
+    """One secret: its value sealed under its own data key, the data key under a master key."""
+
+    __tablename__ = "secrets"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    key_nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(32), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rotated_at: Mapped[datetime | None]
+
+
+# -- identity: users, refresh tokens, API keys and service tokens ------------------------------
+
+
+class User(Base):
+    """A local user. `password_hash` is scrypt (see `identity.passwords`), never the password.
+
+    `failed_logins` counts consecutive wrong passwords and `locked_until` holds the lockout
+    they earned: persisted, so a restart of the daemon does not reset a brute force.
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(
+        _status("user_role", Literal["viewer", "operator", "admin"])
+    )
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RefreshToken(Base):
+    """A refresh token, by its SHA-256 (the token is 256 random bits). A login starts a
+    `family`; each use marks the token `used_at` and issues the next one in the family. Using
+    a used token again means it was stolen: the whole family is revoked.
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    family_id: Mapped[str] = mapped_column(String(36), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class ApiKey(Base):
+    """An API key (`kind` key, for automation) or a node's service token (`kind` service).
+
+    Shown once at creation as `nbk_PREFIX_SECRET` / `nbs_PREFIX_SECRET`; kept as the prefix
+    (the lookup id) and the SHA-256 of the secret. `scope` read/write/admin maps to the roles
+    viewer/operator/admin.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(_status("api_key_kind", Literal["key", "service"]))
+    scope: Mapped[str] = mapped_column(_status("api_key_scope", Literal["read", "write", "admin"]))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+# -- marketplace: health check results, hook runs, uninstall hooks --------------------------
+
+HealthStatus = Literal["healthy", "unhealthy"]
+HookKind = Literal["post_install", "pre_upgrade", "post_upgrade", "pre_uninstall"]
+HookStatus = Literal["succeeded", "failed", "timed_out"]
+
+
+class HealthResult(Base):
+    """The latest result of one health check of one installation (the daemon runs them)."""
+
+    __tablename__ = "health_results"
+
+    installation: Mapped[str] = mapped_column(String(255), primary_key=True)
+    check_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # http | tcp | exec
+    target: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(_status("health_status", HealthStatus))
+    detail: Mapped[str] = mapped_column(Text)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    consecutive_failures: Mapped[int] = mapped_column(default=0)
+    checked_at: Mapped[datetime]
+    since: Mapped[datetime]  # when the status last changed
+
+
+class HookRunRow(Base):
+    """One run of an installation's hooks of one kind; output scrubbed of secrets, bounded."""
+
+    __tablename__ = "hook_runs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    installation: Mapped[str] = mapped_column(String(255), index=True)
+    hook: Mapped[str] = mapped_column(_status("hook_kind", HookKind))
+    status: Mapped[str] = mapped_column(_status("hook_status", HookStatus))
+    exit_code: Mapped[int | None]
+    output: Mapped[str] = mapped_column(Text)
+    version: Mapped[str | None] = mapped_column(String(50))
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    finished_at: Mapped[datetime]
+
+
+class UninstallHooks(Base):
+    """The pre_uninstall hooks of an installation as last deployed, kept for its removal (when
+    the config repo no longer has them). `env` holds only non-secret variables."""
+
+    __tablename__ = "uninstall_hooks"
+
+    installation: Mapped[str] = mapped_column(String(255), primary_key=True)
+    lines: Mapped[list[str]] = mapped_column(JSONDocument)
+    env: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
