@@ -61,12 +61,14 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 
-from nebula.daemon.auth import PUBLIC, Authenticate, BearerVerifier, GuardedRoute, route
+from nebula.daemon.auth import PUBLIC, Authenticate, GuardedRoute, route
+from nebula.daemon.auth_api import auth_routes
 from nebula.daemon.control import ControlError, DaemonControl, Event
 from nebula.daemon.webhook import WebhookError
 from nebula.errors import NebulaError
 from nebula.identity.principal import Role
 from nebula.identity.ratelimit import RateLimit, RateLimiter
+from nebula.identity.sessions import Sessions
 
 log = logging.getLogger("nebula.daemon.api")
 
@@ -86,13 +88,13 @@ def create_app(
     token: str | None,
     tcp: bool,
     heartbeat: float = HEARTBEAT_SECONDS,
-    verify_bearer: BearerVerifier | None = None,
+    sessions: Sessions | None = None,
     rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
 ) -> Starlette:
     """The API over `control`. On `tcp`, callers need a bearer token: the static `token`, or one
-    `verify_bearer` accepts (JWTs, API keys); without either it fails closed.
+    `sessions` accepts (access tokens, API keys, service tokens); without either it fails closed.
     """
-    if tcp and not token and verify_bearer is None:
+    if tcp and not token and sessions is None:
         raise NebulaError(
             "the TCP API needs a bearer token or user accounts to check callers against: "
             "configure one, or listen on the unix socket only"
@@ -115,6 +117,7 @@ def create_app(
         route(WEBHOOK_PATH, api.webhook, ["POST"], role=PUBLIC),
         route(f"{PREFIX}/events", api.events, ["GET"], role=viewer),
         route("/metrics", _metrics, ["GET"], role=viewer),
+        *auth_routes(sessions, _json_body, _json),
     ]
     unguarded = [getattr(r, "path", r) for r in routes if not isinstance(r, GuardedRoute)]
     if unguarded:
@@ -132,7 +135,7 @@ def create_app(
             tcp=tcp,
             public_paths=public,
             static_token=token if tcp else None,
-            verify_bearer=verify_bearer if tcp else None,
+            verify_bearer=sessions.verify_bearer if tcp and sessions else None,
             **limiters,
         )
     ]

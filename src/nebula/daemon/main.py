@@ -72,6 +72,9 @@ def run(config: DaemonConfig) -> None:
     from nebula.daemon.core import Daemon
     from nebula.daemon.gitsync import GitSource
     from nebula.daemon.server import serve
+    from nebula.identity.ratelimit import RateLimit
+    from nebula.identity.sessions import Sessions
+    from nebula.identity.tokens import load_signing_key
     from nebula.providers.docker import DockerProvider
     from nebula.store import Store
 
@@ -88,6 +91,8 @@ def run(config: DaemonConfig) -> None:
             subfolder=config.subfolder,
         )
     daemon = Daemon(config, store, provider, source)
+    sessions = Sessions(store, load_signing_key(config.data_dir))
+    limit = RateLimit(config.rate_limit, config.rate_burst)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -97,9 +102,13 @@ def run(config: DaemonConfig) -> None:
     )
     try:
         serve(
-            create_app(daemon, token=None, tcp=False),
+            create_app(daemon, token=None, tcp=False, sessions=sessions),
             config.socket_path,
-            app_tcp=create_app(daemon, token=config.token, tcp=True) if config.tcp_listen else None,
+            app_tcp=create_app(
+                daemon, token=config.token, tcp=True, sessions=sessions, rate_limit=limit
+            )
+            if config.tcp_listen
+            else None,
             tcp_listen=config.tcp_listen,
             stop=stop,
         )

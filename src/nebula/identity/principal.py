@@ -33,7 +33,12 @@ class Role(IntEnum):
             ) from None
 
 
-SCOPE_ROLES: dict[Scope, Role] = {"read": Role.viewer, "write": Role.operator, "admin": Role.admin}
+SCOPE_ROLES: dict[str, Role] = {"read": Role.viewer, "write": Role.operator, "admin": Role.admin}
+
+
+def scope_role(scope: str) -> Role:
+    """The role an API key's scope grants (an unknown scope grants the least)."""
+    return SCOPE_ROLES.get(scope, Role.viewer)
 
 
 @dataclass(frozen=True)

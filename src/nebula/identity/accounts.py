@@ -1,0 +1,87 @@
+"""Managing users, API keys and service tokens (for `nebula user|apikey` and admin routes)."""
+
+from __future__ import annotations
+
+import re
+
+from nebula.identity.passwords import WeakPasswordError, check_strength, hash_password
+from nebula.identity.principal import SCOPE_ROLES, Role
+from nebula.identity.tokens import new_key
+from nebula.store import Store
+from nebula.store import identity as queries
+from nebula.store.identity import ApiKeyInfo, IdentityError, UserInfo
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+def check_name(name: str, what: str = "user name") -> str:
+    if not _NAME.fullmatch(name):
+        raise IdentityError(
+            f"{what} {name!r} is not valid: use 1 to 64 of a-z, 0-9, '.', '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def add_user(store: Store, name: str, password: str, role: str) -> UserInfo:
+    check_name(name)
+    parsed = _role(role)
+    _strong(password)
+    return queries.add_user(store, name, hash_password(password), parsed.name)
+
+
+def set_password(store: Store, name: str, password: str) -> None:
+    """Change the password; the user's sessions (refresh tokens) end and any lockout lifts."""
+    _strong(password)
+    queries.set_password(store, name, hash_password(password))
+
+
+def users(store: Store) -> list[UserInfo]:
+    return queries.list_users(store)
+
+
+def remove_user(store: Store, name: str) -> None:
+    queries.remove_user(store, name)
+
+
+def create_key(
+    store: Store, name: str, scope: str, *, service: bool = False, created_by: str | None = None
+) -> tuple[ApiKeyInfo, str]:
+    """A new API key (or a node's service token) and its token, which is shown only now."""
+    check_name(name, "node name" if service else "key name")
+    if scope not in SCOPE_ROLES:
+        raise IdentityError(f"unknown scope {scope!r}: use read, write or admin")
+    kind: queries.KeyKind = "service" if service else "key"
+    made = new_key(kind)
+    info = queries.add_api_key(
+        store,
+        prefix=made.prefix,
+        name=name,
+        kind=kind,
+        scope=scope,
+        secret_hash=made.secret_hash,
+        created_by=created_by,
+    )
+    return info, made.token
+
+
+def keys(store: Store, *, revoked: bool = False) -> list[ApiKeyInfo]:
+    return queries.list_api_keys(store, revoked=revoked)
+
+
+def revoke_key(store: Store, prefix: str) -> ApiKeyInfo:
+    return queries.revoke_api_key(store, prefix)
+
+
+def _role(role: str) -> Role:
+    try:
+        return Role.parse(role)
+    except ValueError as exc:
+        raise IdentityError(str(exc)) from None
+
+
+def _strong(password: str) -> None:
+    try:
+        check_strength(password)
+    except WeakPasswordError as exc:
+        raise IdentityError(str(exc)) from None

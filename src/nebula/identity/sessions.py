@@ -1,0 +1,153 @@
+"""Logging in and proving who one is: passwords to tokens, tokens to a `Principal`.
+
+`Sessions` is what the daemon's API uses: `login` (with back-off and lockout, see `lockout`),
+`refresh` (rotation; a reused refresh token revokes its whole family), `logout`, and
+`verify_bearer` for every TCP request (JWT access token, API key or service token; see
+`tokens`). Its errors are `AuthError`, carrying the HTTP status and, for a lockout, the
+seconds to wait.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from nebula.identity import lockout
+from nebula.identity.passwords import dummy_hash, verify_password
+from nebula.identity.principal import Principal, Role, scope_role
+from nebula.identity.tokens import (
+    ACCESS_TTL,
+    REFRESH_TTL,
+    issue_access_token,
+    new_refresh_token,
+    read_access_token,
+    sha256_hex,
+    split_key,
+)
+from nebula.store import Store
+from nebula.store import identity as queries
+from nebula.store.identity import IdentityError, LoginUser
+from nebula.store.models import new_id
+
+_WRONG = "wrong user name or password"
+
+
+class AuthError(IdentityError):
+    """A login or refresh refused: `status` 401 (bad credentials) or 429 (locked out)."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    expires_in: int  # seconds the access token is valid
+    refresh_token: str
+    refresh_expires_at: datetime
+    user: str
+    role: str
+
+
+class Sessions:
+    def __init__(
+        self,
+        store: Store,
+        signing_key: bytes,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        address_guard: lockout.AddressGuard | None = None,
+    ) -> None:
+        self.store = store
+        self.key = signing_key
+        self.clock = clock
+        self.addresses = address_guard or lockout.AddressGuard()
+
+    def login(self, name: str, password: str, address: str) -> TokenPair:
+        if wait := self.addresses.blocked_for(address):
+            raise AuthError(
+                429, f"too many failed logins from {address}: try again later", retry_after=wait
+            )
+        user = queries.login_user(self.store, name)
+        if user is None:
+            verify_password(password, dummy_hash())  # as slow as a real check
+            self.addresses.failed(address)
+            raise AuthError(401, _WRONG)
+        now = self.clock()
+        if user.locked_until is not None and user.locked_until > now:
+            wait = (user.locked_until - now).total_seconds()
+            raise AuthError(
+                429,
+                f"user {name} is locked after {user.failed_logins} failed logins: try again later",
+                retry_after=wait,
+            )
+        if not verify_password(password, user.password_hash):
+            self.addresses.failed(address)
+            queries.record_login_failure(self.store, name, lockout.user_lock_seconds)
+            raise AuthError(401, _WRONG)
+        if user.failed_logins:
+            queries.record_login_success(self.store, name)
+        refresh = new_refresh_token()
+        expires = now + REFRESH_TTL
+        queries.add_refresh_token(self.store, user.id, new_id(), sha256_hex(refresh), expires)
+        return self._pair(user, refresh, expires)
+
+    def refresh(self, token: str) -> TokenPair:
+        """Spend `token` for a new pair; a token spent before revokes its whole login."""
+        successor = new_refresh_token()
+        expires = self.clock() + REFRESH_TTL
+        outcome = queries.use_refresh_token(
+            self.store, sha256_hex(token), sha256_hex(successor), expires
+        )
+        if outcome.reused:
+            raise AuthError(
+                401,
+                "this refresh token was already used, so it may have been stolen: "
+                "its session is revoked; log in again",
+            )
+        if outcome.user is None:
+            raise AuthError(401, "invalid, expired or revoked refresh token: log in again")
+        return self._pair(outcome.user, successor, expires)
+
+    def logout(self, token: str) -> bool:
+        """Revoke the login `token` belongs to; False when it is unknown."""
+        return queries.revoke_refresh_family(self.store, sha256_hex(token))
+
+    def verify_bearer(self, token: str) -> Principal | None:
+        key = split_key(token)
+        if key is None:
+            claims = read_access_token(self.key, token)
+            if claims is None:
+                return None
+            try:
+                role = Role.parse(str(claims.get("role")))
+            except ValueError:
+                return None
+            user = str(claims["sub"])
+            return Principal(user, role, "password", f"user:{user}")
+        kind, prefix, secret = key
+        found = queries.api_key_secret(self.store, prefix)
+        if found is None:
+            return None
+        info, stored = found
+        if info.kind != kind or not hmac.compare_digest(sha256_hex(secret), stored):
+            return None
+        role = scope_role(info.scope)
+        if kind == "service":
+            return Principal(f"node:{info.name}", role, "service_token", f"key:{prefix}")
+        return Principal(f"key:{info.name}", role, "api_key", f"key:{prefix}")
+
+    def _pair(self, user: LoginUser, refresh: str, refresh_expires: datetime) -> TokenPair:
+        access, _ = issue_access_token(self.key, user.name, user.role, self.clock())
+        return TokenPair(
+            access_token=access,
+            expires_in=int(ACCESS_TTL.total_seconds()),
+            refresh_token=refresh,
+            refresh_expires_at=refresh_expires,
+            user=user.name,
+            role=user.role,
+        )
