@@ -12,15 +12,16 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-
-from packaging.version import InvalidVersion, Version
+from typing import TYPE_CHECKING
 
 from nebula.errors import ConfigError
 from nebula.paths import builtin_catalog_dir
-from nebula.spec.package import Package
-from nebula.spec.repo import read_document
-from nebula.spec.validate import validate_document
-from nebula.spec.yamlfile import YamlDocument
+
+if TYPE_CHECKING:  # imported where used: `nebula.catalog.index` must stay import-light
+    from packaging.version import Version
+
+    from nebula.spec.package import Package
+    from nebula.spec.yamlfile import YamlDocument
 
 _SUFFIXES = (".yaml", ".yml")
 _NUMBERS = re.compile(r"(\d+)")
@@ -38,6 +39,8 @@ __all__ = ["Catalog", "CatalogEntry", "builtin_catalog_dir", "version_key"]
 def version_key(version: str) -> tuple[int, Version | tuple[tuple[int, int | str], ...]]:
     """Sort key for versions: PEP 440 order where a version parses (`16.4`, `v1.2.0`, `2024.9.3`),
     else numbers compared as numbers (`RELEASE.2024-09-13T20-26-02Z`), after all PEP 440 ones."""
+    from packaging.version import InvalidVersion, Version
+
     try:
         return (1, Version(version))
     except InvalidVersion:
@@ -100,6 +103,10 @@ class Catalog:
 
 @cache
 def _load_cached(path: Path, mtime_ns: int) -> CatalogEntry:
+    from nebula.spec.package import Package
+    from nebula.spec.repo import read_document
+    from nebula.spec.validate import validate_document
+
     doc = read_document(path, path.parent.parent.parent)
     package = validate_document(doc, Package)
     if package.name != path.parent.name:

@@ -1,13 +1,22 @@
-"""`nebula catalog list|show`: browse the built-in package catalog."""
+"""`nebula catalog list|show|search|validate`: browse and check the package catalog."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from nebula.cli.options import Output
-from nebula.cli.output import EXIT_INVALID, OutputFormat, abort, console, handle_errors, print_json
+from nebula.cli.output import (
+    EXIT_INVALID,
+    OutputFormat,
+    abort,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+)
 
 app = typer.Typer(help="Browse the package catalog.", no_args_is_help=True)
 
@@ -84,3 +93,72 @@ def show(
         console().print("\n[bold]health checks[/]")
         for check in package.health_checks:
             console().print(f"  {check.name}: {check.url}", markup=False)
+
+
+@app.command("search")
+def search(
+    term: Annotated[
+        str, typer.Argument(help="Words to look for in names, categories and descriptions.")
+    ],
+    category: Annotated[
+        str | None,
+        typer.Option("--category", "-c", help="Only packages of this category (e.g. media, ai)."),
+    ] = None,
+    catalog: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--catalog",
+            help="Also search this catalog folder (NAME/VERSION.yaml files), e.g. a config "
+            "repo's catalog/; repeatable, later folders win.",
+        ),
+    ] = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Find packages: every word must appear in the name, category or description; name
+    matches come first. Answers from an index in the user's cache dir, refreshed when a
+    catalog file changes."""
+    from nebula.cli.search import run
+
+    code = run(term, category, output.value, catalog or [])
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("validate")
+def validate(
+    folder: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A catalog folder (NAME/VERSION.yaml files). Default: the built-in catalog.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Check every version of every package: schema, name and version matching the file,
+    images pinned to a tag, host ports published once, a health check, a known category
+    (errors, exit 2); variables used but not declared or declared but unused (warnings)."""
+    from nebula.catalog import builtin_catalog_dir
+    from nebula.kinds.catalog_lint import lint_catalog
+
+    folder = folder or builtin_catalog_dir()
+    if not folder.is_dir():
+        abort(f"{folder} is not a folder", EXIT_INVALID)
+    checked, findings = lint_catalog(folder)
+    errors = [f for f in findings if f.severity == "error"]
+    if output is OutputFormat.json:
+        print_json(
+            {
+                "ok": not errors,
+                "packages": checked,
+                "findings": [{"severity": f.severity, **f.issue.__dict__} for f in findings],
+            }
+        )
+    else:
+        for finding in findings:
+            err_console().print(str(finding), markup=False)
+        warned = len(findings) - len(errors)
+        summary = f"{checked} package versions checked: {len(errors)} errors, {warned} warnings"
+        console().print(("[red]✗[/] " if errors else "[green]✓[/] ") + summary)
+    if errors:
+        raise typer.Exit(EXIT_INVALID)
