@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from nebula import __version__
-from nebula.cli.commands import audit, catalog, daemon, daemon_run, init, plan, status, validate
+from nebula.cli.commands import (
+    audit,
+    catalog,
+    daemon,
+    daemon_run,
+    init,
+    login,
+    plan,
+    status,
+    users,
+    validate,
+)
 
 app = typer.Typer(
     name="nebula",
@@ -29,6 +40,10 @@ app.command()(daemon.rollback)
 app.command()(daemon.approve)
 app.add_typer(daemon.hooks_app, name="hooks")
 app.add_typer(daemon_run.app, name="daemon")
+app.add_typer(users.user_app, name="user")
+app.add_typer(users.apikey_app, name="apikey")
+app.command()(login.login)
+app.command()(login.logout)
 app.add_typer(audit.app, name="audit")
 
 

@@ -1,8 +1,10 @@
 """The CLI's client of nebulad's API (see `nebula.daemon.api`), over httpx.
 
 Where the daemon is, first match wins:
-- `--daemon URL` / `NEBULA_DAEMON` (e.g. `http://node1:7733`): TCP, with `NEBULA_TOKEN` sent as
-  the bearer token (a token is never taken from the command line, where `ps` would show it);
+- `--daemon URL` / `NEBULA_DAEMON` (e.g. `http://node1:7733`): TCP, with `NEBULA_TOKEN` (an
+  API key, a service token) sent as the bearer token, else the access token of `nebula login
+  URL` (see `cli.credentials`), refreshed when it expires. A token is never taken from the
+  command line, where `ps` would show it;
 - `--socket PATH` / `NEBULA_SOCKET`: that unix socket;
 - else the default socket, `nebulad.sock` in the user's data dir (`default_socket_path`).
 
@@ -64,10 +66,17 @@ class DaemonClient:
             self.where = f"at {url}"
             self.socket: Path | None = None
             token = os.environ.get("NEBULA_TOKEN")
+            self._login_url: str | None = None
+            if not token:
+                from nebula.cli import credentials
+
+                token = credentials.access_token(url)
+                self._login_url = url if token else None
             if token:
                 headers["Authorization"] = f"Bearer {token}"
             self._client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=TIMEOUT)
         else:
+            self._login_url = None
             self.socket = resolve_socket(socket_path)
             self.where = f"(socket {self.socket})"
             transport = httpx.HTTPTransport(uds=str(self.socket))
@@ -129,6 +138,13 @@ class DaemonClient:
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
             response = self._client.request(method, f"/api/v1{path}", **kwargs)
+            if response.status_code == 401 and self._login_url:
+                # The access token ended early (a restarted daemon, a clock skew): refresh once.
+                from nebula.cli import credentials
+
+                token = credentials.access_token(self._login_url, force_refresh=True)
+                self._client.headers["Authorization"] = f"Bearer {token}"
+                response = self._client.request(method, f"/api/v1{path}", **kwargs)
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from None
         if response.status_code >= 400:
@@ -164,7 +180,7 @@ class DaemonClient:
         except (json.JSONDecodeError, KeyError, TypeError):
             message = response.text.strip()[:200] or response.reason_phrase
         if response.status_code == 401:
-            hint = "set NEBULA_TOKEN to the daemon's API token"
+            hint = "log in with `nebula login URL`, or set NEBULA_TOKEN to an API key"
             message = f"nebulad {self.where} refused the request ({message}): {hint}"
         return DaemonError(response.status_code, message)
 

@@ -1,0 +1,313 @@
+"""`nebula user add|list|rm|passwd` and `nebula apikey create|list|revoke`: local accounts.
+
+They work on the state database directly (like `nebula status`), so they need no running
+daemon: run them as the user nebulad runs as, or with its `--database-url`. Passwords come from
+a hidden prompt (asked twice), or from standard input with `--password-stdin`; never from the
+command line, where `ps` and the shell history would keep them.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from nebula.cli.options import DatabaseUrl, Output
+from nebula.cli.output import (
+    EXIT_INVALID,
+    OutputFormat,
+    abort,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+)
+
+user_app = typer.Typer(
+    help="Local users who log in to nebulad's TCP API (`nebula login`). Roles: viewer (read), "
+    "operator (sync, suspend, rollback, approve), admin (also users and API keys).",
+    no_args_is_help=True,
+)
+apikey_app = typer.Typer(
+    help="API keys for automation (scopes read, write, admin) and service tokens for nodes. "
+    "Send one as `Authorization: Bearer KEY`, or as NEBULA_TOKEN to the CLI.",
+    no_args_is_help=True,
+)
+
+Name = Annotated[str, typer.Argument(help="User name: a-z, 0-9, '.', '_', '-'.")]
+PasswordStdin = Annotated[
+    bool,
+    typer.Option("--password-stdin", help="Read the password from standard input (one line)."),
+]
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            abort("no password on standard input", EXIT_INVALID)
+        return password
+    value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+def _when(at: datetime | None, layout: str = "%Y-%m-%d %H:%M") -> str:
+    return at.strftime(layout) if at else ""
+
+
+def _store(database_url: str | None) -> Any:
+    from nebula.cli.session import open_store
+
+    return open_store(database_url)
+
+
+def _invalid(exc: Exception, output: OutputFormat) -> NoReturn:
+    """An `IdentityError` (unknown user, taken name, weak password) is invalid input: exit 2."""
+    if output is OutputFormat.json:
+        print_json({"ok": False, "error": str(exc)})
+    else:
+        err_console().print("[bold red]error:[/] ", end="")
+        err_console().print(str(exc), markup=False)
+    raise typer.Exit(EXIT_INVALID)
+
+
+@user_app.command("add")
+def user_add(
+    name: Name,
+    role: Annotated[
+        str, typer.Option("--role", "-r", help="viewer, operator or admin.")
+    ] = "viewer",
+    password_stdin: PasswordStdin = False,
+    database_url: DatabaseUrl = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Add a user (password: at least 10 characters)."""
+    from nebula.identity import accounts
+    from nebula.store.identity import IdentityError
+
+    password = _password(password_stdin)
+    with handle_errors(output):
+        store = _store(database_url)
+        try:
+            info = accounts.add_user(store, name, password, role)
+        except IdentityError as exc:
+            _invalid(exc, output)
+        finally:
+            store.close()
+    if output is OutputFormat.json:
+        print_json({"ok": True, "name": info.name, "role": info.role})
+    else:
+        console().print(f"Added user {info.name} ({info.role}).")
+
+
+@user_app.command("list")
+def user_list(database_url: DatabaseUrl = None, output: Output = OutputFormat.table) -> None:
+    """Users, their roles, and any lockout from failed logins."""
+    from nebula.identity import accounts
+
+    with handle_errors(output):
+        store = _store(database_url)
+        try:
+            found = accounts.users(store)
+        finally:
+            store.close()
+    rows = [
+        {
+            "name": u.name,
+            "role": u.role,
+            "failed_logins": u.failed_logins,
+            "locked_until": u.locked_until,
+            "created_at": u.created_at,
+        }
+        for u in found
+    ]
+    if output is OutputFormat.json:
+        print_json(rows)
+        return
+    if not rows:
+        console().print("No users: add one with `nebula user add NAME --role admin`.")
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "role", "failed logins", "locked until", "created"):
+        table.add_column(column)
+    for u in found:
+        table.add_row(
+            u.name,
+            u.role,
+            str(u.failed_logins),
+            _when(u.locked_until, "%Y-%m-%d %H:%M:%S"),
+            _when(u.created_at),
+        )
+    console().print(table)
+
+
+@user_app.command("rm")
+def user_rm(
+    name: Name, database_url: DatabaseUrl = None, output: Output = OutputFormat.table
+) -> None:
+    """Remove a user; its sessions end (an access token it holds lives out its 15 minutes)."""
+    from nebula.identity import accounts
+    from nebula.store.identity import IdentityError
+
+    with handle_errors(output):
+        store = _store(database_url)
+        try:
+            accounts.remove_user(store, name)
+        except IdentityError as exc:
+            _invalid(exc, output)
+        finally:
+            store.close()
+    if output is OutputFormat.json:
+        print_json({"ok": True, "removed": name})
+    else:
+        console().print(f"Removed user {name}.")
+
+
+@user_app.command("passwd")
+def user_passwd(
+    name: Name,
+    password_stdin: PasswordStdin = False,
+    database_url: DatabaseUrl = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Set a user's password: its sessions end and any lockout lifts."""
+    from nebula.identity import accounts
+    from nebula.store.identity import IdentityError
+
+    password = _password(password_stdin)
+    with handle_errors(output):
+        store = _store(database_url)
+        try:
+            accounts.set_password(store, name, password)
+        except IdentityError as exc:
+            _invalid(exc, output)
+        finally:
+            store.close()
+    if output is OutputFormat.json:
+        print_json({"ok": True, "name": name})
+    else:
+        console().print(f"Password of {name} changed; its sessions are revoked.")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Argument(help="What the key is for (or the node's name).")],
+    scope: Annotated[
+        str, typer.Option("--scope", "-s", help="read (viewer), write (operator) or admin.")
+    ] = "read",
+    node: Annotated[
+        bool, typer.Option("--node", help="A service token for the node NAME, not an API key.")
+    ] = False,
+    database_url: DatabaseUrl = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Create an API key (or a node's service token). The key is printed once: keep it."""
+    import getpass
+
+    from nebula.identity import accounts
+    from nebula.store.identity import IdentityError
+
+    with handle_errors(output):
+        store = _store(database_url)
+        try:
+            info, token = accounts.create_key(
+                store, name, scope, service=node, created_by=f"cli:{getpass.getuser()}"
+            )
+        except IdentityError as exc:
+            _invalid(exc, output)
+        finally:
+            store.close()
+    if output is OutputFormat.json:
+        print_json(
+            {
+                "ok": True,
+                "id": info.prefix,
+                "name": info.name,
+                "kind": info.kind,
+                "scope": info.scope,
+                "token": token,
+            }
+        )
+        return
+    what = "Service token for node" if node else "API key"
+    err_console().print(f"{what} {info.name} ({info.scope}), id {info.prefix}. It is shown once:")
+    sys.stdout.write(token + "\n")
+
+
+@apikey_app.command("list")
+def apikey_list(
+    revoked: Annotated[bool, typer.Option("--revoked", help="Include revoked keys.")] = False,
+    database_url: DatabaseUrl = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """API keys and service tokens (ids and names; the keys themselves are not kept)."""
+    from nebula.identity import accounts
+
+    with handle_errors(output):
+        store = _store(database_url)
+        try:
+            found = accounts.keys(store, revoked=revoked)
+        finally:
+            store.close()
+    rows = [
+        {
+            "id": k.prefix,
+            "name": k.name,
+            "kind": "node" if k.kind == "service" else "key",
+            "scope": k.scope,
+            "created_by": k.created_by,
+            "created_at": k.created_at,
+            "revoked_at": k.revoked_at,
+        }
+        for k in found
+    ]
+    if output is OutputFormat.json:
+        print_json(rows)
+        return
+    if not rows:
+        console().print("No API keys: create one with `nebula apikey create NAME --scope read`.")
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "name", "kind", "scope", "created by", "created", "revoked"):
+        table.add_column(column)
+    for k in found:
+        table.add_row(
+            k.prefix,
+            k.name,
+            "node" if k.kind == "service" else "key",
+            k.scope,
+            k.created_by or "",
+            _when(k.created_at),
+            _when(k.revoked_at),
+        )
+    console().print(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id, as `nebula apikey list` shows.")],
+    database_url: DatabaseUrl = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Revoke an API key or service token: requests with it are refused from now on."""
+    from nebula.identity import accounts
+    from nebula.store.identity import IdentityError
+
+    with handle_errors(output):
+        store = _store(database_url)
+        try:
+            info = accounts.revoke_key(store, key_id)
+        except IdentityError as exc:
+            _invalid(exc, output)
+        finally:
+            store.close()
+    if output is OutputFormat.json:
+        print_json({"ok": True, "revoked": info.prefix, "name": info.name})
+    else:
+        console().print(f"Revoked {info.prefix} ({info.name}).")
