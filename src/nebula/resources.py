@@ -2,14 +2,20 @@
 
 These are what planning compares: `kinds.packages` turns the config repo into desired specs,
 `providers.docker` reads observed ones back. A container's spec is summarised in a label
-(`io.nebula.spec`, secrets replaced by fingerprints) with its hash (`io.nebula.spec-hash`), so one
-list call tells whether each container still matches, and what changed if not.
+(`io.nebula.spec`) with its hash (`io.nebula.spec-hash`), so one list call tells whether each
+container still matches, and what changed if not.
+
+Secrets never enter these values: a `${secret:NAME}` reference resolves to the secret's stand-in
+(`••••` + its keyed fingerprint), so summaries, labels and plans change when a secret does and
+never hold it. Only apply swaps stand-ins for values (`reveal`), in what it hands to Docker.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,11 +28,6 @@ RESERVED_LABEL_PREFIX = "io.nebula."
 MASK = "••••"
 
 
-def fingerprint(secret: str) -> str:
-    """A short, stable stand-in for a secret value: changes when the value does, reveals nothing."""
-    return MASK + hashlib.sha256(b"nebula-secret:" + secret.encode()).hexdigest()[:10]
-
-
 def stand_in(fingerprint: str) -> str:
     """What takes a secret's place in desired state, plans and labels: `••••` + its fingerprint.
 
@@ -34,6 +35,16 @@ def stand_in(fingerprint: str) -> str:
     the stand-in for the value only in what it hands to Docker.
     """
     return MASK + fingerprint
+
+
+_STAND_IN = re.compile(re.escape(MASK) + r"[0-9a-f]{8,32}")
+
+
+def reveal(text: str, values: Mapping[str, str]) -> str:
+    """`text` with each stand-in found in `values` (stand-in -> plain value) swapped back."""
+    if MASK not in text or not values:
+        return text
+    return _STAND_IN.sub(lambda m: values.get(m[0], m[0]), text)
 
 
 def canonical_json(data: Any) -> str:
@@ -99,9 +110,7 @@ class ContainerSpec:
     image: str
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
-    # Plain values, secrets included: kept out of repr() so no log or traceback shows them.
     environment: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    secrets: frozenset[str] = field(default=frozenset(), repr=False)
     ports: tuple[PortBinding, ...] = ()
     mounts: tuple[Mount, ...] = ()
     healthcheck: HealthSpec | None = None
@@ -115,11 +124,8 @@ class ContainerSpec:
     device_requests: tuple[DeviceRequest, ...] = ()
 
     def summary(self) -> dict[str, Any]:
-        """What the container is made of, for display and for its label.
-
-        Every secret value, wherever it appears (environment, command, ...), is replaced by its
-        fingerprint: the summary changes when a secret does, and never contains one.
-        """
+        """What the container is made of, for display and for its label (secrets appear as
+        their stand-ins: the summary changes when a secret does, and never contains one)."""
         health = None
         if self.healthcheck is not None:
             h = self.healthcheck
@@ -142,7 +148,7 @@ class ContainerSpec:
         }
         if self.device_requests:  # only when asked: older containers keep their hash
             summary["device_requests"] = [str(d) for d in self.device_requests]
-        return _scrub(summary, self.secrets) if self.secrets else summary
+        return summary
 
     @property
     def spec_hash(self) -> str:
@@ -232,8 +238,8 @@ class DesiredInstallation:
     # the variables hooks see: every non-secret one, and secret ones marked `expose_to_hooks`
     hook_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     config: dict[str, str] = field(default_factory=dict)  # values as given, secrets masked
-    # every secret value, to scrub from hook output and errors
-    secrets: tuple[str, ...] = field(default=(), repr=False)
+    # the vault secrets it refers to: (name, fingerprint), by name
+    secrets: tuple[tuple[str, str], ...] = ()
 
     @property
     def spec_hash(self) -> str:
@@ -272,19 +278,6 @@ class Observed:
     containers: tuple[ObservedContainer, ...] = ()
     networks: tuple[ObservedNetwork, ...] = ()
     volumes: tuple[ObservedVolume, ...] = ()
-
-
-def _scrub(data: Any, secrets: frozenset[str]) -> Any:
-    if isinstance(data, str):
-        for secret in sorted(secrets, key=len, reverse=True):
-            if secret and secret in data:
-                data = data.replace(secret, fingerprint(secret))
-        return data
-    if isinstance(data, dict):
-        return {k: _scrub(v, secrets) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_scrub(v, secrets) for v in data]
-    return data
 
 
 def _hash(text: str) -> str:

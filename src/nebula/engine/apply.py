@@ -1,6 +1,7 @@
 """Carry out a Plan.
 
-Installations are applied in parallel (at most `defaults.parallelism` at once); inside one, the
+Installations being removed go first. The others are applied in parallel (at most
+`defaults.parallelism` at once), each after the installations it depends on; inside one, the
 services start in `depends_on` order, each waiting for the condition its dependants need. A
 failure stops only its own installation, which is recorded as `error` with the cause; the others
 go on. A container that fails to start is removed, so the next plan simply creates it again.
@@ -8,23 +9,34 @@ go on. A container that fails to start is removed, so the next plan simply creat
 
 from __future__ import annotations
 
+import dataclasses
+import graphlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from nebula.engine.health import wait_http
-from nebula.engine.hooks import run_hooks, scrub
+from nebula.engine.health import wait_healthy
+from nebula.engine.hooks import HookRun, run_hooks, scrub
 from nebula.engine.reconcile import Snapshot
 from nebula.engine.subnets import PoolExhaustedError, free_subnet, local_routes
 from nebula.errors import InstallationError, NebulaError, ProviderError
 from nebula.plan import Action, Change, Kind
 from nebula.providers.docker import ContainerStatus, DockerProvider
-from nebula.resources import ContainerSpec, DesiredInstallation, NetworkSpec
+from nebula.resources import (
+    MASK,
+    ContainerSpec,
+    DesiredInstallation,
+    NetworkSpec,
+    reveal,
+    stand_in,
+)
+from nebula.secrets import Vault, open_vault
 from nebula.spec.config import Defaults
 from nebula.spec.package import Package
-from nebula.store import PackageRecord, Store
+from nebula.store import PackageRecord, Store, marketplace
 
 Progress = Callable[[str, str], None]  # installation, what is happening
 
@@ -56,9 +68,15 @@ def apply_plan(
     progress: Progress | None = None,
     *,
     commit: str | None = None,
+    vault: Vault | None = None,
 ) -> ApplyResult:
     """Execute `snapshot.plan`; each installation's outcome (and the config-repo `commit` it
-    came from) is recorded in `store`."""
+    came from) is recorded in `store`.
+
+    The secrets the installations refer to are decrypted once, up front, from `vault` (default:
+    the vault in `store`); a wrong master key, a tampered secret or one changed since the plan
+    stops the apply before anything is touched.
+    """
     plan = snapshot.plan
     names = plan.installations()
     if not names:
@@ -67,12 +85,46 @@ def apply_plan(
     by_name = {d.name: d for d in snapshot.desired.installations}
     defaults = snapshot.desired.repo.config.defaults
     runner = _Runner(provider, store, defaults, progress or (lambda _i, _m: None), commit)
+    runner.revealed = _reveal(snapshot, vault or open_vault(store))
+    removed = [n for n in names if n not in by_name]
+    deployed = _dependency_order([by_name[n] for n in names if n in by_name])
+    results: dict[str, InstallationResult] = {}
     with ThreadPoolExecutor(max_workers=min(defaults.parallelism, len(names))) as pool:
-        futures = [
-            pool.submit(runner.apply, name, plan.for_installation(name), by_name.get(name))
-            for name in names
-        ]
-        return ApplyResult(tuple(f.result() for f in futures))
+        # Removals first, containers before networks: a network goes only once no container of
+        # another removed installation (a dependant) is attached to it any more.
+        for result in pool.map(
+            lambda n: runner.remove_containers(n, plan.for_installation(n)), removed
+        ):
+            results[result.name] = result
+        for result in pool.map(runner.remove_networks, [results[n] for n in removed]):
+            results[result.name] = result
+        # Each installation waits for those it depends on; tasks start in submission order, so
+        # a provider has always started before its dependants wait for it.
+        futures: dict[str, Future[InstallationResult]] = {}
+        for desired in deployed:
+            providers = [futures[p] for p in desired.requires if p in futures]
+            futures[desired.name] = pool.submit(
+                runner.apply_after, providers, desired, plan.for_installation(desired.name)
+            )
+        results |= {name: future.result() for name, future in futures.items()}
+    return ApplyResult(tuple(results[n] for n in names))
+
+
+def _reveal(snapshot: Snapshot, vault: Vault) -> dict[str, str]:
+    """Stand-in -> plain value of every secret the desired installations refer to (all of
+    them: a dependant may carry a provider's secret), checked against the planned fingerprints."""
+    planned = dict(s for d in snapshot.desired.installations for s in d.secrets)
+    if not planned or not snapshot.plan.has_changes:
+        return {}
+    values = vault.reveal_planned(planned)
+    return {stand_in(planned[name]): value for name, value in values.items()}
+
+
+def _dependency_order(installations: list[DesiredInstallation]) -> list[DesiredInstallation]:
+    """Providers before their dependants (resolve refused cycles), otherwise as given."""
+    by_name = {d.name: d for d in installations}
+    graph = {d.name: [p for p in d.requires if p in by_name] for d in installations}
+    return [by_name[n] for n in graphlib.TopologicalSorter(graph).static_order()]
 
 
 @dataclass
@@ -84,14 +136,34 @@ class _Runner:
     commit: str | None
     network_lock: threading.Lock = field(default_factory=threading.Lock)
     subnets_used: list[str] | None = None  # read once per apply, then kept up to date here
+    revealed: dict[str, str] = field(default_factory=dict, repr=False)  # stand-in -> value
+
+    def apply_after(
+        self,
+        providers: list[Future[InstallationResult]],
+        desired: DesiredInstallation,
+        changes: tuple[Change, ...],
+    ) -> InstallationResult:
+        """Apply `desired` once the installations it depends on are applied; if one of them
+        failed, fail without touching anything."""
+        pending = tuple(c for c in changes if c.action is not Action.NOOP)
+        failed = [r.name for r in (f.result() for f in providers) if not r.ok]
+        if failed:
+            error = f"not applied: it depends on {', '.join(failed)}, which failed"
+            self.progress(desired.name, error)
+            return InstallationResult(desired.name, False, False, pending, 0.0, error)
+        return self.apply(desired, changes)
 
     def apply(
-        self, name: str, changes: tuple[Change, ...], desired: DesiredInstallation | None
+        self, desired: DesiredInstallation, changes: tuple[Change, ...]
     ) -> InstallationResult:
         started = time.monotonic()
+        name = desired.name
         pending = tuple(c for c in changes if c.action is not Action.NOOP)
-        if desired is None:
-            return self._remove(name, pending, started)
+        deployed, previous = marketplace.deployed_version(self.store, name)
+        upgrade = (
+            deployed and None not in (previous, desired.version) and previous != desired.version
+        )
         deployment = self.store.begin_deployment(
             name,
             package=desired.package,
@@ -104,32 +176,57 @@ class _Runner:
             ),
         )
         container_ids: list[str] = []
-        hook_output = None
+        hooks = _Hooks(self, desired, previous if upgrade else None)
         try:
+            if upgrade:
+                hooks.run("pre_upgrade", desired.pre_upgrade)  # before any container changes
             container_ids = self._deploy(desired, changes)
-            hook_output = self._post_install(desired)
+            if desired.post_install and not self.store.post_install_done(name):
+                hooks.run("post_install", desired.post_install)
+                self.store.mark_post_install_done(name)
+            if upgrade:
+                hooks.run("post_upgrade", desired.post_upgrade)
+            marketplace.set_uninstall_hooks(
+                self.store, name, desired.pre_uninstall, _plain(desired)
+            )
         except (NebulaError, OSError) as exc:
-            error = scrub(str(exc), desired.secrets)
+            error = scrub(str(exc), tuple(self.revealed.values()))
             self.store.finish_deployment(
                 deployment,
                 ok=False,
                 reason=error,
                 container_ids=container_ids,
-                hook_output=hook_output,
+                hook_output=hooks.output,
             )
             self.progress(name, f"failed: {error}")
             return InstallationResult(
                 name, False, False, pending, time.monotonic() - started, error
             )
         self.store.finish_deployment(
-            deployment, ok=True, reason=None, container_ids=container_ids, hook_output=hook_output
+            deployment, ok=True, reason=None, container_ids=container_ids, hook_output=hooks.output
         )
         self.progress(name, "running")
         return InstallationResult(
-            name, True, False, pending, time.monotonic() - started, hook_output=hook_output
+            name, True, False, pending, time.monotonic() - started, hook_output=hooks.output
         )
 
-    def _remove(self, name: str, pending: tuple[Change, ...], started: float) -> InstallationResult:
+    def remove_containers(self, name: str, changes: tuple[Change, ...]) -> InstallationResult:
+        """First half of removing an installation; `remove_networks` finishes it."""
+        started = time.monotonic()
+        pending = tuple(c for c in changes if c.action is not Action.NOOP)
+        lines, env = marketplace.uninstall_hooks(self.store, name)
+        if lines and any(c.kind is Kind.CONTAINER and c.observed_id for c in pending):
+            self.progress(name, "running pre_uninstall hooks")
+            run = self.run_hook(
+                name, "pre_uninstall", lines, env=tuple(env.items()), secrets=(), version=None
+            )
+            if not run.ok:
+                reason = f"{run.reason('pre_uninstall')}\ncontainers kept until the hook succeeds"
+                marketplace.mark_failed(self.store, name, reason)
+                self.progress(name, f"failed: {reason}")
+                return InstallationResult(
+                    name, False, True, pending, time.monotonic() - started, reason
+                )
         try:
             for change in pending:
                 if change.kind is Kind.CONTAINER and change.observed_id:
@@ -137,16 +234,29 @@ class _Runner:
                     self.provider.remove_container(
                         change.observed_id, change.name, self.defaults.stop_timeout
                     )
-            for change in pending:
-                if change.kind is Kind.NETWORK and change.observed_id:
-                    self.provider.remove_network(change.observed_id, change.name)
         except ProviderError as exc:
             return InstallationResult(
                 name, False, True, pending, time.monotonic() - started, str(exc)
             )
-        self.store.remove_installation(name)
-        self.progress(name, "removed (volumes kept)")
         return InstallationResult(name, True, True, pending, time.monotonic() - started)
+
+    def remove_networks(self, removing: InstallationResult) -> InstallationResult:
+        if not removing.ok:
+            return removing
+        started = time.monotonic() - removing.seconds
+        name = removing.name
+        try:
+            for change in removing.changes:
+                if change.kind is Kind.NETWORK and change.observed_id:
+                    self.provider.remove_network(change.observed_id, change.name)
+        except ProviderError as exc:
+            return dataclasses.replace(
+                removing, ok=False, seconds=time.monotonic() - started, error=str(exc)
+            )
+        self.store.remove_installation(name)
+        marketplace.forget_installation(self.store, name)
+        self.progress(name, "removed (volumes kept)")
+        return dataclasses.replace(removing, seconds=time.monotonic() - started)
 
     def _deploy(self, desired: DesiredInstallation, changes: tuple[Change, ...]) -> list[str]:
         name = desired.name
@@ -214,7 +324,7 @@ class _Runner:
             )
         else:
             self.progress(spec.installation, f"creating {spec.name}")
-        container_id = self.provider.create_container(spec)
+        container_id = self.provider.create_container(spec, self.revealed)
         try:
             self.provider.start_container(container_id, spec.name)
         except ProviderError:
@@ -262,7 +372,7 @@ class _Runner:
                         f"{self._logs(ids[spec.service])}"
                     )
         for check in desired.health_checks:
-            failure = wait_http(check, deadline)
+            failure = wait_healthy(check, self.provider, deadline)
             if failure:
                 raise InstallationError(failure)
 
@@ -273,17 +383,75 @@ class _Runner:
             return "no logs"
         return f"last log lines: {logs}" if logs else "no log output"
 
-    def _post_install(self, desired: DesiredInstallation) -> str | None:
-        if not desired.post_install or self.store.post_install_done(desired.name):
-            return None
-        self.progress(desired.name, "running post_install hooks")
+    def run_hook(
+        self,
+        name: str,
+        kind: marketplace.HookKind,
+        lines: tuple[str, ...],
+        *,
+        env: tuple[tuple[str, str], ...],
+        secrets: tuple[str, ...],
+        version: str | None,
+    ) -> HookRun:
+        """Run one kind of hook and record the run."""
+        started = datetime.now(UTC)
+        env = (*env, ("NEBULA_INSTALLATION", name), ("NEBULA_HOOK", kind))
         run = run_hooks(
-            desired.post_install, desired.hook_env, self.defaults.hook_timeout, desired.secrets
+            tuple(reveal(line, self.revealed) for line in lines),
+            tuple((key, reveal(value, self.revealed)) for key, value in env),
+            self.defaults.hook_timeout,
+            (*secrets, *self.revealed.values()),
         )
+        marketplace.record_hook_run(
+            self.store,
+            name,
+            kind,
+            status="succeeded" if run.ok else "timed_out" if run.timed_out else "failed",
+            exit_code=run.exit_code,
+            output=run.output,
+            version=version,
+            started_at=started,
+        )
+        return run
+
+
+@dataclass
+class _Hooks:
+    """The hooks of one deployment: each kind run and recorded, its output kept; a failure
+    raises `InstallationError` saying why."""
+
+    runner: _Runner
+    desired: DesiredInstallation
+    from_version: str | None  # set for an upgrade
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def output(self) -> str | None:
+        return "\n".join(self.outputs) or None
+
+    def run(self, kind: marketplace.HookKind, lines: tuple[str, ...]) -> None:
+        if not lines:
+            return
+        desired = self.desired
+        self.runner.progress(desired.name, f"running {kind} hooks")
+        env = desired.hook_env
+        if self.from_version is not None:
+            env = (
+                *env,
+                ("NEBULA_FROM_VERSION", self.from_version),
+                ("NEBULA_TO_VERSION", desired.version or ""),
+            )
+        run = self.runner.run_hook(
+            desired.name, kind, lines, env=env, secrets=(), version=desired.version
+        )
+        self.outputs.append(f"[{kind}]\n{run.output}")
         if not run.ok:
-            raise InstallationError(f"post_install hook failed:\n{run.output}")
-        self.store.mark_post_install_done(desired.name)
-        return run.output
+            raise InstallationError(run.reason(kind))
+
+
+def _plain(desired: DesiredInstallation) -> dict[str, str]:
+    """The hook environment without any secret (as kept in the store for pre_uninstall)."""
+    return {k: v for k, v in desired.hook_env if desired.config.get(k) == v and MASK not in v}
 
 
 def _record(package: Package) -> PackageRecord:

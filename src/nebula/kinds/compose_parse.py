@@ -4,22 +4,35 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 
-from nebula.resources import HealthSpec, Mount, PortBinding
-from nebula.spec.compose import Healthcheck, PortMapping, VolumeMount
+from nebula.resources import DeviceRequest, HealthSpec, Mount, PortBinding
+from nebula.spec.compose import GpuRequest, Healthcheck, PortMapping, Service, VolumeMount
 
-_IMAGE = re.compile(
-    r"(?:[a-zA-Z0-9][a-zA-Z0-9.-]*(?::\d+)?/)?"  # registry host[:port]/
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?"
-)
+# The image reference grammar of the distribution spec (distribution/reference, regexp.go).
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])"
+_NAME = rf"(?:{_HOST}(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_IMAGE = re.compile(rf"(?P<name>{_NAME})(?::{_TAG})?(?:@{_DIGEST})?")
+_NAME_MAX = 255
 _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
 def check_image(image: str) -> str:
-    if not _IMAGE.fullmatch(image):
+    """`image` if it is a valid reference ([host[:port]/]path[:tag][@digest]), else ValueError."""
+    match = _IMAGE.fullmatch(image)
+    if not match:
+        hint = " (repository names are lowercase)" if image.lower() != image else ""
         raise ValueError(
-            f"{image!r} is not a valid image reference (e.g. nginx:1.27 or ghcr.io/org/app:v1)"
+            f"{image!r} is not a valid image reference{hint}; "
+            "expected [registry[:port]/]name[:tag][@digest], e.g. nginx:1.27 or ghcr.io/org/app:v1"
+        )
+    if len(match["name"]) > _NAME_MAX:
+        raise ValueError(
+            f"image name {match['name'][:40]}... is longer than {_NAME_MAX} characters"
         )
     return image
 
@@ -123,3 +136,41 @@ def parse_healthcheck(check: Healthcheck, test: list[str] | str | None) -> Healt
                 "healthcheck test must start with CMD, CMD-SHELL or NONE, or be a string"
             )
     return HealthSpec(parts, check.interval, check.timeout, check.retries, check.start_period)
+
+
+def device_requests(
+    service: Service, text: Callable[[str, tuple[str | int, ...]], str]
+) -> tuple[DeviceRequest, ...]:
+    """`gpus:` and `deploy.resources.reservations.devices` as Docker device requests.
+
+    As compose does: `gpus: all` is every GPU; a `gpus:` entry without capabilities asks for
+    [gpu]; neither count nor device_ids means all devices."""
+    requests: list[tuple[GpuRequest, tuple[str | int, ...]]] = []
+    if service.gpus == "all":
+        requests.append((GpuRequest(count="all"), ("gpus",)))
+    elif service.gpus:
+        requests += [(g, ("gpus", i)) for i, g in enumerate(service.gpus)]
+    if service.deploy is not None:
+        path: tuple[str | int, ...] = ("deploy", "resources", "reservations", "devices")
+        devices = service.deploy.resources.reservations.devices
+        requests += [(d, (*path, i)) for i, d in enumerate(devices)]
+    out = []
+    for request, path in requests:
+        ids = tuple(
+            text(d, (*path, "device_ids", j)) for j, d in enumerate(request.device_ids or ())
+        )
+        count = (
+            -1 if request.count == "all" or (request.count is None and not ids) else request.count
+        )
+        out.append(
+            DeviceRequest(
+                driver=text(request.driver, (*path, "driver")) if request.driver else "",
+                count=None if ids else count,
+                device_ids=ids,
+                capabilities=tuple(request.capabilities or ("gpu",)),
+                options=tuple(
+                    sorted((k, text(v, (*path, "options", k))) for k, v in request.options.items())
+                ),
+            )
+        )
+    return tuple(out)

@@ -9,60 +9,124 @@ pointing at the file and line to fix, before anything is touched.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from nebula.catalog import Catalog, CatalogEntry
 from nebula.errors import ConfigError, ConfigIssue
+from nebula.kinds.checks import check_installations
 from nebula.kinds.compose_parse import (
     check_image,
+    device_requests,
     parse_healthcheck,
     parse_mount,
     parse_port,
     split_command,
 )
+from nebula.kinds.dependencies import Link, link
+from nebula.kinds.probes import resolve_probes
 from nebula.resources import (
+    MASK,
     RESERVED_LABEL_PREFIX,
     ContainerSpec,
     DesiredInstallation,
-    HttpCheck,
     NetworkSpec,
     VolumeSpec,
-    fingerprint,
+    stand_in,
 )
 from nebula.spec.compose import Compose, Service
 from nebula.spec.config import NebulaConfig
-from nebula.spec.interpolate import InterpolationError, interpolate, references
-from nebula.spec.package import AppDefinition, Hooks
+from nebula.spec.interpolate import (
+    SECRET_REFERENCE,
+    InterpolationError,
+    UnknownSecretError,
+    interpolate,
+    references,
+    substitute_secrets,
+)
+from nebula.spec.package import AppDefinition, Hooks, Package, Provides
 from nebula.spec.repo import InstallationSource, RepoSpec
 from nebula.spec.yamlfile import Path, YamlDocument
 
 DEFAULT_NETWORK = "default"
+HOOK_KINDS = ("post_install", "pre_upgrade", "post_upgrade", "pre_uninstall")
 
 
-def resolve(repo: RepoSpec, catalog: Catalog) -> list[DesiredInstallation]:
-    """Every installation of the repo as desired resources, or `ConfigError` with all issues."""
+def resolve(
+    repo: RepoSpec, catalog: Catalog, secrets: Mapping[str, str] | None = None
+) -> list[DesiredInstallation]:
+    """Every installation of the repo as desired resources, or `ConfigError` with all issues.
+
+    `secrets` maps the vault's secret names to their fingerprints: a `${secret:NAME}` becomes
+    the secret's stand-in, never its value (apply reveals it).
+    """
+    stand_ins = {name: stand_in(fp) for name, fp in (secrets or {}).items()}
     issues: list[ConfigIssue] = []
-    desired = []
+    packages: dict[str, Package | None] = {}
     for source in repo.installations:
         try:
-            desired.append(resolve_installation(source, catalog, repo.config))
+            picked = _pick_version(source, catalog) if source.spec.package else None
+            packages[source.name] = picked.package if picked else None
         except ConfigError as exc:
             issues.extend(exc.issues)
+    by_name = {s.name: s for s in repo.installations}
+    linked = link([by_name[n] for n in packages], packages)
+    issues.extend(linked.issues)
+    provided: dict[str, Provided] = {}
+    resolved = []
+    for name in dict.fromkeys([*linked.order, *packages]):  # providers first
+        links = linked.links.get(name, ())
+        if any(k.provider not in provided for k in links):
+            continue  # a provider failed to resolve: its own issues say why
+        try:
+            desired_one, offer = resolve_installation(
+                by_name[name],
+                catalog,
+                repo.config,
+                uses=[(k, provided[k.provider]) for k in links],
+                stand_ins=stand_ins,
+            )
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+            continue
+        if offer is not None:
+            provided[name] = offer
+        resolved.append((by_name[name], desired_one))
+    resolved.sort(key=lambda r: list(by_name).index(r[0].name))
+    desired = [d for _, d in resolved]
     issues.extend(_clashes(desired))
+    issues.extend(check_installations(resolved, catalog, repo.config))
     if issues:
         raise ConfigError(issues)
     return desired
 
 
+@dataclass(frozen=True)
+class Provided:
+    """What an installation offers its dependants (its package's `provides`, resolved)."""
+
+    host: str  # the providing service's container name
+    network: str  # the network dependants join to reach it
+    values: dict[str, str]
+    secret: frozenset[str]  # keys of `values` that carry secrets
+
+
 def resolve_installation(
-    source: InstallationSource, catalog: Catalog, config: NebulaConfig
-) -> DesiredInstallation:
+    source: InstallationSource,
+    catalog: Catalog,
+    config: NebulaConfig,
+    *,
+    uses: Sequence[tuple[Link, Provided]] = (),
+    stand_ins: Mapping[str, str] | None = None,
+) -> tuple[DesiredInstallation, Provided | None]:
+    """The installation's desired resources, and what it provides to dependants (if anything).
+    `uses` are the requirements it depends on, with what their providers offer; `stand_ins`
+    maps secret names to their stand-ins (`resources.stand_in`)."""
     spec = source.spec
     version: str | None = None
     if spec.package is not None:
-        entry = _pick_version(source, catalog, spec.package)
+        entry = _pick_version(source, catalog)
         app: AppDefinition = entry.package
         app_doc = entry.doc
         version = entry.package.version
@@ -75,7 +139,7 @@ def resolve_installation(
             hooks=spec.hooks or Hooks(),
         )
         app_doc = source.doc
-    return _Resolver(source, app, app_doc, config).run(version)
+    return _Resolver(source, app, app_doc, config, uses, _SecretRefs(stand_ins or {})).run(version)
 
 
 def in_channel(version: str, channel: str) -> bool:
@@ -83,9 +147,11 @@ def in_channel(version: str, channel: str) -> bool:
     return channel in ("latest", version) or version.startswith(f"{channel}.")
 
 
-def _pick_version(source: InstallationSource, catalog: Catalog, package: str) -> CatalogEntry:
+def _pick_version(source: InstallationSource, catalog: Catalog) -> CatalogEntry:
     """The catalog entry the installation's `version` pin or `channel` selects."""
     spec = source.spec
+    assert spec.package is not None  # only catalog installations have versions
+    package = spec.package
     versions = catalog.versions(package)
     if not versions:
         hint = _did_you_mean(package, catalog.names())
@@ -120,6 +186,8 @@ class _Resolver:
     app: AppDefinition
     app_doc: YamlDocument
     config: NebulaConfig
+    uses: Sequence[tuple[Link, Provided]] = ()
+    secrets: _SecretRefs = field(default_factory=lambda: _SecretRefs({}))
     issues: list[ConfigIssue] = field(default_factory=list)
     values: dict[str, str] = field(default_factory=dict)
     secret_names: set[str] = field(default_factory=set)
@@ -128,7 +196,7 @@ class _Resolver:
     def name(self) -> str:
         return self.source.name
 
-    def run(self, version: str | None) -> DesiredInstallation:
+    def run(self, version: str | None) -> tuple[DesiredInstallation, Provided | None]:
         self._values()
         if self.issues:  # interpolating with missing values would only repeat them
             raise ConfigError(self.issues)
@@ -140,18 +208,25 @@ class _Resolver:
             for service_name, service in compose.services.items()
         ]
         self._check_dependencies(compose)
-        checks = tuple(
-            HttpCheck(c.name, self._text(c.url, ("health_checks", i, "url")), c.interval, c.timeout)
-            for i, c in enumerate(self.app.health_checks)
+        checks = resolve_probes(
+            self.app.health_checks,
+            containers,
+            self._text,
+            lambda path, message: self.issues.append(self._issue(path, message)),
         )
-        hooks = tuple(
-            self._text(line, ("hooks", "post_install", i))
-            for i, line in enumerate(self.app.hooks.post_install)
-        )
+        hooks = {
+            kind: tuple(
+                self._text(line, ("hooks", kind, i))
+                for i, line in enumerate(getattr(self.app.hooks, kind))
+            )
+            for kind in HOOK_KINDS
+        }
+        to_hooks = self.secret_names - {v.name for v in self.app.variables if v.expose_to_hooks}
         if self.issues:
             raise ConfigError(self.issues)
-        return DesiredInstallation(
+        desired = DesiredInstallation(
             name=self.name,
+            requires=tuple(link.provider for link, _ in self.uses),
             source=self.source.doc.file,
             package=self.source.spec.package,
             version=version,
@@ -159,15 +234,36 @@ class _Resolver:
             networks=tuple(networks.values()),
             volumes=tuple(volumes.values()),
             health_checks=checks,
-            post_install=hooks,
-            hook_env=tuple(
-                (k, v) for k, v in sorted(self.values.items()) if k not in self.secret_names
-            ),
-            config={
-                k: fingerprint(v) if k in self.secret_names else v for k, v in self.values.items()
-            },
-            secrets=tuple(self.values[k] for k in sorted(self.secret_names) if k in self.values),
+            post_install=hooks["post_install"],
+            pre_upgrade=hooks["pre_upgrade"],
+            post_upgrade=hooks["post_upgrade"],
+            pre_uninstall=hooks["pre_uninstall"],
+            hook_env=tuple((k, v) for k, v in sorted(self.values.items()) if k not in to_hooks),
+            config=dict(self.values),  # secrets are stand-ins already
+            secrets=self.secrets.used(),
         )
+        return desired, self._provided(containers)
+
+    def _provided(self, containers: list[ContainerSpec]) -> Provided | None:
+        provides = getattr(self.app, "provides", None)  # only catalog packages provide
+        if not isinstance(provides, Provides):
+            return None
+        container = next((c for c in containers if c.service == provides.service), None)
+        if container is None or not container.networks:
+            hint = _did_you_mean(provides.service, [c.service for c in containers])
+            raise ConfigError(
+                [self._issue(("provides", "service"), f"no service {provides.service!r}{hint}")]
+            )
+        values = {
+            key: self._text(text, ("provides", "values", key))
+            for key, text in provides.values.items()
+        }
+        if self.issues:
+            raise ConfigError(self.issues)
+        secret = frozenset(
+            key for key, text in provides.values.items() if _names(text) & self.secret_names
+        )
+        return Provided(container.name, container.networks[0][0], values, secret)
 
     # -- variables -------------------------------------------------------------------------
 
@@ -176,11 +272,18 @@ class _Resolver:
         declared = {v.name: v for v in self.app.variables}
         used = _used_variables(self.app)
         self.secret_names = {v.name for v in self.app.variables if v.secret}
+        for requirement, provided in self.uses:
+            prefix = requirement.requirement.value_prefix
+            self.values[f"{prefix}_HOST"] = provided.host
+            for key, value in provided.values.items():
+                self.values[f"{prefix}_{key}"] = value
+                if key in provided.secret:
+                    self.secret_names.add(f"{prefix}_{key}")
         for var in self.app.variables:
             if var.name in given:
-                self.values[var.name] = given[var.name]
+                self.values[var.name] = self._value(var.name, given[var.name], var.secret)
             elif var.default is not None:
-                self.values[var.name] = var.default
+                self.values[var.name] = self._value(var.name, var.default, var.secret)
             elif var.required:
                 about = f" ({var.description})" if var.description else ""
                 self.issues.append(
@@ -193,23 +296,43 @@ class _Resolver:
             if key in declared:
                 continue
             if key in used:
-                self.values[key] = value
+                self.values[key] = self._value(key, value, secret=False)
                 continue
             hint = _did_you_mean(key, [*declared, *used])
             self.issues.append(
                 self.source.doc.issue(("values", key), f"no variable {key!r} in this app{hint}")
             )
 
+    def _value(self, key: str, value: str, secret: bool) -> str:
+        """A value as given, its `${secret:NAME}` references replaced by stand-ins. A secret
+        variable takes nothing but a reference (the plain text is never echoed)."""
+        if secret and not SECRET_REFERENCE.fullmatch(value):
+            self.issues.append(
+                self.source.doc.issue(
+                    ("values", key),
+                    f"{key} is a secret: give it as ${{secret:NAME}} and store the value with "
+                    "`nebula secrets set NAME`, never in the config repo",
+                )
+            )
+            return value
+        try:
+            return substitute_secrets(value, self.secrets)
+        except InterpolationError as exc:
+            self.issues.append(self.source.doc.issue(("values", key), str(exc)))
+            return value
+
     def _text(self, text: str, path: Path) -> str:
         try:
-            return interpolate(text, self.values)
+            return interpolate(text, self.values, self.secrets)
         except InterpolationError as exc:
             self.issues.append(self._where_to_fix(path, exc))
             return text
 
     def _where_to_fix(self, path: Path, exc: InterpolationError) -> ConfigIssue:
         """A value missing from the installation is fixed there; other errors where written."""
-        if exc.name and self.app_doc is not self.source.doc:
+        if exc.name and self.app_doc is not self.source.doc and not isinstance(
+            exc, UnknownSecretError
+        ):
             at = self.app_doc.mark_for(path)
             return self.source.doc.issue(
                 ("values",),
@@ -277,6 +400,7 @@ class _Resolver:
 
         labels = self._labels(service, base)
         attached = self._attachments(service_name, service, networks, base)
+        attached += tuple((provided.network, ()) for _, provided in self.uses)
         health = None
         if service.healthcheck is not None:
             test = service.healthcheck.test
@@ -291,7 +415,7 @@ class _Resolver:
             except ValueError as exc:
                 self.issues.append(self._issue((*base, "healthcheck", "test"), str(exc)))
 
-        return ContainerSpec(
+        container = ContainerSpec(
             installation=self.name,
             service=service_name,
             name=f"{self.name}-{service_name}",
@@ -299,7 +423,6 @@ class _Resolver:
             command=self._command(service.command, (*base, "command")),
             entrypoint=self._command(service.entrypoint, (*base, "entrypoint")),
             environment=environment,
-            secrets=frozenset(self.values[k] for k in self.secret_names if k in self.values),
             ports=tuple(ports),
             mounts=tuple(mounts),
             healthcheck=health,
@@ -312,7 +435,26 @@ class _Resolver:
             if service.working_dir
             else None,
             depends_on=tuple(sorted(service.dependencies().items())),
+            device_requests=device_requests(
+                service, lambda value, path: self._text(value, (*base, *path))
+            ),
         )
+        self._secrets_stay_inside(container, base)
+        return container
+
+    def _secrets_stay_inside(self, container: ContainerSpec, base: Path) -> None:
+        """Secrets reach a container as environment, command, entrypoint or healthcheck only:
+        elsewhere (image, ports, volumes, labels, user, working_dir) Docker would show them."""
+        summary = container.summary()
+        for key in ("image", "ports", "volumes", "labels", "user", "working_dir"):
+            if MASK in str(summary[key]):
+                self.issues.append(
+                    self._issue(
+                        (*base, key),
+                        f"a secret cannot be used in {key}: pass it as environment "
+                        "(or in command, entrypoint, healthcheck)",
+                    )
+                )
 
     def _command(self, value: str | list[str] | None, path: Path) -> tuple[str, ...] | None:
         if value is None:
@@ -437,10 +579,10 @@ def _used_variables(app: AppDefinition) -> set[str]:
     used: set[str] = set()
     for text in _strings(app.compose.model_dump()):
         used.update(_names(text))
-    for check in app.health_checks:
-        used.update(_names(check.url))
-    for line in app.hooks.post_install:
-        used.update(_names(line))
+    for text in _strings([c.model_dump() for c in app.health_checks]):
+        used.update(_names(text))
+    for text in _strings(app.hooks.model_dump()):
+        used.update(_names(text))
     return used
 
 
@@ -485,3 +627,26 @@ def _clashes(desired: Sequence[DesiredInstallation]) -> list[ConfigIssue]:
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+class _SecretRefs(Mapping[str, str]):
+    """Secret name -> stand-in, remembering which names were looked up (the ones used)."""
+
+    def __init__(self, stand_ins: Mapping[str, str]) -> None:
+        self._stand_ins = stand_ins
+        self._used: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        value = self._stand_ins[name]
+        self._used.add(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stand_ins)
+
+    def __len__(self) -> int:
+        return len(self._stand_ins)
+
+    def used(self) -> tuple[tuple[str, str], ...]:
+        """(name, fingerprint) of each secret used, by name."""
+        return tuple((n, self._stand_ins[n][len(MASK) :]) for n in sorted(self._used))

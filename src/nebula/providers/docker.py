@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ from nebula.resources import (
     LABEL_SPEC,
     LABEL_SPEC_HASH,
     ContainerSpec,
+    DeviceRequest,
     NetworkSpec,
     Observed,
     ObservedContainer,
@@ -37,6 +38,7 @@ from nebula.resources import (
     ObservedVolume,
     VolumeSpec,
     canonical_json,
+    reveal,
 )
 
 if TYPE_CHECKING:
@@ -231,8 +233,26 @@ class DockerProvider:
                 f"volume {spec.name}", "a volume of that name exists and is not managed by Nebula"
             )
 
-    def create_container(self, spec: ContainerSpec) -> str:
-        """Create (not start) the container, attached to all its networks; returns its id."""
+    def remove_volumes_of(self, installation: str) -> list[str]:
+        """Delete the volumes Nebula made for `installation` (its data); their names."""
+        import docker.errors
+
+        removed = []
+        for volume in self.observe().volumes:
+            if volume.installation == installation:
+                with self._call(f"volume {volume.name}"), suppress(docker.errors.NotFound):
+                    self.api.remove_volume(volume.name)
+                removed.append(volume.name)
+        return removed
+
+    def create_container(
+        self, spec: ContainerSpec, secrets: Mapping[str, str] | None = None
+    ) -> str:
+        """Create (not start) the container, attached to all its networks; returns its id.
+
+        `secrets` (stand-in -> value) are swapped in only for what Docker runs: environment,
+        command, entrypoint, healthcheck. Labels keep the stand-ins.
+        """
         import docker.errors
         from docker.types import Mount
 
@@ -243,6 +263,7 @@ class DockerProvider:
             LABEL_SPEC_HASH: spec.spec_hash,
         }
         api = self.api
+        values = secrets or {}
         bindings: dict[str, list[tuple[str, int | str]]] = {}
         for port in spec.ports:
             key = f"{port.container_port}/{port.protocol}"
@@ -257,6 +278,7 @@ class DockerProvider:
             or None,
             restart_policy={"Name": restart_name, "MaximumRetryCount": int(retries or 0)},
             init=spec.init,
+            device_requests=[_device_request(d) for d in spec.device_requests] or None,
         )
         (first_net, first_aliases), *other_nets = spec.networks
         networking = api.create_networking_config(
@@ -266,7 +288,7 @@ class DockerProvider:
         if spec.healthcheck is not None:
             h = spec.healthcheck
             health = {
-                "test": list(h.test),
+                "test": [reveal(t, values) for t in h.test],
                 "interval": _ns(h.interval),
                 "timeout": _ns(h.timeout),
                 "retries": h.retries,
@@ -276,9 +298,9 @@ class DockerProvider:
             try:
                 created = api.create_container(
                     spec.image,
-                    command=list(spec.command) if spec.command is not None else None,
-                    entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
-                    environment=[f"{k}={v}" for k, v in spec.environment],
+                    command=_revealed(spec.command, values),
+                    entrypoint=_revealed(spec.entrypoint, values),
+                    environment=[f"{k}={reveal(v, values)}" for k, v in spec.environment],
                     labels=labels,
                     name=spec.name,
                     host_config=host_config,
@@ -319,6 +341,33 @@ class DockerProvider:
         except ProviderError:
             self._removed.remove(container_id)  # not removed after all: later events are drift
             raise
+
+    def exec_run(
+        self, container: str, command: tuple[str, ...], timeout: float
+    ) -> tuple[int | None, str]:
+        """Run `command` in the running container named `container`: (exit code, output), or
+        (None, output so far) when it did not finish within `timeout`."""
+        with self._call(f"container {container}"):
+            exec_id = self.api.exec_create(container, list(command), stdout=True, stderr=True)
+        chunks: list[bytes] = []
+        finished = threading.Event()
+
+        def read() -> None:
+            try:
+                for chunk in self.api.exec_start(exec_id, stream=True):
+                    chunks.append(chunk)
+            except Exception:  # the engine went away; the inspect below says so
+                pass
+            finished.set()
+
+        threading.Thread(target=read, name=f"exec-{container}", daemon=True).start()
+        done = finished.wait(timeout)
+        output = b"".join(chunks).decode(errors="replace")
+        if not done:
+            return None, output
+        with self._call(f"container {container}"):
+            code = self.api.exec_inspect(exec_id).get("ExitCode")
+        return (int(code) if code is not None else None), output
 
     # -- wait ------------------------------------------------------------------------------
 
@@ -464,13 +513,40 @@ def _observed_container(raw: dict[str, Any]) -> ObservedContainer:
         state=raw.get("State", ""),
         health=health,
         exit_code=int(exited[1]) if exited else None,
+        addresses=_addresses(raw),
     )
+
+
+def _addresses(raw: dict[str, Any]) -> tuple[str, ...]:
+    networks = (raw.get("NetworkSettings") or {}).get("Networks") or {}
+    found = (
+        networks[name].get("IPAddress") or networks[name].get("GlobalIPv6Address")
+        for name in sorted(networks)
+    )
+    return tuple(address for address in found if address)
+
+
+def _revealed(parts: tuple[str, ...] | None, values: Mapping[str, str]) -> list[str] | None:
+    return None if parts is None else [reveal(p, values) for p in parts]
 
 
 def _status(state: dict[str, Any]) -> ContainerStatus:
     health = (state.get("Health") or {}).get("Status")
     status = state.get("Status", "")
     return ContainerStatus(status, health, state.get("ExitCode") if status == "exited" else None)
+
+
+def _device_request(request: DeviceRequest) -> docker.types.DeviceRequest:
+    """As compose passes it: the capabilities listed are all required (one AND-group)."""
+    from docker.types import DeviceRequest as Request
+
+    return Request(
+        driver=request.driver,
+        count=request.count or 0,
+        device_ids=list(request.device_ids) or None,
+        capabilities=[list(request.capabilities)],
+        options=dict(request.options) or None,
+    )
 
 
 def _labels(installation: str) -> dict[str, str]:

@@ -6,9 +6,9 @@ syntax is checked after interpolation, when an installation is resolved (see `ne
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from nebula.spec.base import Duration, StrictModel, Text
 
@@ -54,6 +54,42 @@ class ServiceNetwork(StrictModel):
     aliases: list[str] = []
 
 
+class GpuRequest(StrictModel):
+    """A device request (compose `gpus:` entry); `capabilities` defaults to [gpu]."""
+
+    driver: Text | None = None
+    count: int | Literal["all"] | None = None
+    device_ids: list[Text] | None = None
+    capabilities: list[str] = []
+    options: dict[str, Text] = {}
+
+    @model_validator(mode="after")
+    def _count_or_ids(self) -> Self:
+        if self.count is not None and self.device_ids is not None:
+            raise ValueError('"count" and "device_ids" are exclusive: give one')
+        return self
+
+
+class DeviceReservation(GpuRequest):
+    """`deploy.resources.reservations.devices[]`: here compose requires `capabilities`."""
+
+    capabilities: list[str] = Field(min_length=1)
+
+
+class Reservations(StrictModel):
+    devices: list[DeviceReservation] = []
+
+
+class Resources(StrictModel):
+    reservations: Reservations = Reservations()
+
+
+class Deploy(StrictModel):
+    """Compose's `deploy:`; Nebula reads the device reservations (GPUs) from it."""
+
+    resources: Resources = Resources()
+
+
 class Service(StrictModel):
     image: Text
     ports: list[int | Text | PortMapping] = []
@@ -69,6 +105,8 @@ class Service(StrictModel):
     init: bool | None = None
     user: Text | None = None
     working_dir: Text | None = None
+    deploy: Deploy | None = None
+    gpus: Literal["all"] | list[GpuRequest] | None = None
 
     @field_validator("restart")
     @classmethod

@@ -1,0 +1,174 @@
+"""Checks across installations, run after they resolve and before anything is touched.
+
+Each installation may be valid alone and still clash with another on the same node: two
+publishing the same host port, two claiming the same Docker volume. An installation may also
+name a node that does not exist, or ask for a GPU on a node without one. Every issue points at
+the line to fix and, for a clash, at the other side too (`packages/b.yaml:7: host port 8080/tcp
+is also published by packages/a.yaml:4`). For a catalog package the line is the installation's
+value that set it (or its `package:` line), with the catalog file's line beside it. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nebula.catalog import Catalog
+from nebula.errors import ConfigIssue
+from nebula.resources import DesiredInstallation, PortBinding
+from nebula.spec.config import NebulaConfig
+from nebula.spec.interpolate import InterpolationError, references
+from nebula.spec.repo import InstallationSource
+from nebula.spec.yamlfile import Path, YamlDocument
+
+Resolved = tuple[InstallationSource, DesiredInstallation]
+_WILDCARDS = ("", "0.0.0.0", "::")
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """Something one installation takes on a node, and where it was written."""
+
+    installation: str
+    what: str  # e.g. "service 'web'"
+    at: ConfigIssue  # the mark; its message is filled in when a clash is found
+
+    @property
+    def where(self) -> str:
+        return f"{self.at.file}:{self.at.line}"
+
+
+def check_installations(
+    resolved: Sequence[Resolved], catalog: Catalog, config: NebulaConfig
+) -> list[ConfigIssue]:
+    """Every problem between the installations and the nodes they are placed on."""
+    issues: list[ConfigIssue] = []
+    ports: dict[tuple[str, str, int], list[tuple[str, _Claim]]] = {}  # node, proto, port
+    volumes: dict[str, _Claim] = {}
+    for source, desired in resolved:
+        locate = _Locator(source, _app_doc(source, desired, catalog))
+        node = config.node(source.spec.node)
+        if node is None:
+            names = ", ".join(n.name for n in config.nodes)
+            issues.append(
+                source.doc.issue(
+                    ("node",), f"no node {source.spec.node!r} in nebula.yaml (nodes: {names})"
+                )
+            )
+            continue
+        for container in desired.containers:
+            base: Path = ("compose", "services", container.service)
+            what = f"service {container.service!r}"
+            if not node.gpu and any(d.is_gpu for d in container.device_requests):
+                field = "gpus" if _has(locate.app_doc, (*base, "gpus")) else "deploy"
+                issues.append(
+                    _message(
+                        locate.site((*base, field)),
+                        f"{what} requests a GPU, but node {node.name!r} has none; set "
+                        "`gpu: true` on that node in nebula.yaml or place this installation "
+                        "on a GPU node with `node:`",
+                    )
+                )
+            for index, port in enumerate(container.ports):
+                if port.host_port is None:
+                    continue
+                claim = _Claim(desired.name, what, locate.site((*base, "ports", index)))
+                key = (node.name, port.protocol, port.host_port)
+                others = ports.setdefault(key, [])
+                for ip, other in others:
+                    if _overlap(ip, port.host_ip):
+                        issues.append(_port_clash(claim, other, port))
+                        break
+                others.append((port.host_ip, claim))
+            for index, mount in enumerate(container.mounts):
+                if mount.type != "volume":
+                    continue
+                claim = _Claim(desired.name, what, locate.site((*base, "volumes", index)))
+                first = volumes.setdefault(mount.source, claim)
+                if first.installation != desired.name:
+                    issues.append(
+                        _message(
+                            claim.at,
+                            f"volume {mount.source!r} is also claimed by installation "
+                            f"{first.installation!r} ({first.where}); rename one of them",
+                        )
+                    )
+    return issues
+
+
+def _port_clash(claim: _Claim, other: _Claim, port: PortBinding) -> ConfigIssue:
+    by = (
+        f"{other.what} of this installation ({other.where})"
+        if other.installation == claim.installation
+        else other.where
+    )
+    address = "" if port.host_ip in _WILDCARDS else f" on {port.host_ip}"
+    return _message(
+        claim.at, f"host port {port.host_port}/{port.protocol}{address} is also published by {by}"
+    )
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether two bind addresses can collide: the same, or either is a wildcard."""
+    return a == b or a in _WILDCARDS or b in _WILDCARDS
+
+
+def _message(at: ConfigIssue, message: str) -> ConfigIssue:
+    note = f" ({at.message})" if at.message else ""
+    return ConfigIssue(at.file, at.line, at.column, at.field, message + note)
+
+
+def _app_doc(source: InstallationSource, desired: DesiredInstallation, catalog: Catalog) -> Any:
+    if desired.package is None:
+        return source.doc
+    entry = catalog.get(desired.package, desired.version)
+    return entry.doc if entry is not None else source.doc
+
+
+def _has(doc: YamlDocument, path: Path) -> bool:
+    return tuple(path) in doc.marks
+
+
+@dataclass(frozen=True)
+class _Locator:
+    """Where in the installation's own file a path of its app is fixed."""
+
+    source: InstallationSource
+    app_doc: YamlDocument
+
+    def site(self, path: Path) -> ConfigIssue:
+        """The mark to report at; for a catalog app its message holds the catalog line."""
+        if self.app_doc is self.source.doc:
+            return self.source.doc.issue(path, "")
+        mark = self.app_doc.mark_for(path)
+        in_catalog = f"set in {self.app_doc.file}:{mark.line}"
+        for name in _variables(_value_at(self.app_doc.data, path)):
+            if name in self.source.spec.values:
+                return self.source.doc.issue(("values", name), in_catalog)
+        return self.source.doc.issue(("package",), in_catalog)
+
+
+def _value_at(data: Any, path: Path) -> Any:
+    for part in path:
+        if isinstance(data, dict) and isinstance(part, str):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def _variables(value: Any) -> list[str]:
+    """The variables a port or volume entry uses (short text, or the long form's fields)."""
+    texts = [value] if isinstance(value, str) else []
+    if isinstance(value, dict):
+        texts = [v for v in value.values() if isinstance(v, str)]
+    names: list[str] = []
+    for text in texts:
+        try:
+            names += [name for name, _ in references(text)]
+        except InterpolationError:
+            continue
+    return names
