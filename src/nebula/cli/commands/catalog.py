@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from nebula.cli.commands import catalog_import
 from nebula.cli.options import Output
 from nebula.cli.output import (
     EXIT_INVALID,
@@ -19,6 +20,7 @@ from nebula.cli.output import (
 )
 
 app = typer.Typer(help="Browse the package catalog.", no_args_is_help=True)
+app.command("import")(catalog_import.import_store)
 
 
 @app.command("list")

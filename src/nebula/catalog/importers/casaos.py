@@ -1,0 +1,108 @@
+"""CasaOS app stores: `Apps/<Name>/docker-compose.yml`, compose files with an `x-casaos` extension.
+
+The top-level `x-casaos` holds the store info (`main` service, `architectures`, `port_map`: the
+web UI's host port, `index`: its path, `title`/`tagline`/`description` by locale, `category`,
+`icon`); each service's `x-casaos` only describes its envs, ports and volumes for the UI. CasaOS
+fills in `$AppID` (the app's name), `$PUID`, `$PGID` and `$TZ`, and keeps app data under
+`/DATA/AppData/$AppID/`, which becomes named volumes here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nebula.catalog.importers.common import (
+    Builtin,
+    Context,
+    Draft,
+    Options,
+    UnconvertibleError,
+    convert_compose,
+    declare_variables,
+    image_tag,
+    localized,
+    map_strings,
+    package_name,
+    rewrite,
+    version_name,
+    web_health_check,
+)
+
+_BUILTINS = {
+    "PUID": Builtin("PUID", "1000", "user id the app runs as"),
+    "PGID": Builtin("PGID", "1000", "group id the app runs as"),
+    "TZ": Builtin("TZ", "Etc/UTC", "time zone"),
+}
+
+
+def discover(root: Path) -> list[Path]:
+    apps = root / "Apps" if (root / "Apps").is_dir() else root
+    return sorted(p for p in apps.iterdir() if (p / "docker-compose.yml").is_file())
+
+
+def convert(app_dir: Path, options: Options) -> Draft:
+    path = app_dir / "docker-compose.yml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UnconvertibleError(f"{path.name} cannot be read: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
+        raise UnconvertibleError(f"{path.name} has no services")
+    store = data.get("x-casaos") or {}
+    name = package_name(str(data.get("name") or app_dir.name))
+    archs = [str(a) for a in store.get("architectures") or []]
+    if archs and options.arch not in archs:
+        raise UnconvertibleError(f"supports only {', '.join(archs)}, not {options.arch}")
+    main = str(store.get("main") or next(iter(data["services"])))
+    if main not in data["services"]:
+        raise UnconvertibleError(f"x-casaos main names {main}, which is not one of its services")
+    prefixes = tuple(
+        re.compile(rf"/DATA/AppData/(?:\$AppID|\$\{{AppID\}}|{re.escape(raw)})(?=/|$)")
+        for raw in dict.fromkeys([name, str(data.get("name") or app_dir.name)])
+    )
+    ctx = Context(name, app_dir, prefixes)
+    compose = convert_compose(data, ctx)
+    compose = map_strings(compose, lambda s: rewrite(s, {}, {"AppID": name}))
+    web_port = str(store.get("port_map") or "").strip()
+    published = _publish_web_port(compose["services"][main], web_port)
+    image = str(data["services"][main].get("image", ""))
+    draft = Draft(
+        name=name,
+        version=version_name(store.get("version") or image_tag(image)),
+        description=localized(store.get("tagline")) or localized(store.get("title")),
+        category=str(store.get("category") or "").lower(),
+        icon=str(store["icon"]) if store.get("icon") else None,
+        compose=compose,
+        notes=ctx.notes,
+    )
+    if published:
+        draft.health_checks = [web_health_check(str(store.get("index") or "/"))]
+    elif web_port:
+        draft.notes.append(f"web UI port {web_port} is not published by service {main}")
+    builtins = {**_BUILTINS}
+    if published:
+        builtins["PORT"] = Builtin("PORT", web_port, "host port of the web interface")
+    declare_variables(draft, [], builtins)
+    return draft
+
+
+def _publish_web_port(service: dict[str, Any], web_port: str) -> bool:
+    """Make the published web UI port (`port_map`) the `PORT` variable; False if not found."""
+    if not web_port:
+        return False
+    ports = service.get("ports", [])
+    for index, port in enumerate(ports):
+        if isinstance(port, dict) and str(port.get("published", "")) == web_port:
+            ports[index] = {**port, "published": f"${{PORT:-{web_port}}}"}
+            return True
+        if isinstance(port, str | int):
+            parts = str(port).split(":")
+            if len(parts) >= 2 and parts[-2] == web_port:
+                parts[-2] = f"${{PORT:-{web_port}}}"
+                ports[index] = ":".join(parts)
+                return True
+    return False
