@@ -52,6 +52,8 @@ class Event:
     - `sync_finished`: id, status, errors
     - `sync_held`: id, commit (waits for `approve`)
     - `suspended`, `resumed`: no data; `rollback`: commit
+    - `health`: installation, check, status (healthy | unhealthy), previous (None at the first
+      result), detail, consecutive_failures: a health check changed status
     - `heartbeat`: no data, when nothing else happened for a while
     """
 

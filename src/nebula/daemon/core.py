@@ -19,23 +19,27 @@ from pathlib import Path
 from typing import Any
 
 from nebula.daemon import metrics
+from nebula.daemon.audit import AuditTrail
 from nebula.daemon.config import DaemonConfig
 from nebula.daemon.control import ControlError, DaemonStatus, Event, SyncRecord, SyncTrigger
 from nebula.daemon.events import EventBus
 from nebula.daemon.gitsync import Commit, GitSource
+from nebula.daemon.health import HealthMonitor
 from nebula.daemon.webhook import verify_and_parse
 from nebula.engine.apply import apply_plan
 from nebula.engine.reconcile import Desired, load_desired, plan_against
 from nebula.errors import ConfigError, NebulaError
 from nebula.plan import Action, Kind, Plan
 from nebula.providers.docker import DockerProvider
-from nebula.store import Store, SyncStatus
+from nebula.secrets import open_vault
+from nebula.store import Store, SyncStatus, marketplace
 
 log = logging.getLogger("nebulad")
 
 _DRIFT_ACTIONS = {"destroy", "die", "stop", "kill", "reconnect"}
 _FETCHING = {"start", "poll", "webhook", "hook", "watch", "manual", "rollback"}
 _EXPLICIT = {"manual", "hook", "webhook"}  # asked for by someone: always recorded
+_AUDITED_CHANGES = 500  # a sync's audit entry lists at most this many changes
 
 
 @dataclass
@@ -55,6 +59,8 @@ class Daemon:
         self.provider = provider
         self.source = source  # None when following a local working folder (watch mode)
         self.bus = EventBus()
+        self.health = HealthMonitor(store, provider, self.bus)  # checks of the last good state
+        self.audit = AuditTrail(store)  # finished syncs here; API requests in daemon.api
         self._wake = threading.Condition()
         self._pending: set[str] = set()
         self._stop = threading.Event()
@@ -76,6 +82,7 @@ class Daemon:
             log.warning("%d sync(s) were cut short by the last stop; continuing", interrupted)
         self._spawn(self._work, "sync")
         self._spawn(self._tick, "timer")
+        self.health.start()
         self._spawn(
             lambda: self.provider.follow(self._on_docker_event, self._stop), "docker-events"
         )
@@ -94,6 +101,7 @@ class Daemon:
         with self._wake:
             self._wake.notify_all()
         self._threads[0].join(timeout)
+        self.health.stop()
         self.bus.close()
 
     # -- requests --------------------------------------------------------------------------
@@ -157,6 +165,7 @@ class Daemon:
         good = self._good
         if good is None:
             return
+        self.health.watch(good.desired.installations)
         commit = good.commit
         if (
             self._held is not None
@@ -206,12 +215,18 @@ class Daemon:
         self._count(info, plan, drift=trigger == "drift")
         self.bus.publish("sync_finished", id=sync_id, status=status, errors=errors)
 
+    def _fingerprints(self) -> dict[str, str]:
+        """The vault's secret fingerprints, for planning (no master key needed)."""
+        return open_vault(self.store).fingerprints()
+
     def _refresh(self, fetch: bool, trigger: str) -> None:
         """Bring `_good` up to date with the commit to follow (fetching it first if asked)."""
         if self.source is None:  # watch mode: the folder as it is now
             if fetch or self._good is None:
                 try:
-                    self._good = _Good(None, load_desired(Path(self.config.source)))
+                    self._good = _Good(
+                        None, load_desired(Path(self.config.source), self._fingerprints)
+                    )
                 except ConfigError as exc:
                     self._failed(None, trigger, exc)
             return
@@ -237,7 +252,9 @@ class Daemon:
             self.store.set_sync_status(self._held[1], "superseded")
             self._held = None
         try:
-            self._good = _Good(commit, load_desired(self.source.checkout(commit.sha)))
+            self._good = _Good(
+                commit, load_desired(self.source.checkout(commit.sha), self._fingerprints)
+            )
         except ConfigError as exc:
             self._failed(commit, trigger, exc)
             self._restore_last_applied()
@@ -251,7 +268,9 @@ class Daemon:
         if applied:
             try:
                 commit = self.source.commit_info(applied)
-                self._good = _Good(commit, load_desired(self.source.checkout(applied)))
+                self._good = _Good(
+                    commit, load_desired(self.source.checkout(applied), self._fingerprints)
+                )
             except NebulaError:
                 log.exception("cannot reload the last applied commit %s", applied)
 
@@ -295,7 +314,27 @@ class Daemon:
 
     def _finish(self, sync_id: int, **outcome: Any) -> SyncRecord:
         self._current = None
-        return self.store.finish_sync(sync_id, **outcome)
+        info = self.store.finish_sync(sync_id, **outcome)
+        self._audit(info)
+        return info
+
+    def _audit(self, info: SyncRecord) -> None:
+        applied = info.status == "succeeded" and any(
+            info.summary.get(action) for action in ("create", "update", "delete")
+        )
+        self.audit.record(
+            "daemon:sync",
+            "sync.applied" if applied else f"sync.{info.status}",
+            info.commit[:12] if info.commit else None,
+            {
+                "sync": info.id,
+                "trigger": info.trigger,
+                "commit": info.commit,
+                "summary": info.summary,
+                "errors": list(info.errors),
+                "changes": list(info.changes[:_AUDITED_CHANGES]),
+            },
+        )
 
     def _begin(self, commit: Commit | None, trigger: str) -> int:
         sync_id = self.store.start_sync(
@@ -355,6 +394,7 @@ class Daemon:
 
     def installations(self) -> list[dict[str, Any]]:
         observed = self.provider.observe()
+        checks = marketplace.health(self.store)
         rows = []
         for inst in self.store.installations():
             containers = [
@@ -371,6 +411,7 @@ class Daemon:
                     "reason": inst.status_reason,
                     "commit": inst.commit,
                     "containers": containers,
+                    "health": [h.to_dict() for h in checks if h.installation == inst.name],
                 }
             )
         return rows

@@ -10,6 +10,7 @@ Module-level objects in prometheus_client's default registry; the daemon core up
     metrics.DRIFT_CORRECTIONS.inc()
     metrics.APPLY_ERRORS.inc()
     metrics.LAST_SUCCESSFUL_SYNC.set_to_current_time()
+    metrics.HEALTH_UP.labels(installation="blog", check="web").set(1)  # see daemon.health
 
 Names follow Prometheus conventions: counters end in `_total` (prometheus_client adds it to the
 name given here), units are base units (`_seconds`), timestamps are Unix seconds. Every label
@@ -54,7 +55,25 @@ LAST_SUCCESSFUL_SYNC = Gauge(
     "Unix time at which the last successful sync ended; 0 before the first one.",
 )
 
+HEALTH_UP = Gauge(
+    "nebula_health_check_up",
+    "Whether an installation's health check passed at its last run (1) or failed (0).",
+    ["installation", "check"],
+)
+HEALTH_LATENCY = Gauge(
+    "nebula_health_check_latency_seconds",
+    "How long an installation's health check took at its last run.",
+    ["installation", "check"],
+)
+HEALTH_PROBES = Counter(
+    "nebula_health_checks",
+    "Health check runs, by result (pass or fail).",
+    ["result"],
+)
+
 for _status in SYNC_STATUSES:
     SYNCS.labels(status=_status)
 for _action in CHANGE_ACTIONS:
     CHANGES_APPLIED.labels(action=_action)
+for _result in ("pass", "fail"):
+    HEALTH_PROBES.labels(result=_result)

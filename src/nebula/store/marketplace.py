@@ -38,6 +38,20 @@ class HealthRecord:
     checked_at: datetime
     since: datetime
 
+    def to_dict(self) -> dict[str, Any]:
+        """As the API and `nebula status --output json` show it."""
+        return {
+            "check": self.check,
+            "kind": self.kind,
+            "target": self.target,
+            "status": self.status,
+            "detail": self.detail,
+            "latency_ms": round(self.latency_ms, 1),
+            "consecutive_failures": self.consecutive_failures,
+            "checked_at": self.checked_at,
+            "since": self.since,
+        }
+
 
 @dataclass(frozen=True)
 class HookRunRecord:

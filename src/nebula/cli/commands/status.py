@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from nebula.cli.options import DatabaseUrl, DockerHost, Output
 from nebula.cli.output import OutputFormat, console, err_console, handle_errors, print_json
 from nebula.cli.session import open_provider, open_store
+
+if TYPE_CHECKING:
+    from nebula.store.marketplace import HealthRecord
 
 
 def status(
@@ -12,16 +17,19 @@ def status(
     database_url: DatabaseUrl = None,
     output: Output = OutputFormat.table,
 ) -> None:
-    """Installations as last applied, with each container's state and health right now."""
+    """Installations as last applied, with each container's state and health right now, and
+    the latest result of each package health check (run by nebulad on its interval)."""
     from rich.table import Table
 
     from nebula.errors import ProviderError
     from nebula.resources import ObservedContainer
+    from nebula.store import marketplace
 
     with handle_errors(output):
         store = open_store(database_url)
         try:
             installations = store.installations()
+            checks = marketplace.health(store)
         finally:
             store.close()
         provider = open_provider(None, docker_host)
@@ -37,6 +45,9 @@ def status(
     by_installation: dict[str, list[ObservedContainer]] = {}
     for container in containers:
         by_installation.setdefault(container.installation, []).append(container)
+    checks_of: dict[str, list[marketplace.HealthRecord]] = {}
+    for check in checks:
+        checks_of.setdefault(check.installation, []).append(check)
     if output is OutputFormat.json:
         print_json(
             {
@@ -53,6 +64,7 @@ def status(
                             {"name": c.name, "state": c.state, "health": c.health}
                             for c in by_installation.get(i.name, [])
                         ],
+                        "health": [h.to_dict() for h in checks_of.get(i.name, [])],
                     }
                     for i in installations
                 ],
@@ -67,7 +79,7 @@ def status(
         )
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("installation", "package", "status", "containers", "reason"):
+    for column in ("installation", "package", "status", "containers", "health", "reason"):
         table.add_column(column, overflow="fold")
     colours = {"running": "green", "error": "red", "installing": "yellow", "stopped": "dim"}
     for inst in installations:
@@ -81,6 +93,17 @@ def status(
             package,
             f"[{colours.get(inst.status, 'white')}]{inst.status}[/]",
             "\n".join(parts) or "-",
+            "\n".join(_health_line(h) for h in checks_of.get(inst.name, [])) or "-",
             inst.status_reason or "",
         )
     console().print(table)
+
+
+def _health_line(check: HealthRecord) -> str:
+    """`[green]✓ web[/] 3 ms` or `[red]✗ web[/]: HTTP 500 (3 in a row)`."""
+    from rich.markup import escape
+
+    if check.status == "healthy":
+        return f"[green]✓ {check.check}[/] {check.latency_ms:.0f} ms"
+    times = f" ({check.consecutive_failures} in a row)" if check.consecutive_failures > 1 else ""
+    return f"[red]✗ {check.check}[/]: {escape(check.detail)}{times}"
