@@ -25,10 +25,18 @@ def open_store(database_url: str | None) -> Store:
     return Store(database_url or Store.default_url())
 
 
-def load(repo: Path) -> Desired:
+def load(repo: Path, database_url: str | None = None, *, vault: bool = True) -> Desired:
+    """The desired state; `${secret:NAME}` references are checked against the vault in the
+    store at `database_url` (opened only if the repo has any), unless `vault` is False."""
     from nebula.engine.reconcile import load_desired
 
-    return load_desired(repo)
+    def fingerprints() -> dict[str, str]:
+        from nebula.secrets import open_vault
+
+        with open_store(database_url) as store:
+            return open_vault(store).fingerprints()
+
+    return load_desired(repo, fingerprints if vault else None)
 
 
 def replay_noop(repo: Path, docker_host: str | None) -> dict[str, Any] | None:
@@ -53,8 +61,8 @@ def replay_noop(repo: Path, docker_host: str | None) -> dict[str, Any] | None:
 
 def remember_noop(repo: Path, snapshot: Snapshot) -> None:
     """Remember a plan that changed nothing, for `replay_noop`."""
-    if snapshot.plan.has_changes:
-        return
+    if snapshot.plan.has_changes or any(d.secrets for d in snapshot.desired.installations):
+        return  # secrets live in the vault, not in the files the memo keys on
     from nebula.engine.memo import NoopMemo, input_key
     from nebula.paths import builtin_catalog_dir
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from nebula.catalog import Catalog, builtin_catalog_dir
 from nebula.kinds.docker_diff import diff
 from nebula.kinds.packages import resolve
+from nebula.kinds.routes import ExposedRoute, exposed_routes
 from nebula.plan import Plan
 from nebula.providers.docker import DockerProvider
 from nebula.resources import DesiredInstallation, Observed
 from nebula.spec.package import Package
 from nebula.spec.repo import RepoSpec, load_repo
+
+FingerprintSource = Callable[[], Mapping[str, str]]
+SECRET_MARK = "${secret:"
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,7 @@ class Desired:
     repo: RepoSpec
     catalog: Catalog
     installations: list[DesiredInstallation]
+    routes: tuple[ExposedRoute, ...] = ()  # exposed hostnames, for the proxy
 
     def packages(self) -> list[Package]:
         """The catalog packages the installations use, at the versions they use."""
@@ -42,11 +48,21 @@ def catalog_for(repo: RepoSpec) -> Catalog:
     return Catalog([builtin_catalog_dir(), *([local] if local else [])])
 
 
-def load_desired(root: Path) -> Desired:
-    """Load, validate and resolve the config repo; `ConfigError` before anything is touched."""
+def load_desired(root: Path, fingerprints: FingerprintSource | None = None) -> Desired:
+    """Load, validate and resolve the config repo; `ConfigError` before anything is touched.
+
+    `fingerprints` gives the vault's secret name -> fingerprint (`Vault.fingerprints`, which
+    needs no master key); it is called only when an installation file mentions `${secret:`.
+    Without it (`nebula validate`), any secret name is accepted.
+    """
     repo = load_repo(root)
     catalog = catalog_for(repo)
-    return Desired(repo, catalog, resolve(repo, catalog))
+    secrets: Mapping[str, str] | None = None
+    if fingerprints is not None:
+        mentioned = any(SECRET_MARK in repr(s.doc.data) for s in repo.installations)
+        secrets = fingerprints() if mentioned else {}
+    installations = resolve(repo, catalog, secrets)
+    return Desired(repo, catalog, installations, exposed_routes(repo, installations))
 
 
 def plan_against(desired: Desired, provider: DockerProvider) -> Snapshot:

@@ -151,8 +151,8 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
                     reasons.append(f"{key} {sub} added")
                 elif a is None:
                     reasons.append(f"{key} {sub} removed")
-                elif _secret(b) or _secret(a):
-                    reasons.append(f"{key} {sub} changed (secret)")
+                elif _secret(b) or _secret(a):  # stand-ins: fingerprints, never values
+                    reasons.append(f"{key} {sub} changed (secret {_masked(b)} → {_masked(a)})")
                 else:
                     reasons.append(f"{key} {sub} changed {_show(b)} → {_show(a)}")
         else:
@@ -162,6 +162,10 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 def _secret(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(MASK)
+
+
+def _masked(value: Any) -> str:
+    return str(value) if _secret(value) else MASK
 
 
 def _show(value: Any) -> str:

@@ -59,9 +59,12 @@ def resolve(
     """Every installation of the repo as desired resources, or `ConfigError` with all issues.
 
     `secrets` maps the vault's secret names to their fingerprints: a `${secret:NAME}` becomes
-    the secret's stand-in, never its value (apply reveals it).
+    the secret's stand-in, never its value (apply reveals it). None (no vault at hand, as in
+    `nebula validate`) accepts any name.
     """
-    stand_ins = {name: stand_in(fp) for name, fp in (secrets or {}).items()}
+    stand_ins: Mapping[str, str] = (
+        _AnySecret() if secrets is None else {n: stand_in(fp) for n, fp in secrets.items()}
+    )
     issues: list[ConfigIssue] = []
     packages: dict[str, Package | None] = {}
     for source in repo.installations:
@@ -77,7 +80,7 @@ def resolve(
     resolved = []
     for name in dict.fromkeys([*linked.order, *packages]):  # providers first
         links = linked.links.get(name, ())
-        if any(k.provider not in provided for k in links):
+        if name in linked.unmet or any(k.provider not in provided for k in links):
             continue  # a provider failed to resolve: its own issues say why
         try:
             desired_one, offer = resolve_installation(
@@ -139,7 +142,9 @@ def resolve_installation(
             hooks=spec.hooks or Hooks(),
         )
         app_doc = source.doc
-    return _Resolver(source, app, app_doc, config, uses, _SecretRefs(stand_ins or {})).run(version)
+    return _Resolver(
+        source, app, app_doc, config, uses, _SecretRefs({} if stand_ins is None else stand_ins)
+    ).run(version)
 
 
 def in_channel(version: str, channel: str) -> bool:
@@ -330,8 +335,10 @@ class _Resolver:
 
     def _where_to_fix(self, path: Path, exc: InterpolationError) -> ConfigIssue:
         """A value missing from the installation is fixed there; other errors where written."""
-        if exc.name and self.app_doc is not self.source.doc and not isinstance(
-            exc, UnknownSecretError
+        if (
+            exc.name
+            and self.app_doc is not self.source.doc
+            and not isinstance(exc, UnknownSecretError)
         ):
             at = self.app_doc.mark_for(path)
             return self.source.doc.issue(
@@ -650,3 +657,10 @@ class _SecretRefs(Mapping[str, str]):
     def used(self) -> tuple[tuple[str, str], ...]:
         """(name, fingerprint) of each secret used, by name."""
         return tuple((n, self._stand_ins[n][len(MASK) :]) for n in sorted(self._used))
+
+
+class _AnySecret(dict[str, str]):
+    """Every secret name exists, with a blank fingerprint: for checks made without a vault."""
+
+    def __missing__(self, name: str) -> str:
+        return stand_in("0" * 12)

@@ -13,7 +13,7 @@ it is killed, every secret stays readable with the keys on hand, and a rerun fin
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -237,6 +237,22 @@ class Vault:
         for name in wanted:
             if name not in found:
                 raise UnknownSecretError(name)
+        return {name: self._open(found[name]) for name in wanted}
+
+    def reveal_planned(self, planned: Mapping[str, str]) -> dict[str, str]:
+        """Plain values of the secrets a plan used (`planned`: name -> fingerprint), refused if
+        any was changed or removed since the plan was made."""
+        wanted = sorted(planned)
+        found = {r.name: r for r in rows.get_many(self._store, wanted)}
+        for name in wanted:
+            row = found.get(name)
+            if row is None:
+                raise UnknownSecretError(name)
+            if row.fingerprint != planned[name]:
+                raise VaultError(
+                    f"secret {name!r} changed since the plan was made (fingerprint "
+                    f"{planned[name]} → {row.fingerprint}); plan again"
+                )
         return {name: self._open(found[name]) for name in wanted}
 
     def _data_key(self, row: SealedSecret) -> bytes:

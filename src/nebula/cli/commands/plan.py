@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from nebula.cli.audit_trail import record_apply
 from nebula.cli.options import DatabaseUrl, DockerHost, Output, RepoDir
 from nebula.cli.output import (
     EXIT_FAILED,
@@ -22,7 +23,10 @@ from nebula.cli.session import load, open_provider, open_store, remember_noop, r
 
 if TYPE_CHECKING:
     from nebula.engine.apply import ApplyResult
+    from nebula.engine.reconcile import Desired
     from nebula.plan import Plan
+    from nebula.providers.docker import DockerProvider
+    from nebula.resources import Observed
 
 _STYLE = {"create": "green", "update": "yellow", "delete": "red", "noop": "dim"}
 _SIGN = {"create": "+", "update": "~", "delete": "-", "noop": " "}
@@ -31,6 +35,7 @@ _SIGN = {"create": "+", "update": "~", "delete": "-", "noop": " "}
 def plan(
     repo: RepoDir = Path("."),
     docker_host: DockerHost = None,
+    database_url: DatabaseUrl = None,
     output: Output = OutputFormat.table,
     show_unchanged: Annotated[
         bool, typer.Option("--show-unchanged", help="List resources that stay as they are.")
@@ -47,7 +52,7 @@ def plan(
             return
         from nebula.engine.reconcile import plan_against
 
-        desired = load(repo)
+        desired = load(repo, database_url)
         provider = open_provider(desired, docker_host)
         try:
             snapshot = plan_against(desired, provider)
@@ -113,12 +118,13 @@ def apply(
             return
         from nebula.engine.reconcile import plan_against
 
-        desired = load(repo)
+        desired = load(repo, database_url)
         provider = open_provider(desired, docker_host)
         try:
             snapshot = plan_against(desired, provider)
             if not snapshot.plan.has_changes:
-                remember_noop(repo, snapshot)
+                if not _sync_proxy(desired, snapshot.observed, quiet):
+                    remember_noop(repo, snapshot)
                 if quiet:
                     print_json({"ok": True, "summary": snapshot.plan.counts(), "installations": []})
                 else:
@@ -137,16 +143,50 @@ def apply(
                         err_console().print(f"[cyan]{installation}[/] {message}", highlight=False)
 
                 result = apply_plan(snapshot, provider, store, progress)
+                record_apply(store, repo, snapshot.plan, result)
             finally:
                 store.close()
+            proxy_error = _proxy_after_apply(desired, provider, quiet)
         finally:
             provider.close()
     if quiet:
-        print_json(_result_json(result))
+        print_json(_result_json(result) | {"proxy_error": proxy_error})
     else:
         _render_result(result)
-    if not result.ok:
+        if proxy_error:
+            err_console().print("[bold red]error:[/] ", end="")
+            err_console().print(proxy_error, markup=False)
+    if not result.ok or proxy_error:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _proxy_after_apply(desired: Desired, provider: DockerProvider, quiet: bool) -> str | None:
+    """The proxy step once the containers are up; its error, so the apply's outcome is still
+    shown."""
+    from nebula.errors import NebulaError
+
+    try:
+        _sync_proxy(desired, provider.observe(), quiet)
+    except NebulaError as exc:
+        return str(exc)
+    return None
+
+
+def _sync_proxy(desired: Desired, observed: Observed, quiet: bool) -> bool:
+    """Route the exposed hostnames through Caddy; True when Caddy's config changed."""
+    from nebula.engine.proxy import sync_proxy
+
+    result = sync_proxy(desired, observed)
+    if result is None or not result.changes:
+        return False
+    if not quiet:
+        for change in result.changes:
+            style = _STYLE[change.action.value]
+            err_console().print(
+                f"[{style}]{_SIGN[change.action.value]}[/] proxy {change.id}: {change.reason}",
+                highlight=False,
+            )
+    return True
 
 
 def _confirm_deletions(the_plan: Plan, yes: bool) -> None:

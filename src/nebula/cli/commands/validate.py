@@ -12,7 +12,7 @@ from nebula.cli.session import load
 def validate(repo: RepoDir = Path("."), output: Output = OutputFormat.table) -> None:
     """Load, validate and resolve every file of the config repo; errors name file:line."""
     with handle_errors(output):
-        desired = load(repo)
+        desired = load(repo, vault=False)
     names = [d.name for d in desired.installations]
     if output is OutputFormat.json:
         print_json({"ok": True, "installations": names})
