@@ -87,7 +87,7 @@ class Sessions:
             )
         if not verify_password(password, user.password_hash):
             self.addresses.failed(address)
-            queries.record_login_failure(self.store, name, lockout.user_lock_seconds)
+            queries.record_login_failure(self.store, name, lockout.user_lock_seconds, now)
             raise AuthError(401, _WRONG)
         if user.failed_logins:
             queries.record_login_success(self.store, name)

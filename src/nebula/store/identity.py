@@ -146,13 +146,11 @@ def user_by_id(store: Store, user_id: str) -> LoginUser | None:
 
 
 def record_login_failure(
-    store: Store, name: str, lockout: Callable[[int], float | None]
+    store: Store, name: str, lockout: Callable[[int], float | None], now: datetime
 ) -> datetime | None:
-    """Count a wrong password; `lockout(failures)` gives the seconds to lock for, if any.
-
-    Returns the user's `locked_until` afterwards.
+    """Count a wrong password at `now`; `lockout(failures)` gives the seconds to lock for, if
+    any. Returns the user's `locked_until` afterwards.
     """
-    now = utcnow()
     with store.transaction() as session:
         user = session.scalar(select(User).where(User.name == name).with_for_update())
         if user is None:
