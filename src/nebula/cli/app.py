@@ -11,6 +11,7 @@ from nebula.cli.commands import (
     daemon,
     daemon_run,
     init,
+    install,
     login,
     plan,
     status,
@@ -33,6 +34,9 @@ app.command()(plan.plan)
 app.command()(plan.apply)
 app.command()(status.status)
 app.add_typer(catalog.app, name="catalog")
+app.command()(install.install)
+app.command()(install.upgrade)
+app.command()(install.uninstall)
 app.add_typer(daemon.sync_app, name="sync")
 app.command()(daemon.suspend)
 app.command()(daemon.resume)

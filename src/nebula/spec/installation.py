@@ -61,6 +61,11 @@ class Installation(StrictModel):
         default=None, description="the node it runs on (nebula.yaml `nodes`); default the first"
     )
     expose: list[Expose] = []
+    dependencies: dict[str, ResourceName] = Field(
+        default={},
+        description="which installation satisfies a required package, e.g. {postgres: shared-db}; "
+        "needed only when several installations could",
+    )
     values: dict[str, Text] = {}
     compose: Compose | None = None
     variables: list[Variable] = []

@@ -97,7 +97,7 @@ def sync_now(
             else:
                 console().print("Sync requested: follow it with `nebula sync status`.")
             return
-        record = _wait_for_sync(client, timeout, quiet)
+        record = wait_for_sync(client, timeout, quiet)
     ok = _FINAL_OK.get(record["status"], False)
     if quiet:
         print_json(record)
@@ -107,7 +107,7 @@ def sync_now(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _wait_for_sync(client: DaemonClient, timeout: float, quiet: bool) -> dict[str, Any]:
+def wait_for_sync(client: DaemonClient, timeout: float, quiet: bool) -> dict[str, Any]:
     """Request a sync and follow the event stream until the sync that serves it ends.
 
     The stream is opened first, so no event is missed. The sync that serves the request is

@@ -1,0 +1,443 @@
+"""`nebula install`, `nebula upgrade` and `nebula uninstall`: catalog packages, the GitOps way.
+
+Each command edits the config repo (writes or deletes `packages/NAME.yaml`), checks that the
+edited repo validates, commits with a message saying what changed, pushes when the repo has a
+remote, and then follows the change to the end: through nebulad when one is running (it
+applies the commit and reports the sync), else by applying here. `--dry-run` shows the plan
+and touches nothing.
+"""
+
+from __future__ import annotations
+
+import secrets as random_source
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from nebula.cli.commands.daemon import DaemonUrl, Socket
+from nebula.cli.options import DatabaseUrl, DockerHost, Output
+from nebula.cli.output import (
+    EXIT_FAILED,
+    OutputFormat,
+    abort,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+)
+
+if TYPE_CHECKING:
+    from nebula.engine.marketplace import NewInstallation, RepoEdit
+    from nebula.spec.package import Variable
+
+Repo = Annotated[
+    Path,
+    typer.Option(
+        "--repo",
+        "-r",
+        envvar="NEBULA_REPO",
+        help="The config repo (a git work tree with nebula.yaml).",
+        show_default=".",
+    ),
+]
+DryRun = Annotated[
+    bool, typer.Option("--dry-run", help="Show the plan; write, commit and apply nothing.")
+]
+NoWait = Annotated[
+    bool,
+    typer.Option("--no-wait", help="Commit (and push) only; the daemon applies it in its time."),
+]
+Timeout = Annotated[
+    float, typer.Option("--timeout", help="How long to follow the sync, in seconds.")
+]
+
+
+def install(
+    package: Annotated[str, typer.Argument(help="The catalog package, e.g. nextcloud.")],
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            "-s",
+            help="A value: KEY=VALUE (repeatable). A secret variable's value goes to the vault; "
+            "the YAML gets a ${secret:NAME} reference.",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        str | None,
+        typer.Option("--version", "-V", help="The version to pin. Default: the newest."),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="The installation's name. Default: the package's name."),
+    ] = None,
+    node: Annotated[
+        str | None, typer.Option("--node", help="The node it runs on (nebula.yaml `nodes`).")
+    ] = None,
+    expose: Annotated[
+        list[str] | None,
+        typer.Option("--expose", help="Serve it at this hostname through the proxy (repeatable)."),
+    ] = None,
+    repo: Repo = Path("."),
+    dry_run: DryRun = False,
+    no_wait: NoWait = False,
+    timeout: Timeout = 900.0,
+    socket: Socket = None,
+    daemon: DaemonUrl = None,
+    docker_host: DockerHost = None,
+    database_url: DatabaseUrl = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Install a catalog package: write packages/NAME.yaml, commit, push, and follow it to healthy.
+
+    What the package requires (e.g. a database) and the repo lacks is installed with it, first.
+    Required values are asked for (or given with --set); secret ones go to the vault, and a
+    secret left empty is generated. Examples:
+
+      nebula install uptime-kuma --expose status.home.example.com
+
+      nebula install nextcloud --set NEXTCLOUD_ADMIN_USER=admin --dry-run
+    """
+    from nebula.engine.marketplace import install_edit, plan_install
+    from nebula.spec.repo import load_repo
+
+    quiet = output is OutputFormat.json
+    with handle_errors(output):
+        spec = load_repo(repo)
+        given = _parse_sets(sets or [])
+        added = plan_install(
+            spec,
+            package,
+            name=name,
+            version=version,
+            values=given,
+            node=node,
+            expose=expose or [],
+        )
+        _check_given(added[-1], given)
+        added = [_with_values(a, quiet, dry_run, database_url) for a in added]
+        edit = install_edit(added)
+        if not quiet:
+            for item in added:
+                why = f" (required by {item.required_by})" if item.required_by else ""
+                err_console().print(
+                    f"[green]+[/] {item.path}: {item.package.name} {item.package.version}{why}",
+                    highlight=False,
+                )
+        _carry_out(
+            spec.root,
+            edit,
+            dry_run,
+            no_wait,
+            timeout,
+            socket,
+            daemon,
+            docker_host,
+            database_url,
+            output,
+        )
+
+
+def upgrade(
+    name: Annotated[str, typer.Argument(help="The installation to upgrade.")],
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="The version. Default: the newest (within its channel)."),
+    ] = None,
+    repo: Repo = Path("."),
+    dry_run: DryRun = False,
+    no_wait: NoWait = False,
+    timeout: Timeout = 900.0,
+    socket: Socket = None,
+    daemon: DaemonUrl = None,
+    docker_host: DockerHost = None,
+    database_url: DatabaseUrl = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Pin an installation to a newer (or, with --to, any) catalog version, commit and follow.
+
+    The plan shows which images change; the package's pre_upgrade and post_upgrade hooks run
+    around the change. To roll back, `git revert` the commit: the plan shows the reverse.
+    """
+    from nebula.engine.marketplace import upgrade_edit
+    from nebula.spec.repo import load_repo
+
+    with handle_errors(output):
+        spec = load_repo(repo)
+        edit, current, new = upgrade_edit(spec, name, to)
+        if output is not OutputFormat.json:
+            err_console().print(f"{name}: {current} → {new}", highlight=False)
+        _carry_out(
+            spec.root,
+            edit,
+            dry_run,
+            no_wait,
+            timeout,
+            socket,
+            daemon,
+            docker_host,
+            database_url,
+            output,
+        )
+
+
+def uninstall(
+    name: Annotated[str, typer.Argument(help="The installation to remove.")],
+    purge: Annotated[
+        bool,
+        typer.Option(
+            "--purge", help="Also delete its volumes, once its containers are gone. Data is lost."
+        ),
+    ] = False,
+    repo: Repo = Path("."),
+    dry_run: DryRun = False,
+    timeout: Timeout = 900.0,
+    socket: Socket = None,
+    daemon: DaemonUrl = None,
+    docker_host: DockerHost = None,
+    database_url: DatabaseUrl = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Remove an installation: delete packages/NAME.yaml, commit, push, and follow it.
+
+    Refused while other installations depend on it. Its volumes are kept (a later install
+    finds its data again) unless --purge.
+    """
+    from nebula.engine.marketplace import uninstall_edit
+    from nebula.spec.repo import load_repo
+
+    with handle_errors(output):
+        spec = load_repo(repo)
+        edit = uninstall_edit(spec, name)
+        _carry_out(
+            spec.root,
+            edit,
+            dry_run,
+            False,
+            timeout,
+            socket,
+            daemon,
+            docker_host,
+            database_url,
+            output,
+            purge=name if purge else None,
+        )
+
+
+def _carry_out(
+    root: Path,
+    edit: RepoEdit,
+    dry_run: bool,
+    no_wait: bool,
+    timeout: float,
+    socket: Path | None,
+    daemon: str | None,
+    docker_host: str | None,
+    database_url: str | None,
+    output: OutputFormat,
+    *,
+    purge: str | None = None,
+) -> None:
+    """Check the edit, then show its plan (dry run) or commit, push and follow it."""
+    from nebula.engine import configrepo
+
+    quiet = output is OutputFormat.json
+    desired = edit.check(root)  # validation errors leave the repo untouched
+    if dry_run:
+        from nebula.cli.commands.plan import render_plan
+        from nebula.cli.session import open_provider
+        from nebula.engine.reconcile import plan_against
+
+        provider = open_provider(desired, docker_host)
+        try:
+            snapshot = plan_against(desired, provider)
+        finally:
+            provider.close()
+        if quiet:
+            print_json({"dry_run": True, "message": edit.message} | snapshot.plan.to_dict())
+        else:
+            console().print(f"Would commit: {edit.message}", highlight=False)
+            render_plan(snapshot.plan)
+        return
+    if not configrepo.is_git_repo(root):
+        abort(f"{root} is not a git work tree: `git init` it (nebula init does) and commit")
+    sha = configrepo.commit(root, edit)
+    remote = configrepo.push(root)
+    report: dict[str, Any] = {"message": edit.message, "commit": sha, "pushed_to": remote}
+    if not quiet:
+        pushed = f", pushed to {remote}" if remote else ""
+        err_console().print(f"Committed {sha[:12]}: {edit.message}{pushed}", highlight=False)
+    if no_wait:
+        if quiet:
+            print_json(report | {"ok": True})
+        return
+    ok = _follow(root, report, timeout, socket, daemon, docker_host, database_url, output)
+    if ok and purge:
+        report["purged_volumes"] = _purge(purge, desired, docker_host, quiet)
+    if quiet:
+        print_json(report | {"ok": ok})
+    if not ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _follow(
+    root: Path,
+    report: dict[str, Any],
+    timeout: float,
+    socket: Path | None,
+    daemon: str | None,
+    docker_host: str | None,
+    database_url: str | None,
+    output: OutputFormat,
+) -> bool:
+    """Through nebulad when one answers; else apply here. True when it all went well."""
+    from nebula.cli.client import DaemonClient, DaemonUnavailableError
+    from nebula.cli.commands.daemon import render_sync, wait_for_sync
+
+    quiet = output is OutputFormat.json
+    try:
+        with DaemonClient(socket, daemon) as client:
+            client.status()
+            record = wait_for_sync(client, timeout, quiet)
+    except DaemonUnavailableError:
+        if daemon:
+            raise
+        if not quiet:
+            err_console().print("No nebulad is running: applying here.")
+        return _apply_here(root, report, docker_host, database_url, output)
+    report["sync"] = record
+    if not quiet:
+        render_sync(record)
+    return bool(record["status"] == "succeeded")
+
+
+def _apply_here(
+    root: Path,
+    report: dict[str, Any],
+    docker_host: str | None,
+    database_url: str | None,
+    output: OutputFormat,
+) -> bool:
+    """`nebula apply` of the repo; with --output json its answer goes into `report`."""
+    import contextlib
+    import io
+    import json
+
+    from nebula.cli.commands.plan import apply
+
+    captured = io.StringIO()
+    ok = True
+    quiet = output is OutputFormat.json
+    with contextlib.redirect_stdout(captured) if quiet else contextlib.nullcontext():
+        try:
+            apply(
+                repo=root,
+                yes=True,
+                docker_host=docker_host,
+                database_url=database_url,
+                output=output,
+            )
+        except typer.Exit as exit_:
+            ok = exit_.exit_code == 0
+    if quiet:
+        report["apply"] = json.loads(captured.getvalue())
+    return ok
+
+
+def _purge(name: str, desired: Any, docker_host: str | None, quiet: bool) -> list[str]:
+    from nebula.cli.session import open_provider
+
+    provider = open_provider(desired, docker_host)
+    try:
+        removed = provider.remove_volumes_of(name)
+    finally:
+        provider.close()
+    if not quiet:
+        for volume in removed:
+            err_console().print(f"[red]-[/] volume {volume}", highlight=False)
+    return removed
+
+
+def _parse_sets(items: list[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            abort(f"--set {item.split('=')[0]!r}: give KEY=VALUE")
+        values[key] = value
+    return values
+
+
+def _check_given(target: NewInstallation, given: dict[str, str]) -> None:
+    declared = {v.name for v in target.package.variables}
+    unknown = sorted(set(given) - declared)
+    if unknown:
+        abort(
+            f"{target.package.name} has no variable {', '.join(unknown)} "
+            f"(its variables: {', '.join(sorted(declared)) or 'none'})"
+        )
+
+
+def _with_values(
+    item: NewInstallation, quiet: bool, dry_run: bool, database_url: str | None
+) -> NewInstallation:
+    """`item` with every missing required value asked for, and every secret value moved to the
+    vault (the YAML gets a reference). A secret nobody gives is generated."""
+    import dataclasses
+
+    values = dict(item.values)
+    for variable in item.missing():
+        if variable.secret:
+            continue  # handled below with the other secrets
+        values[variable.name] = _ask(item, variable, quiet)
+    secret_names = {}
+    for variable in item.package.variables:
+        if not variable.secret or values.get(variable.name, "").startswith("${secret:"):
+            continue
+        value = values.get(variable.name) or _ask_secret(item, variable, quiet)
+        secret_names[variable.name] = (f"{item.name}.{variable.name.lower()}", value)
+    if secret_names and not dry_run:
+        from nebula.cli.session import open_store
+        from nebula.secrets import open_vault
+
+        store = open_store(database_url)
+        try:
+            vault = open_vault(store)
+            created = vault.init()
+            if created.created and not quiet:
+                err_console().print(f"Created the vault's master key: {created.where}")
+            for secret_name, value in secret_names.values():
+                vault.set(secret_name, value)
+        finally:
+            store.close()
+    for key, (secret_name, _) in secret_names.items():
+        values[key] = f"${{secret:{secret_name}}}"
+        if not quiet:
+            err_console().print(f"  {key}: stored in the vault as {secret_name}", highlight=False)
+    return dataclasses.replace(item, values=values)
+
+
+def _ask(item: NewInstallation, variable: Variable, quiet: bool) -> str:
+    about = f" ({variable.description})" if variable.description else ""
+    if quiet or not sys.stdin.isatty():
+        abort(
+            f"{item.package.name} needs {variable.name}{about}: give it with "
+            f"--set {variable.name}=VALUE"
+        )
+    return str(typer.prompt(f"{item.name}: {variable.name}{about}"))
+
+
+def _ask_secret(item: NewInstallation, variable: Variable, quiet: bool) -> str:
+    if quiet or not sys.stdin.isatty():
+        return random_source.token_urlsafe(24)
+    about = f" ({variable.description})" if variable.description else ""
+    answer = typer.prompt(
+        f"{item.name}: {variable.name}{about} [empty: generate one]",
+        default="",
+        hide_input=True,
+        show_default=False,
+    )
+    return str(answer) or random_source.token_urlsafe(24)

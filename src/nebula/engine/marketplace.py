@@ -1,0 +1,308 @@
+"""Install, upgrade and uninstall catalog packages by editing the config repo.
+
+Each operation works out the files to write or delete (`RepoEdit`) against the repo and the
+catalog, and refuses clearly what would not validate: an unknown package or version, a
+requirement no catalog version meets, an installation that already exists, an uninstall others
+depend on. The result is checked by loading the edited repo in full before anything is written,
+so a commit made from it never fails the daemon's validation. Committing is `configrepo`'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from nebula.catalog import Catalog, version_key
+from nebula.engine.reconcile import Desired, catalog_for, load_desired
+from nebula.errors import NebulaError
+from nebula.kinds.dependencies import link, satisfies
+from nebula.kinds.packages import in_channel
+from nebula.spec.package import Package, Variable
+from nebula.spec.repo import PACKAGES_DIR, RepoSpec
+
+
+class MarketplaceError(NebulaError):
+    """An install, upgrade or uninstall that cannot be done as asked."""
+
+
+@dataclass(frozen=True)
+class NewInstallation:
+    """One `packages/NAME.yaml` an install writes."""
+
+    name: str
+    package: Package
+    values: dict[str, str] = field(default_factory=dict)
+    node: str | None = None
+    expose: tuple[str, ...] = ()
+    required_by: str | None = None  # the installation this one is added for
+
+    @property
+    def path(self) -> str:
+        return f"{PACKAGES_DIR}/{self.name}.yaml"
+
+    def missing(self) -> list[Variable]:
+        """Required variables without a value or a default: the user must give them."""
+        return [
+            v
+            for v in self.package.variables
+            if v.required and v.default is None and v.name not in self.values
+        ]
+
+    def to_yaml(self) -> str:
+        body: dict[str, object] = {
+            "package": self.package.name,
+            "version": self.package.version,
+        }
+        if self.node:
+            body["node"] = self.node
+        if self.values:
+            body["values"] = dict(sorted(self.values.items()))
+        if self.expose:
+            body["expose"] = [{"host": host} for host in self.expose]
+        why = f", required by {self.required_by}" if self.required_by else ""
+        header = (
+            f"# {self.package.name} {self.package.version}: installed by `nebula install`{why}\n"
+        )
+        return header + yaml.safe_dump(body, sort_keys=False, allow_unicode=True)
+
+
+@dataclass(frozen=True)
+class RepoEdit:
+    """Files to write (path -> text) and to delete, relative to the repo root."""
+
+    write: dict[str, str]
+    delete: tuple[str, ...] = ()
+    message: str = ""
+
+    def paths(self) -> list[str]:
+        return [*self.write, *self.delete]
+
+    def apply_to(self, root: Path) -> None:
+        for rel, text in self.write.items():
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        for rel in self.delete:
+            (root / rel).unlink(missing_ok=True)
+
+    def check(self, root: Path) -> Desired:
+        """Load the repo as it would be after this edit: `ConfigError` if it does not validate."""
+        with tempfile.TemporaryDirectory(prefix="nebula-edit-") as tmp:
+            copy = Path(tmp) / "repo"
+            shutil.copytree(root, copy, ignore=shutil.ignore_patterns(".git"))
+            self.apply_to(copy)
+            return load_desired(copy)
+
+
+def plan_install(
+    repo: RepoSpec,
+    package_name: str,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    values: Mapping[str, str] | None = None,
+    node: str | None = None,
+    expose: Sequence[str] = (),
+) -> list[NewInstallation]:
+    """The installations to add for `package_name`: what it requires and is not installed yet
+    (providers first), then the package itself."""
+    catalog = catalog_for(repo)
+    existing = {s.name for s in repo.installations}
+    installed = _installed_packages(repo, catalog)
+    package = _pick(catalog, package_name, version)
+    name = name or package.name
+    if name in existing:
+        raise MarketplaceError(
+            f"{PACKAGES_DIR}/{name}.yaml exists already: `nebula upgrade {name}` changes its "
+            f"version; install under another name with --name"
+        )
+    installer = _Installer(catalog, installed, existing, node)
+    installer.add_requirements(package, [name])
+    return [
+        *installer.added,
+        NewInstallation(name, package, dict(values or {}), node, tuple(expose)),
+    ]
+
+
+@dataclass
+class _Installer:
+    """Adds what a package requires and the repo lacks, depth first (providers first)."""
+
+    catalog: Catalog
+    installed: dict[str, list[tuple[str, str]]]  # package -> [(installation, version)]
+    existing: set[str]  # installation names taken
+    node: str | None
+    added: list[NewInstallation] = field(default_factory=list)
+
+    def add_requirements(self, package: Package, trail: list[str]) -> None:
+        for requirement in package.requires:
+            wanted = f"{requirement.package} {requirement.version}".strip()
+            have = self.installed.get(requirement.package, [])
+            if have:
+                if any(satisfies(v, requirement.version) for _, v in have):
+                    continue
+                found = ", ".join(f"{n} ({v})" for n, v in have)
+                raise MarketplaceError(
+                    f"{package.name} {package.version} requires {wanted}, but the repo has "
+                    f"{found}: upgrade it (`nebula upgrade NAME --to VERSION`) or install "
+                    "another one"
+                )
+            if requirement.package in trail:
+                raise MarketplaceError(
+                    "dependency cycle: " + " → ".join([*trail, requirement.package])
+                )
+            versions = self.catalog.versions(requirement.package)
+            candidates = [v for v in versions if satisfies(v, requirement.version)]
+            if not candidates:
+                raise MarketplaceError(
+                    f"{package.name} {package.version} requires {wanted}: no catalog version "
+                    f"meets it (available: {', '.join(versions) or 'none'})"
+                )
+            dependency = _pick(self.catalog, requirement.package, candidates[-1])
+            name = requirement.package
+            if name in self.existing:
+                raise MarketplaceError(
+                    f"{package.name} requires {wanted}, and {PACKAGES_DIR}/{name}.yaml is "
+                    f"another package's installation: install {name} under another name first "
+                    f"(`nebula install {name} --name NAME`)"
+                )
+            self.add_requirements(dependency, [*trail, name])
+            self.added.append(
+                NewInstallation(name, dependency, {}, self.node, (), required_by=trail[-1])
+            )
+            self.installed.setdefault(dependency.name, []).append((name, dependency.version))
+            self.existing.add(name)
+
+
+def install_edit(added: Sequence[NewInstallation]) -> RepoEdit:
+    target = added[-1]
+    also = [f"{a.package.name} {a.package.version}" for a in added[:-1]]
+    message = f"Install {target.name} ({target.package.name} {target.package.version})"
+    if also:
+        message += f" with {', '.join(also)}"
+    return RepoEdit({a.path: a.to_yaml() for a in added}, message=message)
+
+
+def uninstall_edit(repo: RepoSpec, name: str) -> RepoEdit:
+    """Delete `packages/NAME.yaml`; refused while other installations depend on it."""
+    source = next((s for s in repo.installations if s.name == name), None)
+    if source is None:
+        raise MarketplaceError(
+            f"no installation {name!r} in {repo.root / PACKAGES_DIR} "
+            f"(installed: {', '.join(s.name for s in repo.installations) or 'none'})"
+        )
+    catalog = catalog_for(repo)
+    packages = {
+        s.name: (catalog.get(s.spec.package, s.spec.version) or catalog.get(s.spec.package))
+        if s.spec.package
+        else None
+        for s in repo.installations
+    }
+    linked = link(
+        list(repo.installations), {n: e.package if e else None for n, e in packages.items()}
+    )
+    dependants = linked.dependants(name)
+    if dependants:
+        raise MarketplaceError(
+            f"cannot uninstall {name}: {', '.join(dependants)} "
+            f"{'depends' if len(dependants) == 1 else 'depend'} on it; uninstall "
+            f"{'that' if len(dependants) == 1 else 'those'} first"
+        )
+    return RepoEdit({}, (source.doc.file,), message=f"Uninstall {name}")
+
+
+def upgrade_edit(repo: RepoSpec, name: str, to: str | None = None) -> tuple[RepoEdit, str, str]:
+    """Pin `name` to version `to` (default: the newest its channel allows, or the newest).
+
+    Returns the edit, the current version and the new one. Only the `version:`/`channel:` line
+    of the file changes; comments and the rest stay as written."""
+    source = next((s for s in repo.installations if s.name == name), None)
+    if source is None or source.spec.package is None:
+        raise MarketplaceError(f"no catalog installation {name!r} in {repo.root / PACKAGES_DIR}")
+    catalog = catalog_for(repo)
+    versions = catalog.versions(source.spec.package)
+    current = load_desired_version(repo, name)
+    if to is None:
+        channel = source.spec.channel or "latest"
+        to = max((v for v in versions if in_channel(v, channel)), key=version_key)
+    elif to not in versions:
+        raise MarketplaceError(
+            f"{source.spec.package} has no version {to!r} (available: {', '.join(versions)})"
+        )
+    if to == current and source.spec.version == to:
+        raise MarketplaceError(f"{name} is at {to} already")
+    edited = _set_version((repo.root / source.doc.file).read_text(), to)
+    verb = "Upgrade" if version_key(to) > version_key(current) else "Downgrade"
+    message = f"{verb} {name} ({source.spec.package}) {current} → {to}"
+    return RepoEdit({source.doc.file: edited}, message=message), current, to
+
+
+def load_desired_version(repo: RepoSpec, name: str) -> str:
+    source = next(s for s in repo.installations if s.name == name)
+    assert source.spec.package is not None
+    catalog = catalog_for(repo)
+    if source.spec.version is not None:
+        return source.spec.version
+    channel = source.spec.channel or "latest"
+    return max(
+        (v for v in catalog.versions(source.spec.package) if in_channel(v, channel)),
+        key=version_key,
+    )
+
+
+_VERSION_LINE = re.compile(r"(version|channel)\s*:")
+_PACKAGE_LINE = re.compile(r"package\s*:")
+
+
+def _set_version(text: str, version: str) -> str:
+    """`text` pinned to `version`: its `version:`/`channel:` lines give way to one
+    `version: "V"` line after `package:`; every other line stays as written."""
+    lines = [line for line in text.splitlines(keepends=True) if not _VERSION_LINE.match(line)]
+    at = next((i for i, line in enumerate(lines) if _PACKAGE_LINE.match(line)), None)
+    if at is None:
+        raise MarketplaceError("cannot find the `package:` line to pin a version after")
+    lines.insert(at + 1, f"version: {json.dumps(version)}\n")
+    return "".join(lines)
+
+
+def _pick(catalog: Catalog, name: str, version: str | None) -> Package:
+    versions = catalog.versions(name)
+    if not versions:
+        from difflib import get_close_matches
+
+        close = get_close_matches(name, catalog.names(), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise MarketplaceError(
+            f"no package {name!r} in the catalog{hint}: `nebula catalog search` lists them"
+        )
+    if version is not None and version not in versions:
+        raise MarketplaceError(
+            f"{name} has no version {version!r} (available: {', '.join(versions)})"
+        )
+    entry = catalog.get(name, version)
+    assert entry is not None  # listed a moment ago
+    return entry.package
+
+
+def _installed_packages(repo: RepoSpec, catalog: Catalog) -> dict[str, list[tuple[str, str]]]:
+    """Package name -> [(installation, version it resolves to)] of the repo."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for source in repo.installations:
+        if source.spec.package is None:
+            continue
+        channel = source.spec.channel or "latest"
+        versions = [
+            v
+            for v in catalog.versions(source.spec.package)
+            if (v == source.spec.version if source.spec.version else in_channel(v, channel))
+        ]
+        if versions:
+            found.setdefault(source.spec.package, []).append((source.name, versions[-1]))
+    return found
