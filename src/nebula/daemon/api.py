@@ -61,6 +61,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 
+from nebula.daemon.audit import AuditRequests, AuditTrail
 from nebula.daemon.auth import PUBLIC, Authenticate, GuardedRoute, route
 from nebula.daemon.auth_api import auth_routes
 from nebula.daemon.control import ControlError, DaemonControl, Event
@@ -90,6 +91,7 @@ def create_app(
     heartbeat: float = HEARTBEAT_SECONDS,
     sessions: Sessions | None = None,
     rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
+    audit: AuditTrail | None = None,
 ) -> Starlette:
     """The API over `control`. On `tcp`, callers need a bearer token: the static `token`, or one
     `sessions` accepts (access tokens, API keys, service tokens); without either it fails closed.
@@ -137,7 +139,8 @@ def create_app(
             static_token=token if tcp else None,
             verify_bearer=sessions.verify_bearer if tcp and sessions else None,
             **limiters,
-        )
+        ),
+        *([Middleware(AuditRequests, trail=audit)] if audit else []),
     ]
     app = Starlette(
         routes=routes,

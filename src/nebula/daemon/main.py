@@ -102,10 +102,15 @@ def run(config: DaemonConfig) -> None:
     )
     try:
         serve(
-            create_app(daemon, token=None, tcp=False, sessions=sessions),
+            create_app(daemon, token=None, tcp=False, sessions=sessions, audit=daemon.audit),
             config.socket_path,
             app_tcp=create_app(
-                daemon, token=config.token, tcp=True, sessions=sessions, rate_limit=limit
+                daemon,
+                token=config.token,
+                tcp=True,
+                sessions=sessions,
+                rate_limit=limit,
+                audit=daemon.audit,
             )
             if config.tcp_listen
             else None,

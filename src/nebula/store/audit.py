@@ -113,10 +113,10 @@ def append(
     action: str,
     target: str | None = None,
     detail: Mapping[str, Any] | None = None,
-    secrets: Iterable[str] = (),
+    secrets: Mapping[str, str] | None = None,
 ) -> AuditRecord:
-    """Add an entry at the end of the chain; `detail` is masked first (`secrets`: values to
-    mask wherever they appear, besides fields named like secrets)."""
+    """Add an entry at the end of the chain; `detail` is masked first (`secrets`: known secret
+    values, each mapped to its fingerprint, masked wherever they appear)."""
     # JSON and back: what is hashed is exactly what the database will hand back.
     masked: dict[str, Any] = json.loads(
         json.dumps(mask_detail(dict(detail or {}), secrets), default=str, ensure_ascii=False)
@@ -187,13 +187,21 @@ def entries(
 ) -> list[AuditRecord]:
     """The newest `limit` entries (all with None) matching, oldest first.
 
-    `actor` matches the whole actor (`user:alice`) or its name (`alice`).
+    `actor` matches the whole actor (`user:alice`) or its name (`alice` for `user:alice` and
+    `cli:alice@host`).
     """
     query = select(AuditEntry).order_by(AuditEntry.seq.desc())
     if since is not None:
         query = query.where(AuditEntry.at >= since)
     if actor is not None:
-        query = query.where(or_(AuditEntry.actor == actor, AuditEntry.actor.like(f"%:{actor}")))
+        name = actor.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(
+            or_(
+                AuditEntry.actor == actor,
+                AuditEntry.actor.like(f"%:{name}", escape="\\"),
+                AuditEntry.actor.like(f"%:{name}@%", escape="\\"),
+            )
+        )
     if limit is not None:
         query = query.limit(limit)
     with store.transaction() as session:
@@ -207,19 +215,21 @@ def verify(store: Store, expect: tuple[int, str] | None = None) -> Verification:
     `expect` is a (seq, hash) noted earlier (a past head): it must still be in the chain.
     """
     problems: list[Problem] = []
-    by_hash: dict[str, int] = {}
     previous: AuditRecord | None = None
     checked = 0
     with store.transaction() as session:
         head = session.get(AuditHead, _HEAD_ID)
         head_seq, head_hash = (head.seq, head.hash) if head is not None else (0, GENESIS)
-        rows = session.execute(
+        # Where each hash sits, first: an entry may be moved before its predecessor.
+        by_hash: dict[str, int] = {}
+        for digest, seq in session.execute(select(AuditEntry.hash, AuditEntry.seq)):
+            by_hash.setdefault(digest, seq)
+        rows = session.scalars(
             select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=1000)
-        ).scalars()
+        )
         for entry in _records(rows):
             checked += 1
             problems.extend(_check(entry, previous, by_hash))
-            by_hash.setdefault(entry.hash, entry.seq)
             previous = entry
     problems.extend(_check_head(head is not None, head_seq, head_hash, previous, by_hash))
     if expect is not None and by_hash.get(expect[1]) != expect[0]:

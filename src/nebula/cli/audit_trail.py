@@ -1,0 +1,60 @@
+"""The CLI's entries in the audit log: `cli:USER@HOST` did ACTION on TARGET.
+
+Commands that change something record it here once it is done, on the store they changed.
+USER is the login name (under sudo, the user who ran sudo: the person, not root).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from nebula.engine.apply import ApplyResult
+    from nebula.plan import Plan
+    from nebula.store import Store
+
+_LISTED_CHANGES = 500  # an apply's entry lists at most this many changes
+
+
+def actor() -> str:
+    user = os.environ.get("SUDO_USER") if os.geteuid() == 0 else None
+    if not user:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):  # no name for this uid (a bare container)
+            user = f"uid{os.geteuid()}"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+def record(
+    store: Store,
+    action: str,
+    target: str | None = None,
+    detail: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
+) -> None:
+    """Append to the audit log (the detail is masked there; `secrets`: value -> fingerprint)."""
+    from nebula.store import audit
+
+    audit.append(store, actor=actor(), action=action, target=target, detail=detail, secrets=secrets)
+
+
+def record_apply(store: Store, repo: Path, plan: Plan, result: ApplyResult) -> None:
+    """`apply` of a config repo: the plan's summary and changes, and what failed."""
+    record(
+        store,
+        "apply",
+        str(repo.resolve())[-500:],
+        {
+            "ok": result.ok,
+            "summary": plan.counts(),
+            "changes": [c.to_dict() for c in plan.pending[:_LISTED_CHANGES]],
+            "failed": {r.name: r.error for r in result.installations if not r.ok},
+        },
+    )

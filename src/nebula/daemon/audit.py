@@ -1,0 +1,153 @@
+"""What nebulad writes to the audit log: every mutating API request, and every finished sync.
+
+`AuditTrail` appends to the store's hash-chained log (`store.audit`). A failure to record is
+logged and never fails the change it describes: the change has happened by then, and a daemon
+that stopped syncing because its audit table is locked would be worse.
+
+`AuditRequests` (ASGI middleware, inside `daemon.auth.Authenticate`) records each request that
+is not a GET/HEAD/OPTIONS, before its response leaves: the caller (the `Principal` the
+authentication left in the scope), the action (`daemon.suspend`, `sync.approve`, ... or
+`PATH.METHOD` for a route not named below), the route's parameters as target, the status code,
+and the JSON body when it is small (masked like every detail: passwords and tokens never land).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nebula.errors import NebulaError
+from nebula.identity.principal import SCOPE_KEY, Principal
+from nebula.store import Store
+from nebula.store import audit as audit_log
+
+log = logging.getLogger("nebula.daemon.audit")
+
+PREFIX = "/api/v1"
+MAX_RECORDED_BODY = 4096  # larger bodies (webhook payloads) are summarised by their size
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+_ACTIONS = {
+    ("POST", f"{PREFIX}/sync"): "sync.request",
+    ("POST", f"{PREFIX}/syncs/{{sync_id:int}}/approve"): "sync.approve",
+    ("POST", f"{PREFIX}/suspend"): "daemon.suspend",
+    ("POST", f"{PREFIX}/resume"): "daemon.resume",
+    ("POST", f"{PREFIX}/rollback"): "daemon.rollback",
+    ("POST", f"{PREFIX}/webhook"): "sync.webhook",
+}
+_ACTOR_KIND = {
+    "password": "user",
+    "api_key": "apikey",
+    "service_token": "node",
+    "static_token": "token",
+    "socket": "socket",
+}
+
+
+class AuditTrail:
+    """Appends to the audit log of `store`; never raises."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def record(
+        self,
+        actor: str,
+        action: str,
+        target: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        try:
+            audit_log.append(self.store, actor=actor, action=action, target=target, detail=detail)
+        except NebulaError as exc:
+            log.error("could not record %s by %s in the audit log: %s", action, actor, exc)
+
+
+def actor_of(principal: Principal | None, scope: Scope) -> str:
+    """`user:alice`, `apikey:ci`, `uid:1000` (the socket's owner), `token:static`, ..."""
+    if principal is None:
+        client = scope.get("client")
+        return f"anonymous:{client[0]}" if client else "anonymous:socket"
+    if principal.method == "static_token":
+        return "token:static"
+    if ":" in principal.name:
+        return principal.name
+    return f"{_ACTOR_KIND.get(principal.method, principal.method)}:{principal.name}"
+
+
+class AuditRequests:
+    """Records every mutating request (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, *, trail: AuditTrail) -> None:
+        self.app = app
+        self.trail = trail
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in _READS:
+            await self.app(scope, receive, send)
+            return
+        body = bytearray()
+        size = 0
+
+        async def receive_and_keep() -> Message:
+            nonlocal size
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if len(body) <= MAX_RECORDED_BODY:
+                    body.extend(chunk)
+            return message
+
+        async def send_after_recording(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                detail = _detail(scope, message["status"], bytes(body), size)
+                action, target = _action(scope)
+                actor = actor_of(_principal(scope), scope)
+                await run_in_threadpool(self.trail.record, actor, action, target, detail)
+            await send(message)
+
+        await self.app(scope, receive_and_keep, send_after_recording)
+
+
+def _principal(scope: Scope) -> Principal | None:
+    found = scope.get(SCOPE_KEY)
+    return found if isinstance(found, Principal) else None
+
+
+def _action(scope: Scope) -> tuple[str, str | None]:
+    """The action's name and its target (the route's parameters), from the matched route."""
+    method, path = scope["method"], scope["path"]
+    app = scope.get("app")
+    for route in getattr(getattr(app, "router", None), "routes", ()):
+        if not isinstance(route, Route):
+            continue
+        match, child = route.matches(scope)
+        if match is Match.FULL:
+            params = child.get("path_params", {})
+            target = "/".join(str(v) for v in params.values()) or None
+            named = _ACTIONS.get((method, route.path))
+            if named is None:
+                stem = [p for p in route.path.removeprefix(PREFIX).split("/") if p and "{" not in p]
+                named = ".".join([*stem, method.lower()])
+            return named, target
+    return f"api.{method.lower()}", path
+
+
+def _detail(scope: Scope, status: int, body: bytes, size: int) -> dict[str, Any]:
+    detail: dict[str, Any] = {"method": scope["method"], "path": scope["path"], "status": status}
+    if not body.strip():
+        return detail
+    if size > MAX_RECORDED_BODY:
+        detail["body_bytes"] = size
+        return detail
+    try:
+        detail["body"] = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        detail["body_bytes"] = size
+    return detail
