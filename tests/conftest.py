@@ -2,6 +2,8 @@
 
 - `docker_host`: `unix://` URL of a Docker Engine (a private dockerd, or NEBULA_TEST_DOCKER_HOST).
 - `test_image`: tag of the busybox httpd image (serves tests/image/www on port 8080).
+- `caddy`: a Caddy with its admin API on loopback (`servers.CaddyServer`).
+- `powerdns`: a PowerDNS authoritative server, HTTP API and DNS on loopback.
 - `pg_url`: SQLAlchemy URL of the `postgres` database of a throwaway PostgreSQL cluster.
 - `database_url`: an empty database, once on SQLite and once on PostgreSQL, so a test that takes
   it runs on both backends.
@@ -29,6 +31,18 @@ def docker_host() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def test_image(docker_host: str) -> str:
     return servers.build_test_image(docker_host)
+
+
+@pytest.fixture(scope="session")
+def caddy() -> Iterator[servers.CaddyServer]:
+    with servers.caddy_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def powerdns() -> Iterator[servers.PowerDnsServer]:
+    with servers.powerdns_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""Real servers for the test suite: a private Docker Engine, a throwaway PostgreSQL cluster and
-the busybox test image.
+"""Real servers for the test suite: a private Docker Engine, a throwaway PostgreSQL cluster, the
+busybox test image, Caddy, Pebble and PowerDNS.
 
 Plain context managers; `conftest.py` turns them into fixtures. Nothing is mocked: each server is
 the Debian binary, listening on a unix socket in a temp dir or on loopback, and torn down with
@@ -11,10 +11,13 @@ command in the reason, except when services are required (`CI=true` or
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
+import json
 import os
 import shutil
 import socket
+import sqlite3
 import struct
 import subprocess
 import tempfile
@@ -357,3 +360,264 @@ def http_get(url: str, *, timeout: float = 10.0) -> tuple[int, str]:
 def labels(**extra: str) -> dict[str, str]:
     """Labels for a Docker object a test creates, so the session sweep removes it."""
     return {TEST_LABEL: "true", **extra}
+
+
+# -- Caddy, Pebble, PowerDNS -----------------------------------------------------------------
+
+
+def _as_user(user: str) -> list[str]:
+    """Run as `user` when we are root (servers should not run as root); as ourselves otherwise."""
+    if os.geteuid() != 0:
+        return []
+    return [_which("setpriv", "util-linux"), f"--reuid={user}", f"--regid={user}", "--init-groups"]
+
+
+def _owned_tmpdir(prefix: str, user: str, group: str | None = None) -> Path:
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.geteuid() == 0:
+        shutil.chown(root, user, group or user)
+    return root
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, **kwargs: object) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: server exited with {proc.returncode}:\n{_tail(log)}")
+        try:
+            httpx.get(url, timeout=1.0, **kwargs).raise_for_status()  # type: ignore[arg-type]
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} not ready after 30 s:\n{_tail(log)}") from None
+            time.sleep(0.05)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    return _free_port()
+
+
+@dataclasses.dataclass(frozen=True)
+class CaddyServer:
+    """A running Caddy: admin API on loopback; its HTTP/HTTPS ports are free ports for Nebula's
+    `proxy:` config to take; certificates and its internal CA live under `storage`."""
+
+    admin: str
+    http_port: int
+    https_port: int
+    storage: Path
+
+    def bootstrap(self) -> dict[str, object]:
+        """The config it started with: admin address, storage, no system trust store."""
+        return caddy_bootstrap(self.admin, self.storage)
+
+    def reset(self) -> None:
+        """Back to the bootstrap config (Nebula's routes and policies gone)."""
+        httpx.post(f"{self.admin}/load", json=self.bootstrap(), timeout=10).raise_for_status()
+
+    def internal_root(self) -> str:
+        """PEM of Caddy's internal CA root (created on first use)."""
+        response = httpx.get(f"{self.admin}/pki/ca/local", timeout=10)
+        response.raise_for_status()
+        root: str = response.json()["root_certificate"]
+        return root
+
+
+def caddy_bootstrap(admin: str, storage: Path) -> dict[str, object]:
+    return {
+        "admin": {"listen": admin.removeprefix("http://"), "config": {"persist": False}},
+        "storage": {"module": "file_system", "root": str(storage)},
+        "apps": {"pki": {"certificate_authorities": {"local": {"install_trust": False}}}},
+    }
+
+
+@contextlib.contextmanager
+def caddy_server() -> Iterator[CaddyServer]:
+    """Caddy (Debian `caddy`), unprivileged, own XDG dirs, admin API on a free loopback port."""
+    caddy = _which("caddy", "caddy")
+    root = _owned_tmpdir("nebula-caddy-", "caddy")
+    admin = f"http://127.0.0.1:{_free_port()}"
+    server = CaddyServer(admin, _free_port(), _free_port(), root / "data" / "caddy")
+    config = root / "bootstrap.json"
+    config.write_text(json.dumps(server.bootstrap()))
+    log = root / "caddy.log"
+    env = {
+        "PATH": _PATH,
+        "HOME": str(root),
+        "XDG_DATA_HOME": str(root / "data"),
+        "XDG_CONFIG_HOME": str(root / "config"),
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*_as_user("caddy"), caddy, "run", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        _wait_http(f"{admin}/config/", proc, log)
+        yield server
+    finally:
+        _stop(proc)
+        _remove_tree(root)
+
+
+@dataclasses.dataclass(frozen=True)
+class PebbleServer:
+    """Pebble, Let's Encrypt's test ACME CA. `ca_pem` signs its API's own TLS certificate."""
+
+    directory: str
+    management: str
+    ca_pem: Path
+
+    def issuing_roots(self) -> str:
+        """PEM of the root that signs the certificates it issues (new on every start)."""
+        response = httpx.get(f"{self.management}/roots/0", verify=str(self.ca_pem), timeout=10)
+        response.raise_for_status()
+        return response.text
+
+
+@contextlib.contextmanager
+def pebble_server(http_port: int, tls_port: int, dns_server: str | None) -> Iterator[PebbleServer]:
+    """Pebble validating challenges on `http_port`/`tls_port` of the names it is asked for.
+
+    With `dns_server` (host:port, e.g. a PowerDNS) it resolves those names there and performs
+    real HTTP-01 validation; without it every challenge is accepted (PEBBLE_VA_ALWAYS_VALID).
+    """
+    pebble = _which("pebble", "pebble")
+    openssl = _which("openssl", "openssl")
+    root = _owned_tmpdir("nebula-pebble-", "nobody", "nogroup")
+    certs = root / "certs"
+    certs.mkdir()
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    _run([openssl, "req", "-x509", *ec, "-keyout", f"{certs}/ca.key", "-out", f"{certs}/ca.pem",
+          "-days", "30", "-subj", "/CN=nebula test pebble CA"])  # fmt: skip
+    _run([openssl, "req", *ec, "-keyout", f"{certs}/key.pem", "-out", f"{certs}/leaf.csr",
+          "-subj", "/CN=localhost"])  # fmt: skip
+    (certs / "ext.cnf").write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+    )
+    _run([openssl, "x509", "-req", "-in", f"{certs}/leaf.csr", "-CA", f"{certs}/ca.pem",
+          "-CAkey", f"{certs}/ca.key", "-CAcreateserial", "-out", f"{certs}/cert.pem",
+          "-days", "30", "-extfile", f"{certs}/ext.cnf"])  # fmt: skip
+    for path in certs.iterdir():
+        path.chmod(0o644)
+    certs.chmod(0o755)
+    port, management = _free_port(), _free_port()
+    config = {
+        "pebble": {
+            "listenAddress": f"127.0.0.1:{port}",
+            "managementListenAddress": f"127.0.0.1:{management}",
+            "certificate": f"{certs}/cert.pem",
+            "privateKey": f"{certs}/key.pem",
+            "httpPort": http_port,
+            "tlsPort": tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": False,
+        }
+    }
+    (root / "pebble.json").write_text(json.dumps(config))
+    env = {"PATH": _PATH, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
+    if dns_server is None:
+        env["PEBBLE_VA_ALWAYS_VALID"] = "1"
+    command = [*_as_user("nobody"), pebble, "-config", str(root / "pebble.json")]
+    if dns_server is not None:
+        command += ["-dnsserver", dns_server]
+    if command[0].endswith("setpriv"):  # nobody's group is nogroup, and it has no other groups
+        command[1:4] = ["--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    log = root / "pebble.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    server = PebbleServer(
+        f"https://127.0.0.1:{port}/dir", f"https://127.0.0.1:{management}", certs / "ca.pem"
+    )
+    try:
+        _wait_http(server.directory, proc, log, verify=str(server.ca_pem))
+        yield server
+    finally:
+        _stop(proc)
+        _remove_tree(root)
+
+
+@dataclasses.dataclass(frozen=True)
+class PowerDnsServer:
+    """PowerDNS Authoritative (gsqlite3 backend): HTTP API at `api_url` with `api_key`, DNS on
+    127.0.0.1:`dns_port` (UDP and TCP)."""
+
+    api_url: str
+    api_key: str
+    dns_port: int
+
+    @property
+    def dns_address(self) -> str:
+        return f"127.0.0.1:{self.dns_port}"
+
+
+@contextlib.contextmanager
+def powerdns_server() -> Iterator[PowerDnsServer]:
+    """A throwaway `pdns_server` (Debian `pdns-server pdns-backend-sqlite3`) on free ports."""
+    pdns = _which("pdns_server", "pdns-server pdns-backend-sqlite3")
+    schema = Path("/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql")
+    if not schema.is_file():
+        unavailable(f"{schema} not found; install it with: {_APT} pdns-backend-sqlite3")
+    root = _owned_tmpdir("nebula-pdns-", "pdns")
+    database = root / "pdns.sqlite3"
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        db.executescript(schema.read_text())
+    (root / "run").mkdir()
+    server = PowerDnsServer(f"http://127.0.0.1:{_free_port()}", uuid.uuid4().hex, _free_port())
+    (root / "pdns.conf").write_text(
+        "\n".join(
+            [
+                "launch=gsqlite3",
+                f"gsqlite3-database={database}",
+                "local-address=127.0.0.1",
+                f"local-port={server.dns_port}",
+                f"socket-dir={root}/run",
+                "daemon=no",
+                "guardian=no",
+                "disable-syslog=yes",
+                "api=yes",
+                f"api-key={server.api_key}",
+                "webserver=yes",
+                "webserver-address=127.0.0.1",
+                f"webserver-port={server.api_url.rsplit(':', 1)[1]}",
+                "webserver-allow-from=127.0.0.0/8",
+                "security-poll-suffix=",
+                "default-soa-content=ns1.nebula.test. hostmaster.@ 0 10800 3600 604800 3600",
+                "",
+            ]
+        )
+    )
+    if os.geteuid() == 0:
+        for path in (database, root / "run", root / "pdns.conf"):
+            shutil.chown(path, "pdns", "pdns")
+    log = root / "pdns.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*_as_user("pdns"), pdns, f"--config-dir={root}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={"PATH": _PATH},
+        )
+    try:
+        _wait_http(
+            f"{server.api_url}/api/v1/servers/localhost",
+            proc,
+            log,
+            headers={"X-API-Key": server.api_key},
+        )
+        yield server
+    finally:
+        _stop(proc)
+        _remove_tree(root)

@@ -1,0 +1,46 @@
+"""The proxy step: after the containers are up, make Caddy route every exposed hostname.
+
+Runs on every apply and sync, also when no container changed (an `expose:` added to a running
+app changes only the proxy). One GET of Caddy's config when nothing changed; otherwise one
+`POST /load` of the whole new config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nebula.engine.reconcile import Desired
+from nebula.kinds.routes import RouteChange, desired_config, route_changes, upstreams
+from nebula.providers.caddy import CaddyAdmin
+from nebula.resources import Observed
+from nebula.spec.proxy import Proxy
+
+
+@dataclass(frozen=True)
+class ProxyResult:
+    changes: tuple[RouteChange, ...]
+    requests: tuple[str, ...]  # the admin API requests made, "METHOD /path"
+
+
+def proxy_settings(desired: Desired) -> Proxy | None:
+    """The proxy to drive: `proxy:` of nebula.yaml, Caddy's defaults once anything is exposed,
+    or None (nothing exposed, no proxy configured: Caddy is not contacted at all)."""
+    configured = desired.repo.config.proxy
+    if configured is None and not desired.routes:
+        return None
+    return configured or Proxy()
+
+
+def sync_proxy(desired: Desired, observed: Observed) -> ProxyResult | None:
+    """Load the routes of `desired` into Caddy, given the containers `observed` now."""
+    proxy = proxy_settings(desired)
+    if proxy is None:
+        return None
+    with CaddyAdmin(str(proxy.admin)) as caddy:
+        current = caddy.config()
+        target = desired_config(current, desired.routes, upstreams(desired.routes, observed), proxy)
+        if target == current:
+            return ProxyResult((), tuple(caddy.requests))
+        changes = route_changes(current, target)
+        caddy.load(target, current)
+        return ProxyResult(tuple(changes), tuple(caddy.requests))

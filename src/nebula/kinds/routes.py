@@ -1,0 +1,323 @@
+"""Exposed hostnames → Caddy's config: one reverse-proxy route per hostname, TLS policies.
+
+Pure: the engine reads Caddy's current config and the containers' addresses, this module
+computes the config Caddy should have, and the provider loads it only when it differs.
+
+How Caddy reaches a container: Caddy runs on the Docker host (as its own service, on the host
+network) and dials the container's address on its installation network at the exposed
+container port. Nothing needs to be published on the host, and the upstream follows the
+container when it is recreated (the next sync rewrites the route).
+
+Ownership: every object Nebula writes carries an `@id` starting with `nebula-` (routes
+`nebula-<installation>-<host>`, TLS policies `nebula-tls-...`), and Nebula's routes live in
+the HTTP server named by `proxy.server`. Everything else in Caddy's config (other servers,
+routes without a `nebula-` id, other TLS policies, storage, admin) is kept as it is.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from ipaddress import IPv6Address
+from typing import Any
+
+from nebula.errors import ConfigError, ConfigIssue
+from nebula.resources import DesiredInstallation, Observed
+from nebula.spec.proxy import Proxy
+from nebula.spec.repo import RepoSpec
+from nebula.spec.tls import Acme, Issuer, TlsPolicy
+
+OWNED_PREFIX = "nebula-"
+
+
+@dataclass(frozen=True)
+class ExposedRoute:
+    """An installation's service port published at `host`, with the issuer of its certificate."""
+
+    installation: str
+    host: str
+    container: str  # the container's name, to find its address
+    port: int
+    issuer: Issuer
+    acme: Acme | None  # the ACME CA, when issuer is acme
+
+    @property
+    def id(self) -> str:
+        return f"{OWNED_PREFIX}{self.installation}-{self.host}"
+
+
+def exposed_routes(
+    repo: RepoSpec,
+    installations: Iterable[DesiredInstallation],
+    tls_for: Callable[[str], TlsPolicy] | None = None,
+) -> tuple[ExposedRoute, ...]:
+    """Every `expose:` of the repo, checked against its app; `ConfigError` lists every problem.
+
+    `tls_for(host)` gives the policy of a hostname (a zone's own `tls:`); default `proxy.tls`.
+    """
+    proxy = repo.config.proxy or Proxy()
+    policy_of = tls_for or (lambda _host: proxy.tls)
+    by_name = {d.name: d for d in installations}
+    issues: list[ConfigIssue] = []
+    routes: list[ExposedRoute] = []
+    hosts: dict[str, str] = {}
+    for source in repo.installations:
+        desired = by_name.get(source.name)
+        if not source.spec.expose or desired is None:
+            continue
+        services = {c.service: c for c in desired.containers}
+        for i, expose in enumerate(source.spec.expose):
+            where = ("expose", i)
+            if expose.host in hosts:
+                issues.append(
+                    source.doc.issue(
+                        (*where, "host"),
+                        f"{expose.host} is already exposed by {hosts[expose.host]}",
+                    )
+                )
+                continue
+            hosts[expose.host] = f"{source.doc.file} ({source.name})"
+            service = expose.service
+            if service is None:
+                if len(services) != 1:
+                    issues.append(
+                        source.doc.issue(
+                            where,
+                            "this app has several services; name one with `service:` "
+                            f"({', '.join(sorted(services))})",
+                        )
+                    )
+                    continue
+                service = next(iter(services))
+            container = services.get(service)
+            if container is None:
+                issues.append(
+                    source.doc.issue(
+                        (*where, "service"),
+                        f"no service {service!r} in this app (services: "
+                        f"{', '.join(sorted(services))})",
+                    )
+                )
+                continue
+            port = expose.port
+            if port is None:
+                ports = sorted({p.container_port for p in container.ports if p.protocol == "tcp"})
+                if len(ports) != 1:
+                    found = f"it declares {', '.join(map(str, ports))}" if ports else "it has none"
+                    issues.append(
+                        source.doc.issue(
+                            where,
+                            f"give `port:` (the container port of {service!r} to expose): {found}",
+                        )
+                    )
+                    continue
+                port = ports[0]
+            policy = policy_of(expose.host)
+            issuer = policy.issuer_for(expose.host)
+            routes.append(
+                ExposedRoute(
+                    source.name,
+                    expose.host,
+                    container.name,
+                    port,
+                    issuer,
+                    policy.acme if issuer == "acme" else None,
+                )
+            )
+    if issues:
+        raise ConfigError(issues)
+    return tuple(sorted(routes, key=lambda r: r.id))
+
+
+def upstreams(routes: Iterable[ExposedRoute], observed: Observed) -> dict[str, str]:
+    """Route id → `address:port` to dial, for the routes whose container has an address."""
+    addresses = {c.name: c.addresses for c in observed.containers if c.state == "running"}
+    dials = {}
+    for route in routes:
+        found = addresses.get(route.container) or ()
+        if found:
+            address = found[0]
+            host = f"[{address}]" if ":" in address else address
+            dials[route.id] = f"{host}:{route.port}"
+    return dials
+
+
+# -- Caddy's config -------------------------------------------------------------------------
+
+
+def desired_config(
+    current: Mapping[str, Any],
+    routes: Iterable[ExposedRoute],
+    dials: Mapping[str, str],
+    proxy: Proxy,
+) -> dict[str, Any]:
+    """`current` with Nebula's routes and TLS policies replaced by those of `routes`.
+
+    A route whose container has no address now (it failed, or is being replaced) keeps the
+    route Caddy has for it, if any: a failed read never unpublishes a hostname.
+    """
+    config = copy.deepcopy(dict(current))
+    http = config.setdefault("apps", {}).setdefault("http", {})
+    servers = http.setdefault("servers", {})
+    old_routes = {
+        r["@id"]: r for server in servers.values() for r in server.get("routes", []) if _owned(r)
+    }
+    for server in servers.values():
+        if "routes" in server:
+            server["routes"] = [r for r in server["routes"] if not _owned(r)]
+            if not server["routes"]:
+                del server["routes"]
+    routes = list(routes)
+    ours = []
+    kept = []
+    for route in routes:
+        if route.id in dials:
+            ours.append(_route(route, dials[route.id]))
+            kept.append(route)
+        elif route.id in old_routes:
+            ours.append(old_routes[route.id])
+            kept.append(route)
+    server = servers.get(proxy.server, {})
+    foreign = server.get("routes", [])
+    if ours or foreign:
+        server["listen"] = [_address(proxy)]
+        server["routes"] = ours + foreign
+        servers[proxy.server] = server
+        http["http_port"] = proxy.http_port
+        http["https_port"] = proxy.https_port
+    else:
+        servers.pop(proxy.server, None)
+    if not servers:  # no server left: the ports Nebula set mean nothing either
+        del http["servers"]
+        if http.get("http_port") == proxy.http_port:
+            del http["http_port"]
+        if http.get("https_port") == proxy.https_port:
+            del http["https_port"]
+    if not http:
+        del config["apps"]["http"]
+    _set_policies(config, _policies(kept))
+    if not config["apps"]:
+        del config["apps"]
+    return config
+
+
+def _owned(item: Any) -> bool:
+    return isinstance(item, dict) and str(item.get("@id", "")).startswith(OWNED_PREFIX)
+
+
+def _address(proxy: Proxy) -> str:
+    host = f"[{proxy.listen}]" if isinstance(proxy.listen, IPv6Address) else str(proxy.listen)
+    return f"{host}:{proxy.https_port}"
+
+
+def _route(route: ExposedRoute, dial: str) -> dict[str, Any]:
+    return {
+        "@id": route.id,
+        "match": [{"host": [route.host]}],
+        "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": dial}]}],
+        "terminal": True,
+    }
+
+
+def _policies(routes: Iterable[ExposedRoute]) -> list[dict[str, Any]]:
+    """One automation policy per distinct issuer, its subjects sorted: stable across syncs."""
+    subjects: dict[str, list[str]] = {}
+    issuers: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        issuer = _issuer(route)
+        key = "internal" if route.issuer == "internal" else "acme-" + _digest(issuer)
+        issuers[key] = issuer
+        subjects.setdefault(key, []).append(route.host)
+    return [
+        {"@id": f"{OWNED_PREFIX}tls-{key}", "subjects": sorted(subjects[key]), "issuers": [issuer]}
+        for key, issuer in sorted(issuers.items())
+    ]
+
+
+def _issuer(route: ExposedRoute) -> dict[str, Any]:
+    if route.issuer == "internal" or route.acme is None:
+        return {"module": "internal"}
+    acme: dict[str, Any] = {"module": "acme", "ca": str(route.acme.directory)}
+    if route.acme.email:
+        acme["email"] = route.acme.email
+    if route.acme.trusted_roots:
+        acme["trusted_roots_pem_files"] = list(route.acme.trusted_roots)
+    return acme
+
+
+def _set_policies(config: dict[str, Any], ours: list[dict[str, Any]]) -> None:
+    """Nebula's policies first (Caddy uses the first policy whose subjects match a name)."""
+    apps = config.setdefault("apps", {})
+    automation = apps.get("tls", {}).get("automation", {})
+    foreign = [p for p in automation.get("policies", []) if not _owned(p)]
+    policies = ours + foreign
+    if policies:
+        tls = apps.setdefault("tls", {})
+        tls.setdefault("automation", {})["policies"] = policies
+        return
+    if "policies" in automation:
+        del automation["policies"]
+        if not automation:
+            del apps["tls"]["automation"]
+        if not apps["tls"]:
+            del apps["tls"]
+
+
+def _digest(data: Mapping[str, Any]) -> str:
+    return hashlib.sha256(repr(sorted(data.items())).encode()).hexdigest()[:10]
+
+
+# -- what changes ---------------------------------------------------------------------------
+
+
+class RouteAction(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class RouteChange:
+    action: RouteAction
+    id: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"action": self.action.value, "id": self.id, "reason": self.reason}
+
+
+def route_changes(current: Mapping[str, Any], desired: Mapping[str, Any]) -> list[RouteChange]:
+    """Nebula-owned objects (routes, TLS policies) created, changed or removed, by `@id`."""
+    before, after = _owned_objects(current), _owned_objects(desired)
+    changes = []
+    for key in sorted(before.keys() | after.keys()):
+        if key not in before:
+            changes.append(RouteChange(RouteAction.CREATE, key, _describe(after[key])))
+        elif key not in after:
+            changes.append(RouteChange(RouteAction.DELETE, key, "no longer exposed"))
+        elif before[key] != after[key]:
+            changes.append(RouteChange(RouteAction.UPDATE, key, _describe(after[key])))
+    return changes
+
+
+def _owned_objects(config: Mapping[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    apps = config.get("apps", {})
+    for server in apps.get("http", {}).get("servers", {}).values():
+        found |= {r["@id"]: r for r in server.get("routes", []) if _owned(r)}
+    policies = apps.get("tls", {}).get("automation", {}).get("policies", [])
+    found |= {p["@id"]: p for p in policies if _owned(p)}
+    return found
+
+
+def _describe(item: Mapping[str, Any]) -> str:
+    if "subjects" in item:
+        issuer = item["issuers"][0]
+        name = issuer.get("ca", "Caddy's internal CA")
+        return f"certificates for {', '.join(item['subjects'])} from {name}"
+    host = item["match"][0]["host"][0]
+    dial = item["handle"][0]["upstreams"][0]["dial"]
+    return f"https://{host} → {dial}"

@@ -1,0 +1,77 @@
+"""Caddy's admin API: read the running config, load a new one whole.
+
+`POST /load` replaces the whole config atomically: Caddy provisions the new config beside the
+old one and switches only if it starts, with no downtime and no restart. Should a failed load
+still leave Caddy with something other than the config it had (the admin endpoint moved, an app
+half stopped), the previous config is loaded again before the error is raised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from nebula.errors import ProviderError
+
+
+class CaddyAdmin:
+    def __init__(self, admin_url: str, timeout: float = 30.0) -> None:
+        self.url = admin_url.rstrip("/")
+        self._client = httpx.Client(base_url=self.url, timeout=timeout)
+        self.requests: list[str] = []  # "METHOD /path" of every request made, in order
+
+    @property
+    def _resource(self) -> str:
+        return f"Caddy admin API at {self.url}"
+
+    def config(self) -> dict[str, Any]:
+        """The running config (`{}` when Caddy runs none)."""
+        response = self._request("GET", "/config/")
+        if response.status_code != 200:
+            raise ProviderError(self._resource, f"GET /config/: {_reason(response)}")
+        data = response.json()
+        return data if isinstance(data, dict) else {}
+
+    def load(self, config: dict[str, Any], previous: dict[str, Any]) -> None:
+        """Make `config` the running config; on failure Caddy keeps (or gets back) `previous`."""
+        response = self._request("POST", "/load", json=config)
+        if response.status_code == 200:
+            return
+        reason = _reason(response)
+        try:
+            restored = self.config() == previous or self._restore(previous)
+        except ProviderError:
+            restored = False
+        kept = "the previous config is in force" if restored else "the previous config may be lost"
+        raise ProviderError(self._resource, f"Caddy refused the new config ({kept}): {reason}")
+
+    def _restore(self, previous: dict[str, Any]) -> bool:
+        return self._request("POST", "/load", json=previous).status_code == 200
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        self.requests.append(f"{method} {path}")
+        try:
+            return self._client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ProviderError(
+                self._resource, f"cannot connect ({exc or type(exc).__name__}); is Caddy running?"
+            ) from None
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> CaddyAdmin:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return f"{response.status_code} {response.text.strip()[:500]}"
+    message = data.get("error") if isinstance(data, dict) else None
+    return f"{response.status_code} {message or data}"
