@@ -10,10 +10,12 @@ from nebula.cli.commands import (
     catalog,
     daemon,
     daemon_run,
+    dns,
     init,
     install,
     login,
     plan,
+    secrets,
     status,
     users,
     validate,
@@ -34,6 +36,7 @@ app.command()(plan.plan)
 app.command()(plan.apply)
 app.command()(status.status)
 app.add_typer(catalog.app, name="catalog")
+app.add_typer(secrets.app, name="secrets")
 app.command()(install.install)
 app.command()(install.upgrade)
 app.command()(install.uninstall)
@@ -49,6 +52,8 @@ app.add_typer(users.apikey_app, name="apikey")
 app.command()(login.login)
 app.command()(login.logout)
 app.add_typer(audit.app, name="audit")
+app.add_typer(dns.app, name="dns")
+app.add_typer(dns.domains_app, name="domains")
 
 
 def _version(value: bool) -> None:
