@@ -1,4 +1,5 @@
-"""Read a whole config repo: `nebula.yaml` and every `packages/*.yaml`, all errors at once."""
+"""Read a whole config repo: `nebula.yaml`, every `packages/*.yaml` and `domains/*.yaml`, all
+errors at once."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from nebula.errors import ConfigError, ConfigIssue
 from nebula.spec.config import NebulaConfig
+from nebula.spec.domain import Domain
 from nebula.spec.installation import Installation
 from nebula.spec.validate import validate_document
 from nebula.spec.yamlfile import YamlDocument, parse_yaml
@@ -14,6 +16,7 @@ from nebula.spec.yamlfile import YamlDocument, parse_yaml
 CONFIG_FILE = "nebula.yaml"
 PACKAGES_DIR = "packages"
 LOCAL_CATALOG_DIR = "catalog"
+DOMAINS_DIR = "domains"
 
 
 @dataclass(frozen=True)
@@ -26,10 +29,19 @@ class InstallationSource:
 
 
 @dataclass(frozen=True)
+class DomainSource:
+    """One zone as written in `domains/*.yaml`, with its document (for error marks)."""
+
+    spec: Domain
+    doc: YamlDocument
+
+
+@dataclass(frozen=True)
 class RepoSpec:
     root: Path
     config: NebulaConfig
     installations: tuple[InstallationSource, ...]
+    domains: tuple[DomainSource, ...] = ()
 
     @property
     def local_catalog(self) -> Path | None:
@@ -99,9 +111,31 @@ def load_repo(root: Path) -> RepoSpec:
             continue
         seen[name] = doc.file
         installations.append(InstallationSource(name, spec, doc))
+    domains = _load_domains(root, issues)
     if issues:
         raise ConfigError(issues)
-    return RepoSpec(root=root, config=config, installations=tuple(installations))
+    return RepoSpec(root=root, config=config, installations=tuple(installations), domains=domains)
+
+
+def _load_domains(root: Path, issues: list[ConfigIssue]) -> tuple[DomainSource, ...]:
+    """Every `domains/*.yaml`, one zone each; problems are added to `issues`."""
+    domains: list[DomainSource] = []
+    zones: dict[str, str] = {}
+    for path in sorted((root / DOMAINS_DIR).glob("*.y*ml")):
+        if path.suffix not in (".yaml", ".yml"):
+            continue
+        try:
+            doc = read_document(path, root)
+            spec = validate_document(doc, Domain)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+            continue
+        if spec.zone in zones:
+            issues.append(doc.issue(("zone",), f"zone {spec.zone!r} is also in {zones[spec.zone]}"))
+            continue
+        zones[spec.zone] = doc.file
+        domains.append(DomainSource(spec, doc))
+    return tuple(domains)
 
 
 def _valid_name(name: str) -> bool:

@@ -367,3 +367,44 @@ class UninstallHooks(Base):
     lines: Mapped[list[str]] = mapped_column(JSONDocument)
     env: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- DNS: domains (one row per zone) and their records, as last read from the provider ---------
+
+
+class Domain(Base):
+    """A zone of the config repo, after the seed's `domains`. `zone_id` is the provider's id;
+    `ssl_status`/`ssl_expires_at` are written by the TLS side. `last_error` holds why the
+    zone's last sync failed (empty once one succeeds)."""
+
+    __tablename__ = "domains"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    provider: Mapped[str | None] = mapped_column(String(50))
+    zone_id: Mapped[str | None] = mapped_column(String(255))
+    ssl_status: Mapped[str | None] = mapped_column(String(50))
+    ssl_expires_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    synced_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DnsRecord(Base):
+    """One record of a zone (one value of a record set), after the seed's `dns_records`.
+    `owned`: it carries Nebula's ownership marker; the others are foreign, shown, never changed."""
+
+    __tablename__ = "dns_records"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    domain_id: Mapped[str] = mapped_column(
+        ForeignKey("domains.id", ondelete="CASCADE"), index=True
+    )
+    record_type: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(255))
+    content: Mapped[str] = mapped_column(String(500))
+    ttl: Mapped[int] = mapped_column(default=3600)
+    proxied: Mapped[bool] = mapped_column(default=False)
+    provider_id: Mapped[str | None] = mapped_column(String(255))
+    owned: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,318 @@
+"""`nebula dns plan|apply|import` and `nebula domains list`.
+
+Provider tokens are `${secret:NAME}` in `domains/*.yaml`; until the vault holds them they are
+read from `NEBULA_SECRET_NAME` in the environment.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from nebula.cli.options import DatabaseUrl, Output, RepoDir
+from nebula.cli.output import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    OutputFormat,
+    abort,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+)
+
+if TYPE_CHECKING:
+    from nebula.engine.dns import ZoneOutcome
+    from nebula.kinds.dns import DesiredZone
+
+app = typer.Typer(
+    help="DNS records from domains/*.yaml: plan, apply, import a zone.", no_args_is_help=True
+)
+domains_app = typer.Typer(help="Domains (zones) Nebula manages.", no_args_is_help=True)
+
+_STYLE = {"create": "green", "update": "yellow", "delete": "red", "conflict": "red"}
+_SIGN = {"create": "+", "update": "~", "delete": "-", "conflict": "!", "foreign": " "}
+
+ZoneOption = Annotated[
+    list[str] | None,
+    typer.Option("--zone", "-z", help="Only this zone (repeatable). Default: every zone."),
+]
+
+
+def _zones(repo: Path, only: list[str] | None) -> list[DesiredZone]:
+    from nebula.kinds.dns import desired_zones
+    from nebula.spec.repo import load_repo
+
+    zones = desired_zones(load_repo(repo))
+    if only:
+        unknown = sorted(set(only) - {z.zone for z in zones})
+        if unknown:
+            abort(f"no domains/*.yaml for zone {', '.join(unknown)}", EXIT_INVALID)
+        zones = [z for z in zones if z.zone in only]
+    return zones
+
+
+@app.command("plan")
+def plan(
+    repo: RepoDir = Path("."),
+    zone: ZoneOption = None,
+    output: Output = OutputFormat.table,
+    show_foreign: Annotated[
+        bool, typer.Option("--show-foreign", help="Also list records Nebula does not own.")
+    ] = False,
+) -> None:
+    """Show what `dns apply` would change in each zone, and why. Changes nothing.
+
+    Records Nebula did not create are never changed: they are counted as foreign (listed with
+    --show-foreign). Exit code 1 when a zone cannot be read or a record is in conflict.
+    """
+    from nebula.engine.dns import plan_zones
+
+    with handle_errors(output):
+        outcomes = plan_zones(_zones(repo, zone))
+    _report(outcomes, output, show_foreign, applied=False)
+
+
+@app.command("apply")
+def apply(
+    repo: RepoDir = Path("."),
+    zone: ZoneOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deleting.")] = False,
+    database_url: DatabaseUrl = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Make each zone's records match the config repo, one write per zone.
+
+    Only records Nebula created are updated or deleted. A zone that fails (bad token,
+    unreachable API, a record the provider rejects) is reported and the others go on. Records
+    that would be deleted are confirmed first unless --yes. Exit code 1 when anything failed.
+    """
+    from nebula.engine.dns import apply_zones, plan_zones
+
+    with handle_errors(output):
+        zones = _zones(repo, zone)
+        if not yes:
+            _confirm(plan_zones(zones))
+        outcomes = apply_zones(zones)
+        if any(o.applied or o.error for o in outcomes):
+            from nebula.cli.session import open_store
+            from nebula.engine.dns import record_outcomes
+
+            store = open_store(database_url)
+            try:
+                record_outcomes(store, outcomes)
+            finally:
+                store.close()
+    _report(outcomes, output, False, applied=True)
+
+
+def _confirm(outcomes: list[ZoneOutcome]) -> None:
+    deleting = sum(
+        1 for o in outcomes if o.plan for c in o.plan.pending if c.action.value == "delete"
+    )
+    if not deleting:
+        return
+    if not sys.stdin.isatty():
+        abort(f"the plan deletes {deleting} record set(s); rerun with --yes to allow it")
+    if not typer.confirm(f"Delete {deleting} record set(s)?", default=False):
+        abort("nothing applied")
+
+
+def _report(
+    outcomes: list[ZoneOutcome], output: OutputFormat, show_foreign: bool, *, applied: bool
+) -> None:
+    failed = not all(o.ok for o in outcomes)
+    if output is OutputFormat.json:
+        print_json({"ok": not failed, "zones": [_outcome_json(o) for o in outcomes]})
+    else:
+        for outcome in outcomes:
+            _render(outcome, show_foreign, applied)
+        if not outcomes:
+            console().print("No domains/*.yaml in this config repo.")
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _outcome_json(outcome: ZoneOutcome) -> dict[str, Any]:
+    return {
+        "zone": outcome.zone,
+        "provider": outcome.provider,
+        "ok": outcome.ok,
+        "applied": outcome.applied,
+        "error": outcome.error,
+        "failures": [str(f) for f in outcome.failures],
+        "plan": outcome.plan.to_dict() if outcome.plan else None,
+    }
+
+
+def _render(outcome: ZoneOutcome, show_foreign: bool, applied: bool) -> None:
+    from rich.table import Table
+
+    out = console()
+    head = f"[bold]{outcome.zone}[/] ({outcome.provider})"
+    if outcome.plan is None:
+        out.print(f"{head} [red]✗[/] ", end="")
+        out.print(outcome.error or "failed", markup=False)
+        return
+    plan = outcome.plan
+    shown = [
+        c
+        for c in plan.changes
+        if c.action.value in _STYLE or (show_foreign and c.action.value == "foreign")
+    ]
+    counts = plan.counts()
+    summary = (
+        f"{counts['create']} to create, {counts['update']} to update, {counts['delete']} to "
+        f"delete, {counts['noop']} unchanged, {counts['foreign']} foreign (left alone)"
+    )
+    if plan.create_zone:
+        summary = "zone to create; " + summary
+    if counts["conflict"]:
+        summary += f", {counts['conflict']} in conflict"
+    out.print(head)
+    if shown:
+        table = Table(box=None, pad_edge=False, show_edge=False, show_header=False)
+        for _ in range(4):
+            table.add_column(overflow="fold")
+        for change in shown:
+            action = change.action.value
+            style = _STYLE.get(action, "dim")
+            table.add_row(
+                f"[{style}]{_SIGN[action]} {action}[/]", change.name, change.type, change.reason
+            )
+        out.print(table)
+    out.print(f"  {summary}")
+    for failure in outcome.failures:
+        out.print("  [red]✗[/] ", end="")
+        out.print(str(failure), markup=False)
+    if outcome.error:
+        out.print("  [red]✗[/] ", end="")
+        out.print(outcome.error, markup=False)
+    elif applied and outcome.applied and not outcome.failures:
+        out.print("  [green]✓ applied[/]")
+
+
+@app.command("import")
+def import_zone(
+    zone: Annotated[str, typer.Argument(help="The zone to read, e.g. example.com.")],
+    repo: RepoDir = Path("."),
+    provider: Annotated[
+        str | None,
+        typer.Option(help="powerdns or cloudflare; default: the repo's domains/ZONE.yaml."),
+    ] = None,
+    api_url: Annotated[str | None, typer.Option(help="The provider's API URL.")] = None,
+    server_id: Annotated[str, typer.Option(help="PowerDNS server id.")] = "localhost",
+    token_secret: Annotated[
+        str | None, typer.Option(help="Name of the secret holding the API token.")
+    ] = None,
+    write: Annotated[
+        bool, typer.Option("--write", help="Write domains/ZONE.yaml instead of printing it.")
+    ] = False,
+) -> None:
+    """Write a zone's current records as domains/ZONE.yaml, ready to commit.
+
+    The account comes from the repo's domains/ZONE.yaml when there is one, else from the
+    options. Once committed, `dns apply` adopts the records whose data match (marks them as
+    Nebula's) and from then on manages them. SOA and NS records are left out.
+    """
+    import yaml
+
+    from nebula.engine.dns import environment_secrets, open_dns_provider
+    from nebula.kinds.dns import DesiredZone, zone_document
+    from nebula.spec.domain import Account, Domain
+
+    with handle_errors():
+        zone = zone.lower().rstrip(".")
+        existing = next((z for z in _known(repo) if z.zone == zone), None)
+        if existing is None:
+            if provider is None or token_secret is None:
+                abort(
+                    f"no domains/*.yaml for {zone} in {repo}: give --provider, --api-url and "
+                    "--token-secret",
+                    EXIT_INVALID,
+                )
+            spec = Domain.model_validate(
+                {
+                    "zone": zone,
+                    "provider": provider,
+                    "account": {
+                        "api_url": api_url,
+                        "server_id": server_id,
+                        "token": f"${{secret:{token_secret}}}",
+                    },
+                }
+            )
+            existing = DesiredZone(zone, spec.provider, spec.account, (), "")
+        account: Account = existing.account
+        adapter = open_dns_provider(existing, environment_secrets(account.secret_name))
+        try:
+            state = adapter.read(zone)
+        finally:
+            adapter.close()
+        if not state.exists:
+            abort(f"{existing.provider} has no zone {zone}")
+        written = {
+            k: v
+            for k, v in account.model_dump(mode="json").items()
+            if v is not None and not (k == "server_id" and existing.provider != "powerdns")
+        }
+        document = zone_document(state, existing.provider, written)
+        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+        if not write:
+            sys.stdout.write(text)
+            return
+        target = repo / "domains" / f"{zone}.yaml"
+        if target.exists() and existing.file != target.relative_to(repo).as_posix():
+            abort(f"{target} exists already", EXIT_INVALID)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    err_console().print(f"[green]✓[/] wrote {target} ({len(document['records'])} record sets)")  # type: ignore[arg-type]
+
+
+def _known(repo: Path) -> list[DesiredZone]:
+    """The repo's zones, or none when the folder is no config repo (import into a new one)."""
+    if not (repo / "nebula.yaml").is_file():
+        return []
+    from nebula.kinds.dns import desired_zones
+    from nebula.spec.repo import load_repo
+
+    return desired_zones(load_repo(repo))
+
+
+@domains_app.command("list")
+def list_domains(database_url: DatabaseUrl = None, output: Output = OutputFormat.table) -> None:
+    """Zones as last synced: provider, records, certificate status, last error."""
+    from rich.table import Table
+
+    from nebula.cli.session import open_store
+    from nebula.store.dns import DnsStore
+
+    with handle_errors(output):
+        store = open_store(database_url)
+        try:
+            domains = DnsStore(store).domains()
+        finally:
+            store.close()
+    if output is OutputFormat.json:
+        from dataclasses import asdict
+
+        print_json([asdict(d) for d in domains])
+        return
+    if not domains:
+        console().print(
+            "No domains yet: add domains/*.yaml to the config repo and `nebula dns apply`."
+        )
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("zone", "provider", "records", "ssl", "synced", "error"):
+        table.add_column(column, overflow="fold")
+    for d in domains:
+        synced = d.synced_at.strftime("%Y-%m-%d %H:%M") if d.synced_at else "-"
+        ssl = d.ssl_status or "-"
+        if d.ssl_expires_at:
+            ssl += f" (until {d.ssl_expires_at:%Y-%m-%d})"
+        table.add_row(d.name, d.provider or "-", str(d.records), ssl, synced, d.last_error or "")
+    console().print(table)

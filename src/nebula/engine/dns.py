@@ -1,0 +1,174 @@
+"""DNS plan and apply, zone by zone: read the zone, diff it, write the difference.
+
+Each zone stands alone: a zone whose provider refuses the token, cannot be reached, or rejects
+a record is reported with its cause, and the other zones go on. A zone that cannot be read is
+never written: nothing published is removed because a read failed. Provider tokens are
+`${secret:NAME}` references, resolved by an injectable `SecretResolver` at the moment a zone is
+opened, and never stored or printed.
+
+After an apply the zone's records are not read again: the state left behind is the state read
+plus the changes that succeeded (one GET and one write per zone, whatever its size).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from nebula.errors import NebulaError
+from nebula.kinds.dns import DesiredZone, diff_zone
+from nebula.providers.dns.base import DnsProvider
+from nebula.zones import ChangeFailure, DnsAction, ObservedRRSet, ZonePlan, ZoneState
+
+if TYPE_CHECKING:
+    from nebula.store import Store
+
+SecretResolver = Callable[[str], str]
+"""A secret's name → its value; raises `NebulaError` when there is none."""
+
+ProviderFactory = Callable[[DesiredZone, str], DnsProvider]
+
+
+class SecretUnavailableError(NebulaError):
+    """A provider token's secret cannot be found."""
+
+
+def environment_secrets(name: str) -> str:
+    """Secrets from the environment: `${secret:PDNS_KEY}` is `NEBULA_SECRET_PDNS_KEY`."""
+    variable = "NEBULA_SECRET_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+    value = os.environ.get(variable)
+    if not value:
+        raise SecretUnavailableError(
+            f"secret {name!r} is not available: store it in the vault (`nebula secrets set "
+            f"{name}`) or set {variable}"
+        )
+    return value
+
+
+def open_dns_provider(zone: DesiredZone, token: str) -> DnsProvider:
+    """The provider adapter for a zone's account (its SDK imported only when used)."""
+    account = zone.account
+    if zone.provider == "powerdns":
+        from nebula.providers.dns.powerdns import PowerDnsProvider
+
+        assert account.api_url is not None  # required for powerdns by the spec
+        return PowerDnsProvider(str(account.api_url), token, account.server_id)
+    from nebula.providers.dns.cloudflare import CloudflareProvider
+
+    return CloudflareProvider(token, str(account.api_url) if account.api_url else None)
+
+
+@dataclass(frozen=True)
+class ZoneOutcome:
+    """One zone's plan, and after an apply what became of it."""
+
+    zone: str
+    provider: str
+    plan: ZonePlan | None  # None: the zone could not be read
+    error: str | None = None  # the whole zone failed (token, reachability, write)
+    failures: tuple[ChangeFailure, ...] = ()
+    applied: bool = False
+    state: ZoneState | None = None  # what the zone holds now, as far as Nebula knows
+
+    @property
+    def ok(self) -> bool:
+        conflicts = self.plan.conflicts if self.plan else ()
+        return self.error is None and not self.failures and not conflicts
+
+    def problems(self) -> list[str]:
+        """Every error of the zone, one line each, for logs and sync records."""
+        out = [f"zone {self.zone}: {self.error}"] if self.error else []
+        out += [f"zone {self.zone}: {failure}" for failure in self.failures]
+        if self.plan:
+            out += [f"zone {self.zone}: {c.name} {c.type}: {c.reason}" for c in self.plan.conflicts]
+        return out
+
+
+def plan_zones(
+    zones: Sequence[DesiredZone],
+    secrets: SecretResolver = environment_secrets,
+    factory: ProviderFactory = open_dns_provider,
+) -> list[ZoneOutcome]:
+    """Read every zone and diff it; a zone that cannot be read gets its error, not a plan."""
+    return [_each(zone, secrets, factory, apply=False) for zone in zones]
+
+
+def apply_zones(
+    zones: Sequence[DesiredZone],
+    secrets: SecretResolver = environment_secrets,
+    factory: ProviderFactory = open_dns_provider,
+) -> list[ZoneOutcome]:
+    """Plan and apply every zone; one zone's failure never stops the others."""
+    return [_each(zone, secrets, factory, apply=True) for zone in zones]
+
+
+def _each(
+    zone: DesiredZone, secrets: SecretResolver, factory: ProviderFactory, *, apply: bool
+) -> ZoneOutcome:
+    outcome = ZoneOutcome(zone.zone, zone.provider, None)
+    try:
+        provider = factory(zone, secrets(zone.account.secret_name))
+    except NebulaError as exc:
+        return replace(outcome, error=str(exc))
+    try:
+        unsupported = sorted({r.type for r in zone.rrsets} - provider.capabilities.record_types)
+        if unsupported:
+            return replace(outcome, error=f"{provider.name} cannot serve {', '.join(unsupported)}")
+        state = provider.read(zone.zone)
+        plan = diff_zone(zone, state)
+        outcome = replace(outcome, plan=plan, state=state)
+        if not apply or not plan.has_changes:
+            return outcome
+        failures = provider.apply(plan)
+        return replace(
+            outcome,
+            failures=tuple(failures),
+            applied=True,
+            state=after(state, plan, failures),
+        )
+    except NebulaError as exc:
+        return replace(outcome, error=_cause(exc, zone.zone))
+    finally:
+        provider.close()
+
+
+def _cause(exc: NebulaError, zone: str) -> str:
+    """The error without the `zone X:` prefix the outcome already carries."""
+    return str(exc).removeprefix(f"zone {zone}: ")
+
+
+def after(state: ZoneState, plan: ZonePlan, failures: Iterable[ChangeFailure]) -> ZoneState:
+    """The zone as the applied plan left it: `state` with every change that did not fail."""
+    failed = {(f.change.name, f.change.type) for f in failures}
+    rrsets = {r.key: r for r in state.rrsets}
+    for change in plan.pending:
+        key = (change.name, change.type)
+        if key in failed:
+            continue
+        if change.action is DnsAction.DELETE:
+            rrsets.pop(key, None)
+        elif change.desired is not None:
+            want = change.desired
+            rrsets[key] = ObservedRRSet(
+                want.name, want.type, want.ttl, want.values, want.proxied, owned=True
+            )
+    ordered = tuple(sorted(rrsets.values(), key=lambda r: r.key))
+    return ZoneState(state.zone, True, ordered, state.zone_id)
+
+
+def record_outcomes(store: Store, outcomes: Iterable[ZoneOutcome]) -> None:
+    """Remember each zone's records (or, when it could not be read, only its error)."""
+    from nebula.store.dns import DnsStore
+
+    dns = DnsStore(store)
+    for outcome in outcomes:
+        problems = outcome.problems()
+        dns.record_zone(
+            outcome.zone,
+            outcome.provider,
+            outcome.state,
+            "\n".join(p.removeprefix(f"zone {outcome.zone}: ") for p in problems) or None,
+        )

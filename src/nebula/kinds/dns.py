@@ -1,0 +1,320 @@
+"""Domains → desired record sets per zone, and the pure diff against what a provider holds.
+
+Desired records come from two places: the zones' own `records:` (`domains/*.yaml`), and every
+installation's `expose:` hostname, which becomes an A (or AAAA) record pointing at the address
+of the installation's node, in the zone that is the longest suffix of the hostname. Hostnames
+in no zone of the repo get no record (their names live elsewhere, e.g. a router's DNS).
+
+The diff works on record sets (name, type) and honours ownership (see `nebula.zones`):
+
+- desired, absent → create; desired, owned and different → update; owned, not desired → delete;
+- desired, held by a foreign record set with the very same data → update that only marks it
+  as Nebula's (adoption, e.g. after `nebula dns import`);
+- desired, held by a foreign record set with other data → conflict: left alone, reported;
+- foreign and not desired → reported as foreign, never touched.
+
+Everything here is pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from nebula.errors import ConfigError, ConfigIssue
+from nebula.spec.domain import RECORD_TYPES, Account, ProviderName, qualify
+from nebula.spec.repo import DomainSource, RepoSpec
+from nebula.zones import DnsAction, DnsChange, ObservedRRSet, RRSet, ZonePlan, ZoneState
+
+_TARGET_AT = {"CNAME": 0, "MX": 1, "SRV": 3}  # which word of the data is a host name
+
+
+@dataclass(frozen=True)
+class DesiredZone:
+    zone: str
+    provider: ProviderName
+    account: Account
+    rrsets: tuple[RRSet, ...]
+    file: str
+
+
+def canonical_value(kind: str, value: str, zone: str) -> str:
+    """A spec value in the canonical form of `nebula.zones` (targets absolute, no final dot)."""
+    if kind == "A":
+        return str(IPv4Address(value))
+    if kind == "AAAA":
+        return str(IPv6Address(value))
+    if kind == "TXT":
+        return value
+    words = value.split()
+    if kind in _TARGET_AT:
+        at = _TARGET_AT[kind]
+        target = words[at]
+        words[at] = "." if target == "." else qualify(target, zone)
+        return " ".join(words)
+    if kind == "CAA":
+        flags, tag, rest = value.split(None, 2)
+        return f"{int(flags)} {tag.lower()} {rest}"
+    return value
+
+
+def zone_of(host: str, zones: Iterable[str]) -> str | None:
+    """The zone `host` belongs to: the longest of `zones` that is a suffix of it."""
+    host = host.lower().rstrip(".")
+    found = [z for z in zones if host == z or host.endswith("." + z)]
+    return max(found, key=len) if found else None
+
+
+def desired_zones(repo: RepoSpec) -> list[DesiredZone]:
+    """Every zone of the repo with its desired record sets; `ConfigError` lists every problem."""
+    issues: list[ConfigIssue] = []
+    sets: dict[str, dict[tuple[str, str], RRSet]] = {}
+    origin: dict[tuple[str, str], tuple[DomainSource, int]] = {}
+    for source in repo.domains:
+        sets[source.spec.zone] = _zone_records(source, issues, origin)
+    _add_exposed(repo, sets, issues)
+    for source in repo.domains:
+        _check_names(source, sets[source.spec.zone], origin, issues)
+    if issues:
+        raise ConfigError(issues)
+    return [
+        DesiredZone(
+            zone=s.spec.zone,
+            provider=s.spec.provider,
+            account=s.spec.account,
+            rrsets=tuple(sorted(sets[s.spec.zone].values(), key=lambda r: r.key)),
+            file=s.doc.file,
+        )
+        for s in repo.domains
+    ]
+
+
+def _zone_records(
+    source: DomainSource,
+    issues: list[ConfigIssue],
+    origin: dict[tuple[str, str], tuple[DomainSource, int]],
+) -> dict[tuple[str, str], RRSet]:
+    spec, doc = source.spec, source.doc
+    found: dict[tuple[str, str], RRSet] = {}
+    for index, record in enumerate(spec.records):
+        name = qualify(record.name, spec.zone)
+        if name != spec.zone and not name.endswith("." + spec.zone):
+            issues.append(
+                doc.issue(("records", index, "name"), f"{name} is outside the zone {spec.zone}")
+            )
+            continue
+        if record.proxied and spec.provider != "cloudflare":
+            issues.append(
+                doc.issue(
+                    ("records", index, "proxied"),
+                    f"`proxied` is a Cloudflare feature; this zone's provider is {spec.provider}",
+                )
+            )
+            continue
+        ttl = record.ttl or spec.ttl
+        values = {canonical_value(record.type, v, spec.zone) for v in record.values}
+        key = (name, record.type)
+        previous = found.get(key)
+        if previous is not None:
+            if previous.ttl != ttl or previous.proxied != bool(record.proxied):
+                line = doc.mark_for(("records", origin[key][1])).line
+                issues.append(
+                    doc.issue(
+                        ("records", index),
+                        f"{name} {record.type} is also on line {line} with another ttl or "
+                        "proxied; the records of one name and type share them",
+                    )
+                )
+                continue
+            values |= set(previous.values)
+        else:
+            origin[key] = (source, index)
+        found[key] = RRSet(name, record.type, ttl, tuple(sorted(values)), bool(record.proxied))
+    return found
+
+
+def _add_exposed(
+    repo: RepoSpec, sets: dict[str, dict[tuple[str, str], RRSet]], issues: list[ConfigIssue]
+) -> None:
+    """A/AAAA records for every exposed hostname that falls in one of the repo's zones."""
+    by_zone = {s.spec.zone: s for s in repo.domains}
+    claimed: dict[tuple[str, str], str] = {}
+    for inst in repo.installations:
+        node = repo.config.node(inst.spec.node)
+        if node is None:
+            continue  # the installation's own validation reports the unknown node
+        address = ip_address(node.address)
+        kind = "A" if address.version == 4 else "AAAA"
+        for index, expose in enumerate(inst.spec.expose):
+            zone = zone_of(expose.host, by_zone)
+            if zone is None:
+                continue
+            key = (expose.host, kind)
+            path = ("expose", index, "host")
+            wanted = str(address)
+            existing = sets[zone].get(key)
+            if key in claimed and existing is not None and existing.values != (wanted,):
+                issues.append(
+                    inst.doc.issue(
+                        path,
+                        f"{expose.host} is also exposed by {claimed[key]} on another node; "
+                        "one hostname points at one node",
+                    )
+                )
+                continue
+            if key not in claimed and existing is not None and existing.values != (wanted,):
+                issues.append(
+                    inst.doc.issue(
+                        path,
+                        f"{by_zone[zone].doc.file} already gives {expose.host} {kind} "
+                        f"{', '.join(existing.values)}, not this node's address {wanted}",
+                    )
+                )
+                continue
+            claimed[key] = inst.name
+            ttl = existing.ttl if existing else by_zone[zone].spec.ttl
+            sets[zone][key] = RRSet(expose.host, kind, ttl, (wanted,))
+
+
+def _check_names(
+    source: DomainSource,
+    found: Mapping[tuple[str, str], RRSet],
+    origin: Mapping[tuple[str, str], tuple[DomainSource, int]],
+    issues: list[ConfigIssue],
+) -> None:
+    """A CNAME stands alone at its name, has one target, and is never the zone's apex."""
+    for (name, kind), rrset in found.items():
+        if kind != "CNAME":
+            continue
+        index = origin[(name, kind)][1] if (name, kind) in origin else None
+        path: tuple[str | int, ...] = ("records", index) if index is not None else ("zone",)
+        others = sorted(t for (n, t) in found if n == name and t != "CNAME")
+        if name == source.spec.zone:
+            issues.append(source.doc.issue(path, "the zone's apex (@) cannot be a CNAME"))
+        elif others:
+            issues.append(
+                source.doc.issue(
+                    path,
+                    f"{name} has a CNAME and {', '.join(others)} records; a CNAME must stand "
+                    "alone at its name",
+                )
+            )
+        elif len(rrset.values) > 1:
+            issues.append(source.doc.issue(path, f"{name} CNAME can have only one target"))
+
+
+def diff_zone(desired: DesiredZone, state: ZoneState) -> ZonePlan:
+    """The changes that make `state` match `desired`, honouring ownership (module docstring)."""
+    observed = {r.key: r for r in state.rrsets}
+    wanted = {r.key: r for r in desired.rrsets}
+    changes: list[DnsChange] = []
+    for key in sorted(wanted.keys() | observed.keys()):
+        want, have = wanted.get(key), observed.get(key)
+        changes.append(_change(key, want, have))
+    return ZonePlan(
+        zone=desired.zone,
+        provider=desired.provider,
+        create_zone=not state.exists,
+        changes=tuple(changes),
+        state=state,
+    )
+
+
+def _change(key: tuple[str, str], want: RRSet | None, have: ObservedRRSet | None) -> DnsChange:
+    name, kind = key
+    if have is None:
+        assert want is not None
+        return DnsChange(DnsAction.CREATE, name, kind, f"new: {want.describe()}", want)
+    if want is None:
+        if have.owned:
+            return DnsChange(
+                DnsAction.DELETE, name, kind, "no longer in the config repo", observed=have
+            )
+        return DnsChange(DnsAction.FOREIGN, name, kind, "not Nebula's: left alone", observed=have)
+    same = _same_data(want, have)
+    if not have.owned:
+        if same:
+            return DnsChange(
+                DnsAction.UPDATE, name, kind, "adopt: same data, marked as Nebula's", want, have
+            )
+        return DnsChange(
+            DnsAction.CONFLICT,
+            name,
+            kind,
+            f"a record set Nebula did not create holds {have.describe()}; remove it by hand, "
+            "or make the config repo match it to adopt it",
+            want,
+            have,
+        )
+    if same:
+        return DnsChange(DnsAction.NOOP, name, kind, "unchanged", want, have)
+    return DnsChange(DnsAction.UPDATE, name, kind, _why(want, have), want, have)
+
+
+def _same_data(want: RRSet, have: RRSet) -> bool:
+    return (want.ttl, want.values, want.proxied) == (have.ttl, have.values, have.proxied)
+
+
+def _why(want: RRSet, have: RRSet) -> str:
+    reasons = []
+    if want.values != have.values:
+        reasons.append(f"{', '.join(have.values)} → {', '.join(want.values)}")
+    if want.ttl != have.ttl:
+        reasons.append(f"ttl {have.ttl} → {want.ttl}")
+    if want.proxied != have.proxied:
+        reasons.append(f"proxied {have.proxied} → {want.proxied}".lower())
+    return "; ".join(reasons)
+
+
+def zone_document(state: ZoneState, provider: str, account: Mapping[str, str]) -> dict[str, object]:
+    """`domains/ZONE.yaml` content holding every record of `state` Nebula can manage (for
+    `nebula dns import`); SOA, NS and other types are left out."""
+    records: list[dict[str, object]] = []
+    ttls = [r.ttl for r in state.rrsets if r.type in RECORD_TYPES]
+    default_ttl = max(set(ttls), key=ttls.count) if ttls else 3600
+    for rrset in sorted(state.rrsets, key=lambda r: r.key):
+        if rrset.type not in RECORD_TYPES:
+            continue
+        entry: dict[str, object] = {
+            "name": _relative(rrset.name, state.zone),
+            "type": rrset.type,
+            "value": [_relative_value(rrset.type, v, state.zone) for v in rrset.values]
+            if len(rrset.values) > 1
+            else _relative_value(rrset.type, rrset.values[0], state.zone),
+        }
+        if rrset.ttl != default_ttl:
+            entry["ttl"] = rrset.ttl
+        if rrset.proxied:
+            entry["proxied"] = True
+        records.append(entry)
+    return {
+        "zone": state.zone,
+        "provider": provider,
+        "account": dict(account),
+        "ttl": default_ttl,
+        "records": records,
+    }
+
+
+def _relative(name: str, zone: str) -> str:
+    if name == zone:
+        return "@"
+    if name.endswith("." + zone):
+        return name[: -len(zone) - 1]
+    return name + "."
+
+
+def _relative_value(kind: str, value: str, zone: str) -> str:
+    if kind not in _TARGET_AT:
+        return value
+    words = value.split()
+    at = _TARGET_AT[kind]
+    if words[at] != ".":
+        words[at] = _relative(words[at], zone)
+    return " ".join(words)
+
+
+def required_secrets(zones: Sequence[DesiredZone]) -> list[str]:
+    """The vault secrets the zones' provider accounts need."""
+    return sorted({z.account.secret_name for z in zones})

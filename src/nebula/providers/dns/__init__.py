@@ -1,0 +1,1 @@
+"""DNS providers: PowerDNS (its HTTP API) and Cloudflare (the official SDK)."""

@@ -1,0 +1,133 @@
+"""Domains and their DNS records as last read from the provider (`domains`, `dns_records`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+
+from nebula.store.api import Store
+from nebula.store.models import DnsRecord, Domain, utcnow
+from nebula.zones import ZoneState
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    id: str
+    name: str
+    provider: str | None
+    zone_id: str | None
+    ssl_status: str | None
+    ssl_expires_at: datetime | None
+    last_error: str | None
+    synced_at: datetime | None
+    records: int
+
+
+@dataclass(frozen=True)
+class DnsRecordInfo:
+    id: str
+    name: str
+    type: str
+    content: str
+    ttl: int
+    proxied: bool
+    owned: bool
+    provider_id: str | None
+
+
+class DnsStore:
+    """Queries over the DNS tables, on the shared `Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def record_zone(
+        self, zone: str, provider: str, state: ZoneState | None, error: str | None = None
+    ) -> None:
+        """Remember a zone after a sync: its records as read back (`state`), or, when the zone
+        could not be read (`state` None), only the error: the last known records stay."""
+        now = utcnow()
+        with self._store.transaction() as session:
+            domain = session.scalars(select(Domain).where(Domain.name == zone)).one_or_none()
+            if domain is None:
+                domain = Domain(name=zone, created_at=now)
+                session.add(domain)
+            domain.provider = provider
+            domain.last_error = error
+            if state is None:
+                return
+            domain.synced_at = now
+            domain.zone_id = state.zone_id or (zone if state.exists else None)
+            session.flush()
+            session.execute(delete(DnsRecord).where(DnsRecord.domain_id == domain.id))
+            rows = []
+            for rrset in state.rrsets:
+                ids = dict(rrset.record_ids)
+                for value in rrset.values:
+                    rows.append(
+                        DnsRecord(
+                            domain_id=domain.id,
+                            record_type=rrset.type,
+                            name=rrset.name,
+                            content=value[:500],
+                            ttl=rrset.ttl,
+                            proxied=rrset.proxied,
+                            provider_id=ids.get(value),
+                            owned=rrset.owned,
+                            created_at=now,
+                        )
+                    )
+            session.add_all(rows)
+
+    def forget_missing(self, zones: set[str]) -> None:
+        """Drop the rows of zones no longer in the config repo (their records stay published)."""
+        with self._store.transaction() as session:
+            session.execute(delete(Domain).where(Domain.name.not_in(zones)))
+
+    def domains(self) -> list[DomainInfo]:
+        counts = (
+            select(DnsRecord.domain_id, func.count().label("n"))
+            .group_by(DnsRecord.domain_id)
+            .subquery()
+        )
+        query = (
+            select(Domain, counts.c.n)
+            .outerjoin(counts, counts.c.domain_id == Domain.id)
+            .order_by(Domain.name)
+        )
+        with self._store.transaction() as session:
+            return [_domain(d, n or 0) for d, n in session.execute(query).all()]
+
+    def domain(self, key: str) -> DomainInfo | None:
+        """A domain by its id or its zone name."""
+        return next((d for d in self.domains() if key in (d.id, d.name)), None)
+
+    def records(self, domain_id: str) -> list[DnsRecordInfo]:
+        query = (
+            select(DnsRecord)
+            .where(DnsRecord.domain_id == domain_id)
+            .order_by(DnsRecord.name, DnsRecord.record_type, DnsRecord.content)
+        )
+        with self._store.transaction() as session:
+            return [
+                DnsRecordInfo(
+                    r.id, r.name, r.record_type, r.content, r.ttl, r.proxied, r.owned, r.provider_id
+                )
+                for r in session.scalars(query)
+            ]
+
+
+def _domain(row: Domain, count: int) -> DomainInfo:
+    return DomainInfo(
+        id=row.id,
+        name=row.name,
+        provider=row.provider,
+        zone_id=row.zone_id,
+        ssl_status=row.ssl_status,
+        ssl_expires_at=row.ssl_expires_at,
+        last_error=row.last_error,
+        synced_at=row.synced_at,
+        records=count,
+    )
