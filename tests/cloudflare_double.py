@@ -16,7 +16,8 @@ the official SDK speaks, as Cloudflare documents it:
 - `POST /zones/{id}/dns_records/batch`: deletes, patches, puts, posts, executed in that order
   in one transaction: the first error rejects the whole batch, nothing is changed;
 - rate limiting: `throttle(n, retry_after)` answers the next `n` requests with HTTP 429,
-  `Retry-After` and error 971, as Cloudflare does when a client goes too fast.
+  `Retry-After` and error 971, as Cloudflare does when a client goes too fast (after letting
+  `after` requests through, so a sync can be throttled in its middle).
 
 Every request is logged in `requests` (method, path, query) for tests that count them.
 """
@@ -52,6 +53,7 @@ class _State:
     records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # zone -> id -> rec
     requests: list[tuple[str, str, dict[str, list[str]]]] = field(default_factory=list)
     throttled: int = 0
+    throttle_after: int = 0
     retry_after: int = 1
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -90,11 +92,12 @@ class CloudflareDouble:
         with self._state.lock:
             return _create(self._state, zone_id, body)
 
-    def throttle(self, count: int, retry_after: int = 1) -> None:
-        """Answer the next `count` requests with 429 and `Retry-After: retry_after`."""
+    def throttle(self, count: int, retry_after: int = 1, after: int = 0) -> None:
+        """Let `after` requests through, then answer `count` with 429 and `Retry-After`."""
         with self._state.lock:
             self._state.throttled = count
             self._state.retry_after = retry_after
+            self._state.throttle_after = after
 
     def clear(self) -> None:
         with self._state.lock:
@@ -147,7 +150,9 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.state
         with state.lock:
             state.requests.append((method, url.path, query))
-            if state.throttled > 0:
+            if state.throttled > 0 and state.throttle_after > 0:
+                state.throttle_after -= 1
+            elif state.throttled > 0:
                 state.throttled -= 1
                 self._send(
                     429,
