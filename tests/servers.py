@@ -18,6 +18,7 @@ import os
 import shutil
 import socket
 import sqlite3
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -482,7 +483,8 @@ class PebbleServer:
 
     def issuing_roots(self) -> str:
         """PEM of the root that signs the certificates it issues (new on every start)."""
-        response = httpx.get(f"{self.management}/roots/0", verify=str(self.ca_pem), timeout=10)
+        context = ssl.create_default_context(cafile=str(self.ca_pem))
+        response = httpx.get(f"{self.management}/roots/0", verify=context, timeout=10)
         response.raise_for_status()
         return response.text
 
@@ -497,6 +499,7 @@ def pebble_server(http_port: int, tls_port: int, dns_server: str | None) -> Iter
     pebble = _which("pebble", "pebble")
     openssl = _which("openssl", "openssl")
     root = _owned_tmpdir("nebula-pebble-", "nobody", "nogroup")
+    root.chmod(0o755)  # Caddy reads ca.pem (`trusted_roots`) from here
     certs = root / "certs"
     certs.mkdir()
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
@@ -542,7 +545,8 @@ def pebble_server(http_port: int, tls_port: int, dns_server: str | None) -> Iter
         f"https://127.0.0.1:{port}/dir", f"https://127.0.0.1:{management}", certs / "ca.pem"
     )
     try:
-        _wait_http(server.directory, proc, log, verify=str(server.ca_pem))
+        trust = ssl.create_default_context(cafile=str(server.ca_pem))
+        _wait_http(server.directory, proc, log, verify=trust)
         yield server
     finally:
         _stop(proc)

@@ -8,6 +8,7 @@ from nebula import __version__
 from nebula.cli.commands import (
     audit,
     catalog,
+    certs,
     daemon,
     daemon_run,
     dns,
@@ -54,6 +55,7 @@ app.command()(login.logout)
 app.add_typer(audit.app, name="audit")
 app.add_typer(dns.app, name="dns")
 app.add_typer(dns.domains_app, name="domains")
+app.command()(certs.certs)
 
 
 def _version(value: bool) -> None:

@@ -25,6 +25,7 @@ from ipaddress import IPv6Address
 from typing import Any
 
 from nebula.errors import ConfigError, ConfigIssue
+from nebula.kinds.dns import zone_of
 from nebula.resources import DesiredInstallation, Observed
 from nebula.spec.proxy import Proxy
 from nebula.spec.repo import RepoSpec
@@ -50,16 +51,13 @@ class ExposedRoute:
 
 
 def exposed_routes(
-    repo: RepoSpec,
-    installations: Iterable[DesiredInstallation],
-    tls_for: Callable[[str], TlsPolicy] | None = None,
+    repo: RepoSpec, installations: Iterable[DesiredInstallation]
 ) -> tuple[ExposedRoute, ...]:
     """Every `expose:` of the repo, checked against its app; `ConfigError` lists every problem.
 
-    `tls_for(host)` gives the policy of a hostname (a zone's own `tls:`); default `proxy.tls`.
+    A hostname's certificate policy is its zone's `tls:` (domains/*.yaml), else `proxy.tls`.
     """
-    proxy = repo.config.proxy or Proxy()
-    policy_of = tls_for or (lambda _host: proxy.tls)
+    policy_of = tls_policies(repo)
     by_name = {d.name: d for d in installations}
     issues: list[ConfigIssue] = []
     routes: list[ExposedRoute] = []
@@ -130,6 +128,18 @@ def exposed_routes(
     if issues:
         raise ConfigError(issues)
     return tuple(sorted(routes, key=lambda r: r.id))
+
+
+def tls_policies(repo: RepoSpec) -> Callable[[str], TlsPolicy]:
+    """host → its policy: the `tls:` of the longest zone it is in, else `proxy.tls`."""
+    default = (repo.config.proxy or Proxy()).tls
+    zones = {d.spec.zone: d.spec.tls for d in repo.domains if d.spec.tls is not None}
+
+    def policy(host: str) -> TlsPolicy:
+        zone = zone_of(host, zones)
+        return zones[zone] if zone is not None else default
+
+    return policy
 
 
 def upstreams(routes: Iterable[ExposedRoute], observed: Observed) -> dict[str, str]:
