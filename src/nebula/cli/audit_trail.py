@@ -58,3 +58,18 @@ def record_apply(store: Store, repo: Path, plan: Plan, result: ApplyResult) -> N
             "failed": {r.name: r.error for r in result.installations if not r.ok},
         },
     )
+
+
+def record_commit(
+    database_url: str | None, repo: Path, sha: str, message: str, paths: list[str]
+) -> None:
+    """A commit to the config repo made by a command (`nebula install` and the like)."""
+    from nebula.cli.session import open_store
+
+    with open_store(database_url) as store:
+        record(
+            store,
+            "repo.commit",
+            str(repo.resolve())[-500:],
+            {"commit": sha, "message": message, "files": paths},
+        )

@@ -39,6 +39,11 @@ _ACTIONS = {
     ("POST", f"{PREFIX}/resume"): "daemon.resume",
     ("POST", f"{PREFIX}/rollback"): "daemon.rollback",
     ("POST", f"{PREFIX}/webhook"): "sync.webhook",
+    ("POST", f"{PREFIX}/auth/login"): "auth.login",
+    ("POST", f"{PREFIX}/auth/refresh"): "auth.refresh",
+    ("POST", f"{PREFIX}/auth/logout"): "auth.logout",
+    ("POST", f"{PREFIX}/apikeys"): "apikey.create",
+    ("DELETE", f"{PREFIX}/apikeys/{{prefix}}"): "apikey.revoke",
 }
 _ACTOR_KIND = {
     "password": "user",

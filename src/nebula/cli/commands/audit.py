@@ -161,8 +161,10 @@ def _render(found: list[AuditRecord]) -> None:
     from rich.text import Text
 
     table = Table(box=None, pad_edge=False, show_edge=False)
-    for column in ("#", "time (UTC)", "actor", "action", "target", "detail"):
-        table.add_column(column, overflow="fold")
+    for column in ("#", "time (UTC)", "actor", "action"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("target", overflow="fold")
+    table.add_column("detail", overflow="fold", ratio=1)
     for entry in found:
         detail = json.dumps(entry.detail, ensure_ascii=False, separators=(",", ":"))
         table.add_row(

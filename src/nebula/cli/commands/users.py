@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from nebula.cli.audit_trail import record
 from nebula.cli.options import DatabaseUrl, Output
 from nebula.cli.output import (
     EXIT_INVALID,
@@ -92,6 +93,7 @@ def user_add(
         store = _store(database_url)
         try:
             info = accounts.add_user(store, name, password, role)
+            record(store, "user.add", info.name, {"role": info.role})
         except IdentityError as exc:
             _invalid(exc, output)
         finally:
@@ -157,6 +159,7 @@ def user_rm(
         store = _store(database_url)
         try:
             accounts.remove_user(store, name)
+            record(store, "user.rm", name)
         except IdentityError as exc:
             _invalid(exc, output)
         finally:
@@ -183,6 +186,7 @@ def user_passwd(
         store = _store(database_url)
         try:
             accounts.set_password(store, name, password)
+            record(store, "user.passwd", name)
         except IdentityError as exc:
             _invalid(exc, output)
         finally:
@@ -217,6 +221,7 @@ def apikey_create(
             info, token = accounts.create_key(
                 store, name, scope, service=node, created_by=f"cli:{getpass.getuser()}"
             )
+            record(store, "apikey.create", info.prefix, {"name": info.name, "scope": info.scope})
         except IdentityError as exc:
             _invalid(exc, output)
         finally:
@@ -303,6 +308,7 @@ def apikey_revoke(
         store = _store(database_url)
         try:
             info = accounts.revoke_key(store, key_id)
+            record(store, "apikey.revoke", info.prefix, {"name": info.name})
         except IdentityError as exc:
             _invalid(exc, output)
         finally:
