@@ -76,9 +76,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Nebula's cache and data dirs live in the test's tmp dir, never in the user's home."""
     root = tmp_path_factory.mktemp("user")
-    saved = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "XDG_DATA_HOME")}
+    saved = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME")}
     os.environ["XDG_CACHE_HOME"] = str(root / "cache")
     os.environ["XDG_DATA_HOME"] = str(root / "data")
+    os.environ["XDG_CONFIG_HOME"] = str(root / "config")  # the vault's key file goes here
     yield
     for key, value in saved.items():
         if value is None:

@@ -95,6 +95,7 @@ class Vault:
         self._store = store
         self._keys = keys
         self._unlocked: _Unlocked | None = None
+        self._unpromoted: str | None = None  # old key id, when a rotation was cut short
 
     @property
     def keys(self) -> KeyStore:
@@ -145,8 +146,8 @@ class Vault:
         return InitResult(key_id, self.keys.where, created)
 
     def _unlock(self) -> _Unlocked:
-        """Load the master keys this vault needs. Changes nothing, except finishing a rotation
-        whose last step (promoting the new key in the key store) was cut short."""
+        """Load the master keys this vault needs. Changes nothing (finishing a rotation cut
+        short before its last step is `rotate_key`'s job)."""
         if self._unlocked is not None:
             return self._unlocked
         records = {r.key_id: r for r in rows.keys(self._store)}
@@ -167,10 +168,9 @@ class Vault:
                 f"secrets are sealed with key id {active.key_id}; nothing was changed"
             )
         current = self.keys.load("current")
-        if current is not None and crypto.key_id(current) != active.key_id and self.keys.writable:
-            # a rotation finished in the store but was killed before promoting its key
-            self.keys.save("current", known[active.key_id])
-            self.keys.delete("next")
+        if current is not None and crypto.key_id(current) != active.key_id:
+            # a rotation finished in the store, killed before it promoted the new key
+            self._unpromoted = crypto.key_id(current)
         master = known[active.key_id]
         try:
             fingerprint_key = crypto.open_sealed(
@@ -289,6 +289,12 @@ class Vault:
         if not self.keys.writable:
             self.keys.save("next", b"")  # raises the explanation
         unlocked = self._unlock()
+        if self._unpromoted is not None:  # finish the last rotation: promote its key
+            new_id = unlocked.active_id
+            self.keys.save("current", unlocked.masters[new_id])
+            self.keys.delete("next")
+            old_id, self._unpromoted = self._unpromoted, None
+            return RotationResult(old_id, new_id, 0, self.keys.where)
         old_id = unlocked.active_id
         pending = [r for r in rows.keys(self._store) if r.state == "next"]
         if pending and pending[0].key_id in unlocked.masters:

@@ -147,7 +147,8 @@ def listing(store: Store) -> list[SealedSecret]:
 
 def fingerprints(store: Store) -> dict[str, str]:
     with store.transaction() as session:
-        return dict(session.execute(select(Secret.name, Secret.fingerprint)).tuples().all())
+        rows = session.execute(select(Secret.name, Secret.fingerprint)).all()
+        return {name: fingerprint for name, fingerprint in rows}
 
 
 def remove(store: Store, name: str) -> bool:
