@@ -172,7 +172,7 @@ def test_install_adds_the_dependency_first_commits_and_applies(
     out = nebula("install", "notes", "--repo", str(homelab), "--set", "TITLE=Shopping")
     assert "+ packages/kv.yaml: kv 2 (required by notes)" in out
     assert "+ packages/notes.yaml: notes 1.1" in out
-    assert "KV_TOKEN: stored in the vault as kv.kv_token" in out
+    assert "kv.kv_token: stored in the vault" in out
     assert "No nebulad is running: applying here." in out
 
     assert git(homelab, "log", "-1", "--format=%s") == "Install notes (notes 1.1) with kv 2"

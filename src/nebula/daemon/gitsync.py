@@ -31,9 +31,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -239,6 +241,41 @@ class GitSource:
                 return None
             code, out, _ = self._run("rev-parse", "--quiet", "--verify", "HEAD^{commit}")
             return out.strip() if code == 0 else None
+
+    def publish(self, edit: Callable[[Path], str], author: str) -> str:
+        """Commit a change on top of the branch's tip and push it to the source; the new sha.
+
+        `edit` gets the config folder of a scratch work tree at the tip, changes files in it
+        and returns the commit message. The daemon's own working tree is never touched: the
+        next sync fetches and applies the pushed commit like any other. A push that loses a
+        race with someone else's is a `SyncError`; nothing is left behind either way.
+        """
+        with self._lock:
+            tip = self.fetch()
+            scratch = self.clone_dir.parent / "publish"
+            self._run("worktree", "remove", "--force", str(scratch))
+            shutil.rmtree(scratch, ignore_errors=True)
+            code, _, err = self._run(
+                "worktree", "add", "--quiet", "--detach", str(scratch), tip.sha
+            )
+            if code != 0:
+                raise self._error("cannot prepare a commit", err)
+            try:
+                folder = scratch / self.subfolder if self.subfolder else scratch
+                message = edit(folder)
+                identity = ["-c", f"user.name={author}", "-c", "user.email=nebulad@localhost"]
+                for verb, args in (
+                    ("add", ["add", "--all", "."]),
+                    ("commit", [*identity, "commit", "--quiet", "-m", message]),
+                    ("push", ["push", "--quiet", "origin", f"HEAD:refs/heads/{self.branch}"]),
+                ):
+                    code, _, err = self._run("-C", str(scratch), *args)
+                    if code != 0:
+                        raise self._error(f"cannot {verb} the change ({message})", err)
+                _, sha, _ = self._run("-C", str(scratch), "rev-parse", "HEAD")
+                return sha.strip()
+            finally:
+                self._run("worktree", "remove", "--force", str(scratch))
 
     # -- internals -------------------------------------------------------------------------
 

@@ -9,11 +9,13 @@ so a commit made from it never fails the daemon's validation. Committing is `con
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import secrets
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,6 +181,29 @@ class _Installer:
             )
             self.installed.setdefault(dependency.name, []).append((name, dependency.version))
             self.existing.add(name)
+
+
+def secret_name(installation: str, variable: str) -> str:
+    """The vault name an install gives a secret variable's value, e.g. `nextcloud.db_password`."""
+    return f"{installation}.{variable.lower()}"
+
+
+def move_secrets_out(
+    item: NewInstallation, ask: Callable[[Variable], str | None]
+) -> tuple[NewInstallation, dict[str, str]]:
+    """`item` with each secret variable's value replaced by a `${secret:NAME}` reference, and
+    the values for the vault (name -> value). A value not given is asked for with `ask`; when
+    that gives nothing, a random one is generated (what a database password wants)."""
+    values = dict(item.values)
+    for_vault: dict[str, str] = {}
+    for variable in item.package.variables:
+        if not variable.secret or values.get(variable.name, "").startswith("${secret:"):
+            continue
+        value = values.get(variable.name) or ask(variable) or secrets.token_urlsafe(24)
+        name = secret_name(item.name, variable.name)
+        for_vault[name] = value
+        values[variable.name] = f"${{secret:{name}}}"
+    return dataclasses.replace(item, values=values), for_vault
 
 
 def install_edit(added: Sequence[NewInstallation]) -> RepoEdit:

@@ -9,13 +9,13 @@ and touches nothing.
 
 from __future__ import annotations
 
-import secrets as random_source
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from nebula.cli.audit_trail import record, record_commit
 from nebula.cli.commands.daemon import DaemonUrl, Socket
 from nebula.cli.options import DatabaseUrl, DockerHost, Output
 from nebula.cli.output import (
@@ -265,6 +265,7 @@ def _carry_out(
     if not configrepo.is_git_repo(root):
         abort(f"{root} is not a git work tree: `git init` it (nebula init does) and commit")
     sha = configrepo.commit(root, edit)
+    record_commit(database_url, root, sha, edit.message, edit.paths())
     remote = configrepo.push(root)
     report: dict[str, Any] = {"message": edit.message, "commit": sha, "pushed_to": remote}
     if not quiet:
@@ -388,36 +389,31 @@ def _with_values(
     vault (the YAML gets a reference). A secret nobody gives is generated."""
     import dataclasses
 
+    from nebula.engine.marketplace import move_secrets_out
+
     values = dict(item.values)
     for variable in item.missing():
-        if variable.secret:
-            continue  # handled below with the other secrets
-        values[variable.name] = _ask(item, variable, quiet)
-    secret_names = {}
-    for variable in item.package.variables:
-        if not variable.secret or values.get(variable.name, "").startswith("${secret:"):
-            continue
-        value = values.get(variable.name) or _ask_secret(item, variable, quiet)
-        secret_names[variable.name] = (f"{item.name}.{variable.name.lower()}", value)
-    if secret_names and not dry_run:
+        if not variable.secret:  # secrets: below
+            values[variable.name] = _ask(item, variable, quiet)
+    item, for_vault = move_secrets_out(
+        dataclasses.replace(item, values=values), lambda v: _ask_secret(item, v, quiet)
+    )
+    if for_vault and not dry_run:
         from nebula.cli.session import open_store
         from nebula.secrets import open_vault
 
-        store = open_store(database_url)
-        try:
+        with open_store(database_url) as store:
             vault = open_vault(store)
             created = vault.init()
             if created.created and not quiet:
                 err_console().print(f"Created the vault's master key: {created.where}")
-            for secret_name, value in secret_names.values():
-                vault.set(secret_name, value)
-        finally:
-            store.close()
-    for key, (secret_name, _) in secret_names.items():
-        values[key] = f"${{secret:{secret_name}}}"
-        if not quiet:
-            err_console().print(f"  {key}: stored in the vault as {secret_name}", highlight=False)
-    return dataclasses.replace(item, values=values)
+            for name, value in for_vault.items():
+                info = vault.set(name, value)
+                record(store, "secret.set", name, {"fingerprint": info.fingerprint})
+    if not quiet:
+        for name in for_vault:
+            err_console().print(f"  {name}: stored in the vault", highlight=False)
+    return item
 
 
 def _ask(item: NewInstallation, variable: Variable, quiet: bool) -> str:
@@ -430,9 +426,10 @@ def _ask(item: NewInstallation, variable: Variable, quiet: bool) -> str:
     return str(typer.prompt(f"{item.name}: {variable.name}{about}"))
 
 
-def _ask_secret(item: NewInstallation, variable: Variable, quiet: bool) -> str:
+def _ask_secret(item: NewInstallation, variable: Variable, quiet: bool) -> str | None:
+    """A secret value from a hidden prompt; None (generate one) without a terminal or answer."""
     if quiet or not sys.stdin.isatty():
-        return random_source.token_urlsafe(24)
+        return None
     about = f" ({variable.description})" if variable.description else ""
     answer = typer.prompt(
         f"{item.name}: {variable.name}{about} [empty: generate one]",
@@ -440,4 +437,4 @@ def _ask_secret(item: NewInstallation, variable: Variable, quiet: bool) -> str:
         hide_input=True,
         show_default=False,
     )
-    return str(answer) or random_source.token_urlsafe(24)
+    return str(answer) or None
