@@ -6,8 +6,9 @@ through.
   appears inside a string, by its stand-in: `••••` + the vault's keyed fingerprint, the same
   stand-in plans show, so an entry can be matched to a secret version without revealing it;
 - whole values of fields named like a secret (password, passwd, token, secret, key, apikey,
-  credential, auth, cookie, private, signature, ...), at any depth, and `NAME=value` strings
-  whose NAME is one, by a bare `••••`;
+  credential, auth, cookie, private, signature, ...; but not key_id, secret_name, token_file:
+  names about a secret), at any depth, and `NAME=value` strings whose NAME is one, by a bare
+  `••••`;
 - the password of a URL (`scheme://user:password@host`), by a bare `••••`.
 
 Values found by their name get no fingerprint: without the vault's key a fingerprint is an
@@ -43,14 +44,20 @@ _SECRET_WORDS = frozenset(
         "signature",
     }
 )
+# ...unless the name ends in one of these: it names or counts a secret (key_id, secret_names).
+_ABOUT_WORDS = frozenset(
+    {"id", "ids", "name", "names", "file", "path", "prefix", "fingerprint", "count", "scope"}
+)
 _WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 _ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*)=(.+)$", re.DOTALL)
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)(?P<pw>[^@\s/]+)(?=@)")
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether a field or variable name says its value is a secret (DB_PASSWORD, apiKey)."""
-    return any(word.lower() in _SECRET_WORDS for word in _WORD.findall(name))
+    """Whether a field or variable name says its value is a secret (DB_PASSWORD, apiKey; not
+    key_id or secret_name)."""
+    words = [word.lower() for word in _WORD.findall(name)]
+    return bool(words) and words[-1] not in _ABOUT_WORDS and any(w in _SECRET_WORDS for w in words)
 
 
 def mask_detail(value: Any, known: Mapping[str, str] | None = None) -> Any:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from nebula.cli.audit_trail import record
 from nebula.cli.options import DatabaseUrl, Output, RepoDir
 from nebula.cli.output import (
     EXIT_FAILED,
@@ -104,6 +105,9 @@ def apply(
             store = open_store(database_url)
             try:
                 record_outcomes(store, outcomes)
+                for outcome in outcomes:
+                    if outcome.applied or outcome.error:
+                        record(store, "dns.apply", outcome.zone, _outcome_json(outcome))
             finally:
                 store.close()
     _report(outcomes, output, False, applied=True)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from nebula.cli.audit_trail import record
 from nebula.cli.options import DatabaseUrl, Output
 from nebula.cli.output import (
     EXIT_FAILED,
@@ -125,6 +126,8 @@ def init(database_url: DatabaseUrl = None, output: Output = OutputFormat.table) 
         store, vault = _open(database_url)
         with store:
             result = vault.init()
+            if result.created:
+                record(store, "secret.init", None, {"key_id": result.key_id, "where": result.where})
     if output is OutputFormat.json:
         print_json({"ok": True, "key_id": result.key_id, "where": result.where})
         return
@@ -158,6 +161,7 @@ def set_(
         store, vault = _open(database_url)
         with store:
             info = vault.set(name, secret)
+            record(store, "secret.set", name, {"fingerprint": info.fingerprint})
     if output is OutputFormat.json:
         print_json({"ok": True, **_info_json(info)})
         return
@@ -183,6 +187,8 @@ def get(
             try:
                 info = vault.info(name)
                 plain = vault.reveal(name) if reveal else None
+                if reveal:
+                    record(store, "secret.reveal", name, {"fingerprint": info.fingerprint})
             except UnknownSecretError as exc:
                 _invalid(str(exc), output)
     if output is OutputFormat.json:
@@ -263,6 +269,8 @@ def rm(
         store, vault = _open(database_url)
         with store:
             removed = vault.remove(name)
+            if removed:
+                record(store, "secret.rm", name, {"forced_while_used_by": users})
     if not removed:
         _invalid(f"no secret {name!r} in the vault", output)
     if output is OutputFormat.json:
@@ -294,6 +302,7 @@ def rotate(
         with store:
             try:
                 info = vault.rotate(name, value)
+                record(store, "secret.rotate", name, {"fingerprint": info.fingerprint})
             except UnknownSecretError as exc:
                 _invalid(str(exc), output)
     if output is OutputFormat.json:
@@ -314,6 +323,16 @@ def rotate_key(database_url: DatabaseUrl = None, output: Output = OutputFormat.t
         store, vault = _open(database_url)
         with store:
             result = vault.rotate_key()
+            record(
+                store,
+                "secret.rotate-key",
+                None,
+                {
+                    "old_key_id": result.old_key_id,
+                    "new_key_id": result.new_key_id,
+                    "moved": result.moved,
+                },
+            )
     if output is OutputFormat.json:
         print_json(
             {
