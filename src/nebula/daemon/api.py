@@ -62,7 +62,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 
 from nebula.daemon.audit import AuditRequests, AuditTrail
-from nebula.daemon.auth import PUBLIC, Authenticate, GuardedRoute, route
+from nebula.daemon.auth import PUBLIC, Authenticate, GuardedRoute, principal_of, route
 from nebula.daemon.auth_api import auth_routes
 from nebula.daemon.control import ControlError, DaemonControl, Event
 from nebula.daemon.webhook import WebhookError
@@ -74,6 +74,7 @@ from nebula.identity.sessions import Sessions
 log = logging.getLogger("nebula.daemon.api")
 
 PREFIX = "/api/v1"
+MARKET = f"{PREFIX}/marketplace"
 WEBHOOK_PATH = f"{PREFIX}/webhook"
 HEARTBEAT_SECONDS = 15.0
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
@@ -118,6 +119,13 @@ def create_app(
         route(f"{PREFIX}/rollback", api.rollback, ["POST"], role=operator),
         route(WEBHOOK_PATH, api.webhook, ["POST"], role=PUBLIC),
         route(f"{PREFIX}/events", api.events, ["GET"], role=viewer),
+        route(f"{PREFIX}/resources/domains/{{domain}}/ssl", api.ssl, ["GET"], role=viewer),
+        route(f"{PREFIX}/resources/domains/{{domain}}/ssl", api.ssl, ["POST"], role=operator),
+        route(f"{MARKET}/packages", api.packages, ["GET"], role=viewer),
+        route(f"{MARKET}/packages/{{name}}", api.package, ["GET"], role=viewer),
+        route(f"{MARKET}/install", api.install, ["POST"], role=operator),
+        route(f"{MARKET}/installations", api.installations, ["GET"], role=viewer),
+        route(f"{MARKET}/installations/{{name}}", api.uninstall, ["DELETE"], role=operator),
         route("/metrics", _metrics, ["GET"], role=viewer),
         *auth_routes(sessions, _json_body, _json),
     ]
@@ -137,7 +145,7 @@ def create_app(
             tcp=tcp,
             public_paths=public,
             static_token=token if tcp else None,
-            verify_bearer=sessions.verify_bearer if tcp and sessions else None,
+            verifier=sessions if tcp else None,
             **limiters,
         ),
         *([Middleware(AuditRequests, trail=audit)] if audit else []),
@@ -207,6 +215,26 @@ class _Api:
         await run_in_threadpool(self.control.resume)
         return _json({"suspended": False})
 
+    async def packages(self, request: Request) -> Response:
+        query = request.query_params.get("q", "")
+        category = request.query_params.get("category") or None
+        found = await run_in_threadpool(self.control.marketplace_packages, query, category)
+        return _json({"packages": found})
+
+    async def package(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        return _json(await run_in_threadpool(self.control.marketplace_package, name))
+
+    async def install(self, request: Request) -> Response:
+        body = await _json_body(request)
+        done = await run_in_threadpool(self.control.install, body, _actor(request))
+        return _json(done, status=202)
+
+    async def uninstall(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        done = await run_in_threadpool(self.control.uninstall, name, _actor(request))
+        return _json(done, status=202)
+
     async def rollback(self, request: Request) -> Response:
         body = await _json_body(request)
         commit = body.get("commit")
@@ -228,6 +256,13 @@ class _Api:
         if queued:
             return _json({"queued": True}, status=202)
         return _json({"queued": False})
+
+    async def ssl(self, request: Request) -> Response:
+        """GET: a domain's certificate status as last checked; POST: check the certificates
+        now (Caddy obtains and renews them on its own; this reads what it serves)."""
+        domain: str = request.path_params["domain"]
+        check = request.method == "POST"
+        return _json(await run_in_threadpool(self.control.domain_ssl, domain, check))
 
     async def events(self, request: Request) -> Response:
         closing: threading.Event = request.app.state.closing
@@ -307,6 +342,12 @@ async def _metrics(request: Request) -> Response:
 
     payload = await run_in_threadpool(generate_latest, REGISTRY)
     return Response(payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _actor(request: Request) -> str:
+    """Who asks, as commits and the audit log name them."""
+    principal = principal_of(request)
+    return principal.name if principal is not None else "unknown"
 
 
 async def _json_body(request: Request) -> dict[str, Any]:

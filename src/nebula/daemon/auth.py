@@ -23,7 +23,7 @@ import hmac
 import json
 import math
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -39,7 +39,16 @@ from nebula.identity.ratelimit import RateLimiter
 PUBLIC: Final = "public"
 Access = Role | Literal["public"]
 Endpoint = Callable[[Request], Awaitable[Response]]
-BearerVerifier = Callable[[str], Principal | None]
+
+
+class BearerVerifier(Protocol):
+    """What checks TCP bearer tokens (`identity.sessions.Sessions`)."""
+
+    def verify_bearer(self, token: str) -> Principal | None: ...
+
+    def needs_io(self, token: str) -> bool:
+        """True when verifying may block on the store: it then runs on a worker thread."""
+        ...
 
 
 class GuardedRoute(Route):
@@ -88,7 +97,7 @@ class Authenticate:
         tcp: bool,
         public_paths: Collection[str],
         static_token: str | None = None,
-        verify_bearer: BearerVerifier | None = None,
+        verifier: BearerVerifier | None = None,
         per_client: RateLimiter | None = None,
         per_credential: RateLimiter | None = None,
     ) -> None:
@@ -96,7 +105,7 @@ class Authenticate:
         self.tcp = tcp
         self.public_paths = frozenset(public_paths)
         self.static_token = static_token.encode() if static_token else None
-        self.verify_bearer = verify_bearer
+        self.verifier = verifier
         self.per_client = per_client
         self.per_credential = per_credential
 
@@ -149,9 +158,11 @@ class Authenticate:
     async def _verify(self, token: str) -> Principal | None:
         if self.static_token is not None and hmac.compare_digest(token.encode(), self.static_token):
             return Principal("token", Role.admin, "static_token", "static-token")
-        if self.verify_bearer is None:
+        if self.verifier is None:
             return None
-        return await run_in_threadpool(self.verify_bearer, token)
+        if self.verifier.needs_io(token):
+            return await run_in_threadpool(self.verifier.verify_bearer, token)
+        return self.verifier.verify_bearer(token)  # a JWT, a cached key: microseconds
 
 
 def _too_many(wait: float) -> Response:

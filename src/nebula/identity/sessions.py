@@ -3,13 +3,16 @@
 `Sessions` is what the daemon's API uses: `login` (with back-off and lockout, see `lockout`),
 `refresh` (rotation; a reused refresh token revokes its whole family), `logout`, and
 `verify_bearer` for every TCP request (JWT access token, API key or service token; see
-`tokens`). Its errors are `AuthError`, carrying the HTTP status and, for a lockout, the
+`tokens`). Verified keys are remembered for `KEY_CACHE_SECONDS`, so a busy client costs no
+store query per request. Its errors are `AuthError`, carrying the HTTP status and, for a lockout, the
 seconds to wait.
 """
 
 from __future__ import annotations
 
 import hmac
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +35,9 @@ from nebula.store.identity import IdentityError, LoginUser
 from nebula.store.models import new_id
 
 _WRONG = "wrong user name or password"
+# A verified API key or service token is trusted this long without asking the store again, so
+# a key revoked from another process (`nebula apikey revoke`) works for at most this long.
+KEY_CACHE_SECONDS = 5.0
 
 
 class AuthError(IdentityError):
@@ -61,11 +67,15 @@ class Sessions:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         address_guard: lockout.AddressGuard | None = None,
+        key_cache_seconds: float = KEY_CACHE_SECONDS,
     ) -> None:
         self.store = store
         self.key = signing_key
         self.clock = clock
         self.addresses = address_guard or lockout.AddressGuard()
+        self._keys: dict[str, tuple[Principal, float]] = {}  # SHA-256 of a key -> (who, until)
+        self._lock = threading.Lock()
+        self.key_cache_seconds = key_cache_seconds
 
     def login(self, name: str, password: str, address: str) -> TokenPair:
         if wait := self.addresses.blocked_for(address):
@@ -117,19 +127,45 @@ class Sessions:
         """Revoke the login `token` belongs to; False when it is unknown."""
         return queries.revoke_refresh_family(self.store, sha256_hex(token))
 
+    def needs_io(self, token: str) -> bool:
+        """Whether `verify_bearer(token)` would read the store (a key not recently seen)."""
+        if split_key(token) is None:
+            return False
+        with self._lock:
+            cached = self._keys.get(sha256_hex(token))
+        return cached is None or cached[1] <= time.monotonic()
+
+    def forget_keys(self) -> None:
+        """Drop the cache of verified keys (a key was revoked through this process)."""
+        with self._lock:
+            self._keys.clear()
+
     def verify_bearer(self, token: str) -> Principal | None:
         key = split_key(token)
-        if key is None:
-            claims = read_access_token(self.key, token)
-            if claims is None:
-                return None
-            try:
-                role = Role.parse(str(claims.get("role")))
-            except ValueError:
-                return None
-            user = str(claims["sub"])
-            return Principal(user, role, "password", f"user:{user}")
-        kind, prefix, secret = key
+        if key is not None:
+            digest = sha256_hex(token)
+            with self._lock:
+                cached = self._keys.get(digest)
+            if cached is not None and cached[1] > time.monotonic():
+                return cached[0]
+            principal = self._verify_key(*key)
+            if principal is not None:
+                with self._lock:
+                    if len(self._keys) >= 10_000:
+                        self._keys.clear()
+                    self._keys[digest] = (principal, time.monotonic() + self.key_cache_seconds)
+            return principal
+        claims = read_access_token(self.key, token)
+        if claims is None:
+            return None
+        try:
+            role = Role.parse(str(claims.get("role")))
+        except ValueError:
+            return None
+        user = str(claims["sub"])
+        return Principal(user, role, "password", f"user:{user}")
+
+    def _verify_key(self, kind: str, prefix: str, secret: str) -> Principal | None:
         found = queries.api_key_secret(self.store, prefix)
         if found is None:
             return None
