@@ -173,6 +173,28 @@ class FakeControl:
         self.pinned = commit.ljust(40, "0")
         return self.pinned
 
+    def marketplace_packages(self, query: str, category: str | None) -> list[dict[str, Any]]:
+        self.calls.append(("marketplace_packages", (query, category)))
+        return [{"name": "uptime-kuma", "version": "1.23.16", "category": "monitoring"}]
+
+    def marketplace_package(self, name: str) -> dict[str, Any]:
+        self.calls.append(("marketplace_package", name))
+        if name != "uptime-kuma":
+            raise ControlError("not_found", f"no package {name!r} in the catalog")
+        return {"name": name, "versions": ["1.23.16"]}
+
+    def install(self, request: dict[str, Any], actor: str) -> dict[str, Any]:
+        self.calls.append(("install", (request, actor)))
+        if "package" not in request:
+            raise ControlError("invalid", 'give the package to install: {"package": NAME}')
+        return {"commit": "c0ffee" * 6 + "c0ff", "message": f"Install {request['package']}"}
+
+    def uninstall(self, name: str, actor: str) -> dict[str, Any]:
+        self.calls.append(("uninstall", (name, actor)))
+        if name == "postgres":
+            raise ControlError("conflict", "cannot uninstall postgres: nextcloud depends on it")
+        return {"commit": "c0ffee" * 6 + "c0ff", "message": f"Uninstall {name}"}
+
     def webhook(self, headers: dict[str, str], body: bytes) -> bool:
         self.calls.append(("webhook", headers))
         event = verify_and_parse(headers, body, WEBHOOK_SECRET)
@@ -398,6 +420,27 @@ def test_sync_requests_and_commands_reach_the_daemon(api: Served) -> None:
         "suspend",
         "resume",
     ]
+
+
+def test_marketplace_routes_reach_the_daemon_with_the_caller(api: Served) -> None:
+    with api.unix() as client:
+        found = client.get("/api/v1/marketplace/packages", params={"q": "kuma", "category": "x"})
+        assert found.json()["packages"][0]["name"] == "uptime-kuma"
+        assert client.get("/api/v1/marketplace/packages/uptime-kuma").json()["versions"]
+        assert client.get("/api/v1/marketplace/packages/nope").status_code == 404
+        done = client.post("/api/v1/marketplace/install", json={"package": "uptime-kuma"})
+        assert (done.status_code, done.json()["message"]) == (202, "Install uptime-kuma")
+        assert client.post("/api/v1/marketplace/install", json={}).status_code == 400
+        gone = client.delete("/api/v1/marketplace/installations/uptime-kuma")
+        assert (gone.status_code, gone.json()["message"]) == (202, "Uninstall uptime-kuma")
+        refused = client.delete("/api/v1/marketplace/installations/postgres")
+        assert refused.status_code == 409
+        assert "nextcloud depends on it" in refused.json()["error"]
+        assert client.get("/api/v1/marketplace/installations").status_code == 200
+    assert api.control.called("marketplace_packages") == [("kuma", "x")]
+    [(request, actor), _] = api.control.called("install")
+    assert request == {"package": "uptime-kuma"}
+    assert actor.startswith("uid:")  # the socket's owner, named by its uid
 
 
 def test_errors_are_json_with_the_right_status(api: Served) -> None:

@@ -13,6 +13,13 @@ Routes (JSON in and out; every error is `{"error": message}`, never HTML):
     POST /api/v1/rollback               body {"commit": "..."}; {"pinned_commit": full sha}
     POST /api/v1/webhook                a signed push: 202 queued, 200 ping, 401/400/403 refused
     GET  /api/v1/events                 server-sent events: `event: KIND` + `data: JSON`
+    GET  /api/v1/marketplace/packages?q=TERM&category=C   {"packages": [...]}, best match first
+    GET  /api/v1/marketplace/packages/{name}   versions, variables, requirements; 404
+    POST /api/v1/marketplace/install    body {"package", "name"?, "version"?, "values"?, "node"?,
+                                        "expose"?}: 202 {commit, message, files}; 400 (values
+                                        missing, invalid), 409 (refused: exists, conflicts)
+    GET  /api/v1/marketplace/installations     as /installations
+    DELETE /api/v1/marketplace/installations/{name}   202 {commit, ...}; 409 while depended on
     GET  /metrics                       Prometheus text format (prometheus_client's registry)
 
 Auth (see `daemon.auth`): every route is declared with `route(path, endpoint, methods,

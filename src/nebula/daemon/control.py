@@ -97,6 +97,29 @@ class DaemonControl(Protocol):
         """Verify a push webhook; True when it asked for a sync. `WebhookError` if refused."""
         ...
 
+    def domain_ssl(self, domain: str, check: bool) -> dict[str, Any]:
+        """A domain's (id or zone name) certificate status and its exposed hostnames'
+        certificates; with `check`, read afresh from the proxy first. `ControlError` if none."""
+        ...
+
+    def marketplace_packages(self, query: str, category: str | None) -> list[dict[str, Any]]:
+        """Catalog packages matching `query` (every package when empty), best first."""
+        ...
+
+    def marketplace_package(self, name: str) -> dict[str, Any]:
+        """One package: its versions, variables (secret defaults hidden), requirements."""
+        ...
+
+    def install(self, request: dict[str, Any], actor: str) -> dict[str, Any]:
+        """Commit the install `request` (package, and optionally name, version, values, node,
+        expose) to the config repo as `actor` and sync; {commit, message, files}.
+        `ControlError`: invalid (a bad request or values missing), conflict (refused)."""
+        ...
+
+    def uninstall(self, name: str, actor: str) -> dict[str, Any]:
+        """Commit the removal of an installation; conflict while others depend on it."""
+        ...
+
     def subscribe(self) -> Iterator[Event]:
         """Events from the moment of the call, until the daemon stops or the iterator is closed."""
         ...

@@ -1,0 +1,165 @@
+"""The marketplace as nebulad offers it to the dashboard: browse the catalog, install and
+uninstall through commits to the config repo.
+
+An install or uninstall asked through the API is the same edit `nebula install` makes, checked
+the same way, committed on the branch's tip (from a scratch work tree, as the caller) and pushed
+to the repo the daemon follows; then a sync applies it like any other commit. In watch mode the
+followed folder is edited, and committed when it is a git work tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from nebula.catalog import Catalog, builtin_catalog_dir
+from nebula.catalog.index import load_index
+from nebula.daemon.control import ControlError
+from nebula.daemon.gitsync import GitSource
+from nebula.engine import configrepo
+from nebula.engine.marketplace import (
+    MarketplaceError,
+    RepoEdit,
+    install_edit,
+    move_secrets_out,
+    plan_install,
+    uninstall_edit,
+)
+from nebula.errors import ConfigError, SyncError
+from nebula.secrets import open_vault
+from nebula.spec.repo import LOCAL_CATALOG_DIR, load_repo
+from nebula.store import Store
+
+
+class Marketplace:
+    def __init__(
+        self, store: Store, source: GitSource | None, folder: Path, on_commit: Callable[[], None]
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.folder = folder  # the config folder (watch mode), or the clone's checked-out one
+        self.on_commit = on_commit
+
+    def _dirs(self) -> list[Path]:
+        return [builtin_catalog_dir(), self.folder / LOCAL_CATALOG_DIR]
+
+    def packages(self, query: str = "", category: str | None = None) -> list[dict[str, Any]]:
+        index = load_index([d for d in self._dirs() if d.is_dir()])
+        return [e.to_dict() for e in index.search(query, category)]
+
+    def package(self, name: str) -> dict[str, Any]:
+        catalog = Catalog(self._dirs())
+        entry = catalog.get(name)
+        if entry is None:
+            raise ControlError("not_found", f"no package {name!r} in the catalog")
+        package = entry.package
+        return {
+            "name": package.name,
+            "version": package.version,
+            "versions": catalog.versions(name),
+            "description": package.description,
+            "category": package.category,
+            "icon": package.icon,
+            "repository": package.repository,
+            "variables": [
+                {
+                    "name": v.name,
+                    "description": v.description,
+                    "required": v.required and v.default is None,
+                    "secret": v.secret,
+                    "default": None if v.secret else v.default,
+                }
+                for v in package.variables
+            ],
+            "requires": [r.model_dump() for r in package.requires],
+            "services": sorted(package.compose.services),
+        }
+
+    def install(self, body: Mapping[str, Any], actor: str) -> dict[str, Any]:
+        """Install as `nebula install` does; secret values given or generated go to the vault."""
+        package = body.get("package")
+        if not isinstance(package, str) or not package:
+            raise ControlError("invalid", 'give the package to install: {"package": NAME}')
+        values = body.get("values") or {}
+        expose = body.get("expose") or []
+        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+            raise ControlError("invalid", '"values" is an object of strings')
+        if not isinstance(expose, list) or not all(isinstance(h, str) for h in expose):
+            raise ControlError("invalid", '"expose" is a list of hostnames')
+
+        to_vault: dict[str, str] = {}
+
+        def edit(folder: Path) -> RepoEdit:
+            added = plan_install(
+                load_repo(folder),
+                package,
+                name=_optional(body, "name"),
+                version=_optional(body, "version"),
+                values=values,
+                node=_optional(body, "node"),
+                expose=expose,
+            )
+            missing = [f"{a.name}: {v.name}" for a in added for v in a.missing() if not v.secret]
+            if missing:
+                raise ControlError("invalid", f"values needed: {', '.join(missing)}")
+            moved = [move_secrets_out(a, lambda _v: None) for a in added]
+            to_vault.clear()
+            for _, secrets in moved:
+                to_vault.update(secrets)
+            return install_edit([item for item, _ in moved])
+
+        def store_secrets() -> None:
+            vault = open_vault(self.store)
+            vault.init()
+            for name, value in to_vault.items():
+                vault.set(name, value)
+
+        return self._commit(edit, actor, store_secrets)
+
+    def uninstall(self, name: str, actor: str) -> dict[str, Any]:
+        return self._commit(lambda folder: uninstall_edit(load_repo(folder), name), actor)
+
+    def _commit(
+        self,
+        make: Callable[[Path], RepoEdit],
+        actor: str,
+        before: Callable[[], None] = lambda: None,
+    ) -> dict[str, Any]:
+        """Make the edit against the config as it is now, check it, run `before`, commit."""
+        made: list[RepoEdit] = []
+
+        def checked(folder: Path) -> RepoEdit:
+            change = make(folder)
+            change.check(folder)
+            before()
+            made.append(change)
+            return change
+
+        def edit_clone(folder: Path) -> str:
+            change = checked(folder)
+            change.apply_to(folder)
+            return change.message
+
+        try:
+            if self.source is not None:
+                sha: str | None = self.source.publish(edit_clone, f"nebulad API ({actor})")
+            elif configrepo.is_git_repo(self.folder):
+                sha = configrepo.commit(self.folder, checked(self.folder))
+            else:
+                checked(self.folder).apply_to(self.folder)
+                sha = None
+        except (MarketplaceError, SyncError, configrepo.ConfigRepoError) as exc:
+            raise ControlError("conflict", str(exc)) from None
+        except ConfigError as exc:
+            raise ControlError("invalid", str(exc)) from None
+        self.on_commit()
+        change = made[0]
+        return {"commit": sha, "message": change.message, "files": change.paths()}
+
+
+def _optional(body: Mapping[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ControlError("invalid", f'"{key}" is a string')
+    return value
