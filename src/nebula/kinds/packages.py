@@ -219,14 +219,15 @@ class _Resolver:
             self._text,
             lambda path, message: self.issues.append(self._issue(path, message)),
         )
+        exposed = self.secret_names & {v.name for v in self.app.variables if v.expose_to_hooks}
+        hidden = self.secret_names - exposed
         hooks = {
             kind: tuple(
-                self._text(line, ("hooks", kind, i))
+                self._hook_line(line, ("hooks", kind, i), exposed)
                 for i, line in enumerate(getattr(self.app.hooks, kind))
             )
             for kind in HOOK_KINDS
         }
-        to_hooks = self.secret_names - {v.name for v in self.app.variables if v.expose_to_hooks}
         if self.issues:
             raise ConfigError(self.issues)
         desired = DesiredInstallation(
@@ -243,7 +244,7 @@ class _Resolver:
             pre_upgrade=hooks["pre_upgrade"],
             post_upgrade=hooks["post_upgrade"],
             pre_uninstall=hooks["pre_uninstall"],
-            hook_env=tuple((k, v) for k, v in sorted(self.values.items()) if k not in to_hooks),
+            hook_env=tuple((k, v) for k, v in sorted(self.values.items()) if k not in hidden),
             config=dict(self.values),  # secrets are stand-ins already
             secrets=self.secrets.used(),
         )
@@ -332,6 +333,23 @@ class _Resolver:
         except InterpolationError as exc:
             self.issues.append(self._where_to_fix(path, exc))
             return text
+
+    def _hook_line(self, line: str, path: Path, exposed: set[str]) -> str:
+        """A hook line interpolated; one that would put a secret not given to hooks into the
+        command is refused (hooks see secrets only of variables marked `expose_to_hooks`)."""
+        text = self._text(line, path)
+        rest = text
+        for name in exposed & set(self.values):
+            rest = rest.replace(self.values[name], "")
+        if MASK in rest:
+            self.issues.append(
+                self._issue(
+                    path,
+                    "this hook uses a secret; hooks see a secret only when its variable is "
+                    "marked `expose_to_hooks: true`",
+                )
+            )
+        return text
 
     def _where_to_fix(self, path: Path, exc: InterpolationError) -> ConfigIssue:
         """A value missing from the installation is fixed there; other errors where written."""
