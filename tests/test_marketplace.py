@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import docker
+import httpx
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -354,3 +358,74 @@ def test_install_refuses_when_no_catalog_version_meets_a_requirement(tmp_path: P
         MarketplaceError, match=r"requires kv >=5: no catalog version meets it \(available: 1, 2\)"
     ):
         plan_install(load_repo(root), "notes")
+
+
+# -- through a running nebulad -------------------------------------------------------------------
+
+
+@pytest.fixture
+def nebulad(homelab: Path, tmp_path: Path, docker_host: str) -> Iterator[tuple[Path, Path]]:
+    """nebulad following a bare repo that `homelab` (now a clone of it) pushes to."""
+    bare = tmp_path / "homelab.git"
+    git(tmp_path, "clone", "-q", "--bare", str(homelab), str(bare))
+    git(homelab, "remote", "add", "origin", str(bare))
+    git(homelab, "fetch", "-q", "origin")
+    git(homelab, "branch", "-q", "--set-upstream-to=origin/main")
+    data = tmp_path / "d"
+    command = [
+        sys.executable, "-c", "from nebula.cli.app import nebulad_main; nebulad_main()",
+        "--source", str(bare), "--data-dir", str(data), "--docker-host", docker_host,
+        "--poll-interval", "3600s",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    socket_path = data / "nebulad.sock"
+    try:
+        deadline = time.monotonic() + 30
+        while not socket_path.exists():
+            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+            assert time.monotonic() < deadline, "nebulad did not start"
+            time.sleep(0.1)
+        yield bare, socket_path
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_install_through_nebulad_applies_the_pushed_commit(
+    homelab: Path, nebulad: tuple[Path, Path], docker_host: str
+) -> None:
+    bare, socket_path = nebulad
+    out = nebula(
+        "install", "notes", "--repo", str(homelab), "--set", "TITLE=x", "--socket", str(socket_path)
+    )
+    assert "pushed to origin" in out
+    assert "sync" in out and "succeeded" in out
+    assert git(bare, "log", "-1", "--format=%s") == "Install notes (notes 1.1) with kv 2"
+    assert set(running(docker_host)) == {"kv-kv", "notes-notes"}
+    out = nebula("uninstall", "kv", "--repo", str(homelab), "--socket", str(socket_path), code=1)
+    assert "cannot uninstall kv: notes depends on it" in out
+
+    # the dashboard's way: the API commits as its caller, pushes, and the daemon syncs
+    transport = httpx.HTTPTransport(uds=str(socket_path))
+    with httpx.Client(transport=transport, base_url="http://nebulad", timeout=60) as client:
+        found = client.get("/api/v1/marketplace/packages", params={"q": "notes"}).json()
+        assert [p["name"] for p in found["packages"]] == ["notes"]
+        refused = client.delete("/api/v1/marketplace/installations/kv")
+        assert refused.status_code == 409, refused.text
+        done = client.delete("/api/v1/marketplace/installations/notes")
+        assert done.status_code == 202, done.text
+        assert done.json()["files"] == ["packages/notes.yaml"]
+        deadline = time.monotonic() + 60
+        while "notes-notes" in running(docker_host):
+            assert time.monotonic() < deadline, "the uninstall was not applied"
+            time.sleep(0.2)
+        installed = client.post(
+            "/api/v1/marketplace/install", json={"package": "notes", "name": "todo", "values": {}}
+        )
+        assert installed.status_code == 400
+        assert "values needed: todo: TITLE" in installed.json()["error"]
+    assert git(bare, "log", "-1", "--format=%an %s").startswith("nebulad API (uid:")
+    assert running(docker_host) == {"kv-kv": "nebula-test/kv:2"}

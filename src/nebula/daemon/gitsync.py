@@ -264,9 +264,13 @@ class GitSource:
                 folder = scratch / self.subfolder if self.subfolder else scratch
                 message = edit(folder)
                 identity = ["-c", f"user.name={author}", "-c", "user.email=nebulad@localhost"]
+                signature = f"{author} <nebulad@localhost>"
                 for verb, args in (
                     ("add", ["add", "--all", "."]),
-                    ("commit", [*identity, "commit", "--quiet", "-m", message]),
+                    (
+                        "commit",
+                        [*identity, "commit", "--quiet", f"--author={signature}", "-m", message],
+                    ),
                     ("push", ["push", "--quiet", "origin", f"HEAD:refs/heads/{self.branch}"]),
                 ):
                     code, _, err = self._run("-C", str(scratch), *args)
