@@ -88,7 +88,7 @@ def interpolate(
         if token["named"]:
             return _lookup(token["named"], values)
         if token["braced"].startswith(SECRET_PREFIX):
-            return _secret(token["braced"], secrets or {})
+            return _secret(token["braced"], {} if secrets is None else secrets)
         name, op, arg = _parse(token["braced"])
         value = values.get(name)
         if op is None:
