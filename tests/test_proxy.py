@@ -11,6 +11,8 @@ import json
 import ssl
 import textwrap
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from nebula.cli.app import app
 from nebula.engine.proxy import sync_proxy
 from nebula.engine.reconcile import load_desired
 from nebula.errors import ConfigError, ProviderError
+from nebula.kinds.certificates import CertificateState, certificate_state
 from nebula.kinds.routes import desired_config
 from nebula.providers.caddy import CaddyAdmin
 from nebula.providers.docker import DockerProvider
@@ -332,3 +335,34 @@ def test_desired_config_is_stable_and_keeps_foreign_parts(tmp_path: Path) -> Non
     # a container without an address keeps its published route; nothing exposed removes all
     assert desired_config(once, routes, {}, proxy) == once
     assert desired_config(once, (), {}, proxy) == current
+
+
+@dataclass(frozen=True)
+class Served:
+    issuer: str
+    names: tuple[str, ...]
+    not_before: datetime
+    not_after: datetime
+
+
+def test_certificate_status_and_the_expiry_warning() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def state(names: tuple[str, ...], lifetime: timedelta, left: timedelta) -> CertificateState:
+        served = Served("Some CA", names, now + left - lifetime, now + left)
+        return certificate_state("app.example.com", "app", served, now)
+
+    ninety = timedelta(days=90)
+    assert state(("app.example.com",), ninety, timedelta(days=30)).status == "active"
+    assert not state(("app.example.com",), ninety, timedelta(days=15)).expiring
+    assert state(("app.example.com",), ninety, timedelta(days=13)).expiring
+    assert state(("*.example.com",), ninety, timedelta(days=30)).status == "active"
+    assert state(("other.example.com",), ninety, timedelta(days=30)).status == "pending"
+    gone = state(("app.example.com",), ninety, -timedelta(hours=1))
+    assert (gone.status, gone.expiring) == ("expired", True)
+    # Caddy's internal CA issues 12 h certificates and renews them with 4 h left
+    twelve = timedelta(hours=12)
+    assert not state(("app.example.com",), twelve, timedelta(hours=5)).expiring
+    assert state(("app.example.com",), twelve, timedelta(hours=2)).expiring
+    none = certificate_state("app.example.com", "app", None, now)
+    assert (none.status, none.issuer, none.expires_at) == ("pending", None, None)

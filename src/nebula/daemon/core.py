@@ -25,6 +25,8 @@ from nebula.daemon.control import ControlError, DaemonStatus, Event, SyncRecord,
 from nebula.daemon.events import EventBus
 from nebula.daemon.gitsync import Commit, GitSource
 from nebula.daemon.health import HealthMonitor
+from nebula.daemon.marketplace import Marketplace
+from nebula.daemon.proxy import ProxyKeeper
 from nebula.daemon.webhook import verify_and_parse
 from nebula.engine.apply import apply_plan
 from nebula.engine.reconcile import Desired, load_desired, plan_against
@@ -71,6 +73,9 @@ class Daemon:
         self._current: int | None = None  # the sync row begun and not yet finished
         self._held: tuple[str, int] | None = None  # commit, sync id waiting for approval
         self._approved: str | None = None
+        self.proxy = ProxyKeeper(store, self.bus)
+        folder = Path(config.source) if source is None else source.clone_dir / config.subfolder
+        self.marketplace = Marketplace(store, source, folder, lambda: self.request_sync("manual"))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -86,6 +91,7 @@ class Daemon:
         self._spawn(
             lambda: self.provider.follow(self._on_docker_event, self._stop), "docker-events"
         )
+        self._spawn(lambda: self.proxy.watch(self._stop, self._desired), "certificates")
         if self.config.watch:
             self._spawn(self._watch_folder, "watch")
         self.request_sync("start")
@@ -178,8 +184,10 @@ class Daemon:
         plan = snapshot.plan
         new_commit = commit is not None and commit.sha != self._setting("applied_commit")
         if not plan.has_changes:
+            proxy_errors = self.proxy.sync(good.desired, snapshot.observed)
             if new_commit or explicit:
-                self._record(commit, trigger, "succeeded", plan)
+                outcome: SyncStatus = "failed" if proxy_errors else "succeeded"
+                self._record(commit, trigger, outcome, plan, errors=proxy_errors)
             return
         if commit is not None and self._approved != commit.sha and self._too_many_removals(plan):
             sync_id = self._record(commit, trigger, "held", plan)
@@ -200,7 +208,8 @@ class Daemon:
             commit=commit.sha if commit else None,
         )
         errors = [f"{r.name}: {r.error}" for r in result.installations if not r.ok]
-        status: SyncStatus = "succeeded" if result.ok else "failed"
+        errors += self.proxy.sync(good.desired, self.provider.observe())
+        status: SyncStatus = "succeeded" if not errors else "failed"
         info = self._finish(
             sync_id,
             status=status,
@@ -214,6 +223,13 @@ class Daemon:
             self._held = None
         self._count(info, plan, drift=trigger == "drift")
         self.bus.publish("sync_finished", id=sync_id, status=status, errors=errors)
+
+    def domain_ssl(self, domain: str, check: bool) -> dict[str, Any]:
+        return self.proxy.domain_ssl(domain, self._desired(), check)
+
+    def _desired(self) -> Desired | None:
+        good = self._good
+        return good.desired if good else None
 
     def _fingerprints(self) -> dict[str, str]:
         """The vault's secret fingerprints, for planning (no master key needed)."""
@@ -346,18 +362,26 @@ class Daemon:
         self._current = sync_id
         return sync_id
 
-    def _record(self, commit: Commit | None, trigger: str, status: SyncStatus, plan: Plan) -> int:
+    def _record(
+        self,
+        commit: Commit | None,
+        trigger: str,
+        status: SyncStatus,
+        plan: Plan,
+        errors: list[str] | None = None,
+    ) -> int:
         sync_id = self._begin(commit, trigger)
         info = self._finish(
             sync_id,
             status=status,
+            errors=errors or [],
             summary=plan.counts(),
             changes=[c.to_dict() for c in plan.pending],
         )
         if status == "succeeded" and commit is not None:
             self.store.set_setting("applied_commit", commit.sha)
         self._count(info, plan, drift=False)
-        self.bus.publish("sync_finished", id=sync_id, status=status, errors=[])
+        self.bus.publish("sync_finished", id=sync_id, status=status, errors=errors or [])
         return sync_id
 
     def _count(self, info: SyncRecord, plan: Plan, *, drift: bool) -> None:
@@ -464,6 +488,18 @@ class Daemon:
             return False
         self.request_sync("webhook")
         return True
+
+    def marketplace_packages(self, query: str, category: str | None) -> list[dict[str, Any]]:
+        return self.marketplace.packages(query, category)
+
+    def marketplace_package(self, name: str) -> dict[str, Any]:
+        return self.marketplace.package(name)
+
+    def install(self, request: dict[str, Any], actor: str) -> dict[str, Any]:
+        return self.marketplace.install(request, actor)
+
+    def uninstall(self, name: str, actor: str) -> dict[str, Any]:
+        return self.marketplace.uninstall(name, actor)
 
     def subscribe(self) -> Iterator[Event]:
         return self.bus.subscribe(heartbeat=15.0)
