@@ -15,6 +15,7 @@ from nebula.providers.docker import DockerProvider
 from nebula.resources import ExecCheck, HealthProbe, HttpCheck, TcpCheck
 
 _OUTPUT_SHOWN = 200  # characters of a failing command's output kept in its detail
+_SETTLE = 0.2  # seconds a TCP check waits to see whether the connection is closed at once
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,22 @@ def _statuses(check: HttpCheck) -> str:
 
 
 def _tcp(check: TcpCheck) -> tuple[bool, str]:
+    """Connect, then listen briefly: Docker's userland proxy accepts on a published port even
+    when nothing listens behind it, and closes at once; a server waits or greets instead."""
     try:
-        with socket.create_connection((check.host, check.port), timeout=check.timeout):
-            return True, "connected"
+        with socket.create_connection((check.host, check.port), timeout=check.timeout) as conn:
+            conn.settimeout(min(_SETTLE, check.timeout))
+            try:
+                closed = conn.recv(1) == b""
+            except TimeoutError:
+                closed = False
     except TimeoutError:
         return False, f"no answer within {check.timeout:g}s"
     except OSError as exc:
         return False, (exc.strerror or str(exc)).lower()
+    if closed:
+        return False, "connection closed at once: nothing listens behind the port"
+    return True, "connected"
 
 
 def _exec(check: ExecCheck, provider: DockerProvider) -> tuple[bool, str]:

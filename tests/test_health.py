@@ -1,0 +1,196 @@
+"""Package health checks run by nebulad's monitor against a real container: HTTP (with an
+expected status), TCP and a command in the container pass, then fail once the server inside is
+stopped, then pass again once it is back. Results are stored, shown by `nebula status`,
+exported as metrics and published as `health` events when a check changes status."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from prometheus_client import REGISTRY
+from typer.testing import CliRunner
+
+import servers
+from nebula.cli.app import app
+from nebula.daemon.control import Event
+from nebula.daemon.events import EventBus
+from nebula.daemon.health import HealthMonitor
+from nebula.engine.apply import apply_plan
+from nebula.engine.health import probe
+from nebula.engine.reconcile import load_desired, plan_against
+from nebula.providers.docker import DockerProvider
+from nebula.resources import ExecCheck, HttpCheck, TcpCheck
+from nebula.store import Store, marketplace
+
+CHECKS = ("exec", "http", "missing-page", "tcp")
+
+APP = """compose:
+  services:
+    web:
+      image: {image}
+      # httpd in the background, so the test can stop it while the container keeps running
+      command: [sh, -c, "httpd -p 8080 -h /www && exec sleep 3600"]
+      ports: ["127.0.0.1:{port}:8080"]
+health_checks:
+  - {{name: http, url: "http://127.0.0.1:{port}/", interval: 1s, timeout: 1s}}
+  - name: missing-page
+    url: "http://127.0.0.1:{port}/nothing-here"
+    expect_status: [404]
+    interval: 1s
+    timeout: 1s
+  - {{name: tcp, service: web, port: 8080, interval: 1s, timeout: 1s}}
+  - name: exec
+    service: web
+    exec: [wget, -q, -O, /dev/null, "http://127.0.0.1:8080/"]
+    interval: 1s
+    timeout: 2s
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def engine(docker_host: str) -> Iterator[docker.DockerClient]:
+    client = docker.DockerClient(base_url=docker_host, version=servers.DOCKER_API_VERSION)
+    yield client
+    for container in client.containers.list(all=True, filters={"label": "io.nebula.managed"}):
+        container.remove(force=True)
+    for network in client.networks.list(filters={"label": "io.nebula.managed=true"}):
+        network.remove()
+    client.close()
+
+
+def _wait_for(
+    events: Iterator[Event], wanted: dict[str, str], timeout: float = 20.0
+) -> dict[str, Event]:
+    """The first `health` event per check reaching its wanted status."""
+    seen: dict[str, Event] = {}
+    deadline = time.monotonic() + timeout
+    for event in events:
+        if event.kind == "health" and wanted.get(event.data["check"]) == event.data["status"]:
+            seen.setdefault(event.data["check"], event)
+        if len(seen) == len(wanted) or time.monotonic() > deadline:
+            break
+    assert set(seen) == set(wanted), f"only {sorted(seen)} reached {wanted}"
+    return seen
+
+
+def _assert_stored_healthy(store: Store) -> None:
+    results = {r.check: r for r in marketplace.health(store, "probe")}
+    assert {c: r.status for c, r in results.items()} == dict.fromkeys(CHECKS, "healthy")
+    assert results["http"].detail == "HTTP 200"
+    assert results["missing-page"].detail == "HTTP 404"
+    assert results["tcp"].kind == "tcp" and results["tcp"].detail == "connected"
+    assert results["exec"].target == "probe-web: wget -q -O /dev/null http://127.0.0.1:8080/"
+    assert all(_up(c) == 1.0 for c in CHECKS)
+
+
+def _up(check: str) -> float | None:
+    return REGISTRY.get_sample_value(
+        "nebula_health_check_up", {"installation": "probe", "check": check}
+    )
+
+
+def _status(database_url: str, docker_host: str, *more: str) -> Any:
+    result = CliRunner().invoke(
+        app,
+        ["status", "--database-url", database_url, "--docker-host", docker_host, *more],
+        env={"COLUMNS": "250"},
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout) if more else result.stdout
+
+
+def test_checks_pass_fail_and_recover_with_results_metrics_and_events(
+    tmp_path: Path,
+    docker_host: str,
+    database_url: str,
+    test_image: str,
+    engine: docker.DockerClient,
+) -> None:
+    repo = tmp_path / "homelab"
+    (repo / "packages").mkdir(parents=True)
+    (repo / "nebula.yaml").write_text("")
+    (repo / "packages" / "probe.yaml").write_text(APP.format(image=test_image, port=_free_port()))
+    store = Store(database_url)
+    provider = DockerProvider(docker_host)
+    bus = EventBus()
+    monitor = HealthMonitor(store, provider, bus)
+    try:
+        desired = load_desired(repo)
+        assert apply_plan(plan_against(desired, provider), provider, store).ok  # waits for all
+        events = bus.subscribe(heartbeat=0.5)
+        monitor.start()
+        monitor.watch(desired.installations)
+
+        first = _wait_for(events, dict.fromkeys(CHECKS, "healthy"))
+        assert all(e.data["previous"] is None for e in first.values())
+        _assert_stored_healthy(store)
+        table = _status(database_url, docker_host)
+        assert "✓ http" in table and "✓ exec" in table
+
+        # stop the server inside the container; the container keeps running
+        (web,) = engine.containers.list(filters={"label": "io.nebula.installation=probe"})
+        assert web.exec_run(["killall", "httpd"]).exit_code == 0
+        failed = _wait_for(events, dict.fromkeys(CHECKS, "unhealthy"))
+        assert {e.data["previous"] for e in failed.values()} == {"healthy"}
+        # refused, or cut by Docker's port proxy finding nothing behind it: never an answer
+        assert failed["http"].data["detail"].split(":")[0] in (
+            "ConnectError",
+            "ReadError",
+            "RemoteProtocolError",
+        )
+        assert failed["tcp"].data["detail"] in (
+            "connection refused",
+            "connection closed at once: nothing listens behind the port",
+            "connection reset by peer",
+        )
+        assert failed["exec"].data["detail"].startswith("exit code 1")
+        assert all(_up(c) == 0.0 for c in CHECKS)
+        time.sleep(1.5)  # another round: failures count up
+        report = _status(database_url, docker_host, "--output", "json")
+        (probe_app,) = report["installations"]
+        health = {h["check"]: h for h in probe_app["health"]}
+        assert health["http"]["status"] == "unhealthy"
+        assert health["http"]["consecutive_failures"] >= 2
+        assert "✗ http" in _status(database_url, docker_host)
+
+        assert web.exec_run(["httpd", "-p", "8080", "-h", "/www"]).exit_code == 0
+        back = _wait_for(events, dict.fromkeys(CHECKS, "healthy"))
+        assert {e.data["previous"] for e in back.values()} == {"unhealthy"}
+        assert marketplace.health(store, "probe")[0].consecutive_failures == 0
+
+        # an installation gone from the desired state: its checks stop, results and series go
+        monitor.watch([])
+        assert marketplace.health(store) == []
+        assert _up("http") is None
+    finally:
+        monitor.stop()
+        bus.close()
+        provider.close()
+        store.close()
+
+
+def test_each_probe_reports_why_it_failed(docker_host: str) -> None:
+    provider = DockerProvider(docker_host)
+    with socket.socket() as idle:
+        idle.bind(("127.0.0.1", 0))
+        port = idle.getsockname()[1]  # bound, not listening: refused
+        refused = probe(TcpCheck("db", "127.0.0.1", port, 30, 1), provider)
+        assert (refused.ok, refused.detail) == (False, "connection refused")
+        http = probe(HttpCheck("web", f"http://127.0.0.1:{port}/", 30, 1), provider)
+        assert not http.ok and http.detail.startswith("ConnectError")
+    missing = probe(ExecCheck("cli", "no-such-container", ("true",), 30, 1), provider)
+    assert not missing.ok and "no-such-container" in missing.detail.lower()
+    provider.close()
