@@ -93,6 +93,9 @@ compose:
 variables:
   - name: TITLE
     required: true
+hooks:
+  pre_upgrade: ['echo "pre_upgrade to {version} from $$NEBULA_FROM_VERSION" >> {marks}']
+  post_upgrade: ['echo "post_upgrade to {version}" >> {marks}']
 """
 
 runner = CliRunner()
@@ -116,7 +119,10 @@ def homelab(
     for version in ("1", "2"):
         write(root / "catalog" / "kv" / f"{version}.yaml", KV.format(version=version))
     for version in ("1.0", "1.1"):
-        write(root / "catalog" / "notes" / f"{version}.yaml", APP.format(version=version))
+        write(
+            root / "catalog" / "notes" / f"{version}.yaml",
+            APP.format(version=version, marks=tmp_path / "marks"),
+        )
     write(root / "nebula.yaml", "defaults: {health_timeout: 60s}\n")
     (root / "packages").mkdir()
     git(root, "init", "-q", "-b", "main")
@@ -247,6 +253,8 @@ def test_upgrade_pins_the_new_version_and_a_revert_rolls_it_back(
     assert git(homelab, "log", "-1", "--format=%s") == "Upgrade notes (notes) 1.0 → 1.1"
     assert 'version: "1.1"' in (homelab / "packages" / "notes.yaml").read_text()
     assert running(docker_host) == {"kv-kv": kv_before, "notes-notes": "nebula-test/notes:1.1"}
+    marks = homelab.parent / "marks"
+    assert marks.read_text() == "pre_upgrade to 1.1 from 1.0\npost_upgrade to 1.1\n"
     nebula("upgrade", "notes", "--repo", str(homelab), code=1)  # at the newest already
 
     git(homelab, "revert", "--no-edit", "HEAD")
@@ -254,6 +262,10 @@ def test_upgrade_pins_the_new_version_and_a_revert_rolls_it_back(
     assert "nebula-test/notes:1.1 → nebula-test/notes:1.0" in out
     nebula("apply", str(homelab), "--yes")
     assert running(docker_host)["notes-notes"] == "nebula-test/notes:1.0"
+    assert marks.read_text().splitlines()[2:] == [
+        "pre_upgrade to 1.0 from 1.1",  # a rollback runs the hooks of the version it goes to
+        "post_upgrade to 1.0",
+    ]
 
     out = nebula("upgrade", "notes", "--to", "9.9", "--repo", str(homelab), code=1)
     assert "notes has no version '9.9' (available: 1.0, 1.1)" in out
@@ -290,7 +302,7 @@ def repo_with(tmp_path: Path, files: dict[str, str]) -> Path:
     root = tmp_path / "repo"
     for version in ("1", "2"):
         write(root / "catalog" / "kv" / f"{version}.yaml", KV.format(version=version))
-    write(root / "catalog" / "notes" / "1.0.yaml", APP.format(version="1.0"))
+    write(root / "catalog" / "notes" / "1.0.yaml", APP.format(version="1.0", marks=os.devnull))
     write(root / "nebula.yaml", "")
     for name, text in files.items():
         write(root / name, text)
@@ -339,7 +351,7 @@ def test_a_dependency_cycle_is_reported(tmp_path: Path) -> None:
     write(root / "catalog" / "kv" / "1.yaml", cyclic)
     write(
         root / "catalog" / "notes" / "1.0.yaml",
-        APP.format(version="1.0") + "provides: {service: notes}\n",
+        APP.format(version="1.0", marks=os.devnull) + "provides: {service: notes}\n",
     )
     write(root / "packages" / "kv.yaml", KV_FILE.format(version=1))
     write(root / "packages" / "notes.yaml", NOTES)
@@ -352,7 +364,8 @@ def test_install_refuses_when_no_catalog_version_meets_a_requirement(tmp_path: P
 
     root = repo_with(tmp_path, {})
     write(
-        root / "catalog" / "notes" / "1.0.yaml", APP.format(version="1.0").replace(">=1,<3", ">=5")
+        root / "catalog" / "notes" / "1.0.yaml",
+        APP.format(version="1.0", marks=os.devnull).replace(">=1,<3", ">=5"),
     )
     with pytest.raises(
         MarketplaceError, match=r"requires kv >=5: no catalog version meets it \(available: 1, 2\)"
