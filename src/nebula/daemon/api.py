@@ -22,6 +22,8 @@ Routes (JSON in and out; every error is `{"error": message}`, never HTML):
     DELETE /api/v1/marketplace/installations/{name}   202 {commit, ...}; 409 while depended on
     GET  /metrics                       Prometheus text format (prometheus_client's registry)
 
+plus the identity routes of `daemon.auth_api` (login, refresh, logout, whoami, users, API keys).
+
 Auth (see `daemon.auth`): every route is declared with `route(path, endpoint, methods,
 role=...)`, naming the least role that may call it: GET = viewer, a change = operator, users and
 API keys = admin, or `PUBLIC` for a route that proves its caller itself (the webhook's
