@@ -145,8 +145,37 @@ def test_two_installations_claiming_one_docker_volume(tmp_path: Path) -> None:
     )
     assert errors_of(tmp_path) == [
         "packages/a_b.yaml:5:17: compose.services.db.volumes[0]: volume 'a_b_data' is also "
-        "claimed by installation 'a' (packages/a.yaml:5); rename one of them"
+        "claimed by installation 'a' (packages/a.yaml:5); rename one, or declare it "
+        "`external: true` in the one that shares it"
     ]
+
+
+def test_a_named_volume_is_claimed_once_and_shared_as_external(tmp_path: Path) -> None:
+    media = """compose:
+  services:
+    app:
+      image: nginx:1.27
+      volumes: ["media:/media"]
+  volumes:
+    media: {{name: media, external: {external}}}
+"""
+    write_repo(
+        tmp_path,
+        {
+            "jellyfin.yaml": media.format(external="false"),
+            "sonarr.yaml": media.format(external="false"),
+        },
+    )
+    assert errors_of(tmp_path) == [
+        "packages/sonarr.yaml:5:17: compose.services.app.volumes[0]: volume 'media' is also "
+        "claimed by installation 'jellyfin' (packages/jellyfin.yaml:5); rename one, or declare "
+        "it `external: true` in the one that shares it"
+    ]
+    (tmp_path / "packages" / "sonarr.yaml").write_text(media.format(external="true"))
+    jellyfin, sonarr = load_desired(tmp_path).installations
+    assert [v.name for v in jellyfin.volumes] == ["media"]  # created and owned by jellyfin
+    assert sonarr.volumes == ()  # sonarr only mounts it
+    assert sonarr.containers[0].mounts[0].source == "media"
 
 
 def test_an_installation_on_a_node_that_does_not_exist(tmp_path: Path) -> None:

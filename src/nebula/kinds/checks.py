@@ -81,8 +81,9 @@ def check_installations(
                         issues.append(_port_clash(claim, other, port))
                         break
                 others.append((port.host_ip, claim))
+            owned = {v.name for v in desired.volumes}  # not external ones: those are shared
             for index, mount in enumerate(container.mounts):
-                if mount.type != "volume":
+                if mount.source not in owned:
                     continue
                 claim = _Claim(desired.name, what, locate.site((*base, "volumes", index)))
                 first = volumes.setdefault(mount.source, claim)
@@ -91,7 +92,8 @@ def check_installations(
                         _message(
                             claim.at,
                             f"volume {mount.source!r} is also claimed by installation "
-                            f"{first.installation!r} ({first.where}); rename one of them",
+                            f"{first.installation!r} ({first.where}); rename one, or "
+                            "declare it `external: true` in the one that shares it",
                         )
                     )
     return issues

@@ -413,13 +413,18 @@ class _Resolver:
                 continue
             if mount.type == "volume":
                 decl = compose.volumes.get(mount.source)
+                external = decl is not None and decl.external
+                docker_name = mount.source if external else f"{self.name}_{mount.source}"
+                if decl is not None and decl.name:
+                    docker_name = self._text(decl.name, ("compose", "volumes", mount.source))
                 spec = VolumeSpec(
                     self.name,
-                    f"{self.name}_{mount.source}",
+                    docker_name,
                     (decl.driver if decl else None) or "local",
                     tuple(sorted(decl.driver_opts.items())) if decl else (),
                 )
-                volumes.setdefault(mount.source, spec)
+                if not external:  # an external volume is used, never created nor claimed
+                    volumes.setdefault(mount.source, spec)
                 mount = type(mount)(mount.type, spec.name, mount.target, mount.read_only)
             mounts.append(mount)
 

@@ -131,6 +131,14 @@ class VolumeDeclaration(StrictModel):
     driver: str | None = None
     driver_opts: dict[str, Text] = {}
     labels: dict[str, Text] = {}
+    name: Text | None = Field(
+        default=None, description="the Docker volume's name, instead of INSTALLATION_KEY"
+    )
+    external: bool = Field(
+        default=False,
+        description="an existing volume (shared, e.g. with another installation): used, never "
+        "created or claimed",
+    )
 
 
 class NetworkDeclaration(StrictModel):
