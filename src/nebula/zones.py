@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+MANAGED_TYPES = frozenset({"A", "AAAA", "CNAME", "TXT", "MX", "SRV", "CAA"})
+"""The record types Nebula writes (`domains/*.yaml` validates each of them)."""
+
 OWNER_ACCOUNT = "nebula"
 OWNER_COMMENT = "managed by nebula"
 """The marker written on every record set Nebula creates (see the module docstring)."""
@@ -44,6 +47,46 @@ class RRSet:
         shown = ", ".join(self.values)
         proxied = " proxied" if self.proxied else ""
         return f"{shown} (ttl {self.ttl}{proxied})"
+
+
+@dataclass(frozen=True)
+class ZoneAccount:
+    """How to reach a zone's provider: API URL, PowerDNS server id, and the name of the secret
+    holding the token (never the token)."""
+
+    api_url: str | None
+    server_id: str
+    secret_name: str
+
+
+@dataclass(frozen=True)
+class DesiredZone:
+    """A zone of the config repo with every record set it should hold."""
+
+    zone: str
+    provider: str
+    account: ZoneAccount
+    rrsets: tuple[RRSet, ...]
+    file: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "zone": self.zone,
+            "provider": self.provider,
+            "account": [self.account.api_url, self.account.server_id, self.account.secret_name],
+            "rrsets": [[r.name, r.type, r.ttl, list(r.values), r.proxied] for r in self.rrsets],
+            "file": self.file,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DesiredZone:
+        return cls(
+            zone=data["zone"],
+            provider=data["provider"],
+            account=ZoneAccount(*data["account"]),
+            rrsets=tuple(RRSet(n, t, ttl, tuple(v), p) for n, t, ttl, v, p in data["rrsets"]),
+            file=data["file"],
+        )
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,16 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from nebula.errors import NebulaError
-from nebula.kinds.dns import DesiredZone, diff_zone
+from nebula.kinds.dns_diff import diff_zone
 from nebula.providers.dns.base import DnsProvider
-from nebula.zones import ChangeFailure, DnsAction, ObservedRRSet, ZonePlan, ZoneState
+from nebula.zones import (
+    ChangeFailure,
+    DesiredZone,
+    DnsAction,
+    ObservedRRSet,
+    ZonePlan,
+    ZoneState,
+)
 
 if TYPE_CHECKING:
     from nebula.store import Store
@@ -55,10 +62,10 @@ def open_dns_provider(zone: DesiredZone, token: str) -> DnsProvider:
         from nebula.providers.dns.powerdns import PowerDnsProvider
 
         assert account.api_url is not None  # required for powerdns by the spec
-        return PowerDnsProvider(str(account.api_url), token, account.server_id)
+        return PowerDnsProvider(account.api_url, token, account.server_id)
     from nebula.providers.dns.cloudflare import CloudflareProvider
 
-    return CloudflareProvider(token, str(account.api_url) if account.api_url else None)
+    return CloudflareProvider(token, account.api_url)
 
 
 @dataclass(frozen=True)

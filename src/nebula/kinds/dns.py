@@ -5,38 +5,25 @@ installation's `expose:` hostname, which becomes an A (or AAAA) record pointing 
 of the installation's node, in the zone that is the longest suffix of the hostname. Hostnames
 in no zone of the repo get no record (their names live elsewhere, e.g. a router's DNS).
 
-The diff works on record sets (name, type) and honours ownership (see `nebula.zones`):
-
-- desired, absent → create; desired, owned and different → update; owned, not desired → delete;
-- desired, held by a foreign record set with the very same data → update that only marks it
-  as Nebula's (adoption, e.g. after `nebula dns import`);
-- desired, held by a foreign record set with other data → conflict: left alone, reported;
-- foreign and not desired → reported as foreign, never touched.
-
-Everything here is pure: no I/O.
+The diff against a provider's zone is in `kinds.dns_diff`. Everything here is pure: no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from nebula.errors import ConfigError, ConfigIssue
-from nebula.spec.domain import RECORD_TYPES, Account, ProviderName, qualify
+from nebula.spec.domain import RECORD_TYPES, Account, qualify
 from nebula.spec.repo import DomainSource, RepoSpec
-from nebula.zones import DnsAction, DnsChange, ObservedRRSet, RRSet, ZonePlan, ZoneState
+from nebula.zones import (
+    DesiredZone,
+    RRSet,
+    ZoneAccount,
+    ZoneState,
+)
 
 _TARGET_AT = {"CNAME": 0, "MX": 1, "SRV": 3}  # which word of the data is a host name
-
-
-@dataclass(frozen=True)
-class DesiredZone:
-    zone: str
-    provider: ProviderName
-    account: Account
-    rrsets: tuple[RRSet, ...]
-    file: str
 
 
 def canonical_value(kind: str, value: str, zone: str) -> str:
@@ -57,6 +44,11 @@ def canonical_value(kind: str, value: str, zone: str) -> str:
         flags, tag, rest = value.split(None, 2)
         return f"{int(flags)} {tag.lower()} {rest}"
     return value
+
+
+def zone_account(account: Account) -> ZoneAccount:
+    url = str(account.api_url).rstrip("/") if account.api_url else None
+    return ZoneAccount(url, account.server_id, account.secret_name)
 
 
 def zone_of(host: str, zones: Iterable[str]) -> str | None:
@@ -82,7 +74,7 @@ def desired_zones(repo: RepoSpec) -> list[DesiredZone]:
         DesiredZone(
             zone=s.spec.zone,
             provider=s.spec.provider,
-            account=s.spec.account,
+            account=zone_account(s.spec.account),
             rrsets=tuple(sorted(sets[s.spec.zone].values(), key=lambda r: r.key)),
             file=s.doc.file,
         )
@@ -204,69 +196,6 @@ def _check_names(
             issues.append(source.doc.issue(path, f"{name} CNAME can have only one target"))
 
 
-def diff_zone(desired: DesiredZone, state: ZoneState) -> ZonePlan:
-    """The changes that make `state` match `desired`, honouring ownership (module docstring)."""
-    observed = {r.key: r for r in state.rrsets}
-    wanted = {r.key: r for r in desired.rrsets}
-    changes: list[DnsChange] = []
-    for key in sorted(wanted.keys() | observed.keys()):
-        want, have = wanted.get(key), observed.get(key)
-        changes.append(_change(key, want, have))
-    return ZonePlan(
-        zone=desired.zone,
-        provider=desired.provider,
-        create_zone=not state.exists,
-        changes=tuple(changes),
-        state=state,
-    )
-
-
-def _change(key: tuple[str, str], want: RRSet | None, have: ObservedRRSet | None) -> DnsChange:
-    name, kind = key
-    if have is None:
-        assert want is not None
-        return DnsChange(DnsAction.CREATE, name, kind, f"new: {want.describe()}", want)
-    if want is None:
-        if have.owned:
-            return DnsChange(
-                DnsAction.DELETE, name, kind, "no longer in the config repo", observed=have
-            )
-        return DnsChange(DnsAction.FOREIGN, name, kind, "not Nebula's: left alone", observed=have)
-    same = _same_data(want, have)
-    if not have.owned:
-        if same:
-            return DnsChange(
-                DnsAction.UPDATE, name, kind, "adopt: same data, marked as Nebula's", want, have
-            )
-        return DnsChange(
-            DnsAction.CONFLICT,
-            name,
-            kind,
-            f"a record set Nebula did not create holds {have.describe()}; remove it by hand, "
-            "or make the config repo match it to adopt it",
-            want,
-            have,
-        )
-    if same:
-        return DnsChange(DnsAction.NOOP, name, kind, "unchanged", want, have)
-    return DnsChange(DnsAction.UPDATE, name, kind, _why(want, have), want, have)
-
-
-def _same_data(want: RRSet, have: RRSet) -> bool:
-    return (want.ttl, want.values, want.proxied) == (have.ttl, have.values, have.proxied)
-
-
-def _why(want: RRSet, have: RRSet) -> str:
-    reasons = []
-    if want.values != have.values:
-        reasons.append(f"{', '.join(have.values)} → {', '.join(want.values)}")
-    if want.ttl != have.ttl:
-        reasons.append(f"ttl {have.ttl} → {want.ttl}")
-    if want.proxied != have.proxied:
-        reasons.append(f"proxied {have.proxied} → {want.proxied}".lower())
-    return "; ".join(reasons)
-
-
 def zone_document(state: ZoneState, provider: str, account: Mapping[str, str]) -> dict[str, object]:
     """`domains/ZONE.yaml` content holding every record of `state` Nebula can manage (for
     `nebula dns import`); SOA, NS and other types are left out."""
@@ -313,8 +242,3 @@ def _relative_value(kind: str, value: str, zone: str) -> str:
     if words[at] != ".":
         words[at] = _relative(words[at], zone)
     return " ".join(words)
-
-
-def required_secrets(zones: Sequence[DesiredZone]) -> list[str]:
-    """The vault secrets the zones' provider accounts need."""
-    return sorted({z.account.secret_name for z in zones})

@@ -27,7 +27,7 @@ from nebula.cli.output import (
 
 if TYPE_CHECKING:
     from nebula.engine.dns import ZoneOutcome
-    from nebula.kinds.dns import DesiredZone
+    from nebula.zones import DesiredZone
 
 app = typer.Typer(
     help="DNS records from domains/*.yaml: plan, apply, import a zone.", no_args_is_help=True
@@ -44,10 +44,13 @@ ZoneOption = Annotated[
 
 
 def _zones(repo: Path, only: list[str] | None) -> list[DesiredZone]:
-    from nebula.kinds.dns import desired_zones
-    from nebula.spec.repo import load_repo
+    from nebula.engine.dns_memo import load_zones
 
-    zones = desired_zones(load_repo(repo))
+    if not (repo / "nebula.yaml").is_file():
+        from nebula.spec.repo import load_repo
+
+        load_repo(repo)  # the error that says what a config repo is
+    zones = load_zones(repo)
     if only:
         unknown = sorted(set(only) - {z.zone for z in zones})
         if unknown:
@@ -153,8 +156,6 @@ def _outcome_json(outcome: ZoneOutcome) -> dict[str, Any]:
 
 
 def _render(outcome: ZoneOutcome, show_foreign: bool, applied: bool) -> None:
-    from rich.table import Table
-
     out = console()
     head = f"[bold]{outcome.zone}[/] ({outcome.provider})"
     if outcome.plan is None:
@@ -178,6 +179,8 @@ def _render(outcome: ZoneOutcome, show_foreign: bool, applied: bool) -> None:
         summary += f", {counts['conflict']} in conflict"
     out.print(head)
     if shown:
+        from rich.table import Table
+
         table = Table(box=None, pad_edge=False, show_edge=False, show_header=False)
         for _ in range(4):
             table.add_column(overflow="fold")
@@ -225,8 +228,9 @@ def import_zone(
     import yaml
 
     from nebula.engine.dns import environment_secrets, open_dns_provider
-    from nebula.kinds.dns import DesiredZone, zone_document
-    from nebula.spec.domain import Account, Domain
+    from nebula.kinds.dns import zone_account, zone_document
+    from nebula.spec.domain import Domain
+    from nebula.zones import DesiredZone
 
     with handle_errors():
         zone = zone.lower().rstrip(".")
@@ -249,8 +253,8 @@ def import_zone(
                     },
                 }
             )
-            existing = DesiredZone(zone, spec.provider, spec.account, (), "")
-        account: Account = existing.account
+            existing = DesiredZone(zone, spec.provider, zone_account(spec.account), (), "")
+        account = existing.account
         adapter = open_dns_provider(existing, environment_secrets(account.secret_name))
         try:
             state = adapter.read(zone)
@@ -258,11 +262,11 @@ def import_zone(
             adapter.close()
         if not state.exists:
             abort(f"{existing.provider} has no zone {zone}")
-        written = {
-            k: v
-            for k, v in account.model_dump(mode="json").items()
-            if v is not None and not (k == "server_id" and existing.provider != "powerdns")
-        }
+        written = {"token": f"${{secret:{account.secret_name}}}"}
+        if account.api_url:
+            written["api_url"] = account.api_url
+        if existing.provider == "powerdns":
+            written["server_id"] = account.server_id
         document = zone_document(state, existing.provider, written)
         text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
         if not write:

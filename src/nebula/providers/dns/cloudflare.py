@@ -26,8 +26,8 @@ from cloudflare import Cloudflare
 
 from nebula.errors import ProviderError
 from nebula.providers.dns.base import Capabilities
-from nebula.spec.domain import RECORD_TYPES
 from nebula.zones import (
+    MANAGED_TYPES,
     OWNER_COMMENT,
     ChangeFailure,
     DnsAction,
@@ -46,7 +46,7 @@ _Ops = dict[str, list[dict[str, Any]]]
 
 class CloudflareProvider:
     name = "cloudflare"
-    capabilities = Capabilities(record_types=frozenset(RECORD_TYPES), proxied=True, comments=True)
+    capabilities = Capabilities(record_types=MANAGED_TYPES, proxied=True, comments=True)
 
     def __init__(
         self,

@@ -5,19 +5,24 @@ every changed record set (a missing zone: one POST creating it with its record s
 Ownership is an rrset comment with account `nebula`. PowerDNS applies a PATCH in one
 transaction, so when it refuses one record set the PATCH is retried record set by record set and
 only the refused ones fail.
+
+Requests go through the standard library's `http.client` on one kept-alive connection: a sync
+is a couple of requests, and a no-op sync should cost little more than the interpreter's start.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
+from dataclasses import dataclass
 from typing import Any
-
-import httpx
+from urllib.parse import quote, urlsplit
 
 from nebula.errors import ProviderError
 from nebula.providers.dns.base import Capabilities
-from nebula.spec.domain import RECORD_TYPES
 from nebula.zones import (
+    MANAGED_TYPES,
     OWNER_ACCOUNT,
     OWNER_COMMENT,
     ChangeFailure,
@@ -36,17 +41,20 @@ _TXT_CHUNK = 255
 
 class PowerDnsProvider:
     name = "powerdns"
-    capabilities = Capabilities(record_types=frozenset(RECORD_TYPES), proxied=False, comments=True)
+    capabilities = Capabilities(record_types=MANAGED_TYPES, proxied=False, comments=True)
 
     def __init__(
         self, api_url: str, api_key: str, server_id: str = "localhost", timeout: float = 30.0
     ) -> None:
         self.api_url = api_url.rstrip("/")
-        base = f"{self.api_url}/api/v1/servers/{server_id}"
-        self._client = httpx.Client(base_url=base, headers={"X-API-Key": api_key}, timeout=timeout)
+        url = urlsplit(self.api_url)
+        self._base = f"{url.path}/api/v1/servers/{quote(server_id, safe='')}"
+        self._headers = {"X-API-Key": api_key, "Accept": "application/json"}
+        kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        self._connection = kind(url.hostname or "localhost", url.port, timeout=timeout)
 
     def close(self) -> None:
-        self._client.close()
+        self._connection.close()
 
     # -- read ------------------------------------------------------------------------------
 
@@ -115,21 +123,37 @@ class PowerDnsProvider:
                 failures.append(ChangeFailure(change, f"PowerDNS refused it: {_error(response)}"))
         return failures
 
-    def _patch(self, zone: str, changes: list[DnsChange] | tuple[DnsChange, ...]) -> httpx.Response:
+    def _patch(self, zone: str, changes: list[DnsChange] | tuple[DnsChange, ...]) -> _Response:
         body = {"rrsets": [_rrset(c, with_changetype=True) for c in changes]}
         return self._request(zone, "PATCH", f"/zones/{zone}.", json=body)
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    def _request(self, zone: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(
+        self, zone: str, method: str, path: str, json: Any = None, *, retry: bool = True
+    ) -> _Response:
+        body = None if json is None else _dumps(json)
+        headers = dict(self._headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         try:
-            return self._client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
+            self._connection.request(method, self._base + quote(path), body=body, headers=headers)
+            answer = self._connection.getresponse()
+            return _Response(answer.status, answer.reason, answer.read())
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            self._connection.close()  # a kept-alive connection the server closed: once more
+            if retry:
+                return self._request(zone, method, path, json, retry=False)
+            raise ProviderError(
+                f"zone {zone}", f"PowerDNS API at {self.api_url} closed the connection"
+            ) from None
+        except (OSError, http.client.HTTPException) as exc:
+            self._connection.close()
             raise ProviderError(
                 f"zone {zone}", f"PowerDNS API at {self.api_url} is unreachable: {exc}"
             ) from None
 
-    def _check(self, zone: str, response: httpx.Response, doing: str) -> None:
+    def _check(self, zone: str, response: _Response, doing: str) -> None:
         if response.is_success:
             return
         if response.status_code in (401, 403):
@@ -139,12 +163,34 @@ class PowerDnsProvider:
         raise ProviderError(f"zone {zone}", f"{doing}: {cause}")
 
 
-def _refused(response: httpx.Response) -> bool:
+@dataclass(frozen=True)
+class _Response:
+    status_code: int
+    reason_phrase: str
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _refused(response: _Response) -> bool:
     """PowerDNS rejected the data (not the caller, not itself)."""
     return response.status_code in (400, 422)
 
 
-def _error(response: httpx.Response) -> str:
+def _error(response: _Response) -> str:
     try:
         body = response.json()
     except ValueError:

@@ -1,0 +1,365 @@
+"""`nebula dns apply` beside octodns (+ octodns-powerdns) on the same PowerDNS zone of 1,000 records.
+
+One real `pdns_server` (sqlite3 backend, as the tests start it). Both tools reach its API through
+a small counting proxy on loopback, so every HTTP request each tool makes is counted. For each
+tool, `--runs` times: the zone is deleted (directly, not through the proxy), then
+
+1. initial sync: the zone does not exist; the tool creates it with its 1,000 records;
+2. a 10-record change: ten A records get new addresses;
+3. a no-op: nothing changed (`--noop-runs` times, median).
+
+Every step is the whole command as a subprocess (`nebula dns apply --yes REPO`,
+`octodns-sync --config-file CONFIG --doit`): wall time, CPU time (user + system of the child,
+from the kernel's accounting of the reaped process) and requests. Medians are reported, with the
+ratios against the targets: Nebula at least 3x less CPU than octodns on all three, never more
+requests, a no-op under 0.3 s.
+
+octodns and octodns-powerdns are installed with pip when missing (for this benchmark only; they
+are no dependency of Nebula).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import importlib.util
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+import servers  # noqa: E402  (tests/servers.py, found through the line above)
+
+ZONE = "bench.test"
+SECRET = "PDNS_KEY"
+CHANGED = 10
+
+
+# -- the zone ------------------------------------------------------------------------------------
+
+
+def records(records_count: int, changed: bool) -> list[tuple[str, str, str]]:
+    """(name, type, value) of the zone: mostly A, some AAAA, TXT, CNAME and MX, one per name.
+    `changed`: the first ten A records point elsewhere (`x.x.x.200`, a value no other has)."""
+    kinds = ("A",) * 7 + ("AAAA", "TXT", "CNAME")
+    out = []
+    moved = 0
+    for i in range(records_count):
+        name = f"h{i:04}"
+        kind = kinds[i % 10] if i % 50 else "MX"
+        if kind == "A":
+            last = i % 250 + 1
+            if changed and moved < CHANGED:
+                last, moved = 200, moved + 1
+            value = f"10.{i // 250 % 250}.{i % 250}.{last}"
+        elif kind == "AAAA":
+            value = f"2001:db8::{i:x}"
+        elif kind == "TXT":
+            value = f"bench record {i}"
+        elif kind == "CNAME":
+            value = f"h{i - 1:04}.{ZONE}."
+        else:
+            value = "10 mail.example.net."
+        out.append((name, kind, value))
+    return out
+
+
+def write_nebula(root: Path, api: str, rows: list[tuple[str, str, str]]) -> None:
+    (root / "domains").mkdir(parents=True, exist_ok=True)
+    (root / "nebula.yaml").write_text("{}\n")
+    doc = {
+        "zone": ZONE,
+        "provider": "powerdns",
+        "account": {"api_url": api, "token": f"${{secret:{SECRET}}}"},
+        "ttl": 300,
+        "records": [{"name": n, "type": t, "value": v} for n, t, v in rows],
+    }
+    (root / "domains" / f"{ZONE}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def write_octodns(root: Path, api: str, rows: list[tuple[str, str, str]]) -> None:
+    (root / "zones").mkdir(parents=True, exist_ok=True)
+    url = urlsplit(api)
+    config = {
+        "providers": {
+            "config": {
+                "class": "octodns.provider.yaml.YamlProvider",
+                "directory": str(root / "zones"),
+                "default_ttl": 300,
+                "enforce_order": False,
+            },
+            "pdns": {
+                "class": "octodns_powerdns.PowerDnsProvider",
+                "host": url.hostname,
+                "port": url.port,
+                "scheme": "http",
+                "api_key": f"env/{SECRET}",
+            },
+        },
+        "zones": {f"{ZONE}.": {"sources": ["config"], "targets": ["pdns"]}},
+    }
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    zone: dict[str, Any] = {}
+    for name, kind, value in rows:
+        entry: dict[str, Any] = {"type": kind, "ttl": 300}
+        if kind == "MX":
+            preference, exchange = value.split()
+            entry["value"] = {"preference": int(preference), "exchange": exchange}
+        else:
+            entry["value"] = value
+        zone[name] = entry
+    (root / "zones" / f"{ZONE}.yaml").write_text(yaml.safe_dump(zone))
+
+
+# -- a counting proxy in front of the PowerDNS API --------------------------------------------
+
+
+@dataclass
+class Counter:
+    requests: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@contextlib.contextmanager
+def counting_proxy(upstream: str) -> Iterator[tuple[str, Counter]]:
+    target = urlsplit(upstream)
+    counter = Counter()
+
+    class Proxy(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _forward(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            with counter.lock:
+                counter.requests.append(f"{self.command} {self.path.split('?')[0]}")
+            conn = http.client.HTTPConnection(target.hostname or "", target.port, timeout=120)
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+            conn.request(self.command, self.path, body=body, headers=headers)
+            answer = conn.getresponse()
+            data = answer.read()
+            self.send_response(answer.status)
+            for key, value in answer.getheaders():
+                if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            conn.close()
+
+        def do_GET(self) -> None:
+            self._forward()
+
+        def do_POST(self) -> None:
+            self._forward()
+
+        def do_PATCH(self) -> None:
+            self._forward()
+
+        def do_DELETE(self) -> None:
+            self._forward()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", counter
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- running the tools -------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    requests: int
+    calls: list[str]
+
+
+def timed(command: list[str], env: dict[str, str], counter: Counter) -> Run:
+    with counter.lock:
+        counter.requests.clear()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    with counter.lock:
+        calls = list(counter.requests)
+    return Run(wall, cpu, len(calls), calls)
+
+
+def ensure_octodns() -> None:
+    if importlib.util.find_spec("octodns") and importlib.util.find_spec("octodns_powerdns"):
+        return
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "octodns", "octodns-powerdns"], check=True
+    )
+
+
+def private_env(tmp: Path, api_key: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
+    for name in ("XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        env[name] = str(tmp / "xdg" / name.lower())
+    env[SECRET] = api_key  # octodns: env/PDNS_KEY
+    env[f"NEBULA_SECRET_{SECRET}"] = api_key  # nebula: ${secret:PDNS_KEY}
+    env["NEBULA_DATABASE_URL"] = f"sqlite:///{tmp / 'nebula.db'}"
+    return env
+
+
+def zone_size(api: httpx.Client) -> int:
+    response = api.get(f"/zones/{ZONE}.")
+    response.raise_for_status()
+    return sum(
+        len(r["records"]) for r in response.json()["rrsets"] if r["type"] not in ("SOA", "NS")
+    )
+
+
+def delete_zone(api: httpx.Client) -> None:
+    response = api.delete(f"/zones/{ZONE}.")
+    if response.status_code not in (204, 404, 422):
+        response.raise_for_status()
+
+
+@dataclass
+class Lab:
+    tmp: Path
+    proxy: str  # the API URL both tools are given: the counting proxy
+    counter: Counter
+    api: httpx.Client  # PowerDNS itself, to reset and check the zone
+    key: str
+
+
+def measure_tool(tool: str, args: argparse.Namespace, lab: Lab) -> dict[str, list[Run]]:
+    tmp, proxy, counter, api = lab.tmp, lab.proxy, lab.counter, lab.api
+    env = private_env(tmp, lab.key)
+    root = tmp / tool
+    nebula = shutil.which("nebula") or "nebula"
+    octodns = shutil.which("octodns-sync") or "octodns-sync"
+    if tool == "nebula":
+        write = write_nebula
+        command = [nebula, "dns", "apply", "--yes", str(root)]
+        subprocess.run([nebula, "domains", "list"], env=env, capture_output=True, check=True)
+    else:
+        write = write_octodns
+        command = [octodns, "--config-file", str(root / "config.yaml"), "--doit"]
+    runs: dict[str, list[Run]] = {"initial": [], "change": [], "noop": []}
+    for _ in range(args.runs):
+        delete_zone(api)
+        write(root, proxy, records(args.records, changed=False))
+        runs["initial"].append(timed(command, env, counter))
+        assert zone_size(api) == args.records, f"{tool}: the zone is incomplete after the sync"
+        write(root, proxy, records(args.records, changed=True))
+        runs["change"].append(timed(command, env, counter))
+        for _ in range(args.noop_runs):
+            runs["noop"].append(timed(command, env, counter))
+    answer = api.get(f"/zones/{ZONE}.").json()
+    changed = [
+        r
+        for r in answer["rrsets"]
+        if r["type"] == "A" and r["records"][0]["content"].endswith(".200")
+    ]
+    assert len(changed) == CHANGED, f"{tool}: {len(changed)} changed records, not {CHANGED}"
+    return runs
+
+
+def median(runs: list[Run], attr: str) -> float:
+    return statistics.median(getattr(r, attr) for r in runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--noop-runs", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="write the result here too")
+    args = parser.parse_args()
+    ensure_octodns()
+    tmp = Path(tempfile.mkdtemp(prefix="nebula-bench-dns-"))
+    try:
+        with servers.powerdns_server() as pdns, counting_proxy(pdns.api_url) as (proxy, counter):
+            api = httpx.Client(
+                base_url=f"{pdns.api_url}/api/v1/servers/localhost",
+                headers={"X-API-Key": pdns.api_key},
+                timeout=60,
+            )
+            lab = Lab(tmp, proxy, counter, api, pdns.api_key)
+            results = {tool: measure_tool(tool, args, lab) for tool in ("nebula", "octodns")}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(args, results)
+
+
+def report(args: argparse.Namespace, results: dict[str, dict[str, list[Run]]]) -> None:
+    rows = []
+    verdicts = []
+    print(f"PowerDNS zone of {args.records} records; medians of {args.runs} runs "
+          f"({args.runs * args.noop_runs} for the no-op)\n")  # fmt: skip
+    print(f"{'step':<9} {'tool':<8} {'wall s':>8} {'cpu s':>8} {'requests':>9}  calls")
+    for step in ("initial", "change", "noop"):
+        figures = {}
+        for tool in ("nebula", "octodns"):
+            runs = results[tool][step]
+            wall, cpu = median(runs, "wall"), median(runs, "cpu")
+            requests = max(r.requests for r in runs)
+            figures[tool] = (wall, cpu, requests)
+            calls = ", ".join(runs[-1].calls)
+            print(f"{step:<9} {tool:<8} {wall:>8.3f} {cpu:>8.3f} {requests:>9}  {calls}")
+        cpu_ratio = figures["octodns"][1] / figures["nebula"][1]
+        wall_ratio = figures["octodns"][0] / figures["nebula"][0]
+        fewer = figures["nebula"][2] <= figures["octodns"][2]
+        verdicts.append(
+            (f"{step}: octodns/nebula CPU {cpu_ratio:.1f}x (target >= 3x)", cpu_ratio >= 3)
+        )
+        verdicts.append(
+            (
+                f"{step}: requests nebula {figures['nebula'][2]} vs octodns {figures['octodns'][2]} (never more)",
+                fewer,
+            )
+        )
+        rows.append({"step": step, "cpu_ratio": cpu_ratio, "wall_ratio": wall_ratio,
+                     **{f"{t}_{k}": v for t in figures for k, v in zip(("wall_s", "cpu_s", "requests"), figures[t], strict=True)}})  # fmt: skip
+    noop_wall = median(results["nebula"]["noop"], "wall")
+    verdicts.append((f"no-op nebula dns apply {noop_wall:.3f} s (target < 0.3 s)", noop_wall < 0.3))
+    print()
+    for text, ok in verdicts:
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    out = {"records": args.records, "runs": args.runs, "steps": rows,
+           "verdicts": [{"check": t, "ok": ok} for t, ok in verdicts],
+           "raw": {tool: {step: [asdict(r) | {"calls": r.calls} for r in runs] for step, runs in steps.items()} for tool, steps in results.items()}}  # fmt: skip
+    print(json.dumps({k: v for k, v in out.items() if k != "raw"}, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
