@@ -27,6 +27,7 @@ from typing import Final, Literal, Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -66,6 +67,14 @@ def route(path: str, endpoint: Endpoint, methods: list[str], *, role: Access) ->
 def principal_of(request: Request) -> Principal | None:
     found = request.scope.get(SCOPE_KEY)
     return found if isinstance(found, Principal) else None
+
+
+def caller(request: Request) -> Principal:
+    """The principal of a guarded route's request (its guard let no anonymous caller in)."""
+    principal = principal_of(request)
+    if principal is None:
+        raise HTTPException(401, "authentication required")
+    return principal
 
 
 def _guarded(endpoint: Endpoint, access: Access) -> Endpoint:

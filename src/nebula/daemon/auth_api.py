@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nebula.daemon.auth import PUBLIC, GuardedRoute, principal_of, route
+from nebula.daemon.auth import PUBLIC, GuardedRoute, caller, principal_of, route
 from nebula.daemon.control import ControlError
 from nebula.identity import accounts
 from nebula.identity.principal import Role
@@ -97,12 +97,9 @@ class _AuthApi:
         return response
 
     async def whoami(self, request: Request) -> Response:
-        principal = principal_of(request)
-        assert principal is not None  # the route needs a viewer
-        role = principal.role.name
-        return self.json(
-            {"name": principal.name, "role": role, "method": principal.method}, 200, None
-        )
+        principal = caller(request)
+        who = {"name": principal.name, "role": principal.role.name, "method": principal.method}
+        return self.json(who, 200, None)
 
     async def users(self, request: Request) -> Response:
         found = await run_in_threadpool(accounts.users, self.sessions.store)
