@@ -194,3 +194,33 @@ def test_each_probe_reports_why_it_failed(docker_host: str) -> None:
     missing = probe(ExecCheck("cli", "no-such-container", ("true",), 30, 1), provider)
     assert not missing.ok and "no-such-container" in missing.detail.lower()
     provider.close()
+
+
+def test_nebulad_checks_the_installations_it_applied(
+    tmp_path: Path, docker_host: str, test_image: str, engine: docker.DockerClient
+) -> None:
+    from nebula.daemon.config import DaemonConfig
+    from nebula.daemon.core import Daemon
+
+    folder = tmp_path / "live"
+    (folder / "packages").mkdir(parents=True)
+    (folder / "nebula.yaml").write_text("")
+    (folder / "packages" / "probe.yaml").write_text(APP.format(image=test_image, port=_free_port()))
+    store = Store(f"sqlite:///{tmp_path}/nebula.db")
+    provider = DockerProvider(docker_host)
+    daemon = Daemon(
+        DaemonConfig(source=str(folder), watch=True, data_dir=tmp_path / "d", drift_interval=3600),
+        store,
+        provider,
+        None,
+    )
+    events = daemon.subscribe()
+    daemon.start()
+    try:
+        _wait_for(events, dict.fromkeys(CHECKS, "healthy"), timeout=60)
+        (row,) = daemon.installations()
+        assert {h["check"]: h["status"] for h in row["health"]} == dict.fromkeys(CHECKS, "healthy")
+    finally:
+        daemon.stop()
+        provider.close()
+        store.close()
