@@ -25,7 +25,16 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 FINGERPRINT_HEX = 12
 
-__all__ = ["InvalidTag", "derive", "fingerprint", "key_id", "new_key", "open_sealed", "seal"]
+__all__ = [
+    "AESGCM",
+    "InvalidTag",
+    "derive",
+    "fingerprint",
+    "key_id",
+    "new_key",
+    "open_sealed",
+    "seal",
+]
 
 
 def new_key() -> bytes:
@@ -47,9 +56,12 @@ def seal(key: bytes, plaintext: bytes, associated: bytes) -> tuple[bytes, bytes]
     return nonce, AESGCM(key).encrypt(nonce, plaintext, associated)
 
 
-def open_sealed(key: bytes, nonce: bytes, ciphertext: bytes, associated: bytes) -> bytes:
-    """The plaintext; `InvalidTag` when anything (key, nonce, data, associated data) differs."""
-    return AESGCM(key).decrypt(nonce, ciphertext, associated)
+def open_sealed(key: bytes | AESGCM, nonce: bytes, ciphertext: bytes, associated: bytes) -> bytes:
+    """The plaintext; `InvalidTag` when anything (key, nonce, data, associated data) differs.
+
+    `key` may be a ready `AESGCM` (a master key opening many data keys builds it once)."""
+    cipher = key if isinstance(key, AESGCM) else AESGCM(key)
+    return cipher.decrypt(nonce, ciphertext, associated)
 
 
 def fingerprint(fingerprint_key: bytes, name: str, value: str) -> str:

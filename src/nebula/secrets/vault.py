@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from nebula.resources import stand_in
@@ -82,6 +82,12 @@ class _Unlocked:
     active_id: str
     masters: dict[str, bytes]  # key id -> master key
     fingerprint_key: bytes
+    ciphers: dict[str, crypto.AESGCM] = field(default_factory=dict)  # built once per key
+
+    def cipher(self, key_id: str) -> crypto.AESGCM | None:
+        if key_id not in self.ciphers and key_id in self.masters:
+            self.ciphers[key_id] = crypto.AESGCM(self.masters[key_id])
+        return self.ciphers.get(key_id)
 
 
 def _info(row: SealedSecret) -> SecretInfo:
@@ -256,7 +262,7 @@ class Vault:
         return {name: self._open(found[name]) for name in wanted}
 
     def _data_key(self, row: SealedSecret) -> bytes:
-        master = self._unlock().masters.get(row.key_id)
+        master = self._unlock().cipher(row.key_id)
         if master is None:
             raise MasterKeyError(
                 f"secret {row.name!r} is sealed with master key id {row.key_id}, which "
