@@ -224,3 +224,39 @@ def test_nebulad_checks_the_installations_it_applied(
         daemon.stop()
         provider.close()
         store.close()
+
+
+def test_health_check_mistakes_point_at_their_line(tmp_path: Path) -> None:
+    from nebula.errors import ConfigError
+
+    (tmp_path / "packages").mkdir()
+    (tmp_path / "nebula.yaml").write_text("")
+    app_file = tmp_path / "packages" / "app.yaml"
+    head = 'compose:\n  services:\n    web: {image: "nginx:1.27", ports: ["8080:80"]}\n'
+    app_file.write_text(head + "health_checks:\n  - {name: a, url: 'http://x/', tcp: 'x:1'}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_desired(tmp_path)
+    (issue,) = caught.value.issues
+    assert str(issue).startswith("packages/app.yaml:5:5: health_checks[0]: give exactly one of")
+    app_file.write_text(
+        head
+        + """health_checks:
+  - {name: b, service: db, port: 80}
+  - {name: c, service: web, port: 81}
+  - {name: d, tcp: nohost}
+  - {name: d, service: web, port: 80}
+"""
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_desired(tmp_path)
+    assert [str(i) for i in caught.value.issues] == [
+        "packages/app.yaml:5:15: health_checks[0].service: no service 'db' (services: web)",
+        "packages/app.yaml:6:29: health_checks[1].port: service 'web' publishes no host port "
+        "for 81/tcp; publish it, or check from inside with `exec`",
+        "packages/app.yaml:7:15: health_checks[2].tcp: 'nohost' is not host:port "
+        "(e.g. 127.0.0.1:5432)",
+        "packages/app.yaml:8:6: health_checks[3].name: health check 'd' is listed twice",
+    ]
+    app_file.write_text(head + "health_checks:\n  - {name: web, service: web, port: 80}\n")
+    (desired,) = load_desired(tmp_path).installations
+    assert desired.health_checks == (TcpCheck("web", "127.0.0.1", 8080, 30.0, 10.0),)

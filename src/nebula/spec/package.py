@@ -80,6 +80,17 @@ class HealthCheck(StrictModel):
             raise ValueError("`expect_status` holds HTTP status codes (100-599)")
         return self
 
+    def summary(self) -> str:
+        """`GET http://…`, `tcp 127.0.0.1:5432`, `tcp db:5432` or `exec in db: pg_isready`."""
+        if self.url is not None:
+            codes = ", ".join(map(str, self.expect_status or ()))
+            return f"GET {self.url}" + (f" (expect {codes})" if codes else "")
+        if self.tcp is not None:
+            return f"tcp {self.tcp}"
+        if self.port is not None:
+            return f"tcp {self.service}:{self.port}"
+        return f"exec in {self.service}: {' '.join(self.exec or ())}"
+
 
 class Hooks(StrictModel):
     """Shell lines run on the node. post_install: once, after the first healthy install;

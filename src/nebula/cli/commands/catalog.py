@@ -94,7 +94,7 @@ def show(
     if package.health_checks:
         console().print("\n[bold]health checks[/]")
         for check in package.health_checks:
-            console().print(f"  {check.name}: {check.url}", markup=False)
+            console().print(f"  {check.name}: {check.summary()}", markup=False)
 
 
 @app.command("search")
