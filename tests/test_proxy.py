@@ -134,6 +134,9 @@ def test_exposed_app_answers_over_https_and_foreign_routes_survive(
         caddy,
         {"web": web_app(test_image, "- {host: web.nebula.lan, port: 8080}")},
     )
+    planned = json.loads(nebula("plan", str(repo), "--output", "json"))
+    assert {"action": "create", "id": "nebula-web-web.nebula.lan",
+            "reason": "https://web.nebula.lan → web-web:8080"} in planned["proxy"]["changes"]  # fmt: skip
     out = nebula("apply", str(repo), "--yes")
     assert "proxy nebula-web-web.nebula.lan: https://web.nebula.lan →" in out
 
@@ -166,6 +169,12 @@ def test_exposed_app_answers_over_https_and_foreign_routes_survive(
             )
         },
     )
+    planned = json.loads(nebula("plan", str(repo), "--output", "json"))
+    assert planned["summary"]["create"] == 0  # no container changes: only the proxy's
+    assert [(c["action"], c["id"]) for c in planned["proxy"]["changes"]] == [
+        ("update", "nebula-tls-internal"),
+        ("create", "nebula-web-www.nebula.lan"),
+    ]
     out = nebula("apply", str(repo), "--yes")
     assert "proxy nebula-web-www.nebula.lan" in out
     assert "nebula-test-ok" in https_get(caddy, "www.nebula.lan", root).text

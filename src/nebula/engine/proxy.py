@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nebula.engine.reconcile import Desired
-from nebula.kinds.routes import RouteChange, desired_config, route_changes, upstreams
+from nebula.kinds.routes import (
+    RouteChange,
+    desired_config,
+    owned_ids,
+    route_changes,
+    upstreams,
+)
 from nebula.providers.caddy import CaddyAdmin
 from nebula.resources import Observed
 from nebula.spec.proxy import Proxy
@@ -44,3 +50,24 @@ def sync_proxy(desired: Desired, observed: Observed) -> ProxyResult | None:
         changes = route_changes(current, target)
         caddy.load(target, current)
         return ProxyResult(tuple(changes), tuple(caddy.requests))
+
+
+def preview_proxy(desired: Desired, observed: Observed) -> ProxyResult | None:
+    """What `sync_proxy` would change, without changing anything (for `nebula plan`).
+
+    A new route whose container does not run yet is shown dialing the container's name: apply
+    puts its address there once it runs.
+    """
+    proxy = proxy_settings(desired)
+    if proxy is None:
+        return None
+    with CaddyAdmin(str(proxy.admin)) as caddy:
+        current = caddy.config()
+        requests = tuple(caddy.requests)
+    dials = upstreams(desired.routes, observed)
+    published = owned_ids(current)
+    for route in desired.routes:
+        if route.id not in dials and route.id not in published:
+            dials[route.id] = f"{route.container}:{route.port}"
+    target = desired_config(current, desired.routes, dials, proxy)
+    return ProxyResult(tuple(route_changes(current, target)), requests)

@@ -313,6 +313,11 @@ def route_changes(current: Mapping[str, Any], desired: Mapping[str, Any]) -> lis
     return changes
 
 
+def owned_ids(config: Mapping[str, Any]) -> set[str]:
+    """The `@id`s of the routes and TLS policies Nebula owns in `config`."""
+    return set(_owned_objects(config))
+
+
 def _owned_objects(config: Mapping[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     apps = config.get("apps", {})

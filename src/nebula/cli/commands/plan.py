@@ -24,6 +24,7 @@ from nebula.cli.session import load, open_provider, open_store, remember_noop, r
 if TYPE_CHECKING:
     from nebula.engine.apply import ApplyResult
     from nebula.engine.reconcile import Desired
+    from nebula.kinds.routes import RouteChange
     from nebula.plan import Plan
     from nebula.providers.docker import DockerProvider
     from nebula.resources import Observed
@@ -58,11 +59,42 @@ def plan(
             snapshot = plan_against(desired, provider)
         finally:
             provider.close()
-        remember_noop(repo, snapshot)
+        proxy, proxy_error = _preview_proxy(desired, snapshot.observed)
+        if not proxy and proxy_error is None:
+            remember_noop(repo, snapshot)
     if output is OutputFormat.json:
-        print_json(snapshot.plan.to_dict())
+        data = snapshot.plan.to_dict()
+        if proxy or proxy_error:  # absent when the proxy has nothing to do, as in a replay
+            data["proxy"] = {"changes": [c.to_dict() for c in proxy], "error": proxy_error}
+        print_json(data)
         return
     render_plan(snapshot.plan, show_unchanged)
+    _render_proxy(proxy, proxy_error)
+
+
+def _preview_proxy(desired: Desired, observed: Observed) -> tuple[list[RouteChange], str | None]:
+    """The proxy changes apply would make; a Caddy that cannot be read is a warning here."""
+    from nebula.engine.proxy import preview_proxy
+    from nebula.errors import NebulaError
+
+    try:
+        result = preview_proxy(desired, observed)
+    except NebulaError as exc:
+        return [], str(exc)
+    return (list(result.changes) if result else []), None
+
+
+def _render_proxy(changes: list[RouteChange], error: str | None) -> None:
+    for change in changes:
+        style = _STYLE[change.action.value]
+        console().print(
+            f"[{style}]{_SIGN[change.action.value]} {change.action.value}[/] proxy "
+            f"{change.id}: {change.reason}",
+            highlight=False,
+        )
+    if error:
+        err_console().print("[bold yellow]warning:[/] ", end="")
+        err_console().print(f"proxy changes unknown: {error}", markup=False)
 
 
 def _no_changes(counts: dict[str, int]) -> None:
