@@ -96,9 +96,6 @@ def _publish_web_port(service: dict[str, Any], web_port: str) -> bool:
         return False
     ports = service.get("ports", [])
     for index, port in enumerate(ports):
-        if isinstance(port, dict) and str(port.get("published", "")) == web_port:
-            ports[index] = {**port, "published": f"${{PORT:-{web_port}}}"}
-            return True
         if isinstance(port, str | int):
             parts = str(port).split(":")
             if len(parts) >= 2 and parts[-2] == web_port:

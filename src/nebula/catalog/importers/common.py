@@ -90,6 +90,7 @@ class Draft:
     variables: list[dict[str, Any]] = field(default_factory=list)
     health_checks: list[dict[str, Any]] = field(default_factory=list)
     requires: list[dict[str, Any]] = field(default_factory=list)
+    provides: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
     def document(self) -> dict[str, Any]:
@@ -98,7 +99,7 @@ class Draft:
             if getattr(self, key):
                 doc[key] = getattr(self, key)
         doc["compose"] = self.compose
-        for key in ("variables", "health_checks", "requires"):
+        for key in ("variables", "health_checks", "requires", "provides"):
             if getattr(self, key):
                 doc[key] = getattr(self, key)
         return doc
@@ -354,15 +355,21 @@ def _networks(service: str, value: Any, ctx: Context) -> Any:
 
 
 def _ports(service: str, value: Any, ctx: Context) -> list[Any]:
+    """Ports in the short syntax, which Nebula interpolates (`${PORT:-8097}:8096/tcp`)."""
     out: list[Any] = []
     for entry in value or []:
-        if isinstance(entry, dict):
-            keep = {
-                k: entry[k] for k in ("target", "published", "host_ip", "protocol") if k in entry
-            }
-            out.append(keep)
-        else:
+        if not isinstance(entry, dict):
             out.append(entry)
+            continue
+        if "target" not in entry:
+            raise UnconvertibleError(f"service {service}: port {entry!r} has no target")
+        text = str(entry["target"])
+        if entry.get("published") not in (None, ""):
+            text = f"{entry['published']}:{text}"
+            host_ip = str(entry.get("host_ip") or "")
+            if host_ip:
+                text = (f"[{host_ip}]" if ":" in host_ip else host_ip) + ":" + text
+        out.append(f"{text}/{entry.get('protocol') or 'tcp'}")
     return out
 
 
@@ -418,13 +425,17 @@ def declare_variables(
     own: list[dict[str, Any]],
     builtins: dict[str, Builtin],
     unknown_hint: str = "",
+    provided: tuple[str, ...] = (),
 ) -> None:
     """Declare exactly the variables the draft refers to: the app's own (`own`, e.g. form
     fields), then built-ins it uses, then any other name, required unless a reference gives a
-    default. Own fields nothing refers to are dropped with a note."""
+    default. Own fields nothing refers to are dropped with a note; names starting with one of
+    the `provided` prefixes come from `requires:` and are not declared."""
     used: dict[str, bool] = {}
-    for text in strings([draft.compose, draft.health_checks]):
+    for text in strings([draft.compose, draft.health_checks, draft.provides]):
         for name, has_default in references(text):
+            if name.startswith(provided) and provided:
+                continue
             used[name] = used.get(name, True) and has_default
     declared: list[dict[str, Any]] = []
     for variable in own:

@@ -107,7 +107,8 @@ def convert(app_dir: Path, options: Options) -> Draft:
         draft.health_checks = [web_health_check(str(manifest.get("path") or "/"))]
     elif proxy:
         draft.notes.append("app_proxy names no service of the app: its web UI is not published")
-    _dependencies(draft, manifest, options)
+    prefixes = _dependencies(draft, manifest, options)
+    draft.provides = _provides(app_id, exports, derived, ip_names, web[0] if web else None)
     if manifest.get("defaultUsername") or manifest.get("defaultPassword"):
         user, password = manifest.get("defaultUsername"), manifest.get("defaultPassword")
         draft.notes.append(f"default login: {user or '(none)'} / {password or 'APP_PASSWORD'}")
@@ -115,7 +116,7 @@ def convert(app_dir: Path, options: Options) -> Draft:
         draft.notes.append("Umbrel hooks/ scripts are not converted")
     builtins = _builtins(port if web is not None else None, exports, derived, set(ip_names))
     hint = "; perhaps exported by one of its dependencies" if manifest.get("dependencies") else ""
-    declare_variables(draft, [], builtins, hint)
+    declare_variables(draft, [], builtins, hint, prefixes)
     return draft
 
 
@@ -236,14 +237,45 @@ def _service_ips(services: dict[str, Any], exports: dict[str, str]) -> dict[str,
     return names
 
 
-def _dependencies(draft: Draft, manifest: dict[str, Any], options: Options) -> None:
+def _prefix(app_id: str) -> str:
+    """Umbrel's prefix of the values an app exports: `APP_BITCOIN` for bitcoin."""
+    return "APP_" + re.sub(r"[^A-Za-z0-9]", "_", app_id).upper()
+
+
+def _dependencies(draft: Draft, manifest: dict[str, Any], options: Options) -> tuple[str, ...]:
+    """`requires:` for the dependencies in the store, under Umbrel's prefix, so what they
+    export (`APP_BITCOIN_RPC_PORT`) reaches this app as the same variable; their prefixes."""
     deps = [str(d) for d in manifest.get("dependencies") or []]
     inside = [d for d in deps if d in options.store_apps]
     outside = [d for d in deps if d not in options.store_apps]
-    draft.requires = [{"package": package_name(d)} for d in inside]
-    if inside:
-        draft.notes.append(
-            f"requires {', '.join(inside)}: give the values they export as variables"
-        )
+    draft.requires = [{"package": package_name(d), "prefix": _prefix(d)} for d in inside]
     if outside:
         draft.notes.append(f"needs Umbrel apps not in this store: {', '.join(outside)}")
+    return tuple(_prefix(d) + "_" for d in inside)
+
+
+def _provides(
+    app_id: str,
+    exports: dict[str, str],
+    derived: set[str],
+    ip_names: dict[str, str],
+    web_service: str | None,
+) -> dict[str, Any] | None:
+    """What the app exports to its dependants (exports.sh), as `provides:`: a fixed IP is the
+    service's name, every other export the app's own variable of that name."""
+    prefix = _prefix(app_id) + "_"
+    values: dict[str, str] = {}
+    service = None
+    for key in [*exports, *sorted(derived)]:
+        short = key.removeprefix(prefix)
+        if short in (key, "HOST"):
+            continue
+        if key in ip_names:
+            service = service or ip_names[key]
+            values[short] = ip_names[key]
+        else:
+            values[short] = "${" + key + "}"
+    service = service or web_service
+    if not values or service is None:
+        return None
+    return {"service": service, "values": values}
