@@ -251,3 +251,58 @@ def test_a_changed_secret_recreates_only_the_services_using_it_and_never_shows(
         db = Path(database_url.removeprefix("sqlite:///"))
         data = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
         assert PLAIN.encode() not in data and NEW.encode() not in data
+
+
+# -- the daemon ----------------------------------------------------------------------------------
+
+
+def test_the_daemon_rolls_out_a_secret_set_after_the_commit(
+    tmp_path: Path,
+    client: docker.DockerClient,
+    docker_host: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nebula.daemon.config import DaemonConfig
+    from nebula.daemon.core import Daemon
+    from nebula.daemon.gitsync import GitSource
+    from nebula.providers.docker import DockerProvider
+    from nebula.secrets import open_vault
+    from test_daemon import Repo, eventually
+
+    monkeypatch.setenv("NEBULA_MASTER_KEY_FILE", str(tmp_path / "keys" / "master.key"))
+    monkeypatch.delenv("NEBULA_MASTER_KEY", raising=False)
+    repo = Repo(tmp_path)
+    repo.push("needs a secret", {"packages/app.yaml": APP.format(image=servers.TEST_IMAGE)})
+    config = DaemonConfig(
+        source=str(repo.bare), data_dir=tmp_path / "data", poll_interval=3600, drift_interval=3600
+    )
+    store = Store(f"sqlite:///{tmp_path}/nebula.db")
+    vault = open_vault(store)
+    vault.init()
+    provider = DockerProvider(docker_host)
+    daemon = Daemon(config, store, provider, GitSource(str(repo.bare), tmp_path / "data" / "repo"))
+    daemon.start()
+    try:
+        # the commit names a secret the vault lacks: a failed sync saying what to do
+        eventually(
+            lambda: bool(store.syncs(limit=1)) and store.syncs(limit=1)[0].status == "failed"
+        )
+        assert "nebula secrets set app.token" in "\n".join(store.syncs(limit=1)[0].errors)
+        vault.set("app.token", PLAIN)  # no new commit: the next sync sees the vault changed
+        daemon.request_sync("manual")
+        eventually(lambda: store.syncs(limit=1)[0].status == "succeeded", timeout=60)
+        first = ids(client)
+        env = client.containers.get("app-web").attrs["Config"]["Env"]
+        assert f"TOKEN={PLAIN}" in env
+        vault.set("app.token", NEW)
+        daemon.request_sync("manual")
+        eventually(lambda: len(store.syncs(limit=10)) == 3, timeout=60)
+        eventually(lambda: store.syncs(limit=1)[0].status == "succeeded", timeout=60)
+        assert f"TOKEN={NEW}" in client.containers.get("app-web").attrs["Config"]["Env"]
+        assert ids(client)["app-side"] == first["app-side"]
+        recorded = json.dumps([s.__dict__ for s in store.syncs(limit=10)], default=str)
+        assert PLAIN not in recorded and NEW not in recorded
+    finally:
+        daemon.stop()
+        provider.close()
+        store.close()

@@ -9,6 +9,7 @@ corrected against it. A commit that would remove too many installations is held 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import threading
@@ -22,6 +23,7 @@ from nebula.daemon import metrics
 from nebula.daemon.audit import AuditTrail
 from nebula.daemon.config import DaemonConfig
 from nebula.daemon.control import ControlError, DaemonStatus, Event, SyncRecord, SyncTrigger
+from nebula.daemon.dns import DnsKeeper
 from nebula.daemon.events import EventBus
 from nebula.daemon.gitsync import Commit, GitSource
 from nebula.daemon.health import HealthMonitor
@@ -35,6 +37,7 @@ from nebula.plan import Action, Kind, Plan
 from nebula.providers.docker import DockerProvider
 from nebula.secrets import open_vault
 from nebula.store import Store, SyncStatus, marketplace
+from nebula.store.dns import DnsStore
 
 log = logging.getLogger("nebulad")
 
@@ -69,11 +72,13 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._good: _Good | None = None
         self._bad_commit: str | None = None  # the newest commit known not to load
+        self._vault_seen: dict[str, str] | None = None  # secret fingerprints at the last load
         self._reported = False  # whether the sync in progress already recorded a failure
         self._current: int | None = None  # the sync row begun and not yet finished
         self._held: tuple[str, int] | None = None  # commit, sync id waiting for approval
         self._approved: str | None = None
         self.proxy = ProxyKeeper(store, self.bus)
+        self.dns = DnsKeeper(store, self.bus)
         folder = Path(config.source) if source is None else source.clone_dir / config.subfolder
         self.marketplace = Marketplace(store, source, folder, lambda: self.request_sync("manual"))
 
@@ -185,6 +190,7 @@ class Daemon:
         new_commit = commit is not None and commit.sha != self._setting("applied_commit")
         if not plan.has_changes:
             proxy_errors = self.proxy.sync(good.desired, snapshot.observed)
+            proxy_errors += self.dns.sync(good.desired)
             if new_commit or explicit:
                 outcome: SyncStatus = "failed" if proxy_errors else "succeeded"
                 self._record(commit, trigger, outcome, plan, errors=proxy_errors)
@@ -209,6 +215,7 @@ class Daemon:
         )
         errors = [f"{r.name}: {r.error}" for r in result.installations if not r.ok]
         errors += self.proxy.sync(good.desired, self.provider.observe())
+        errors += self.dns.sync(good.desired)
         status: SyncStatus = "succeeded" if not errors else "failed"
         info = self._finish(
             sync_id,
@@ -224,6 +231,17 @@ class Daemon:
         self._count(info, plan, drift=trigger == "drift")
         self.bus.publish("sync_finished", id=sync_id, status=status, errors=errors)
 
+    def domains(self) -> list[dict[str, Any]]:
+        return [dataclasses.asdict(d) for d in DnsStore(self.store).domains()]
+
+    def domain_records(self, domain: str) -> dict[str, Any]:
+        dns = DnsStore(self.store)
+        found = dns.domain(domain)
+        if found is None:
+            raise ControlError("not_found", f"no domain {domain}")
+        records = [dataclasses.asdict(r) for r in dns.records(found.id)]
+        return {"domain": dataclasses.asdict(found), "records": records}
+
     def domain_ssl(self, domain: str, check: bool) -> dict[str, Any]:
         return self.proxy.domain_ssl(domain, self._desired(), check)
 
@@ -235,10 +253,19 @@ class Daemon:
         """The vault's secret fingerprints, for planning (no master key needed)."""
         return open_vault(self.store).fingerprints()
 
+    def _vault_changed(self) -> bool:
+        """Whether a secret was set, rotated or removed since the last look: the commit is then
+        resolved again (new values roll out; a commit that named a missing secret may load)."""
+        seen, self._vault_seen = self._vault_seen, self._fingerprints()
+        return seen is not None and seen != self._vault_seen
+
     def _refresh(self, fetch: bool, trigger: str) -> None:
         """Bring `_good` up to date with the commit to follow (fetching it first if asked)."""
+        stale = self._vault_changed()
+        if stale:
+            self._bad_commit = None
         if self.source is None:  # watch mode: the folder as it is now
-            if fetch or self._good is None:
+            if fetch or self._good is None or stale:
                 try:
                     self._good = _Good(
                         None, load_desired(Path(self.config.source), self._fingerprints)
@@ -246,7 +273,7 @@ class Daemon:
                 except ConfigError as exc:
                     self._failed(None, trigger, exc)
             return
-        if not fetch and self._good is not None:
+        if not fetch and self._good is not None and not stale:
             return
         pinned = self._setting("pinned_commit")
         try:
@@ -260,6 +287,7 @@ class Daemon:
             self._good is not None
             and self._good.commit is not None
             and commit.sha == self._good.commit.sha
+            and not stale
         ):
             return
         if commit.sha == self._bad_commit:
