@@ -11,6 +11,8 @@ Routes (JSON in and out; every error is `{"error": message}`, never HTML):
     POST /api/v1/suspend                {"suspended": true}
     POST /api/v1/resume                 {"suspended": false}
     POST /api/v1/rollback               body {"commit": "..."}; {"pinned_commit": full sha}
+    GET  /api/v1/resources/domains      {"domains": [...]}: zones, record counts, ssl, last error
+    GET  /api/v1/resources/domains/{d}/dns  {"domain": ..., "records": [...]} (d: id or zone)
     POST /api/v1/webhook                a signed push: 202 queued, 200 ping, 401/400/403 refused
     GET  /api/v1/events                 server-sent events: `event: KIND` + `data: JSON`
     GET  /api/v1/marketplace/packages?q=TERM&category=C   {"packages": [...]}, best match first
@@ -128,6 +130,8 @@ def create_app(
         route(f"{PREFIX}/rollback", api.rollback, ["POST"], role=operator),
         route(WEBHOOK_PATH, api.webhook, ["POST"], role=PUBLIC),
         route(f"{PREFIX}/events", api.events, ["GET"], role=viewer),
+        route(f"{PREFIX}/resources/domains", api.domains, ["GET"], role=viewer),
+        route(f"{PREFIX}/resources/domains/{{domain}}/dns", api.dns, ["GET"], role=viewer),
         route(f"{PREFIX}/resources/domains/{{domain}}/ssl", api.ssl, ["GET"], role=viewer),
         route(f"{PREFIX}/resources/domains/{{domain}}/ssl", api.ssl, ["POST"], role=operator),
         route(f"{MARKET}/packages", api.packages, ["GET"], role=viewer),
@@ -265,6 +269,13 @@ class _Api:
         if queued:
             return _json({"queued": True}, status=202)
         return _json({"queued": False})
+
+    async def domains(self, request: Request) -> Response:
+        return _json({"domains": await run_in_threadpool(self.control.domains)})
+
+    async def dns(self, request: Request) -> Response:
+        domain: str = request.path_params["domain"]
+        return _json(await run_in_threadpool(self.control.domain_records, domain))
 
     async def ssl(self, request: Request) -> Response:
         """GET: a domain's certificate status as last checked; POST: check the certificates

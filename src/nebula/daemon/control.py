@@ -97,6 +97,15 @@ class DaemonControl(Protocol):
         """Verify a push webhook; True when it asked for a sync. `WebhookError` if refused."""
         ...
 
+    def domains(self) -> list[dict[str, Any]]:
+        """Every zone as last synced: provider, record count, certificate status, last error."""
+        ...
+
+    def domain_records(self, domain: str) -> dict[str, Any]:
+        """A domain (id or zone name) and its records as last read from the provider, each
+        marked owned (Nebula's) or not. `ControlError` if there is no such domain."""
+        ...
+
     def domain_ssl(self, domain: str, check: bool) -> dict[str, Any]:
         """A domain's (id or zone name) certificate status and its exposed hostnames'
         certificates; with `check`, read afresh from the proxy first. `ControlError` if none."""

@@ -55,6 +55,25 @@ def environment_secrets(name: str) -> str:
     return value
 
 
+def vault_secrets(store: Store) -> SecretResolver:
+    """Secrets from the environment (`NEBULA_SECRET_NAME`, an explicit override), else the
+    vault in `store`. The vault is opened only for a secret the environment does not give."""
+
+    def resolve(name: str) -> str:
+        try:
+            return environment_secrets(name)
+        except SecretUnavailableError:
+            pass
+        from nebula.secrets import open_vault
+
+        try:
+            return open_vault(store).reveal(name)
+        except NebulaError as exc:
+            raise SecretUnavailableError(f"secret {name!r} is not available: {exc}") from None
+
+    return resolve
+
+
 def open_dns_provider(zone: DesiredZone, token: str) -> DnsProvider:
     """The provider adapter for a zone's account (its SDK imported only when used)."""
     account = zone.account

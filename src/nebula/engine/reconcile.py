@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nebula.catalog import Catalog, builtin_catalog_dir
+from nebula.kinds.dns import desired_zones
 from nebula.kinds.docker_diff import diff
 from nebula.kinds.packages import resolve
 from nebula.kinds.routes import ExposedRoute, exposed_routes
@@ -15,6 +16,7 @@ from nebula.providers.docker import DockerProvider
 from nebula.resources import DesiredInstallation, Observed
 from nebula.spec.package import Package
 from nebula.spec.repo import RepoSpec, load_repo
+from nebula.zones import DesiredZone
 
 FingerprintSource = Callable[[], Mapping[str, str]]
 SECRET_MARK = "${secret:"
@@ -26,6 +28,7 @@ class Desired:
     catalog: Catalog
     installations: list[DesiredInstallation]
     routes: tuple[ExposedRoute, ...] = ()  # exposed hostnames, for the proxy
+    zones: tuple[DesiredZone, ...] = ()  # DNS zones with their desired records
 
     def packages(self) -> list[Package]:
         """The catalog packages the installations use, at the versions they use."""
@@ -62,7 +65,8 @@ def load_desired(root: Path, fingerprints: FingerprintSource | None = None) -> D
         mentioned = any(SECRET_MARK in repr(s.doc.data) for s in repo.installations)
         secrets = fingerprints() if mentioned else {}
     installations = resolve(repo, catalog, secrets)
-    return Desired(repo, catalog, installations, exposed_routes(repo, installations))
+    routes = exposed_routes(repo, installations)
+    return Desired(repo, catalog, installations, routes, tuple(desired_zones(repo)))
 
 
 def plan_against(desired: Desired, provider: DockerProvider) -> Snapshot:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 
 from nebula.store.api import Store
-from nebula.store.models import DnsRecord, Domain, utcnow
+from nebula.store.models import DnsRecord, Domain, new_id, utcnow
 from nebula.zones import ZoneState
 
 
@@ -62,24 +62,24 @@ class DnsStore:
             domain.zone_id = state.zone_id or (zone if state.exists else None)
             session.flush()
             session.execute(delete(DnsRecord).where(DnsRecord.domain_id == domain.id))
-            rows = []
-            for rrset in state.rrsets:
-                ids = dict(rrset.record_ids)
-                for value in rrset.values:
-                    rows.append(
-                        DnsRecord(
-                            domain_id=domain.id,
-                            record_type=rrset.type,
-                            name=rrset.name,
-                            content=value[:500],
-                            ttl=rrset.ttl,
-                            proxied=rrset.proxied,
-                            provider_id=ids.get(value),
-                            owned=rrset.owned,
-                            created_at=now,
-                        )
-                    )
-            session.add_all(rows)
+            rows = [
+                {
+                    "id": new_id(),
+                    "domain_id": domain.id,
+                    "record_type": rrset.type,
+                    "name": rrset.name,
+                    "content": value[:500],
+                    "ttl": rrset.ttl,
+                    "proxied": rrset.proxied,
+                    "provider_id": dict(rrset.record_ids).get(value),
+                    "owned": rrset.owned,
+                    "created_at": now,
+                }
+                for rrset in state.rrsets
+                for value in rrset.values
+            ]
+            if rows:  # one executemany, not an ORM object per record
+                session.execute(insert(DnsRecord), rows)
 
     def forget_missing(self, zones: set[str]) -> None:
         """Drop the rows of zones no longer in the config repo (their records stay published)."""

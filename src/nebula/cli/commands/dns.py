@@ -6,6 +6,7 @@ read from `NEBULA_SECRET_NAME` in the environment.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -27,14 +28,14 @@ from nebula.cli.output import (
 
 if TYPE_CHECKING:
     from nebula.engine.dns import ZoneOutcome
-    from nebula.zones import DesiredZone
+    from nebula.zones import DesiredZone, DnsChange
 
 app = typer.Typer(
     help="DNS records from domains/*.yaml: plan, apply, import a zone.", no_args_is_help=True
 )
 domains_app = typer.Typer(help="Domains (zones) Nebula manages.", no_args_is_help=True)
 
-_STYLE = {"create": "green", "update": "yellow", "delete": "red", "conflict": "red"}
+_COLOUR = {"create": "green", "update": "yellow", "delete": "red", "conflict": "red"}
 _SIGN = {"create": "+", "update": "~", "delete": "-", "conflict": "!", "foreign": " "}
 
 ZoneOption = Annotated[
@@ -166,7 +167,7 @@ def _render(outcome: ZoneOutcome, show_foreign: bool, applied: bool) -> None:
     shown = [
         c
         for c in plan.changes
-        if c.action.value in _STYLE or (show_foreign and c.action.value == "foreign")
+        if c.action.value in _COLOUR or (show_foreign and c.action.value == "foreign")
     ]
     counts = plan.counts()
     summary = (
@@ -179,18 +180,7 @@ def _render(outcome: ZoneOutcome, show_foreign: bool, applied: bool) -> None:
         summary += f", {counts['conflict']} in conflict"
     out.print(head)
     if shown:
-        from rich.table import Table
-
-        table = Table(box=None, pad_edge=False, show_edge=False, show_header=False)
-        for _ in range(4):
-            table.add_column(overflow="fold")
-        for change in shown:
-            action = change.action.value
-            style = _STYLE.get(action, "dim")
-            table.add_row(
-                f"[{style}]{_SIGN[action]} {action}[/]", change.name, change.type, change.reason
-            )
-        out.print(table)
+        _lines(shown)
     out.print(f"  {summary}")
     for failure in outcome.failures:
         out.print("  [red]✗[/] ", end="")
@@ -200,6 +190,22 @@ def _render(outcome: ZoneOutcome, show_foreign: bool, applied: bool) -> None:
         out.print(outcome.error, markup=False)
     elif applied and outcome.applied and not outcome.failures:
         out.print("  [green]✓ applied[/]")
+
+
+def _lines(changes: list[DnsChange]) -> None:
+    """One aligned line per change, written at once: a zone of thousands of records prints in
+    milliseconds (a rich table would spend seconds measuring its cells)."""
+    colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    width = max(len(c.name) for c in changes)
+    lines = []
+    for change in changes:
+        action = change.action.value
+        mark = f"{_SIGN[action]} {action:<8}"
+        if colour:
+            mark = typer.style(mark, fg=_COLOUR.get(action, "bright_black"))
+        lines.append(f"{mark} {change.name:<{width}}  {change.type:<5}  {change.reason}\n")
+    sys.stdout.write("".join(lines))
+    sys.stdout.flush()
 
 
 @app.command("import")
