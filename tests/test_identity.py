@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,10 +18,11 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from nebula.cli.app import app
+from nebula.errors import NebulaError
 from nebula.identity import accounts
 from nebula.identity.passwords import hash_password, verify_password
 from nebula.identity.ratelimit import RateLimit, RateLimiter
-from nebula.identity.sessions import AuthError, Sessions
+from nebula.identity.sessions import AuthError, Sessions, TokenPair
 from nebula.identity.tokens import load_signing_key
 from nebula.store import Store
 from nebula.store.identity import IdentityError
@@ -236,3 +238,26 @@ def test_a_refused_login_says_why(daemon: Api) -> None:
     assert "not a URL" in run("login", "node1:7733", "-u", "ada", code=2)
     assert "not logged in" in run("logout", daemon.url, code=1)
     assert os.environ["NEBULA_KEYRING"] == "0"
+
+
+def test_a_refresh_token_is_spent_once_even_by_racing_requests(store: Store) -> None:
+    accounts.add_user(store, "ada", PASSWORD, "viewer")
+    sessions = Sessions(store, KEY)
+    token = sessions.login("ada", PASSWORD, "10.0.0.1").refresh_token
+    barrier = threading.Barrier(4)
+    outcomes: list[object] = []
+
+    def spend() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(sessions.refresh(token))
+        except NebulaError as exc:  # refused, or the database said the row moved under it
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=spend) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(outcomes) == 4
+    assert sum(isinstance(o, TokenPair) for o in outcomes) == 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -208,7 +208,16 @@ def use_refresh_token(
         user = session.get(User, token.user_id)
         if user is None:
             return RefreshOutcome(None)
-        token.used_at = now
+        # Spent only if nobody spent it meanwhile (SQLite takes no row lock on SELECT).
+        spent = session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == token.id, RefreshToken.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if not isinstance(spent, CursorResult) or spent.rowcount != 1:
+            _revoke_where(session, RefreshToken.family_id == token.family_id, now)
+            return RefreshOutcome(None, reused=True)
         session.add(
             RefreshToken(
                 id=new_id(),
