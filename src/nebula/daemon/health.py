@@ -177,4 +177,3 @@ def _forget_metrics(installation: str, check: str) -> None:
     for gauge in (metrics.HEALTH_UP, metrics.HEALTH_LATENCY):
         with contextlib.suppress(KeyError):
             gauge.remove(installation, check)
-
