@@ -345,3 +345,33 @@ def test_errors_never_echo_the_value(vault: Vault) -> None:
     with pytest.raises(VaultError) as caught:
         vault.set("x", "y" * 70000)
     assert "yyyy" not in str(caught.value)
+
+
+def test_the_os_keyring_holds_the_master_key_when_one_is_usable(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keyring
+    from keyrings.alt.file import PlaintextKeyring
+
+    class Ring(PlaintextKeyring):  # a real keyring backend, its file in the test's tmp dir
+        @property
+        def file_path(self) -> str:
+            return str(tmp_path / "keyring.cfg")
+
+    monkeypatch.delenv("NEBULA_MASTER_KEY", raising=False)
+    monkeypatch.delenv("NEBULA_MASTER_KEY_FILE", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    previous = keyring.get_keyring()
+    keyring.set_keyring(Ring())
+    try:
+        vault = open_vault(store)
+        created = vault.init()
+        assert created.created and "the OS keyring (Ring, service 'nebula')" in created.where
+        vault.set("db.password", PLAIN)
+        vault.rotate_key()
+        assert keyring.get_password("nebula", "master-key.next") is None
+        assert open_vault(store).reveal("db.password") == PLAIN
+        assert not (tmp_path / "config").exists()  # no key file was written
+        assert PLAIN not in (tmp_path / "keyring.cfg").read_text()
+    finally:
+        keyring.set_keyring(previous)
