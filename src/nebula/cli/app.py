@@ -16,6 +16,7 @@ from nebula.cli.commands import (
     install,
     login,
     plan,
+    schema,
     secrets,
     status,
     users,
@@ -37,6 +38,7 @@ app.command()(plan.plan)
 app.command()(plan.apply)
 app.command()(status.status)
 app.add_typer(catalog.app, name="catalog")
+app.add_typer(schema.app, name="schema")
 app.add_typer(secrets.app, name="secrets")
 app.command()(install.install)
 app.command()(install.upgrade)

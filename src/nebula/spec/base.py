@@ -48,5 +48,6 @@ def _as_text(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Text = Annotated[str, BeforeValidator(_as_text)]
+# The JSON Schema of each (`nebula schema export`) says what YAML may hold, before conversion.
+Duration = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=str | float)]
+Text = Annotated[str, BeforeValidator(_as_text, json_schema_input_type=str | float | bool)]

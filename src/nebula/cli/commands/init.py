@@ -46,18 +46,60 @@ EXAMPLE = """\
 """
 
 
+SCHEMA_DIR = ".nebula/schema"
+
+
+def _editor_schemas(target: Path) -> None:
+    """JSON Schemas in .nebula/schema/, and VS Code's YAML extension pointed at them (other
+    editors using yaml-language-server read the modelines)."""
+    import json
+
+    from nebula.spec.schema import editor_mapping, export
+
+    export(target / SCHEMA_DIR)
+    settings_path = target / ".vscode" / "settings.json"
+    settings: object = {}
+    if settings_path.exists():
+        try:
+            settings = json.loads(settings_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            settings = None
+    if not isinstance(settings, dict):
+        console().print(
+            f"[yellow]warning:[/] {settings_path} is not plain JSON; left as is (add "
+            f'"yaml.schemas" mapping {SCHEMA_DIR}/*.schema.json yourself)'
+        )
+        return
+    schemas = settings.get("yaml.schemas")
+    settings["yaml.schemas"] = {
+        **(schemas if isinstance(schemas, dict) else {}),
+        **editor_mapping(SCHEMA_DIR),
+    }
+    settings_path.parent.mkdir(exist_ok=True)
+    settings_path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder to create the config repo in.")] = Path(
         "."
     ),
 ) -> None:
-    """Create a config repo: nebula.yaml, packages/, and a git repository around them."""
+    """Create a config repo: nebula.yaml, packages/, editor schemas, and a git repository.
+
+    JSON Schemas go to .nebula/schema/ and .vscode/settings.json maps them to the repo's files,
+    so editors complete and check the YAML as you type.
+    """
     target = directory.resolve()
     if (target / "nebula.yaml").exists():
         abort(f"{target} already has a nebula.yaml; nothing changed", EXIT_INVALID)
+    from nebula.spec.schema import modeline
+
     (target / "packages").mkdir(parents=True, exist_ok=True)
-    (target / "nebula.yaml").write_text(NEBULA_YAML)
-    (target / "packages" / "example.yaml.sample").write_text(EXAMPLE)
+    (target / "nebula.yaml").write_text(modeline(SCHEMA_DIR, "nebula") + NEBULA_YAML)
+    (target / "packages" / "example.yaml.sample").write_text(
+        modeline(f"../{SCHEMA_DIR}", "installation") + EXAMPLE
+    )
+    _editor_schemas(target)
     if not (target / ".git").exists():
         try:
             subprocess.run(["git", "init", "-q", str(target)], check=True, capture_output=True)
