@@ -40,6 +40,11 @@ def stand_in(fingerprint: str) -> str:
 _STAND_IN = re.compile(re.escape(MASK) + r"[0-9a-f]{8,32}")
 
 
+def stand_ins_in(text: str) -> list[str]:
+    """The secret stand-ins in `text`."""
+    return _STAND_IN.findall(text) if MASK in text else []
+
+
 def reveal(text: str, values: Mapping[str, str]) -> str:
     """`text` with each stand-in found in `values` (stand-in -> plain value) swapped back."""
     if MASK not in text or not values:

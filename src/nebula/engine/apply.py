@@ -13,7 +13,7 @@ import dataclasses
 import graphlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +32,7 @@ from nebula.resources import (
     NetworkSpec,
     reveal,
     stand_in,
+    stand_ins_in,
 )
 from nebula.secrets import Vault, open_vault
 from nebula.spec.config import Defaults
@@ -111,13 +112,37 @@ def apply_plan(
 
 
 def _reveal(snapshot: Snapshot, vault: Vault) -> dict[str, str]:
-    """Stand-in -> plain value of every secret the desired installations refer to (all of
-    them: a dependant may carry a provider's secret), checked against the planned fingerprints."""
-    planned = dict(s for d in snapshot.desired.installations for s in d.secrets)
-    if not planned or not snapshot.plan.has_changes:
+    """Stand-in -> plain value of the secrets the installations being applied hand to Docker or
+    to hooks (a dependant may carry a provider's secret), checked against the planned
+    fingerprints. Secrets of installations left as they are stay sealed."""
+    known = {
+        stand_in(fp): (name, fp) for d in snapshot.desired.installations for name, fp in d.secrets
+    }
+    applying = {c.installation for c in snapshot.plan.pending}
+    planned = dict(
+        known[found]
+        for d in snapshot.desired.installations
+        if d.name in applying
+        for text in _handed_over(d)
+        for found in stand_ins_in(text)
+        if found in known
+    )
+    if not planned:
         return {}
     values = vault.reveal_planned(planned)
     return {stand_in(planned[name]): value for name, value in values.items()}
+
+
+def _handed_over(desired: DesiredInstallation) -> Iterator[str]:
+    """Every text of `desired` that apply reveals secrets in."""
+    for container in desired.containers:
+        yield from (value for _, value in container.environment)
+        yield from container.command or ()
+        yield from container.entrypoint or ()
+        yield from container.healthcheck.test if container.healthcheck else ()
+    yield from (value for _, value in desired.hook_env)
+    for hooks in (desired.post_install, desired.pre_upgrade, desired.post_upgrade):
+        yield from hooks
 
 
 def _dependency_order(installations: list[DesiredInstallation]) -> list[DesiredInstallation]:
