@@ -231,6 +231,31 @@ def test_a_gpu_request_on_a_node_without_a_gpu(tmp_path: Path) -> None:
     assert "device_requests" not in ContainerSpec("a", "web", "a-web", "nginx:1.27").summary()
 
 
+def test_a_device_count_may_come_from_a_variable(tmp_path: Path) -> None:
+    app = """compose:
+  services:
+    llm:
+      image: ollama/ollama:0.5.7
+      deploy:
+        resources:
+          reservations:
+            devices: [{driver: nvidia, count: "${GPUS}", capabilities: [gpu]}]
+variables:
+  - {name: GPUS, default: all}
+"""
+    nodes = "nodes: [{name: rig, address: 10.0.0.3, gpu: true}]"
+    counts = {"all": -1, "2": 2}
+    for value, count in counts.items():
+        write_repo(tmp_path, {"ai.yaml": app + f"values: {{GPUS: '{value}'}}\n"}, nodes)
+        (ai,) = load_desired(tmp_path).installations
+        assert ai.containers[0].device_requests[0].count == count
+    write_repo(tmp_path, {"ai.yaml": app + "values: {GPUS: lots}\n"}, nodes)
+    assert errors_of(tmp_path) == [
+        "packages/ai.yaml:8:40: compose.services.llm.deploy.resources.reservations.devices[0]"
+        ".count: 'lots' is not a device count: a number of devices, or all"
+    ]
+
+
 @pytest.mark.parametrize(
     "bad",
     [

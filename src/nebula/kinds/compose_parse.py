@@ -139,7 +139,9 @@ def parse_healthcheck(check: Healthcheck, test: list[str] | str | None) -> Healt
 
 
 def device_requests(
-    service: Service, text: Callable[[str, tuple[str | int, ...]], str]
+    service: Service,
+    text: Callable[[str, tuple[str | int, ...]], str],
+    report: Callable[[tuple[str | int, ...], str], None],
 ) -> tuple[DeviceRequest, ...]:
     """`gpus:` and `deploy.resources.reservations.devices` as Docker device requests.
 
@@ -159,9 +161,11 @@ def device_requests(
         ids = tuple(
             text(d, (*path, "device_ids", j)) for j, d in enumerate(request.device_ids or ())
         )
-        count = (
-            -1 if request.count == "all" or (request.count is None and not ids) else request.count
-        )
+        try:
+            count = _device_count(request.count, text, (*path, "count"), bool(ids))
+        except ValueError as exc:
+            report((*path, "count"), str(exc))
+            continue
         out.append(
             DeviceRequest(
                 driver=text(request.driver, (*path, "driver")) if request.driver else "",
@@ -174,3 +178,22 @@ def device_requests(
             )
         )
     return tuple(out)
+
+
+def _device_count(
+    count: int | str | None,
+    text: Callable[[str, tuple[str | int, ...]], str],
+    path: tuple[str | int, ...],
+    has_ids: bool,
+) -> int | None:
+    """Docker's count: -1 for all (also when neither count nor device_ids is given)."""
+    if has_ids:
+        return None
+    if count is None:
+        return -1
+    value = text(count, path) if isinstance(count, str) else str(count)
+    if value in ("all", "-1"):  # compose writes all as -1
+        return -1
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{value!r} is not a device count: a number of devices, or all")
+    return int(value)

@@ -466,7 +466,9 @@ class _Resolver:
             else None,
             depends_on=tuple(sorted(service.dependencies().items())),
             device_requests=device_requests(
-                service, lambda value, path: self._text(value, (*base, *path))
+                service,
+                lambda value, path: self._text(value, (*base, *path)),
+                lambda path, message: self.issues.append(self._issue((*base, *path), message)),
             ),
         )
         self._secrets_stay_inside(container, base)

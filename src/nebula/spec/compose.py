@@ -58,7 +58,7 @@ class GpuRequest(StrictModel):
     """A device request (compose `gpus:` entry); `capabilities` defaults to [gpu]."""
 
     driver: Text | None = None
-    count: int | Literal["all"] | None = None
+    count: int | Text | None = Field(default=None, description="a number of devices, or all")
     device_ids: list[Text] | None = None
     capabilities: list[str] = []
     options: dict[str, Text] = {}
