@@ -40,9 +40,6 @@ class KeyStore(Protocol):
         """Where the key lives, for messages (never the key)."""
         ...
 
-    @property
-    def writable(self) -> bool: ...
-
     def load(self, slot: Slot) -> bytes | None: ...
 
     def save(self, slot: Slot, key: bytes) -> None: ...
@@ -76,10 +73,6 @@ class KeyFile:
     @property
     def where(self) -> str:
         return f"key file {self.path}"
-
-    @property
-    def writable(self) -> bool:
-        return True
 
     def _path(self, slot: Slot) -> Path:
         return self.path if slot == "current" else self.path.with_name(self.path.name + ".next")
@@ -144,22 +137,20 @@ class EnvironmentKey:
     def where(self) -> str:
         return f"the {ENV_KEY} environment variable"
 
-    @property
-    def writable(self) -> bool:
-        return False
-
     def load(self, slot: Slot) -> bytes | None:
         return decode(self.value, self.where) if slot == "current" else None
 
-    def save(self, slot: Slot, key: bytes) -> None:
-        raise MasterKeyError(
+    def refusal(self) -> MasterKeyError:
+        return MasterKeyError(
             f"the master key comes from {self.where}, which Nebula cannot change; "
             f"unset it and use a key file ({ENV_KEY_FILE}) or the OS keyring to create or rotate keys"
         )
 
+    def save(self, slot: Slot, key: bytes) -> None:
+        raise self.refusal()
+
     def delete(self, slot: Slot) -> None:
-        if slot == "current":
-            self.save(slot, b"")
+        raise self.refusal()
 
 
 @dataclass(frozen=True)
@@ -171,10 +162,6 @@ class Keyring:
     @property
     def where(self) -> str:
         return f"the OS keyring ({self.backend}, service {KEYRING_SERVICE!r})"
-
-    @property
-    def writable(self) -> bool:
-        return True
 
     @staticmethod
     def _user(slot: Slot) -> str:

@@ -26,7 +26,7 @@ from nebula.secrets.errors import (
     UnknownSecretError,
     VaultError,
 )
-from nebula.secrets.keys import KeyStore, Slot, locate
+from nebula.secrets.keys import EnvironmentKey, KeyStore, Slot, locate
 from nebula.store import Store
 from nebula.store import vault as rows
 from nebula.store.vault import KeyRecord, SealedSecret
@@ -292,8 +292,8 @@ class Vault:
 
         `on_moved(name)` is called after each secret has moved (for progress).
         """
-        if not self.keys.writable:
-            self.keys.save("next", b"")  # raises the explanation
+        if isinstance(self.keys, EnvironmentKey):
+            raise self.keys.refusal()
         unlocked = self._unlock()
         if self._unpromoted is not None:  # finish the last rotation: promote its key
             new_id = unlocked.active_id
