@@ -168,6 +168,8 @@ def test_casaos_extensions_and_builtins(tmp_path: Path) -> None:
     assert photoprism["volumes"] == {"storage": None, "database": None}
     syncthing = package(tmp_path, "syncthing")["compose"]["services"]["syncthing"]
     assert syncthing["ports"][0] == "${PORT:-8384}:8384"
+    notes = next(a.notes for a in report.imported if a.name == "syncthing")
+    assert "store tip: Set a GUI password after the first start." in notes
 
 
 def test_umbrel_app_proxy_dependencies_and_exports(tmp_path: Path) -> None:
@@ -230,6 +232,15 @@ def test_a_package_that_does_not_validate_is_removed_and_reported(tmp_path: Path
         "policy; use no, always, on-failure[:N] or unless-stopped"
     )
     assert not (into / "it-tools").exists()  # the catalog folder only holds packages that load
+
+    # a forced re-import that does not validate keeps the file that was there
+    good = into / "it-tools" / "2024.10.22-7ca5933.yaml"
+    import_store("runtipi", STORES / "runtipi", into, arch="amd64")
+    before = good.read_text()
+    again = import_store("runtipi", store, into, arch="amd64", force=True)
+    assert again.skipped[0].reason is not None
+    assert again.skipped[0].reason.startswith("does not validate")
+    assert good.read_text() == before
 
 
 def test_existing_packages_are_kept_unless_forced(tmp_path: Path) -> None:

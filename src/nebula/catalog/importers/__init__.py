@@ -123,6 +123,7 @@ def _write_and_check(
 ) -> str | None:
     """Write the package, load it back through the catalog; the reason it failed, or None."""
     created_dir = not target.parent.exists()
+    previous = target.read_bytes() if target.exists() else None  # --force: restored on failure
     target.parent.mkdir(parents=True, exist_ok=True)
     header = f"# Imported from the {store} app {app} by `nebula catalog import`.\n"
     target.write_text(
@@ -132,7 +133,10 @@ def _write_and_check(
     try:
         entry = Catalog([into]).get(str(document["name"]), str(document["version"]))
     except ConfigError as exc:
-        target.unlink()
+        if previous is not None:
+            target.write_bytes(previous)
+        else:
+            target.unlink()
         if created_dir:
             target.parent.rmdir()
         return "does not validate: " + "; ".join(f"{i.field}: {i.message}" for i in exc.issues)

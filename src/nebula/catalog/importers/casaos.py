@@ -79,6 +79,9 @@ def convert(app_dir: Path, options: Options) -> Draft:
         compose=compose,
         notes=ctx.notes,
     )
+    tip = localized((store.get("tips") or {}).get("before_install"))
+    if tip:
+        draft.notes.append("store tip: " + " ".join(tip.split())[:300])
     if published:
         draft.health_checks = [web_health_check(str(store.get("index") or "/"))]
     elif web_port:
