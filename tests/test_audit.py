@@ -4,6 +4,7 @@ syncs leave behind."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -22,11 +23,17 @@ import docker
 import httpx
 import pytest
 import sqlalchemy as sa
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 from typer.testing import CliRunner
 
 import servers
 from nebula.cli.app import app
 from nebula.daemon.api import create_app
+from nebula.daemon.audit import AuditRequests, AuditTrail
 from nebula.daemon.config import DaemonConfig
 from nebula.daemon.core import Daemon
 from nebula.daemon.server import serve
@@ -441,3 +448,30 @@ def test_api_requests_and_syncs_are_recorded_with_their_actor(lab: Lab) -> None:
     assert failed.actor == "daemon:sync"
     assert any("broken.yaml" in error for error in failed.detail["errors"])
     assert audit.verify(lab.store).ok
+
+
+def test_a_route_not_named_keeps_only_its_body_field_names(tmp_path: Path) -> None:
+    async def things(request: Request) -> JSONResponse:
+        return JSONResponse({"got": await request.body() != b""})
+
+    with Store(f"sqlite:///{tmp_path}/nebula.db") as store:
+        api = Starlette(
+            routes=[Route("/api/v1/things/{name}", things, methods=["POST", "GET"])],
+            middleware=[Middleware(AuditRequests, trail=AuditTrail(store))],
+        )
+        transport = httpx.ASGITransport(app=api, client=("192.0.2.7", 40000))
+
+        async def call() -> None:
+            async with httpx.AsyncClient(transport=transport, base_url="http://n") as client:
+                await client.post("/api/v1/things/db", json={"name": "db", "value": "s3cr3t"})
+                await client.get("/api/v1/things/db")  # a read: not recorded
+
+        asyncio.run(call())
+        [entry] = audit.entries(store)
+    assert (entry.actor, entry.action, entry.target) == ("anonymous:192.0.2.7", "things.post", "db")
+    assert entry.detail == {
+        "method": "POST",
+        "path": "/api/v1/things/db",
+        "status": 200,
+        "body_fields": ["name", "value"],
+    }

@@ -8,7 +8,9 @@ that stopped syncing because its audit table is locked would be worse.
 is not a GET/HEAD/OPTIONS, before its response leaves: the caller (the `Principal` the
 authentication left in the scope), the action (`daemon.suspend`, `sync.approve`, ... or
 `PATH.METHOD` for a route not named below), the route's parameters as target, the status code,
-and the JSON body when it is small (masked like every detail: passwords and tokens never land).
+and for a named route its JSON body when small (masked like every detail: passwords and tokens
+never land). Of a route not named below only the body's field names are kept: a new route may
+carry a secret under a name the masking does not know (`value`), so it is never recorded.
 """
 
 from __future__ import annotations
@@ -111,8 +113,8 @@ class AuditRequests:
 
         async def send_after_recording(message: Message) -> None:
             if message["type"] == "http.response.start":
-                detail = _detail(scope, message["status"], bytes(body), size)
-                action, target = _action(scope)
+                action, target, known = _action(scope)
+                detail = _detail(scope, message["status"], bytes(body), size, known=known)
                 actor = actor_of(_principal(scope), scope)
                 await run_in_threadpool(self.trail.record, actor, action, target, detail)
             await send(message)
@@ -125,8 +127,9 @@ def _principal(scope: Scope) -> Principal | None:
     return found if isinstance(found, Principal) else None
 
 
-def _action(scope: Scope) -> tuple[str, str | None]:
-    """The action's name and its target (the route's parameters), from the matched route."""
+def _action(scope: Scope) -> tuple[str, str | None, bool]:
+    """The action's name, its target (the route's parameters), and whether the route is one
+    named above (whose bodies are known to be fit to record, masked)."""
     method, path = scope["method"], scope["path"]
     app = scope.get("app")
     for route in getattr(getattr(app, "router", None), "routes", ()):
@@ -137,22 +140,25 @@ def _action(scope: Scope) -> tuple[str, str | None]:
             params = child.get("path_params", {})
             target = "/".join(str(v) for v in params.values()) or None
             named = _ACTIONS.get((method, route.path))
-            if named is None:
-                stem = [p for p in route.path.removeprefix(PREFIX).split("/") if p and "{" not in p]
-                named = ".".join([*stem, method.lower()])
-            return named, target
-    return f"api.{method.lower()}", path
+            if named is not None:
+                return named, target, True
+            stem = [p for p in route.path.removeprefix(PREFIX).split("/") if p and "{" not in p]
+            return ".".join([*stem, method.lower()]), target, False
+    return f"api.{method.lower()}", path, False
 
 
-def _detail(scope: Scope, status: int, body: bytes, size: int) -> dict[str, Any]:
+def _detail(scope: Scope, status: int, body: bytes, size: int, *, known: bool) -> dict[str, Any]:
     detail: dict[str, Any] = {"method": scope["method"], "path": scope["path"], "status": status}
     if not body.strip():
         return detail
-    if size > MAX_RECORDED_BODY:
-        detail["body_bytes"] = size
-        return detail
     try:
-        detail["body"] = json.loads(body)
+        parsed = json.loads(body) if size <= MAX_RECORDED_BODY else None
     except (UnicodeDecodeError, json.JSONDecodeError):
+        parsed = None
+    if known and parsed is not None:
+        detail["body"] = parsed
+    elif isinstance(parsed, dict):  # a route not named above: its fields, not their values
+        detail["body_fields"] = sorted(str(k) for k in parsed)
+    else:
         detail["body_bytes"] = size
     return detail
