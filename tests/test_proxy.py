@@ -144,6 +144,9 @@ def test_exposed_app_answers_over_https_and_foreign_routes_survive(
     response = https_get(caddy, "web.nebula.lan", root)
     assert response.status_code == 200
     assert "nebula-test-ok" in response.text
+    table = nebula("certs", str(repo))
+    assert "web.nebula.lan" in table and "Caddy Local" in table and "active" in table
+    assert "warning" not in table
     # the hand-made route in the hand-made server is still served
     assert https_get(caddy, "static.nebula.lan", root, port=FOREIGN_PORT).text == "made by hand"
 

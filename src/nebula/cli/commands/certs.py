@@ -59,12 +59,15 @@ def _render(states: list[CertificateState]) -> None:
 
     now = datetime.now(UTC)
     table = Table(box=None, pad_edge=False, show_edge=False)
-    for column in ("hostname", "installation", "issuer", "status", "expires"):
-        table.add_column(column, overflow="fold")
+    table.add_column("hostname", overflow="fold")
+    table.add_column("installation", overflow="fold")
+    table.add_column("issuer", overflow="fold", ratio=1)
+    table.add_column("status", no_wrap=True)
+    table.add_column("expires", no_wrap=True)
     for state in states:
         expires = "-"
         if state.expires_at is not None:
-            expires = f"{state.expires_at:%Y-%m-%d %H:%M} UTC ({_left(state.expires_at - now)})"
+            expires = f"{state.expires_at:%Y-%m-%d %H:%M} ({_left(state.expires_at - now)})"
         style = _STYLE[state.status]
         table.add_row(
             state.host,
