@@ -97,6 +97,7 @@ class PowerDnsProvider:
             }
             response = self._request(zone, "POST", "/zones", json=body)
             if response.status_code == 201:
+                self._flush(zone)
                 return []
             if not _refused(response) or not pending:
                 self._check(zone, response, "creating the zone")
@@ -106,6 +107,7 @@ class PowerDnsProvider:
                 self._request(zone, "POST", "/zones", json={**body, "rrsets": []}),
                 "creating the zone",
             )
+            self._flush(zone)
         elif not pending:
             return []
         else:
@@ -123,6 +125,15 @@ class PowerDnsProvider:
                 failures.append(ChangeFailure(change, f"PowerDNS refused it: {_error(response)}"))
         return failures
 
+    def _flush(self, zone: str) -> None:
+        """Drop what PowerDNS cached while the zone did not exist (its refusals would be
+        served for up to a minute); edits of an existing zone purge its cache themselves."""
+        self._check(
+            zone,
+            self._request(zone, "PUT", "/cache/flush", query=f"domain={quote(zone)}."),
+            "flushing the cache",
+        )
+
     def _patch(self, zone: str, changes: list[DnsChange] | tuple[DnsChange, ...]) -> _Response:
         body = {"rrsets": [_rrset(c, with_changetype=True) for c in changes]}
         return self._request(zone, "PATCH", f"/zones/{zone}.", json=body)
@@ -130,20 +141,28 @@ class PowerDnsProvider:
     # -- HTTP ------------------------------------------------------------------------------
 
     def _request(
-        self, zone: str, method: str, path: str, json: Any = None, *, retry: bool = True
+        self,
+        zone: str,
+        method: str,
+        path: str,
+        json: Any = None,
+        *,
+        query: str = "",
+        retry: bool = True,
     ) -> _Response:
         body = None if json is None else _dumps(json)
         headers = dict(self._headers)
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
-            self._connection.request(method, self._base + quote(path), body=body, headers=headers)
+            target = self._base + quote(path) + (f"?{query}" if query else "")
+            self._connection.request(method, target, body=body, headers=headers)
             answer = self._connection.getresponse()
             return _Response(answer.status, answer.reason, answer.read())
         except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
             self._connection.close()  # a kept-alive connection the server closed: once more
             if retry:
-                return self._request(zone, method, path, json, retry=False)
+                return self._request(zone, method, path, json, query=query, retry=False)
             raise ProviderError(
                 f"zone {zone}", f"PowerDNS API at {self.api_url} closed the connection"
             ) from None
