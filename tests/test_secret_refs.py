@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -256,12 +258,27 @@ def test_a_changed_secret_recreates_only_the_services_using_it_and_never_shows(
 # -- the daemon ----------------------------------------------------------------------------------
 
 
+def record_events(bus: Any) -> list[str]:
+    """Every event `bus` publishes from now on, as JSON (what an event stream would send)."""
+    published: list[str] = []
+    publish = bus.publish
+
+    def recording(kind: str, **data: object) -> None:
+        published.append(json.dumps([kind, data], default=str, ensure_ascii=False))
+        publish(kind, **data)
+
+    bus.publish = recording
+    return published
+
+
 def test_the_daemon_rolls_out_a_secret_set_after_the_commit(
     tmp_path: Path,
     client: docker.DockerClient,
     docker_host: str,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """...and never shows it: not in its log, its events, its sync records or the database."""
     from nebula.daemon.config import DaemonConfig
     from nebula.daemon.core import Daemon
     from nebula.daemon.gitsync import GitSource
@@ -281,6 +298,8 @@ def test_the_daemon_rolls_out_a_secret_set_after_the_commit(
     vault.init()
     provider = DockerProvider(docker_host)
     daemon = Daemon(config, store, provider, GitSource(str(repo.bare), tmp_path / "data" / "repo"))
+    published = record_events(daemon.bus)
+    caplog.set_level(logging.DEBUG)
     daemon.start()
     try:
         # the commit names a secret the vault lacks: a failed sync saying what to do
@@ -306,3 +325,8 @@ def test_the_daemon_rolls_out_a_secret_set_after_the_commit(
         daemon.stop()
         provider.close()
         store.close()
+    assert any("app-web" in event for event in published)
+    shown = "\n".join([*published, caplog.text])
+    data = b"".join(p.read_bytes() for p in tmp_path.glob("nebula.db*"))
+    for value in (PLAIN, NEW):
+        assert value not in shown and value.encode() not in data
