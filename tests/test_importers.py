@@ -76,6 +76,11 @@ def test_store_imports_into_packages_that_load_and_resolve(store: str, tmp_path:
         for store_only in ("APP_DATA_DIR", "AppID", "traefik", "x-casaos", "x-runtipi"):
             assert store_only not in text, f"{path}: {store_only}"
 
+    # and they pass the catalog's own checks (pinned images, ports, health check, category)
+    assert f"{len(imported)} package versions checked: 0 errors" in run(
+        "catalog", "validate", str(into)
+    )
+
     # installed side by side with their required values, every package resolves
     (repo / "nebula.yaml").write_text("")
     (repo / "packages").mkdir()
@@ -109,6 +114,8 @@ def test_runtipi_form_fields_and_builtins_become_variables(tmp_path: Path) -> No
     assert found["NEXTCLOUD_ADMIN_PASSWORD"]["secret"] is True
     assert found["NEXTCLOUD_USE_CRON"]["default"] == "true"
     assert found["PORT"]["default"] == "8083"  # Runtipi's APP_PORT, from config.json `port`
+    assert nextcloud["category"] == "data"
+    assert package(tmp_path, "it-tools")["category"] == "dev"  # Runtipi's development
     assert found["DOMAIN"]["default"] == "localhost"  # APP_DOMAIN
     services = nextcloud["compose"]["services"]
     assert services["nextcloud"]["ports"] == ["${PORT:-8083}:80"]  # isMain + internalPort

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nebula.catalog.categories import CATEGORIES
 from nebula.spec.compose import Service
 from nebula.spec.interpolate import references
 
@@ -133,6 +134,35 @@ def version_name(raw: object) -> str:
     """A store version as a catalog version (it names a file, so no '/' or spaces)."""
     text = _VERSION_BAD.sub("-", str(raw).strip()).strip("-.") if raw is not None else ""
     return text or "latest"
+
+
+# The stores' categories (Runtipi, CasaOS, Umbrel; lowercased) → Nebula's (`CATEGORIES`).
+_CATEGORY = {
+    "development": "dev", "developer": "dev", "developer-tools": "dev",
+    "utilities": "productivity", "featured": "productivity", "finance": "productivity",
+    "gaming": "productivity", "games": "productivity", "dashboard": "productivity",
+    "notes": "productivity",
+    "social": "web", "chat": "web", "blog": "web", "cms": "web",
+    "photography": "media", "gallery": "media", "photos": "media", "books": "media",
+    "music": "media", "downloader": "media", "downloaders": "media", "streaming": "media",
+    "backup": "files", "cloud": "files", "documents": "files", "file sync": "files",
+    "networking": "network", "dns": "network", "vpn": "network",
+    "home automation": "home", "smart home": "home",
+    "analytics": "monitoring", "database": "data",
+}  # fmt: skip
+
+
+def category(raw: object, notes: list[str]) -> str:
+    """A store category in Nebula's terms; one with no match is filed under productivity
+    (Nebula's "other everyday tools"), with a note naming the store's."""
+    text = " ".join(str(raw or "").lower().split())
+    if not text:
+        return ""
+    found = text if text in CATEGORIES else _CATEGORY.get(text)
+    if found is None:
+        notes.append(f"store category {raw!r} has no Nebula counterpart: filed under productivity")
+        return "productivity"
+    return found
 
 
 def image_tag(image: str) -> str | None:
