@@ -260,3 +260,45 @@ def test_health_check_mistakes_point_at_their_line(tmp_path: Path) -> None:
     app_file.write_text(head + "health_checks:\n  - {name: web, service: web, port: 80}\n")
     (desired,) = load_desired(tmp_path).installations
     assert desired.health_checks == (TcpCheck("web", "127.0.0.1", 8080, 30.0, 10.0),)
+
+
+def test_the_monitor_waits_while_an_installation_is_being_applied(tmp_path: Path) -> None:
+    from nebula.resources import DesiredInstallation
+
+    store = Store(f"sqlite:///{tmp_path}/nebula.db")
+    provider = DockerProvider("unix:///nonexistent.sock")  # TCP checks never call Docker
+    bus = EventBus()
+    monitor = HealthMonitor(store, provider, bus)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        check = TcpCheck("port", "127.0.0.1", port, 0.2, 1.0)
+        app_ = DesiredInstallation(
+            name="db",
+            source="packages/db.yaml",
+            package=None,
+            version=None,
+            containers=(),
+            networks=(),
+            volumes=(),
+            health_checks=(check,),
+        )
+        deployment = store.begin_deployment(
+            "db", package=None, version=None, config={}, spec_hash="h", summary="create"
+        )
+        monitor.start()
+        try:
+            monitor.watch([app_])
+            time.sleep(1.0)
+            assert marketplace.health(store) == []  # being applied: apply itself waits
+            store.finish_deployment(deployment, ok=True, reason=None, container_ids=[])
+            deadline = time.monotonic() + 5
+            while not marketplace.health(store) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            (result,) = marketplace.health(store)
+            assert (result.installation, result.check, result.status) == ("db", "port", "healthy")
+        finally:
+            monitor.stop()
+            provider.close()
+            store.close()
