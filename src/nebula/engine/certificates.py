@@ -44,14 +44,14 @@ def check_certificates(
 
 
 def record_certificates(store: Store, desired: Desired, states: list[CertificateState]) -> None:
-    """Write each zone's worst status and earliest expiry (zones without exposed names are
-    left as they are)."""
+    """Write each zone's worst status and earliest expiry; a zone with no exposed hostname
+    has none (cleared if it had one)."""
     zones = [d.spec.zone for d in desired.repo.domains]
-    by_zone: dict[str, list[CertificateState]] = {}
+    by_zone: dict[str, list[CertificateState]] = {zone: [] for zone in zones}
     for state in states:
         zone = zone_of(state.host, zones)
         if zone is not None:
-            by_zone.setdefault(zone, []).append(state)
+            by_zone[zone].append(state)
     for zone, found in sorted(by_zone.items()):
-        status, expires_at = summarize(found)
+        status, expires_at = summarize(found) if found else (None, None)
         record_ssl(store, zone, status, expires_at)

@@ -10,12 +10,14 @@ from nebula.store.api import Store
 from nebula.store.models import Domain
 
 
-def record_ssl(store: Store, zone: str, status: str, expires_at: datetime | None) -> None:
+def record_ssl(store: Store, zone: str, status: str | None, expires_at: datetime | None) -> None:
     """Set a zone's certificate status (the worst of its hostnames) and earliest expiry; the
-    zone's row is created if its DNS was never synced."""
+    zone's row is created if its DNS was never synced. None: no certificate to speak of."""
     with store.transaction() as session:
         domain = session.scalars(select(Domain).where(Domain.name == zone)).one_or_none()
         if domain is None:
+            if status is None:
+                return
             domain = Domain(name=zone)
             session.add(domain)
         domain.ssl_status = status
