@@ -108,6 +108,9 @@ def _builtins(port: Any) -> dict[str, Builtin]:
         "INTERNAL_IP": Builtin("HOST_IP", "127.0.0.1", "the node's address in the LAN"),
         "APP_EXPOSED": Builtin("EXPOSED", "false", "whether the app is exposed at DOMAIN"),
         "TZ": Builtin("TZ", "Etc/UTC", "time zone"),
+        "ROOT_FOLDER_HOST": Builtin(
+            "ROOT_FOLDER_HOST", None, "host folder shared by apps (Runtipi's media/ is under it)"
+        ),
     }
 
 

@@ -52,6 +52,9 @@ _BUILTINS = {
         "NETWORK_IP", "10.213.0.0", "first address of the Docker networks (trusted proxies)"
     ),
     "TZ": Builtin("TZ", "Etc/UTC", "time zone"),
+    "UMBREL_ROOT": Builtin(
+        "UMBREL_ROOT", None, "host folder shared by apps (Umbrel's data/storage/ is under it)"
+    ),
 }
 _STORE_SERVICES = ("getumbrel/tor",)
 
