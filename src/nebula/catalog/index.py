@@ -118,9 +118,11 @@ def load_index(dirs: Sequence[Path], index_file: Path | None = None) -> CatalogI
 
 
 def _scan(folders: list[str]) -> Stats:
-    """Every catalog file (`<folder>/<name>/<version>.yaml`) with its size and mtime."""
+    """Every catalog file (`<folder>/<name>/<version>.yaml`) with its size and mtime, folder
+    by folder in the given order (later folders win in `_rebuild`)."""
     stats: Stats = {}
     for folder in folders:
+        found: Stats = {}
         try:
             packages = os.scandir(folder)
         except OSError:
@@ -133,8 +135,9 @@ def _scan(folders: list[str]) -> Stats:
                     for file in files:
                         if file.name.endswith(_SUFFIXES) and file.is_file():
                             stat = file.stat()
-                            stats[file.path] = [stat.st_size, stat.st_mtime_ns]
-    return dict(sorted(stats.items()))
+                            found[file.path] = [stat.st_size, stat.st_mtime_ns]
+        stats.update(sorted(found.items()))
+    return stats
 
 
 def _read(index_file: Path) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from nebula.catalog import Catalog, CatalogEntry
 from nebula.catalog.categories import CATEGORIES
 from nebula.errors import ConfigError, ConfigIssue
 from nebula.kinds.compose_parse import check_image, parse_port
+from nebula.kinds.dependencies import satisfies
 from nebula.spec.interpolate import InterpolationError, interpolate, references
 from nebula.spec.yamlfile import Path as YamlPath
 
@@ -65,14 +66,14 @@ def lint_catalog(folder: Path) -> tuple[int, list[Finding]]:
                 findings.extend(Finding("error", issue) for issue in exc.issues)
                 continue
             if entry is not None:
-                findings.extend(lint_package(entry))
+                findings.extend(lint_package(entry, catalog))
     return checked, findings
 
 
-def lint_package(entry: CatalogEntry) -> list[Finding]:
-    """Every finding about one loaded package version."""
+def lint_package(entry: CatalogEntry, catalog: Catalog) -> list[Finding]:
+    """Every finding about one loaded package version (`catalog`: where its requirements are)."""
     return [
-        *_variables(entry),
+        *_variables(entry, _provided(entry, catalog)),
         *_images_and_ports(entry),
         *_health(entry),
         *_category(entry),
@@ -90,7 +91,27 @@ def _strings(data: Any, path: YamlPath) -> Iterator[tuple[YamlPath, str]]:
             yield from _strings(value, (*path, index))
 
 
-def _variables(entry: CatalogEntry) -> Iterator[Finding]:
+def _provided(entry: CatalogEntry, catalog: Catalog) -> dict[str, str] | Finding:
+    """The variables the package's requirements give it (name -> the package giving it)."""
+    provided: dict[str, str] = {}
+    for index, requirement in enumerate(entry.package.requires):
+        versions = [
+            v for v in catalog.versions(requirement.package) if satisfies(v, requirement.version)
+        ]
+        provider = catalog.get(requirement.package, versions[-1]) if versions else None
+        if provider is None or provider.package.provides is None:
+            problem = "no catalog version meets it" if provider is None else "it provides nothing"
+            return Finding(
+                "error",
+                entry.doc.issue(("requires", index), f"requires {requirement.package}: {problem}"),
+            )
+        prefix = requirement.value_prefix
+        for key in ["HOST", *provider.package.provides.values]:
+            provided[f"{prefix}_{key}"] = requirement.package
+    return provided
+
+
+def _variables(entry: CatalogEntry, provided: dict[str, str] | Finding) -> Iterator[Finding]:
     doc = entry.doc
     data = doc.data if isinstance(doc.data, dict) else {}
     used: dict[str, YamlPath] = {}  # name -> where first used without a fallback, else anywhere
@@ -109,7 +130,10 @@ def _variables(entry: CatalogEntry) -> Iterator[Finding]:
                     bare.add(name)
                     used[name] = path
                 used.setdefault(name, path)
-    declared = {v.name for v in entry.package.variables}
+    if isinstance(provided, Finding):
+        yield provided
+        provided = {}
+    declared = {v.name for v in entry.package.variables} | set(provided)
     for name, path in used.items():
         if name not in declared:
             how = "" if name in bare else " (only with a fallback)"
@@ -122,6 +146,15 @@ def _variables(entry: CatalogEntry) -> Iterator[Finding]:
                 ),
             )
     for index, var in enumerate(entry.package.variables):
+        if var.secret and var.default is not None:
+            yield Finding(
+                "error",
+                doc.issue(
+                    ("variables", index, "default"),
+                    f"secret variable {var.name} cannot have a default: its value comes from "
+                    "the vault (${secret:NAME})",
+                ),
+            )
         if var.name not in used:
             yield Finding(
                 "warning",
