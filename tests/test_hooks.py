@@ -8,6 +8,7 @@ values Nebula interpolated into the line.
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -206,6 +207,24 @@ def test_a_failing_pre_upgrade_hook_marks_the_installation_and_changes_nothing(
         env={"COLUMNS": "250"},
     )
     assert "pre_upgrade hook failed (exit code 3)" in status.output
+    report = CliRunner().invoke(
+        app,
+        [
+            "status",
+            "--output",
+            "json",
+            "--database-url",
+            database_url,
+            "--docker-host",
+            docker_host,
+        ],
+    )
+    hooks = {h["hook"]: h for h in json.loads(report.stdout)["installations"][0]["hooks"]}
+    assert (hooks["post_install"]["status"], hooks["pre_upgrade"]["status"]) == (
+        "succeeded",
+        "failed",
+    )
+    assert "backup target unreachable" in hooks["pre_upgrade"]["output"]
 
 
 @SQLITE_ONLY

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 
 from nebula.store.api import Store
 from nebula.store.models import (
@@ -153,6 +153,29 @@ def hook_runs(
     query = select(HookRunRow).order_by(HookRunRow.started_at.desc()).limit(limit)
     if installation is not None:
         query = query.where(HookRunRow.installation == installation)
+    with store.transaction() as session:
+        return [_hook_run(row) for row in session.scalars(query)]
+
+
+def last_hook_runs(store: Store) -> list[HookRunRecord]:
+    """The latest run of each hook of each installation."""
+    latest = (
+        select(
+            HookRunRow.installation, HookRunRow.hook, func.max(HookRunRow.started_at).label("at")
+        )
+        .group_by(HookRunRow.installation, HookRunRow.hook)
+        .subquery()
+    )
+    query = (
+        select(HookRunRow)
+        .join(
+            latest,
+            (HookRunRow.installation == latest.c.installation)
+            & (HookRunRow.hook == latest.c.hook)
+            & (HookRunRow.started_at == latest.c.at),
+        )
+        .order_by(HookRunRow.installation, HookRunRow.started_at)
+    )
     with store.transaction() as session:
         return [_hook_run(row) for row in session.scalars(query)]
 

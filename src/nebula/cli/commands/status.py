@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from nebula.cli.options import DatabaseUrl, DockerHost, Output
@@ -30,6 +31,7 @@ def status(
         try:
             installations = store.installations()
             checks = marketplace.health(store)
+            hooks = marketplace.last_hook_runs(store) if output is OutputFormat.json else []
         finally:
             store.close()
         provider = open_provider(None, docker_host)
@@ -65,6 +67,7 @@ def status(
                             for c in by_installation.get(i.name, [])
                         ],
                         "health": [h.to_dict() for h in checks_of.get(i.name, [])],
+                        "hooks": [asdict(h) for h in hooks if h.installation == i.name],
                     }
                     for i in installations
                 ],
