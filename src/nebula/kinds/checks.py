@@ -121,7 +121,9 @@ def _message(at: ConfigIssue, message: str) -> ConfigIssue:
     return ConfigIssue(at.file, at.line, at.column, at.field, message + note)
 
 
-def _app_doc(source: InstallationSource, desired: DesiredInstallation, catalog: Catalog) -> Any:
+def _app_doc(
+    source: InstallationSource, desired: DesiredInstallation, catalog: Catalog
+) -> YamlDocument:
     if desired.package is None:
         return source.doc
     entry = catalog.get(desired.package, desired.version)
