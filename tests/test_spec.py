@@ -229,3 +229,23 @@ def test_durations_accept_compose_units_and_bare_seconds() -> None:
     assert parse_duration(2) == 2.0
     with pytest.raises(ValueError, match="is not a duration"):
         parse_duration("soon")
+
+
+def test_long_form_ports_and_volumes_are_interpolated_like_short_ones(tmp_path: Path) -> None:
+    app = """\
+compose:
+  services:
+    web:
+      image: nginx:1.27
+      ports: [{target: 80, published: "${PORT}", host_ip: "${BIND}"}]
+      volumes: [{type: bind, source: "${MEDIA}", target: /media, read_only: true}]
+variables:
+  - {name: PORT, default: "8093"}
+  - {name: BIND, default: 127.0.0.1}
+  - {name: MEDIA, default: /srv/media}
+"""
+    write_repo(tmp_path, {"web.yaml": app})
+    (web_app,) = resolve(load_repo(tmp_path), Catalog([builtin_catalog_dir()]))
+    (web,) = web_app.containers
+    assert str(web.ports[0]) == "127.0.0.1:8093->80/tcp"
+    assert [str(m) for m in web.mounts] == ["/srv/media:/media:ro"]

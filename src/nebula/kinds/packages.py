@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from nebula.catalog import Catalog, CatalogEntry
 from nebula.errors import ConfigError, ConfigIssue
@@ -32,10 +32,11 @@ from nebula.resources import (
     ContainerSpec,
     DesiredInstallation,
     NetworkSpec,
+    PortBinding,
     VolumeSpec,
     stand_in,
 )
-from nebula.spec.compose import Compose, Service
+from nebula.spec.compose import Compose, PortMapping, Service, VolumeMount
 from nebula.spec.config import NebulaConfig
 from nebula.spec.interpolate import (
     SECRET_REFERENCE,
@@ -50,6 +51,7 @@ from nebula.spec.repo import InstallationSource, RepoSpec
 from nebula.spec.yamlfile import Path, YamlDocument
 
 DEFAULT_NETWORK = "default"
+_Model = TypeVar("_Model", PortMapping, VolumeMount)
 HOOK_KINDS = ("post_install", "pre_upgrade", "post_upgrade", "pre_uninstall")
 
 
@@ -394,17 +396,12 @@ class _Resolver:
             self.issues.append(self._issue((*base, "image"), str(exc)))
 
         environment = self._environment(service, base)
-        ports = []
-        for i, port in enumerate(service.ports):
-            raw = port if not isinstance(port, str) else self._text(port, (*base, "ports", i))
-            try:
-                ports.append(parse_port(raw, self.config.defaults.bind_address))
-            except ValueError as exc:
-                self.issues.append(self._issue((*base, "ports", i), str(exc)))
+        ports = self._ports(service, base)
         mounts = []
         for i, volume in enumerate(service.volumes):
+            path = (*base, "volumes", i)
             raw_mount = (
-                volume if not isinstance(volume, str) else self._text(volume, (*base, "volumes", i))
+                self._text(volume, path) if isinstance(volume, str) else self._fields(volume, path)
             )
             try:
                 mount = parse_mount(raw_mount)
@@ -487,6 +484,31 @@ class _Resolver:
                         "(or in command, entrypoint, healthcheck)",
                     )
                 )
+
+    def _ports(self, service: Service, base: Path) -> list[PortBinding]:
+        """Published ports, interpolated (short or long syntax) and parsed."""
+        ports: list[PortBinding] = []
+        for i, port in enumerate(service.ports):
+            path = (*base, "ports", i)
+            raw: int | str | PortMapping = port
+            if isinstance(port, str):
+                raw = self._text(port, path)
+            elif isinstance(port, PortMapping):
+                raw = self._fields(port, path)
+            try:
+                ports.append(parse_port(raw, self.config.defaults.bind_address))
+            except ValueError as exc:
+                self.issues.append(self._issue((*base, "ports", i), str(exc)))
+        return ports
+
+    def _fields(self, value: _Model, path: Path) -> _Model:
+        """A long-form port or volume with each text field interpolated, as compose does."""
+        texts = {
+            key: self._text(field, (*path, key))
+            for key, field in value.model_dump(exclude_none=True).items()
+            if isinstance(field, str)
+        }
+        return value.model_copy(update=texts)
 
     def _command(self, value: str | list[str] | None, path: Path) -> tuple[str, ...] | None:
         if value is None:
