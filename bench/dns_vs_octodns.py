@@ -178,6 +178,9 @@ def counting_proxy(upstream: str) -> Iterator[tuple[str, Counter]]:
         def do_PATCH(self) -> None:
             self._forward()
 
+        def do_PUT(self) -> None:
+            self._forward()
+
         def do_DELETE(self) -> None:
             self._forward()
 

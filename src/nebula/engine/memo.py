@@ -17,10 +17,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nebula import __version__
-from nebula.resources import Observed
+
+if TYPE_CHECKING:  # only annotations: `nebula dns` digests the repo without Docker's types
+    from nebula.resources import Observed
 
 _KEEP = 8  # config repos remembered
 

@@ -139,7 +139,7 @@ def _report(
         for outcome in outcomes:
             _render(outcome, show_foreign, applied)
         if not outcomes:
-            console().print("No domains/*.yaml in this config repo.")
+            _echo("No domains/*.yaml in this config repo.")
     if failed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -157,11 +157,10 @@ def _outcome_json(outcome: ZoneOutcome) -> dict[str, Any]:
 
 
 def _render(outcome: ZoneOutcome, show_foreign: bool, applied: bool) -> None:
-    out = console()
-    head = f"[bold]{outcome.zone}[/] ({outcome.provider})"
+    """Plain lines on stdout (no rich: a no-op sync should not pay for loading it)."""
+    head = f"{_bold(outcome.zone)} ({outcome.provider})"
     if outcome.plan is None:
-        out.print(f"{head} [red]✗[/] ", end="")
-        out.print(outcome.error or "failed", markup=False)
+        _echo(f"{head} {_style('✗', 'red')} {outcome.error or 'failed'}")
         return
     plan = outcome.plan
     shown = [
@@ -178,31 +177,42 @@ def _render(outcome: ZoneOutcome, show_foreign: bool, applied: bool) -> None:
         summary = "zone to create; " + summary
     if counts["conflict"]:
         summary += f", {counts['conflict']} in conflict"
-    out.print(head)
+    _echo(head)
     if shown:
         _lines(shown)
-    out.print(f"  {summary}")
+    _echo(f"  {summary}")
     for failure in outcome.failures:
-        out.print("  [red]✗[/] ", end="")
-        out.print(str(failure), markup=False)
+        _echo(f"  {_style('✗', 'red')} {failure}")
     if outcome.error:
-        out.print("  [red]✗[/] ", end="")
-        out.print(outcome.error, markup=False)
+        _echo(f"  {_style('✗', 'red')} {outcome.error}")
     elif applied and outcome.applied and not outcome.failures:
-        out.print("  [green]✓ applied[/]")
+        _echo(f"  {_style('✓ applied', 'green')}")
+
+
+def _colour() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def _style(text: str, colour: str) -> str:
+    return typer.style(text, fg=colour) if _colour() else text
+
+
+def _bold(text: str) -> str:
+    return typer.style(text, bold=True) if _colour() else text
+
+
+def _echo(line: str) -> None:
+    sys.stdout.write(line + "\n")
 
 
 def _lines(changes: list[DnsChange]) -> None:
     """One aligned line per change, written at once: a zone of thousands of records prints in
     milliseconds (a rich table would spend seconds measuring its cells)."""
-    colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     width = max(len(c.name) for c in changes)
     lines = []
     for change in changes:
         action = change.action.value
-        mark = f"{_SIGN[action]} {action:<8}"
-        if colour:
-            mark = typer.style(mark, fg=_COLOUR.get(action, "bright_black"))
+        mark = _style(f"{_SIGN[action]} {action:<8}", _COLOUR.get(action, "bright_black"))
         lines.append(f"{mark} {change.name:<{width}}  {change.type:<5}  {change.reason}\n")
     sys.stdout.write("".join(lines))
     sys.stdout.flush()
