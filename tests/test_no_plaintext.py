@@ -242,10 +242,13 @@ def nebulad(lab: Lab) -> Iterator[tuple[str, Path]]:
 
 
 def env_of(lab: Lab, container: str) -> list[str]:
+    """The container's environment as Docker holds it (where the value is meant to be)."""
     client = docker.DockerClient(base_url=lab.docker_host, version=servers.DOCKER_API_VERSION)
     try:
         env: list[str] = client.containers.get(container).attrs["Config"]["Env"]
         return env
+    except docker.errors.NotFound:  # between removal and re-creation
+        return []
     finally:
         client.close()
 
@@ -312,6 +315,7 @@ def provoke_errors(lab: Lab) -> None:
     lab.write("crashy", crashing_app(lab.image))
     crashed = lab.nebula("apply", repo, "--yes", code=1)
     assert "crashy" in crashed and "failed" in crashed
+    assert "starting with ••••" in crashed  # its logs are shown, the value masked
     lab.nebula("status")
     lab.nebula("status", "-o", "json")
     lab.write("crashy", None)
@@ -326,6 +330,7 @@ def rotate_with_the_wrong_key_first(lab: Lab, first: str, second: str) -> None:
     lab.nebula("secrets", "init", "--database-url", f"sqlite:///{lab.root}/other.db", env=other)
     wrong = lab.nebula("apply", repo, "--yes", env=other, code=1)
     assert "master key" in wrong
+    lab.nebula("apply", repo, "--yes", env={**other, "NEBULA_DEBUG": "1"}, code=1)  # traceback
     assert f"APP_PASSWORD={first}" in env_of(lab, "vaultapp-web")  # nothing changed
 
 
