@@ -37,6 +37,9 @@ BODY = "nebula-test-ok"  # what the test image serves
 class Results:
     push: stacks.Series = field(default_factory=lambda: stacks.Series("push → HTTPS (Nebula)"))
     push_call: stacks.Series = field(default_factory=lambda: stacks.Series("git push (hook)"))
+    after_push: stacks.Series = field(
+        default_factory=lambda: stacks.Series("push returned → HTTPS (nebulad)")
+    )
     floor: stacks.Series = field(default_factory=lambda: stacks.Series("POST /load → HTTPS"))
 
 
@@ -105,9 +108,10 @@ def phase_nebula(
             repo.git("commit", "-q", "-a", "-m", f"expose {host}")
             sha = repo.head()
             before = time.perf_counter()
-            r.push_call.add(repo.push())
+            pushed = before + r.push_call.add(repo.push())
             answered = https_answers(caddy.https_port, host, context, args.timeout)
             r.push.add(answered - before)
+            r.after_push.add(max(answered - pushed, 0.0))
             until(lambda sha=sha: daemon.idle_at(sha), 30, f"sync of {host}", daemon)
         return httpx.get(f"{caddy.admin}/config/", timeout=10).json()  # type: ignore[no-any-return]
 
@@ -141,7 +145,7 @@ def phase_floor(
 
 def report(args: argparse.Namespace, r: Results, load_before: dict[str, Any]) -> None:
     rows = []
-    for series in (r.push, r.push_call, r.floor):
+    for series in (r.push, r.push_call, r.after_push, r.floor):
         rows.append(
             [series.name, series.median, series.percentile(95), max(series.values), series.best]
         )
@@ -154,13 +158,13 @@ def report(args: argparse.Namespace, r: Results, load_before: dict[str, Any]) ->
     ok = worst < TARGET_S
     stacks.print_table(
         "Verdict",
-        ["figure", "value", "target", "ratio to floor", ""],
+        ["figure", "value", "target", "nebulad's part / floor (medians)", ""],
         [
             [
                 "push → HTTPS, worst",
                 worst,
                 f"< {TARGET_S:g}",
-                stacks.ratio(r.push.median, r.floor.median),
+                stacks.ratio(r.after_push.median, r.floor.median),
                 stacks.verdict(ok),
             ]
         ],
@@ -171,8 +175,9 @@ def report(args: argparse.Namespace, r: Results, load_before: dict[str, Any]) ->
         "rounds": args.rounds,
         "nebula_push_to_https": r.push.to_dict(),
         "git_push": r.push_call.to_dict(),
+        "push_returned_to_https": r.after_push.to_dict(),
         "floor_load_to_https": r.floor.to_dict(),
-        "ratio_median_to_floor": round(stacks.ratio(r.push.median, r.floor.median), 2),
+        "ratio_nebulad_to_floor": round(stacks.ratio(r.after_push.median, r.floor.median), 2),
         "target_s": TARGET_S,
         "pass": ok,
     }
