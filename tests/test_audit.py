@@ -335,16 +335,19 @@ def test_nebula_apply_records_who_applied_what(
     user = pwd.getpwuid(os.geteuid()).pw_name
     if os.geteuid() == 0 and os.environ.get("SUDO_USER"):
         user = os.environ["SUDO_USER"]
+    actor = f"cli:{user}@{socket.gethostname()}"
     assert [(e.actor, e.action, e.target) for e in entries] == [
-        (f"cli:{user}@{socket.gethostname()}", "apply", str(repo.resolve()))
-    ] * 2
-    created, removed = (e.detail for e in entries)
-    assert created["ok"] is True and created["failed"] == {}
-    assert created["summary"]["create"] == 2  # its network and its container
-    assert {"action": "create", "kind": "container", "installation": "audited"} in [
-        {k: c[k] for k in ("action", "kind", "installation")} for c in created["changes"]
+        (actor, "installation.apply", "audited"),
+        (actor, "installation.remove", "audited"),
     ]
-    assert removed["summary"]["delete"] == 2
+    created, removed = (e.detail for e in entries)
+    assert created["ok"] is True and created["error"] is None
+    assert created["repo"] == str(repo.resolve())
+    assert [(c["action"], c["kind"]) for c in created["changes"]] == [
+        ("create", "network"),
+        ("create", "container"),
+    ]
+    assert {c["action"] for c in removed["changes"]} == {"delete"}
 
 
 @dataclass

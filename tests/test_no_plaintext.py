@@ -269,9 +269,13 @@ def test_a_planted_secret_never_appears_in_anything_nebula_writes(lab: Lab) -> N
     rotate_with_the_wrong_key_first(lab, first, second)
     let_nebulad_apply_and_call_its_api(lab, second)
     audit = json.loads(lab.nebula("audit", "-o", "json", "-n", "1000"))
-    assert {"apply", "secret.set", "secret.rotate", "sync.applied", "daemon.suspend"} <= {
-        e["action"] for e in audit
-    }
+    assert {
+        "installation.apply",
+        "secret.set",
+        "secret.rotate",
+        "sync.applied",
+        "daemon.suspend",
+    } <= {e["action"] for e in audit}
     lab.nebula("audit")
     lab.nebula("audit", "verify")
 

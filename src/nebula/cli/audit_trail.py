@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from nebula.engine.apply import ApplyResult
-    from nebula.plan import Plan
     from nebula.store import Store
 
 _LISTED_CHANGES = 500  # an apply's entry lists at most this many changes
@@ -45,19 +44,22 @@ def record(
     audit.append(store, actor=actor(), action=action, target=target, detail=detail, secrets=secrets)
 
 
-def record_apply(store: Store, repo: Path, plan: Plan, result: ApplyResult) -> None:
-    """`apply` of a config repo: the plan's summary and changes, and what failed."""
-    record(
-        store,
-        "apply",
-        str(repo.resolve())[-500:],
-        {
-            "ok": result.ok,
-            "summary": plan.counts(),
-            "changes": [c.to_dict() for c in plan.pending[:_LISTED_CHANGES]],
-            "failed": {r.name: r.error for r in result.installations if not r.ok},
-        },
-    )
+def record_apply(store: Store, repo: Path, result: ApplyResult) -> None:
+    """`apply`: one entry per installation changed (`installation.apply`, or
+    `installation.remove` for one removed), with its changes and any error."""
+    where = str(repo.resolve())
+    for item in result.installations:
+        record(
+            store,
+            "installation.remove" if item.removed else "installation.apply",
+            item.name,
+            {
+                "repo": where,
+                "ok": item.ok,
+                "error": item.error,
+                "changes": [c.to_dict() for c in item.changes[:_LISTED_CHANGES]],
+            },
+        )
 
 
 def record_commit(

@@ -175,7 +175,7 @@ def apply(
                         err_console().print(f"[cyan]{installation}[/] {message}", highlight=False)
 
                 result = apply_plan(snapshot, provider, store, progress)
-                record_apply(store, repo, snapshot.plan, result)
+                record_apply(store, repo, result)
             finally:
                 store.close()
             proxy_error = _proxy_after_apply(desired, provider, quiet)
