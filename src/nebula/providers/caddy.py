@@ -4,6 +4,10 @@
 old one and switches only if it starts, with no downtime and no restart. Should a failed load
 still leave Caddy with something other than the config it had (the admin endpoint moved, an app
 half stopped), the previous config is loaded again before the error is raised.
+
+The new config is the one read, with Nebula's parts replaced: a change someone else makes in
+the milliseconds between the read and the load would be lost (Caddy 2.6's `/load` does not
+honour `If-Match`, and its config ETag comes as an HTTP trailer).
 """
 
 from __future__ import annotations
