@@ -1,10 +1,15 @@
 """A search index of catalog folders, so that searching 2,000 packages parses no YAML.
 
-The index is a JSON file in the user's cache dir holding, for the newest version of each
-package, the few fields search needs (name, versions, category, description). It is keyed by
-every catalog file's path, size and modification time: a warm search only lists the folders and
-compares. When anything changed, only the files whose size or time changed are read again
-(parsing and validating them as `Catalog` does); the rest comes from the previous index.
+Two JSON files in the user's cache dir:
+
+- `catalog-index.json`: for the newest version of each package the few fields search needs
+  (name, versions, category, description), and the paths it was built from: each catalog
+  folder, its package folders and their files, with their sizes and mtimes. A search checks
+  it with one `stat` per path (a package added or removed changes its folder's mtime; a
+  version added, its package folder's; an edit, the file's size or mtime);
+- `catalog-index-files.json`: what each file read last time gave, by path, size and mtime.
+  When anything changed, only the files whose size or mtime changed are read again (parsed and
+  validated as `Catalog` does); the rest comes from here.
 
 Import-light on purpose: `nebula catalog search` answers before the CLI framework or the spec
 models load (no pydantic, no YAML unless a file changed).
@@ -14,20 +19,16 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-_FORMAT = 1
+_FORMAT = 2
 _SUFFIXES = (".yaml", ".yml")
 
-# path -> [size, mtime_ns]
-Stats = dict[str, list[int]]
 
-
-@dataclass(frozen=True)
-class IndexEntry:
+class IndexEntry(NamedTuple):
     name: str
     version: str  # the newest
     versions: tuple[str, ...]  # oldest first
@@ -44,14 +45,18 @@ class IndexEntry:
         }
 
 
-@dataclass(frozen=True)
 class CatalogIndex:
-    entries: tuple[IndexEntry, ...]
-    problems: tuple[str, ...]  # invalid newest versions, as `file:line:column: message`
-    rebuilt: int  # files read again to answer (0: the index was current)
+    def __init__(self, rows: list[list[Any]], problems: list[str], rebuilt: int) -> None:
+        self._rows = rows  # [name, version, versions, category, description]
+        self.problems = tuple(problems)  # invalid newest versions, as `file:line:column: ...`
+        self.rebuilt = rebuilt  # files read again to answer (0: the index was current)
+
+    @property
+    def entries(self) -> list[IndexEntry]:
+        return [_entry(row) for row in self._rows]
 
     def categories(self) -> list[str]:
-        return sorted({e.category for e in self.entries if e.category})
+        return sorted({row[3] for row in self._rows if row[3]})
 
     def search(self, term: str, category: str | None = None) -> list[IndexEntry]:
         """Packages matching every word of `term` in their name, category or description,
@@ -60,11 +65,11 @@ class CatalogIndex:
         words = term.lower().split()
         wanted = term.lower().strip()
         ranked = []
-        for entry in self.entries:
-            if category is not None and entry.category != category:
+        for row in self._rows:
+            if category is not None and row[3] != category:
                 continue
-            name = entry.name.lower()
-            text = f"{name} {entry.category.lower()} {entry.description.lower()}"
+            name = row[0].lower()
+            text = f"{name} {row[3].lower()} {row[4].lower()}"
             if not all(word in text for word in words):
                 continue
             if name == wanted:
@@ -75,16 +80,25 @@ class CatalogIndex:
                 rank = 2
             elif all(word in name for word in words):
                 rank = 3
-            elif entry.category.lower() == wanted:
+            elif row[3].lower() == wanted:
                 rank = 4
             else:
                 rank = 5
-            ranked.append((rank, entry.name, entry))
+            ranked.append((rank, row[0], row))
         ranked.sort(key=lambda r: (r[0], r[1]))
-        return [entry for _, _, entry in ranked]
+        return [_entry(row) for _, _, row in ranked]
+
+
+def _entry(row: list[Any]) -> IndexEntry:
+    return IndexEntry(row[0], row[1], tuple(row[2]), row[3], row[4])
 
 
 def default_index_file() -> Path:
+    """`catalog-index.json` in the user's cache dir (platformdirs' choice; on Linux, the
+    XDG rule is applied directly: importing platformdirs costs a good part of a search)."""
+    if sys.platform.startswith("linux"):
+        base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.expanduser("~/.cache")
+        return Path(base) / "nebula" / "catalog-index.json"
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("nebula")) / "catalog-index.json"
@@ -93,116 +107,134 @@ def default_index_file() -> Path:
 def load_index(dirs: Sequence[Path], index_file: Path | None = None) -> CatalogIndex:
     """The index of `dirs` (later folders win, as in `Catalog`), rebuilt where files changed."""
     index_file = index_file or default_index_file()
-    folders = [str(Path(d).resolve()) for d in dirs]
-    stats = _scan(folders)
+    folders = [os.path.abspath(d) for d in dirs if os.path.isdir(d)]
     cached = _read(index_file)
-    if cached.get("folders") == folders and cached.get("stats") == stats:
-        return CatalogIndex(
-            tuple(IndexEntry(**{**e, "versions": tuple(e["versions"])}) for e in cached["entries"]),
-            tuple(cached["problems"]),
-            0,
+    if cached.get("folders") == folders:
+        paths = cached["paths"]
+        stats = _stats(
+            [os.path.join(f, p) for f, names in zip(folders, paths, strict=True) for p in names]
         )
-    index, records = _rebuild(folders, stats, cached)
-    _write(
-        index_file,
-        {
-            "format": _FORMAT,
-            "folders": folders,
-            "stats": stats,
-            "records": records,
-            "entries": [e.to_dict() for e in index.entries],
-            "problems": list(index.problems),
-        },
-    )
-    return index
+        if stats is not None and stats == cached.get("stats"):
+            return CatalogIndex(cached["rows"], cached["problems"], 0)
+    return _rebuild(folders, index_file)
 
 
-def _scan(folders: list[str]) -> Stats:
-    """Every catalog file (`<folder>/<name>/<version>.yaml`) with its size and mtime, folder
-    by folder in the given order (later folders win in `_rebuild`)."""
-    stats: Stats = {}
-    for folder in folders:
-        found: Stats = {}
-        try:
-            packages = os.scandir(folder)
-        except OSError:
-            continue
-        with packages:
-            for package in packages:
-                if not package.is_dir():
-                    continue
-                with os.scandir(package.path) as files:
-                    for file in files:
-                        if file.name.endswith(_SUFFIXES) and file.is_file():
-                            stat = file.stat()
-                            found[file.path] = [stat.st_size, stat.st_mtime_ns]
-        stats.update(sorted(found.items()))
-    return stats
-
-
-def _read(index_file: Path) -> dict[str, Any]:
+def _stats(paths: list[str]) -> str | None:
+    """Every path's size and mtime, as text; None when one has gone."""
+    parts = []
+    stat = os.stat
     try:
-        data = json.loads(index_file.read_bytes())
+        for path in paths:
+            result = stat(path)
+            parts.append(f"{result.st_size}:{result.st_mtime_ns}")
+    except OSError:
+        return None
+    return " ".join(parts)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return {}
     from nebula import __version__
 
-    ok = isinstance(data, dict) and data.get("format") == _FORMAT
-    return data if ok and data.get("nebula", __version__) == __version__ else {}
+    valid = isinstance(data, dict) and data.get("format") == _FORMAT
+    return data if valid and data.get("nebula") == __version__ else {}
 
 
-def _write(index_file: Path, data: dict[str, Any]) -> None:
-    """Replace the index atomically; a cache that cannot be written is only slower next time."""
+def _write(path: Path, data: dict[str, Any]) -> None:
+    """Replace a cache file atomically; one that cannot be written is only slower next time."""
     from nebula import __version__
 
-    data["nebula"] = __version__
+    data = {"format": _FORMAT, "nebula": __version__, **data}
     try:
-        index_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = index_file.with_suffix(f".{os.getpid()}.tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data, separators=(",", ":")))
-        tmp.replace(index_file)
+        tmp.replace(path)
     except OSError:
         pass
 
 
-def _rebuild(
-    folders: list[str], stats: Stats, cached: dict[str, Any]
-) -> tuple[CatalogIndex, dict[str, Any]]:
-    """Entries for the newest version of every package; `records` (path -> entry or problem)
-    are kept for the next rebuild, which reads again only files whose stats changed."""
+def _scan(folder: str) -> tuple[list[str], dict[str, str]]:
+    """(paths relative to `folder` whose stats key the index: "" for the folder itself, each
+    package folder and each version file; version files by absolute path)."""
+    paths = [""]
+    files: dict[str, str] = {}
+    try:
+        packages = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return paths, files
+    for package in packages:
+        if not package.is_dir():
+            continue
+        paths.append(package.name)
+        for file in sorted(os.scandir(package.path), key=lambda e: e.name):
+            if file.name.endswith(_SUFFIXES) and file.is_file():
+                paths.append(f"{package.name}/{file.name}")
+                files[file.path] = package.name
+    return paths, files
+
+
+def _rebuild(folders: list[str], index_file: Path) -> CatalogIndex:
+    """Rows for the newest version of every package; files whose stats did not change since
+    the last rebuild are not read again."""
     from nebula.catalog import Catalog, version_key
     from nebula.errors import ConfigError
 
-    old_stats: Stats = cached.get("stats", {})
-    old_records: dict[str, Any] = cached.get("records", {})
-    files: dict[str, dict[str, str]] = {}  # name -> version -> path (later folders win)
-    for path in stats:
-        package_dir, file_name = os.path.split(path)
-        version = os.path.splitext(file_name)[0]
-        files.setdefault(os.path.basename(package_dir), {})[version] = path
+    records_file = index_file.with_name(index_file.stem + "-files.json")
+    old_records: dict[str, Any] = _read(records_file).get("files", {})
+    scanned = [_scan(folder) for folder in folders]
+    paths = [folder_paths for folder_paths, _ in scanned]
+    stats = _stats(  # before reading: a file changed meanwhile is read again next time
+        [
+            os.path.join(f, p)
+            for f, folder_paths in zip(folders, paths, strict=True)
+            for p in folder_paths
+        ]
+    )
+    versions: dict[str, dict[str, str]] = {}  # name -> version -> path (later folders win)
+    for _, files in scanned:
+        for path, name in files.items():
+            versions.setdefault(name, {})[os.path.splitext(os.path.basename(path))[0]] = path
     catalog = Catalog([Path(f) for f in folders])
     records: dict[str, Any] = {}
-    entries, problems, read = [], [], 0
-    for name in sorted(files):
-        versions = sorted(files[name], key=version_key)
-        newest = versions[-1]
-        path = files[name][newest]
-        record = old_records.get(path) if old_stats.get(path) == stats[path] else None
-        if record is None:
+    rows, problems, read = [], [], 0
+    for name in sorted(versions):
+        ordered = sorted(versions[name], key=version_key)
+        path = versions[name][ordered[-1]]
+        stat = os.stat(path)
+        key = [stat.st_size, stat.st_mtime_ns]
+        record = old_records.get(path)
+        if record is None or record["stat"] != key:
             read += 1
             try:
-                loaded = catalog.get(name, newest)
+                loaded = catalog.get(name, ordered[-1])
             except ConfigError as exc:
-                record = {"problems": [str(issue) for issue in exc.issues]}
+                record = {"stat": key, "problems": [str(issue) for issue in exc.issues]}
             else:
                 assert loaded is not None  # the file was listed a moment ago
                 package = loaded.package
-                record = {"category": package.category, "description": package.description}
+                record = {
+                    "stat": key,
+                    "category": package.category,
+                    "description": package.description,
+                }
         records[path] = record
         if "problems" in record:
             problems.extend(record["problems"])
-            continue
-        entries.append(
-            IndexEntry(name, newest, tuple(versions), record["category"], record["description"])
-        )
-    return CatalogIndex(tuple(entries), tuple(problems), read), records
+        else:
+            rows.append([name, ordered[-1], ordered, record["category"], record["description"]])
+    _write(records_file, {"files": records})
+    _write(
+        index_file,
+        {
+            "folders": folders,
+            "paths": paths,
+            "stats": stats,
+            "rows": rows,
+            "problems": problems,
+        },
+    )
+    return CatalogIndex(rows, problems, read)

@@ -54,6 +54,10 @@ def parse_args(args: Sequence[str]) -> tuple[str, str | None, str, list[Path]] |
 
 def run(term: str, category: str | None, output: str, catalogs: Sequence[Path]) -> int:
     """Print the matches (best first); the exit code."""
+    for folder in catalogs:
+        if not folder.is_dir():
+            sys.stderr.write(f"error: {folder} is not a folder\n")
+            return EXIT_INVALID
     index = load_index([builtin_catalog_dir(), *catalogs])
     for problem in index.problems[:5]:
         sys.stderr.write(f"warning: skipped an invalid package: {problem}\n")
