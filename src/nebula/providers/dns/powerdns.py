@@ -1,10 +1,12 @@
 """PowerDNS Authoritative through its HTTP API (`/api/v1/servers/{server}/zones/...`).
 
 A read is one GET of the zone (every record set with its comments); a write is one PATCH of
-every changed record set (a missing zone: one POST creating it with its record sets).
-Ownership is an rrset comment with account `nebula`. PowerDNS applies a PATCH in one
-transaction, so when it refuses one record set the PATCH is retried record set by record set and
-only the refused ones fail.
+every changed record set (a missing zone: one POST creating it with its record sets, then a
+flush of what PowerDNS cached while it did not exist). Ownership is an rrset comment with
+account `nebula`: PowerDNS keeps comments per record set, so a value added by hand to a record
+set Nebula owns is replaced at its next change. PowerDNS applies a PATCH in one transaction,
+so when it refuses one record set the PATCH is retried record set by record set and only the
+refused ones fail.
 
 Requests go through the standard library's `http.client` on one kept-alive connection: a sync
 is a couple of requests, and a no-op sync should cost little more than the interpreter's start.
