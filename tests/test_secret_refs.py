@@ -330,3 +330,12 @@ def test_the_daemon_rolls_out_a_secret_set_after_the_commit(
     data = b"".join(p.read_bytes() for p in tmp_path.glob("nebula.db*"))
     for value in (PLAIN, NEW):
         assert value not in shown and value.encode() not in data
+
+
+def test_a_stand_in_next_to_other_text_is_revealed_exactly() -> None:
+    from nebula.resources import reveal, stand_ins_in
+
+    values = {"••••0123456789ab": "v@lue", "••••ba9876543210": "other"}
+    text = "a=••••0123456789abff;b=••••ba9876543210••••0123456789ab;c=••••ffffffffffff"
+    assert reveal(text, values) == "a=v@lueff;b=otherv@lue;c=••••ffffffffffff"
+    assert stand_ins_in(text)[:2] == ["••••0123456789ab", "••••ba9876543210"]

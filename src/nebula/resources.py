@@ -37,7 +37,7 @@ def stand_in(fingerprint: str) -> str:
     return MASK + fingerprint
 
 
-_STAND_IN = re.compile(re.escape(MASK) + r"[0-9a-f]{8,32}")
+_STAND_IN = re.compile(re.escape(MASK) + r"[0-9a-f]{12}")  # the vault's fingerprints: 12 hex
 
 
 def stand_ins_in(text: str) -> list[str]:
