@@ -9,8 +9,8 @@ is not a GET/HEAD/OPTIONS, before its response leaves: the caller (the `Principa
 authentication left in the scope), the action (`daemon.suspend`, `sync.approve`, ... or
 `PATH.METHOD` for a route not named below), the route's parameters as target, the status code,
 and for a named route its JSON body when small (masked like every detail: passwords and tokens
-never land). Of a route not named below only the body's field names are kept: a new route may
-carry a secret under a name the masking does not know (`value`), so it is never recorded.
+never land). Of a route not named below, or one whose body may carry secret values under names
+the masking cannot know (an install's `values`), only the body's field names are kept.
 """
 
 from __future__ import annotations
@@ -34,18 +34,22 @@ log = logging.getLogger("nebula.daemon.audit")
 PREFIX = "/api/v1"
 MAX_RECORDED_BODY = 4096  # larger bodies (webhook payloads) are summarised by their size
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
-_ACTIONS = {
-    ("POST", f"{PREFIX}/sync"): "sync.request",
-    ("POST", f"{PREFIX}/syncs/{{sync_id:int}}/approve"): "sync.approve",
-    ("POST", f"{PREFIX}/suspend"): "daemon.suspend",
-    ("POST", f"{PREFIX}/resume"): "daemon.resume",
-    ("POST", f"{PREFIX}/rollback"): "daemon.rollback",
-    ("POST", f"{PREFIX}/webhook"): "sync.webhook",
-    ("POST", f"{PREFIX}/auth/login"): "auth.login",
-    ("POST", f"{PREFIX}/auth/refresh"): "auth.refresh",
-    ("POST", f"{PREFIX}/auth/logout"): "auth.logout",
-    ("POST", f"{PREFIX}/apikeys"): "apikey.create",
-    ("DELETE", f"{PREFIX}/apikeys/{{prefix}}"): "apikey.revoke",
+# Route -> (action, whether its body is fit to record, masked). Bodies that may carry secret
+# values under names the masking cannot know (an install's `values`) keep their field names only.
+_ACTIONS: dict[tuple[str, str], tuple[str, bool]] = {
+    ("POST", f"{PREFIX}/sync"): ("sync.request", True),
+    ("POST", f"{PREFIX}/syncs/{{sync_id:int}}/approve"): ("sync.approve", True),
+    ("POST", f"{PREFIX}/suspend"): ("daemon.suspend", True),
+    ("POST", f"{PREFIX}/resume"): ("daemon.resume", True),
+    ("POST", f"{PREFIX}/rollback"): ("daemon.rollback", True),
+    ("POST", f"{PREFIX}/webhook"): ("sync.webhook", True),
+    ("POST", f"{PREFIX}/auth/login"): ("auth.login", True),
+    ("POST", f"{PREFIX}/auth/refresh"): ("auth.refresh", True),
+    ("POST", f"{PREFIX}/auth/logout"): ("auth.logout", True),
+    ("POST", f"{PREFIX}/apikeys"): ("apikey.create", True),
+    ("DELETE", f"{PREFIX}/apikeys/{{prefix}}"): ("apikey.revoke", True),
+    ("POST", f"{PREFIX}/marketplace/install"): ("marketplace.install", False),
+    ("DELETE", f"{PREFIX}/marketplace/installations/{{name}}"): ("marketplace.uninstall", True),
 }
 _ACTOR_KIND = {
     "password": "user",
@@ -128,8 +132,8 @@ def _principal(scope: Scope) -> Principal | None:
 
 
 def _action(scope: Scope) -> tuple[str, str | None, bool]:
-    """The action's name, its target (the route's parameters), and whether the route is one
-    named above (whose bodies are known to be fit to record, masked)."""
+    """The action's name, its target (the route's parameters), and whether its body is fit to
+    record (masked): only for routes named above that say so."""
     method, path = scope["method"], scope["path"]
     app = scope.get("app")
     for route in getattr(getattr(app, "router", None), "routes", ()):
@@ -141,7 +145,7 @@ def _action(scope: Scope) -> tuple[str, str | None, bool]:
             target = "/".join(str(v) for v in params.values()) or None
             named = _ACTIONS.get((method, route.path))
             if named is not None:
-                return named, target, True
+                return named[0], target, named[1]
             stem = [p for p in route.path.removeprefix(PREFIX).split("/") if p and "{" not in p]
             return ".".join([*stem, method.lower()]), target, False
     return f"api.{method.lower()}", path, False
