@@ -193,3 +193,20 @@ def test_nebulad_applies_the_zones_of_a_commit_and_serves_them(lab: Lab, tmp_pat
         assert "unreachable" in row["last_error"] and row["records"] == 1  # last known kept
     finally:
         store.close()
+
+
+def test_the_token_comes_from_the_vault_when_the_environment_has_none(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NEBULA_SECRET_PDNS_KEY")
+    monkeypatch.delenv("NEBULA_MASTER_KEY", raising=False)
+    monkeypatch.setenv("NEBULA_MASTER_KEY_FILE", str(tmp_path / "keys" / "master.key"))
+    lab.write([{"name": "v", "type": "A", "value": "192.0.2.44"}])
+    out = lab.nebula("dns", "plan", str(lab.root), code=1)
+    assert "secret 'PDNS_KEY' is not available" in out and "nebula secrets set PDNS_KEY" in out
+    lab.nebula("secrets", "init")
+    result = runner.invoke(app, ["secrets", "set", "PDNS_KEY"], input=lab.server.api_key + "\n")
+    assert result.exit_code == 0, result.output
+    out = lab.nebula("dns", "apply", "--yes", str(lab.root))
+    assert "✓ applied" in out and lab.server.api_key not in out
+    assert lab.answer("v") == ["192.0.2.44"]

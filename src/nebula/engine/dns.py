@@ -55,21 +55,21 @@ def environment_secrets(name: str) -> str:
     return value
 
 
-def vault_secrets(store: Store) -> SecretResolver:
+def vault_secrets(store: Store | Callable[[], Store]) -> SecretResolver:
     """Secrets from the environment (`NEBULA_SECRET_NAME`, an explicit override), else the
-    vault in `store`. The vault is opened only for a secret the environment does not give."""
+    vault in `store` (or in the store the callable opens, only when the vault is needed)."""
 
     def resolve(name: str) -> str:
         try:
             return environment_secrets(name)
-        except SecretUnavailableError:
-            pass
+        except SecretUnavailableError as missing:
+            from_environment = missing
         from nebula.secrets import open_vault
 
         try:
-            return open_vault(store).reveal(name)
+            return open_vault(store if not callable(store) else store()).reveal(name)
         except NebulaError as exc:
-            raise SecretUnavailableError(f"secret {name!r} is not available: {exc}") from None
+            raise SecretUnavailableError(f"{from_environment} ({exc})") from None
 
     return resolve
 

@@ -1,13 +1,15 @@
 """`nebula dns plan|apply|import` and `nebula domains list`.
 
-Provider tokens are `${secret:NAME}` in `domains/*.yaml`; until the vault holds them they are
-read from `NEBULA_SECRET_NAME` in the environment.
+Provider tokens are `${secret:NAME}` in `domains/*.yaml`: `NEBULA_SECRET_NAME` in the environment
+when set, else the vault (`nebula secrets set NAME`).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,7 +29,8 @@ from nebula.cli.output import (
 )
 
 if TYPE_CHECKING:
-    from nebula.engine.dns import ZoneOutcome
+    from nebula.engine.dns import SecretResolver, ZoneOutcome
+    from nebula.store import Store
     from nebula.zones import DesiredZone, DnsChange
 
 app = typer.Typer(
@@ -42,6 +45,28 @@ ZoneOption = Annotated[
     list[str] | None,
     typer.Option("--zone", "-z", help="Only this zone (repeatable). Default: every zone."),
 ]
+
+
+@contextmanager
+def _secrets(database_url: str | None) -> Iterator[SecretResolver]:
+    """Tokens from `NEBULA_SECRET_NAME`, else the vault; the state database (where the vault
+    lives) is opened only when a token is not in the environment."""
+    from nebula.engine.dns import vault_secrets
+
+    opened: list[Store] = []
+
+    def store() -> Store:
+        if not opened:
+            from nebula.cli.session import open_store
+
+            opened.append(open_store(database_url))
+        return opened[0]
+
+    try:
+        yield vault_secrets(store)
+    finally:
+        for opened_store in opened:
+            opened_store.close()
 
 
 def _zones(repo: Path, only: list[str] | None) -> list[DesiredZone]:
@@ -68,6 +93,7 @@ def plan(
     show_foreign: Annotated[
         bool, typer.Option("--show-foreign", help="Also list records Nebula does not own.")
     ] = False,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Show what `dns apply` would change in each zone, and why. Changes nothing.
 
@@ -77,7 +103,9 @@ def plan(
     from nebula.engine.dns import plan_zones
 
     with handle_errors(output):
-        outcomes = plan_zones(_zones(repo, zone))
+        zones = _zones(repo, zone)
+        with _secrets(database_url) as secrets:
+            outcomes = plan_zones(zones, secrets)
     _report(outcomes, output, show_foreign, applied=False)
 
 
@@ -99,9 +127,10 @@ def apply(
 
     with handle_errors(output):
         zones = _zones(repo, zone)
-        if not yes:
-            _confirm(plan_zones(zones))
-        outcomes = apply_zones(zones)
+        with _secrets(database_url) as secrets:
+            if not yes:
+                _confirm(plan_zones(zones, secrets))
+            outcomes = apply_zones(zones, secrets)
         if any(o.applied or o.error for o in outcomes):
             from nebula.cli.session import open_store
             from nebula.engine.dns import record_outcomes
@@ -234,6 +263,7 @@ def import_zone(
     write: Annotated[
         bool, typer.Option("--write", help="Write domains/ZONE.yaml instead of printing it.")
     ] = False,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Write a zone's current records as domains/ZONE.yaml, ready to commit.
 
@@ -243,7 +273,7 @@ def import_zone(
     """
     import yaml
 
-    from nebula.engine.dns import environment_secrets, open_dns_provider
+    from nebula.engine.dns import open_dns_provider
     from nebula.kinds.dns import zone_account, zone_document
     from nebula.spec.domain import Domain
     from nebula.zones import DesiredZone
@@ -271,7 +301,8 @@ def import_zone(
             )
             existing = DesiredZone(zone, spec.provider, zone_account(spec.account), (), "")
         account = existing.account
-        adapter = open_dns_provider(existing, environment_secrets(account.secret_name))
+        with _secrets(database_url) as secrets:
+            adapter = open_dns_provider(existing, secrets(account.secret_name))
         try:
             state = adapter.read(zone)
         finally:
