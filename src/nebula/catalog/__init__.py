@@ -9,12 +9,10 @@ have. Packages are read on demand, so planning a homelab reads only the versions
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
-from nebula.errors import ConfigError
 from nebula.paths import builtin_catalog_dir
 
 if TYPE_CHECKING:  # imported where used: `nebula.catalog.index` must stay import-light
@@ -27,8 +25,7 @@ _SUFFIXES = (".yaml", ".yml")
 _NUMBERS = re.compile(r"(\d+)")
 
 
-@dataclass(frozen=True)
-class CatalogEntry:
+class CatalogEntry(NamedTuple):  # not a dataclass: importing dataclasses slows a search
     package: Package
     doc: YamlDocument
 
@@ -85,6 +82,8 @@ class Catalog:
     def all(self, *, every_version: bool = False) -> list[CatalogEntry]:
         """The newest version of every package (or every version); `ConfigError` lists the
         problems of all invalid files at once."""
+        from nebula.errors import ConfigError
+
         entries, issues = [], []
         for name in self.names():
             versions = self.versions(name)
@@ -103,6 +102,7 @@ class Catalog:
 
 @cache
 def _load_cached(path: Path, mtime_ns: int) -> CatalogEntry:
+    from nebula.errors import ConfigError
     from nebula.spec.package import Package
     from nebula.spec.repo import read_document
     from nebula.spec.validate import validate_document

@@ -110,13 +110,14 @@ def load_index(dirs: Sequence[Path], index_file: Path | None = None) -> CatalogI
     folders = [os.path.abspath(d) for d in dirs if os.path.isdir(d)]
     cached = _read(index_file)
     if cached.get("folders") == folders:
-        paths = cached["paths"]
-        stats = _stats(
-            [os.path.join(f, p) for f, names in zip(folders, paths, strict=True) for p in names]
-        )
+        stats = _stats(_full(folders, cached["paths"]))
         if stats is not None and stats == cached.get("stats"):
             return CatalogIndex(cached["rows"], cached["problems"], 0)
     return _rebuild(folders, index_file)
+
+
+def _full(folders: list[str], paths: list[list[str]]) -> list[str]:
+    return [f"{f}/{p}" for f, names in zip(folders, paths, strict=True) for p in names]
 
 
 def _stats(paths: list[str]) -> str | None:
@@ -187,13 +188,9 @@ def _rebuild(folders: list[str], index_file: Path) -> CatalogIndex:
     old_records: dict[str, Any] = _read(records_file).get("files", {})
     scanned = [_scan(folder) for folder in folders]
     paths = [folder_paths for folder_paths, _ in scanned]
-    stats = _stats(  # before reading: a file changed meanwhile is read again next time
-        [
-            os.path.join(f, p)
-            for f, folder_paths in zip(folders, paths, strict=True)
-            for p in folder_paths
-        ]
-    )
+    stats = _stats(
+        _full(folders, paths)
+    )  # before reading: what changes meanwhile is read next time
     versions: dict[str, dict[str, str]] = {}  # name -> version -> path (later folders win)
     for _, files in scanned:
         for path, name in files.items():
