@@ -231,6 +231,21 @@ def test_the_chain_goes_on_after_tampering_and_still_shows_it(store: Store, raw:
     assert [p.message for p in audit.verify(store).problems] == ["entry #5 was deleted (before #6)"]
 
 
+def test_a_deleted_head_row_is_restored_and_stays_on_record(store: Store, raw: sa.Engine) -> None:
+    fill(store)
+    with raw.begin() as conn:
+        conn.execute(sa.delete(AuditEntry).where(AuditEntry.seq >= 4))
+        conn.execute(sa.delete(AuditHead))
+    assert [p.kind for p in audit.verify(store).problems] == ["head"]
+    after = audit.append(store, actor="user:bob", action="daemon.suspend")
+    restored = audit.entries(store)[-2]
+    assert (restored.seq, restored.action, after.seq) == (4, audit.HEAD_RESTORED, 5)
+    assert [p.message for p in audit.verify(store).problems] == [
+        "the head row was gone before #4 (restored then): entries before it may have been "
+        "deleted from the end"
+    ]
+
+
 def test_a_noted_head_catches_a_log_cut_back_with_its_head_rewritten(
     store: Store, raw: sa.Engine, database_url: str
 ) -> None:

@@ -8,8 +8,8 @@ apply the new value, calls every API route, reads the audit log, and provokes er
 installation using the secret, a wrong master key). Then it searches everything Nebula wrote for
 the plaintext, its hex and its base64: every CLI output, every API response and event, the
 daemon's log, and every file under Nebula's data, cache and config dirs, the daemon's data dir
-and the state database (with its WAL). Only Docker itself may hold the value (`docker inspect`
-shows a container's environment): that is where it is meant to go.
+and the state database (with its WAL), and the labels Nebula puts on containers. Only a
+container's environment may hold the value (`docker inspect` shows it): that is where it goes.
 """
 
 from __future__ import annotations
@@ -241,6 +241,15 @@ def nebulad(lab: Lab) -> Iterator[tuple[str, Path]]:
         lab.evidence.add_tree(data, skip=lambda p: p.is_socket())
 
 
+def labels_of(lab: Lab, container: str) -> str:
+    """The labels Nebula put on the container (its spec among them), as JSON."""
+    client = docker.DockerClient(base_url=lab.docker_host, version=servers.DOCKER_API_VERSION)
+    try:
+        return json.dumps(client.containers.get(container).attrs["Config"]["Labels"])
+    finally:
+        client.close()
+
+
 def env_of(lab: Lab, container: str) -> list[str]:
     """The container's environment as Docker holds it (where the value is meant to be)."""
     client = docker.DockerClient(base_url=lab.docker_host, version=servers.DOCKER_API_VERSION)
@@ -298,6 +307,7 @@ def plan_apply_and_look(lab: Lab, first: str) -> None:
     assert "vaultapp running" in lab.nebula("apply", repo, "--yes")
     assert f"APP_PASSWORD={first}" in env_of(lab, "vaultapp-web")  # Docker has it, as meant
     assert f"DATABASE_URL=postgresql://app:{first}@db/app" in env_of(lab, "vaultapp-web")
+    lab.evidence.add("docker labels of vaultapp-web", labels_of(lab, "vaultapp-web"))
     lab.nebula("apply", repo, "--yes", "-o", "json")
     lab.nebula("plan", repo, "--show-unchanged")
     lab.nebula("status")
@@ -341,6 +351,7 @@ def rotate_with_the_wrong_key_first(lab: Lab, first: str, second: str) -> None:
 def let_nebulad_apply_and_call_its_api(lab: Lab, second: str) -> None:
     with nebulad(lab) as (base, data):
         eventually(lambda: f"APP_PASSWORD={second}" in env_of(lab, "vaultapp-web"))
+        lab.evidence.add("docker labels, re-created", labels_of(lab, "vaultapp-web"))
         auth = {"Authorization": f"Bearer {TOKEN}"}
         with httpx.Client(base_url=base, headers=auth, timeout=30) as api:
             events: list[bytes] = []

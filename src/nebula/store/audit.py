@@ -46,6 +46,7 @@ from nebula.store.mask import mask_detail
 from nebula.store.models import AuditEntry, AuditHead, utcnow
 
 GENESIS = "0" * 64
+HEAD_RESTORED = "audit.head-restored"  # written when an append found the head row gone
 _HEAD_ID = 1
 _ATTEMPTS = 20
 
@@ -121,17 +122,18 @@ def append(
     masked: dict[str, Any] = json.loads(
         json.dumps(mask_detail(dict(detail or {}), secrets), default=str, ensure_ascii=False)
     )
-    for attempt in range(_ATTEMPTS):
+    attempt = 0
+    while True:
         try:
             with store.transaction() as session:
-                return _append(session, actor, action, target, masked)
-        except StoreError as exc:
-            if attempt == _ATTEMPTS - 1 or not isinstance(
+                return _append(session, actor[:255], action[:64], target and target[:500], masked)
+        except StoreError as exc:  # lost a race for the head: try again
+            attempt += 1
+            if attempt == _ATTEMPTS or not isinstance(
                 exc.__cause__, IntegrityError | OperationalError
             ):
                 raise
-            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
-    raise AssertionError("unreachable")  # pragma: no cover
+            time.sleep(random.uniform(0.005, 0.05) * attempt)
 
 
 def _append(
@@ -147,21 +149,45 @@ def _append(
     last = session.execute(
         select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
     ).one_or_none()
-    if head is None:  # the head row is gone: start again from the newest entry
+    if head is None:  # the head row is gone: start again from the newest entry, and say so
         seq, prev = (last.seq, last.hash) if last is not None else (0, GENESIS)
         session.execute(insert(AuditHead).values(id=_HEAD_ID, seq=seq, hash=prev))
+        if last is not None:
+            restored = _write(
+                session,
+                seq + 1,
+                prev,
+                actor="nebula:audit",
+                action=HEAD_RESTORED,
+                target=None,
+                detail={},
+            )
+            seq, prev = restored.seq, restored.hash
     elif last is not None and last.seq > head.seq:  # written past the head: never fork
         seq, prev = last.seq, last.hash
     else:
         seq, prev = head.seq, head.hash
+    return _write(session, seq + 1, prev, actor=actor, action=action, target=target, detail=detail)
+
+
+def _write(
+    session: Session,
+    seq: int,
+    prev: str,
+    *,
+    actor: str,
+    action: str,
+    target: str | None,
+    detail: dict[str, Any],
+) -> AuditRecord:
     at = utcnow()
     digest = entry_hash(
         at=at, actor=actor, action=action, target=target, detail=detail, prev_hash=prev
     )
-    record = AuditRecord(seq + 1, at, actor, action, target, detail, prev, digest)
+    record = AuditRecord(seq, at, actor, action, target, detail, prev, digest)
     session.add(
         AuditEntry(
-            seq=record.seq,
+            seq=seq,
             at=at,
             actor=actor,
             action=action,
@@ -172,9 +198,7 @@ def _append(
         )
     )
     session.flush()
-    session.execute(
-        update(AuditHead).where(AuditHead.id == _HEAD_ID).values(seq=record.seq, hash=digest)
-    )
+    session.execute(update(AuditHead).where(AuditHead.id == _HEAD_ID).values(seq=seq, hash=digest))
     return record
 
 
@@ -263,6 +287,15 @@ def _check(
     )
     if recomputed != entry.hash:
         return [Problem(seq, "edited", f"entry #{seq} was edited: it no longer matches its hash")]
+    if entry.action == HEAD_RESTORED:
+        return [
+            Problem(
+                seq,
+                "head",
+                f"the head row was gone before #{seq} (restored then): entries before it may "
+                "have been deleted from the end",
+            )
+        ]
     prev_seq, expected = (previous.seq, previous.hash) if previous else (0, GENESIS)
     if entry.prev_hash == expected:
         if seq != prev_seq + 1:
