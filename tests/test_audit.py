@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import pwd
+import shutil
 import socket
 import subprocess
 import sys
@@ -414,6 +415,7 @@ def lab(tmp_path: Path, docker_host: str, test_image: str) -> Iterator[Lab]:
         daemon.stop()
         provider.close()
         remove_installation(docker_host, "labweb")
+        shutil.rmtree(root, ignore_errors=True)
         store.close()
 
 

@@ -18,6 +18,7 @@ import base64
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -239,6 +240,7 @@ def nebulad(lab: Lab) -> Iterator[tuple[str, Path]]:
             process.wait()
         lab.evidence.add(str(log), log.read_bytes())
         lab.evidence.add_tree(data, skip=lambda p: p.is_socket())
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def labels_of(lab: Lab, container: str) -> str:
