@@ -34,10 +34,12 @@ from typer.testing import CliRunner
 import servers
 from nebula.cli.app import app
 from nebula.daemon.api import create_app
-from nebula.daemon.audit import AuditRequests, AuditTrail
+from nebula.daemon.audit import ACTIONS, AuditRequests, AuditTrail
 from nebula.daemon.config import DaemonConfig
 from nebula.daemon.core import Daemon
 from nebula.daemon.server import serve
+from nebula.identity.sessions import Sessions
+from nebula.identity.tokens import load_signing_key
 from nebula.providers.docker import DockerProvider
 from nebula.resources import LABEL_INSTALLATION
 from nebula.store import Store, audit
@@ -495,3 +497,25 @@ def test_a_route_not_named_keeps_only_its_body_field_names(tmp_path: Path) -> No
         "status": 200,
         "body_fields": ["name", "value"],
     }
+
+
+def test_every_mutating_api_route_has_an_audit_action(tmp_path: Path) -> None:
+    """A new POST/PUT/PATCH/DELETE route must be named in `daemon.audit.ACTIONS` (and say
+    whether its body may be recorded)."""
+    config = DaemonConfig(source=str(tmp_path), watch=True, data_dir=tmp_path / "data")
+    config.data_dir.mkdir(mode=0o700)
+    with Store(f"sqlite:///{tmp_path}/nebula.db") as store:
+        daemon = Daemon(config, store, DockerProvider("unix:///nonexistent.sock"), None)
+        sessions = Sessions(store, load_signing_key(config.data_dir))
+        api = create_app(daemon, token=TOKEN, tcp=True, sessions=sessions, audit=daemon.audit)
+    mutating = {
+        (method, route.path)
+        for route in api.routes
+        if isinstance(route, Route)
+        for method in route.methods or ()
+        if method not in {"GET", "HEAD", "OPTIONS"}
+    }
+    assert ("POST", "/api/v1/suspend") in mutating
+    assert not mutating - set(ACTIONS), (
+        f"not named in daemon.audit.ACTIONS: {mutating - set(ACTIONS)}"
+    )

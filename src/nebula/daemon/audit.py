@@ -36,7 +36,8 @@ MAX_RECORDED_BODY = 4096  # larger bodies (webhook payloads) are summarised by t
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Route -> (action, whether its body is fit to record, masked). Bodies that may carry secret
 # values under names the masking cannot know (an install's `values`) keep their field names only.
-_ACTIONS: dict[tuple[str, str], tuple[str, bool]] = {
+# Every mutating route of the API is named here (a test checks it).
+ACTIONS: dict[tuple[str, str], tuple[str, bool]] = {
     ("POST", f"{PREFIX}/sync"): ("sync.request", True),
     ("POST", f"{PREFIX}/syncs/{{sync_id:int}}/approve"): ("sync.approve", True),
     ("POST", f"{PREFIX}/suspend"): ("daemon.suspend", True),
@@ -50,6 +51,7 @@ _ACTIONS: dict[tuple[str, str], tuple[str, bool]] = {
     ("DELETE", f"{PREFIX}/apikeys/{{prefix}}"): ("apikey.revoke", True),
     ("POST", f"{PREFIX}/marketplace/install"): ("marketplace.install", False),
     ("DELETE", f"{PREFIX}/marketplace/installations/{{name}}"): ("marketplace.uninstall", True),
+    ("POST", f"{PREFIX}/resources/domains/{{domain}}/ssl"): ("domain.ssl-check", True),
 }
 _ACTOR_KIND = {
     "password": "user",
@@ -143,7 +145,7 @@ def _action(scope: Scope) -> tuple[str, str | None, bool]:
         if match is Match.FULL:
             params = child.get("path_params", {})
             target = "/".join(str(v) for v in params.values()) or None
-            named = _ACTIONS.get((method, route.path))
+            named = ACTIONS.get((method, route.path))
             if named is not None:
                 return named[0], target, named[1]
             stem = [p for p in route.path.removeprefix(PREFIX).split("/") if p and "{" not in p]
