@@ -221,6 +221,13 @@ def timed(command: list[str], env: dict[str, str], counter: Counter) -> Run:
     return Run(wall, cpu, len(calls), calls)
 
 
+def script(name: str) -> str:
+    """A console script beside the running interpreter (not a version manager's shim, whose own
+    start would be timed with it), else the one on PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() else shutil.which(name) or name
+
+
 def ensure_octodns() -> None:
     if importlib.util.find_spec("octodns") and importlib.util.find_spec("octodns_powerdns"):
         return
@@ -266,8 +273,7 @@ def measure_tool(tool: str, args: argparse.Namespace, lab: Lab) -> dict[str, lis
     tmp, proxy, counter, api = lab.tmp, lab.proxy, lab.counter, lab.api
     env = private_env(tmp, lab.key)
     root = tmp / tool
-    nebula = shutil.which("nebula") or "nebula"
-    octodns = shutil.which("octodns-sync") or "octodns-sync"
+    nebula, octodns = script("nebula"), script("octodns-sync")
     if tool == "nebula":
         write = write_nebula
         command = [nebula, "dns", "apply", "--yes", str(root)]

@@ -4,6 +4,9 @@ against a real PowerDNS (answers checked with DNS queries) and a real state data
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -210,3 +213,44 @@ def test_the_token_comes_from_the_vault_when_the_environment_has_none(
     out = lab.nebula("dns", "apply", "--yes", str(lab.root))
     assert "✓ applied" in out and lab.server.api_key not in out
     assert lab.answer("v") == ["192.0.2.44"]
+
+
+def test_a_no_op_sync_is_answered_without_loading_the_cli_and_a_change_is_not(
+    lab: Lab, tmp_path: Path
+) -> None:
+    lab.write([{"name": "fast", "type": "A", "value": "192.0.2.50"}])
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    probe = (
+        "import sys; from nebula.cli.dns_fast import run; code = run(sys.argv[1:]); "
+        "print(code, 'typer' in sys.modules, 'pydantic' in sys.modules)"
+    )
+
+    def fast(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert fast("apply", "--yes", str(lab.root)).endswith("None False False\n")  # never loaded
+    entry = [sys.executable, "-c", "from nebula.cli.entry import main; main()"]
+    full = subprocess.run([*entry, "dns", "apply", "-y", str(lab.root)], check=False, env=env,
+                          text=True, capture_output=True)  # fmt: skip
+    assert full.returncode == 0 and "✓ applied" in full.stdout, full.stderr
+    out = fast("apply", "--yes", str(lab.root))
+    assert out.endswith("0 False False\n") and "1 unchanged" in out
+    assert fast("plan", str(lab.root)).endswith("0 False False\n")
+    assert fast("plan", "-o", "json", str(lab.root)) == "None False False\n"
+
+    api = httpx.Client(base_url=f"{lab.server.api_url}/api/v1/servers/localhost",
+                       headers={"X-API-Key": lab.server.api_key})  # fmt: skip
+    gone = {"name": f"fast.{lab.zone}.", "type": "A", "changetype": "DELETE"}
+    api.patch(f"/zones/{lab.zone}.", json={"rrsets": [gone]}).raise_for_status()
+    assert fast("plan", str(lab.root)).endswith("None False False\n")  # drift: the full path
+    full = subprocess.run([*entry, "dns", "apply", "-y", str(lab.root)], check=False, env=env,
+                          text=True, capture_output=True)  # fmt: skip
+    assert "+ create" in full.stdout and lab.answer("fast") == ["192.0.2.50"]

@@ -6,7 +6,6 @@ when set, else the vault (`nebula secrets set NAME`).
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,15 +30,12 @@ from nebula.cli.output import (
 if TYPE_CHECKING:
     from nebula.engine.dns import SecretResolver, ZoneOutcome
     from nebula.store import Store
-    from nebula.zones import DesiredZone, DnsChange
+    from nebula.zones import DesiredZone
 
 app = typer.Typer(
     help="DNS records from domains/*.yaml: plan, apply, import a zone.", no_args_is_help=True
 )
 domains_app = typer.Typer(help="Domains (zones) Nebula manages.", no_args_is_help=True)
-
-_COLOUR = {"create": "green", "update": "yellow", "delete": "red", "conflict": "red"}
-_SIGN = {"create": "+", "update": "~", "delete": "-", "conflict": "!", "foreign": " "}
 
 ZoneOption = Annotated[
     list[str] | None,
@@ -165,10 +161,9 @@ def _report(
     if output is OutputFormat.json:
         print_json({"ok": not failed, "zones": [_outcome_json(o) for o in outcomes]})
     else:
-        for outcome in outcomes:
-            _render(outcome, show_foreign, applied)
-        if not outcomes:
-            _echo("No domains/*.yaml in this config repo.")
+        from nebula.cli.dns_render import render_outcomes
+
+        render_outcomes(outcomes, show_foreign=show_foreign, applied=applied)
     if failed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -183,68 +178,6 @@ def _outcome_json(outcome: ZoneOutcome) -> dict[str, Any]:
         "failures": [str(f) for f in outcome.failures],
         "plan": outcome.plan.to_dict() if outcome.plan else None,
     }
-
-
-def _render(outcome: ZoneOutcome, show_foreign: bool, applied: bool) -> None:
-    """Plain lines on stdout (no rich: a no-op sync should not pay for loading it)."""
-    head = f"{_bold(outcome.zone)} ({outcome.provider})"
-    if outcome.plan is None:
-        _echo(f"{head} {_style('✗', 'red')} {outcome.error or 'failed'}")
-        return
-    plan = outcome.plan
-    shown = [
-        c
-        for c in plan.changes
-        if c.action.value in _COLOUR or (show_foreign and c.action.value == "foreign")
-    ]
-    counts = plan.counts()
-    summary = (
-        f"{counts['create']} to create, {counts['update']} to update, {counts['delete']} to "
-        f"delete, {counts['noop']} unchanged, {counts['foreign']} foreign (left alone)"
-    )
-    if plan.create_zone:
-        summary = "zone to create; " + summary
-    if counts["conflict"]:
-        summary += f", {counts['conflict']} in conflict"
-    _echo(head)
-    if shown:
-        _lines(shown)
-    _echo(f"  {summary}")
-    for failure in outcome.failures:
-        _echo(f"  {_style('✗', 'red')} {failure}")
-    if outcome.error:
-        _echo(f"  {_style('✗', 'red')} {outcome.error}")
-    elif applied and outcome.applied and not outcome.failures:
-        _echo(f"  {_style('✓ applied', 'green')}")
-
-
-def _colour() -> bool:
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
-
-
-def _style(text: str, colour: str) -> str:
-    return typer.style(text, fg=colour) if _colour() else text
-
-
-def _bold(text: str) -> str:
-    return typer.style(text, bold=True) if _colour() else text
-
-
-def _echo(line: str) -> None:
-    sys.stdout.write(line + "\n")
-
-
-def _lines(changes: list[DnsChange]) -> None:
-    """One aligned line per change, written at once: a zone of thousands of records prints in
-    milliseconds (a rich table would spend seconds measuring its cells)."""
-    width = max(len(c.name) for c in changes)
-    lines = []
-    for change in changes:
-        action = change.action.value
-        mark = _style(f"{_SIGN[action]} {action:<8}", _COLOUR.get(action, "bright_black"))
-        lines.append(f"{mark} {change.name:<{width}}  {change.type:<5}  {change.reason}\n")
-    sys.stdout.write("".join(lines))
-    sys.stdout.flush()
 
 
 @app.command("import")
