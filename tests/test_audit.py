@@ -472,31 +472,47 @@ def test_api_requests_and_syncs_are_recorded_with_their_actor(lab: Lab) -> None:
     assert audit.verify(lab.store).ok
 
 
-def test_a_route_not_named_keeps_only_its_body_field_names(tmp_path: Path) -> None:
+def test_a_route_not_named_keeps_only_its_body_field_names_and_a_crash_is_a_500(
+    tmp_path: Path,
+) -> None:
     async def things(request: Request) -> JSONResponse:
         return JSONResponse({"got": await request.body() != b""})
 
+    async def boom(request: Request) -> JSONResponse:
+        raise RuntimeError("a bug")
+
     with Store(f"sqlite:///{tmp_path}/nebula.db") as store:
         api = Starlette(
-            routes=[Route("/api/v1/things/{name}", things, methods=["POST", "GET"])],
+            routes=[
+                Route("/api/v1/things/{name}", things, methods=["POST", "GET"]),
+                Route("/api/v1/boom", boom, methods=["DELETE"]),
+            ],
             middleware=[Middleware(AuditRequests, trail=AuditTrail(store))],
         )
-        transport = httpx.ASGITransport(app=api, client=("192.0.2.7", 40000))
+        transport = httpx.ASGITransport(
+            app=api, client=("192.0.2.7", 40000), raise_app_exceptions=False
+        )
 
         async def call() -> None:
             async with httpx.AsyncClient(transport=transport, base_url="http://n") as client:
                 await client.post("/api/v1/things/db", json={"name": "db", "value": "s3cr3t"})
                 await client.get("/api/v1/things/db")  # a read: not recorded
+                assert (await client.delete("/api/v1/boom")).status_code == 500
 
         asyncio.run(call())
-        [entry] = audit.entries(store)
-    assert (entry.actor, entry.action, entry.target) == ("anonymous:192.0.2.7", "things.post", "db")
-    assert entry.detail == {
+        posted, crashed = audit.entries(store)
+    assert (posted.actor, posted.action, posted.target) == (
+        "anonymous:192.0.2.7",
+        "things.post",
+        "db",
+    )
+    assert posted.detail == {
         "method": "POST",
         "path": "/api/v1/things/db",
         "status": 200,
         "body_fields": ["name", "value"],
     }
+    assert (crashed.action, crashed.detail["status"]) == ("boom.delete", 500)
 
 
 def test_every_mutating_api_route_has_an_audit_action(tmp_path: Path) -> None:

@@ -117,15 +117,27 @@ class AuditRequests:
                     body.extend(chunk)
             return message
 
+        recorded = False
+
+        async def record(status: int) -> None:
+            nonlocal recorded
+            recorded = True
+            action, target, known = _action(scope)
+            detail = _detail(scope, status, bytes(body), size, known=known)
+            actor = actor_of(_principal(scope), scope)
+            await run_in_threadpool(self.trail.record, actor, action, target, detail)
+
         async def send_after_recording(message: Message) -> None:
             if message["type"] == "http.response.start":
-                action, target, known = _action(scope)
-                detail = _detail(scope, message["status"], bytes(body), size, known=known)
-                actor = actor_of(_principal(scope), scope)
-                await run_in_threadpool(self.trail.record, actor, action, target, detail)
+                await record(message["status"])
             await send(message)
 
-        await self.app(scope, receive_and_keep, send_after_recording)
+        try:
+            await self.app(scope, receive_and_keep, send_after_recording)
+        except Exception:  # answered with a 500 further out: recorded as one
+            if not recorded:
+                await record(500)
+            raise
 
 
 def _principal(scope: Scope) -> Principal | None:
