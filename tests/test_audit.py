@@ -272,6 +272,7 @@ def test_appends_from_two_processes_at_once_keep_one_chain(store: Store, databas
         "import sys\n"
         "from nebula.store import Store, audit\n"
         "store = Store(sys.argv[1])\n"
+        "print('ready', flush=True)\n"
         "sys.stdin.readline()\n"  # start together
         "for i in range(60):\n"
         "    audit.append(store, actor=sys.argv[2], action='test.append', detail={'i': i})\n"
@@ -280,12 +281,15 @@ def test_appends_from_two_processes_at_once_keep_one_chain(store: Store, databas
         subprocess.Popen(
             [sys.executable, "-c", script, database_url, f"worker:{n}"],
             stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for n in (1, 2)
     ]
-    time.sleep(1.5)  # both have opened the store
+    for worker in workers:  # both have opened the store
+        assert worker.stdout is not None
+        assert worker.stdout.readline().strip() == "ready"
     for worker in workers:
         assert worker.stdin is not None
         worker.stdin.write("go\n")
@@ -296,6 +300,8 @@ def test_appends_from_two_processes_at_once_keep_one_chain(store: Store, databas
     written = audit.entries(store, limit=None)
     assert [e.seq for e in written] == list(range(1, 121))
     assert {e.actor for e in written} == {"worker:1", "worker:2"}
+    switches = sum(a.actor != b.actor for a, b in itertools.pairwise(written))
+    assert switches > 1  # they really did append at the same time
     assert len({e.prev_hash for e in written}) == 120  # no two entries share a predecessor
     assert audit.verify(store).ok
 
