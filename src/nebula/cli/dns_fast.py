@@ -6,12 +6,26 @@ is tried here first: when the repo's files are those of an earlier load (`engine
 tokens are in the environment, and every zone reads back exactly as desired, the answer is
 printed here and the command exits 0. Anything else (a file changed, a change or a conflict to
 show, an error, a token only in the vault, `--output json`, any other option) returns None and
-the full command runs (reading the zones again).
+the full command runs, with the zones already read (`states_read`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nebula.zones import ZoneState
+
+_read: dict[str, ZoneState] = {}
+
+
+def states_read() -> dict[str, ZoneState]:
+    """The zones this process read while trying the no-op answer, handed over once: the full
+    command that runs next uses them instead of reading every zone again."""
+    states = dict(_read)
+    _read.clear()
+    return states
 
 
 def parse_args(args: list[str]) -> tuple[str, Path] | None:
@@ -44,6 +58,7 @@ def run(args: list[str]) -> int | None:
     except SecretUnavailableError:
         return None
     outcomes = plan_zones(zones, environment_secrets)
+    _read.update({o.zone: o.state for o in outcomes if o.state is not None})
     if not all(o.ok and o.plan is not None and not o.plan.has_changes for o in outcomes):
         return None
     from nebula.cli.dns_render import render_outcomes

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -117,22 +117,33 @@ def plan_zones(
     zones: Sequence[DesiredZone],
     secrets: SecretResolver = environment_secrets,
     factory: ProviderFactory = open_dns_provider,
+    known: Mapping[str, ZoneState] | None = None,
 ) -> list[ZoneOutcome]:
-    """Read every zone and diff it; a zone that cannot be read gets its error, not a plan."""
-    return [_each(zone, secrets, factory, apply=False) for zone in zones]
+    """Read every zone and diff it; a zone that cannot be read gets its error, not a plan.
+    `known`: zones read a moment ago in this process (by name), not read again."""
+    return [_each(zone, secrets, factory, (known or {}).get(zone.zone)) for zone in zones]
 
 
 def apply_zones(
     zones: Sequence[DesiredZone],
     secrets: SecretResolver = environment_secrets,
     factory: ProviderFactory = open_dns_provider,
+    known: Mapping[str, ZoneState] | None = None,
 ) -> list[ZoneOutcome]:
-    """Plan and apply every zone; one zone's failure never stops the others."""
-    return [_each(zone, secrets, factory, apply=True) for zone in zones]
+    """Plan and apply every zone; one zone's failure never stops the others. `known`: zones
+    read a moment ago in this process (e.g. by the plan shown before asking), not read again."""
+    return [
+        _each(zone, secrets, factory, (known or {}).get(zone.zone), apply=True) for zone in zones
+    ]
 
 
 def _each(
-    zone: DesiredZone, secrets: SecretResolver, factory: ProviderFactory, *, apply: bool
+    zone: DesiredZone,
+    secrets: SecretResolver,
+    factory: ProviderFactory,
+    known: ZoneState | None,
+    *,
+    apply: bool = False,
 ) -> ZoneOutcome:
     outcome = ZoneOutcome(zone.zone, zone.provider, None)
     try:
@@ -143,7 +154,7 @@ def _each(
         unsupported = sorted({r.type for r in zone.rrsets} - provider.capabilities.record_types)
         if unsupported:
             return replace(outcome, error=f"{provider.name} cannot serve {', '.join(unsupported)}")
-        state = provider.read(zone.zone)
+        state = known if known is not None else provider.read(zone.zone)
         plan = diff_zone(zone, state)
         outcome = replace(outcome, plan=plan, state=state)
         if not apply or not plan.has_changes:
