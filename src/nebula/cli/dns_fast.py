@@ -47,7 +47,10 @@ def run(args: list[str]) -> int | None:
         return None
     from nebula.engine.dns_memo import remembered_zones
 
-    zones = remembered_zones(parsed[1])
+    try:
+        zones = remembered_zones(parsed[1])
+    except OSError:  # a file that cannot be read: the full command says which, and why
+        return None
     if not zones:
         return None
     from nebula.engine.dns import SecretUnavailableError, environment_secrets, plan_zones
