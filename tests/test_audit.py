@@ -326,6 +326,10 @@ def test_audit_lists_filters_and_prints_json(store: Store, database_url: str) ->
         "audit", "--database-url", database_url, "--since", "2999-01-01"
     )
     assert "S5" in nebula("audit", "--database-url", database_url, "--since", "1h")
+    only = json.loads(
+        nebula("audit", "--database-url", database_url, "--target", "S2", "-o", "json")
+    )
+    assert [(e["seq"], e["target"]) for e in only] == [(2, "S2")]
     assert "neither a duration" in nebula(
         "audit", "--database-url", database_url, "--since", "last tuesday", code=2
     )

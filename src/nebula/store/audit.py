@@ -207,12 +207,13 @@ def entries(
     *,
     since: datetime | None = None,
     actor: str | None = None,
+    target: str | None = None,
     limit: int | None = 100,
 ) -> list[AuditRecord]:
     """The newest `limit` entries (all with None) matching, oldest first.
 
     `actor` matches the whole actor (`user:alice`) or its name (`alice` for `user:alice` and
-    `cli:alice@host`).
+    `cli:alice@host`); `target` the whole target (an installation, a secret's name, ...).
     """
     query = select(AuditEntry).order_by(AuditEntry.seq.desc())
     if since is not None:
@@ -226,6 +227,8 @@ def entries(
                 AuditEntry.actor.like(f"%:{name}@%", escape="\\"),
             )
         )
+    if target is not None:
+        query = query.where(AuditEntry.target == target)
     if limit is not None:
         query = query.limit(limit)
     with store.transaction() as session:

@@ -57,6 +57,14 @@ def audit(
             show_default=False,
         ),
     ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            help="Only entries about this: an installation, a secret's name, a user, a zone.",
+            show_default=False,
+        ),
+    ] = None,
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=1, help="Show at most the newest N entries.")
     ] = 50,
@@ -70,12 +78,12 @@ def audit(
     from nebula.store import audit as audit_log
 
     with handle_errors(output), open_store(database_url) as store:
-        found = audit_log.entries(store, since=start, actor=actor, limit=limit)
+        found = audit_log.entries(store, since=start, actor=actor, target=target, limit=limit)
     if output is OutputFormat.json:
         print_json([_json(e) for e in found])
         return
     if not found:
-        console().print("No audit entries" + (" match." if since or actor else " yet."))
+        console().print("No audit entries" + (" match." if since or actor or target else " yet."))
         return
     _render(found)
 
