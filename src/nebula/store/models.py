@@ -269,9 +269,7 @@ class User(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(
-        _status("user_role", Literal["viewer", "operator", "admin"])
-    )
+    role: Mapped[str] = mapped_column(_status("user_role", Literal["viewer", "operator", "admin"]))
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -397,9 +395,7 @@ class DnsRecord(Base):
     __tablename__ = "dns_records"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    domain_id: Mapped[str] = mapped_column(
-        ForeignKey("domains.id", ondelete="CASCADE"), index=True
-    )
+    domain_id: Mapped[str] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), index=True)
     record_type: Mapped[str] = mapped_column(String(10))
     name: Mapped[str] = mapped_column(String(255))
     content: Mapped[str] = mapped_column(String(500))
