@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nebula.errors import NebulaError
 from nebula.kinds.dns_diff import diff_zone
@@ -103,6 +103,23 @@ class ZoneOutcome:
     def ok(self) -> bool:
         conflicts = self.plan.conflicts if self.plan else ()
         return self.error is None and not self.failures and not conflicts
+
+    def to_dict(self) -> dict[str, Any]:
+        """For `--output json` and the audit log (no token: only the secret's name is known)."""
+        return {
+            "zone": self.zone,
+            "provider": self.provider,
+            "ok": self.ok,
+            "applied": self.applied,
+            "error": self.error,
+            "failures": [str(f) for f in self.failures],
+            "plan": self.plan.to_dict() if self.plan else None,
+        }
+
+    def stored_error(self) -> str | None:
+        """Every problem of the zone, without the zone's name, as the store keeps it."""
+        prefix = f"zone {self.zone}: "
+        return "\n".join(p.removeprefix(prefix) for p in self.problems()) or None
 
     def problems(self) -> list[str]:
         """Every error of the zone, one line each, for logs and sync records."""
@@ -202,10 +219,26 @@ def record_outcomes(store: Store, outcomes: Iterable[ZoneOutcome]) -> None:
 
     dns = DnsStore(store)
     for outcome in outcomes:
-        problems = outcome.problems()
-        dns.record_zone(
-            outcome.zone,
-            outcome.provider,
-            outcome.state,
-            "\n".join(p.removeprefix(f"zone {outcome.zone}: ") for p in problems) or None,
-        )
+        dns.record_zone(outcome.zone, outcome.provider, outcome.state, outcome.stored_error())
+
+
+def record_apply(database_url: str, outcomes: Sequence[ZoneOutcome], actor: str) -> None:
+    """After `dns apply`: remember every zone (`record_outcomes`) and add a `dns.apply` audit
+    entry by `actor` for each zone applied or failed. Through `store.lean` when the database
+    allows it (SQLite at the newest schema), else through `Store`."""
+    from nebula.store.lean import AuditItem, ZoneRecord, record_dns_sync
+
+    zones = [ZoneRecord(o.zone, o.provider, o.state, o.stored_error()) for o in outcomes]
+    entries = [
+        AuditItem("dns.apply", o.zone, o.to_dict()) for o in outcomes if o.applied or o.error
+    ]
+    if record_dns_sync(database_url, zones, entries, actor):
+        return
+    from nebula.store import Store, audit
+
+    with Store(database_url) as store:
+        record_outcomes(store, outcomes)
+        for entry in entries:
+            audit.append(
+                store, actor=actor, action=entry.action, target=entry.target, detail=entry.detail
+            )

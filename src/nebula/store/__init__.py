@@ -1,19 +1,25 @@
 """The state store: what Nebula has installed and deployed, in SQLite or PostgreSQL.
 
 `Store(url)` opens (and migrates) the database; see `db` for URLs and migrations, `models` for
-the tables, `records` for the values it returns.
+the tables, `records` for the values it returns. The names below load on first use, so a module
+of this package that needs no SQLAlchemy (`store.lean`) can be imported without it.
 """
 
-from nebula.store.api import Store
-from nebula.store.records import (
-    DeploymentInfo,
-    DeploymentStatus,
-    InstallationInfo,
-    InstallationStatus,
-    PackageRecord,
-    SyncInfo,
-    SyncStatus,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nebula.store.api import Store
+    from nebula.store.records import (
+        DeploymentInfo,
+        DeploymentStatus,
+        InstallationInfo,
+        InstallationStatus,
+        PackageRecord,
+        SyncInfo,
+        SyncStatus,
+    )
 
 __all__ = [
     "DeploymentInfo",
@@ -25,3 +31,15 @@ __all__ = [
     "SyncInfo",
     "SyncStatus",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Store":
+        from nebula.store.api import Store
+
+        return Store
+    if name in __all__:
+        from nebula.store import records
+
+        return getattr(records, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

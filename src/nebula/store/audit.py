@@ -27,13 +27,11 @@ Every detail goes through `mask.mask_detail` before it is hashed and stored.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import insert, or_, select, update
@@ -42,12 +40,11 @@ from sqlalchemy.orm import Session
 
 from nebula.errors import StoreError
 from nebula.store.api import Store
-from nebula.store.mask import mask_detail
+from nebula.store.audit_chain import GENESIS, HEAD_ID, capped, entry_hash, stored_detail
 from nebula.store.models import AuditEntry, AuditHead, utcnow
 
-GENESIS = "0" * 64
 HEAD_RESTORED = "audit.head-restored"  # written when an append found the head row gone
-_HEAD_ID = 1
+_HEAD_ID = HEAD_ID
 _ATTEMPTS = 20
 
 ProblemKind = Literal["edited", "deleted", "reordered", "renumbered", "truncated", "head"]
@@ -86,27 +83,6 @@ class Verification:
         return not self.problems
 
 
-def entry_hash(
-    *,
-    at: datetime,
-    actor: str,
-    action: str,
-    target: str | None,
-    detail: Mapping[str, Any],
-    prev_hash: str,
-) -> str:
-    document = {
-        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
-        "actor": actor,
-        "action": action,
-        "target": target,
-        "detail": detail,
-        "prev_hash": prev_hash,
-    }
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def append(
     store: Store,
     *,
@@ -118,15 +94,12 @@ def append(
 ) -> AuditRecord:
     """Add an entry at the end of the chain; `detail` is masked first (`secrets`: known secret
     values, each mapped to its fingerprint, masked wherever they appear)."""
-    # JSON and back: what is hashed is exactly what the database will hand back.
-    masked: dict[str, Any] = json.loads(
-        json.dumps(mask_detail(dict(detail or {}), secrets), default=str, ensure_ascii=False)
-    )
+    masked = stored_detail(detail, secrets)
     attempt = 0
     while True:
         try:
             with store.transaction() as session:
-                return _append(session, actor[:255], action[:64], target and target[:500], masked)
+                return _append(session, *capped(actor, action, target), masked)
         except StoreError as exc:  # lost a race for the head: try again
             attempt += 1
             if attempt == _ATTEMPTS or not isinstance(

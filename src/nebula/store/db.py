@@ -3,7 +3,8 @@
 SQLite (a file under the user's data dir) is the default and needs nothing installed;
 PostgreSQL (`postgresql+psycopg://...`) serves clusters. Any database is migrated to
 `HEAD_REVISION` when it is opened, so the daemon and the CLI never meet an old schema. A database
-already at head costs two small queries and never imports Alembic.
+already at head costs two small queries and never imports Alembic. This module itself imports
+SQLAlchemy only when an engine is made (`store.lean` reads the URL and the head without it).
 
 To change the schema: edit `models.py`, add `migrations/versions/000N_<what>.py` (revision
 "000N", down_revision the previous one) and set `HEAD_REVISION` to it. The test suite checks that
@@ -15,16 +16,23 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
-
-import platformdirs
-from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from typing import TYPE_CHECKING, Any
 
 from nebula.errors import StoreError
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.exc import SQLAlchemyError
+
 HEAD_REVISION = "0007"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+SQLITE_PRAGMAS = (  # on every SQLite connection (see `_sqlite_pragmas` for why)
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=10000",
+)
 
 # Serializes migrations when several nodes open one fresh PostgreSQL database at once.
 _MIGRATION_LOCK_KEY = 0x6E6562756C61  # "nebula"
@@ -35,6 +43,8 @@ def default_url() -> str:
     configured = os.environ.get("NEBULA_DATABASE_URL")
     if configured:
         return configured
+    import platformdirs
+
     data_dir = Path(platformdirs.user_data_dir("nebula"))
     data_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{data_dir / 'nebula.db'}"
@@ -42,6 +52,9 @@ def default_url() -> str:
 
 def masked(url: str) -> str:
     """The URL with any password replaced by ***, fit for messages and logs."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
@@ -50,11 +63,16 @@ def masked(url: str) -> str:
 
 def describe(error: SQLAlchemyError) -> str:
     """The driver's own message, without SQLAlchemy's statement dump and help link."""
+    from sqlalchemy.exc import DBAPIError
+
     return str(error.orig if isinstance(error, DBAPIError) else error).strip()
 
 
 def open_engine(url: str) -> Engine:
     """An engine on `url` whose database is at `HEAD_REVISION`; `StoreError` if it cannot be."""
+    from sqlalchemy import create_engine, event, make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
     try:
         parsed = make_url(url)
     except ArgumentError as e:
@@ -91,14 +109,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # git hold; a power cut may lose the last records, never corrupt the file). A busy timeout
     # lets parallel applies wait for each other's short writes instead of failing.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
     cursor.close()
 
 
 def current_revision(engine: Engine) -> str | None:
+    from sqlalchemy import inspect, text
+
     with engine.connect() as conn:
         if not inspect(conn).has_table("alembic_version"):
             return None
@@ -112,6 +130,7 @@ def migrate(engine: Engine) -> None:
     from alembic import command
     from alembic.config import Config
     from alembic.util import CommandError
+    from sqlalchemy import text
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))

@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlalchemy import delete, func, insert, select
 
 from nebula.store.api import Store
-from nebula.store.models import DnsRecord, Domain, new_id, utcnow
+from nebula.store.lean import record_rows
+from nebula.store.models import DnsRecord, Domain, utcnow
 from nebula.zones import ZoneState
 
 
@@ -62,22 +63,7 @@ class DnsStore:
             domain.zone_id = state.zone_id or (zone if state.exists else None)
             session.flush()
             session.execute(delete(DnsRecord).where(DnsRecord.domain_id == domain.id))
-            rows = [
-                {
-                    "id": new_id(),
-                    "domain_id": domain.id,
-                    "record_type": rrset.type,
-                    "name": rrset.name,
-                    "content": value[:500],
-                    "ttl": rrset.ttl,
-                    "proxied": rrset.proxied,
-                    "provider_id": dict(rrset.record_ids).get(value),
-                    "owned": rrset.owned,
-                    "created_at": now,
-                }
-                for rrset in state.rrsets
-                for value in rrset.values
-            ]
+            rows = list(record_rows(domain.id, state, now))
             if rows:  # one executemany, not an ORM object per record
                 session.execute(insert(DnsRecord), rows)
 

@@ -10,11 +10,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from nebula.cli.audit_trail import record
+from nebula.cli.audit_trail import actor
 from nebula.cli.options import DatabaseUrl, Output, RepoDir
 from nebula.cli.output import (
     EXIT_FAILED,
@@ -133,17 +133,10 @@ def apply(
                 known.update({o.zone: o.state for o in planned if o.state is not None})
             outcomes = apply_zones(zones, secrets, known=known)
         if any(o.applied or o.error for o in outcomes):
-            from nebula.cli.session import open_store
-            from nebula.engine.dns import record_outcomes
+            from nebula.engine.dns import record_apply
+            from nebula.store.db import default_url
 
-            store = open_store(database_url)
-            try:
-                record_outcomes(store, outcomes)
-                for outcome in outcomes:
-                    if outcome.applied or outcome.error:
-                        record(store, "dns.apply", outcome.zone, _outcome_json(outcome))
-            finally:
-                store.close()
+            record_apply(database_url or default_url(), outcomes, actor())
     _report(outcomes, output, False, applied=True)
 
 
@@ -164,25 +157,13 @@ def _report(
 ) -> None:
     failed = not all(o.ok for o in outcomes)
     if output is OutputFormat.json:
-        print_json({"ok": not failed, "zones": [_outcome_json(o) for o in outcomes]})
+        print_json({"ok": not failed, "zones": [o.to_dict() for o in outcomes]})
     else:
         from nebula.cli.dns_render import render_outcomes
 
         render_outcomes(outcomes, show_foreign=show_foreign, applied=applied)
     if failed:
         raise typer.Exit(EXIT_FAILED)
-
-
-def _outcome_json(outcome: ZoneOutcome) -> dict[str, Any]:
-    return {
-        "zone": outcome.zone,
-        "provider": outcome.provider,
-        "ok": outcome.ok,
-        "applied": outcome.applied,
-        "error": outcome.error,
-        "failures": [str(f) for f in outcome.failures],
-        "plan": outcome.plan.to_dict() if outcome.plan else None,
-    }
 
 
 @app.command("import")
