@@ -28,6 +28,15 @@ def docker_host() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(autouse=True)
+def _leave_the_engine_empty(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that used the Docker Engine, remove what Nebula made there, so the next
+    test starts from an empty engine whatever this one left behind."""
+    yield
+    if "docker_host" in request.fixturenames:
+        servers.remove_managed(request.getfixturevalue("docker_host"))
+
+
 @pytest.fixture(scope="session")
 def test_image(docker_host: str) -> str:
     return servers.build_test_image(docker_host)

@@ -215,6 +215,23 @@ def _forward_policy_is_drop(iptables: str) -> bool:
     return "-P FORWARD DROP" in rules.splitlines()
 
 
+def remove_managed(url: str) -> None:
+    """Remove every container, network and volume labelled as Nebula's from the engine."""
+    import docker
+
+    managed = {"label": "io.nebula.managed=true"}
+    client = docker.DockerClient(base_url=url, version=DOCKER_API_VERSION)
+    try:
+        for container in client.containers.list(all=True, filters=managed):
+            container.remove(force=True)
+        for network in client.networks.list(filters=managed):
+            network.remove()
+        for volume in client.volumes.list(filters=managed):
+            volume.remove(force=True)
+    finally:
+        client.close()
+
+
 def build_test_image(url: str) -> str:
     """Build `TEST_IMAGE` FROM scratch with the host's static busybox; return its tag."""
     busybox = _which("busybox", "busybox-static")
