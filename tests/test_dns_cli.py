@@ -25,7 +25,8 @@ from nebula.daemon.core import Daemon
 from nebula.daemon.dns import DnsKeeper
 from nebula.daemon.events import EventBus
 from nebula.engine.reconcile import load_desired
-from nebula.store import Store
+from nebula.store import Store, audit
+from nebula.store.dns import DnsStore
 
 runner = CliRunner()
 
@@ -215,14 +216,13 @@ def test_the_token_comes_from_the_vault_when_the_environment_has_none(
     assert lab.answer("v") == ["192.0.2.44"]
 
 
-def test_a_no_op_sync_is_answered_without_loading_the_cli_and_a_change_is_not(
-    lab: Lab, tmp_path: Path
-) -> None:
+def test_a_plain_sync_runs_without_loading_the_cli_or_the_models(lab: Lab, tmp_path: Path) -> None:
     lab.write([{"name": "fast", "type": "A", "value": "192.0.2.50"}])
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     probe = (
         "import sys; from nebula.cli.dns_fast import run; code = run(sys.argv[1:]); "
-        "print(code, 'typer' in sys.modules, 'pydantic' in sys.modules)"
+        "print(code, 'typer' in sys.modules, 'pydantic' in sys.modules, "
+        "'sqlalchemy' in sys.modules)"
     )
 
     def fast(*args: str) -> str:
@@ -236,21 +236,39 @@ def test_a_no_op_sync_is_answered_without_loading_the_cli_and_a_change_is_not(
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    assert fast("apply", "--yes", str(lab.root)).endswith("None False False\n")  # never loaded
-    entry = [sys.executable, "-c", "from nebula.cli.entry import main; main()"]
-    full = subprocess.run([*entry, "dns", "apply", "-y", str(lab.root)], check=False, env=env,
-                          text=True, capture_output=True)  # fmt: skip
-    assert full.returncode == 0 and "✓ applied" in full.stdout, full.stderr
+    database_url = os.environ["NEBULA_DATABASE_URL"]
+    Store(database_url).close()  # created and migrated: written from now on without SQLAlchemy
+    out = fast("apply", "--yes", str(lab.root))  # a repo of domains only: no models at all
+    assert out.endswith("0 False False False\n") and "✓ applied" in out, out
+    assert lab.answer("fast") == ["192.0.2.50"]
     out = fast("apply", "--yes", str(lab.root))
-    assert out.endswith("0 False False\n") and "1 unchanged" in out
-    assert fast("plan", str(lab.root)).endswith("0 False False\n")
-    assert fast("plan", "-o", "json", str(lab.root)) == "None False False\n"
+    assert out.endswith("0 False False False\n") and "1 unchanged" in out
+    assert fast("plan", str(lab.root)).endswith("0 False False False\n")
+    assert fast("plan", "-o", "json", str(lab.root)) == "None False False False\n"
 
     api = httpx.Client(base_url=f"{lab.server.api_url}/api/v1/servers/localhost",
                        headers={"X-API-Key": lab.server.api_key})  # fmt: skip
     gone = {"name": f"fast.{lab.zone}.", "type": "A", "changetype": "DELETE"}
     api.patch(f"/zones/{lab.zone}.", json={"rrsets": [gone]}).raise_for_status()
-    assert fast("plan", str(lab.root)).endswith("None False False\n")  # drift: the full path
+    out = fast("plan", str(lab.root))  # drift: shown, nothing written
+    assert out.endswith("0 False False False\n") and "+ create" in out
+    assert lab.answer("fast") == []
+    # Deleting without --yes is the full command's (it asks); an invalid file is reported there.
+    lab.write([{"name": "other", "type": "A", "value": "192.0.2.51"}])
+    assert fast("apply", "--yes", str(lab.root)).endswith("0 False False False\n")
+    lab.write([{"name": "third", "type": "A", "value": "192.0.2.52"}])
+    assert fast("apply", str(lab.root)) == "None False False False\n"
+    assert lab.answer("third") == []
+    lab.write([{"name": "bad name!", "type": "A", "value": "192.0.2.53"}])
+    assert fast("apply", "--yes", str(lab.root)).startswith("None False True")
+    entry = [sys.executable, "-c", "from nebula.cli.entry import main; main()"]
     full = subprocess.run([*entry, "dns", "apply", "-y", str(lab.root)], check=False, env=env,
                           text=True, capture_output=True)  # fmt: skip
-    assert "+ create" in full.stdout and lab.answer("fast") == ["192.0.2.50"]
+    assert full.returncode == 2 and "records[0].name" in full.stderr, full.stderr
+    with Store(database_url) as store:
+        entries = audit.entries(store)
+        assert [(e.action, e.target) for e in entries] == [("dns.apply", lab.zone)] * 2
+        assert audit.verify(store).ok
+        [domain] = DnsStore(store).domains()
+        names = {(r.name, r.type) for r in DnsStore(store).records(domain.id)}
+        assert (f"other.{lab.zone}", "A") in names and (f"fast.{lab.zone}", "A") not in names

@@ -1,57 +1,65 @@
-"""`nebula dns plan|apply [--yes] [REPO]` when nothing changed, answered before typer loads.
+"""`nebula dns plan|apply [--yes] [REPO]`, answered before typer loads.
 
-A no-op sync should cost little more than the interpreter's start, and loading the typer
-application (every command of the CLI) costs more than the sync itself. So a plain command line
-is tried here first: when the repo's files are those of an earlier load (`engine.dns_memo`), the
-tokens are in the environment, and every zone reads back exactly as desired, the answer is
-printed here and the command exits 0. Anything else (a file changed, a change or a conflict to
-show, an error, a token only in the vault, `--output json`, any other option) returns None and
-the full command runs, with the zones already read (`states_read`).
+A sync should cost little more than the interpreter's start, the zone's GET and PATCH, and
+loading the typer application (every command of the CLI) costs more than that. So a plain
+command line is carried out here: the zones are loaded as the full command loads them
+(`engine.dns_memo.load_zones`: remembered, or read and validated), planned, applied, recorded
+(`engine.dns.record_apply`) and shown (`cli.dns_render`) exactly as the full command does.
+
+Anything else returns None before any zone is written, and the full command runs: `--output
+json` or any other option, a repo that does not load (the full command reports its errors), a
+token only in the vault, deletions to confirm without `--yes`. The zones read by then are
+handed over (`states_read`), not read again.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from nebula.zones import ZoneState
+    from nebula.engine.dns import ZoneOutcome
+    from nebula.zones import DesiredZone, ZoneState
 
 _read: dict[str, ZoneState] = {}
+EXIT_FAILED = 1  # as `cli.output`, which imports typer
 
 
 def states_read() -> dict[str, ZoneState]:
-    """The zones this process read while trying the no-op answer, handed over once: the full
+    """The zones this process read while trying the answer here, handed over once: the full
     command that runs next uses them instead of reading every zone again."""
     states = dict(_read)
     _read.clear()
     return states
 
 
-def parse_args(args: list[str]) -> tuple[str, Path] | None:
-    """`plan|apply [--yes|-y] [REPO]` → (command, repo); anything else → None."""
+def parse_args(args: list[str]) -> tuple[str, bool, Path] | None:
+    """`plan|apply [--yes|-y] [REPO]` → (command, yes, repo); anything else → None."""
     if not args or args[0] not in ("plan", "apply"):
         return None
     command, rest = args[0], args[1:]
+    yes = False
     if command == "apply":
+        yes = any(a in ("--yes", "-y") for a in rest)
         rest = [a for a in rest if a not in ("--yes", "-y")]
     if len(rest) > 1 or any(a.startswith("-") for a in rest):
         return None
-    return command, Path(rest[0] if rest else ".")
+    return command, yes, Path(rest[0] if rest else ".")
 
 
 def run(args: list[str]) -> int | None:
     """The exit code when answered here; None to run the full command."""
     parsed = parse_args(args)
-    if parsed is None or not (parsed[1] / "nebula.yaml").is_file():
+    if parsed is None or not (parsed[2] / "nebula.yaml").is_file():
         return None
-    from nebula.engine.dns_memo import remembered_zones
+    command, yes, repo = parsed
+    from nebula.engine.dns_memo import load_zones
+    from nebula.errors import NebulaError
 
     try:
-        zones = remembered_zones(parsed[1])
-    except OSError:  # a file that cannot be read: the full command says which, and why
-        return None
-    if not zones:
+        zones = load_zones(repo)
+    except (NebulaError, OSError):  # the full command says which file, and why
         return None
     from nebula.engine.dns import SecretUnavailableError, environment_secrets, plan_zones
 
@@ -62,9 +70,36 @@ def run(args: list[str]) -> int | None:
         return None
     outcomes = plan_zones(zones, environment_secrets)
     _read.update({o.zone: o.state for o in outcomes if o.state is not None})
-    if not all(o.ok and o.plan is not None and not o.plan.has_changes for o in outcomes):
-        return None
+    if command == "apply" and any(o.plan and o.plan.has_changes for o in outcomes):
+        if not yes and _deletes(outcomes):
+            return None  # to be confirmed: the full command asks
+        applied = _apply(zones, outcomes)
+        if applied is None:
+            return EXIT_FAILED
+        outcomes = applied
     from nebula.cli.dns_render import render_outcomes
 
-    render_outcomes(outcomes)
-    return 0
+    render_outcomes(outcomes, applied=command == "apply")
+    return 0 if all(o.ok for o in outcomes) else EXIT_FAILED
+
+
+def _deletes(outcomes: list[ZoneOutcome]) -> bool:
+    return any(c.action.value == "delete" for o in outcomes if o.plan for c in o.plan.pending)
+
+
+def _apply(zones: list[DesiredZone], planned: list[ZoneOutcome]) -> list[ZoneOutcome] | None:
+    """Apply and record as `dns apply` does; None when recording failed (said on stderr)."""
+    from nebula.cli.audit_trail import actor
+    from nebula.engine.dns import apply_zones, environment_secrets, record_apply
+    from nebula.errors import NebulaError
+    from nebula.store.db import default_url
+
+    known = {o.zone: o.state for o in planned if o.state is not None}
+    outcomes = apply_zones(zones, environment_secrets, known=known)
+    if any(o.applied or o.error for o in outcomes):
+        try:
+            record_apply(default_url(), outcomes, actor())
+        except NebulaError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return None
+    return outcomes

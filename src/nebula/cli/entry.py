@@ -20,9 +20,9 @@ def main() -> None:
         if parsed is not None:
             sys.exit(run(*parsed))
     if args[:1] == ["dns"]:
-        from nebula.cli.dns_fast import run as dns_noop
+        from nebula.cli.dns_fast import run as dns_run
 
-        code = dns_noop(args[1:])
+        code = dns_run(args[1:])
         if code is not None:
             sys.exit(code)
     from nebula.cli.app import main as app_main

@@ -75,14 +75,19 @@ def remembered_zones(root: Path) -> list[DesiredZone] | None:
 
 def load_zones(root: Path) -> list[DesiredZone]:
     """The repo's desired zones: remembered when its files are unchanged, else loaded and
-    validated (`ConfigError` lists every problem) and remembered."""
+    validated (`ConfigError` lists every problem; a repo of domains only without the models,
+    see `kinds.dns_lean`) and remembered."""
     memo = ZonesMemo.default()
     key = input_key(root, [])
     zones = memo.zones(key)
+    if zones is None:
+        from nebula.kinds.dns_lean import lean_zones
+
+        zones = lean_zones(root)
     if zones is None:
         from nebula.kinds.dns import desired_zones
         from nebula.spec.repo import load_repo
 
         zones = desired_zones(load_repo(root))
-        memo.remember(key, zones)
+    memo.remember(key, zones)
     return zones

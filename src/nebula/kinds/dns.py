@@ -11,10 +11,11 @@ The diff against a provider's zone is in `kinds.dns_diff`. Everything here is pu
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import ip_address
 
 from nebula.errors import ConfigError, ConfigIssue
-from nebula.spec.domain import RECORD_TYPES, Account, qualify
+from nebula.spec.dns_values import TARGET_AT, canonical_value, qualify
+from nebula.spec.domain import RECORD_TYPES, Account
 from nebula.spec.repo import DomainSource, RepoSpec
 from nebula.zones import (
     DesiredZone,
@@ -22,28 +23,6 @@ from nebula.zones import (
     ZoneAccount,
     ZoneState,
 )
-
-_TARGET_AT = {"CNAME": 0, "MX": 1, "SRV": 3}  # which word of the data is a host name
-
-
-def canonical_value(kind: str, value: str, zone: str) -> str:
-    """A spec value in the canonical form of `nebula.zones` (targets absolute, no final dot)."""
-    if kind == "A":
-        return str(IPv4Address(value))
-    if kind == "AAAA":
-        return str(IPv6Address(value))
-    if kind == "TXT":
-        return value
-    words = value.split()
-    if kind in _TARGET_AT:
-        at = _TARGET_AT[kind]
-        target = words[at]
-        words[at] = "." if target == "." else qualify(target, zone)
-        return " ".join(words)
-    if kind == "CAA":
-        flags, tag, rest = value.split(None, 2)
-        return f"{int(flags)} {tag.lower()} {rest}"
-    return value
 
 
 def zone_account(account: Account) -> ZoneAccount:
@@ -235,10 +214,10 @@ def _relative(name: str, zone: str) -> str:
 
 
 def _relative_value(kind: str, value: str, zone: str) -> str:
-    if kind not in _TARGET_AT:
+    if kind not in TARGET_AT:
         return value
     words = value.split()
-    at = _TARGET_AT[kind]
+    at = TARGET_AT[kind]
     if words[at] != ".":
         words[at] = _relative(words[at], zone)
     return " ".join(words)
