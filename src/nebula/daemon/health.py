@@ -28,6 +28,7 @@ from nebula.resources import DesiredInstallation, ExecCheck, HealthProbe, HttpCh
 from nebula.store import Store, marketplace
 
 log = logging.getLogger("nebulad")
+RECHECK_FAILED = 5.0  # seconds until a failed check runs again
 
 Key = tuple[str, str]  # installation, check
 
@@ -125,12 +126,16 @@ class HealthMonitor:
         return {key[0] for key in self._checks} - deployed
 
     def _check(self, scheduled: _Scheduled) -> None:
+        delay = scheduled.check.interval
         try:
-            self._record(scheduled, probe(scheduled.check, self.provider))
+            result = probe(scheduled.check, self.provider)
+            self._record(scheduled, result)
+            if not result.ok:  # a failure is confirmed (or cleared) soon, not an interval later
+                delay = min(delay, RECHECK_FAILED)
         except Exception:  # one check never stops the monitor
             log.exception("health check %s/%s failed to run", *scheduled.key)
         finally:
-            self._done(scheduled, delay=scheduled.check.interval)
+            self._done(scheduled, delay=delay)
 
     def _done(self, scheduled: _Scheduled, delay: float) -> None:
         with self._cond:
