@@ -212,6 +212,10 @@ def test_a_failing_installation_is_reported_and_leaves_the_others_running(
     (repo / "packages" / "broken.yaml").write_text(
         "compose:\n  services:\n    app:\n      image: nebula-test/not-here:1\n"
     )
+    (repo / "packages" / "sick.yaml").write_text(
+        f"compose:\n  services:\n    app:\n      image: {EXAMPLE_IMAGE}\n"
+        "      healthcheck: {test: [CMD, 'false'], interval: 1s, retries: 1}\n"
+    )
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -228,7 +232,9 @@ def test_a_failing_installation_is_reported_and_leaves_the_others_running(
     )
     assert "address already in use" in outcome["clash"]["error"]
     assert {"docs-web", "notes-web", "notes-worker", "whoami-app"} <= set(managed(client))
-    assert "clash-app" not in managed(client)  # a container that failed to start is removed
+    assert "service 'app' is not healthy" in outcome["sick"]["error"]
+    # containers that failed to start or to become healthy are removed
+    assert not {"clash-app", "sick-app"} & set(managed(client))
     with nebula.store() as store:
         states = {i.name: (i.status, i.status_reason) for i in store.installations()}
     assert states["broken"][0] == "error" and "pull failed" in (states["broken"][1] or "")
@@ -236,7 +242,7 @@ def test_a_failing_installation_is_reported_and_leaves_the_others_running(
     # the failed ones are retried by the next apply, the healthy ones left alone
     plan = nebula.json("plan", str(repo))
     pending = {c["name"] for c in plan["changes"] if c["action"] != "noop"}  # type: ignore[union-attr]
-    assert pending == {"broken-app", "clash-app"}
+    assert pending == {"broken-app", "clash-app", "sick-app"}
 
 
 def test_invalid_config_fails_before_any_container_is_touched(

@@ -4,11 +4,13 @@ Installations being removed go first. The others are applied in parallel (at mos
 `defaults.parallelism` at once), each after the installations it depends on; inside one, the
 services start in `depends_on` order, each waiting for the condition its dependants need. A
 failure stops only its own installation, which is recorded as `error` with the cause; the others
-go on. A container that fails to start is removed, so the next plan simply creates it again.
+go on. A container this apply made that fails to start or become healthy is removed (its last
+log lines go into the error), so the next plan simply creates it again: a retry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import graphlib
 import threading
@@ -313,16 +315,30 @@ class _Runner:
                 self.provider.ensure_image(change.desired.image)  # type: ignore[union-attr]
 
         ids: dict[str, str] = {}
-        for spec in start_order(desired.containers):
-            for dependency, condition in spec.depends_on:
-                self._wait_condition(ids[dependency], dependency, condition)
-            change = by_service[spec.service]
-            if change.action in (Action.CREATE, Action.UPDATE):
-                ids[spec.service] = self._replace(spec, change)
-            elif change.observed_id:
-                ids[spec.service] = change.observed_id
-        self._wait_healthy(desired, ids)
+        fresh: list[tuple[str, str]] = []  # containers this apply made: id, name
+        try:
+            for spec in start_order(desired.containers):
+                for dependency, condition in spec.depends_on:
+                    self._wait_condition(ids[dependency], dependency, condition)
+                change = by_service[spec.service]
+                if change.action in (Action.CREATE, Action.UPDATE):
+                    ids[spec.service] = self._replace(spec, change)
+                    fresh.append((ids[spec.service], spec.name))
+                elif change.observed_id:
+                    ids[spec.service] = change.observed_id
+            self._wait_healthy(desired, ids)
+        except (NebulaError, OSError):
+            self._discard(name, fresh)
+            raise
         return list(ids.values())
+
+    def _discard(self, installation: str, containers: list[tuple[str, str]]) -> None:
+        """Remove the containers an apply made that did not come up (their last log lines are
+        in the error already), so that the next plan creates them again: a retry."""
+        for container_id, name in containers:
+            self.progress(installation, f"removing {name}: it did not come up")
+            with contextlib.suppress(ProviderError):
+                self.provider.remove_container(container_id, name, 0)
 
     def _create_network(self, spec: NetworkSpec) -> None:
         pool = self.defaults.subnet_pool
