@@ -24,6 +24,7 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _Loader = yaml.SafeLoader
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class _Builder:
                 self.marks[(*path, index)] = _mark(item)
                 out.append(self.build(item, (*path, index)))
             return out
+        if node.tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
+            return node.value  # most values: what the constructor would return, sooner
         return self.constructor.construct_object(node, deep=True)
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
@@ -96,7 +99,11 @@ class _Builder:
                     if isinstance(value, dict):
                         merged = {**value, **merged}
                 continue
-            key = self.constructor.construct_object(key_node, deep=True)
+            key = (
+                key_node.value
+                if key_node.tag == _STR_TAG and isinstance(key_node, yaml.ScalarNode)
+                else self.constructor.construct_object(key_node, deep=True)
+            )
             if not isinstance(key, str | int | float | bool):
                 mark = _mark(key_node)
                 self.issues.append(
