@@ -139,8 +139,9 @@ def _record(data: Any) -> tuple[str, str, list[str], int | None, bool]:
     values: list[str] = [v for v in (value if isinstance(value, list) else [value]) if _is_text(v)]
     if not values or len(values) != (len(value) if isinstance(value, list) else 1):
         raise _UnsureError
-    for one in values:
-        check_value(kind, one)
+    if kind not in ("A", "AAAA"):  # addresses: `canonical_value` parses them, as strictly
+        for one in values:
+            check_value(kind, one)
     ttl = fields.get("ttl")
     proxied = fields.get("proxied")
     if proxied is not None and not isinstance(proxied, bool):

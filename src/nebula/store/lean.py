@@ -151,16 +151,16 @@ def _record_zone(db: sqlite3.Connection, zone: ZoneRecord, now: datetime) -> Non
     if state is None:
         return
     zone_id = state.zone_id or (zone.zone if state.exists else None)
+    stamp = _timestamp(now)
     db.execute(
-        "UPDATE domains SET synced_at = ?, zone_id = ? WHERE id = ?",
-        (_timestamp(now), zone_id, domain_id),
+        "UPDATE domains SET synced_at = ?, zone_id = ? WHERE id = ?", (stamp, zone_id, domain_id)
     )
     db.execute("DELETE FROM dns_records WHERE domain_id = ?", (domain_id,))
     db.executemany(
         "INSERT INTO dns_records (id, domain_id, record_type, name, content, ttl, proxied, "
         "provider_id, owned, created_at) VALUES (:id, :domain_id, :record_type, :name, "
         ":content, :ttl, :proxied, :provider_id, :owned, :created_at)",
-        (r | {"created_at": _timestamp(now)} for r in record_rows(domain_id, state, now)),
+        (r | {"created_at": stamp} for r in record_rows(domain_id, state, now)),
     )
 
 
