@@ -19,22 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nebula.stand_ins import MASK
+
 LABEL_MANAGED = "io.nebula.managed"
 LABEL_INSTALLATION = "io.nebula.installation"
 LABEL_SERVICE = "io.nebula.service"
 LABEL_SPEC = "io.nebula.spec"
 LABEL_SPEC_HASH = "io.nebula.spec-hash"
 RESERVED_LABEL_PREFIX = "io.nebula."
-MASK = "••••"
-
-
-def stand_in(fingerprint: str) -> str:
-    """What takes a secret's place in desired state, plans and labels: `••••` + its fingerprint.
-
-    The vault's keyed fingerprint changes when the value does and reveals nothing; apply swaps
-    the stand-in for the value only in what it hands to Docker.
-    """
-    return MASK + fingerprint
 
 
 _STAND_IN = re.compile(re.escape(MASK) + r"[0-9a-f]{12}")  # the vault's fingerprints: 12 hex

@@ -28,17 +28,16 @@ from nebula.errors import InstallationError, NebulaError, ProviderError
 from nebula.plan import Action, Change, Kind
 from nebula.providers.docker import ContainerStatus, DockerProvider
 from nebula.resources import (
-    MASK,
     ContainerSpec,
     DesiredInstallation,
     NetworkSpec,
     reveal,
-    stand_in,
     stand_ins_in,
 )
 from nebula.secrets import Vault, open_vault
 from nebula.spec.config import Defaults
 from nebula.spec.package import Package
+from nebula.stand_ins import MASK, stand_in
 from nebula.store import PackageRecord, Store, marketplace
 
 Progress = Callable[[str, str], None]  # installation, what is happening

@@ -15,7 +15,7 @@ import signal
 import subprocess
 from dataclasses import dataclass
 
-from nebula.resources import MASK
+from nebula.stand_ins import MASK
 
 OUTPUT_LIMIT = 4000
 

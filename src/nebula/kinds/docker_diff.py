@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from nebula.plan import Action, Change, Kind, Plan
-from nebula.resources import MASK, ContainerSpec, DesiredInstallation, Observed, ObservedContainer
+from nebula.resources import ContainerSpec, DesiredInstallation, Observed, ObservedContainer
+from nebula.stand_ins import MASK
 
 _MUST_RUN = ("always", "unless-stopped")
 

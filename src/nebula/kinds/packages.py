@@ -27,14 +27,12 @@ from nebula.kinds.compose_parse import (
 from nebula.kinds.dependencies import Link, link
 from nebula.kinds.probes import resolve_probes
 from nebula.resources import (
-    MASK,
     RESERVED_LABEL_PREFIX,
     ContainerSpec,
     DesiredInstallation,
     NetworkSpec,
     PortBinding,
     VolumeSpec,
-    stand_in,
 )
 from nebula.spec.compose import Compose, PortMapping, Service, VolumeMount
 from nebula.spec.config import NebulaConfig
@@ -49,6 +47,7 @@ from nebula.spec.interpolate import (
 from nebula.spec.package import AppDefinition, Hooks, Package, Provides
 from nebula.spec.repo import InstallationSource, RepoSpec
 from nebula.spec.yamlfile import Path, YamlDocument
+from nebula.stand_ins import MASK, stand_in
 
 DEFAULT_NETWORK = "default"
 _Model = TypeVar("_Model", PortMapping, VolumeMount)
@@ -127,7 +126,7 @@ def resolve_installation(
 ) -> tuple[DesiredInstallation, Provided | None]:
     """The installation's desired resources, and what it provides to dependants (if anything).
     `uses` are the requirements it depends on, with what their providers offer; `stand_ins`
-    maps secret names to their stand-ins (`resources.stand_in`)."""
+    maps secret names to their stand-ins (`stand_ins.stand_in`)."""
     spec = source.spec
     version: str | None = None
     if spec.package is not None:

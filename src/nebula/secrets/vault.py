@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from nebula.resources import stand_in
 from nebula.secrets import crypto
 from nebula.secrets.errors import (
     MasterKeyError,
@@ -27,6 +26,7 @@ from nebula.secrets.errors import (
     VaultError,
 )
 from nebula.secrets.keys import EnvironmentKey, KeyStore, Slot, locate
+from nebula.stand_ins import stand_in
 from nebula.store import Store
 from nebula.store import vault as rows
 from nebula.store.vault import KeyRecord, SealedSecret

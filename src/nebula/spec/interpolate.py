@@ -79,7 +79,7 @@ def interpolate(
 ) -> str:
     """Substitute every reference in `text`; an unresolvable one raises `InterpolationError`.
 
-    `secrets` maps secret names to their stand-ins (see `resources.stand_in`).
+    `secrets` maps secret names to their stand-ins (see `stand_ins.stand_in`).
     """
 
     def substitute(token: re.Match[str]) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from nebula.resources import MASK, stand_in
+from nebula.stand_ins import MASK, stand_in
 
 _SECRET_WORDS = frozenset(
     {
