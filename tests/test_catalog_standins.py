@@ -82,14 +82,8 @@ def homelab(
     monkeypatch.setenv("NEBULA_SOCKET", str(tmp_path / "no-daemon.sock"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
-    yield root
-    for container in engine.containers.list(all=True, filters={"label": "io.nebula.managed=true"}):
-        container.remove(force=True)
-    for network in engine.networks.list(filters={"label": "io.nebula.managed=true"}):
-        network.remove()
-    for volume in engine.volumes.list(filters={"label": "io.nebula.managed=true"}):
-        volume.remove(force=True)
     engine.close()
+    yield root  # conftest leaves the engine empty afterwards
 
 
 def nebula(*args: str) -> str:

@@ -135,14 +135,8 @@ def homelab(
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     for key, value in GIT_ENV.items():
         monkeypatch.setenv(key, value)
-    yield root
-    for container in engine.containers.list(all=True, filters={"label": "io.nebula.managed=true"}):
-        container.remove(force=True)
-    for network in engine.networks.list(filters={"label": "io.nebula.managed=true"}):
-        network.remove()
-    for volume in engine.volumes.list(filters={"label": "io.nebula.managed=true"}):
-        volume.remove(force=True)
     engine.close()
+    yield root  # conftest leaves the engine empty afterwards
 
 
 def write(path: Path, text: str) -> None:
