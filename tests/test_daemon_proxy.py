@@ -105,8 +105,7 @@ def test_a_pushed_expose_is_served_over_https_without_touching_the_app(homelab: 
     before = {c.name: c.id for c in homelab.engine.containers.list()}
     sha, took = expose(homelab)
     assert took < 5, f"{took:.1f}s from push to HTTPS"
-    eventually(lambda: daemon.syncs(1)[0].commit == sha)
-    assert daemon.syncs(1)[0].status == "succeeded"
+    eventually(lambda: (daemon.syncs(1)[0].commit, daemon.syncs(1)[0].status) == (sha, "succeeded"))
     assert {c.name: c.id for c in homelab.engine.containers.list()} == before
     resolver = dns.resolver.Resolver(configure=False)
     resolver.nameservers, resolver.port = ["127.0.0.1"], homelab.powerdns.dns_port
