@@ -25,7 +25,7 @@ from nebula.catalog import Catalog, version_key
 from nebula.engine.reconcile import Desired, catalog_for, load_desired
 from nebula.errors import NebulaError
 from nebula.kinds.dependencies import link, satisfies
-from nebula.kinds.packages import in_channel
+from nebula.kinds.packages import in_channel, selected_version
 from nebula.spec.package import Package, Variable
 from nebula.spec.repo import PACKAGES_DIR, RepoSpec
 
@@ -223,16 +223,7 @@ def uninstall_edit(repo: RepoSpec, name: str) -> RepoEdit:
             f"no installation {name!r} in {repo.root / PACKAGES_DIR} "
             f"(installed: {', '.join(s.name for s in repo.installations) or 'none'})"
         )
-    catalog = catalog_for(repo)
-    packages = {
-        s.name: (catalog.get(s.spec.package, s.spec.version) or catalog.get(s.spec.package))
-        if s.spec.package
-        else None
-        for s in repo.installations
-    }
-    linked = link(
-        list(repo.installations), {n: e.package if e else None for n, e in packages.items()}
-    )
+    linked = link(list(repo.installations), _packages(repo, catalog_for(repo)))
     dependants = linked.dependants(name)
     if dependants:
         raise MarketplaceError(
@@ -253,7 +244,11 @@ def upgrade_edit(repo: RepoSpec, name: str, to: str | None = None) -> tuple[Repo
         raise MarketplaceError(f"no catalog installation {name!r} in {repo.root / PACKAGES_DIR}")
     catalog = catalog_for(repo)
     versions = catalog.versions(source.spec.package)
-    current = load_desired_version(repo, name)
+    current = selected_version(source.spec, versions)
+    if current is None:
+        raise MarketplaceError(
+            f"{source.doc.file}: its version is not in the catalog; fix it first"
+        )
     if to is None:
         channel = source.spec.channel or "latest"
         to = max((v for v in versions if in_channel(v, channel)), key=version_key)
@@ -267,19 +262,6 @@ def upgrade_edit(repo: RepoSpec, name: str, to: str | None = None) -> tuple[Repo
     verb = "Upgrade" if version_key(to) > version_key(current) else "Downgrade"
     message = f"{verb} {name} ({source.spec.package}) {current} → {to}"
     return RepoEdit({source.doc.file: edited}, message=message), current, to
-
-
-def load_desired_version(repo: RepoSpec, name: str) -> str:
-    source = next(s for s in repo.installations if s.name == name)
-    assert source.spec.package is not None
-    catalog = catalog_for(repo)
-    if source.spec.version is not None:
-        return source.spec.version
-    channel = source.spec.channel or "latest"
-    return max(
-        (v for v in catalog.versions(source.spec.package) if in_channel(v, channel)),
-        key=version_key,
-    )
 
 
 _VERSION_LINE = re.compile(r"(version|channel)\s*:")
@@ -316,18 +298,21 @@ def _pick(catalog: Catalog, name: str, version: str | None) -> Package:
     return entry.package
 
 
-def _installed_packages(repo: RepoSpec, catalog: Catalog) -> dict[str, list[tuple[str, str]]]:
-    """Package name -> [(installation, version it resolves to)] of the repo."""
-    found: dict[str, list[tuple[str, str]]] = {}
+def _packages(repo: RepoSpec, catalog: Catalog) -> dict[str, Package | None]:
+    """Installation -> the catalog package version it selects (None: inline app, or none)."""
+    found: dict[str, Package | None] = {}
     for source in repo.installations:
-        if source.spec.package is None:
-            continue
-        channel = source.spec.channel or "latest"
-        versions = [
-            v
-            for v in catalog.versions(source.spec.package)
-            if (v == source.spec.version if source.spec.version else in_channel(v, channel))
-        ]
-        if versions:
-            found.setdefault(source.spec.package, []).append((source.name, versions[-1]))
+        package = source.spec.package
+        version = selected_version(source.spec, catalog.versions(package)) if package else None
+        entry = catalog.get(package, version) if package and version else None
+        found[source.name] = entry.package if entry else None
+    return found
+
+
+def _installed_packages(repo: RepoSpec, catalog: Catalog) -> dict[str, list[tuple[str, str]]]:
+    """Package name -> [(installation, version it selects)] of the repo."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for name, package in _packages(repo, catalog).items():
+        if package is not None:
+            found.setdefault(package.name, []).append((name, package.version))
     return found

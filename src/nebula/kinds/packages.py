@@ -36,6 +36,7 @@ from nebula.resources import (
 )
 from nebula.spec.compose import Compose, PortMapping, Service, VolumeMount
 from nebula.spec.config import NebulaConfig
+from nebula.spec.installation import Installation
 from nebula.spec.interpolate import (
     SECRET_REFERENCE,
     InterpolationError,
@@ -153,6 +154,15 @@ def in_channel(version: str, channel: str) -> bool:
     return channel in ("latest", version) or version.startswith(f"{channel}.")
 
 
+def selected_version(spec: Installation, versions: list[str]) -> str | None:
+    """The version of `versions` (oldest first) the installation's pin or channel selects."""
+    if spec.version is not None:
+        return spec.version if spec.version in versions else None
+    channel = spec.channel or "latest"
+    matching = [v for v in versions if in_channel(v, channel)]
+    return matching[-1] if matching else None
+
+
 def _pick_version(source: InstallationSource, catalog: Catalog) -> CatalogEntry:
     """The catalog entry the installation's `version` pin or `channel` selects."""
     spec = source.spec
@@ -164,12 +174,8 @@ def _pick_version(source: InstallationSource, catalog: Catalog) -> CatalogEntry:
         raise ConfigError(
             [source.doc.issue(("package",), f"no package {package!r} in the catalog{hint}")]
         )
-    if spec.version is not None:
-        chosen, field_name = (spec.version if spec.version in versions else None), "version"
-    else:
-        channel = spec.channel or "latest"
-        matching = [v for v in versions if in_channel(v, channel)]
-        chosen, field_name = (matching[-1] if matching else None), "channel"
+    chosen = selected_version(spec, versions)
+    field_name = "version" if spec.version is not None else "channel"
     if chosen is None:
         wanted = spec.version if spec.version is not None else spec.channel
         raise ConfigError(
