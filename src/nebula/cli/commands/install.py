@@ -10,6 +10,7 @@ and touches nothing.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -128,16 +129,18 @@ def install(
                     highlight=False,
                 )
         _carry_out(
-            spec.root,
+            _Run(
+                spec.root,
+                dry_run,
+                no_wait,
+                timeout,
+                socket,
+                daemon,
+                docker_host,
+                database_url,
+                output,
+            ),
             edit,
-            dry_run,
-            no_wait,
-            timeout,
-            socket,
-            daemon,
-            docker_host,
-            database_url,
-            output,
         )
 
 
@@ -171,16 +174,18 @@ def upgrade(
         if output is not OutputFormat.json:
             err_console().print(f"{name}: {current} → {new}", highlight=False)
         _carry_out(
-            spec.root,
+            _Run(
+                spec.root,
+                dry_run,
+                no_wait,
+                timeout,
+                socket,
+                daemon,
+                docker_host,
+                database_url,
+                output,
+            ),
             edit,
-            dry_run,
-            no_wait,
-            timeout,
-            socket,
-            daemon,
-            docker_host,
-            database_url,
-            output,
         )
 
 
@@ -213,40 +218,48 @@ def uninstall(
         spec = load_repo(repo)
         edit = uninstall_edit(spec, name)
         _carry_out(
-            spec.root,
+            _Run(
+                spec.root,
+                dry_run,
+                False,
+                timeout,
+                socket,
+                daemon,
+                docker_host,
+                database_url,
+                output,
+            ),
             edit,
-            dry_run,
-            False,
-            timeout,
-            socket,
-            daemon,
-            docker_host,
-            database_url,
-            output,
             purge=name if purge else None,
         )
 
 
-def _carry_out(
-    root: Path,
-    edit: RepoEdit,
-    dry_run: bool,
-    no_wait: bool,
-    timeout: float,
-    socket: Path | None,
-    daemon: str | None,
-    docker_host: str | None,
-    database_url: str | None,
-    output: OutputFormat,
-    *,
-    purge: str | None = None,
-) -> None:
+@dataclass(frozen=True)
+class _Run:
+    """How a command carries out its edit: the options install, upgrade and uninstall share."""
+
+    root: Path
+    dry_run: bool
+    no_wait: bool
+    timeout: float
+    socket: Path | None
+    daemon: str | None
+    docker_host: str | None
+    database_url: str | None
+    output: OutputFormat
+
+    @property
+    def quiet(self) -> bool:
+        return self.output is OutputFormat.json
+
+
+def _carry_out(run: _Run, edit: RepoEdit, *, purge: str | None = None) -> None:
     """Check the edit, then show its plan (dry run) or commit, push and follow it."""
     from nebula.engine import configrepo
 
-    quiet = output is OutputFormat.json
+    root, quiet, docker_host = run.root, run.quiet, run.docker_host
     desired = edit.check(root)  # validation errors leave the repo untouched
-    if dry_run:
+    if run.dry_run:
         from nebula.cli.commands.plan import render_plan
         from nebula.cli.session import open_provider
         from nebula.engine.reconcile import plan_against
@@ -265,17 +278,17 @@ def _carry_out(
     if not configrepo.is_git_repo(root):
         abort(f"{root} is not a git work tree: `git init` it (nebula init does) and commit")
     sha = configrepo.commit(root, edit)
-    record_commit(database_url, root, sha, edit.message, edit.paths())
+    record_commit(run.database_url, root, sha, edit.message, edit.paths())
     remote = configrepo.push(root)
     report: dict[str, Any] = {"message": edit.message, "commit": sha, "pushed_to": remote}
     if not quiet:
         pushed = f", pushed to {remote}" if remote else ""
         err_console().print(f"Committed {sha[:12]}: {edit.message}{pushed}", highlight=False)
-    if no_wait:
+    if run.no_wait:
         if quiet:
             print_json(report | {"ok": True})
         return
-    ok = _follow(root, report, timeout, socket, daemon, docker_host, database_url, output)
+    ok = _follow(run, report)
     if ok and purge:
         report["purged_volumes"] = _purge(purge, desired, docker_host, quiet)
     if quiet:
@@ -284,44 +297,28 @@ def _carry_out(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _follow(
-    root: Path,
-    report: dict[str, Any],
-    timeout: float,
-    socket: Path | None,
-    daemon: str | None,
-    docker_host: str | None,
-    database_url: str | None,
-    output: OutputFormat,
-) -> bool:
+def _follow(run: _Run, report: dict[str, Any]) -> bool:
     """Through nebulad when one answers; else apply here. True when it all went well."""
     from nebula.cli.client import DaemonClient, DaemonUnavailableError
     from nebula.cli.commands.daemon import render_sync, wait_for_sync
 
-    quiet = output is OutputFormat.json
     try:
-        with DaemonClient(socket, daemon) as client:
+        with DaemonClient(run.socket, run.daemon) as client:
             client.status()
-            record = wait_for_sync(client, timeout, quiet)
+            record = wait_for_sync(client, run.timeout, run.quiet)
     except DaemonUnavailableError:
-        if daemon:
+        if run.daemon:
             raise
-        if not quiet:
+        if not run.quiet:
             err_console().print("No nebulad is running: applying here.")
-        return _apply_here(root, report, docker_host, database_url, output)
+        return _apply_here(run, report)
     report["sync"] = record
-    if not quiet:
+    if not run.quiet:
         render_sync(record)
     return bool(record["status"] == "succeeded")
 
 
-def _apply_here(
-    root: Path,
-    report: dict[str, Any],
-    docker_host: str | None,
-    database_url: str | None,
-    output: OutputFormat,
-) -> bool:
+def _apply_here(run: _Run, report: dict[str, Any]) -> bool:
     """`nebula apply` of the repo; with --output json its answer goes into `report`."""
     import contextlib
     import io
@@ -331,15 +328,15 @@ def _apply_here(
 
     captured = io.StringIO()
     ok = True
-    quiet = output is OutputFormat.json
+    quiet = run.quiet
     with contextlib.redirect_stdout(captured) if quiet else contextlib.nullcontext():
         try:
             apply(
-                repo=root,
+                repo=run.root,
                 yes=True,
-                docker_host=docker_host,
-                database_url=database_url,
-                output=output,
+                docker_host=run.docker_host,
+                database_url=run.database_url,
+                output=run.output,
             )
         except typer.Exit as exit_:
             ok = exit_.exit_code == 0
