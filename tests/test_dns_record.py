@@ -50,11 +50,25 @@ def _snapshot(store: Store) -> tuple[list[tuple[object, ...]], list[tuple[object
     return domains, records
 
 
+def _ids(store: Store) -> dict[str, str]:
+    """Each record's row id, by its content (unique in these zones)."""
+    dns = DnsStore(store)
+    return {r.content: r.id for d in dns.domains() for r in dns.records(d.id)}
+
+
 def test_an_apply_is_recorded_alike_on_every_database(database_url: str) -> None:
     Store(database_url).close()  # created and migrated
     record_apply(database_url, _outcomes("192.0.2.1"), ACTOR)
-    record_apply(database_url, _outcomes("192.0.2.9"), ACTOR)  # replaces the zone's rows
     with Store(database_url) as store:
+        first = _ids(store)
+    record_apply(database_url, _outcomes("192.0.2.9"), ACTOR)  # one record replaced
+    with Store(database_url) as store:
+        then = _ids(store)
+        # The records that did not change keep their rows; the new address is a new row.
+        assert {k: v for k, v in then.items() if k in first} == {
+            k: v for k, v in first.items() if k != "192.0.2.1"
+        }
+        assert set(then) - set(first) == {"192.0.2.9"}
         domains, records = _snapshot(store)
         assert domains == [
             ("broken.test", "cloudflare", None, "token refused", 0),

@@ -53,7 +53,18 @@ def run(args: list[str]) -> int | None:
     parsed = parse_args(args)
     if parsed is None or not (parsed[2] / "nebula.yaml").is_file():
         return None
-    command, yes, repo = parsed
+    import gc
+
+    # A sync allocates many objects that live until it exits; the cycle collector would only
+    # walk them again and again (a few percent of the command) and find nothing to free.
+    gc.disable()
+    code = _answer(*parsed)
+    if code is None:
+        gc.enable()  # the full command runs as always
+    return code
+
+
+def _answer(command: str, yes: bool, repo: Path) -> int | None:
     from nebula.engine.dns_memo import load_zones
     from nebula.errors import NebulaError
 

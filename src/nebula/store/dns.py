@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, insert, select
 
 from nebula.store.api import Store
-from nebula.store.lean import record_rows
+from nebula.store.lean import ROW_COLUMNS, new_row_id, row_changes
 from nebula.store.models import DnsRecord, Domain, utcnow
 from nebula.zones import ZoneState
 
@@ -62,10 +62,22 @@ class DnsStore:
             domain.synced_at = now
             domain.zone_id = state.zone_id or (zone if state.exists else None)
             session.flush()
-            session.execute(delete(DnsRecord).where(DnsRecord.domain_id == domain.id))
-            rows = list(record_rows(domain.id, state, now))
-            if rows:  # one executemany, not an ORM object per record
-                session.execute(insert(DnsRecord), rows)
+            columns = [getattr(DnsRecord, c) for c in ROW_COLUMNS]
+            stored = session.execute(
+                select(DnsRecord.id, *columns).where(DnsRecord.domain_id == domain.id)
+            )
+            stale, new = row_changes(stored.all(), state)
+            if stale:
+                session.execute(delete(DnsRecord).where(DnsRecord.id.in_(stale)))
+            if new:  # one executemany, not an ORM object per record
+                session.execute(
+                    insert(DnsRecord),
+                    [
+                        {"id": new_row_id(), "domain_id": domain.id, "created_at": now}
+                        | dict(zip(ROW_COLUMNS, row, strict=True))
+                        for row in new
+                    ],
+                )
 
     def forget_missing(self, zones: set[str]) -> None:
         """Drop the rows of zones no longer in the config repo (their records stay published)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,23 +46,43 @@ class AuditItem:
     detail: Mapping[str, Any]
 
 
-def record_rows(domain_id: str, state: ZoneState, now: datetime) -> Iterator[dict[str, Any]]:
-    """The `dns_records` rows of a zone: one per value of each record set."""
+Row = tuple[str, str, str, int, bool, str | None, bool]
+"""A `dns_records` row's fields besides its id, domain and time (`ROW_COLUMNS`)."""
+
+ROW_COLUMNS = ("record_type", "name", "content", "ttl", "proxied", "provider_id", "owned")
+
+
+def zone_rows(state: ZoneState) -> list[Row]:
+    """The `dns_records` rows of a zone (`ROW_COLUMNS`): one per value of each record set."""
+    rows: list[Row] = []
     for rrset in state.rrsets:
         ids = dict(rrset.record_ids)
         for value in rrset.values:
-            yield {
-                "id": str(uuid.uuid4()),
-                "domain_id": domain_id,
-                "record_type": rrset.type,
-                "name": rrset.name,
-                "content": value[:500],
-                "ttl": rrset.ttl,
-                "proxied": rrset.proxied,
-                "provider_id": ids.get(value),
-                "owned": rrset.owned,
-                "created_at": now,
-            }
+            rows.append(
+                (rrset.type, rrset.name, value[:500], rrset.ttl, rrset.proxied, ids.get(value),
+                 rrset.owned)
+            )  # fmt: skip
+    return rows
+
+
+def row_changes(stored: Iterable[Sequence[Any]], state: ZoneState) -> tuple[list[str], list[Row]]:
+    """What makes a zone's `stored` rows (id, then `ROW_COLUMNS`) hold `state`: the ids of the
+    rows to delete and the rows to insert. A row that did not change is left as it is, with
+    its id and its `created_at`; so a sync that changed ten records writes ten rows."""
+    wanted = dict.fromkeys(zone_rows(state))
+    kept: set[Row] = set()
+    stale: list[str] = []
+    for row_id, kind, name, content, ttl, proxied, provider_id, owned in stored:
+        row = (kind, name, content, ttl, bool(proxied), provider_id, bool(owned))
+        if row in wanted and row not in kept:
+            kept.add(row)
+        else:
+            stale.append(row_id)
+    return stale, [row for row in wanted if row not in kept]
+
+
+def new_row_id() -> str:
+    return str(uuid.uuid4())
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -155,12 +175,15 @@ def _record_zone(db: sqlite3.Connection, zone: ZoneRecord, now: datetime) -> Non
     db.execute(
         "UPDATE domains SET synced_at = ?, zone_id = ? WHERE id = ?", (stamp, zone_id, domain_id)
     )
-    db.execute("DELETE FROM dns_records WHERE domain_id = ?", (domain_id,))
+    stored = db.execute(
+        f"SELECT id, {', '.join(ROW_COLUMNS)} FROM dns_records WHERE domain_id = ?", (domain_id,)
+    )
+    stale, new = row_changes(stored.fetchall(), state)
+    db.executemany("DELETE FROM dns_records WHERE id = ?", ((row_id,) for row_id in stale))
     db.executemany(
-        "INSERT INTO dns_records (id, domain_id, record_type, name, content, ttl, proxied, "
-        "provider_id, owned, created_at) VALUES (:id, :domain_id, :record_type, :name, "
-        ":content, :ttl, :proxied, :provider_id, :owned, :created_at)",
-        (r | {"created_at": stamp} for r in record_rows(domain_id, state, now)),
+        f"INSERT INTO dns_records (id, domain_id, {', '.join(ROW_COLUMNS)}, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ((new_row_id(), domain_id, *row, stamp) for row in new),
     )
 
 
