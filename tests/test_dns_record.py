@@ -84,7 +84,9 @@ def test_an_apply_is_recorded_alike_on_every_database(database_url: str) -> None
             (ACTOR, "dns.apply", ZONE),
             (ACTOR, "dns.apply", "broken.test"),
         ] * 2
-        assert entries[2].detail["plan"]["changes"][0]["values"] == ["192.0.2.9", "192.0.2.2"]
+        assert entries[2].detail["changes"] == [
+            f"update www.{ZONE} A 192.0.2.9, 192.0.2.2 (ttl 300)"
+        ]
         assert entries[3].detail["error"] == "token refused"
         assert audit.verify(store).ok
         # Appended after the lean entries, the chain goes on unbroken.

@@ -141,6 +141,11 @@ class DnsChange:
             "values": list(self.desired.values if self.desired else ()),
         }
 
+    def line(self) -> str:
+        """The change in one line: `create www.example.com A 192.0.2.1 (ttl 300)`."""
+        shown = f" {self.desired.describe()}" if self.desired else ""
+        return f"{self.action.value} {self.name} {self.type}{shown}"
+
 
 @dataclass(frozen=True)
 class ZonePlan:

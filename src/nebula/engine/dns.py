@@ -22,6 +22,7 @@ from nebula.errors import NebulaError
 from nebula.kinds.dns_diff import diff_zone
 from nebula.providers.dns.base import DnsProvider
 from nebula.zones import (
+    PENDING,
     ChangeFailure,
     DesiredZone,
     DnsAction,
@@ -114,6 +115,22 @@ class ZoneOutcome:
             "error": self.error,
             "failures": [str(f) for f in self.failures],
             "plan": self.plan.to_dict() if self.plan else None,
+        }
+
+    def audit_detail(self) -> dict[str, Any]:
+        """For the audit log: `to_dict` with each change (and conflict) in one line, so an
+        entry for a zone of thousands of records stays small and readable."""
+        plan = self.plan
+        shown = (*PENDING, DnsAction.CONFLICT)
+        return {
+            "zone": self.zone,
+            "provider": self.provider,
+            "ok": self.ok,
+            "applied": self.applied,
+            "error": self.error,
+            "failures": [str(f) for f in self.failures],
+            "create_zone": plan.create_zone if plan else False,
+            "changes": [c.line() for c in plan.changes if c.action in shown] if plan else [],
         }
 
     def stored_error(self) -> str | None:
@@ -230,7 +247,7 @@ def record_apply(database_url: str, outcomes: Sequence[ZoneOutcome], actor: str)
 
     zones = [ZoneRecord(o.zone, o.provider, o.state, o.stored_error()) for o in outcomes]
     entries = [
-        AuditItem("dns.apply", o.zone, o.to_dict()) for o in outcomes if o.applied or o.error
+        AuditItem("dns.apply", o.zone, o.audit_detail()) for o in outcomes if o.applied or o.error
     ]
     if record_dns_sync(database_url, zones, entries, actor):
         return
