@@ -3,8 +3,8 @@
 Loading pydantic and building the spec models costs more than a whole DNS sync of a zone of
 1,000 records. A config repo whose `nebula.yaml` is empty (every default) and which has no
 installations (`packages/*.yaml`) exposes no hostname: its zones are exactly its
-`domains/*.yaml`. Those are read here with the checks `spec.domain` validates with
-(`spec.dns_values`) and the rules of `kinds.dns.desired_zones`, on plain data.
+`domains/*.yaml`. Those are read here, as plain YAML data (`spec.yaml_plain`), with the checks
+`spec.domain` validates with (`spec.dns_values`) and the rules of `kinds.dns.desired_zones`.
 
 This reading only ever accepts: anything it is not certain the models would accept in the
 same way (an unknown or unusual field, a value of another type, a problem of any kind) makes
@@ -20,7 +20,6 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from nebula.errors import ConfigError
 from nebula.spec.dns_values import (
     RECORD_TYPES,
     canonical_value,
@@ -30,7 +29,7 @@ from nebula.spec.dns_values import (
     check_zone_name,
     qualify,
 )
-from nebula.spec.yamlfile import parse_yaml
+from nebula.spec.yaml_plain import plain_yaml
 from nebula.zones import DesiredZone, RRSet, ZoneAccount
 
 _PROVIDERS = ("powerdns", "cloudflare")
@@ -58,24 +57,23 @@ def lean_zones(root: Path) -> list[DesiredZone] | None:
     if any(p.suffix in (".yaml", ".yml") for p in (root / "packages").glob("*.y*ml")):
         return None
     try:
-        config = _document(root, root / "nebula.yaml")
+        config = _document(root / "nebula.yaml")
         if config not in (None, {}):
             return None
         zones = [
-            _zone(_document(root, path), path.relative_to(root).as_posix())
+            _zone(_document(path), path.relative_to(root).as_posix())
             for path in sorted((root / "domains").glob("*.y*ml"))
             if path.suffix in (".yaml", ".yml")
         ]
-    except (_UnsureError, ConfigError, OSError, UnicodeDecodeError, ValueError):
+    except (_UnsureError, OSError, ValueError):  # UnicodeDecodeError and UnusualYamlError too
         return None
     if len({z.zone for z in zones}) != len(zones):
         return None
     return zones
 
 
-def _document(root: Path, path: Path) -> Any:
-    name = path.relative_to(root).as_posix()
-    return parse_yaml(path.read_text(encoding="utf-8"), name).data
+def _document(path: Path) -> Any:
+    return plain_yaml(path.read_text(encoding="utf-8"))
 
 
 def _zone(data: Any, file: str) -> DesiredZone:

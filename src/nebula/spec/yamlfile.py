@@ -19,9 +19,9 @@ from nebula.errors import ConfigError, ConfigIssue
 Path = tuple[str | int, ...]
 
 try:  # libyaml is much faster; the pure-Python loader is the fallback.
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
+    LOADER: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _Loader = yaml.SafeLoader
+    LOADER = yaml.SafeLoader
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -134,7 +134,7 @@ class _Builder:
 
 def parse_yaml(text: str, file: str) -> YamlDocument:
     """Parse one YAML document, raising `ConfigError` with file:line for any syntax problem."""
-    loader = _Loader(text)
+    loader = LOADER(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
