@@ -27,7 +27,10 @@ from yaml.events import (
 )
 from yaml.nodes import ScalarNode
 
-from nebula.spec.yamlfile import LOADER
+try:  # libyaml is much faster; the pure-Python loader is the fallback.
+    LOADER: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
+except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+    LOADER = yaml.SafeLoader
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _NON_SPECIFIC = (None, "!")
@@ -44,14 +47,14 @@ def plain_yaml(text: str) -> Any:
     """The data of one YAML document (None when there is none)."""
     loader = LOADER(text)
     try:
-        return _document(loader, yaml.constructor.SafeConstructor())
+        return _document(loader, _Scalars())
     except yaml.YAMLError:
         raise UnusualYamlError from None
     finally:
         loader.dispose()
 
 
-def _document(loader: yaml.SafeLoader, constructor: yaml.constructor.SafeConstructor) -> Any:
+def _document(loader: yaml.SafeLoader, scalars: _Scalars) -> Any:
     next_event: Callable[[], Any] = loader.get_event
     next_event()  # the stream's start
     if not isinstance(next_event(), DocumentStartEvent):
@@ -71,7 +74,7 @@ def _document(loader: yaml.SafeLoader, constructor: yaml.constructor.SafeConstru
         if event.anchor is not None or event.tag not in _NON_SPECIFIC:
             raise UnusualYamlError
         if kind is ScalarEvent:
-            value = _scalar(event, constructor)
+            value = scalars.value(event)
         elif kind is MappingStartEvent:
             value = {}
         elif kind is SequenceStartEvent:
@@ -104,10 +107,22 @@ def _add(container: dict[str, Any] | list[Any], keys: list[str | None], value: A
         keys[-1] = value
 
 
-def _scalar(event: ScalarEvent, constructor: yaml.constructor.SafeConstructor) -> Any:
-    if not event.implicit[0]:  # quoted, or a block scalar: a string
-        return event.value
-    tag = _RESOLVE(ScalarNode, event.value, (True, False))
-    if tag == _STR_TAG:
-        return event.value
-    return constructor.construct_object(ScalarNode(tag, event.value), deep=True)
+class _Scalars:
+    """Scalars to values, as the node tree's: the implicit tag of a plain scalar by the
+    resolver (remembered: keys and types repeat on every record), its value by the safe
+    constructor."""
+
+    def __init__(self) -> None:
+        self._tags: dict[str, str] = {}
+        self._constructor = yaml.constructor.SafeConstructor()
+
+    def value(self, event: ScalarEvent) -> Any:
+        text = event.value
+        if not event.implicit[0]:  # quoted, or a block scalar: a string
+            return text
+        tag = self._tags.get(text)
+        if tag is None:
+            tag = self._tags[text] = _RESOLVE(ScalarNode, text, (True, False))
+        if tag == _STR_TAG:
+            return text
+        return self._constructor.construct_object(ScalarNode(tag, text), deep=True)

@@ -15,13 +15,9 @@ from typing import Any
 import yaml
 
 from nebula.errors import ConfigError, ConfigIssue
+from nebula.spec.yaml_plain import LOADER
 
 Path = tuple[str | int, ...]
-
-try:  # libyaml is much faster; the pure-Python loader is the fallback.
-    LOADER: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
-except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    LOADER = yaml.SafeLoader
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
