@@ -3,6 +3,7 @@ pure ownership-aware diff, and `dns import`'s document. No server needed."""
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import yaml
 from nebula.errors import ConfigError
 from nebula.kinds.dns import desired_zones, zone_document
 from nebula.kinds.dns_diff import diff_zone
+from nebula.spec.dns_values import canonical_value
 from nebula.spec.repo import load_repo
 from nebula.zones import DesiredZone, DnsAction, ObservedRRSet, RRSet, ZoneState
 
@@ -228,3 +230,18 @@ def test_an_imported_zone_loads_back_to_the_same_record_sets(tmp_path: Path) -> 
     plan = diff_zone(zone, ZoneState("example.test", True, seen))
     assert {c.action for c in plan.pending} == {DnsAction.UPDATE}
     assert not plan.conflicts
+
+
+@pytest.mark.parametrize(
+    "address", ["0.0.0.0", "10.0.0.1", "192.0.2.255", "255.255.255.255", "01.2.3.4", "256.0.0.1"]
+)
+def test_an_ipv4_address_is_canonical_as_the_standard_library_writes_it(address: str) -> None:
+    try:
+        expected: str | None = str(IPv4Address(address))
+    except ValueError:
+        expected = None
+    try:
+        got: str | None = canonical_value("A", address, "example.com")
+    except ValueError:
+        got = None
+    assert got == expected

@@ -18,6 +18,8 @@ _LABEL = r"(\*|_?[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?)"
 _RELATIVE = re.compile(rf"{_LABEL}(\.{_LABEL})*")
 _ZONE = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _CAA_TAGS = ("issue", "issuewild", "iodef")
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(\.{_OCTET}){{3}}")  # as `str(IPv4Address(...))` writes
 _SECRET_REFERENCE = re.compile(r"\$\{secret:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\}")
 
 
@@ -123,8 +125,8 @@ TARGET_AT = {"CNAME": 0, "MX": 1, "SRV": 3}  # which word of the data is a host 
 
 def canonical_value(kind: str, value: str, zone: str) -> str:
     """A spec value in the canonical form of `nebula.zones` (targets absolute, no final dot)."""
-    if kind == "A":
-        return str(IPv4Address(value))
+    if kind == "A":  # most addresses are written canonically: no need to parse them
+        return value if _CANONICAL_IPV4.fullmatch(value) else str(IPv4Address(value))
     if kind == "AAAA":
         return str(IPv6Address(value))
     if kind == "TXT":
