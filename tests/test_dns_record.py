@@ -7,12 +7,13 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from nebula.engine.dns import ZoneOutcome, record_apply
 from nebula.store import Store, audit
 from nebula.store.dns import DnsStore
-from nebula.store.lean import AuditItem, ZoneRecord, record_dns_sync
+from nebula.store.lean import AuditItem, ZoneRecord, new_row_ids, record_dns_sync
 from nebula.zones import DnsAction, DnsChange, ObservedRRSet, RRSet, ZonePlan, ZoneState
 
 ZONE = "lean.test"
@@ -168,3 +169,10 @@ def test_a_sync_without_entries_writes_only_the_zones(tmp_path: Path) -> None:
     with Store(url) as store:
         assert _snapshot(store)[0] == [(ZONE, "powerdns", f"{ZONE}.", None, 3)]
         assert audit.entries(store) == []
+
+
+def test_new_rows_get_distinct_random_uuids() -> None:
+    ids = new_row_ids(500)
+    assert len(set(ids)) == 500
+    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)
+    assert new_row_ids(0) == []

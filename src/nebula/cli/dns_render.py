@@ -84,9 +84,11 @@ def _lines(changes: list[DnsChange]) -> None:
     """One aligned line per change, written at once: a zone of thousands of records prints in
     milliseconds (a rich table would spend seconds measuring its cells)."""
     width = max(len(c.name) for c in changes)
-    lines = []
-    for change in changes:
-        action = change.action.value
-        mark = _style(f"{_SIGN[action]} {action:<8}", COLOUR.get(action, "bright_black"))
-        lines.append(f"{mark} {change.name:<{width}}  {change.type:<5}  {change.reason}\n")
+    marks = {
+        action: _style(f"{sign} {action:<8}", COLOUR.get(action, "bright_black"))
+        for action, sign in _SIGN.items()
+    }
+    lines = [
+        f"{marks[c.action.value]} {c.name:<{width}}  {c.type:<5}  {c.reason}\n" for c in changes
+    ]
     sys.stdout.write("".join(lines))

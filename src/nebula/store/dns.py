@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, insert, select
 
 from nebula.store.api import Store
-from nebula.store.lean import ROW_COLUMNS, new_row_id, row_changes
+from nebula.store.lean import ROW_COLUMNS, new_row_ids, row_changes
 from nebula.store.models import DnsRecord, Domain, utcnow
 from nebula.zones import ZoneState
 
@@ -73,9 +73,9 @@ class DnsStore:
                 session.execute(
                     insert(DnsRecord),
                     [
-                        {"id": new_row_id(), "domain_id": domain.id, "created_at": now}
+                        {"id": row_id, "domain_id": domain.id, "created_at": now}
                         | dict(zip(ROW_COLUMNS, row, strict=True))
-                        for row in new
+                        for row_id, row in zip(new_row_ids(len(new)), new, strict=True)
                     ],
                 )
 
