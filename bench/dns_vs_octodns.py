@@ -1,8 +1,9 @@
 """`nebula dns apply` beside octodns (+ octodns-powerdns) on the same PowerDNS zone of 1,000 records.
 
 One real `pdns_server` (sqlite3 backend, as the tests start it). Both tools reach its API through
-a small counting proxy on loopback, so every HTTP request each tool makes is counted. For each
-tool, `--runs` times: the zone is deleted (directly, not through the proxy), then
+a small counting proxy on loopback, so every HTTP request each tool makes is counted. `--runs`
+rounds, each tool in turn within a round (so a machine whose speed drifts drifts alike for both);
+in each, the zone is deleted (directly, not through the proxy), then
 
 1. initial sync: the zone does not exist; the tool creates it with its 1,000 records;
 2. a 10-record change: ten A records get new addresses;
@@ -57,6 +58,7 @@ import servers  # noqa: E402  (tests/servers.py, found through the line above)
 ZONE = "bench.test"
 SECRET = "PDNS_KEY"
 CHANGED = 10
+TOOLS = ("nebula", "octodns")
 
 
 # -- the zone ------------------------------------------------------------------------------------
@@ -282,30 +284,29 @@ class Lab:
     key: str
 
 
-def measure_tool(tool: str, args: argparse.Namespace, lab: Lab) -> dict[str, list[Run]]:
+def measure_round(
+    tool: str, args: argparse.Namespace, lab: Lab, runs: dict[str, list[Run]]
+) -> None:
+    """One round of one tool on the zone: initial sync, a change, the no-ops (into `runs`)."""
     tmp, proxy, counter, api = lab.tmp, lab.proxy, lab.counter, lab.api
     env = private_env(tmp, lab.key)
     root = tmp / tool
-    nebula, octodns = script("nebula"), script("octodns-sync")
     if tool == "nebula":
         write = write_nebula
-        command = [nebula, "dns", "apply", "--yes", str(root)]
-        subprocess.run([nebula, "domains", "list"], env=env, capture_output=True, check=True)
+        command = [script("nebula"), "dns", "apply", "--yes", str(root)]
     else:
         write = write_octodns
-        command = [octodns, "--config-file", str(root / "config.yaml"), "--doit"]
-    runs: dict[str, list[Run]] = {"initial": [], "change": [], "noop": []}
-    for _ in range(args.runs):
-        delete_zone(api)
-        write(root, proxy, records(args.records, changed=False))
-        shutil.rmtree(env["XDG_CACHE_HOME"], ignore_errors=True)  # a new repo: nothing memoised
-        runs["initial"].append(timed(command, env, counter))
-        assert zone_size(api) == args.records, f"{tool}: the zone is incomplete after the sync"
-        write(root, proxy, records(args.records, changed=True))
-        shutil.rmtree(env["XDG_CACHE_HOME"], ignore_errors=True)  # as if first seen (no memo)
-        runs["change"].append(timed(command, env, counter))
-        for _ in range(args.noop_runs):
-            runs["noop"].append(timed(command, env, counter))
+        command = [script("octodns-sync"), "--config-file", str(root / "config.yaml"), "--doit"]
+    delete_zone(api)
+    write(root, proxy, records(args.records, changed=False))
+    shutil.rmtree(env["XDG_CACHE_HOME"], ignore_errors=True)  # a new repo: nothing memoised
+    runs["initial"].append(timed(command, env, counter))
+    assert zone_size(api) == args.records, f"{tool}: the zone is incomplete after the sync"
+    write(root, proxy, records(args.records, changed=True))
+    shutil.rmtree(env["XDG_CACHE_HOME"], ignore_errors=True)  # as if first seen (no memo)
+    runs["change"].append(timed(command, env, counter))
+    for _ in range(args.noop_runs):
+        runs["noop"].append(timed(command, env, counter))
     answer = api.get(f"/zones/{ZONE}.").json()
     changed = [
         r
@@ -313,7 +314,20 @@ def measure_tool(tool: str, args: argparse.Namespace, lab: Lab) -> dict[str, lis
         if r["type"] == "A" and r["records"][0]["content"].endswith(".200")
     ]
     assert len(changed) == CHANGED, f"{tool}: {len(changed)} changed records, not {CHANGED}"
-    return runs
+
+
+def measure(args: argparse.Namespace, lab: Lab) -> dict[str, dict[str, list[Run]]]:
+    """Both tools, round after round in turn (not all of one tool's rounds, then the other's):
+    a machine whose speed drifts over a minute then drifts alike for both."""
+    env = private_env(lab.tmp, lab.key)
+    subprocess.run([script("nebula"), "domains", "list"], env=env, capture_output=True, check=True)
+    results: dict[str, dict[str, list[Run]]] = {
+        tool: {"initial": [], "change": [], "noop": []} for tool in TOOLS
+    }
+    for _ in range(args.runs):
+        for tool in TOOLS:
+            measure_round(tool, args, lab, results[tool])
+    return results
 
 
 def median(runs: list[Run], attr: str) -> float:
@@ -338,7 +352,7 @@ def main() -> None:
                 timeout=60,
             )
             lab = Lab(tmp, proxy, counter, api, pdns.api_key)
-            results = {tool: measure_tool(tool, args, lab) for tool in ("nebula", "octodns")}
+            results = measure(args, lab)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report(args, results)

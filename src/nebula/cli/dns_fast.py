@@ -9,7 +9,7 @@ command line is carried out here: the zones are loaded as the full command loads
 Anything else returns None before any zone is written, and the full command runs: `--output
 json` or any other option, a repo that does not load (the full command reports its errors), a
 token only in the vault, deletions to confirm without `--yes`. The zones read by then are
-handed over (`states_read`), not read again.
+handed over with their plans (`plans_read`), neither read nor diffed again.
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from nebula.engine.dns import ZoneOutcome
-    from nebula.zones import DesiredZone, ZoneState
+    from nebula.zones import DesiredZone, ZonePlan
 
-_read: dict[str, ZoneState] = {}
+_planned: dict[str, ZonePlan] = {}
 EXIT_FAILED = 1  # as `cli.output`, which imports typer
 
 
-def states_read() -> dict[str, ZoneState]:
-    """The zones this process read while trying the answer here, handed over once: the full
-    command that runs next uses them instead of reading every zone again."""
-    states = dict(_read)
-    _read.clear()
-    return states
+def plans_read() -> dict[str, ZonePlan]:
+    """The plans of the zones this process read while trying the answer here, handed over
+    once: the full command that runs next uses them instead of reading every zone again."""
+    plans = dict(_planned)
+    _planned.clear()
+    return plans
 
 
 def parse_args(args: list[str]) -> tuple[str, bool, Path] | None:
@@ -80,7 +80,7 @@ def _answer(command: str, yes: bool, repo: Path) -> int | None:
     except SecretUnavailableError:
         return None
     outcomes = plan_zones(zones, environment_secrets)
-    _read.update({o.zone: o.state for o in outcomes if o.state is not None})
+    _planned.update({o.zone: o.plan for o in outcomes if o.plan is not None})
     if command == "apply" and any(o.plan and o.plan.has_changes for o in outcomes):
         if not yes and _deletes(outcomes):
             return None  # to be confirmed: the full command asks
@@ -105,7 +105,7 @@ def _apply(zones: list[DesiredZone], planned: list[ZoneOutcome]) -> list[ZoneOut
     from nebula.errors import NebulaError
     from nebula.store.db import default_url
 
-    known = {o.zone: o.state for o in planned if o.state is not None}
+    known = {o.zone: o.plan for o in planned if o.plan is not None}
     outcomes = apply_zones(zones, environment_secrets, known=known)
     if any(o.applied or o.error for o in outcomes):
         try:

@@ -151,10 +151,10 @@ def plan_zones(
     zones: Sequence[DesiredZone],
     secrets: SecretResolver = environment_secrets,
     factory: ProviderFactory = open_dns_provider,
-    known: Mapping[str, ZoneState] | None = None,
+    known: Mapping[str, ZonePlan] | None = None,
 ) -> list[ZoneOutcome]:
     """Read every zone and diff it; a zone that cannot be read gets its error, not a plan.
-    `known`: zones read a moment ago in this process (by name), not read again."""
+    `known`: zones planned a moment ago in this process (by name), not read nor diffed again."""
     return [_each(zone, secrets, factory, (known or {}).get(zone.zone)) for zone in zones]
 
 
@@ -162,10 +162,11 @@ def apply_zones(
     zones: Sequence[DesiredZone],
     secrets: SecretResolver = environment_secrets,
     factory: ProviderFactory = open_dns_provider,
-    known: Mapping[str, ZoneState] | None = None,
+    known: Mapping[str, ZonePlan] | None = None,
 ) -> list[ZoneOutcome]:
     """Plan and apply every zone; one zone's failure never stops the others. `known`: zones
-    read a moment ago in this process (e.g. by the plan shown before asking), not read again."""
+    planned a moment ago in this process (e.g. the plan shown before asking), applied as they
+    were planned, not read nor diffed again."""
     return [
         _each(zone, secrets, factory, (known or {}).get(zone.zone), apply=True) for zone in zones
     ]
@@ -175,7 +176,7 @@ def _each(
     zone: DesiredZone,
     secrets: SecretResolver,
     factory: ProviderFactory,
-    known: ZoneState | None,
+    known: ZonePlan | None,
     *,
     apply: bool = False,
 ) -> ZoneOutcome:
@@ -188,8 +189,11 @@ def _each(
         unsupported = sorted({r.type for r in zone.rrsets} - provider.capabilities.record_types)
         if unsupported:
             return replace(outcome, error=f"{provider.name} cannot serve {', '.join(unsupported)}")
-        state = known if known is not None else provider.read(zone.zone)
-        plan = diff_zone(zone, state)
+        if known is None:
+            state = provider.read(zone.zone)
+            plan = diff_zone(zone, state)
+        else:
+            state, plan = known.state, known
         outcome = replace(outcome, plan=plan, state=state)
         if not apply or not plan.has_changes:
             return outcome

@@ -96,13 +96,13 @@ def plan(
     Records Nebula did not create are never changed: they are counted as foreign (listed with
     --show-foreign). Exit code 1 when a zone cannot be read or a record is in conflict.
     """
-    from nebula.cli.dns_fast import states_read
+    from nebula.cli.dns_fast import plans_read
     from nebula.engine.dns import plan_zones
 
     with handle_errors(output):
         zones = _zones(repo, zone)
         with _secrets(database_url) as secrets:
-            outcomes = plan_zones(zones, secrets, known=states_read())
+            outcomes = plan_zones(zones, secrets, known=plans_read())
     _report(outcomes, output, show_foreign, applied=False)
 
 
@@ -120,17 +120,17 @@ def apply(
     unreachable API, a record the provider rejects) is reported and the others go on. Records
     that would be deleted are confirmed first unless --yes. Exit code 1 when anything failed.
     """
-    from nebula.cli.dns_fast import states_read
+    from nebula.cli.dns_fast import plans_read
     from nebula.engine.dns import apply_zones, plan_zones
 
     with handle_errors(output):
         zones = _zones(repo, zone)
-        known = states_read()
+        known = plans_read()
         with _secrets(database_url) as secrets:
             if not yes:
                 planned = plan_zones(zones, secrets, known=known)
                 _confirm(planned)
-                known.update({o.zone: o.state for o in planned if o.state is not None})
+                known.update({o.zone: o.plan for o in planned if o.plan is not None})
             outcomes = apply_zones(zones, secrets, known=known)
         if any(o.applied or o.error for o in outcomes):
             from nebula.engine.dns import record_apply
