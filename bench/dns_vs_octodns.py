@@ -351,7 +351,7 @@ def median(runs: list[Run], attr: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--noop-runs", type=int, default=3)
     parser.add_argument("--json", type=Path, help="write the result here too")
     parser.add_argument(
