@@ -106,22 +106,20 @@ class ZoneOutcome:
         return self.error is None and not self.failures and not conflicts
 
     def to_dict(self) -> dict[str, Any]:
-        """For `--output json` and the audit log (no token: only the secret's name is known)."""
-        return {
-            "zone": self.zone,
-            "provider": self.provider,
-            "ok": self.ok,
-            "applied": self.applied,
-            "error": self.error,
-            "failures": [str(f) for f in self.failures],
-            "plan": self.plan.to_dict() if self.plan else None,
-        }
+        """For `--output json` (no token: only the secret's name is known)."""
+        return self._outcome() | {"plan": self.plan.to_dict() if self.plan else None}
 
     def audit_detail(self) -> dict[str, Any]:
         """For the audit log: `to_dict` with each change (and conflict) in one line, so an
         entry for a zone of thousands of records stays small and readable."""
         plan = self.plan
         shown = (*PENDING, DnsAction.CONFLICT)
+        return self._outcome() | {
+            "create_zone": plan.create_zone if plan else False,
+            "changes": [c.line() for c in plan.changes if c.action in shown] if plan else [],
+        }
+
+    def _outcome(self) -> dict[str, Any]:
         return {
             "zone": self.zone,
             "provider": self.provider,
@@ -129,8 +127,6 @@ class ZoneOutcome:
             "applied": self.applied,
             "error": self.error,
             "failures": [str(f) for f in self.failures],
-            "create_zone": plan.create_zone if plan else False,
-            "changes": [c.line() for c in plan.changes if c.action in shown] if plan else [],
         }
 
     def stored_error(self) -> str | None:
