@@ -2,8 +2,9 @@
 
 One real `pdns_server` (sqlite3 backend, as the tests start it). Both tools reach its API through
 a small counting proxy on loopback, so every HTTP request each tool makes is counted. `--runs`
-rounds, each tool in turn within a round (so a machine whose speed drifts drifts alike for both);
-in each, the zone is deleted (directly, not through the proxy), then
+rounds, each tool in turn within a round and going first every other round (so a machine whose
+speed drifts drifts alike for both); in each, the zone is deleted (directly, not through the
+proxy), then
 
 1. initial sync: the zone does not exist; the tool creates it with its 1,000 records;
 2. a 10-record change: ten A records get new addresses;
@@ -330,16 +331,17 @@ def measure_round(
 def measure(
     args: argparse.Namespace, lab: Lab, count: bool = False
 ) -> dict[str, dict[str, list[Run]]]:
-    """Both tools, round after round in turn (not all of one tool's rounds, then the other's):
-    a machine whose speed drifts over a minute then drifts alike for both. With `count`, one
-    round under callgrind."""
+    """Both tools, round after round in turn (not all of one tool's rounds, then the other's),
+    each going first every other round: a machine whose speed drifts over a minute then drifts
+    alike for both. With `count`, one round under callgrind."""
     env = private_env(lab.tmp, lab.key)
     subprocess.run([script("nebula"), "domains", "list"], env=env, capture_output=True, check=True)
     results: dict[str, dict[str, list[Run]]] = {
         tool: {"initial": [], "change": [], "noop": []} for tool in TOOLS
     }
-    for _ in range(1 if count else args.runs):
-        for tool in TOOLS:
+    for round_number in range(1 if count else args.runs):
+        order = TOOLS if round_number % 2 == 0 else TOOLS[::-1]  # first one, then the other
+        for tool in order:
             measure_round(tool, args, lab, results[tool], count)
     return results
 
@@ -351,7 +353,7 @@ def median(runs: list[Run], attr: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--noop-runs", type=int, default=3)
     parser.add_argument("--json", type=Path, help="write the result here too")
     parser.add_argument(
