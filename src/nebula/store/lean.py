@@ -69,7 +69,7 @@ def zone_rows(state: ZoneState) -> list[Row]:
 def row_changes(stored: Iterable[Sequence[Any]], state: ZoneState) -> tuple[list[str], list[Row]]:
     """What makes a zone's `stored` rows (id, then `ROW_COLUMNS`) hold `state`: the ids of the
     rows to delete and the rows to insert. A row that did not change is left as it is, with
-    its id and its `created_at`; so a sync that changed ten records writes ten rows."""
+    its id and its `created_at`: a sync that changed ten records touches only their rows."""
     wanted = dict.fromkeys(zone_rows(state))
     kept: set[Row] = set()
     stale: list[str] = []
