@@ -27,14 +27,15 @@ Every detail goes through `mask.mask_detail` before it is hashed and stored.
 
 from __future__ import annotations
 
+import json
 import random
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import Row, Text, cast, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -57,9 +58,23 @@ class AuditRecord:
     actor: str
     action: str
     target: str | None
-    detail: dict[str, Any]
+    detail: dict[str, Any] | None  # None: what is stored is not a JSON object (tampered with)
     prev_hash: str
     hash: str
+
+
+# An entry's columns, its detail as the stored text: a detail that is not JSON (written around
+# Nebula) is then an entry `verify` reports, not an error loading it.
+_COLUMNS = select(
+    AuditEntry.seq,
+    AuditEntry.at,
+    AuditEntry.actor,
+    AuditEntry.action,
+    AuditEntry.target,
+    cast(AuditEntry.detail, Text),
+    AuditEntry.prev_hash,
+    AuditEntry.hash,
+)
 
 
 @dataclass(frozen=True)
@@ -188,7 +203,7 @@ def entries(
     `actor` matches the whole actor (`user:alice`) or its name (`alice` for `user:alice` and
     `cli:alice@host`); `target` the whole target (an installation, a secret's name, ...).
     """
-    query = select(AuditEntry).order_by(AuditEntry.seq.desc())
+    query = _COLUMNS.order_by(AuditEntry.seq.desc())
     if since is not None:
         query = query.where(AuditEntry.at >= since)
     if actor is not None:
@@ -205,7 +220,7 @@ def entries(
     if limit is not None:
         query = query.limit(limit)
     with store.transaction() as session:
-        rows = [_record(row) for row in session.scalars(query)]
+        rows = [_record(row) for row in session.execute(query)]
     return rows[::-1]
 
 
@@ -224,10 +239,8 @@ def verify(store: Store, expect: tuple[int, str] | None = None) -> Verification:
         by_hash: dict[str, int] = {}
         for digest, seq in session.execute(select(AuditEntry.hash, AuditEntry.seq)):
             by_hash.setdefault(digest, seq)
-        rows = session.scalars(
-            select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=1000)
-        )
-        for entry in _records(rows):
+        rows = session.execute(_COLUMNS.order_by(AuditEntry.seq).execution_options(yield_per=1000))
+        for entry in map(_record, rows):
             checked += 1
             problems.extend(_check(entry, previous, by_hash))
             previous = entry
@@ -244,15 +257,12 @@ def verify(store: Store, expect: tuple[int, str] | None = None) -> Verification:
     return Verification(checked, head_seq, head_hash, tuple(problems))
 
 
-def _records(rows: Iterable[AuditEntry]) -> Iterator[AuditRecord]:
-    for row in rows:
-        yield _record(row)
-
-
 def _check(
     entry: AuditRecord, previous: AuditRecord | None, by_hash: dict[str, int]
 ) -> list[Problem]:
     seq = entry.seq
+    if entry.detail is None:
+        return [Problem(seq, "edited", f"entry #{seq} was edited: its detail is not a JSON object")]
     recomputed = entry_hash(
         at=entry.at,
         actor=entry.actor,
@@ -336,17 +346,17 @@ def _missing(first: int, last: int) -> str:
     return f"entry #{first} was" if first == last else f"entries #{first}..#{last} were"
 
 
-def _record(row: AuditEntry) -> AuditRecord:
-    return AuditRecord(
-        seq=row.seq,
-        at=row.at,
-        actor=row.actor,
-        action=row.action,
-        target=row.target,
-        detail=dict(row.detail),
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
+def _record(row: Row[int, datetime, str, str, str | None, str, str, str]) -> AuditRecord:
+    seq, at, actor, action, target, detail, prev_hash, digest = row
+    return AuditRecord(seq, at, actor, action, target, _detail(detail), prev_hash, digest)
+
+
+def _detail(text: str | None) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def parse_anchor(text: str) -> tuple[int, str]:

@@ -26,6 +26,8 @@ from nebula.cli.output import (
 from nebula.cli.session import open_store
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from nebula.store.audit import AuditRecord
 
 app = typer.Typer(
@@ -131,6 +133,7 @@ def verify(
         raise typer.Exit(EXIT_FAILED)
 
 
+_TAMPERED = "tampered: the stored detail is not a JSON object (see `nebula audit verify`)"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(?:\d+[smhdw])+")
 
@@ -152,6 +155,7 @@ def _since(text: str) -> datetime:
 
 
 def _json(entry: AuditRecord) -> dict[str, Any]:
+    tampered = {} if entry.detail is not None else {"tampered": _TAMPERED}
     return {
         "seq": entry.seq,
         "at": entry.at.isoformat(),
@@ -161,6 +165,7 @@ def _json(entry: AuditRecord) -> dict[str, Any]:
         "detail": entry.detail,
         "prev_hash": entry.prev_hash,
         "hash": entry.hash,
+        **tampered,
     }
 
 
@@ -174,13 +179,21 @@ def _render(found: list[AuditRecord]) -> None:
     table.add_column("target", overflow="fold")
     table.add_column("detail", overflow="fold", ratio=1)
     for entry in found:
-        detail = json.dumps(entry.detail, ensure_ascii=False, separators=(",", ":"))
         table.add_row(
             str(entry.seq),
             entry.at.strftime("%Y-%m-%d %H:%M:%S"),
             Text(entry.actor),
             Text(entry.action),
             Text(entry.target or ""),
-            Text("" if detail == "{}" else detail),
+            _detail(entry),
         )
     console().print(table)
+
+
+def _detail(entry: AuditRecord) -> Text:
+    from rich.text import Text
+
+    if entry.detail is None:
+        return Text(_TAMPERED, style="bold red")
+    detail = json.dumps(entry.detail, ensure_ascii=False, separators=(",", ":"))
+    return Text("" if detail == "{}" else detail)
