@@ -1,8 +1,35 @@
-"""Where Nebula's own files are. Import-light: the fast paths of the CLI use it."""
+"""Where Nebula's own files are, and the safe way to reach files under a root it was given.
+
+Every path built from user input (an installation's name, a package asked of the catalog, a
+file of the config repo) goes through `within`, and every config file is read with
+`read_text_file`: a path that resolves outside its root (`..`, an absolute path, a symlink
+leading out) is refused, and so is anything but a regular file of at most `MAX_FILE_BYTES`,
+before a byte is read: a FIFO would block forever, `/dev/zero` never ends, and a symlink to
+`/etc/shadow` would put its lines into error messages.
+
+Import-light: the fast paths of the CLI use it.
+"""
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from pathlib import Path
+
+from nebula.errors import NebulaError
+
+MAX_FILE_BYTES = 1024 * 1024
+"""The largest config file Nebula reads (a package file is a few KiB)."""
+
+
+class UnsafePathError(NebulaError):
+    """A path Nebula refuses to touch: outside its root, a loop, or not a regular file."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
 
 
 def builtin_catalog_dir() -> Path:
@@ -10,3 +37,85 @@ def builtin_catalog_dir() -> Path:
     here = Path(__file__).resolve().parent
     shipped = here / "builtin_catalog"
     return shipped if shipped.is_dir() else here.parents[1] / "catalog"
+
+
+def within(root: Path, path: str | Path) -> Path:
+    """`root / path` resolved (symlinks followed; it need not exist), or `UnsafePathError`
+    when that leaves `root`."""
+    base = root.resolve()
+    try:
+        resolved = (base / path).resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise UnsafePathError(_shown(base, path), _unresolvable(exc)) from None
+    if not resolved.is_relative_to(base):
+        raise UnsafePathError(_shown(base, path), f"resolves outside {base}; refused")
+    return resolved
+
+
+def folder_within(root: Path, path: str | Path) -> Path | None:
+    """The folder `root / path` resolved inside `root`, or None when there is none;
+    `UnsafePathError` when it leaves `root`, is a symlink loop or is not a folder."""
+    name = _shown(root.resolve(), path)
+    if not os.path.lexists(root / path):
+        return None
+    try:
+        resolved = (root.resolve() / path).resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise UnsafePathError(name, _unresolvable(exc)) from None
+    if not resolved.is_relative_to(root.resolve()):
+        raise UnsafePathError(name, f"resolves outside {root.resolve()}; refused")
+    if not resolved.is_dir():
+        raise UnsafePathError(name, "not a folder")
+    return resolved
+
+
+def read_text_file(path: Path, root: Path, limit: int = MAX_FILE_BYTES) -> str:
+    """The UTF-8 text of the regular file `path` inside `root`; `UnsafePathError` (naming the
+    file, never quoting it) for a path leading outside `root`, a FIFO, device or socket, or a
+    file over `limit` bytes. `OSError` and `UnicodeDecodeError` pass through."""
+    real = within(root, path)
+    name = _shown(root.resolve(), path)
+    _check_kind(os.lstat(real), name, limit)
+    # O_NOFOLLOW: the file resolved a moment ago must not become a symlink meanwhile;
+    # O_NONBLOCK: a FIFO swapped in meanwhile must not block the open.
+    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        _check_kind(os.fstat(fd), name, limit)
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise UnsafePathError(name, _too_large(limit))
+    return data.decode("utf-8")
+
+
+def _check_kind(info: os.stat_result, name: str, limit: int) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise UnsafePathError(name, f"not a regular file ({_kind(info.st_mode)}); refused")
+    if info.st_size > limit:
+        raise UnsafePathError(name, _too_large(limit))
+
+
+def _too_large(limit: int) -> str:
+    return f"larger than {limit:,} bytes, the most a config file may be; refused"
+
+
+def _kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISDIR: "a folder",
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISSOCK: "a socket",
+    }
+    return next((what for test, what in kinds.items() if test(mode)), "not a file")
+
+
+def _unresolvable(exc: OSError | RuntimeError) -> str:
+    if isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP:
+        return "a symlink loop"
+    return f"cannot resolve it: {exc.strerror or exc}"
+
+
+def _shown(base: Path, path: str | Path) -> str:
+    """`path` as the user knows it: relative to `base` when it is under it."""
+    full = base / path
+    return full.relative_to(base).as_posix() if full.is_relative_to(base) else str(path)

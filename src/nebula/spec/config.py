@@ -8,7 +8,7 @@ from typing import Any, Self
 from pydantic import Field, IPvAnyAddress, field_validator, model_validator
 
 from nebula.spec.base import Duration, StrictModel, Text
-from nebula.spec.package import ResourceName
+from nebula.spec.names import Name
 from nebula.spec.proxy import Proxy
 
 
@@ -50,7 +50,7 @@ class Defaults(StrictModel):
 class Node(StrictModel):
     """A machine of the homelab that runs installations."""
 
-    name: ResourceName
+    name: Name
     address: IPvAnyAddress = Field(
         description="where the node's services answer; exposed hostnames' DNS records point here"
     )

@@ -17,7 +17,8 @@ from pydantic import AfterValidator, Field, model_validator
 
 from nebula.spec.base import StrictModel, Text
 from nebula.spec.compose import Compose
-from nebula.spec.package import HealthCheck, Hooks, ResourceName, Variable
+from nebula.spec.names import Name
+from nebula.spec.package import HealthCheck, Hooks, Variable
 
 _HOSTNAME = re.compile(
     r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+"
@@ -50,18 +51,18 @@ class Expose(StrictModel):
 
 
 class Installation(StrictModel):
-    name: ResourceName | None = None
-    package: str | None = None
+    name: Name | None = None
+    package: Name | None = Field(default=None, description="the catalog package's name")
     version: Text | None = Field(default=None, description="an exact catalog version")
     channel: Text | None = Field(
         default=None,
         description="follow the newest version: `latest`, or a version prefix such as `16`",
     )
-    node: ResourceName | None = Field(
+    node: Name | None = Field(
         default=None, description="the node it runs on (nebula.yaml `nodes`); default the first"
     )
     expose: list[Expose] = []
-    dependencies: dict[str, ResourceName] = Field(
+    dependencies: dict[str, Name] = Field(
         default={},
         description="which installation satisfies a required package, e.g. {postgres: shared-db}; "
         "needed only when several installations could",

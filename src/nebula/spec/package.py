@@ -9,21 +9,9 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from nebula.spec.base import Duration, StrictModel, Text
 from nebula.spec.compose import Compose
+from nebula.spec.names import Name
 
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_RESOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
-
-
-def _resource_name(value: str) -> str:
-    if not _RESOURCE_NAME.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not a valid name: use lowercase letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit (at most 63 characters)"
-        )
-    return value
-
-
-ResourceName = Annotated[str, AfterValidator(_resource_name)]
 
 
 class Variable(StrictModel):
@@ -127,7 +115,7 @@ def _specifier(value: str) -> str:
 class Requirement(StrictModel):
     """Another package this one needs installed beside it (e.g. a shared database)."""
 
-    package: ResourceName
+    package: Name
     version: Annotated[str, AfterValidator(_specifier)] = Field(
         default="", description="PEP 440 constraint on its version, e.g. '>=15,<17'"
     )
@@ -166,7 +154,7 @@ class Provides(StrictModel):
 
 
 class Package(AppDefinition):
-    name: ResourceName
+    name: Name
     version: Text
     description: str = ""
     category: str = ""

@@ -3,13 +3,16 @@ errors at once."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from nebula.errors import ConfigError, ConfigIssue
+from nebula.paths import UnsafePathError, folder_within, read_text_file
 from nebula.spec.config import NebulaConfig
 from nebula.spec.domain import Domain
 from nebula.spec.installation import Installation
+from nebula.spec.names import NAME, NAME_RULE
 from nebula.spec.validate import validate_document
 from nebula.spec.yamlfile import YamlDocument, parse_yaml
 
@@ -46,25 +49,55 @@ class RepoSpec:
     @property
     def local_catalog(self) -> Path | None:
         """The repo's own `catalog/` folder, whose packages shadow the built-in ones."""
-        path = self.root / LOCAL_CATALOG_DIR
-        return path if path.is_dir() else None
+        return local_catalog_dir(self.root)
+
+
+def local_catalog_dir(root: Path) -> Path | None:
+    """The `catalog/` folder of the repo at `root`, if it has one; `ConfigError` when it is
+    not a folder inside the repo."""
+    return _folder(root, LOCAL_CATALOG_DIR)
 
 
 def read_document(path: Path, root: Path) -> YamlDocument:
-    """Parse `path`, naming it relative to `root` in every message."""
+    """Parse `path`, naming it relative to `root` in every message. Refused unread: a file
+    leading outside `root`, anything but a regular file, a file over 1 MiB (`nebula.paths`)."""
     name = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(path, root)
+    except UnsafePathError as exc:
+        raise ConfigError([ConfigIssue(name, 1, 1, "", exc.reason)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigIssue(name, 1, 1, "", f"cannot read file: {exc}")]) from None
     return parse_yaml(text, name)
+
+
+def _folder(root: Path, name: str) -> Path | None:
+    try:
+        return folder_within(root, name)
+    except UnsafePathError as exc:
+        raise ConfigError([ConfigIssue(name, 1, 1, "", exc.reason)]) from None
+
+
+def _yaml_files(root: Path, folder: str, issues: list[ConfigIssue]) -> list[Path]:
+    """The `*.yaml` and `*.yml` files of `root/folder`, by name; a folder that is a symlink
+    loop or leads outside the repo is an issue, never an empty folder."""
+    try:
+        found = _folder(root, folder)
+    except ConfigError as exc:
+        issues.extend(exc.issues)
+        return []
+    if found is None:
+        return []
+    return sorted(
+        (p for p in found.glob("*.y*ml") if p.suffix in (".yaml", ".yml")), key=lambda p: p.name
+    )
 
 
 def load_repo(root: Path) -> RepoSpec:
     """Load and validate the config repo at `root`; `ConfigError` lists every problem found."""
     root = root.resolve()
     config_path = root / CONFIG_FILE
-    if not config_path.is_file():
+    if not os.path.lexists(config_path):
         raise ConfigError(
             [
                 ConfigIssue(
@@ -86,10 +119,7 @@ def load_repo(root: Path) -> RepoSpec:
 
     installations: list[InstallationSource] = []
     seen: dict[str, str] = {}
-    package_files = sorted((root / PACKAGES_DIR).glob("*.y*ml"))
-    for path in package_files:
-        if path.suffix not in (".yaml", ".yml"):
-            continue
+    for path in _yaml_files(root, PACKAGES_DIR, issues):
         try:
             doc = read_document(path, root)
             spec = validate_document(doc, Installation)
@@ -97,10 +127,12 @@ def load_repo(root: Path) -> RepoSpec:
             issues.extend(exc.issues)
             continue
         name = spec.name or path.stem
-        if spec.name is None and not _valid_name(name):
+        if spec.name is None and not NAME.fullmatch(name):
             issues.append(
                 doc.issue(
-                    (), f"file name {path.name!r} is not a valid installation name; set `name:`"
+                    (),
+                    f"file name {path.name!r} is not a valid installation name: "
+                    f"{NAME_RULE}; or set `name:`",
                 )
             )
             continue
@@ -112,6 +144,10 @@ def load_repo(root: Path) -> RepoSpec:
         seen[name] = doc.file
         installations.append(InstallationSource(name, spec, doc))
     domains = _load_domains(root, issues)
+    try:
+        local_catalog_dir(root)
+    except ConfigError as exc:
+        issues.extend(exc.issues)
     if issues:
         raise ConfigError(issues)
     return RepoSpec(root=root, config=config, installations=tuple(installations), domains=domains)
@@ -121,9 +157,7 @@ def _load_domains(root: Path, issues: list[ConfigIssue]) -> tuple[DomainSource, 
     """Every `domains/*.yaml`, one zone each; problems are added to `issues`."""
     domains: list[DomainSource] = []
     zones: dict[str, str] = {}
-    for path in sorted((root / DOMAINS_DIR).glob("*.y*ml")):
-        if path.suffix not in (".yaml", ".yml"):
-            continue
+    for path in _yaml_files(root, DOMAINS_DIR, issues):
         try:
             doc = read_document(path, root)
             spec = validate_document(doc, Domain)
@@ -136,11 +170,3 @@ def _load_domains(root: Path, issues: list[ConfigIssue]) -> tuple[DomainSource, 
         zones[spec.zone] = doc.file
         domains.append(DomainSource(spec, doc))
     return tuple(domains)
-
-
-def _valid_name(name: str) -> bool:
-    try:
-        Installation(name=name, package="x")
-    except ValueError:
-        return False
-    return True

@@ -1,0 +1,66 @@
+"""The one grammar of names: installations, packages, nodes, users, API keys, secrets.
+
+A name is 1 to 63 characters: lowercase letters, digits, `.`, `_` and `-`, starting with a
+letter or a digit. It never holds `/`, never starts with `.` and so is never `..`: a name is
+safe as a file name (`packages/NAME.yaml`, `catalog/NAME/`), in Docker names (`NAME-web`,
+`NAME_default`) and in a URL path segment.
+
+Secret names follow the same rule with two allowances kept for vaults made before it: upper
+case letters and a leading `_` (environment-style names such as `PDNS_API_KEY`, which
+`NEBULA_SECRET_<NAME>` overrides mirror), and up to 128 characters, since an install names a
+secret `INSTALLATION.VARIABLE`. A secret name is only ever a key in the vault, never a path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+from nebula.errors import NebulaError
+
+NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+SECRET_NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+SECRET_NAME = re.compile(SECRET_NAME_PATTERN)
+
+NAME_RULE = (
+    "use 1 to 63 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit "
+    "(no '/', no spaces, no upper case)"
+)
+SECRET_NAME_RULE = (
+    "use 1 to 128 of letters, digits, '.', '_' and '-', starting with a letter, digit or '_'"
+)
+_EXCERPT = 40
+
+
+class InvalidNameError(NebulaError, ValueError):
+    """A name outside the grammar. A `ValueError` too, so pydantic reports it as a field's
+    problem at its file:line."""
+
+
+def check_name(value: str, what: str = "name") -> str:
+    """`value` if it is a valid name, else `InvalidNameError` saying what is valid."""
+    if not NAME.fullmatch(value):
+        raise InvalidNameError(f"{what} {_quoted(value)} is not valid: {NAME_RULE}")
+    return value
+
+
+def check_secret_name(value: str) -> str:
+    """`value` if it is a valid secret name, else `InvalidNameError` saying what is valid."""
+    if not SECRET_NAME.fullmatch(value):
+        raise InvalidNameError(f"secret name {_quoted(value)} is not valid: {SECRET_NAME_RULE}")
+    return value
+
+
+def _quoted(value: str) -> str:
+    """`value` quoted, cut short: a bad name may be anything, even a file's content."""
+    return repr(value) if len(value) <= _EXCERPT else f"{value[:_EXCERPT]!r}… ({len(value)} chars)"
+
+
+def _field(value: str) -> str:
+    return check_name(value)
+
+
+Name = Annotated[str, AfterValidator(_field)]
+"""A field holding a name (pydantic reports a bad one, with the grammar, at its line)."""
