@@ -3,8 +3,9 @@
 Each hook kind's lines run with `sh -c` in order and stop at the first failure. The environment
 holds PATH, the variables hooks may see (every non-secret one, and secret ones the package marks
 `expose_to_hooks`), `NEBULA_INSTALLATION` and `NEBULA_HOOK`, and for upgrades
-`NEBULA_FROM_VERSION` / `NEBULA_TO_VERSION`. Output is captured, every secret value scrubbed
-from it, and only its last `OUTPUT_LIMIT` characters kept.
+`NEBULA_FROM_VERSION` / `NEBULA_TO_VERSION`. Output is captured, every secret value (and its
+base64, hex and URL encodings) scrubbed from it, and only its last `OUTPUT_LIMIT` characters
+kept.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 from dataclasses import dataclass
 
 from nebula.stand_ins import MASK
+from nebula.store.mask import secret_replacer
 
 OUTPUT_LIMIT = 4000
 
@@ -83,8 +85,5 @@ def _bounded(outputs: list[str], secrets: tuple[str, ...]) -> str:
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    """`text` with every secret value replaced by the mask."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, MASK)
-    return text
+    """`text` with every secret value, and its common encodings, replaced by the mask."""
+    return secret_replacer(dict.fromkeys(secrets, MASK))(text)

@@ -2,9 +2,10 @@
 through.
 
 `mask_detail(value, known)` replaces
-- every value in `known` (vault values, resolved `${secret:NAME}` references), wherever it
-  appears inside a string, by its stand-in: `••••` + the vault's keyed fingerprint, the same
-  stand-in plans show, so an entry can be matched to a secret version without revealing it;
+- every value in `known` (vault values, resolved `${secret:NAME}` references), and each of its
+  common encodings (`secret_forms`), wherever it appears inside a string, by its stand-in:
+  `••••` + the vault's keyed fingerprint, the same stand-in plans show, so an entry can be
+  matched to a secret version without revealing it;
 - whole values of fields named like a secret (password, passwd, token, secret, key, apikey,
   credential, auth, cookie, private, signature, ...; but not key_id, secret_name, token_file:
   names about a secret), at any depth, and `NAME=value` strings whose NAME is one, by a bare
@@ -17,10 +18,12 @@ unkeyed hash, and a hash of a weak password (a login's, say) lets a reader test 
 
 from __future__ import annotations
 
+import base64
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from nebula.stand_ins import MASK, stand_in
 
@@ -62,22 +65,52 @@ def is_secret_name(name: str) -> bool:
     return bool(words) and words[-1] not in _ABOUT_WORDS and any(w in _SECRET_WORDS for w in words)
 
 
+def secret_forms(value: str) -> set[str]:
+    """`value` and what a hook or a program commonly turns it into: base64 (with and without
+    padding, wrapped at 76 columns as `base64` does, and of the value with the newline `echo`
+    adds), base64url, hex (lower and upper case) and URL encoding."""
+    raw = value.encode()
+    forms = {value, quote(value, safe=""), quote_plus(value)}
+    for data in (raw, raw + b"\n"):
+        forms.update((data.hex(), data.hex().upper()))
+        for encoded in (base64.b64encode(data), base64.urlsafe_b64encode(data)):
+            forms.update((encoded.decode(), encoded.rstrip(b"=").decode()))
+        forms.add(base64.encodebytes(data).decode().rstrip("\n"))
+    return forms
+
+
+def secret_replacer(known: Mapping[str, str]) -> Callable[[str], str]:
+    """A function that replaces every secret value of `known` (value -> what takes its place),
+    and each of its `secret_forms`, wherever it appears in a text; in one pass, so what took a
+    secret's place is never itself taken for a secret."""
+    table: dict[str, str] = {}
+    for secret, replacement in known.items():
+        if secret:
+            for form in secret_forms(secret):
+                table.setdefault(form, replacement)
+    if not table:
+        return str
+    # Longest first: at any position, the whole of a longer form wins over a prefix of it.
+    pattern = re.compile("|".join(map(re.escape, sorted(table, key=len, reverse=True))))
+    return lambda text: pattern.sub(lambda m: table[m[0]], text)
+
+
 def mask_detail(value: Any, known: Mapping[str, str] | None = None) -> Any:
     """`value` (JSON-like data) with every secret in it masked; the input is not changed.
 
     `known` maps secret values to their fingerprints.
     """
-    secrets = sorted(((v, fp) for v, fp in (known or {}).items() if v), key=lambda s: -len(s[0]))
-    return _walk(value, secrets, hide=False)
+    replace = secret_replacer({v: stand_in(fp) for v, fp in (known or {}).items()})
+    return _walk(value, replace, hide=False)
 
 
-def _walk(value: Any, secrets: list[tuple[str, str]], *, hide: bool) -> Any:
+def _walk(value: Any, replace: Callable[[str], str], *, hide: bool) -> Any:
     if isinstance(value, dict):
         return {
-            str(k): _walk(v, secrets, hide=hide or is_secret_name(str(k))) for k, v in value.items()
+            str(k): _walk(v, replace, hide=hide or is_secret_name(str(k))) for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return [_walk(v, secrets, hide=hide) for v in value]
+        return [_walk(v, replace, hide=hide) for v in value]
     if value is None or isinstance(value, bool):
         return value
     if hide and isinstance(value, int | float):
@@ -86,13 +119,10 @@ def _walk(value: Any, secrets: list[tuple[str, str]], *, hide: bool) -> Any:
         return value
     if hide:
         return value if value.startswith(MASK) else MASK
-    return _mask_text(value, secrets)
+    return _mask_text(replace(value))
 
 
-def _mask_text(text: str, secrets: list[tuple[str, str]]) -> str:
-    for secret, fingerprint in secrets:
-        if secret in text:
-            text = text.replace(secret, stand_in(fingerprint))
+def _mask_text(text: str) -> str:
     assignment = _ASSIGNMENT.match(text) if "=" in text else None
     if assignment and is_secret_name(assignment[1]) and not assignment[2].startswith(MASK):
         return f"{assignment[1]}={MASK}"
