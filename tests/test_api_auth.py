@@ -187,7 +187,7 @@ def test_a_route_without_a_role_rule_fails_the_walk() -> None:
 
 def test_api_key_scopes_and_revocation(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path}/nebula.db")
-    with serving(tmp_path, sessions=Sessions(store, KEY, key_cache_seconds=1.0)) as api:
+    with serving(tmp_path, sessions=Sessions(store, KEY, cache_seconds=1.0)) as api:
         check_key_scopes_and_revocation(api)
 
 
@@ -218,7 +218,7 @@ def check_key_scopes_and_revocation(api: Api) -> None:
         with api.tcp(forged) as client:
             assert client.get("/api/v1/status").status_code == 401
     # Revoked from another process (the CLI): the daemon trusts a verified key for a moment
-    # (`key_cache_seconds`) before it asks the store again.
+    # (`cache_seconds`) before it asks the store again.
     with api.tcp(read_token) as client:
         assert client.get("/api/v1/status").status_code == 200  # verified now
         accounts.revoke_key(api.store, reader.prefix)

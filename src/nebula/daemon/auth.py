@@ -173,7 +173,7 @@ class Authenticate:
             return None
         if self.verifier.needs_io(token):
             return await run_in_threadpool(self.verifier.verify_bearer, token)
-        return self.verifier.verify_bearer(token)  # a JWT, a cached key: microseconds
+        return self.verifier.verify_bearer(token)  # verified a moment ago: microseconds
 
 
 def _too_many(wait: float) -> Response:

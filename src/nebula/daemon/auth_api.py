@@ -135,7 +135,7 @@ class _AuthApi:
             info = await run_in_threadpool(accounts.revoke_key, self.sessions.store, prefix)
         except IdentityError as exc:
             raise ControlError("not_found", str(exc)) from None
-        self.sessions.forget_keys()
+        self.sessions.forget_verified()
         return self.json({"key": info}, 200, None)
 
     async def _refresh_token(self, request: Request) -> tuple[str, bool]:

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import re
-
 from nebula.identity.passwords import WeakPasswordError, check_strength, hash_password
 from nebula.identity.principal import SCOPE_ROLES, Role
 from nebula.identity.tokens import new_key
+from nebula.spec import names
 from nebula.store import Store
 from nebula.store import identity as queries
 from nebula.store.identity import ApiKeyInfo, IdentityError, UserInfo
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-
 
 def check_name(name: str, what: str = "user name") -> str:
-    if not _NAME.fullmatch(name):
-        raise IdentityError(
-            f"{what} {name!r} is not valid: use 1 to 64 of a-z, 0-9, '.', '_' and '-', "
-            "starting with a letter or digit"
-        )
-    return name
+    """`name` if it is a valid name (`nebula.spec.names`), else `IdentityError`."""
+    try:
+        return names.check_name(name, what)
+    except names.InvalidNameError as exc:
+        raise IdentityError(str(exc)) from None
 
 
 def add_user(store: Store, name: str, password: str, role: str) -> UserInfo:
@@ -40,8 +36,18 @@ def users(store: Store) -> list[UserInfo]:
     return queries.list_users(store)
 
 
-def remove_user(store: Store, name: str) -> None:
-    queries.remove_user(store, name)
+def remove_user(store: Store, name: str) -> list[ApiKeyInfo]:
+    """Remove the user: its sessions end, and the API keys it made are revoked (returned)."""
+    return queries.remove_user(store, name)
+
+
+def set_role(store: Store, name: str, role: str) -> list[ApiKeyInfo]:
+    """Change the user's role; the API keys it made above the new role are revoked (returned).
+    Its access tokens hold the new role within seconds (see `sessions.Sessions`).
+    """
+    parsed = _role(role)
+    above = [scope for scope, granted in SCOPE_ROLES.items() if granted > parsed]
+    return queries.set_role(store, name, parsed.name, above)
 
 
 def create_key(

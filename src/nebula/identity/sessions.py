@@ -3,9 +3,11 @@
 `Sessions` is what the daemon's API uses: `login` (with back-off and lockout, see `lockout`),
 `refresh` (rotation; a reused refresh token revokes its whole family), `logout`, and
 `verify_bearer` for every TCP request (JWT access token, API key or service token; see
-`tokens`). Verified keys are remembered for `KEY_CACHE_SECONDS`, so a busy client costs no
-store query per request. Its errors are `AuthError`, carrying the HTTP status and, for a lockout, the
-seconds to wait.
+`tokens`). Every bearer is checked against the store: a key must still be active, an access
+token's user must still exist, and gets no more than the role it holds now (a demoted admin's
+token is an operator's). A verified bearer is remembered for `CACHE_SECONDS`, so a busy client
+costs no store query per request. Its errors are `AuthError`, carrying the HTTP status and, for
+a lockout, the seconds to wait.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from nebula.identity import lockout
 from nebula.identity.passwords import dummy_hash, verify_password
@@ -35,9 +38,11 @@ from nebula.store.identity import IdentityError, LoginUser
 from nebula.store.models import new_id
 
 _WRONG = "wrong user name or password"
-# A verified API key or service token is trusted this long without asking the store again, so
-# a key revoked from another process (`nebula apikey revoke`) works for at most this long.
-KEY_CACHE_SECONDS = 5.0
+# A verified bearer is trusted this long without asking the store again, so a key revoked or a
+# user removed or demoted from another process (`nebula apikey revoke`, `nebula user rm`) keeps
+# its power for at most this long.
+CACHE_SECONDS = 5.0
+_CACHE_MAX = 10_000
 
 
 class AuthError(IdentityError):
@@ -67,15 +72,17 @@ class Sessions:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         address_guard: lockout.AddressGuard | None = None,
-        key_cache_seconds: float = KEY_CACHE_SECONDS,
+        cache_seconds: float = CACHE_SECONDS,
     ) -> None:
         self.store = store
         self.key = signing_key
         self.clock = clock
         self.addresses = address_guard or lockout.AddressGuard()
-        self._keys: dict[str, tuple[Principal, float]] = {}  # SHA-256 of a key -> (who, until)
+        self._verified: dict[
+            str, tuple[Principal, float]
+        ] = {}  # SHA-256 of a bearer -> (who, until)
         self._lock = threading.Lock()
-        self.key_cache_seconds = key_cache_seconds
+        self.cache_seconds = cache_seconds
 
     def login(self, name: str, password: str, address: str) -> TokenPair:
         if wait := self.addresses.blocked_for(address):
@@ -128,42 +135,50 @@ class Sessions:
         return queries.revoke_refresh_family(self.store, sha256_hex(token))
 
     def needs_io(self, token: str) -> bool:
-        """Whether `verify_bearer(token)` would read the store (a key not recently seen)."""
-        if split_key(token) is None:
-            return False
-        with self._lock:
-            cached = self._keys.get(sha256_hex(token))
-        return cached is None or cached[1] <= time.monotonic()
+        """Whether `verify_bearer(token)` would read the store (a bearer not verified lately)."""
+        return self._recall(sha256_hex(token)) is None
 
-    def forget_keys(self) -> None:
-        """Drop the cache of verified keys (a key was revoked through this process)."""
+    def forget_verified(self) -> None:
+        """Drop the cache of verified bearers (a key was revoked through this process)."""
         with self._lock:
-            self._keys.clear()
+            self._verified.clear()
 
     def verify_bearer(self, token: str) -> Principal | None:
+        digest = sha256_hex(token)
+        if (cached := self._recall(digest)) is not None:
+            return cached
+        lifetime = self.cache_seconds
         key = split_key(token)
         if key is not None:
-            digest = sha256_hex(token)
-            with self._lock:
-                cached = self._keys.get(digest)
-            if cached is not None and cached[1] > time.monotonic():
-                return cached[0]
             principal = self._verify_key(*key)
-            if principal is not None:
-                with self._lock:
-                    if len(self._keys) >= 10_000:
-                        self._keys.clear()
-                    self._keys[digest] = (principal, time.monotonic() + self.key_cache_seconds)
-            return principal
-        claims = read_access_token(self.key, token)
-        if claims is None:
+        else:
+            claims = read_access_token(self.key, token)
+            principal = None if claims is None else self._verify_access(claims)
+            if claims is not None:  # never trusted past its expiry
+                lifetime = min(lifetime, float(claims["exp"]) - time.time())
+        if principal is not None and lifetime > 0:
+            with self._lock:
+                if len(self._verified) >= _CACHE_MAX:
+                    self._verified.clear()
+                self._verified[digest] = (principal, time.monotonic() + lifetime)
+        return principal
+
+    def _recall(self, digest: str) -> Principal | None:
+        with self._lock:
+            cached = self._verified.get(digest)
+        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
+
+    def _verify_access(self, claims: dict[str, Any]) -> Principal | None:
+        """The principal of a valid access token whose user still exists, with the lesser of
+        the token's role and the user's role now."""
+        user = queries.user_by_id(self.store, str(claims["uid"]))
+        if user is None or user.name != claims["sub"]:
             return None
         try:
-            role = Role.parse(str(claims.get("role")))
+            role = min(Role.parse(str(claims.get("role"))), Role.parse(user.role))
         except ValueError:
             return None
-        user = str(claims["sub"])
-        return Principal(user, role, "password", f"user:{user}")
+        return Principal(user.name, role, "password", f"user:{user.name}")
 
     def _verify_key(self, kind: str, prefix: str, secret: str) -> Principal | None:
         found = queries.api_key_secret(self.store, prefix)
@@ -178,7 +193,7 @@ class Sessions:
         return Principal(f"key:{info.name}", role, "api_key", f"key:{prefix}")
 
     def _pair(self, user: LoginUser, refresh: str, refresh_expires: datetime) -> TokenPair:
-        access, _ = issue_access_token(self.key, user.name, user.role, self.clock())
+        access, _ = issue_access_token(self.key, user.name, user.id, user.role, self.clock())
         return TokenPair(
             access_token=access,
             expires_in=int(ACCESS_TTL.total_seconds()),

@@ -1,8 +1,9 @@
 """Tokens and keys: JWT access tokens, random refresh tokens, API keys and service tokens.
 
-- Access token: a JWT (HS256) with `sub` (user), `role`, `iat`, `exp` (15 minutes), `typ`
-  access. Stateless: checked by signature and expiry only, so a removed user's token lives out
-  its 15 minutes; the refresh tokens, which are stored, die at once.
+- Access token: a JWT (HS256) with `sub` (user), `uid` (the user's id), `role`, `iat`, `exp`
+  (15 minutes), `typ` access. Its signature and expiry are checked here; `sessions` then checks
+  that the user (by id, so a new user of the same name is not it) still exists, and grants no
+  more than the role it holds now.
 - Refresh token: 256 random bits, stored as its SHA-256; a plain hash suffices for a secret
   that cannot be guessed, and it is looked up by that hash.
 - API key `nbk_PREFIX_SECRET`, service token `nbs_PREFIX_SECRET`: PREFIX (12 hex digits) is
@@ -65,13 +66,16 @@ def split_key(token: str) -> tuple[Literal["key", "service"], str, str] | None:
     return ("key" if kind == "key" else "service"), prefix, secret
 
 
-def issue_access_token(key: bytes, user: str, role: str, now: datetime) -> tuple[str, datetime]:
+def issue_access_token(
+    key: bytes, user: str, user_id: str, role: str, now: datetime
+) -> tuple[str, datetime]:
     import jwt
 
     expires = now + ACCESS_TTL
     claims = {
         "iss": ISSUER,
         "sub": user,
+        "uid": user_id,
         "role": role,
         "typ": "access",
         "iat": int(now.timestamp()),
@@ -90,7 +94,7 @@ def read_access_token(key: bytes, token: str) -> dict[str, Any] | None:
             key,
             algorithms=["HS256"],
             issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "iss"]},
+            options={"require": ["exp", "iat", "sub", "iss", "uid"]},
         )
     except jwt.PyJWTError:
         return None

@@ -6,7 +6,7 @@ Only hashes are stored (a password's scrypt, a token's or key's SHA-256); the ca
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -109,14 +109,33 @@ def list_users(store: Store) -> list[UserInfo]:
         return [_user_info(r) for r in session.scalars(select(User).order_by(User.name))]
 
 
-def remove_user(store: Store, name: str) -> None:
-    """Remove the user and every refresh token it holds."""
+def remove_user(store: Store, name: str) -> list[ApiKeyInfo]:
+    """Remove the user and every refresh token it holds; revoke the API keys it made (and the
+    keys those made). Returns the keys revoked.
+    """
     with store.transaction() as session:
         user_id = session.scalar(select(User.id).where(User.name == name))
         if user_id is None:
             raise IdentityError(f"no user {name!r}")
         session.execute(delete(RefreshToken).where(RefreshToken.user_id == user_id))
         session.execute(delete(User).where(User.id == user_id))
+        return _revoke_keys_made_by(session, name, utcnow())
+
+
+def set_role(
+    store: Store, name: str, role: str, revoke_scopes: Collection[str]
+) -> list[ApiKeyInfo]:
+    """Give the user `role`; revoke the API keys it made with a scope in `revoke_scopes` (those
+    above the new role), and the keys those made. Returns the keys revoked.
+    """
+    now = utcnow()
+    with store.transaction() as session:
+        user = session.scalar(select(User).where(User.name == name).with_for_update())
+        if user is None:
+            raise IdentityError(f"no user {name!r}")
+        user.role = role
+        user.updated_at = now
+        return _revoke_keys_made_by(session, name, now, scopes=revoke_scopes)
 
 
 def set_password(store: Store, name: str, password_hash: str) -> None:
@@ -304,6 +323,28 @@ def list_api_keys(store: Store, *, revoked: bool = False) -> list[ApiKeyInfo]:
         if not revoked:
             query = query.where(ApiKey.revoked_at.is_(None))
         return [_key_info(r) for r in session.scalars(query)]
+
+
+def _revoke_keys_made_by(
+    session: Session, creator: str, now: datetime, *, scopes: Collection[str] | None = None
+) -> list[ApiKeyInfo]:
+    """Revoke the active keys `creator` made (only those of `scopes`, when given), then every
+    active key made by one of those, and so on: a removed admin leaves no key behind.
+    """
+    revoked: list[ApiKeyInfo] = []
+    creators = [creator]
+    while creators:
+        query = select(ApiKey).where(ApiKey.created_by.in_(creators), ApiKey.revoked_at.is_(None))
+        if scopes is not None:
+            query = query.where(ApiKey.scope.in_(scopes))
+            scopes = None  # a key made by a revoked key goes, whatever its scope
+        rows = list(session.scalars(query))
+        for row in rows:
+            row.revoked_at = now
+        revoked.extend(_key_info(row) for row in rows)
+        # How the API names a key's caller in `created_by` (see identity.sessions).
+        creators = [f"{'node' if row.kind == 'service' else 'key'}:{row.name}" for row in rows]
+    return revoked
 
 
 def revoke_api_key(store: Store, prefix: str) -> ApiKeyInfo:

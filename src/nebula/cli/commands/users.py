@@ -151,23 +151,59 @@ def user_list(database_url: DatabaseUrl = None, output: Output = OutputFormat.ta
 def user_rm(
     name: Name, database_url: DatabaseUrl = None, output: Output = OutputFormat.table
 ) -> None:
-    """Remove a user; its sessions end (an access token it holds lives out its 15 minutes)."""
+    """Remove a user: its sessions and tokens end (within seconds for a running nebulad), and
+    the API keys it made are revoked."""
     from nebula.identity import accounts
     from nebula.store.identity import IdentityError
 
     with handle_errors(output):
         store = _store(database_url)
         try:
-            accounts.remove_user(store, name)
-            record(store, "user.rm", name)
+            revoked = [k.prefix for k in accounts.remove_user(store, name)]
+            record(store, "user.rm", name, {"revoked_keys": revoked})
         except IdentityError as exc:
             _invalid(exc, output)
         finally:
             store.close()
     if output is OutputFormat.json:
-        print_json({"ok": True, "removed": name})
+        print_json({"ok": True, "removed": name, "revoked_keys": revoked})
     else:
-        console().print(f"Removed user {name}.")
+        console().print(f"Removed user {name}.{_revoked_note(revoked)}")
+
+
+@user_app.command("role")
+def user_role(
+    name: Name,
+    role: Annotated[str, typer.Argument(help="viewer, operator or admin.")],
+    database_url: DatabaseUrl = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Change a user's role: its tokens hold the new role within seconds, and the API keys it
+    made above the new role are revoked."""
+    from nebula.identity import accounts
+    from nebula.store.identity import IdentityError
+
+    with handle_errors(output):
+        store = _store(database_url)
+        try:
+            revoked = [k.prefix for k in accounts.set_role(store, name, role)]
+            record(store, "user.role", name, {"role": role, "revoked_keys": revoked})
+        except IdentityError as exc:
+            _invalid(exc, output)
+        finally:
+            store.close()
+    if output is OutputFormat.json:
+        print_json({"ok": True, "name": name, "role": role, "revoked_keys": revoked})
+    else:
+        console().print(
+            f"{name} is now {'an' if role[0] in 'aeiou' else 'a'} {role}.{_revoked_note(revoked)}"
+        )
+
+
+def _revoked_note(prefixes: list[str]) -> str:
+    if not prefixes:
+        return ""
+    return f" Revoked the API keys it made: {', '.join(prefixes)}."
 
 
 @user_app.command("passwd")
