@@ -293,7 +293,9 @@ def test_cli_set_get_list_rm_rotate(
     masked = run(database_url, "get", "db.password")
     assert PLAIN not in masked and "••••" in masked
     assert run(database_url, "get", "db.password", "--reveal").strip() == PLAIN
-    assert "not a secret name" in run(database_url, "set", "bad name", stdin="x", code=2)
+    assert "secret name 'bad name' is not valid" in run(
+        database_url, "set", "bad name", stdin="x", code=2
+    )
     assert "no secret 'nope'" in run(database_url, "get", "nope", code=2)
     warned = run(database_url, "set", "inline", "--value", "v4lue")
     assert "shell history" in warned

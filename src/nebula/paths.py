@@ -2,7 +2,7 @@
 
 Every path built from user input (an installation's name, a package asked of the catalog, a
 file of the config repo) goes through `within`, and every config file is read with
-`read_text_file`: a path that resolves outside its root (`..`, an absolute path, a symlink
+`read_file`: a path that resolves outside its root (`..`, an absolute path, a symlink
 leading out) is refused, and so is anything but a regular file of at most `MAX_FILE_BYTES`,
 before a byte is read: a FIFO would block forever, `/dev/zero` never ends, and a symlink to
 `/etc/shadow` would put its lines into error messages.
@@ -69,10 +69,10 @@ def folder_within(root: Path, path: str | Path) -> Path | None:
     return resolved
 
 
-def read_text_file(path: Path, root: Path, limit: int = MAX_FILE_BYTES) -> str:
-    """The UTF-8 text of the regular file `path` inside `root`; `UnsafePathError` (naming the
-    file, never quoting it) for a path leading outside `root`, a FIFO, device or socket, or a
-    file over `limit` bytes. `OSError` and `UnicodeDecodeError` pass through."""
+def read_file(path: Path, root: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of the regular file `path` inside `root`; `UnsafePathError` (naming the file,
+    never quoting it) for a path leading outside `root`, a FIFO, device or socket, or a file
+    over `limit` bytes, refused before it is opened. `OSError` passes through."""
     real = within(root, path)
     name = _shown(root.resolve(), path)
     _check_kind(os.lstat(real), name, limit)
@@ -84,7 +84,7 @@ def read_text_file(path: Path, root: Path, limit: int = MAX_FILE_BYTES) -> str:
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise UnsafePathError(name, _too_large(limit))
-    return data.decode("utf-8")
+    return data
 
 
 def _check_kind(info: os.stat_result, name: str, limit: int) -> None:

@@ -52,8 +52,13 @@ class Catalog:
         self.dirs = [d for d in dirs if d.is_dir()]
 
     def _files(self, name: str) -> dict[str, Path]:
-        """Version -> file, later folders winning."""
+        """Version -> file, later folders winning; none for a name outside the grammar of
+        names (`nebula.spec.names`), which is never looked up on disk (`../x` stays out)."""
+        from nebula.spec.names import NAME
+
         found: dict[str, Path] = {}
+        if not NAME.fullmatch(name):
+            return found
         for folder in self.dirs:
             package_dir = folder / name
             if package_dir.is_dir():

@@ -183,6 +183,7 @@ def _rebuild(folders: list[str], index_file: Path) -> CatalogIndex:
     the last rebuild are not read again."""
     from nebula.catalog import Catalog, version_key
     from nebula.errors import ConfigError
+    from nebula.spec.names import NAME
 
     records_file = index_file.with_name(index_file.stem + "-files.json")
     old_records: dict[str, Any] = _read(records_file).get("files", {})
@@ -199,6 +200,8 @@ def _rebuild(folders: list[str], index_file: Path) -> CatalogIndex:
     records: dict[str, Any] = {}
     rows, problems, read = [], [], 0
     for name in sorted(versions):
+        if not NAME.fullmatch(name):
+            continue  # not a package for `Catalog` either; `nebula catalog lint` says so
         ordered = sorted(versions[name], key=version_key)
         path = versions[name][ordered[-1]]
         stat = os.stat(path)

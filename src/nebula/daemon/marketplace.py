@@ -27,8 +27,10 @@ from nebula.engine.marketplace import (
     uninstall_edit,
 )
 from nebula.errors import ConfigError, SyncError
+from nebula.paths import UnsafePathError
 from nebula.secrets import open_vault
-from nebula.spec.repo import LOCAL_CATALOG_DIR, load_repo
+from nebula.spec.names import InvalidNameError
+from nebula.spec.repo import load_repo, local_catalog_dir
 from nebula.store import Store
 
 
@@ -42,10 +44,15 @@ class Marketplace:
         self.on_commit = on_commit
 
     def _dirs(self) -> list[Path]:
-        return [builtin_catalog_dir(), self.folder / LOCAL_CATALOG_DIR]
+        """The built-in catalog, then the config repo's own (when it is a folder inside it)."""
+        try:
+            local = local_catalog_dir(self.folder)
+        except ConfigError as exc:
+            raise ControlError("invalid", str(exc)) from None
+        return [builtin_catalog_dir(), *([local] if local else [])]
 
     def packages(self, query: str = "", category: str | None = None) -> list[dict[str, Any]]:
-        index = load_index([d for d in self._dirs() if d.is_dir()])
+        index = load_index(self._dirs())
         return [e.to_dict() for e in index.search(query, category)]
 
     def package(self, name: str) -> dict[str, Any]:
@@ -151,7 +158,7 @@ class Marketplace:
                 sha = None
         except (MarketplaceError, SyncError, configrepo.ConfigRepoError) as exc:
             raise ControlError("conflict", str(exc)) from None
-        except ConfigError as exc:
+        except (ConfigError, InvalidNameError, UnsafePathError) as exc:
             raise ControlError("invalid", str(exc)) from None
         self.on_commit()
         change = made[0]

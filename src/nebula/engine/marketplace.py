@@ -26,6 +26,8 @@ from nebula.engine.reconcile import Desired, catalog_for, load_desired
 from nebula.errors import NebulaError
 from nebula.kinds.dependencies import link, satisfies
 from nebula.kinds.packages import in_channel, selected_version
+from nebula.paths import read_file, within
+from nebula.spec.names import check_name
 from nebula.spec.package import Package, Variable
 from nebula.spec.repo import PACKAGES_DIR, RepoSpec
 
@@ -87,12 +89,15 @@ class RepoEdit:
         return [*self.write, *self.delete]
 
     def apply_to(self, root: Path) -> None:
-        for rel, text in self.write.items():
-            path = root / rel
+        """Write and delete the files under `root`; `UnsafePathError`, before anything
+        changes, for a path that would lead outside it."""
+        writes = {within(root, rel): text for rel, text in self.write.items()}
+        deletes = [_entry_within(root, rel) for rel in self.delete]
+        for path, text in writes.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-        for rel in self.delete:
-            (root / rel).unlink(missing_ok=True)
+        for path in deletes:
+            path.unlink(missing_ok=True)
 
     def check(self, root: Path) -> Desired:
         """Load the repo as it would be after this edit: `ConfigError` if it does not validate."""
@@ -114,7 +119,13 @@ def plan_install(
     expose: Sequence[str] = (),
 ) -> list[NewInstallation]:
     """The installations to add for `package_name`: what it requires and is not installed yet
-    (providers first), then the package itself."""
+    (providers first), then the package itself. `InvalidNameError` for a name outside the
+    grammar (`nebula.spec.names`), before the catalog is looked at."""
+    check_name(package_name, "package name")
+    if name is not None:
+        check_name(name, "installation name")
+    if node is not None:
+        check_name(node, "node name")
     catalog = catalog_for(repo)
     existing = {s.name for s in repo.installations}
     installed = _installed_packages(repo, catalog)
@@ -258,7 +269,7 @@ def upgrade_edit(repo: RepoSpec, name: str, to: str | None = None) -> tuple[Repo
         )
     if to == current and source.spec.version == to:
         raise MarketplaceError(f"{name} is at {to} already")
-    edited = _set_version((repo.root / source.doc.file).read_text(), to)
+    edited = _set_version(read_file(repo.root / source.doc.file, repo.root).decode(), to)
     verb = "Upgrade" if version_key(to) > version_key(current) else "Downgrade"
     message = f"{verb} {name} ({source.spec.package}) {current} → {to}"
     return RepoEdit({source.doc.file: edited}, message=message), current, to
@@ -277,6 +288,13 @@ def _set_version(text: str, version: str) -> str:
         raise MarketplaceError("cannot find the `package:` line to pin a version after")
     lines.insert(at + 1, f"version: {json.dumps(version)}\n")
     return "".join(lines)
+
+
+def _entry_within(root: Path, rel: str) -> Path:
+    """`root / rel` checked to stay inside `root`, but not resolved itself: deleting a symlink
+    removes the link, not what it points to."""
+    within(root, rel)
+    return within(root, Path(rel).parent) / Path(rel).name
 
 
 def _pick(catalog: Catalog, name: str, version: str | None) -> Package:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nebula import __version__
+from nebula.paths import UnsafePathError, read_file
 
 if TYPE_CHECKING:  # only annotations: `nebula dns` digests the repo without Docker's types
     from nebula.resources import Observed
@@ -37,7 +38,10 @@ def input_key(root: Path, catalog_dirs: list[Path]) -> str:
     for path in sorted({p for pattern in patterns for p in root.glob(pattern)}):
         if path.is_file() and path.suffix in (".yaml", ".yml"):
             digest.update(f"\n{path}\n".encode())
-            digest.update(path.read_bytes())
+            try:
+                digest.update(read_file(path, root))
+            except UnsafePathError as exc:  # refused unread; the full load reports it
+                digest.update(str(exc).encode())
     for folder in catalog_dirs:  # installed with Nebula: names, sizes and times suffice
         for package_dir in _scan(folder):
             for entry in _scan(Path(package_dir.path)) if package_dir.is_dir() else [package_dir]:

@@ -21,6 +21,7 @@ from nebula.errors import ConfigError, ConfigIssue
 from nebula.kinds.compose_parse import check_image, parse_port
 from nebula.kinds.dependencies import satisfies
 from nebula.spec.interpolate import InterpolationError, interpolate, references
+from nebula.spec.names import NAME, NAME_RULE
 from nebula.spec.yamlfile import Path as YamlPath
 
 Severity = Literal["error", "warning"]
@@ -58,6 +59,12 @@ def lint_catalog(folder: Path) -> tuple[int, list[Finding]]:
     catalog = Catalog([folder])
     checked = 0
     for name in catalog.names():
+        if not NAME.fullmatch(name):
+            issue = ConfigIssue(
+                os.path.join(folder.name, name), 1, 1, "", f"not a package name: {NAME_RULE}"
+            )
+            findings.append(Finding("error", issue))
+            continue
         for version in catalog.versions(name):
             checked += 1
             try:

@@ -20,6 +20,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from nebula.paths import UnsafePathError, folder_within, read_file
 from nebula.spec.dns_values import (
     RECORD_TYPES,
     canonical_value,
@@ -54,26 +55,27 @@ def lean_zones(root: Path) -> list[DesiredZone] | None:
     """The repo's desired zones when it is a repo of domains only that reads without any
     doubt; None when the full load must decide (module docstring)."""
     root = root.resolve()
-    if any(p.suffix in (".yaml", ".yml") for p in (root / "packages").glob("*.y*ml")):
-        return None
     try:
-        config = _document(root / "nebula.yaml")
+        packages, domains = folder_within(root, "packages"), folder_within(root, "domains")
+        if packages and any(p.suffix in (".yaml", ".yml") for p in packages.glob("*.y*ml")):
+            return None
+        config = _document(root / "nebula.yaml", root)
         if config not in (None, {}):
             return None
         zones = [
-            _zone(_document(path), path.relative_to(root).as_posix())
-            for path in sorted((root / "domains").glob("*.y*ml"))
+            _zone(_document(path, root), path.relative_to(root).as_posix())
+            for path in sorted(domains.glob("*.y*ml") if domains else [])
             if path.suffix in (".yaml", ".yml")
         ]
-    except (_UnsureError, OSError, ValueError):  # UnicodeDecodeError and UnusualYamlError too
+    except (_UnsureError, UnsafePathError, OSError, ValueError):  # and UnusualYamlError
         return None
     if len({z.zone for z in zones}) != len(zones):
         return None
     return zones
 
 
-def _document(path: Path) -> Any:
-    return plain_yaml(path.read_text(encoding="utf-8"))
+def _document(path: Path, root: Path) -> Any:
+    return plain_yaml(read_file(path, root).decode("utf-8"))
 
 
 def _zone(data: Any, file: str) -> DesiredZone:

@@ -12,7 +12,6 @@ it is killed, every secret stays readable with the keys on hand, and a rerun fin
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,12 +25,12 @@ from nebula.secrets.errors import (
     VaultError,
 )
 from nebula.secrets.keys import EnvironmentKey, KeyStore, Slot, locate
+from nebula.spec.names import InvalidNameError, check_secret_name
 from nebula.stand_ins import stand_in
 from nebula.store import Store
 from nebula.store import vault as rows
 from nebula.store.vault import KeyRecord, SealedSecret
 
-NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 MAX_VALUE_BYTES = 64 * 1024
 _BATCH = 100
 _SLOTS: tuple[Slot, ...] = ("current", "next")
@@ -69,12 +68,11 @@ class RotationResult:
 
 
 def check_name(name: str) -> str:
-    if not NAME.fullmatch(name):
-        raise VaultError(
-            f"{name[:140]!r} is not a secret name: use letters, digits, '_', '.' and '-' "
-            "(starting with a letter, digit or '_'; at most 128 characters)"
-        )
-    return name
+    """`name` if it is a secret name (`nebula.spec.names`), else `VaultError`."""
+    try:
+        return check_secret_name(name)
+    except InvalidNameError as exc:
+        raise VaultError(str(exc)) from None
 
 
 @dataclass

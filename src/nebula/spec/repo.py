@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nebula.errors import ConfigError, ConfigIssue
-from nebula.paths import UnsafePathError, folder_within, read_text_file
+from nebula.paths import UnsafePathError, folder_within, read_file
 from nebula.spec.config import NebulaConfig
 from nebula.spec.domain import Domain
 from nebula.spec.installation import Installation
@@ -63,7 +63,7 @@ def read_document(path: Path, root: Path) -> YamlDocument:
     leading outside `root`, anything but a regular file, a file over 1 MiB (`nebula.paths`)."""
     name = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
     try:
-        text = read_text_file(path, root)
+        text = read_file(path, root).decode("utf-8")
     except UnsafePathError as exc:
         raise ConfigError([ConfigIssue(name, 1, 1, "", exc.reason)]) from None
     except (OSError, UnicodeDecodeError) as exc:
