@@ -31,7 +31,7 @@ NAME_RULE = (
 SECRET_NAME_RULE = (
     "use 1 to 128 of letters, digits, '.', '_' and '-', starting with a letter, digit or '_'"
 )
-_EXCERPT = 40
+_EXCERPT = 32  # a bad name longer than this is quoted by its first 12 characters only
 
 
 class InvalidNameError(NebulaError, ValueError):
@@ -55,7 +55,7 @@ def check_secret_name(value: str) -> str:
 
 def _quoted(value: str) -> str:
     """`value` quoted, cut short: a bad name may be anything, even a file's content."""
-    return repr(value) if len(value) <= _EXCERPT else f"{value[:_EXCERPT]!r}… ({len(value)} chars)"
+    return repr(value) if len(value) <= _EXCERPT else f"{value[:12]!r}… ({len(value)} chars)"
 
 
 def _field(value: str) -> str:
