@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from nebula.paths import builtin_catalog_dir
+from nebula.spec.names import NAME
 
 if TYPE_CHECKING:  # imported where used: `nebula.catalog.index` must stay import-light
     from packaging.version import Version
@@ -54,8 +55,6 @@ class Catalog:
     def _files(self, name: str) -> dict[str, Path]:
         """Version -> file, later folders winning; none for a name outside the grammar of
         names (`nebula.spec.names`), which is never looked up on disk (`../x` stays out)."""
-        from nebula.spec.names import NAME
-
         found: dict[str, Path] = {}
         if not NAME.fullmatch(name):
             return found

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from nebula.spec.names import NAME
+
 _FORMAT = 2
 _SUFFIXES = (".yaml", ".yml")
 
@@ -183,7 +185,6 @@ def _rebuild(folders: list[str], index_file: Path) -> CatalogIndex:
     the last rebuild are not read again."""
     from nebula.catalog import Catalog, version_key
     from nebula.errors import ConfigError
-    from nebula.spec.names import NAME
 
     records_file = index_file.with_name(index_file.stem + "-files.json")
     old_records: dict[str, Any] = _read(records_file).get("files", {})

@@ -11,6 +11,8 @@ import re
 from ipaddress import AddressValueError, IPv4Address, IPv6Address
 from typing import Literal
 
+from nebula.spec.names import SECRET_NAME_PATTERN
+
 RecordType = Literal["A", "AAAA", "CNAME", "TXT", "MX", "SRV", "CAA"]
 RECORD_TYPES: tuple[RecordType, ...] = ("A", "AAAA", "CNAME", "TXT", "MX", "SRV", "CAA")
 
@@ -20,7 +22,7 @@ _ZONE = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0
 _CAA_TAGS = ("issue", "issuewild", "iodef")
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _CANONICAL_IPV4 = re.compile(rf"{_OCTET}(\.{_OCTET}){{3}}")  # as `str(IPv4Address(...))` writes
-_SECRET_REFERENCE = re.compile(r"\$\{secret:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\}")
+_SECRET_REFERENCE = re.compile(rf"\$\{{secret:{SECRET_NAME_PATTERN}\}}")
 
 
 def qualify(name: str, zone: str) -> str:

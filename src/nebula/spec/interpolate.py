@@ -14,12 +14,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from nebula.spec.names import SECRET_NAME_PATTERN
+
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _TOKEN = re.compile(rf"\$(?:(?P<dollar>\$)|\{{(?P<braced>[^}}]*)\}}|(?P<named>{_NAME}))")
-SECRET_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 SECRET_PREFIX = "secret:"
-_SECRET = re.compile(rf"secret:(?P<name>{SECRET_NAME})")
-SECRET_REFERENCE = re.compile(rf"\$\{{secret:(?P<name>{SECRET_NAME})\}}")
+_SECRET = re.compile(rf"secret:(?P<name>{SECRET_NAME_PATTERN})")
+SECRET_REFERENCE = re.compile(rf"\$\{{secret:(?P<name>{SECRET_NAME_PATTERN})\}}")
 _BRACED = re.compile(rf"(?P<name>{_NAME})(?:(?P<op>:-|-|:\?|\?|:\+|\+)(?P<arg>.*))?", re.DOTALL)
 
 

@@ -14,11 +14,13 @@ secret `INSTALLATION.VARIABLE`. A secret name is only ever a key in the vault, n
 from __future__ import annotations
 
 import re
-from typing import Annotated
-
-from pydantic import AfterValidator
+from typing import TYPE_CHECKING, Annotated, Any
 
 from nebula.errors import NebulaError
+
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler
+    from pydantic_core import CoreSchema
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 SECRET_NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
@@ -42,25 +44,34 @@ class InvalidNameError(NebulaError, ValueError):
 def check_name(value: str, what: str = "name") -> str:
     """`value` if it is a valid name, else `InvalidNameError` saying what is valid."""
     if not NAME.fullmatch(value):
-        raise InvalidNameError(f"{what} {_quoted(value)} is not valid: {NAME_RULE}")
+        raise InvalidNameError(f"{what} {excerpt(value)} is not valid: {NAME_RULE}")
     return value
 
 
 def check_secret_name(value: str) -> str:
     """`value` if it is a valid secret name, else `InvalidNameError` saying what is valid."""
     if not SECRET_NAME.fullmatch(value):
-        raise InvalidNameError(f"secret name {_quoted(value)} is not valid: {SECRET_NAME_RULE}")
+        raise InvalidNameError(f"secret name {excerpt(value)} is not valid: {SECRET_NAME_RULE}")
     return value
 
 
-def _quoted(value: str) -> str:
-    """`value` quoted, cut short: a bad name may be anything, even a file's content."""
+def excerpt(value: str) -> str:
+    """`value` quoted, cut short when long: what a message may show of text from a file or a
+    request, which may be anything (a host file's line, a secret)."""
     return repr(value) if len(value) <= _EXCERPT else f"{value[:12]!r}… ({len(value)} chars)"
 
 
-def _field(value: str) -> str:
-    return check_name(value)
+class _NameField:
+    """Pydantic metadata checking a `str` field with `check_name`. Not an `AfterValidator`:
+    this module stays free of pydantic until a model is built (the CLI's fast paths use it)."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(check_name, handler(source))
 
 
-Name = Annotated[str, AfterValidator(_field)]
+Name = Annotated[str, _NameField()]
 """A field holding a name (pydantic reports a bad one, with the grammar, at its line)."""
