@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import random
+import stat
+import subprocess
+import sys
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +21,10 @@ from typer.testing import CliRunner
 
 from nebula.cli.app import app
 from nebula.engine.hooks import scrub
+from nebula.errors import StoreError
 from nebula.stand_ins import MASK
 from nebula.store import Store, audit
+from nebula.store.db import check_integrity
 from nebula.store.mask import mask_detail
 
 runner = CliRunner()
@@ -166,3 +173,138 @@ def test_hook_output_keeps_no_encoding_of_a_secret(
         (deployment,) = store.deployments("app")
     assert deployment.hook_output is not None
     assert all(e not in deployment.hook_output for e in _encodings(SECRET).values())
+
+
+# -- who may read the database ----------------------------------------------------------------
+
+NEBULA = Path(sys.executable).parent / "nebula"
+NEBULAD = Path(sys.executable).parent / "nebulad"
+
+
+def run_cli(*args: str, data_home: Path, code: int = 0) -> subprocess.CompletedProcess[str]:
+    """The real `nebula` under umask 022, with its data dir under `data_home`."""
+    result = subprocess.run(
+        [NEBULA, *args],
+        env={**os.environ, "XDG_DATA_HOME": str(data_home), "NEBULA_DATABASE_URL": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=lambda: os.umask(0o022),
+    )
+    assert result.returncode == code, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_cli_creates_a_private_data_dir_and_database(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    shown = run_cli("audit", data_home=home)
+    assert "No audit entries yet." in shown.stdout and shown.stderr == ""
+    data = home / "nebula"
+    assert (mode(home), mode(data), mode(data / "nebula.db")) == (0o755, 0o700, 0o600)
+
+    # a database named by URL, in a folder others may read, is private too, with its WAL files
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    previous = os.umask(0o022)
+    try:
+        with Store(f"sqlite:///{shared}/named.db") as store:
+            audit.append(store, actor="user:alice", action="secret.set", target="S1")
+            files = sorted(shared.iterdir())
+            assert [f.name for f in files] == ["named.db", "named.db-shm", "named.db-wal"]
+            assert {mode(f) for f in files} == {0o600}
+    finally:
+        os.umask(previous)
+
+
+def test_the_cli_and_nebulad_warn_when_others_may_read_the_database(tmp_path: Path) -> None:
+    run_cli("audit", data_home=tmp_path)
+    data, db = tmp_path / "nebula", tmp_path / "nebula" / "nebula.db"
+    data.chmod(0o755)
+    db.chmod(0o644)
+
+    warned = run_cli("audit", data_home=tmp_path).stderr
+    assert f"{data} is open to other users (mode 755)" in warned
+    assert f"run: chmod 700 {data}" in warned
+    assert f"{db} is open to other users (mode 644)" in warned and f"chmod 600 {db}" in warned
+
+    source = tmp_path / "repo"
+    source.mkdir()
+    daemon = subprocess.Popen(
+        [NEBULAD, "--source", str(source), "--watch", "--data-dir", str(data),
+         "--docker-host", f"unix://{tmp_path}/no-docker.sock", "--poll-interval", "3600s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert daemon.stdout is not None
+        lines = [daemon.stdout.readline() for _ in range(2)]
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+    assert lines[0].startswith(f"WARNING {data} is open to other users (mode 755)")
+    assert lines[1].startswith(f"WARNING {db} is open to other users (mode 644)")
+
+
+# -- a damaged database ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [(b"", "empty"), (b"x" * 8192, "not a SQLite database")],
+    ids=["empty", "overwritten"],
+)
+def test_an_emptied_or_overwritten_database_is_refused_not_started_afresh(
+    tmp_path: Path, content: bytes, what: str
+) -> None:
+    run_cli("secrets", "init", data_home=tmp_path)
+    db = tmp_path / "nebula" / "nebula.db"
+    db.write_bytes(content)
+
+    for args in (("audit", "verify"), ("secrets", "list"), ("status",)):
+        refused = run_cli(*args, data_home=tmp_path, code=1).stderr
+        assert f"database {db} is {what}: it was truncated or overwritten" in refused, args
+        assert "restore it from a backup, or move it away" in " ".join(refused.split())
+    assert db.read_bytes() == content  # left as it was found, for whoever investigates
+
+    db.rename(db.with_name("nebula.db.broken"))  # what the message says to do
+    assert "Audit log intact: 0 entries" in run_cli("audit", "verify", data_home=tmp_path).stdout
+
+
+def test_nebulad_refuses_to_start_on_a_database_with_damaged_pages(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    data.mkdir(mode=0o700)
+    url = f"sqlite:///{data}/nebula.db"
+    with Store(url) as store:
+        for i in range(100):
+            audit.append(
+                store, actor="user:alice", action="test", detail={"pad": "x" * 500 + str(i)}
+            )
+    check_integrity(url)  # whole: passes
+    with (data / "nebula.db").open("r+b") as file:  # pages 11 to 13 overwritten
+        file.seek(4096 * 10)
+        file.write(random.Random(7).randbytes(3 * 4096))
+
+    with pytest.raises(StoreError, match="is damaged"):
+        check_integrity(url)
+    source = tmp_path / "repo"
+    source.mkdir()
+    daemon = subprocess.run(
+        [NEBULAD, "--source", str(source), "--watch", "--data-dir", str(data),
+         "--docker-host", f"unix://{tmp_path}/no-docker.sock"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    shown = " ".join((daemon.stdout + daemon.stderr).split())
+    assert daemon.returncode == 1, shown
+    assert f"database {data}/nebula.db is damaged (" in shown
+    assert "btreeInitPage() returns error code 11" in shown
+    assert "restore it from a backup, or move it away" in shown
+    assert "Traceback" not in shown

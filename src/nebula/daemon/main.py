@@ -77,9 +77,11 @@ def run(config: DaemonConfig) -> None:
     from nebula.identity.tokens import load_signing_key
     from nebula.providers.docker import DockerProvider
     from nebula.store import Store
+    from nebula.store.db import check_integrity
 
     setup_logging(config.log_json)
     lock = hold_lock(config.data_dir)
+    check_integrity(config.store_url)  # every page, once: the CLI checks only the header
     store = Store(config.store_url)
     provider = DockerProvider(config.docker_host)
     source = None

@@ -6,6 +6,13 @@ PostgreSQL (`postgresql+psycopg://...`) serves clusters. Any database is migrate
 already at head costs two small queries and never imports Alembic. This module itself imports
 SQLAlchemy only when an engine is made (`store.lean` reads the URL and the head without it).
 
+A SQLite database is its owner's alone: it holds password hashes, sealed secrets and the
+audit log. A new one is created with mode 0600 (SQLite gives its -wal and -shm files the same
+mode) in a data dir made with mode 0700, and opening one that others may read logs a warning
+(which the CLI, configuring no logging, prints on stderr). A file that is not a SQLite database,
+an empty one included, is refused rather than taken for a new database; `check_integrity`, run
+by nebulad at start, also reads every page (`PRAGMA quick_check`).
+
 To change the schema: edit `models.py`, add `migrations/versions/000N_<what>.py` (revision
 "000N", down_revision the previous one) and set `HEAD_REVISION` to it. The test suite checks that
 the migrations reach exactly the models' schema, on both backends.
@@ -13,16 +20,23 @@ the migrations reach exactly the models' schema, on both backends.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
+import sqlite3
+import tempfile
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nebula.errors import StoreError
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from sqlalchemy import URL, Engine
     from sqlalchemy.exc import SQLAlchemyError
+
+log = logging.getLogger(__name__)
 
 HEAD_REVISION = "0007"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -37,6 +51,12 @@ SQLITE_PRAGMAS = (  # on every SQLite connection (see `_sqlite_pragmas` for why)
 # Serializes migrations when several nodes open one fresh PostgreSQL database at once.
 _MIGRATION_LOCK_KEY = 0x6E6562756C61  # "nebula"
 
+_SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database
+_RECOVER = (
+    "restore it from a backup, or move it away (mv {file} {file}.broken) to start with an "
+    "empty database"
+)
+
 
 def default_url() -> str:
     """`NEBULA_DATABASE_URL`, else a SQLite file in the user's data dir (created if missing)."""
@@ -46,7 +66,7 @@ def default_url() -> str:
     import platformdirs
 
     data_dir = Path(platformdirs.user_data_dir("nebula"))
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     return f"sqlite:///{data_dir / 'nebula.db'}"
 
 
@@ -82,6 +102,12 @@ def open_engine(url: str) -> Engine:
         raise StoreError(
             f"unsupported database {masked(url)}: use sqlite:///PATH or postgresql+psycopg://..."
         )
+    file = _sqlite_file(parsed) if backend == "sqlite" else None
+    if file is not None:
+        if not file.exists():
+            _create_sqlite(file)
+        _check_header(file)
+        _warn_if_shared(file)
     connect_args: dict[str, Any] = {}
     if backend == "postgresql" and "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = 10  # fail fast on a host that drops packets
@@ -100,6 +126,106 @@ def open_engine(url: str) -> Engine:
         engine.dispose()
         raise
     return engine
+
+
+def check_integrity(url: str) -> None:
+    """`PRAGMA quick_check` of a SQLite database; `StoreError` saying what is damaged and what
+    to do. It reads every page, so nebulad runs it once at start and the CLI does not. Nothing
+    is checked for a PostgreSQL database (that is left to its server) or a SQLite one yet
+    to be created."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # `open_engine` says why
+    file = _sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
+    if file is None or not file.exists():
+        return
+    _check_header(file)
+    try:
+        with contextlib.closing(sqlite3.connect(file, timeout=10)) as connection:
+            found = [row[0] for row in connection.execute("PRAGMA quick_check(5)")]
+    except sqlite3.OperationalError as exc:  # not the file's fault: locked, unreadable, ...
+        raise StoreError(f"cannot check database {file}: {exc}") from None
+    except sqlite3.DatabaseError as exc:  # too damaged to check
+        found = [str(exc)]
+    if found != ["ok"]:
+        lines = [line for row in found for line in row.splitlines() if not line.startswith("***")]
+        raise StoreError(
+            f"database {file} is damaged ({'; '.join(lines)}): " + _RECOVER.format(file=file)
+        )
+
+
+def _sqlite_file(parsed: URL) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory database or a `file:` URI."""
+    database = parsed.database
+    if not database or database == ":memory:" or parsed.query.get("uri"):
+        return None
+    return Path(database)
+
+
+def _create_sqlite(file: Path) -> None:
+    """A new, empty database at `file`, for its owner only. It is made aside and linked into
+    place, so no other process opening it meanwhile ever finds an empty file there."""
+    try:
+        handle, made = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.")  # mode 0600
+        os.close(handle)
+        try:
+            with contextlib.closing(sqlite3.connect(made)) as connection:
+                connection.execute("PRAGMA journal_mode=WAL")  # writes the header
+            with contextlib.suppress(FileExistsError):  # another process was first
+                os.link(made, file)
+        finally:
+            os.unlink(made)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot open database {file}: cannot create it in {file.parent}: {exc.strerror}"
+        ) from None
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open database {file}: cannot create it: {exc}") from None
+
+
+def _check_header(file: Path) -> None:
+    """Refuse a file that is not a SQLite database: an empty or overwritten one is damage to
+    report, not a new database to start."""
+    try:
+        with file.open("rb") as opened:
+            header = opened.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreError(f"cannot read database {file}: {exc.strerror}") from None
+    if header != _SQLITE_HEADER:
+        what = "empty" if not header else "not a SQLite database"
+        raise StoreError(
+            f"database {file} is {what}: it was truncated or overwritten; "
+            + _RECOVER.format(file=file)
+        )
+
+
+def _warn_if_shared(file: Path) -> None:
+    for path in (
+        file.parent,
+        file,
+        file.with_name(f"{file.name}-wal"),
+        file.with_name(f"{file.name}-shm"),
+    ):
+        with contextlib.suppress(OSError):
+            _warn_shared(path, path.stat().st_mode)
+
+
+@cache  # once a process for each path and mode: the CLI opens the store more than once
+def _warn_shared(path: Path, mode: int) -> None:
+    if mode & 0o077:
+        wanted = "700" if path.is_dir() else "600"
+        log.warning(
+            "%s is open to other users (mode %o): the database holds password hashes, sealed "
+            "secrets and the audit log; run: chmod %s %s",
+            path,
+            mode & 0o777,
+            wanted,
+            path,
+        )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
