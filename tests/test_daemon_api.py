@@ -39,6 +39,7 @@ from nebula.store.records import SyncStatus
 
 TOKEN = "tcp-token-0123456789abcdef"
 WEBHOOK_SECRET = "webhook-secret-s3cr3t"
+JSON = {"Content-Type": "application/json"}
 T0 = datetime(2025, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
@@ -375,7 +376,8 @@ def test_webhook_needs_no_bearer_token_but_a_valid_signature(api: Served) -> Non
         assert ping.status_code == 200
         assert ping.json() == {"queued": False}
 
-        bad_headers, bad_body = github_push(secret="not-the-secret")
+        # (Another branch: the same body again would be a replay, refused as such.)
+        bad_headers, bad_body = github_push(branch="next", secret="not-the-secret")
         refused = client.post("/api/v1/webhook", content=bad_body, headers=bad_headers)
         assert refused.status_code == 401
         assert "bad signature" in refused.json()["error"]
@@ -452,7 +454,7 @@ def test_errors_are_json_with_the_right_status(api: Served) -> None:
             (client.post("/api/v1/syncs/1/approve"), 409, "is not held"),
             (client.post("/api/v1/rollback", json={"commit": "zz"}), 400, "not a commit"),
             (client.post("/api/v1/rollback", json={}), 400, "give the commit"),
-            (client.post("/api/v1/rollback", content=b"not json"), 400, "not JSON"),
+            (client.post("/api/v1/rollback", content=b"not json", headers=JSON), 400, "not JSON"),
             (client.post("/api/v1/sync", json={"trigger": "poll"}), 400, "trigger must be"),
             (client.post("/api/v1/sync", json=["hook"]), 400, "JSON object"),
             (client.get("/api/v1/syncs", params={"limit": "x"}), 400, "limit must be"),

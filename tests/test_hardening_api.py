@@ -7,16 +7,29 @@ store; users are removed and demoted with the `nebula` CLI, as an admin would.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import json
+import re
+import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from nebula.identity import accounts
 from nebula.identity.sessions import Sessions
 from nebula.store import Store
 from test_api_auth import KEY, PASSWORD, Api, login, serving
+from test_daemon_api import JSON, TOKEN, WEBHOOK_SECRET, free_port, short_dir
 from test_identity import cli_env, run  # noqa: F401 (the fixture, used by name)
 
 CACHE = 0.5  # how long the daemon trusts a verified bearer in these tests
@@ -112,3 +125,275 @@ def test_a_token_without_a_user_id_is_refused(tmp_path: Path) -> None:
         old = jwt.encode({**claims, "iat": now, "exp": now + 600}, KEY, algorithm="HS256")
         with api.tcp(old) as client:
             assert client.get("/api/v1/status").status_code == 401
+
+
+# -- requests: a nebulad-like process serving the API -----------------------------------------------
+
+# A separate process, as nebulad is, so its memory can be measured. Its control is the tests'
+# FakeControl, except that sync ids are looked up in a real store (as nebulad does).
+SERVER = """
+import sys, threading
+sys.path.insert(0, sys.argv[1])
+from test_daemon_api import TOKEN, FakeControl
+from nebula.daemon.api import create_app
+from nebula.daemon.server import serve
+from nebula.store import Store
+
+class Control(FakeControl):
+    def __init__(self, store):
+        super().__init__()
+        self.store = store
+        self.auto_run = True
+
+    def sync(self, sync_id):
+        return self.store.sync(sync_id)
+
+control = Control(Store(f"sqlite:///{sys.argv[4]}/nebula.db"))
+stop, ready = threading.Event(), threading.Event()
+threading.Thread(target=lambda: ready.wait() and print("ready", flush=True), daemon=True).start()
+serve(
+    create_app(control, token=None, tcp=False),
+    sys.argv[3],
+    app_tcp=create_app(control, token=TOKEN, tcp=True, rate_limit=None, body_timeout=2.0),
+    tcp_listen=f"127.0.0.1:{sys.argv[2]}",
+    stop=stop,
+    ready=ready,
+    header_timeout=HEADER_TIMEOUT,
+    max_connections=MAX_CONNECTIONS,
+)
+"""
+HEADER_TIMEOUT = 2.0
+MAX_CONNECTIONS = 16
+MB = 2**20
+
+
+@dataclass
+class Nebulad:
+    process: subprocess.Popen[str]
+    port: int
+
+    def client(self) -> httpx.Client:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.port}", headers=auth, timeout=10)
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=10)
+
+    def rss(self) -> int:
+        """Resident memory in bytes."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) * 1024  # type: ignore[index]
+
+
+@pytest.fixture
+def nebulad(tmp_path: Path) -> Iterator[Nebulad]:
+    port = free_port()
+    script = SERVER.replace("HEADER_TIMEOUT", repr(HEADER_TIMEOUT)).replace(
+        "MAX_CONNECTIONS", str(MAX_CONNECTIONS)
+    )
+    with short_dir() as root:
+        tests = str(Path(__file__).parent)
+        args = [sys.executable, "-c", script, tests, str(port), str(root / "s.sock"), tmp_path]
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        try:
+            assert process.stdout is not None and process.stdout.readline() == "ready\n"
+            yield Nebulad(process, port)
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+def signed_push(body: bytes, delivery: str | None = None) -> dict[str, str]:
+    digest = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": f"sha256={digest}"}
+    if delivery:
+        headers["X-GitHub-Delivery"] = delivery
+    return {**headers, "Content-Type": "application/json"}
+
+
+def push_body(after: str) -> bytes:
+    return json.dumps({"ref": "refs/heads/main", "after": after * 20}).encode()
+
+
+def test_bodies_that_are_not_json_are_refused_with_415(nebulad: Nebulad) -> None:
+    with nebulad.client() as client:
+        refused = [
+            client.post("/api/v1/suspend", content=b"x=1", headers={"Content-Type": kind})
+            for kind in ("text/plain", "application/x-www-form-urlencoded")
+        ]
+        refused.append(client.post("/api/v1/suspend", files={"x": ("x.txt", b"1")}))
+        refused.append(client.post("/api/v1/rollback", content=b'{"commit": "abc"}'))
+        for response in refused:
+            assert response.status_code == 415, response.text
+            assert "send the request body as JSON" in response.json()["error"]
+        assert "not a text/plain body" in refused[0].json()["error"]
+        assert client.get("/api/v1/status").json()["suspended"] is False
+        # JSON (or no body at all) goes through.
+        assert client.post("/api/v1/suspend").status_code == 200
+        resumed = client.post(
+            "/api/v1/resume", json={}, headers={"Content-Type": "application/json; charset=utf-8"}
+        )
+        assert resumed.status_code == 200
+
+
+def nested(levels: int) -> Any:
+    value: Any = "hook"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_nested_json_and_huge_numbers_are_400_and_huge_ids_404(nebulad: Nebulad) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    cases = {
+        deep: "nests deeper than 32 levels",
+        json.dumps({"trigger": nested(32)}).encode(): "nests deeper",
+        b'{"trigger": 1e999}': "the number 1e999 is out of range",
+        b'{"trigger": 123456789012345678901234567890}': "is out of range",
+        b'{"trigger": NaN}': "NaN is not a JSON number",
+        b'{"trigger": ' + b"9" * 5000 + b"}": "not JSON",
+    }
+    with nebulad.client() as client:
+        for body, message in cases.items():
+            response = client.post("/api/v1/sync", content=body, headers=JSON)
+            assert response.status_code == 400, (body[:40], response.text)
+            assert message in response.json()["error"]
+        for path in ("/api/v1/syncs/99999999999999999999999", "/api/v1/syncs/9223372036854775808"):
+            found = client.get(path)
+            assert found.status_code == 404, found.text
+            assert found.json() == {"error": f"no sync {path.rsplit('/', 1)[1]}"}
+            assert client.post(f"{path}/approve", json={}).status_code == 404
+        assert client.get("/api/v1/syncs/9223372036854775807").status_code == 404
+    assert nebulad.process.poll() is None
+
+
+def test_a_replayed_webhook_delivery_is_accepted_once(nebulad: Nebulad) -> None:
+    body = push_body("ab")
+    with nebulad.client() as client:
+        statuses = [
+            client.post("/api/v1/webhook", content=body, headers=signed_push(body, "d-1"))
+            for _ in range(5)
+        ]
+        assert [r.status_code for r in statuses] == [202, 409, 409, 409, 409]
+        assert "received already" in statuses[1].json()["error"]
+        # The signature covers the body only: a fresh delivery id does not make it new.
+        fresh_id = client.post("/api/v1/webhook", content=body, headers=signed_push(body, "d-2"))
+        assert fresh_id.status_code == 409
+        # A delivery refused (bad signature) is not remembered: the real one still counts.
+        other = push_body("cd")
+        forged = {**signed_push(other, "d-3"), "X-Hub-Signature-256": "sha256=" + "0" * 64}
+        assert client.post("/api/v1/webhook", content=other, headers=forged).status_code == 401
+        real = client.post("/api/v1/webhook", content=other, headers=signed_push(other, "d-3"))
+        assert real.status_code == 202
+        time.sleep(0.5)  # the fake daemon records each sync it was asked for
+        syncs = client.get("/api/v1/syncs").json()["syncs"]
+        assert [s["trigger"] for s in syncs].count("webhook") == 2
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """What the server sends until it closes the connection."""
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
+def test_webhook_bodies_are_refused_before_they_are_read(nebulad: Nebulad) -> None:
+    """40 unsigned 24 MB bodies at once: each is refused from its headers, before the body is
+    sent, and the server's memory stays where it was."""
+    with nebulad.client() as client:  # warm up: the first requests load what they need
+        client.post("/api/v1/webhook", content=b"{}", headers=signed_push(b"{}", "warm"))
+    before = nebulad.rss()
+    unsigned = (
+        b"POST /api/v1/webhook HTTP/1.1\r\nHost: nebulad\r\nX-GitHub-Event: push\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (24 * MB)
+    )
+    connections = [nebulad.connect() for _ in range(12)]
+    for sock in connections:
+        sock.sendall(unsigned)  # the headers only: the answer must not wait for the body
+    for sock in connections:
+        answer = read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+        assert b"missing signature" in answer
+        sock.close()
+
+    # A signed-looking body is read, up to its limit: declared too big, refused at once ...
+    signed = unsigned.replace(
+        b"X-GitHub-Event", b"X-Hub-Signature-256: sha256=00\r\nX-GitHub-Event"
+    )
+    with nebulad.connect() as sock:
+        sock.sendall(signed)
+        answer = read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert b"over 5 MB" in answer
+    # ... or streamed without a length: refused once past it, the rest never read.
+    chunked = signed.replace(b"Content-Length: %d" % (24 * MB), b"Transfer-Encoding: chunked")
+    chunk = b"%x\r\n%s\r\n" % (MB, b"x" * MB)
+    with nebulad.connect() as sock:
+        sock.sendall(chunked)
+        with contextlib.suppress(OSError):  # the server hangs up while more is sent
+            for _ in range(24):
+                sock.sendall(chunk)
+        answer = read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+    # Unsigned bodies sent whole, 40 at once (the server may hang up before each is sent).
+    def send(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.sendall(unsigned + b"x" * (24 * MB))
+
+    flood = [nebulad.connect() for _ in range(40)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(send, flood))
+    for sock in flood:
+        sock.close()
+    assert nebulad.rss() - before < 50 * MB, (before, nebulad.rss())
+    with nebulad.client() as client:
+        assert client.get("/api/v1/status").status_code == 200
+
+
+# -- connections ------------------------------------------------------------------------------------
+
+
+def test_a_connection_that_never_finishes_its_headers_is_closed(nebulad: Nebulad) -> None:
+    with nebulad.connect() as silent, nebulad.connect() as trickling:
+        started = time.monotonic()
+        trickling.sendall(b"GET /api/v1/status HTTP/1.1\r\n")
+        trickling.settimeout(0.2)
+        closed = False
+        while not closed and time.monotonic() - started < HEADER_TIMEOUT + 3:
+            with contextlib.suppress(TimeoutError):
+                closed = trickling.recv(1024) == b""
+            with contextlib.suppress(OSError):
+                trickling.sendall(b"X")  # a byte at a time keeps no connection open
+        assert closed
+        assert silent.recv(1024) == b""  # the silent one was closed as well
+        assert time.monotonic() - started < HEADER_TIMEOUT + 3
+
+
+def test_a_body_that_never_arrives_gets_408(nebulad: Nebulad) -> None:
+    with nebulad.connect() as sock:
+        sock.sendall(
+            b"POST /api/v1/sync HTTP/1.1\r\nHost: nebulad\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 100\r\n\r\n{"
+        )
+        started = time.monotonic()
+        answer = read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"did not arrive within 2 s" in answer
+        assert time.monotonic() - started < 5
+
+
+def test_connections_beyond_the_limit_are_closed_at_once(nebulad: Nebulad) -> None:
+    held = [nebulad.connect() for _ in range(MAX_CONNECTIONS)]
+    time.sleep(0.3)  # the server has accepted them all
+    with nebulad.connect() as extra:
+        extra.settimeout(1.0)
+        assert extra.recv(1024) == b""  # closed without a word
+    for sock in held[:4]:
+        sock.close()
+    time.sleep(0.3)
+    with nebulad.client() as client:
+        assert client.get("/api/v1/status").status_code == 200
+    for sock in held[4:]:
+        sock.close()

@@ -13,7 +13,8 @@ Routes (JSON in and out; every error is `{"error": message}`, never HTML):
     POST /api/v1/rollback               body {"commit": "..."}; {"pinned_commit": full sha}
     GET  /api/v1/resources/domains      {"domains": [...]}: zones, record counts, ssl, last error
     GET  /api/v1/resources/domains/{d}/dns  {"domain": ..., "records": [...]} (d: id or zone)
-    POST /api/v1/webhook                a signed push: 202 queued, 200 ping, 401/400/403 refused
+    POST /api/v1/webhook                a signed push: 202 queued, 200 ping, 401/400/403 refused,
+                                        409 a delivery already received (nothing is done)
     GET  /api/v1/events                 server-sent events: `event: KIND` + `data: JSON`
     GET  /api/v1/marketplace/packages?q=TERM&category=C   {"packages": [...]}, best match first
     GET  /api/v1/marketplace/packages/{name}   versions, variables, requirements; 404
@@ -42,6 +43,14 @@ Records are dataclasses, serialised with `dataclasses.asdict`; datetimes become 
 strings. `ControlError` maps to 404 (not_found), 409 (conflict) or 400 (invalid); any other
 `NebulaError` to 500 with its message; anything else to 500 with a pointer to the daemon's log.
 
+Request bodies: a body sent to any route but the webhook must be JSON (`Content-Type:
+application/json`), else 415 — so a browser's cross-site form post gets nowhere. It is read
+by `daemon.jsonbody` (400 for bad JSON, nesting deeper than 32 levels, numbers out of range), at
+most `MAX_BODY` (1 MB; 413) within `BODY_TIMEOUT` (30 s; 408). A webhook without a known
+sender or a signature is refused from its headers, before its body is read; a signed one may
+be `MAX_WEBHOOK_BODY` (5 MB; a bigger push is refused, and the next poll syncs it). A replayed
+delivery (same delivery id, or same body) is answered 409 and does nothing.
+
 Control calls may block (store, Docker, git), so each runs in Starlette's thread pool. The
 event stream reads `control.subscribe()` on a thread of its own per client and sends a
 comment line every `heartbeat` seconds (15 by default), so proxies keep the stream open and
@@ -59,24 +68,27 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping
 from datetime import date, datetime
 from pathlib import PurePath
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nebula.daemon.audit import AuditRequests, AuditTrail
 from nebula.daemon.auth import PUBLIC, Authenticate, GuardedRoute, principal_of, route
 from nebula.daemon.auth_api import auth_routes
 from nebula.daemon.control import ControlError, DaemonControl, Event
-from nebula.daemon.webhook import WebhookError
+from nebula.daemon.jsonbody import BodyError, loads
+from nebula.daemon.webhook import Deliveries, WebhookError, precheck
 from nebula.errors import NebulaError
 from nebula.identity.principal import Role
 from nebula.identity.ratelimit import RateLimit, RateLimiter
@@ -88,7 +100,11 @@ PREFIX = "/api/v1"
 MARKET = f"{PREFIX}/marketplace"
 WEBHOOK_PATH = f"{PREFIX}/webhook"
 HEARTBEAT_SECONDS = 15.0
-MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
+MAX_BODY = 2**20  # a JSON request body; the API's own are a few hundred bytes
+MAX_WEBHOOK_BODY = 5 * 2**20  # a signed push payload
+BODY_TIMEOUT = 30.0  # seconds a request's whole body may take to arrive
+MAX_ID = 2**63 - 1  # the largest id the store can hold
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 API_TRIGGERS = frozenset({"manual", "hook"})  # webhooks come through /webhook, verified
 _CONTROL_STATUS = {"not_found": 404, "conflict": 409, "invalid": 400}
 # Per client address and per credential, on TCP: a dashboard polling every second is far below.
@@ -104,9 +120,11 @@ def create_app(
     sessions: Sessions | None = None,
     rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
     audit: AuditTrail | None = None,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> Starlette:
     """The API over `control`. On `tcp`, callers need a bearer token: the static `token`, or one
     `sessions` accepts (access tokens, API keys, service tokens); without either it fails closed.
+    A request's body must arrive within `body_timeout` seconds.
     """
     if tcp and not token and sessions is None:
         raise NebulaError(
@@ -162,6 +180,7 @@ def create_app(
             **limiters,
         ),
         *([Middleware(AuditRequests, trail=audit)] if audit else []),
+        Middleware(JsonOnly, exempt=[WEBHOOK_PATH]),
     ]
     app = Starlette(
         routes=routes,
@@ -174,6 +193,7 @@ def create_app(
         },
     )
     app.state.closing = threading.Event()
+    app.state.body_timeout = body_timeout
     return app
 
 
@@ -181,6 +201,7 @@ class _Api:
     def __init__(self, control: DaemonControl, heartbeat: float) -> None:
         self.control = control
         self.heartbeat = heartbeat
+        self.deliveries = Deliveries()
 
     async def status(self, request: Request) -> Response:
         return _json(await run_in_threadpool(self.control.status))
@@ -200,14 +221,14 @@ class _Api:
         return _json({"syncs": await run_in_threadpool(self.control.syncs, limit)})
 
     async def sync(self, request: Request) -> Response:
-        sync_id: int = request.path_params["sync_id"]
+        sync_id = _sync_id(request)
         record = await run_in_threadpool(self.control.sync, sync_id)
         if record is None:
             raise ControlError("not_found", f"no sync {sync_id}")
         return _json(record)
 
     async def approve(self, request: Request) -> Response:
-        sync_id: int = request.path_params["sync_id"]
+        sync_id = _sync_id(request)
         return _json(await run_in_threadpool(self.control.approve, sync_id))
 
     async def request_sync(self, request: Request) -> Response:
@@ -257,15 +278,24 @@ class _Api:
         return _json({"pinned_commit": sha})
 
     async def webhook(self, request: Request) -> Response:
-        body = await _read_body(request)
         headers = dict(request.headers.items())
+        try:
+            precheck(headers)  # unsigned: refused before a byte of the body is read
+        except WebhookError as exc:
+            return _webhook_refused(request, exc, _CLOSE)
+        body = await _read_body(request, MAX_WEBHOOK_BODY)
+        claimed = self.deliveries.claim(headers, body)
+        if claimed is None:
+            error = "this delivery was received already (same delivery id or payload): ignored"
+            return _json({"error": error}, status=409)
+        queued = False
         try:
             queued = await run_in_threadpool(self.control.webhook, headers, body)
         except WebhookError as exc:
-            # The reason never carries the secret or a digest (see daemon.webhook).
-            client = request.client.host if request.client else "unix socket"
-            log.warning("webhook refused (%s) from %s", exc.reason, client)
-            return _json({"error": exc.reason}, status=exc.status)
+            return _webhook_refused(request, exc)
+        finally:
+            if not queued:  # refused, or nothing to do: a retry is not a replay
+                self.deliveries.release(claimed)
         if queued:
             return _json({"queued": True}, status=202)
         return _json({"queued": False})
@@ -364,6 +394,62 @@ async def _metrics(request: Request) -> Response:
     return Response(payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+class JsonOnly:
+    """Refuses (415) a request whose body is not JSON, on every route but those `exempt` (the
+    webhook: its senders choose the format, its signature guards it). A body with no
+    Content-Type is refused too: a browser sends a Blob's that way, cross-site, unasked.
+    """
+
+    def __init__(self, app: ASGIApp, *, exempt: Collection[str]) -> None:
+        self.app = app
+        self.exempt = frozenset(exempt)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in _BODY_METHODS
+            and scope["path"] not in self.exempt
+        ):
+            headers = Headers(scope=scope)
+            kind = headers.get("content-type")
+            body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+            if (kind is None and body) or (kind is not None and not _is_json(kind)):
+                sent = (
+                    f"a {kind.partition(';')[0]} body" if kind else "a body without a Content-Type"
+                )
+                error = (
+                    f"send the request body as JSON (Content-Type: application/json), not {sent}"
+                )
+                response = _json({"error": error}, status=415, headers=_CLOSE)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _sync_id(request: Request) -> int:
+    """The path's sync id; one beyond what the store holds names no sync (404)."""
+    sync_id: int = request.path_params["sync_id"]
+    if sync_id > MAX_ID:
+        raise ControlError("not_found", f"no sync {sync_id}")
+    return sync_id
+
+
+def _webhook_refused(
+    request: Request, exc: WebhookError, headers: Mapping[str, str] | None = None
+) -> Response:
+    # The reason never carries the secret or a digest (see daemon.webhook).
+    client = request.client.host if request.client else "unix socket"
+    log.warning("webhook refused (%s) from %s", exc.reason, client)
+    return _json({"error": exc.reason}, status=exc.status, headers=headers)
+
+
 def _actor(request: Request) -> str:
     """Who asks, as commits and the audit log name them."""
     principal = principal_of(request)
@@ -372,30 +458,39 @@ def _actor(request: Request) -> str:
 
 async def _json_body(request: Request) -> dict[str, Any]:
     """The request's JSON object; an empty body is `{}`."""
-    raw = await _read_body(request)
+    raw = await _read_body(request, MAX_BODY)
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ControlError("invalid", "the request body is not JSON") from None
+        body = loads(raw)
+    except BodyError as exc:
+        raise ControlError("invalid", str(exc)) from None
     if not isinstance(body, dict):
         raise ControlError("invalid", "the request body must be a JSON object")
     return body
 
 
-async def _read_body(request: Request) -> bytes:
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) past `limit` bytes before more is read, and (408) when it has
+    not arrived within the app's `body_timeout`. Either ends the connection: the rest is never
+    read.
+    """
+    too_big = HTTPException(413, f"the request body is over {limit // 2**20} MB", _CLOSE)
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        raise HTTPException(413, f"the request body is over {MAX_BODY // 2**20} MB")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise HTTPException(413, f"the request body is over {MAX_BODY // 2**20} MB")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise too_big
+    timeout: float = request.app.state.body_timeout
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise too_big
+    except TimeoutError:
+        message = f"the request body did not arrive within {timeout:g} s"
+        raise HTTPException(408, message, _CLOSE) from None
+    return bytes(body)
 
 
 def _http_error(request: Request, exc: Exception) -> Response:
@@ -441,6 +536,9 @@ def jsonable(value: Any) -> Any:
 
 def _dumps(value: Any) -> str:
     return json.dumps(jsonable(value), separators=(",", ":"), default=str)
+
+
+_CLOSE = {"Connection": "close"}  # for an answer given before the whole request was read
 
 
 def _json(value: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:

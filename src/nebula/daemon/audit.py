@@ -15,7 +15,6 @@ the masking cannot know (an install's `values`), only the body's field names are
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nebula.daemon.jsonbody import BodyError, loads
 from nebula.errors import NebulaError
 from nebula.identity.principal import SCOPE_KEY, Principal
 from nebula.store import Store
@@ -170,8 +170,8 @@ def _detail(scope: Scope, status: int, body: bytes, size: int, *, known: bool) -
     if not body.strip():
         return detail
     try:
-        parsed = json.loads(body) if size <= MAX_RECORDED_BODY else None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        parsed = loads(body) if size <= MAX_RECORDED_BODY else None
+    except BodyError:
         parsed = None
     if known and parsed is not None:
         detail["body"] = parsed

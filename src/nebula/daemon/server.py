@@ -19,6 +19,14 @@ daemon decides what SIGTERM means); uvicorn logs warnings only and no access log
 prompt: open event streams are ended (`app.state.closing`), and any request still running
 after `GRACE_SECONDS` is cancelled.
 
+Slow or idle clients cannot pile up: a request's headers must arrive within `HEADER_TIMEOUT`
+of the connection opening (or of the previous response), else the connection is closed, and
+each listener holds at most `MAX_CONNECTIONS` connections; one more is closed at once. (uvicorn
+alone closes only idle keep-alive connections, and any byte restarts that clock; its
+`limit_concurrency` answers 503 once headers have arrived, so a connection that never sends
+them holds its file descriptor forever.) The body's own deadline is the app's
+(`daemon.api.BODY_TIMEOUT`).
+
 Import-light (uvicorn loads inside `serve`): the CLI imports `default_socket_path` from here.
 """
 
@@ -31,6 +39,8 @@ import os
 import socket
 import stat
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +55,8 @@ log = logging.getLogger("nebula.daemon.server")
 
 SOCKET_NAME = "nebulad.sock"
 GRACE_SECONDS = 3
+HEADER_TIMEOUT = 10.0
+MAX_CONNECTIONS = 512
 _UNIX_PATH_MAX = 107  # sun_path is 108 bytes on Linux, with the trailing NUL
 
 
@@ -66,11 +78,14 @@ def serve(
     stop: threading.Event,
     ready: threading.Event | None = None,
     log_level: str = "warning",
+    header_timeout: float = HEADER_TIMEOUT,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> None:
     """Serve `app_unix` on the socket (and `app_tcp` on `tcp_listen`) until `stop` is set.
 
     `ready` is set once every listener accepts connections. Raises `ServerError` when a
     socket cannot be bound; the unix socket is already private when this returns or raises.
+    `header_timeout` and `max_connections` bound each listener's clients (module docstring).
     """
     if tcp_listen and app_tcp is None:
         raise ServerError("tcp_listen given without an app to serve on it")
@@ -81,7 +96,8 @@ def serve(
     try:
         if tcp_listen and app_tcp is not None:
             listeners.append((app_tcp, bind_tcp(tcp_listen)))
-        asyncio.run(_serve_all(listeners, stop, ready, log_level))
+        limits = _Limits(header_timeout, max_connections)
+        asyncio.run(_serve_all(listeners, stop, ready, log_level, limits))
     finally:
         for _, sock in listeners:
             sock.close()
@@ -165,11 +181,29 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
+@dataclass
+class _Limits:
+    header_timeout: float
+    max_connections: int
+    warned_at: float = float("-inf")
+
+    def warn_full(self) -> None:
+        """Log refused connections once a minute, not each one (a flood would flood the log)."""
+        now = time.monotonic()
+        if now - self.warned_at >= 60:
+            self.warned_at = now
+            log.warning(
+                "refusing connections: %d are open on a listener, the most allowed",
+                self.max_connections,
+            )
+
+
 async def _serve_all(
     listeners: list[tuple[Starlette, socket.socket]],
     stop: threading.Event,
     ready: threading.Event | None,
     log_level: str,
+    limits: _Limits,
 ) -> None:
     import uvicorn
 
@@ -187,11 +221,57 @@ async def _serve_all(
 
     from nebula.daemon.peer import PEER_KEY, peer_credentials
 
-    class _PeerProtocol(H11Protocol):
+    class _BoundedProtocol(H11Protocol):
+        """HTTP/1.1 with a deadline for each request's headers, and a cap on connections."""
+
+        deadline: asyncio.TimerHandle | None = None
+        waiting_after: object = None  # the request cycle that was current when the clock started
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > limits.max_connections:
+                limits.warn_full()
+                transport.close()
+                return
+            self._start_clock()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.cycle is not self.waiting_after:  # a new request's headers are in
+                self._stop_clock()
+
+        def on_response_complete(self) -> None:
+            self._start_clock()  # for the next request on this connection
+            super().on_response_complete()  # may take a pipelined request's headers
+            if self.transport.is_closing() or self.cycle is not self.waiting_after:
+                self._stop_clock()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_clock()
+            super().connection_lost(exc)
+
+        def _start_clock(self) -> None:
+            self._stop_clock()
+            self.waiting_after = self.cycle
+            self.deadline = self.loop.call_later(limits.header_timeout, self._too_slow)
+
+        def _stop_clock(self) -> None:
+            if self.deadline is not None:
+                self.deadline.cancel()
+                self.deadline = None
+
+        def _too_slow(self) -> None:
+            self.deadline = None
+            if self.cycle is self.waiting_after:
+                self.transport.close()
+
+    class _PeerProtocol(_BoundedProtocol):
         """HTTP on the unix socket: every request of a connection knows its peer."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            if transport.is_closing():
+                return
             peer = peer_credentials(transport.get_extra_info("socket"))
             app = self.app
 
@@ -205,7 +285,7 @@ async def _serve_all(
     for app, sock in listeners:
         config = uvicorn.Config(
             app,
-            http=_PeerProtocol if sock.family == socket.AF_UNIX else "auto",
+            http=_PeerProtocol if sock.family == socket.AF_UNIX else _BoundedProtocol,
             lifespan="off",
             log_config=None,
             log_level=log_level,

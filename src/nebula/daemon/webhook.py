@@ -17,6 +17,10 @@ How each sender proves itself (every comparison is constant-time):
 - GitLab: `X-Gitlab-Token` carries the secret itself; `X-Gitlab-Event: Push Hook`.
 The signature covers the exact bytes received: pass the body before any decoding. A sender
 without a secret configured is refused, and no message ever contains the secret or a digest.
+
+`precheck(headers)` refuses a request without a known sender or without a signature (or GitLab
+token) before its body is read: an unsigned body costs nothing. `Deliveries` remembers the
+deliveries accepted lately, so a replay of one is noticed and ignored.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -42,6 +48,13 @@ _SIGNATURE_HEADERS: dict[str, tuple[str, ...]] = {
     "github": (_HUB,),
     "gitea": ("X-Gitea-Signature", _HUB),
     "forgejo": ("X-Forgejo-Signature", "X-Gitea-Signature", _HUB),
+}
+# Which header names a delivery (a redelivery keeps it), in the order tried.
+_DELIVERY_HEADERS: dict[str, tuple[str, ...]] = {
+    "github": ("x-github-delivery",),
+    "gitea": ("x-gitea-delivery", "x-github-delivery"),
+    "forgejo": ("x-forgejo-delivery", "x-gitea-delivery", "x-github-delivery"),
+    "gitlab": ("idempotency-key", "x-gitlab-event-uuid"),
 }
 
 
@@ -65,6 +78,56 @@ class PushEvent:
     pusher: str | None
 
 
+def precheck(headers: Mapping[str, str]) -> None:
+    """Refuse, from its headers alone, a request no secret could verify: no known sender, or
+    no signature or token. Raises `WebhookError` as `verify_and_parse` would.
+    """
+    h = {name.lower(): value for name, value in headers.items()}
+    _proof(h, _sender(h))
+
+
+class Deliveries:
+    """The deliveries accepted lately, by delivery id and by body digest (the signature covers
+    only the body, so a replay may come with a fresh id); the newest `size` are kept.
+
+        keys = deliveries.claim(headers, body)   # None: a replay, do nothing
+        ... verify and act; on a refusal, or when nothing was done: deliveries.release(keys)
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def claim(self, headers: Mapping[str, str], body: bytes) -> list[str] | None:
+        """Remember this delivery and return its keys; None when it was seen already."""
+        keys = _delivery_keys(headers, body)
+        with self._lock:
+            if any(key in self._seen for key in keys):
+                return None
+            for key in keys:
+                self._seen[key] = None
+            while len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+        return keys
+
+    def release(self, keys: list[str]) -> None:
+        """Forget a claimed delivery: it was refused, or did nothing, so a retry may come."""
+        with self._lock:
+            for key in keys:
+                self._seen.pop(key, None)
+
+
+def _delivery_keys(headers: Mapping[str, str], body: bytes) -> list[str]:
+    h = {name.lower(): value for name, value in headers.items()}
+    provider = _sender(h)
+    keys = [f"body:{_event(h, provider)}:{hashlib.sha256(body).hexdigest()}"]
+    delivery = next((h[n].strip() for n in _DELIVERY_HEADERS[provider] if h.get(n)), None)
+    if delivery:
+        keys.append(f"{provider}:{delivery}")
+    return keys
+
+
 def verify_and_parse(headers: Mapping[str, str], body: bytes, secret: str) -> PushEvent | None:
     """Verify a webhook request and return its push, or None for a valid non-push event (ping).
 
@@ -77,11 +140,9 @@ def verify_and_parse(headers: Mapping[str, str], body: bytes, secret: str) -> Pu
     provider = _sender(h)
     if provider == "gitlab":
         _check_token(h, secret)
-        event = h.get("x-gitlab-event", "")
     else:
         _check_signature(h, body, secret, provider)
-        names = (f"x-{provider}-event", "x-gitea-event", "x-github-event")
-        event = next((h[n] for n in names if n in h), "")
+    event = _event(h, provider)
     if provider != "gitlab" and event != "push":
         return None  # ping, and every event that is not a push: accepted, nothing to sync
     payload = _payload(h, body)
@@ -106,20 +167,37 @@ def _sender(h: Mapping[str, str]) -> Provider:
     )
 
 
-def _check_token(h: Mapping[str, str], secret: str) -> None:
-    token = h.get("x-gitlab-token")
-    if token is None:
-        raise WebhookError("missing X-Gitlab-Token: set the webhook's secret token in GitLab")
-    if not hmac.compare_digest(token.encode(), secret.encode()):
-        raise WebhookError("bad X-Gitlab-Token: it does not match the configured secret")
+def _event(h: Mapping[str, str], provider: Provider) -> str:
+    names = (
+        ("x-gitlab-event",)
+        if provider == "gitlab"
+        else (f"x-{provider}-event", "x-gitea-event", "x-github-event")
+    )
+    return next((h[n] for n in names if n in h), "")
 
 
-def _check_signature(h: Mapping[str, str], body: bytes, secret: str, provider: str) -> None:
+def _proof(h: Mapping[str, str], provider: Provider) -> str:
+    """The header that proves the sender: GitLab's token, or the first signature header."""
+    if provider == "gitlab":
+        if "x-gitlab-token" not in h:
+            raise WebhookError("missing X-Gitlab-Token: set the webhook's secret token in GitLab")
+        return "X-Gitlab-Token"
     names = _SIGNATURE_HEADERS[provider]
     name = next((n for n in names if n.lower() in h), None)
     if name is None:
         wanted = " or ".join(names)
         raise WebhookError(f"missing signature: no {wanted} header (set the webhook's secret)")
+    return name
+
+
+def _check_token(h: Mapping[str, str], secret: str) -> None:
+    token = h[_proof(h, "gitlab").lower()]
+    if not hmac.compare_digest(token.encode(), secret.encode()):
+        raise WebhookError("bad X-Gitlab-Token: it does not match the configured secret")
+
+
+def _check_signature(h: Mapping[str, str], body: bytes, secret: str, provider: Provider) -> None:
+    name = _proof(h, provider)
     given = h[name.lower()].strip()
     if name == _HUB:
         if not given.startswith("sha256="):
@@ -139,7 +217,7 @@ def _payload(h: Mapping[str, str], body: bytes) -> dict[str, Any]:
         if h.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             text = parse_qs(text).get("payload", [""])[0]
         payload = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep, huge numbers
         raise WebhookError("malformed payload: the body is not JSON", 400) from None
     if not isinstance(payload, dict):
         raise WebhookError("malformed payload: the JSON is not an object", 400)
