@@ -62,7 +62,8 @@ class DockerProvider:
         self._api: docker.APIClient | None = None
         self._timeout = timeout
         self._watcher: _EventWatcher | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the event watcher
+        self._api_lock = threading.Lock()  # one client, even when threads ask for it at once
         self._images: set[str] = set()
         self._removed: deque[str] = deque(maxlen=1024)  # containers this process removed
         self._reader: EngineReader | None = None
@@ -72,14 +73,15 @@ class DockerProvider:
     @property
     def api(self) -> docker.APIClient:
         """The client, connected on first use (asking the engine which API version it speaks)."""
-        if self._api is None:
-            import docker
+        with self._api_lock:
+            if self._api is None:
+                import docker
 
-            with self._call(f"Docker Engine at {self.base_url}"):
-                self._api = docker.APIClient(
-                    base_url=self.base_url, version="auto", timeout=int(self._timeout)
-                )
-        return self._api
+                with self._call(f"Docker Engine at {self.base_url}"):
+                    self._api = docker.APIClient(
+                        base_url=self.base_url, version="auto", timeout=int(self._timeout)
+                    )
+            return self._api
 
     def close(self) -> None:
         if self._watcher is not None:

@@ -4,6 +4,11 @@ Planning an unchanged homelab is three list requests. Importing the docker SDK (
 under it) costs more than those requests and everything else a no-op plan does, so reads on
 `unix://` and plain `tcp://` engines go through `http.client` here; the SDK is imported only when
 something is to be changed, and serves every other kind of endpoint (TLS, ssh).
+
+An `http.client` connection carries one request at a time, and the daemon reads from many
+threads at once (API requests, health checks, the sync), so each request borrows a kept-alive
+connection from a small pool and gives it back once its response is read: a thread never reads
+another's response.
 """
 
 from __future__ import annotations
@@ -11,10 +16,13 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from nebula.errors import ProviderError
+
+_KEEP_IDLE = 8  # kept-alive connections kept for reuse; more readers at once get their own
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -29,15 +37,14 @@ class _UnixConnection(http.client.HTTPConnection):
 
 
 class EngineReader:
-    """GETs JSON from the engine over one kept-alive connection."""
+    """GETs JSON from the engine over kept-alive connections, one per request in flight."""
 
     def __init__(self, base_url: str, timeout: float) -> None:
         self.base_url = base_url
-        parts = urlsplit(base_url)
-        if parts.scheme == "unix":
-            self._connection: http.client.HTTPConnection = _UnixConnection(parts.path, timeout)
-        else:
-            self._connection = http.client.HTTPConnection(parts.netloc, timeout=timeout)
+        self._timeout = timeout
+        self._parts = urlsplit(base_url)
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
 
     @staticmethod
     def supports(base_url: str, environ: dict[str, str]) -> bool:
@@ -49,24 +56,26 @@ class EngineReader:
     def get(self, path: str, filters: dict[str, list[str]] | None = None) -> Any:
         if filters:
             path += ("&" if "?" in path else "?") + "filters=" + quote(json.dumps(filters))
+        connection = self._borrow()
         try:
             try:
-                response, body = self._request(path)
+                response, body = _request(connection, path)
             except (OSError, http.client.HTTPException):
                 # a kept-alive connection the engine closed (it restarted): once more, afresh
-                self._connection.close()
-                response, body = self._request(path)
+                connection.close()
+                response, body = _request(connection, path)
         except OSError as exc:
-            self._connection.close()
+            connection.close()
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise ProviderError(
                 f"Docker Engine at {self.base_url}", f"cannot connect ({reason})"
             ) from None
         except http.client.HTTPException as exc:
-            self._connection.close()
+            connection.close()
             raise ProviderError(
                 f"Docker Engine at {self.base_url}", f"bad response: {exc}"
             ) from None
+        self._give_back(connection)
         if response.status != 200:
             try:
                 message = json.loads(body).get("message", "")
@@ -77,10 +86,31 @@ class EngineReader:
             )
         return json.loads(body)
 
-    def _request(self, path: str) -> tuple[http.client.HTTPResponse, bytes]:
-        self._connection.request("GET", path)
-        response = self._connection.getresponse()
-        return response, response.read()
+    def _borrow(self) -> http.client.HTTPConnection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        if self._parts.scheme == "unix":
+            return _UnixConnection(self._parts.path, self._timeout)
+        return http.client.HTTPConnection(self._parts.netloc, timeout=self._timeout)
+
+    def _give_back(self, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if len(self._idle) < _KEEP_IDLE:
+                self._idle.append(connection)
+                return
+        connection.close()
 
     def close(self) -> None:
-        self._connection.close()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+
+def _request(
+    connection: http.client.HTTPConnection, path: str
+) -> tuple[http.client.HTTPResponse, bytes]:
+    connection.request("GET", path)
+    response = connection.getresponse()
+    return response, response.read()
