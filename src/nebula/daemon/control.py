@@ -7,7 +7,7 @@ implements them. Records are plain frozen dataclasses that serialise to JSON as 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -41,6 +41,7 @@ class DaemonStatus:
     pinned_commit: str | None  # set by rollback until resume
     last_sync: SyncRecord | None
     installations: int
+    faults: dict[str, str] = field(default_factory=dict)  # failing parts of the daemon now
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Event:
 
     - `sync_started`: id, commit, trigger
     - `progress`: id, installation, message (one step of an apply)
-    - `sync_finished`: id, status, errors
+    - `sync_finished`: id (None when the store could not record the sync), status, errors
     - `sync_held`: id, commit (waits for `approve`)
     - `suspended`, `resumed`: no data; `rollback`: commit
     - `health`: installation, check, status (healthy | unhealthy), previous (None at the first

@@ -5,6 +5,11 @@ Requests for a sync (a push, a poll, a webhook, a Docker event) only set a flag:
 during a sync coalesce into one next sync. A commit that does not load or validate is recorded
 as a failed sync and changes nothing: the last good desired state stays in force, and drift is
 corrected against it. A commit that would remove too many installations is held until approved.
+
+No exception ends a thread of the daemon (see `daemon.faults`). A sync that breaks (Docker gone,
+the store refusing writes on a full disk) is reported, answered on the event stream even when it
+cannot be recorded, and tried again after a pause that grows to the drift interval, so the
+daemon recovers by itself once the cause goes.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,7 @@ from nebula.daemon.config import DaemonConfig
 from nebula.daemon.control import ControlError, DaemonStatus, Event, SyncRecord, SyncTrigger
 from nebula.daemon.dns import DnsKeeper
 from nebula.daemon.events import EventBus
+from nebula.daemon.faults import Faults
 from nebula.daemon.gitsync import Commit, GitSource
 from nebula.daemon.health import HealthMonitor
 from nebula.daemon.marketplace import Marketplace
@@ -45,6 +51,7 @@ _DRIFT_ACTIONS = {"destroy", "die", "stop", "kill", "reconnect"}
 _FETCHING = {"start", "poll", "webhook", "hook", "watch", "manual", "rollback"}
 _EXPLICIT = {"manual", "hook", "webhook"}  # asked for by someone: always recorded
 _AUDITED_CHANGES = 500  # a sync's audit entry lists at most this many changes
+RETRY_FIRST = 2.0  # seconds until a sync that broke is tried again; doubled up to drift_interval
 
 
 @dataclass
@@ -64,7 +71,10 @@ class Daemon:
         self.provider = provider
         self.source = source  # None when following a local working folder (watch mode)
         self.bus = EventBus()
-        self.health = HealthMonitor(store, provider, self.bus)  # checks of the last good state
+        self.faults = Faults()
+        self.health = HealthMonitor(
+            store, provider, self.bus, self.faults
+        )  # checks of the last good state
         self.audit = AuditTrail(store)  # finished syncs here; API requests in daemon.api
         self._wake = threading.Condition()
         self._pending: set[str] = set()
@@ -75,6 +85,7 @@ class Daemon:
         self._vault_seen: dict[str, str] | None = None  # secret fingerprints at the last load
         self._reported = False  # whether the sync in progress already recorded a failure
         self._current: int | None = None  # the sync row begun and not yet finished
+        self._unfinished = False  # a sync row left "running" because the store refused its end
         self._held: tuple[str, int] | None = None  # commit, sync id waiting for approval
         self._approved: str | None = None
         self.proxy = ProxyKeeper(store, self.bus)
@@ -101,8 +112,10 @@ class Daemon:
             self._spawn(self._watch_folder, "watch")
         self.request_sync("start")
 
-    def _spawn(self, target: Any, name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(
+            target=self.faults.keep_running, args=(name, target, self._stop), name=name, daemon=True
+        )
         thread.start()
         self._threads.append(thread)
 
@@ -147,22 +160,42 @@ class Daemon:
     # -- the worker ------------------------------------------------------------------------
 
     def _work(self) -> None:
+        retry: set[str] = set()  # the triggers of a sync that broke, to serve again
+        pause = 0.0
         while True:
             with self._wake:
+                due = time.monotonic() + pause
                 while not self._pending and not self._stop.is_set():
-                    self._wake.wait()
+                    if retry and time.monotonic() >= due:
+                        break
+                    self._wake.wait(max(due - time.monotonic(), 0.0) if retry else None)
                 if self._stop.is_set():
                     return
-                triggers, self._pending = self._pending, set()
-            trigger = next((t for t in _ORDER if t in triggers), "drift")
-            try:
-                self._sync(trigger, fetch=bool(triggers & _FETCHING))
-            except NebulaError as exc:  # Docker or the store refused: recorded, retried later
-                log.warning("sync failed: %s", exc)
-                self._fail_sync(trigger, str(exc))
-            except Exception as exc:  # a sync never kills the daemon
-                log.exception("sync failed unexpectedly")
-                self._fail_sync(trigger, f"internal error: {exc!r}; see nebulad's log")
+                # a retry is no explicit request again: it records only what it changes
+                again = {"poll" if retry & _FETCHING else "drift"} if retry else set()
+                triggers, self._pending = self._pending | again, set()
+            if self._serve(triggers):
+                retry, pause = set(), 0.0
+            else:
+                retry = triggers
+                pause = min(max(pause * 2, RETRY_FIRST), self.config.drift_interval)
+
+    def _serve(self, triggers: set[str]) -> bool:
+        """Run one sync for `triggers`; False when it broke (it is then reported)."""
+        trigger = next((t for t in _ORDER if t in triggers), "drift")
+        try:
+            if self._unfinished:
+                self.store.interrupt_running_syncs(
+                    "failed: nebulad could not record the end of this sync; see its log"
+                )
+                self._unfinished = False
+            self._sync(trigger, fetch=bool(triggers & _FETCHING))
+        except Exception as exc:  # Docker or the store refused, or a bug: never the end
+            message = self.faults.report("sync", exc)
+            self._fail_sync(trigger, message)
+            return False
+        self.faults.clear("sync")
+        return True
 
     def _sync(self, trigger: str, *, fetch: bool) -> None:
         explicit = trigger in _EXPLICIT
@@ -347,14 +380,24 @@ class Daemon:
     # -- records and metrics ---------------------------------------------------------------
 
     def _fail_sync(self, trigger: str, message: str) -> None:
-        """Close the sync in progress as failed; a failed explicit request gets its own record."""
-        sync_id = self._current
-        if sync_id is None and trigger in _EXPLICIT:
-            sync_id = self._begin(None, trigger)
-        if sync_id is not None:
-            self._finish(sync_id, status="failed", errors=[message])
-            self.bus.publish("sync_finished", id=sync_id, status="failed", errors=[message])
+        """Close the sync in progress as failed; a failed explicit request gets its own record.
+        When the store refuses that too, the failure is still published, without an id."""
         metrics.SYNCS.labels(status="failed").inc()
+        sync_id = self._current
+        try:
+            if sync_id is None and trigger in _EXPLICIT:
+                sync_id = self._begin(None, trigger)
+            if sync_id is not None:
+                self._finish(sync_id, status="failed", errors=[message])
+        except Exception as exc:  # the store refuses writes too (a full disk)
+            self._unfinished = self._unfinished or sync_id is not None
+            self._current = None
+            log.error("cannot record the failed sync: %s", exc)
+            errors = [message, f"not recorded: {exc}"]
+            self.bus.publish("sync_finished", id=None, status="failed", errors=errors)
+            return
+        if sync_id is not None:
+            self.bus.publish("sync_finished", id=sync_id, status="failed", errors=[message])
 
     def _finish(self, sync_id: int, **outcome: Any) -> SyncRecord:
         self._current = None
@@ -442,6 +485,7 @@ class Daemon:
             pinned_commit=self._setting("pinned_commit"),
             last_sync=syncs[0] if syncs else None,
             installations=len(self.store.installations()),
+            faults=self.faults.current(),
         )
 
     def installations(self) -> list[dict[str, Any]]:

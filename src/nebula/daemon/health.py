@@ -5,7 +5,8 @@ worker threads (a slow check never delays the others; one check never runs twice
 Each result is stored (the latest per installation and check), exported as metrics, and a
 change of status (healthy ↔ unhealthy, or a first result) is published as a `health` event,
 which the remediation engine can act on. Installations being applied are skipped until their
-apply ends: apply itself waits for their health.
+apply ends: apply itself waits for their health. A check that cannot run or be recorded (the
+store full) is a fault of the `health` part (see `daemon.faults`) until one succeeds again.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 from nebula.daemon import metrics
 from nebula.daemon.events import EventBus
+from nebula.daemon.faults import Faults
 from nebula.engine.health import ProbeResult, probe
 from nebula.errors import NebulaError
 from nebula.providers.docker import DockerProvider
@@ -45,23 +47,36 @@ class _Scheduled:
 
 class HealthMonitor:
     def __init__(
-        self, store: Store, provider: DockerProvider, bus: EventBus, workers: int = 4
+        self,
+        store: Store,
+        provider: DockerProvider,
+        bus: EventBus,
+        faults: Faults | None = None,
+        workers: int = 4,
     ) -> None:
         self.store = store
         self.provider = provider
         self.bus = bus
+        self.faults = faults or Faults()
+        self._stop = threading.Event()
         self._checks: dict[Key, _Scheduled] = {}
         self._due: list[tuple[float, Key]] = []
         self._running: set[Key] = set()
         self._cond = threading.Condition()
         self._stopped = False
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="health")
-        self._thread = threading.Thread(target=self._run, name="health", daemon=True)
+        self._thread = threading.Thread(
+            target=self.faults.keep_running,
+            args=("health", self._run, self._stop),
+            name="health",
+            daemon=True,
+        )
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
+        self._stop.set()
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
@@ -132,8 +147,10 @@ class HealthMonitor:
             self._record(scheduled, result)
             if not result.ok:  # a failure is confirmed (or cleared) soon, not an interval later
                 delay = min(delay, RECHECK_FAILED)
-        except Exception:  # one check never stops the monitor
-            log.exception("health check %s/%s failed to run", *scheduled.key)
+            self.faults.clear("health")
+        except Exception as exc:  # one check never stops the monitor
+            self.faults.report("health", exc)
+            delay = min(delay, RECHECK_FAILED)
         finally:
             self._done(scheduled, delay=delay)
 

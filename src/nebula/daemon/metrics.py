@@ -11,6 +11,7 @@ Module-level objects in prometheus_client's default registry; the daemon core up
     metrics.APPLY_ERRORS.inc()
     metrics.LAST_SUCCESSFUL_SYNC.set_to_current_time()
     metrics.HEALTH_UP.labels(installation="blog", check="web").set(1)  # see daemon.health
+    metrics.FAULTS.labels(part="sync").inc()  # see daemon.faults
 
 Names follow Prometheus conventions: counters end in `_total` (prometheus_client adds it to the
 name given here), units are base units (`_seconds`), timestamps are Unix seconds. Every label
@@ -70,6 +71,18 @@ HEALTH_PROBES = Counter(
     "Health check runs, by result (pass or fail).",
     ["result"],
 )
+FAULTS = Counter(
+    "nebula_daemon_faults",
+    "Exceptions inside nebulad's own threads (the daemon carries on), by part: sync, timer, "
+    "health, docker-events, certificates, watch.",
+    ["part"],
+)
+FAULTY = Gauge(
+    "nebula_daemon_faulty",
+    "Whether a part of nebulad is failing now (1) or works (0); its fault is in /status.",
+    ["part"],
+)
+DAEMON_PARTS = ("sync", "timer", "health", "docker-events", "certificates", "watch")
 
 for _status in SYNC_STATUSES:
     SYNCS.labels(status=_status)
@@ -77,3 +90,6 @@ for _action in CHANGE_ACTIONS:
     CHANGES_APPLIED.labels(action=_action)
 for _result in ("pass", "fail"):
     HEALTH_PROBES.labels(result=_result)
+for _part in DAEMON_PARTS:
+    FAULTS.labels(part=_part)
+    FAULTY.labels(part=_part).set(0)

@@ -114,7 +114,8 @@ def wait_for_sync(client: DaemonClient, timeout: float, quiet: bool) -> dict[str
     the first one recorded after the newest sync known before asking (a request made during
     a sync is served by the next one; one superseded by a newer commit hands over to it).
     Every event and heartbeat is a cue to look at the recorded syncs, so the answer does not
-    depend on which events the daemon sends.
+    depend on which events the daemon sends. A failure the daemon could not record (its store
+    refusing writes) comes only as an event without an id: that is the answer then.
     """
     from nebula.cli.client import DaemonError
 
@@ -131,6 +132,8 @@ def wait_for_sync(client: DaemonClient, timeout: float, quiet: bool) -> dict[str
         for item in stream:
             if item.kind is not None and not quiet:
                 _print_event(item.kind, item.data)
+            if item.kind == "sync_finished" and item.data.get("id") is None:
+                return {"trigger": "manual", **item.data}  # a failure the store could not record
             record = _served_after(client, baseline)
             if record is not None:
                 return record
