@@ -195,7 +195,7 @@ def lab(tmp_path: Path, docker_host: str, test_image: str) -> Iterator[Lab]:
         "NEBULA_DOCKER_HOST": docker_host,
         "COLUMNS": "200",
     }
-    (tmp_path / "state").mkdir()
+    (tmp_path / "state").mkdir(mode=0o700)  # as a private data dir is: no warning
     yield Lab(tmp_path, repo, env, docker_host, test_image, Evidence())
     client = docker.DockerClient(base_url=docker_host, version=servers.DOCKER_API_VERSION)
     try:
