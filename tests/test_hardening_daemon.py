@@ -6,13 +6,19 @@
 - A full disk under nebulad's data dir (a small tmpfs, filled for real): the daemon stays up,
   `sync now --wait` answers with the failure instead of hanging, `/status` and `/metrics` show
   the fault, and once space is freed the daemon recovers by itself.
+- Two `nebula apply` at once: the second waits for the first (saying for whom), plans again and
+  both succeed. An apply killed mid-way leaves `installing`; once its containers run as
+  deployed, the next apply (with nothing to change) says `running`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,6 +33,7 @@ from typer.testing import CliRunner
 
 from nebula.cli.app import app as cli_app
 from nebula.providers.docker import DockerProvider
+from nebula.store import Store
 from test_daemon import IMAGE
 from test_daemon_crash import Nebulad, Repo, eventually, remove_managed, running, tag_image
 
@@ -195,3 +202,63 @@ def nebulad_syncs(nebulad: Nebulad) -> list[dict[str, Any]]:
     with api(nebulad) as client:
         syncs: list[dict[str, Any]] = client.get("/api/v1/syncs?limit=100").json()["syncs"]
     return syncs
+
+
+def write_repo(root: Path, apps: dict[str, str]) -> Path:
+    (root / "packages").mkdir(parents=True)
+    (root / "nebula.yaml").write_text(NEBULA_YAML)
+    for name, text in apps.items():
+        (root / "packages" / f"{name}.yaml").write_text(text)
+    return root
+
+
+def start_apply(repo: Path, docker_host: str, database: str, cache: Path) -> subprocess.Popen[str]:
+    """`nebula apply` as a person runs it: its own process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEBULA_")}
+    command = [sys.executable, "-c", "from nebula.cli.entry import main; main()", "apply"]
+    return subprocess.Popen(
+        [*command, str(repo), "--yes", "--docker-host", docker_host, "--database-url", database],
+        env={**env, "XDG_CACHE_HOME": str(cache), "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def statuses(database: str) -> dict[str, str]:
+    with Store(database) as store:
+        return {i.name: i.status for i in store.installations()}
+
+
+def test_two_applies_at_once_take_turns_and_both_succeed(
+    tmp_path: Path, docker_host: str, engine: docker.DockerClient
+) -> None:
+    repo = write_repo(tmp_path / "lab", {f"t{i}": slow_app(2) for i in range(3)})
+    database = f"sqlite:///{tmp_path / 'nebula.db'}"
+    applies = [start_apply(repo, docker_host, database, tmp_path / f"c{i}") for i in range(2)]
+    outputs = [apply.communicate(timeout=240) for apply in applies]
+    for apply, (out, err) in zip(applies, outputs, strict=True):
+        assert apply.returncode == 0, out + err
+    waited = [err for _, err in outputs if "waiting for nebula apply (pid" in err]
+    assert len(waited) == 1, outputs
+    assert running(engine) == {"t0-app", "t1-app", "t2-app"}
+    assert statuses(database) == {"t0": "running", "t1": "running", "t2": "running"}
+
+
+def test_status_follows_what_runs_after_an_apply_cut_short(
+    tmp_path: Path, docker_host: str, engine: docker.DockerClient
+) -> None:
+    repo = write_repo(tmp_path / "lab", {"k": slow_app(3)})
+    database = f"sqlite:///{tmp_path / 'nebula.db'}"
+    apply = start_apply(repo, docker_host, database, tmp_path / "c1")
+    eventually(lambda: running(engine) == {"k-app"}, 60, "container started")
+    apply.send_signal(signal.SIGKILL)  # while it waits for health
+    apply.wait(timeout=30)
+    assert statuses(database) == {"k": "installing"}
+    healthy = {"label": "io.nebula.managed=true", "health": "healthy"}
+    eventually(lambda: bool(engine.containers.list(filters=healthy)), 60, "healthy")
+
+    again = start_apply(repo, docker_host, database, tmp_path / "c2")
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0 and "No changes" in out, out + err
+    assert statuses(database) == {"k": "running"}

@@ -36,7 +36,7 @@ from nebula.daemon.health import HealthMonitor
 from nebula.daemon.marketplace import Marketplace
 from nebula.daemon.proxy import ProxyKeeper
 from nebula.daemon.webhook import verify_and_parse
-from nebula.engine.apply import apply_plan
+from nebula.engine.apply import apply_plan, settle
 from nebula.engine.reconcile import Desired, load_desired, plan_against
 from nebula.errors import ConfigError, NebulaError
 from nebula.plan import Action, Kind, Plan
@@ -222,6 +222,7 @@ class Daemon:
         plan = snapshot.plan
         new_commit = commit is not None and commit.sha != self._setting("applied_commit")
         if not plan.has_changes:
+            settle(snapshot, self.store)
             proxy_errors = self.proxy.sync(good.desired, snapshot.observed)
             proxy_errors += self.dns.sync(good.desired)
             if new_commit or explicit:
@@ -245,7 +246,9 @@ class Daemon:
                 "progress", id=sync_id, installation=inst, message=msg
             ),
             commit=commit.sha if commit else None,
+            holder="nebulad",
         )
+        plan = result.plan  # planned again if a `nebula apply` ran meanwhile
         errors = [f"{r.name}: {r.error}" for r in result.installations if not r.ok]
         errors += self.proxy.sync(good.desired, self.provider.observe())
         errors += self.dns.sync(good.desired)

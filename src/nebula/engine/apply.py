@@ -6,6 +6,11 @@ services start in `depends_on` order, each waiting for the condition its dependa
 failure stops only its own installation, which is recorded as `error` with the cause; the others
 go on. A container this apply made that fails to start or become healthy is removed (its last
 log lines go into the error), so the next plan simply creates it again: a retry.
+
+One apply runs at a time per state store (`engine.applylock`): one that had to wait plans again
+first. Afterwards, the status of every installation left unchanged follows what runs: one marked
+`error` or `installing` by an apply cut short (the Docker Engine restarting, a kill) whose
+containers run as deployed becomes `running` (`Store.settle`).
 """
 
 from __future__ import annotations
@@ -20,17 +25,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from nebula.engine.applylock import apply_lock
 from nebula.engine.health import wait_healthy
 from nebula.engine.hooks import HookRun, run_hooks, scrub
-from nebula.engine.reconcile import Snapshot
+from nebula.engine.reconcile import Snapshot, plan_against
 from nebula.engine.subnets import PoolExhaustedError, free_subnet, local_routes
 from nebula.errors import InstallationError, NebulaError, ProviderError
-from nebula.plan import Action, Change, Kind
+from nebula.plan import Action, Change, Kind, Plan
 from nebula.providers.docker import ContainerStatus, DockerProvider
 from nebula.resources import (
     ContainerSpec,
     DesiredInstallation,
     NetworkSpec,
+    Observed,
     reveal,
     stand_ins_in,
 )
@@ -57,6 +64,7 @@ class InstallationResult:
 @dataclass(frozen=True)
 class ApplyResult:
     installations: tuple[InstallationResult, ...]
+    plan: Plan  # the plan carried out (made again when another apply ran first)
 
     @property
     def ok(self) -> bool:
@@ -71,22 +79,66 @@ def apply_plan(
     *,
     commit: str | None = None,
     vault: Vault | None = None,
+    holder: str = "nebula apply",
 ) -> ApplyResult:
     """Execute `snapshot.plan`; each installation's outcome (and the config-repo `commit` it
     came from) is recorded in `store`.
 
-    The secrets the installations refer to are decrypted once, up front, from `vault` (default:
-    the vault in `store`); a wrong master key, a tampered secret or one changed since the plan
-    stops the apply before anything is touched.
+    While another apply runs (`holder` names this one to it), this one waits, says so through
+    `progress`, and plans again. The secrets the installations refer to are decrypted once, up
+    front, from `vault` (default: the vault in `store`); a wrong master key, a tampered secret
+    or one changed since the plan stops the apply before anything is touched.
     """
+    report = progress or (lambda _i, _m: None)
+    with apply_lock(store.data_dir, holder, lambda message: report("*", message)) as waited:
+        if waited:
+            snapshot = plan_against(snapshot.desired, provider)
+        result = _apply(snapshot, provider, store, report, commit=commit, vault=vault)
+        settle(snapshot, store)
+    return result
+
+
+def settle(snapshot: Snapshot, store: Store) -> list[str]:
+    """Let the status of each installation the plan leaves alone follow what runs; the names
+    whose status changed."""
+    pending = set(snapshot.plan.installations())
+    running = [
+        d.name
+        for d in snapshot.desired.installations
+        if d.name not in pending and _runs(d, snapshot.observed)
+    ]
+    return store.settle(running) if running else []
+
+
+def _runs(desired: DesiredInstallation, observed: Observed) -> bool:
+    """Whether every container of `desired` is up (or finished cleanly) and not unhealthy."""
+    found = {c.name: c for c in observed.containers if c.installation == desired.name}
+    for spec in desired.containers:
+        container = found.get(spec.name)
+        if container is None or container.health in ("unhealthy", "starting"):
+            return False
+        if container.state != "running" and container.exit_code != 0:
+            return False
+    return True
+
+
+def _apply(
+    snapshot: Snapshot,
+    provider: DockerProvider,
+    store: Store,
+    progress: Progress,
+    *,
+    commit: str | None,
+    vault: Vault | None,
+) -> ApplyResult:
     plan = snapshot.plan
     names = plan.installations()
     if not names:
-        return ApplyResult(())
+        return ApplyResult((), plan)
     store.sync_packages(_record(p) for p in snapshot.desired.packages())
     by_name = {d.name: d for d in snapshot.desired.installations}
     defaults = snapshot.desired.repo.config.defaults
-    runner = _Runner(provider, store, defaults, progress or (lambda _i, _m: None), commit)
+    runner = _Runner(provider, store, defaults, progress, commit)
     runner.revealed = _reveal(snapshot, vault or open_vault(store))
     removed = [n for n in names if n not in by_name]
     deployed = _dependency_order([by_name[n] for n in names if n in by_name])
@@ -109,7 +161,7 @@ def apply_plan(
                 runner.apply_after, providers, desired, plan.for_installation(desired.name)
             )
         results |= {name: future.result() for name, future in futures.items()}
-    return ApplyResult(tuple(results[n] for n in names))
+    return ApplyResult(tuple(results[n] for n in names), plan)
 
 
 def _reveal(snapshot: Snapshot, vault: Vault) -> dict[str, str]:

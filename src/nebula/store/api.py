@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +18,7 @@ from nebula.store import db
 from nebula.store.models import (
     DaemonSetting,
     Deployment,
+    HookRunRow,
     Installation,
     MarketplacePackage,
     Sync,
@@ -59,6 +61,17 @@ class Store:
 
     def close(self) -> None:
         self._engine.dispose()
+
+    @property
+    def data_dir(self) -> Path:
+        """Where files that go with this state belong (the apply lock): the SQLite database's
+        folder, else the user's data dir."""
+        database = self._engine.url.database
+        if self._engine.dialect.name == "sqlite" and database and database != ":memory:":
+            return Path(database).absolute().parent
+        import platformdirs
+
+        return Path(platformdirs.user_data_dir("nebula"))
 
     def __enter__(self) -> Store:
         return self
@@ -217,6 +230,38 @@ class Store:
                         **({"commit": deployment.commit} if ok and deployment.commit else {}),
                     )
                 )
+
+    def settle(self, installations: Iterable[str]) -> list[str]:
+        """Mark `installations` `running` where they are `error` or `installing` though found
+        running as deployed, with nothing left to change (an apply cut short by a Docker
+        restart, or by a kill, whose containers came up anyway). A hook that failed in the
+        last deployment keeps its `error`: hooks run again only with the next change.
+        Returns the names settled."""
+        now = utcnow()
+        settled = []
+        with self.transaction() as session:
+            rows = session.scalars(
+                select(Installation)
+                .where(Installation.name.in_(list(installations)))
+                .where(Installation.status.in_(["error", "installing"]))
+            )
+            for row in rows:
+                since = session.scalar(
+                    select(func.max(Deployment.created_at)).where(
+                        Deployment.installation_id == row.id
+                    )
+                )
+                hook_failed = session.scalar(
+                    select(HookRunRow.id)
+                    .where(HookRunRow.installation == row.name)
+                    .where(HookRunRow.status != "succeeded")
+                    .where(HookRunRow.started_at >= since)
+                    .limit(1)
+                )
+                if since is None or hook_failed is None:
+                    row.status, row.status_reason, row.updated_at = "running", None, now
+                    settled.append(row.name)
+        return settled
 
     def post_install_done(self, installation: str) -> bool:
         """Whether the post-install hooks of `installation` have run (they run once)."""

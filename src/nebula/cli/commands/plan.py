@@ -23,7 +23,7 @@ from nebula.cli.session import load, open_provider, open_store, remember_noop, r
 
 if TYPE_CHECKING:
     from nebula.engine.apply import ApplyResult
-    from nebula.engine.reconcile import Desired
+    from nebula.engine.reconcile import Desired, Snapshot
     from nebula.kinds.routes import RouteChange
     from nebula.plan import Plan
     from nebula.providers.docker import DockerProvider
@@ -155,6 +155,7 @@ def apply(
         try:
             snapshot = plan_against(desired, provider)
             if not snapshot.plan.has_changes:
+                _settle(snapshot, database_url)
                 if not _sync_proxy(desired, snapshot.observed, quiet):
                     remember_noop(repo, snapshot)
                 if quiet:
@@ -190,6 +191,17 @@ def apply(
             err_console().print(proxy_error, markup=False)
     if not result.ok or proxy_error:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _settle(snapshot: Snapshot, database_url: str | None) -> None:
+    """Statuses follow what runs, even when there is nothing to apply (see `engine.apply`)."""
+    from nebula.engine.apply import settle
+
+    store = open_store(database_url)
+    try:
+        settle(snapshot, store)
+    finally:
+        store.close()
 
 
 def _proxy_after_apply(desired: Desired, provider: DockerProvider, quiet: bool) -> str | None:
