@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 import servers
 from nebula.cli.app import app
+from nebula.providers import engine_reader
 from nebula.providers.docker import DockerProvider
 from nebula.store import Store
 
@@ -302,14 +303,13 @@ def test_observing_costs_the_same_few_requests_whatever_the_size(
     def requests_for_observe() -> list[str]:
         provider = DockerProvider(docker_host)
         assert provider._reader is not None
-        connection = provider._reader._connection
         sent: list[str] = []
-        send = connection.request
-        connection.request = lambda method, url, *a, **k: (
-            sent.append(url),
-            send(method, url, *a, **k),
-        )[1]  # type: ignore[method-assign]
-        provider.observe()
+        send = engine_reader._request
+        with pytest.MonkeyPatch.context() as counting:
+            counting.setattr(
+                engine_reader, "_request", lambda c, path: (sent.append(path), send(c, path))[1]
+            )
+            provider.observe()
         provider.close()
         return sent
 
