@@ -27,9 +27,11 @@ def diff(desired: Sequence[DesiredInstallation], observed: Observed) -> Plan:
     wanted_networks: set[str] = set()
     wanted_volumes: set[str] = set()
     wanted_services: set[tuple[str, str]] = set()
+    running = {installation for installation, _ in by_service}
+    names = {inst.name for inst in desired}
 
     for inst in desired:
-        new = not any(key[0] == inst.name for key in by_service)
+        new = inst.name not in running
         for net in inst.networks:
             wanted_networks.add(net.name)
             exists = net.name in networks
@@ -67,7 +69,7 @@ def diff(desired: Sequence[DesiredInstallation], observed: Observed) -> Plan:
     for (inst_name, service), found in by_service.items():
         if (inst_name, service) in wanted_services:
             continue
-        gone = not any(i.name == inst_name for i in desired)
+        gone = inst_name not in names
         reason = (
             f"installation {inst_name!r} is no longer in the config repo"
             if gone

@@ -98,7 +98,8 @@ def resolve(
         if offer is not None:
             provided[name] = offer
         resolved.append((by_name[name], desired_one))
-    resolved.sort(key=lambda r: list(by_name).index(r[0].name))
+    order = {name: index for index, name in enumerate(by_name)}
+    resolved.sort(key=lambda r: order[r[0].name])
     desired = [d for _, d in resolved]
     issues.extend(_clashes(desired))
     issues.extend(check_installations(resolved, catalog, repo.config))

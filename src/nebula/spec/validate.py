@@ -41,7 +41,8 @@ def issues_from(
         path = _real_path(doc.data, error["loc"], keep_last)
         found.setdefault(path, []).append((error["type"], _message(error, path, model)))
     # A union tries each member: keep the member that got deepest, drop "wrong type" at its parent.
-    deepest = [p for p in found if not any(q != p and q[: len(p)] == p for q in found)]
+    parents = {q[:end] for q in found for end in range(len(q))}
+    deepest = [p for p in found if p not in parents]
     issues = []
     for path in deepest:
         messages = list(dict.fromkeys(message for _, message in found[path]))

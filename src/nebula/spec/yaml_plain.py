@@ -1,12 +1,12 @@
 """Plain YAML data read straight from the parser's events: no marks, nothing unusual.
 
-`yamlfile.parse_yaml` builds PyYAML's node tree to remember where every value came from, and
-that tree costs twice the parse itself. A reader that only ever accepts, and hands anything
-doubtful to the full load (`kinds.dns_lean`), needs no marks: it reads the events here. Any
-anchor, alias, explicit tag, merge key, duplicate or non-string key, second document or
-syntax error raises `UnusualYamlError`, and the full load reports it with file and line.
-Scalars are resolved and constructed exactly as the node tree's (the same resolver and safe
-constructor), so the data is the same as `parse_yaml(...).data`.
+`yamlfile.parse_yaml` remembers where every value came from and reads anchors, aliases and merge
+keys, at a cost. A reader that only ever accepts, and hands anything doubtful to the full load
+(`kinds.dns_lean`), needs none of that: it reads the events here. Any anchor, alias, explicit
+tag, merge key, duplicate or non-string key, second document, syntax error or file beyond the
+size and depth limits (`yaml_limits`) raises `UnusualYamlError`, and the full load reports it
+with file and line. Scalars are resolved and constructed exactly as the full load's (the same
+`Scalars`), so the data is the same as `parse_yaml(...).data`.
 """
 
 from __future__ import annotations
@@ -27,12 +27,15 @@ from yaml.events import (
 )
 from yaml.nodes import ScalarNode
 
+from nebula.spec.yaml_limits import MAX_CHARS, MAX_DEPTH
+
 try:  # libyaml is much faster; the pure-Python loader is the fallback.
     LOADER: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     LOADER = yaml.SafeLoader
 
 _STR_TAG = "tag:yaml.org,2002:str"
+_VALUE_TAG = "tag:yaml.org,2002:value"  # YAML 1.1's `=`, which nothing constructs: a string
 _NON_SPECIFIC = (None, "!")
 _RESOLVE: Callable[[type[ScalarNode], str, tuple[bool, bool]], str] = (
     yaml.resolver.Resolver().resolve
@@ -45,16 +48,18 @@ class UnusualYamlError(ValueError):
 
 def plain_yaml(text: str) -> Any:
     """The data of one YAML document (None when there is none)."""
+    if len(text) > MAX_CHARS:
+        raise UnusualYamlError
     loader = LOADER(text)
     try:
-        return _document(loader, _Scalars())
+        return _document(loader, Scalars())
     except yaml.YAMLError:
         raise UnusualYamlError from None
     finally:
         loader.dispose()
 
 
-def _document(loader: yaml.SafeLoader, scalars: _Scalars) -> Any:
+def _document(loader: yaml.SafeLoader, scalars: Scalars) -> Any:
     next_event: Callable[[], Any] = loader.get_event
     next_event()  # the stream's start
     if not isinstance(next_event(), DocumentStartEvent):
@@ -86,6 +91,8 @@ def _document(loader: yaml.SafeLoader, scalars: _Scalars) -> Any:
         else:
             data = value
         if kind is not ScalarEvent:
+            if len(containers) == MAX_DEPTH:
+                raise UnusualYamlError  # nesting this deep: the full load names the line
             containers.append(value)
             keys.append(None)
     if not isinstance(next_event(), StreamEndEvent):
@@ -107,22 +114,32 @@ def _add(container: dict[str, Any] | list[Any], keys: list[str | None], value: A
         keys[-1] = value
 
 
-class _Scalars:
-    """Scalars to values, as the node tree's: the implicit tag of a plain scalar by the
-    resolver (remembered: keys and types repeat on every record), its value by the safe
-    constructor."""
+class Scalars:
+    """Scalars to values, as the node tree's: the tag of a plain scalar by the resolver
+    (remembered: keys and types repeat on every record), its value by the safe constructor."""
 
     def __init__(self) -> None:
         self._tags: dict[str, str] = {}
         self._constructor = yaml.constructor.SafeConstructor()
 
     def value(self, event: ScalarEvent) -> Any:
-        text = event.value
+        return self.construct(self.tag(event), event.value)
+
+    def tag(self, event: ScalarEvent) -> str:
+        """The scalar's tag: as written, or resolved as PyYAML's composer does."""
+        if event.tag not in _NON_SPECIFIC:
+            return str(event.tag)
         if not event.implicit[0]:  # quoted, or a block scalar: a string
-            return text
+            return _STR_TAG
+        text = event.value
         tag = self._tags.get(text)
         if tag is None:
-            tag = self._tags[text] = _RESOLVE(ScalarNode, text, (True, False))
+            tag = _RESOLVE(ScalarNode, text, (True, False))
+            tag = self._tags[text] = _STR_TAG if tag == _VALUE_TAG else tag
+        return tag
+
+    def construct(self, tag: str, text: str) -> Any:
+        """The value of a scalar with `tag`; `yaml.YAMLError` or `ValueError` when it has none."""
         if tag == _STR_TAG:
             return text
         return self._constructor.construct_object(ScalarNode(tag, text), deep=True)

@@ -1,0 +1,160 @@
+"""Hostile and wrong config repos: refused quickly, at file:line, never a traceback or a hang."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nebula.catalog import Catalog, builtin_catalog_dir
+from nebula.cli.app import app
+from nebula.kinds.docker_diff import diff
+from nebula.kinds.packages import resolve
+from nebula.spec.config import NebulaConfig
+from nebula.spec.installation import Installation
+from nebula.spec.repo import InstallationSource, RepoSpec
+from nebula.spec.validate import validate_document
+from nebula.spec.yaml_plain import UnusualYamlError, plain_yaml
+from nebula.spec.yamlfile import parse_yaml
+from test_plan import observed_from
+
+runner = CliRunner()
+
+
+def validate(root: Path, files: dict[str, str], config: str = "") -> list[str]:
+    """`nebula validate --output json` on a repo of `files`: its errors, as file:line:col texts."""
+    (root / "packages").mkdir(parents=True, exist_ok=True)
+    (root / "nebula.yaml").write_text(config)
+    for name, text in files.items():
+        (root / name).write_text(text)
+    result = runner.invoke(app, ["validate", str(root), "--output", "json"])
+    data = json.loads(result.stdout)
+    if data["ok"]:
+        return []
+    assert result.exit_code == 2, result.output
+    return [
+        f"{e['file']}:{e['line']}:{e['column']}: {e['field']}: {e['message']}"
+        for e in data["errors"]
+    ]
+
+
+def _laughs(levels: int) -> str:
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def _merge_bomb(levels: int) -> str:
+    lines = ["m0: &m0 {k0: 1}"]
+    for i in range(1, levels):
+        lines.append(f"m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}, *m{i - 1}], k{i}: 1}}")
+    return "\n".join(lines) + "\n"
+
+
+BOMBS = {
+    # name: (file text, the error expected at packages/x.yaml:LINE:COLUMN)
+    "billion laughs": (_laughs(30), "6:20: a5: more than 250,000 values"),
+    "merge-key bomb": (_merge_bomb(40), "11:17: m10: more than 250,000 values"),
+    "nesting 50,000 deep (flow)": ("a: " + "[" * 50_000 + "]" * 50_000, "1:103:"),
+    "nesting 1,200 deep (block)": (
+        "a:\n" + "".join(" " * i + "b:\n" for i in range(1, 1200)),
+        "101:101: a.b.b.b.b.b…: nested more than 100 levels deep",
+    ),
+    "python object tag": (
+        "compose: !!python/object/apply:os.system [touch /tmp/pwned]\n",
+        "1:10: compose: unsupported tag !!python/object/apply:os.system",
+    ),
+    "custom tag": ("compose: !foo bar\n", "1:10: compose: unsupported tag !foo"),
+    "alias to itself": ("a: &a [*a]\n", "1:8: a[0]: invalid YAML: no anchor &a before this alias"),
+}
+
+
+@pytest.mark.parametrize("name", BOMBS)
+def test_yaml_bombs_are_refused_at_their_line_within_a_second(tmp_path: Path, name: str) -> None:
+    text, expected = BOMBS[name]
+    started = time.monotonic()
+    errors = validate(tmp_path, {"packages/x.yaml": text})
+    assert time.monotonic() - started < 1.0
+    assert len(errors) == 1
+    assert errors[0].startswith(f"packages/x.yaml:{expected}"), errors
+
+
+def test_nesting_limit_is_named_in_the_error(tmp_path: Path) -> None:
+    errors = validate(tmp_path, {"packages/x.yaml": "a: " + "[" * 500 + "]" * 500})
+    assert errors == ["packages/x.yaml:1:103: a[0][0][0][0][0]…: nested more than 100 levels deep"]
+
+
+def test_a_custom_tag_in_nebula_yaml_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    errors = validate(tmp_path, {}, config="defaults: !!python/name:os.system\n")
+    assert errors == [
+        "nebula.yaml:1:11: defaults: unsupported tag !!python/name:os.system: "
+        "only plain YAML values are read"
+    ]
+
+
+def test_anchors_and_merge_keys_still_work_and_errors_point_into_the_anchor(
+    tmp_path: Path,
+) -> None:
+    app_yaml = (
+        "compose:\n"
+        "  services:\n"
+        "    web: &base\n"
+        "      image: busybox:1.36\n"
+        "      restart: sometimes\n"
+        "    worker:\n"
+        "      <<: *base\n"
+        "      command: [sleep, '1']\n"
+    )
+    errors = validate(tmp_path, {"packages/app.yaml": app_yaml})
+    assert [e.split(": ")[:2] for e in errors] == [
+        ["packages/app.yaml:5:7", "compose.services.web.restart"],
+        ["packages/app.yaml:5:7", "compose.services.worker.restart"],
+    ]
+    fixed = app_yaml.replace("sometimes", "always")
+    assert validate(tmp_path, {"packages/app.yaml": fixed}) == []
+    spec = validate_document(parse_yaml(fixed, "app.yaml"), Installation)
+    assert spec.compose is not None
+    assert spec.compose.services["worker"].restart == "always"
+
+
+def test_the_plain_reader_refuses_what_the_full_load_refuses() -> None:
+    for text in ("a: " + "[" * 50_000 + "]" * 50_000, "a: " + "x" * (1024 * 1024 + 1)):
+        started = time.monotonic()
+        with pytest.raises(UnusualYamlError):
+            plain_yaml(text)
+        assert time.monotonic() - started < 0.5
+    deep_but_allowed = "a: " + "[" * 99 + "]" * 99
+    assert plain_yaml(deep_but_allowed) == parse_yaml(deep_but_allowed, "x.yaml").data
+
+
+def test_ten_thousand_unknown_keys_are_reported_in_linear_time(tmp_path: Path) -> None:
+    text = "compose:\n  services:\n    web:\n      image: busybox:1.36\n" + "".join(
+        f"      key{i}: 1\n" for i in range(10_000)
+    )
+    doc = parse_yaml(text, "packages/x.yaml")
+    started = time.monotonic()
+    with pytest.raises(Exception) as caught:
+        validate_document(doc, Installation)
+    assert time.monotonic() - started < 4.0  # 11 s before, growing with the square
+    issues = caught.value.issues  # type: ignore[attr-defined]
+    assert len(issues) == 10_000
+    assert str(issues[-1]).startswith("packages/x.yaml:10004:7: compose.services.web.key9999:")
+
+
+def test_planning_ten_thousand_installations_is_fast() -> None:
+    doc = parse_yaml("compose:\n  services:\n    web:\n      image: busybox:1.36\n", "x.yaml")
+    spec = validate_document(doc, Installation)
+    sources = tuple(InstallationSource(f"app{i}", spec, doc) for i in range(10_000))
+    repo = RepoSpec(Path("/nonexistent"), NebulaConfig(), sources)
+    started = time.monotonic()
+    desired = resolve(repo, Catalog([builtin_catalog_dir()]))
+    resolved = time.monotonic()
+    assert [d.name for d in desired[:2]] == ["app0", "app1"]
+    plan = diff(desired, observed_from(*desired))
+    assert resolved - started < 3.0  # 2.7 s of it sorting, quadratically, before
+    assert time.monotonic() - resolved < 2.0  # 4 s before
+    assert not plan.has_changes
