@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from nebula.catalog import Catalog, builtin_catalog_dir
 from nebula.cli.app import app
+from nebula.engine.reconcile import load_desired
 from nebula.kinds.docker_diff import diff
 from nebula.kinds.packages import resolve
 from nebula.spec.config import NebulaConfig
@@ -158,3 +159,113 @@ def test_planning_ten_thousand_installations_is_fast() -> None:
     assert resolved - started < 3.0  # 2.7 s of it sorting, quadratically, before
     assert time.monotonic() - resolved < 2.0  # 4 s before
     assert not plan.has_changes
+
+
+def _app(service: str, *, name: str = "web", extra: str = "") -> str:
+    """An inline app of one busybox service, with `service` lines under it (6 spaces deep)."""
+    return f"compose:\n  services:\n    {name}:\n      image: busybox:1.36\n{service}{extra}"
+
+
+def test_an_invalid_bind_address_is_an_error_never_every_interface(tmp_path: Path) -> None:
+    errors = validate(tmp_path, {}, config="defaults:\n  bind_address: 999.1.1.1\n")
+    assert errors == [
+        "nebula.yaml:2:3: defaults.bind_address: '999.1.1.1' is not an IP address; "
+        "use e.g. 0.0.0.0, 127.0.0.1 or ::1"
+    ]
+    ports = "      ports:\n        - 999.1.1.1:8080:80\n        - {target: 81, host_ip: 1.2.3}\n"
+    errors = validate(tmp_path, {"packages/web.yaml": _app(ports)}, config="")
+    assert errors == [
+        "packages/web.yaml:6:11: compose.services.web.ports[0]: '999.1.1.1' is not an IP address;"
+        " use e.g. 0.0.0.0, 127.0.0.1 or ::1",
+        "packages/web.yaml:7:11: compose.services.web.ports[1]: '1.2.3' is not an IP address; "
+        "use e.g. 0.0.0.0, 127.0.0.1 or ::1",
+    ]
+    ports = "      ports: ['127.0.0.1:8080:80', '[::1]:8081:81', '8082:82']\n"
+    (tmp_path / "packages" / "web.yaml").write_text(_app(ports))
+    (tmp_path / "nebula.yaml").write_text("defaults: {bind_address: '192.168.1.5'}\n")
+    (web,) = load_desired(tmp_path).installations
+    assert [p.host_ip for p in web.containers[0].ports] == ["127.0.0.1", "::1", "192.168.1.5"]
+
+
+@pytest.mark.parametrize(
+    ("lines", "error"),
+    [
+        (
+            "      healthcheck: {test: [CMD, 'true'], timeout: .inf}\n",
+            "5:42: compose.services.web.healthcheck.timeout: a duration is from 0 to 168h",
+        ),
+        (
+            "      healthcheck: {test: [CMD, 'true'], interval: .nan}\n",
+            "5:42: compose.services.web.healthcheck.interval: a duration is from 0 to 168h",
+        ),
+        (
+            "      healthcheck: {test: [CMD, 'true'], start_period: 999999999h}\n",
+            "5:42: compose.services.web.healthcheck.start_period: a duration is from 0 to 168h",
+        ),
+        (
+            "      healthcheck: {test: [CMD, 'true'], retries: 100000000000000000000000000000}\n",
+            "5:42: compose.services.web.healthcheck.retries: expected less than or equal to 10000",
+        ),
+        (
+            "      restart: on-failure:٣\n",
+            "5:7: compose.services.web.restart: 'on-failure:٣' is not a restart policy",
+        ),
+        (
+            "      ports: ['８０:80']\n",
+            "5:15: compose.services.web.ports[0]: '８０' is not a port number (1-65535)",
+        ),
+        (
+            "      environment: {GREETING: 'hello ${NAME'}\n",
+            "5:21: compose.services.web.environment.GREETING: unclosed reference '${NAME': "
+            "close it with }, or write $$ for $",
+        ),
+        (
+            "      command: [echo, '${NAME:-x']\n",
+            "5:23: compose.services.web.command[1]: unclosed reference '${NAME:-x': ",
+        ),
+    ],
+    ids=[
+        "infinite timeout",
+        "nan interval",
+        "absurd duration",
+        "absurd retries",
+        "arabic-indic digit",
+        "fullwidth digits",
+        "unclosed ${",
+        "unclosed ${ with default",
+    ],
+)
+def test_values_docker_would_refuse_or_misread_are_errors_at_their_line(
+    tmp_path: Path, lines: str, error: str
+) -> None:
+    errors = validate(tmp_path, {"packages/web.yaml": _app(lines)})
+    assert len(errors) == 1
+    assert errors[0].startswith(f"packages/web.yaml:{error}"), errors
+
+
+def test_health_check_durations_are_finite_and_bounded(tmp_path: Path) -> None:
+    checks = "health_checks:\n  - {name: up, tcp: '127.0.0.1:80', timeout: .inf, interval: -1}\n"
+    errors = validate(tmp_path, {"packages/web.yaml": _app("", extra=checks)})
+    assert errors == [
+        "packages/web.yaml:6:37: health_checks[0].timeout: a duration is from 0 to 168h (7 days)",
+        "packages/web.yaml:6:52: health_checks[0].interval: a duration is from 0 to 168h (7 days)",
+    ]
+    ok = "health_checks:\n  - {name: up, tcp: '127.0.0.1:80', timeout: 1m30s, interval: 168h}\n"
+    assert validate(tmp_path, {"packages/web.yaml": _app("", extra=ok)}) == []
+
+
+def test_a_service_name_outside_composes_grammar_is_an_error(tmp_path: Path) -> None:
+    errors = validate(tmp_path, {"packages/web.yaml": _app("", name="🌌app")})
+    assert errors == [
+        "packages/web.yaml:3:5: compose.services.🌌app: service name '🌌app' is not valid: "
+        "use letters, digits, '_', '.' and '-', starting with a letter or digit"
+    ]
+    assert validate(tmp_path, {"packages/web.yaml": _app("", name="Web_1.a-b")}) == []
+
+
+def test_a_variable_declared_twice_is_an_error(tmp_path: Path) -> None:
+    variables = "variables:\n  - {name: PORT, default: '80'}\n  - {name: PORT, default: '81'}\n"
+    errors = validate(tmp_path, {"packages/web.yaml": _app("", extra=variables)})
+    assert errors == [
+        "packages/web.yaml:7:6: variables[1].name: variable PORT is already declared on line 6"
+    ]

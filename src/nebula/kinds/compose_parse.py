@@ -7,6 +7,7 @@ import shlex
 from collections.abc import Callable
 
 from nebula.resources import DeviceRequest, HealthSpec, Mount, PortBinding
+from nebula.spec.base import check_ip_address
 from nebula.spec.compose import GpuRequest, Healthcheck, PortMapping, Service, VolumeMount
 
 # The image reference grammar of the distribution spec (distribution/reference, regexp.go).
@@ -16,7 +17,7 @@ _HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])"
 _NAME = rf"(?:{_HOST}(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-_IMAGE = re.compile(rf"(?P<name>{_NAME})(?::{_TAG})?(?:@{_DIGEST})?")
+_IMAGE = re.compile(rf"(?P<name>{_NAME})(?::{_TAG})?(?:@{_DIGEST})?", re.ASCII)  # as Go's \w
 _NAME_MAX = 255
 _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
@@ -48,7 +49,7 @@ def parse_port(value: int | str | PortMapping, bind_address: str) -> PortBinding
         return PortBinding(
             _port_number(str(value.target)),
             value.protocol,
-            value.host_ip or bind_address,
+            check_ip_address(value.host_ip) if value.host_ip else bind_address,
             host_port,
         )
     text = str(value)
@@ -80,12 +81,15 @@ def parse_port(value: int | str | PortMapping, bind_address: str) -> PortBinding
     if "-" in host or "-" in container:
         raise ValueError(f"port {text!r}: port ranges are not supported; list each port")
     return PortBinding(
-        _port_number(container), protocol, host_ip, _port_number(host) if host else None
+        _port_number(container),
+        protocol,
+        check_ip_address(host_ip) if host_ip else bind_address,
+        _port_number(host) if host else None,
     )
 
 
 def _port_number(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise ValueError(f"{text!r} is not a port number (1-65535)")
     return int(text)
 
@@ -194,6 +198,6 @@ def _device_count(
     value = text(count, path) if isinstance(count, str) else str(count)
     if value in ("all", "-1"):  # compose writes all as -1
         return -1
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 1024:
         raise ValueError(f"{value!r} is not a device count: a number of devices, or all")
     return int(value)

@@ -283,7 +283,17 @@ class _Resolver:
 
     def _values(self) -> None:
         given = self.source.spec.values
-        declared = {v.name: v for v in self.app.variables}
+        declared: dict[str, int] = {}  # name -> its index in `variables`
+        for index, var in enumerate(self.app.variables):
+            first = declared.setdefault(var.name, index)
+            if first != index:
+                line = self.app_doc.mark_for(("variables", first)).line
+                self.issues.append(
+                    self._issue(
+                        ("variables", index, "name"),
+                        f"variable {var.name} is already declared on line {line}",
+                    )
+                )
         used = _used_variables(self.app)
         self.secret_names = {v.name for v in self.app.variables if v.secret}
         for requirement, provided in self.uses:

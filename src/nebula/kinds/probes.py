@@ -56,7 +56,7 @@ def _probe(
         address = text(check.tcp, (*base, "tcp"))
         host, _, port = address.rpartition(":")
         host = host.strip("[]")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             report((*base, "tcp"), f"{address!r} is not host:port (e.g. 127.0.0.1:5432)")
             return None
         return TcpCheck(check.name, host, int(port), *timing)

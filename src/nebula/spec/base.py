@@ -1,14 +1,18 @@
-"""Shared building blocks of the spec models: strictness, durations, scalars read as text."""
+"""Shared building blocks of the spec models: strictness, durations, addresses, scalars read
+as text."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|s|m|h)")
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # ASCII digits only: int() and float() take any
+_DURATION_PART = re.compile(rf"({_NUMBER.pattern})(ms|us|s|m|h)")
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_DURATION = 7 * 24 * 3600  # a week: beyond any real timeout or interval, far below overflows
 
 
 class StrictModel(BaseModel):
@@ -18,25 +22,38 @@ class StrictModel(BaseModel):
 
 
 def parse_duration(value: Any) -> float:
-    """Compose durations (`30s`, `1m30s`, `500ms`) or plain numbers of seconds → seconds."""
+    """Compose durations (`30s`, `1m30s`, `500ms`) or plain numbers of seconds → seconds,
+    from 0 to `MAX_DURATION` (`.inf`, `.nan` and `999999999h` would only fail later)."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 1m30s or 500ms")
     if isinstance(value, int | float):
-        return float(value)
-    text = str(value).strip()
+        seconds: int | float = value
+    else:
+        text = str(value).strip()
+        if _NUMBER.fullmatch(text):
+            seconds = float(text)  # a bare number: seconds (flags and environment give text)
+        else:
+            pos, seconds = 0, 0.0
+            for match in _DURATION_PART.finditer(text):
+                if match.start() != pos:
+                    break
+                seconds += float(match[1]) * _UNIT_SECONDS[match[2]]
+                pos = match.end()
+            if not text or pos != len(text):
+                raise ValueError(f"{text[:40]!r} is not a duration; use e.g. 30s, 1m30s or 500ms")
+    if not 0 <= seconds <= MAX_DURATION:  # also false for nan
+        raise ValueError(f"a duration is from 0 to {MAX_DURATION // 3600}h (7 days)")
+    return float(seconds)
+
+
+def check_ip_address(value: str) -> str:
+    """`value` as a canonical IPv4 or IPv6 address, else ValueError (never a silent default)."""
     try:
-        return float(text)  # a bare number: seconds (flags and environment give text)
+        return str(ipaddress.ip_address(value))
     except ValueError:
-        pass
-    pos, total = 0, 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match[1]) * _UNIT_SECONDS[match[2]]
-        pos = match.end()
-    if not text or pos != len(text):
-        raise ValueError(f"{text!r} is not a duration; use e.g. 30s, 1m30s or 500ms")
-    return total
+        raise ValueError(
+            f"{value[:45]!r} is not an IP address; use e.g. 0.0.0.0, 127.0.0.1 or ::1"
+        ) from None
 
 
 def _as_text(value: Any) -> Any:
@@ -51,3 +68,4 @@ def _as_text(value: Any) -> Any:
 # The JSON Schema of each (`nebula schema export`) says what YAML may hold, before conversion.
 Duration = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=str | float)]
 Text = Annotated[str, BeforeValidator(_as_text, json_schema_input_type=str | float | bool)]
+IpAddress = Annotated[str, AfterValidator(check_ip_address)]

@@ -6,20 +6,36 @@ syntax is checked after interpolation, when an installation is resolved (see `ne
 
 from __future__ import annotations
 
-from typing import Literal, Self
+import re
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from nebula.spec.base import Duration, StrictModel, Text
+from nebula.spec.names import excerpt
 
 Scalar = Text | None
+_SERVICE_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # compose's grammar
+_COUNT = re.compile(r"[0-9]{1,4}")  # ASCII digits (int() takes any) and no overflow at Docker
+
+
+def _service_name(value: str) -> str:
+    if not _SERVICE_NAME.fullmatch(value):
+        raise ValueError(
+            f"service name {excerpt(value)} is not valid: use letters, digits, '_', '.' and '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+ServiceName = Annotated[str, AfterValidator(_service_name)]
 
 
 class Healthcheck(StrictModel):
     test: list[str] | str | None = None
     interval: Duration | None = None
     timeout: Duration | None = None
-    retries: int | None = Field(default=None, ge=0)
+    retries: int | None = Field(default=None, ge=0, le=10_000)
     start_period: Duration | None = None
     disable: bool = False
 
@@ -113,7 +129,7 @@ class Service(StrictModel):
     def _restart_policy(cls, value: str) -> str:
         name, _, count = value.partition(":")
         if name not in ("no", "always", "on-failure", "unless-stopped") or (
-            count and (name != "on-failure" or not count.isdigit())
+            count and (name != "on-failure" or not _COUNT.fullmatch(count))
         ):
             raise ValueError(
                 f"{value!r} is not a restart policy; use no, always, on-failure[:N] or unless-stopped"
@@ -148,6 +164,6 @@ class NetworkDeclaration(StrictModel):
 
 
 class Compose(StrictModel):
-    services: dict[str, Service] = Field(min_length=1)
+    services: dict[ServiceName, Service] = Field(min_length=1)
     volumes: dict[str, VolumeDeclaration | None] = {}
     networks: dict[str, NetworkDeclaration | None] = {}

@@ -7,7 +7,7 @@ from typing import Any, Self
 
 from pydantic import Field, IPvAnyAddress, field_validator, model_validator
 
-from nebula.spec.base import Duration, StrictModel, Text
+from nebula.spec.base import Duration, IpAddress, StrictModel, Text
 from nebula.spec.names import Name
 from nebula.spec.proxy import Proxy
 
@@ -21,7 +21,7 @@ class DockerEndpoint(StrictModel):
 
 
 class Defaults(StrictModel):
-    bind_address: str = Field(
+    bind_address: IpAddress = Field(
         default="0.0.0.0",
         description="host address for published ports that name none (compose's default)",
     )

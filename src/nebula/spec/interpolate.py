@@ -2,7 +2,8 @@
 
 `$VAR` and `${VAR}` take the value; `${VAR:-default}` uses the default when VAR is unset or empty,
 `${VAR-default}` only when unset; `${VAR:?message}` / `${VAR?message}` make a missing value an
-error; `${VAR:+alt}` / `${VAR+alt}` give `alt` when VAR is set; `$$` is a literal dollar.
+error; `${VAR:+alt}` / `${VAR+alt}` give `alt` when VAR is set; `$$` is a literal dollar. A `${`
+without its `}` is an error, as in compose (it would otherwise reach the container as text).
 
 `${secret:NAME}` refers to a secret in the vault. Interpolation puts the secret's stand-in
 (`••••` and its fingerprint) in its place, never its value: apply swaps the stand-in for the
@@ -17,7 +18,9 @@ from collections.abc import Mapping
 from nebula.spec.names import SECRET_NAME_PATTERN
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_TOKEN = re.compile(rf"\$(?:(?P<dollar>\$)|\{{(?P<braced>[^}}]*)\}}|(?P<named>{_NAME}))")
+_TOKEN = re.compile(
+    rf"\$(?:(?P<dollar>\$)|\{{(?P<braced>[^}}]*)\}}|(?P<named>{_NAME})|(?P<unclosed>\{{))"
+)
 SECRET_PREFIX = "secret:"
 _SECRET = re.compile(rf"secret:(?P<name>{SECRET_NAME_PATTERN})")
 SECRET_REFERENCE = re.compile(rf"\$\{{secret:(?P<name>{SECRET_NAME_PATTERN})\}}")
@@ -61,10 +64,19 @@ def _parse(braced: str) -> tuple[str, str | None, str]:
     return match["name"], match["op"], match["arg"] or ""
 
 
+def _unclosed(text: str, token: re.Match[str]) -> InterpolationError:
+    start = token.start()
+    return InterpolationError(
+        "", f"unclosed reference {text[start : start + 30]!r}: close it with }}, or write $$ for $"
+    )
+
+
 def references(text: str) -> list[tuple[str, bool]]:
     """Each variable `text` refers to, with whether the reference itself supplies a fallback."""
     found = []
     for token in _TOKEN.finditer(text):
+        if token["unclosed"]:
+            raise _unclosed(text, token)
         if token["named"]:
             found.append((token["named"], False))
         elif token["braced"] is not None:
@@ -88,6 +100,8 @@ def interpolate(
             return "$"
         if token["named"]:
             return _lookup(token["named"], values)
+        if token["unclosed"]:
+            raise _unclosed(text, token)
         if token["braced"].startswith(SECRET_PREFIX):
             return _secret(token["braced"], {} if secrets is None else secrets)
         name, op, arg = _parse(token["braced"])

@@ -25,7 +25,7 @@ from typing import Any
 
 from nebula.catalog.categories import CATEGORIES
 from nebula.spec.compose import Service
-from nebula.spec.interpolate import references
+from nebula.spec.interpolate import InterpolationError, references
 
 # Keys without which the app would not run as its store meant: the app is not converted.
 BLOCKING_KEYS = {
@@ -463,7 +463,11 @@ def declare_variables(
     the `provided` prefixes come from `requires:` and are not declared."""
     used: dict[str, bool] = {}
     for text in strings([draft.compose, draft.health_checks, draft.provides]):
-        for name, has_default in references(text):
+        try:
+            found = references(text)
+        except InterpolationError as exc:
+            raise UnconvertibleError(str(exc)) from None
+        for name, has_default in found:
             if name.startswith(provided) and provided:
                 continue
             used[name] = used.get(name, True) and has_default
