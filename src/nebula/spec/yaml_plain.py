@@ -123,23 +123,28 @@ class Scalars:
         self._constructor = yaml.constructor.SafeConstructor()
 
     def value(self, event: ScalarEvent) -> Any:
-        return self.construct(self.tag(event), event.value)
+        """The value of a scalar written without a tag (as all plain YAML is)."""
+        text = event.value
+        if not event.implicit[0]:  # quoted, or a block scalar: a string
+            return text
+        tag = self._tags.get(text) or self._resolve(text)
+        return text if tag == _STR_TAG else self.construct(tag, text)
 
     def tag(self, event: ScalarEvent) -> str:
         """The scalar's tag: as written, or resolved as PyYAML's composer does."""
         if event.tag not in _NON_SPECIFIC:
             return str(event.tag)
-        if not event.implicit[0]:  # quoted, or a block scalar: a string
+        if not event.implicit[0]:
             return _STR_TAG
-        text = event.value
-        tag = self._tags.get(text)
-        if tag is None:
-            tag = _RESOLVE(ScalarNode, text, (True, False))
-            tag = self._tags[text] = _STR_TAG if tag == _VALUE_TAG else tag
-        return tag
+        return self._tags.get(event.value) or self._resolve(event.value)
 
     def construct(self, tag: str, text: str) -> Any:
         """The value of a scalar with `tag`; `yaml.YAMLError` or `ValueError` when it has none."""
         if tag == _STR_TAG:
             return text
         return self._constructor.construct_object(ScalarNode(tag, text), deep=True)
+
+    def _resolve(self, text: str) -> str:
+        tag = _RESOLVE(ScalarNode, text, (True, False))
+        tag = self._tags[text] = _STR_TAG if tag == _VALUE_TAG else tag
+        return tag
