@@ -207,6 +207,16 @@ def test_a_symlink_to_a_host_file_is_refused_unread(tmp_path: Path) -> None:
     assert "SECRETHASH" not in found and "root:" not in found
 
 
+def test_a_file_that_is_not_a_package_is_quoted_masked(tmp_path: Path) -> None:
+    """A host file copied (not linked) into the repo reads as YAML keys: the errors name each
+    line's place, never its content beyond a few characters."""
+    root = repo(tmp_path, {"packages/copied.yaml": f"{SECRET}\ndaemon:*:19000:0:99999:7:::\n"})
+    found = problems(root)
+    assert "packages/copied.yaml:1:1: 'root'… (50 chars): unknown field" in found
+    assert "packages/copied.yaml:2:1: 'daem'… (26 chars): unknown field" in found
+    assert "SECRETHASH" not in found and "19000" not in found
+
+
 def test_a_symlink_inside_the_repo_is_read(tmp_path: Path) -> None:
     root = repo(tmp_path, {"apps/kv.yaml": "package: kv\n"})
     (root / "packages" / "kv.yaml").symlink_to(root / "apps" / "kv.yaml")

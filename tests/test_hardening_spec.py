@@ -257,7 +257,7 @@ def test_health_check_durations_are_finite_and_bounded(tmp_path: Path) -> None:
 def test_a_service_name_outside_composes_grammar_is_an_error(tmp_path: Path) -> None:
     errors = validate(tmp_path, {"packages/web.yaml": _app("", name="🌌app")})
     assert errors == [
-        "packages/web.yaml:3:5: compose.services.🌌app: service name '🌌app' is not valid: "
+        "packages/web.yaml:3:5: compose.services.'🌌app': service name '🌌app' is not valid: "
         "use letters, digits, '_', '.' and '-', starting with a letter or digit"
     ]
     assert validate(tmp_path, {"packages/web.yaml": _app("", name="Web_1.a-b")}) == []

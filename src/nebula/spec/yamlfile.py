@@ -12,6 +12,7 @@ other than YAML's own (`!!python/object`, `!foo`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -32,6 +33,9 @@ from nebula.spec import yaml_limits as limits
 from nebula.spec.yaml_plain import LOADER, Scalars
 
 Path = tuple[str | int, ...]
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@/-]{0,63}")
+"""What a key of a Nebula file looks like; any other key is quoted masked."""
 
 _YAML = "tag:yaml.org,2002:"
 _MERGE_TAG = _YAML + "merge"
@@ -77,11 +81,25 @@ class YamlDocument:
 
 
 def dotted(path: Sequence[str | int]) -> str:
-    """`("services", "web", "ports", 0)` → `services.web.ports[0]`."""
+    """`("services", "web", "ports", 0)` → `services.web.ports[0]`.
+
+    A key that does not look like one (a line of some other file, a value where a key should
+    be) is shown masked: a file that is not what it should be must not be quoted back."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        key = part if _PLAIN_KEY.fullmatch(part) else _masked(part)
+        out += f".{key}" if out else key
     return out
+
+
+
+def _masked(key: str) -> str:
+    """`key` quoted, or when longer than 8 characters its first four and its length:
+    `'root'… (41 chars)`."""
+    return repr(key) if len(key) <= 8 else f"{key[:4]!r}… ({len(key)} chars)"
 
 
 def parse_yaml(text: str, file: str) -> YamlDocument:
