@@ -95,7 +95,6 @@ def dotted(path: Sequence[str | int]) -> str:
     return out
 
 
-
 def _masked(key: str) -> str:
     """`key` quoted, or when longer than 8 characters its first four and its length:
     `'root'… (41 chars)`."""
