@@ -56,6 +56,12 @@ def _merge_bomb(levels: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _nested_anchors(levels: int, items: int) -> str:
+    """`levels` anchored mappings, one inside the other, around a flow list of `items`."""
+    lines = [f"{'  ' * i}a{i}: &a{i}\n" for i in range(levels)]
+    return "".join(lines) + "  " * levels + "x: [" + ",".join(["1"] * items) + "]\n"
+
+
 BOMBS = {
     # name: (file text, the error expected at packages/x.yaml:LINE:COLUMN)
     "billion laughs": (_laughs(30), "6:20: a5: more than 250,000 values"),
@@ -70,6 +76,7 @@ BOMBS = {
         "1:10: compose: unsupported tag !!python/object/apply:os.system",
     ),
     "custom tag": ("compose: !foo bar\n", "1:10: compose: unsupported tag !foo"),
+    "nested anchors around a long list": (_nested_anchors(60, 60_000), "1:1: a0: "),
     "alias to itself": ("a: &a [*a]\n", "1:8: a[0]: invalid YAML: no anchor &a before this alias"),
 }
 

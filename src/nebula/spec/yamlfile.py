@@ -128,9 +128,17 @@ def parse_yaml(text: str, file: str) -> YamlDocument:
 
 @dataclass(frozen=True)
 class _Anchor:
+    """An anchored value. Its marks are not copied when it closes (nested anchors would copy
+    the same marks once each): they are `marks[first:last]`, a slice of the reader's ordered
+    marks, with paths under its own `depth` parts; an alias, counted as `size` values, reads
+    them."""
+
     value: Any
     size: int  # values it holds, itself included: what each alias of it repeats
-    marks: list[tuple[Path, Mark]]  # below it, relative to its own path
+    marks: list[tuple[Path, Mark]]
+    first: int = 0
+    last: int = 0
+    depth: int = 0
 
 
 @dataclass
@@ -257,9 +265,9 @@ class _Reader:
         self._count(mark, anchor.size)
         path, _ = self._child_path()
         if path is not None:
-            for below, at in anchor.marks:
-                if (*path, *below) not in self.marks:
-                    self._mark((*path, *below), at)
+            for below, at in anchor.marks[anchor.first : anchor.last]:
+                if (*path, *below[anchor.depth :]) not in self.marks:
+                    self._mark((*path, *below[anchor.depth :]), at)
         self._add(anchor.value, mark)
 
     def _start(self, event: MappingStartEvent | SequenceStartEvent, mark: Mark) -> None:
@@ -291,11 +299,16 @@ class _Reader:
             value = {**done.merged, **value}
         if done.anchor is not None:
             self.anchoring -= 1
-            start = len(done.path) if done.path is not None else 0
-            below = [(p[start:], m) for p, m in self.ordered[done.marks_before :]]
-            self.anchors[done.anchor] = _Anchor(value, self.nodes - done.nodes_before, below)
+            self.anchors[done.anchor] = _Anchor(
+                value,
+                self.nodes - done.nodes_before,
+                self.ordered,
+                done.marks_before,
+                len(self.ordered),
+                len(done.path) if done.path is not None else 0,
+            )
             if not self.anchoring:
-                self.ordered.clear()
+                self.ordered = []  # the anchors keep the list they point into
         self._add(value, done.mark)
 
     def _add(self, value: Any, mark: Mark) -> None:
