@@ -6,6 +6,7 @@ The daemon tests drive a real nebulad (watch mode, real Docker Engine) over its 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -259,6 +260,28 @@ def test_a_packages_folder_loop_or_escape_is_an_error_not_an_empty_folder(
     (root / "catalog").rename(root / "catalog-old")
     (root / "catalog").symlink_to(tmp_path / "outside")
     assert f"catalog:1:1: resolves outside {root}; refused" in problems(root)
+
+
+@pytest.mark.timeout(20)
+def test_secrets_list_reads_no_fifo_device_or_file_outside_the_repo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which installations use a secret is read from the repo's files as validation reads
+    them: a FIFO would block `nebula secrets list` and `rm`, /dev/zero would fill memory."""
+    monkeypatch.setenv("NEBULA_MASTER_KEY_FILE", str(tmp_path / "master.key"))
+    monkeypatch.delenv("NEBULA_MASTER_KEY", raising=False)
+    root = repo(tmp_path, {"packages/app.yaml": "package: kv\nvalues: {A: '${secret:app.pw}'}\n"})
+    write(tmp_path / "host" / "refs.yaml", "x: ${secret:host.only}\n")
+    os.mkfifo(root / "packages" / "fifo.yaml")
+    (root / "packages" / "zero.yaml").symlink_to("/dev/zero")
+    (root / "packages" / "host.yaml").symlink_to(tmp_path / "host" / "refs.yaml")
+    db = ["--database-url", f"sqlite:///{tmp_path}/nebula.db"]
+    assert CliRunner().invoke(app, ["secrets", "init", *db]).exit_code == 0
+    listed = CliRunner().invoke(app, ["secrets", "list", "--repo", str(root), *db, "-o", "json"])
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout)["missing"] == [{"name": "app.pw", "used_by": ["app"]}]
+    removed = CliRunner().invoke(app, ["secrets", "rm", "host.only", "--repo", str(root), *db])
+    assert "no secret 'host.only' in the vault" in removed.output  # not "used by host"
 
 
 # -- through nebulad's API -------------------------------------------------------------------
