@@ -20,6 +20,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from nebula import paths
 from nebula.cli.app import app
 from nebula.engine.marketplace import RepoEdit, plan_install
 from nebula.errors import ConfigError
@@ -144,6 +145,26 @@ def test_within_refuses_what_resolves_outside_the_root(tmp_path: Path) -> None:
     for bad in ("../x.yaml", "packages/../../x.yaml", "/etc/passwd", "packages/out/shadow"):
         with pytest.raises(UnsafePathError, match="resolves outside"):
             within(root, bad)
+
+
+def test_a_folder_swapped_for_a_symlink_after_the_check_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check and the open are two steps: a parent folder replaced by a symlink out of the
+    repo between them must not lead the open outside."""
+    root = repo(tmp_path, {"packages/sub/x.yaml": "package: kv\n"})
+    write(tmp_path / "host" / "x.yaml", SECRET + "\n")
+    checked = paths.within
+
+    def check_then_swap(base: Path, path: str | Path) -> Path:
+        resolved = checked(base, path)
+        (root / "packages" / "sub").rename(root / "packages" / "old")
+        (root / "packages" / "sub").symlink_to(tmp_path / "host")
+        return resolved
+
+    monkeypatch.setattr(paths, "within", check_then_swap)
+    with pytest.raises(UnsafePathError, match="resolves outside"):
+        paths.read_file(root / "packages" / "sub" / "x.yaml", root)
 
 
 def test_a_repo_edit_outside_the_repo_writes_nothing(tmp_path: Path) -> None:

@@ -74,12 +74,17 @@ def read_file(path: Path, root: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     never quoting it) for a path leading outside `root`, a FIFO, device or socket, or a file
     over `limit` bytes, refused before it is opened. `OSError` passes through."""
     real = within(root, path)
-    name = _shown(root.resolve(), path)
+    base = root.resolve()
+    name = _shown(base, path)
     _check_kind(os.lstat(real), name, limit)
     # O_NOFOLLOW: the file resolved a moment ago must not become a symlink meanwhile;
     # O_NONBLOCK: a FIFO swapped in meanwhile must not block the open.
     fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as handle:
+        # O_NOFOLLOW guards the last part only: a folder above it may have become a symlink
+        # meanwhile. What was opened is what the kernel says the descriptor points at.
+        if not Path(os.readlink(f"/proc/self/fd/{fd}")).is_relative_to(base):
+            raise UnsafePathError(name, f"resolves outside {base}; refused")
         _check_kind(os.fstat(fd), name, limit)
         data = handle.read(limit + 1)
     if len(data) > limit:
