@@ -208,6 +208,26 @@ def test_the_catalog_is_never_asked_for_a_path(tmp_path: Path) -> None:
     assert catalog.get("../../outside/evil") is None
 
 
+def test_a_catalog_folder_or_file_leading_out_of_the_catalog_is_refused_unread(
+    tmp_path: Path,
+) -> None:
+    from nebula.engine.reconcile import catalog_for
+
+    root = repo(tmp_path, {"packages/kv.yaml": "package: kv\nversion: '2'\n"})
+    (root / "catalog" / "evil").symlink_to(tmp_path / "outside" / "evil")
+    (root / "catalog" / "kv" / "2.yaml").symlink_to(root / "packages" / "kv.yaml")
+    catalog = catalog_for(load_repo(root))
+    for ask in (lambda: catalog.versions("evil"), lambda: catalog.get("evil", "1")):
+        with pytest.raises(ConfigError, match=f"catalog/evil:1:1: resolves outside {root}/catalog"):
+            ask()
+    with pytest.raises(ConfigError) as caught:
+        catalog.get("kv", "2")  # a repo file, but not one of the catalog
+    assert str(caught.value) == f"catalog/kv/2.yaml:1:1: resolves outside {root}/catalog; refused"
+    result = CliRunner().invoke(app, ["catalog", "validate", str(root / "catalog")])
+    assert f"catalog/evil:1:1: resolves outside {root}/catalog; refused" in result.output
+    assert "LEAKEDKEY" not in result.output and "Traceback" not in result.output
+
+
 # -- repo files that must not be read --------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from nebula.paths import builtin_catalog_dir
+from nebula.paths import UnsafePathError, builtin_catalog_dir, folder_within
 from nebula.spec.names import NAME
 
 if TYPE_CHECKING:  # imported where used: `nebula.catalog.index` must stay import-light
@@ -50,17 +50,24 @@ class Catalog:
     """Packages by name and version."""
 
     def __init__(self, dirs: list[Path]) -> None:
-        self.dirs = [d for d in dirs if d.is_dir()]
+        self.dirs = [d.resolve() for d in dirs if d.is_dir()]
 
     def _files(self, name: str) -> dict[str, Path]:
         """Version -> file, later folders winning; none for a name outside the grammar of
-        names (`nebula.spec.names`), which is never looked up on disk (`../x` stays out)."""
+        names (`nebula.spec.names`), which is never looked up on disk (`../x` stays out).
+        `ConfigError` for a package folder leading out of its catalog (a symlink)."""
         found: dict[str, Path] = {}
         if not NAME.fullmatch(name):
             return found
         for folder in self.dirs:
-            package_dir = folder / name
-            if package_dir.is_dir():
+            try:
+                package_dir = folder_within(folder, name)
+            except UnsafePathError as exc:
+                from nebula.errors import ConfigError, ConfigIssue
+
+                issue = ConfigIssue(f"{folder.name}/{name}", 1, 1, "", exc.reason)
+                raise ConfigError([issue]) from None
+            if package_dir is not None:
                 for path in package_dir.iterdir():
                     if path.suffix in _SUFFIXES and path.is_file():
                         found[path.stem] = path
@@ -90,7 +97,11 @@ class Catalog:
 
         entries, issues = [], []
         for name in self.names():
-            versions = self.versions(name)
+            try:
+                versions = self.versions(name)
+            except ConfigError as exc:  # its folder leads out of the catalog
+                issues.extend(exc.issues)
+                continue
             for version in versions if every_version else versions[-1:]:
                 try:
                     entry = self.get(name, version)
@@ -111,7 +122,8 @@ def _load_cached(path: Path, mtime_ns: int) -> CatalogEntry:
     from nebula.spec.repo import read_document
     from nebula.spec.validate import validate_document
 
-    doc = read_document(path, path.parent.parent.parent)
+    catalog = path.parent.parent  # the (resolved) catalog folder: the file must stay inside
+    doc = read_document(path, catalog, names_from=catalog.parent)
     package = validate_document(doc, Package)
     if package.name != path.parent.name:
         raise ConfigError(

@@ -65,7 +65,12 @@ def lint_catalog(folder: Path) -> tuple[int, list[Finding]]:
             )
             findings.append(Finding("error", issue))
             continue
-        for version in catalog.versions(name):
+        try:
+            versions = catalog.versions(name)
+        except ConfigError as exc:  # its folder leads out of the catalog
+            findings.extend(Finding("error", issue) for issue in exc.issues)
+            continue
+        for version in versions:
             checked += 1
             try:
                 entry = catalog.get(name, version)

@@ -58,10 +58,12 @@ def local_catalog_dir(root: Path) -> Path | None:
     return _folder(root, LOCAL_CATALOG_DIR)
 
 
-def read_document(path: Path, root: Path) -> YamlDocument:
-    """Parse `path`, naming it relative to `root` in every message. Refused unread: a file
-    leading outside `root`, anything but a regular file, a file over 1 MiB (`nebula.paths`)."""
-    name = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+def read_document(path: Path, root: Path, names_from: Path | None = None) -> YamlDocument:
+    """Parse `path`, naming it relative to `names_from` (default `root`) in every message.
+    Refused unread: a file leading outside `root`, anything but a regular file, a file over
+    1 MiB (`nebula.paths`)."""
+    base = root if names_from is None else names_from
+    name = path.relative_to(base).as_posix() if path.is_relative_to(base) else str(path)
     try:
         text = read_file(path, root).decode("utf-8")
     except UnsafePathError as exc:
