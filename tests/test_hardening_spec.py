@@ -261,13 +261,20 @@ def test_health_check_durations_are_finite_and_bounded(tmp_path: Path) -> None:
     assert validate(tmp_path, {"packages/web.yaml": _app("", extra=ok)}) == []
 
 
-def test_a_service_name_outside_composes_grammar_is_an_error(tmp_path: Path) -> None:
+def test_service_and_volume_names_follow_composes_grammar(tmp_path: Path) -> None:
     errors = validate(tmp_path, {"packages/web.yaml": _app("", name="🌌app")})
     assert errors == [
         "packages/web.yaml:3:5: compose.services.'🌌app': service name '🌌app' is not valid: "
-        "use letters, digits, '_', '.' and '-', starting with a letter or digit"
+        "use letters, digits, '_', '.' and '-'"
     ]
-    assert validate(tmp_path, {"packages/web.yaml": _app("", name="Web_1.a-b")}) == []
+    errors = validate(tmp_path, {"packages/web.yaml": _app("      volumes: ['d@ta:/data']\n")})
+    assert errors == [
+        "packages/web.yaml:5:17: compose.services.web.volumes[0]: volume name 'd@ta' is not "
+        "valid: use letters, digits, '_', '.' and '-'"
+    ]
+    for name, volume in (("Web_1.a-b", "data"), ("_init", "_data"), ("-x", "-data")):
+        volumes = f"      volumes: ['{volume}:/data']\n"
+        assert validate(tmp_path, {"packages/web.yaml": _app(volumes, name=name)}) == [], name
 
 
 def test_a_variable_declared_twice_is_an_error(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from nebula.resources import DeviceRequest, HealthSpec, Mount, PortBinding
 from nebula.spec.base import check_ip_address
 from nebula.spec.compose import GpuRequest, Healthcheck, PortMapping, Service, VolumeMount
+from nebula.spec.names import COMPOSE_NAME, COMPOSE_NAME_RULE
 
 # The image reference grammar of the distribution spec (distribution/reference, regexp.go).
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -19,7 +20,6 @@ _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 _IMAGE = re.compile(rf"(?P<name>{_NAME})(?::{_TAG})?(?:@{_DIGEST})?", re.ASCII)  # as Go's \w
 _NAME_MAX = 255
-_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
 def check_image(image: str) -> str:
@@ -119,8 +119,8 @@ def parse_mount(value: str | VolumeMount) -> Mount:
         raise ValueError(
             f"bind mount {mount.source!r}: use an absolute host path or a named volume"
         )
-    if mount.type == "volume" and not _VOLUME_NAME.fullmatch(mount.source):
-        raise ValueError(f"{mount.source!r} is not a valid volume name")
+    if mount.type == "volume" and not COMPOSE_NAME.fullmatch(mount.source):
+        raise ValueError(f"volume name {mount.source!r} is not valid: {COMPOSE_NAME_RULE}")
     if not mount.target.startswith("/"):
         raise ValueError(f"mount target {mount.target!r} must be an absolute path in the container")
     return mount

@@ -12,19 +12,15 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from nebula.spec.base import Duration, StrictModel, Text
-from nebula.spec.names import excerpt
+from nebula.spec.names import COMPOSE_NAME, COMPOSE_NAME_RULE, excerpt
 
 Scalar = Text | None
-_SERVICE_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # compose's grammar
 _COUNT = re.compile(r"[0-9]{1,4}")  # ASCII digits (int() takes any) and no overflow at Docker
 
 
 def _service_name(value: str) -> str:
-    if not _SERVICE_NAME.fullmatch(value):
-        raise ValueError(
-            f"service name {excerpt(value)} is not valid: use letters, digits, '_', '.' and '-', "
-            "starting with a letter or digit"
-        )
+    if not COMPOSE_NAME.fullmatch(value):
+        raise ValueError(f"service name {excerpt(value)} is not valid: {COMPOSE_NAME_RULE}")
     return value
 
 

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 SECRET_NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 SECRET_NAME = re.compile(SECRET_NAME_PATTERN)
+COMPOSE_NAME = re.compile(r"[a-zA-Z0-9._-]+")
+"""Compose's own grammar for the keys of `services:` and `volumes:` (its schema's
+`^[a-zA-Z0-9._-]+$`): what a package may call a service or a volume."""
 
 NAME_RULE = (
     "use 1 to 63 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit "
@@ -33,6 +36,7 @@ NAME_RULE = (
 SECRET_NAME_RULE = (
     "use 1 to 128 of letters, digits, '.', '_' and '-', starting with a letter, digit or '_'"
 )
+COMPOSE_NAME_RULE = "use letters, digits, '_', '.' and '-'"
 _EXCERPT = 32  # a bad name longer than this is quoted by its first 12 characters only
 
 
