@@ -187,11 +187,33 @@ def test_an_invalid_bind_address_is_an_error_never_every_interface(tmp_path: Pat
         "packages/web.yaml:7:11: compose.services.web.ports[1]: '1.2.3' is not an IP address; "
         "use e.g. 0.0.0.0, 127.0.0.1 or ::1",
     ]
+    errors = validate(tmp_path, {}, config="defaults:\n  bind_address: fe80::1%eth0\n")
+    assert errors == [
+        "nebula.yaml:2:3: defaults.bind_address: 'fe80::1%eth0': Docker takes no %zone; "
+        "write the address alone"
+    ]
     ports = "      ports: ['127.0.0.1:8080:80', '[::1]:8081:81', '8082:82']\n"
     (tmp_path / "packages" / "web.yaml").write_text(_app(ports))
     (tmp_path / "nebula.yaml").write_text("defaults: {bind_address: '192.168.1.5'}\n")
     (web,) = load_desired(tmp_path).installations
     assert [p.host_ip for p in web.containers[0].ports] == ["127.0.0.1", "::1", "192.168.1.5"]
+
+
+def test_ipv6_ports_are_read_as_docker_reads_them(tmp_path: Path) -> None:
+    """Docker's port grammar: all parts but the last two are the IP, brackets optional."""
+    ports = "      ports: ['::1:8080:80', '[::1]:8081:81', '[2001:db8::1]::82/udp', '::83']\n"
+    (tmp_path / "packages").mkdir()
+    (tmp_path / "packages" / "web.yaml").write_text(_app(ports))
+    (tmp_path / "nebula.yaml").write_text("")
+    (web,) = load_desired(tmp_path).installations
+    assert [
+        (p.host_ip, p.host_port, p.container_port, p.protocol) for p in web.containers[0].ports
+    ] == [
+        ("::1", 8080, 80, "tcp"),
+        ("::1", 8081, 81, "tcp"),
+        ("2001:db8::1", None, 82, "udp"),
+        ("0.0.0.0", None, 83, "tcp"),  # `:` alone: an empty IP and host port, as in Docker
+    ]
 
 
 @pytest.mark.parametrize(

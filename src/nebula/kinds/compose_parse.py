@@ -9,7 +9,7 @@ from collections.abc import Callable
 from nebula.resources import DeviceRequest, HealthSpec, Mount, PortBinding
 from nebula.spec.base import check_ip_address
 from nebula.spec.compose import GpuRequest, Healthcheck, PortMapping, Service, VolumeMount
-from nebula.spec.names import COMPOSE_NAME, COMPOSE_NAME_RULE
+from nebula.spec.names import COMPOSE_NAME, COMPOSE_NAME_RULE, excerpt
 
 # The image reference grammar of the distribution spec (distribution/reference, regexp.go).
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -43,7 +43,7 @@ def split_command(value: str | list[str]) -> tuple[str, ...]:
 
 
 def parse_port(value: int | str | PortMapping, bind_address: str) -> PortBinding:
-    """`80`, `8080:80`, `127.0.0.1:8080:80`, `[::1]::80/udp` or the long form."""
+    """`80`, `8080:80`, `127.0.0.1:8080:80`, `::1:8080:80`, `[::1]::80/udp` or the long form."""
     if isinstance(value, PortMapping):
         host_port = _port_number(value.published) if value.published else None
         return PortBinding(
@@ -52,32 +52,18 @@ def parse_port(value: int | str | PortMapping, bind_address: str) -> PortBinding
             check_ip_address(value.host_ip) if value.host_ip else bind_address,
             host_port,
         )
+    # As Docker's ParsePortSpec: the last part is the container port (and protocol), the one
+    # before it the host port, all before those the IP (`::1:8080:80`, `[::1]:8080:80`).
     text = str(value)
-    spec, _, protocol = text.partition("/")
+    *rest, last = text.split(":")
+    container, _, protocol = last.partition("/")
     protocol = protocol or "tcp"
     if protocol not in ("tcp", "udp"):
-        raise ValueError(f"port {text!r}: protocol must be tcp or udp")
-    host_ip = bind_address
-    if spec.startswith("["):
-        ip, sep, rest = spec[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"port {text!r}: expected [IPv6]:HOST:CONTAINER")
-        host_ip, parts = ip, rest.split(":")
-        if len(parts) != 2:
-            raise ValueError(f"port {text!r}: expected [IPv6]:HOST:CONTAINER")
-        host, container = parts
-    else:
-        parts = spec.split(":")
-        if len(parts) == 1:
-            host, container = "", parts[0]
-        elif len(parts) == 2:
-            host, container = parts
-        elif len(parts) == 3:
-            host_ip, host, container = parts
-        else:
-            raise ValueError(
-                f"port {text!r}: expected CONTAINER, HOST:CONTAINER or IP:HOST:CONTAINER"
-            )
+        raise ValueError(f"port {excerpt(text)}: protocol must be tcp or udp")
+    host = rest.pop() if rest else ""
+    host_ip = ":".join(rest)
+    if host_ip.startswith("[") and host_ip.endswith("]"):
+        host_ip = host_ip[1:-1]
     if "-" in host or "-" in container:
         raise ValueError(f"port {text!r}: port ranges are not supported; list each port")
     return PortBinding(

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
+from nebula.spec.names import excerpt
+
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # ASCII digits only: int() and float() take any
 _DURATION_PART = re.compile(rf"({_NUMBER.pattern})(ms|us|s|m|h)")
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -47,13 +49,17 @@ def parse_duration(value: Any) -> float:
 
 
 def check_ip_address(value: str) -> str:
-    """`value` as a canonical IPv4 or IPv6 address, else ValueError (never a silent default)."""
+    """`value` as a canonical IPv4 or IPv6 address, else ValueError (never a silent default).
+    A scoped IPv6 address (`fe80::1%eth0`) is refused too: Docker takes none."""
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
         raise ValueError(
-            f"{value[:45]!r} is not an IP address; use e.g. 0.0.0.0, 127.0.0.1 or ::1"
+            f"{excerpt(value)} is not an IP address; use e.g. 0.0.0.0, 127.0.0.1 or ::1"
         ) from None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise ValueError(f"{excerpt(value)}: Docker takes no %zone; write the address alone")
+    return str(address)
 
 
 def _as_text(value: Any) -> Any:
