@@ -299,9 +299,20 @@ def test_service_and_volume_names_follow_composes_grammar(tmp_path: Path) -> Non
         assert validate(tmp_path, {"packages/web.yaml": _app(volumes, name=name)}) == [], name
 
 
-def test_a_variable_declared_twice_is_an_error(tmp_path: Path) -> None:
+def test_a_variable_declared_twice_is_one_error_at_its_line(tmp_path: Path) -> None:
     variables = "variables:\n  - {name: PORT, default: '80'}\n  - {name: PORT, default: '81'}\n"
     errors = validate(tmp_path, {"packages/web.yaml": _app("", extra=variables)})
     assert errors == [
-        "packages/web.yaml:7:6: variables[1].name: variable PORT is already declared on line 6"
+        "packages/web.yaml:7:6: variables[1].name: variable PORT is declared twice (first on line 6)"
     ]
+    # In a catalog package: once for the file, however many installations use it, and
+    # `nebula catalog validate` says so too.
+    package = "name: demo\nversion: '1'\n" + _app("", extra=variables)
+    files = {"catalog/demo/1.yaml": package, "packages/a.yaml": "package: demo\n"}
+    root = tmp_path / "lab"
+    (root / "catalog" / "demo").mkdir(parents=True)
+    errors = validate(root, {**files, "packages/b.yaml": "package: demo\n"})
+    expected = "catalog/demo/1.yaml:9:6: variables[1].name: variable PORT is declared twice"
+    assert errors == [f"{expected} (first on line 8)"]
+    result = runner.invoke(app, ["catalog", "validate", str(root / "catalog")])
+    assert result.exit_code == 2 and f"error: {expected}" in result.output, result.output

@@ -103,8 +103,8 @@ def resolve(
     desired = [d for _, d in resolved]
     issues.extend(_clashes(desired))
     issues.extend(check_installations(resolved, catalog, repo.config))
-    if issues:
-        raise ConfigError(issues)
+    if issues:  # a catalog file's issue once, however many installations use it
+        raise ConfigError(list(dict.fromkeys(issues)))
     return desired
 
 
@@ -283,17 +283,7 @@ class _Resolver:
 
     def _values(self) -> None:
         given = self.source.spec.values
-        declared: dict[str, int] = {}  # name -> its index in `variables`
-        for index, var in enumerate(self.app.variables):
-            first = declared.setdefault(var.name, index)
-            if first != index:
-                line = self.app_doc.mark_for(("variables", first)).line
-                self.issues.append(
-                    self._issue(
-                        ("variables", index, "name"),
-                        f"variable {var.name} is already declared on line {line}",
-                    )
-                )
+        declared = {var.name for var in self.app.variables}
         used = _used_variables(self.app)
         self.secret_names = {v.name for v in self.app.variables if v.secret}
         for requirement, provided in self.uses:

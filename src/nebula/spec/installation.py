@@ -18,7 +18,7 @@ from pydantic import AfterValidator, Field, model_validator
 from nebula.spec.base import StrictModel, Text
 from nebula.spec.compose import Compose
 from nebula.spec.names import Name
-from nebula.spec.package import HealthCheck, Hooks, Variable
+from nebula.spec.package import HealthCheck, Hooks, Variables
 
 _HOSTNAME = re.compile(
     r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+"
@@ -69,7 +69,7 @@ class Installation(StrictModel):
     )
     values: dict[str, Text] = {}
     compose: Compose | None = None
-    variables: list[Variable] = []
+    variables: Variables = []
     health_checks: list[HealthCheck] = []
     hooks: Hooks | None = None
 

@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Self
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from nebula.spec.base import Duration, StrictModel, Text
 from nebula.spec.compose import Compose
@@ -31,6 +32,22 @@ class Variable(StrictModel):
         if not VARIABLE_NAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a variable name (letters, digits and _)")
         return value
+
+
+def _declared_once(variables: list[Variable]) -> list[Variable]:
+    first: dict[str, int] = {}
+    for index, variable in enumerate(variables):
+        if first.setdefault(variable.name, index) != index:
+            raise PydanticCustomError(
+                "declared_twice",
+                f"variable {variable.name} is declared twice",
+                {"at": (index, "name"), "first": (first[variable.name],)},
+            )
+    return variables
+
+
+Variables = Annotated[list[Variable], AfterValidator(_declared_once)]
+"""An app's variables, each name declared once (pydantic errors point at the second)."""
 
 
 class HealthCheck(StrictModel):
@@ -95,7 +112,7 @@ class AppDefinition(StrictModel):
     """What a package and an inline-compose installation share: the app itself."""
 
     compose: Compose
-    variables: list[Variable] = []
+    variables: Variables = []
     health_checks: list[HealthCheck] = []
     hooks: Hooks = Hooks()
 

@@ -3,7 +3,9 @@
 Pydantic reports a location such as `("compose", "services", "web", "function-before[...]", "x")`;
 union members and validators add steps that are not keys of the file. We walk the data to keep
 only real keys, point at the mark of the deepest one, and for unknown keys suggest the nearest
-valid field ("did you mean 'image'?").
+valid field ("did you mean 'image'?"). A validator of a whole list or mapping may name the part
+at fault: a `PydanticCustomError` whose context holds `at` (its path below the value) and
+`first` (where it was first seen, whose line the message gets).
 """
 
 from __future__ import annotations
@@ -38,8 +40,13 @@ def issues_from(
     found: dict[Path, list[tuple[str, str]]] = {}
     for error in exc.errors(include_url=False):
         keep_last = error["type"] in ("missing", "extra_forbidden")
+        context = error.get("ctx", {})
         path = _real_path(doc.data, error["loc"], keep_last)
-        found.setdefault(path, []).append((error["type"], _message(error, path, model)))
+        message = _message(error, path, model)
+        if "first" in context:
+            message += f" (first on line {doc.mark_for((*path, *context['first'])).line})"
+        path = (*path, *context.get("at", ()))
+        found.setdefault(path, []).append((error["type"], message))
     # A union tries each member: keep the member that got deepest, drop "wrong type" at its parent.
     parents = {q[:end] for q in found for end in range(len(q))}
     deepest = [p for p in found if p not in parents]
