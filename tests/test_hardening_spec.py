@@ -91,6 +91,15 @@ def test_yaml_bombs_are_refused_at_their_line_within_a_second(tmp_path: Path, na
     assert errors[0].startswith(f"packages/x.yaml:{expected}"), errors
 
 
+def test_an_undefined_alias_to_merge_is_one_error(tmp_path: Path) -> None:
+    for merged, column in (("*nope", 11), ("[*nope]", 12)):
+        text = _app(f"      <<: {merged}\n")
+        assert validate(tmp_path, {"packages/web.yaml": text}) == [
+            f"packages/web.yaml:5:{column}: compose.services.web: invalid YAML: no anchor &nope "
+            "before this alias"
+        ]
+
+
 def test_nesting_limit_is_named_in_the_error(tmp_path: Path) -> None:
     errors = validate(tmp_path, {"packages/x.yaml": "a: " + "[" * 500 + "]" * 500})
     assert errors == ["packages/x.yaml:1:103: a[0][0][0][0][0]…: nested more than 100 levels deep"]

@@ -255,9 +255,13 @@ class _Reader:
     def _alias(self, event: AliasEvent, mark: Mark) -> None:
         anchor = self.anchors.get(str(event.anchor))
         if anchor is None:
-            path, _ = self._child_path()
+            path, merging = self._child_path()
             self._report(path, mark, f"invalid YAML: no anchor &{event.anchor} before this alias")
-            self._add(None, mark)
+            top = self.open[-1] if self.open else None
+            if top is not None and merging:
+                top.key = None  # nothing to merge, and no second error saying so
+            elif top is None or not top.merge_list:
+                self._add(None, mark)
             return
         self.aliases += 1
         if self.aliases > limits.MAX_ALIASES:
