@@ -272,7 +272,13 @@ def served(control: FakeControl, heartbeat: float = 15.0) -> Iterator[Served]:
                 serve(
                     create_app(control, token=None, tcp=False, heartbeat=heartbeat),
                     path,
-                    app_tcp=create_app(control, token=TOKEN, tcp=True, heartbeat=heartbeat),
+                    app_tcp=create_app(
+                        control,
+                        token=TOKEN,
+                        tcp=True,
+                        heartbeat=heartbeat,
+                        webhook_secret=WEBHOOK_SECRET,
+                    ),
                     tcp_listen=f"127.0.0.1:{port}",
                     stop=stop,
                     ready=ready,

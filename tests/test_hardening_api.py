@@ -22,13 +22,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
+from nebula.daemon.api import WEBHOOK_READS, create_app
+from nebula.daemon.config import DaemonConfig
+from nebula.daemon.control import SyncRecord
+from nebula.daemon.core import Daemon
+from nebula.daemon.gitsync import GitSource
 from nebula.identity import accounts
 from nebula.identity.sessions import Sessions
+from nebula.providers.docker import DockerProvider
 from nebula.store import Store
 from test_api_auth import KEY, PASSWORD, Api, login, serving
+from test_daemon import Repo, engine, eventually, running  # noqa: F401 (engine: a fixture)
+from test_daemon import app as daemon_app
 from test_daemon_api import JSON, TOKEN, WEBHOOK_SECRET, free_port, short_dir
 from test_identity import cli_env, run  # noqa: F401 (the fixture, used by name)
 
@@ -134,7 +144,7 @@ def test_a_token_without_a_user_id_is_refused(tmp_path: Path) -> None:
 SERVER = """
 import sys, threading
 sys.path.insert(0, sys.argv[1])
-from test_daemon_api import TOKEN, FakeControl
+from test_daemon_api import TOKEN, WEBHOOK_SECRET, FakeControl
 from nebula.daemon.api import create_app
 from nebula.daemon.server import serve
 from nebula.store import Store
@@ -154,7 +164,10 @@ threading.Thread(target=lambda: ready.wait() and print("ready", flush=True), dae
 serve(
     create_app(control, token=None, tcp=False),
     sys.argv[3],
-    app_tcp=create_app(control, token=TOKEN, tcp=True, rate_limit=None, body_timeout=2.0),
+    app_tcp=create_app(
+        control, token=TOKEN, tcp=True, rate_limit=None, body_timeout=2.0,
+        webhook_secret=WEBHOOK_SECRET,
+    ),
     tcp_listen=f"127.0.0.1:{sys.argv[2]}",
     stop=stop,
     ready=ready,
@@ -169,8 +182,11 @@ MB = 2**20
 
 @dataclass
 class Nebulad:
+    """The TCP listener verifies webhooks with WEBHOOK_SECRET; the unix socket's has no secret."""
+
     process: subprocess.Popen[str]
     port: int
+    socket: Path
 
     def client(self) -> httpx.Client:
         auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -179,10 +195,19 @@ class Nebulad:
     def connect(self) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=10)
 
-    def rss(self) -> int:
-        """Resident memory in bytes."""
+    def connect_unix(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.settimeout(10)
+        sock.connect(str(self.socket))
+        return sock
+
+    def rss(self, field: str = "VmRSS") -> int:
+        """Resident memory in bytes (VmRSS), or its peak since `reset_peak` (VmHWM)."""
         status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) * 1024  # type: ignore[index]
+        return int(re.search(rf"{field}:\s+(\d+) kB", status)[1]) * 1024  # type: ignore[index]
+
+    def reset_peak(self) -> None:
+        Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
 
 
 @pytest.fixture
@@ -197,7 +222,7 @@ def nebulad(tmp_path: Path) -> Iterator[Nebulad]:
         process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         try:
             assert process.stdout is not None and process.stdout.readline() == "ready\n"
-            yield Nebulad(process, port)
+            yield Nebulad(process, port, root / "s.sock")
         finally:
             process.terminate()
             process.wait(10)
@@ -350,6 +375,140 @@ def test_webhook_bodies_are_refused_before_they_are_read(nebulad: Nebulad) -> No
     assert nebulad.rss() - before < 50 * MB, (before, nebulad.rss())
     with nebulad.client() as client:
         assert client.get("/api/v1/status").status_code == 200
+
+
+def webhook_request(headers: bytes, length: int) -> bytes:
+    """A webhook request's head, announcing a body of `length` bytes."""
+    return (
+        b"POST /api/v1/webhook HTTP/1.1\r\nHost: nebulad\r\nContent-Type: application/json\r\n"
+        + headers
+        + b"Content-Length: %d\r\n\r\n" % length
+    )
+
+
+def test_webhooks_no_secret_could_verify_are_refused_before_their_body(nebulad: Nebulad) -> None:
+    """A wrong GitLab token (the secret itself, sent in a header), or a listener without a
+    secret: each answered from the headers, the 24 MB announced never waited for."""
+    wrong_token = b"X-Gitlab-Event: Push Hook\r\nX-Gitlab-Token: not-the-secret\r\n"
+    with nebulad.connect() as sock:
+        sock.sendall(webhook_request(wrong_token, 24 * MB))
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    assert b"bad X-Gitlab-Token" in answer
+    signed = b"X-GitHub-Event: push\r\nX-Hub-Signature-256: sha256=" + b"0" * 64 + b"\r\n"
+    for proof in (signed, wrong_token):
+        with nebulad.connect_unix() as sock:
+            sock.sendall(webhook_request(proof, 24 * MB))
+            answer = read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
+        assert b"no webhook secret is configured" in answer
+
+
+def test_forged_signatures_cost_a_few_bodies_of_memory_at_most(nebulad: Nebulad) -> None:
+    """As many 5 MB bodies with a made-up signature as the listener takes at once: a few are
+    read at a time (the others wait their turn), each refused, and memory stays bounded."""
+    with nebulad.client() as client:  # warm up: the first requests load what they need
+        client.post("/api/v1/webhook", content=b"{}", headers=signed_push(b"{}", "warm"))
+    body = b"x" * (5 * MB - 1024)
+    forged = {**signed_push(b"{}"), "X-Hub-Signature-256": "sha256=" + "0" * 64}
+    before = nebulad.rss()
+    nebulad.reset_peak()
+
+    def send(number: int) -> int:
+        with httpx.Client(base_url=f"http://127.0.0.1:{nebulad.port}", timeout=30) as client:
+            content = body + b"%04d" % number  # each a new delivery
+            return client.post("/api/v1/webhook", content=content, headers=forged).status_code
+
+    with ThreadPoolExecutor(MAX_CONNECTIONS) as pool:
+        statuses = list(pool.map(send, range(MAX_CONNECTIONS - 1)))
+    assert set(statuses) <= {401, 503} and 401 in statuses, statuses
+    # Each read holds its body twice at most (as read, as bytes); 15 at once would be 150 MB.
+    bound = WEBHOOK_READS * 10 * MB + 15 * MB
+    assert nebulad.rss("VmHWM") - before < bound, (before, nebulad.rss("VmHWM"))
+
+
+def test_a_forged_copy_of_a_delivery_is_401_and_never_takes_its_place(nebulad: Nebulad) -> None:
+    body, other = push_body("ef"), push_body("12")
+    with nebulad.client() as client:
+        first = client.post("/api/v1/webhook", content=body, headers=signed_push(body, "d-9"))
+        assert first.status_code == 202, first.text
+        forged = {**signed_push(body, "d-9"), "X-Hub-Signature-256": "sha256=" + "0" * 64}
+        copy = client.post("/api/v1/webhook", content=body, headers=forged)
+        assert copy.status_code == 401, copy.text  # not 409: what was delivered is not told
+
+        # Forged copies of the next delivery in flight while the real one arrives.
+        forged = {**signed_push(other, "d-10"), "X-Hub-Signature-256": "sha256=" + "0" * 64}
+
+        def forge(_: int) -> int:
+            return client.post("/api/v1/webhook", content=other, headers=forged).status_code
+
+        with ThreadPoolExecutor(4) as pool:
+            copies = pool.map(forge, range(40))
+            real = client.post("/api/v1/webhook", content=other, headers=signed_push(other, "d-10"))
+            assert set(copies) == {401}
+        assert real.status_code == 202, real.text
+
+
+def test_a_signed_payload_is_read_as_strictly_as_any_request_body(nebulad: Nebulad) -> None:
+    push = {"ref": "refs/heads/main", "after": "ab" * 20}
+    cases = {
+        json.dumps({**push, "commits": nested(40)}).encode(): "nests deeper than 32 levels",
+        json.dumps({**push, "size": 1e400}).encode(): "Infinity is not a JSON number",
+        json.dumps(push).encode()[:-1] + b', "size": 1e999}': "the number 1e999 is out of range",
+    }
+    with nebulad.client() as client:
+        for body, message in cases.items():
+            refused = client.post("/api/v1/webhook", content=body, headers=signed_push(body))
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["error"].startswith("malformed payload: ")
+            assert message in refused.json()["error"]
+
+
+def webhook_syncs(daemon: Daemon) -> list[SyncRecord]:
+    return [s for s in daemon.syncs(20) if s.trigger == "webhook"]
+
+
+def test_a_delivery_replayed_after_a_restart_changes_nothing(
+    tmp_path: Path, docker_host: str, request: pytest.FixtureRequest
+) -> None:
+    """The deliveries seen are kept in memory only: once nebulad restarts, a replay gets
+    through, and asks for a sync of the branch as it is, which is applied already."""
+    docker_engine: docker.DockerClient = request.getfixturevalue("engine")
+    repo = Repo(tmp_path)
+    sha = repo.push("first", {"packages/web.yaml": daemon_app("web")})
+    config = DaemonConfig(
+        source=str(repo.bare),
+        data_dir=tmp_path / "data",
+        poll_interval=3600,
+        drift_interval=3600,
+        webhook_secret=WEBHOOK_SECRET,
+    )
+    store = Store(f"sqlite:///{tmp_path}/nebula.db")
+    provider = DockerProvider(docker_host)
+    daemon = Daemon(config, store, provider, GitSource(str(repo.bare), tmp_path / "data" / "repo"))
+    daemon.start()
+    try:
+        eventually(
+            lambda: daemon.status().applied_commit == sha and running(docker_engine) == {"web-web"}
+        )
+        container = docker_engine.containers.get("web-web").id
+        body = json.dumps({"ref": "refs/heads/main", "after": sha}).encode()
+        for deliveries in (1, 2):  # the second time by a new app, that remembers none
+            app = create_app(daemon, token=TOKEN, tcp=True, webhook_secret=WEBHOOK_SECRET)
+            with TestClient(app) as client:
+                sent = client.post("/api/v1/webhook", content=body, headers=signed_push(body, "d"))
+                assert sent.status_code == 202, sent.text
+                again = client.post("/api/v1/webhook", content=body, headers=signed_push(body, "d"))
+                assert again.status_code == 409, again.text
+            done = ["succeeded"] * deliveries
+            eventually(lambda done=done: [s.status for s in webhook_syncs(daemon)] == done)
+        assert [s.changes for s in webhook_syncs(daemon)] == [(), ()]
+        assert daemon.status().applied_commit == sha
+        assert docker_engine.containers.get("web-web").id == container  # not recreated
+    finally:
+        daemon.stop()
+        provider.close()
+        store.close()
 
 
 # -- connections ------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ Routes (JSON in and out; every error is `{"error": message}`, never HTML):
     GET  /api/v1/resources/domains      {"domains": [...]}: zones, record counts, ssl, last error
     GET  /api/v1/resources/domains/{d}/dns  {"domain": ..., "records": [...]} (d: id or zone)
     POST /api/v1/webhook                a signed push: 202 queued, 200 ping, 401/400/403 refused,
-                                        409 a delivery already received (nothing is done)
+                                        409 a delivery already received (nothing is done), 503
+                                        too many at once (`Retry-After`)
     GET  /api/v1/events                 server-sent events: `event: KIND` + `data: JSON`
     GET  /api/v1/marketplace/packages?q=TERM&category=C   {"packages": [...]}, best match first
     GET  /api/v1/marketplace/packages/{name}   versions, variables, requirements; 404
@@ -46,10 +47,14 @@ strings. `ControlError` maps to 404 (not_found), 409 (conflict) or 400 (invalid)
 Request bodies: a body sent to any route but the webhook must be JSON (`Content-Type:
 application/json`), else 415 — so a browser's cross-site form post gets nowhere. It is read
 by `daemon.jsonbody` (400 for bad JSON, nesting deeper than 32 levels, numbers out of range), at
-most `MAX_BODY` (1 MB; 413) within `BODY_TIMEOUT` (30 s; 408). A webhook without a known
-sender or a signature is refused from its headers, before its body is read; a signed one may
-be `MAX_WEBHOOK_BODY` (5 MB; a bigger push is refused, and the next poll syncs it). A replayed
-delivery (same delivery id, or same body) is answered 409 and does nothing.
+most `MAX_BODY` (1 MB; 413) within `BODY_TIMEOUT` (30 s; 408). A webhook is refused from its
+headers, before its body is read, when no secret is configured (403), its sender is unknown
+(400), it has no signature or GitLab token, or the token is wrong (401). A signed one may be
+`MAX_WEBHOOK_BODY` (5 MB; a bigger push is refused, and the next poll syncs it); at most
+`WEBHOOK_READS` of them are read and verified at once per listener, so forged signatures cost
+a few times 5 MB of memory at worst; one that waits over `WEBHOOK_WAIT` for its turn gets 503
+with `Retry-After`. Only then, its signature verified, a replayed delivery (same delivery id,
+or same body) is answered 409 and does nothing.
 
 Control calls may block (store, Docker, git), so each runs in Starlette's thread pool. The
 event stream reads `control.subscribe()` on a thread of its own per client and sends a
@@ -88,7 +93,7 @@ from nebula.daemon.auth import PUBLIC, Authenticate, GuardedRoute, principal_of,
 from nebula.daemon.auth_api import auth_routes
 from nebula.daemon.control import ControlError, DaemonControl, Event
 from nebula.daemon.jsonbody import BodyError, loads
-from nebula.daemon.webhook import Deliveries, WebhookError, precheck
+from nebula.daemon.webhook import Deliveries, WebhookError, precheck, verify
 from nebula.errors import NebulaError
 from nebula.identity.principal import Role
 from nebula.identity.ratelimit import RateLimit, RateLimiter
@@ -102,6 +107,8 @@ WEBHOOK_PATH = f"{PREFIX}/webhook"
 HEARTBEAT_SECONDS = 15.0
 MAX_BODY = 2**20  # a JSON request body; the API's own are a few hundred bytes
 MAX_WEBHOOK_BODY = 5 * 2**20  # a signed push payload
+WEBHOOK_READS = 4  # webhook bodies read and verified at once, per listener
+WEBHOOK_WAIT = 5.0  # seconds a webhook may wait for one of those turns
 BODY_TIMEOUT = 30.0  # seconds a request's whole body may take to arrive
 MAX_ID = 2**63 - 1  # the largest id the store can hold
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -121,10 +128,12 @@ def create_app(
     rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
     audit: AuditTrail | None = None,
     body_timeout: float = BODY_TIMEOUT,
+    webhook_secret: str | None = None,
 ) -> Starlette:
     """The API over `control`. On `tcp`, callers need a bearer token: the static `token`, or one
     `sessions` accepts (access tokens, API keys, service tokens); without either it fails closed.
-    A request's body must arrive within `body_timeout` seconds.
+    A request's body must arrive within `body_timeout` seconds. Webhooks are verified against
+    `webhook_secret`; without one, every webhook is refused.
     """
     if tcp and not token and sessions is None:
         raise NebulaError(
@@ -134,7 +143,7 @@ def create_app(
     # prometheus_client's default registry holds the daemon's metrics once this is imported.
     import nebula.daemon.metrics  # noqa: F401
 
-    api = _Api(control, heartbeat)
+    api = _Api(control, heartbeat, webhook_secret or "")
     viewer, operator = Role.viewer, Role.operator
     routes: list[BaseRoute] = [
         route(f"{PREFIX}/status", api.status, ["GET"], role=viewer),
@@ -198,10 +207,12 @@ def create_app(
 
 
 class _Api:
-    def __init__(self, control: DaemonControl, heartbeat: float) -> None:
+    def __init__(self, control: DaemonControl, heartbeat: float, webhook_secret: str) -> None:
         self.control = control
         self.heartbeat = heartbeat
+        self.webhook_secret = webhook_secret
         self.deliveries = Deliveries()
+        self.webhook_reads = asyncio.Semaphore(WEBHOOK_READS)
 
     async def status(self, request: Request) -> Response:
         return _json(await run_in_threadpool(self.control.status))
@@ -279,11 +290,28 @@ class _Api:
 
     async def webhook(self, request: Request) -> Response:
         headers = dict(request.headers.items())
-        try:
-            precheck(headers)  # unsigned: refused before a byte of the body is read
+        try:  # unsigned, or no secret to check against: refused before the body is read
+            precheck(headers, self.webhook_secret)
         except WebhookError as exc:
             return _webhook_refused(request, exc, _CLOSE)
+        try:
+            async with asyncio.timeout(WEBHOOK_WAIT):
+                await self.webhook_reads.acquire()
+        except TimeoutError:
+            error = "too many webhooks at once: try again shortly"
+            busy = {**_CLOSE, "Retry-After": str(round(WEBHOOK_WAIT))}
+            return _json({"error": error}, status=503, headers=busy)
+        try:
+            return await self._signed_webhook(request, headers)
+        finally:
+            self.webhook_reads.release()
+
+    async def _signed_webhook(self, request: Request, headers: dict[str, str]) -> Response:
         body = await _read_body(request, MAX_WEBHOOK_BODY)
+        try:  # before the replay check: a forged request learns nothing and takes no one's place
+            verify(headers, body, self.webhook_secret)  # inline: a thread's error would keep body
+        except WebhookError as exc:
+            return _webhook_refused(request, exc)
         claimed = self.deliveries.claim(headers, body)
         if claimed is None:
             error = "this delivery was received already (same delivery id or payload): ignored"
@@ -294,7 +322,7 @@ class _Api:
         except WebhookError as exc:
             return _webhook_refused(request, exc)
         finally:
-            if not queued:  # refused, or nothing to do: a retry is not a replay
+            if not queued:  # nothing to do, or refused (a bad payload): a retry is not a replay
                 self.deliveries.release(claimed)
         if queued:
             return _json({"queued": True}, status=202)

@@ -104,7 +104,14 @@ def run(config: DaemonConfig) -> None:
     )
     try:
         serve(
-            create_app(daemon, token=None, tcp=False, sessions=sessions, audit=daemon.audit),
+            create_app(
+                daemon,
+                token=None,
+                tcp=False,
+                sessions=sessions,
+                audit=daemon.audit,
+                webhook_secret=config.webhook_secret,
+            ),
             config.socket_path,
             app_tcp=create_app(
                 daemon,
@@ -113,6 +120,7 @@ def run(config: DaemonConfig) -> None:
                 sessions=sessions,
                 rate_limit=limit,
                 audit=daemon.audit,
+                webhook_secret=config.webhook_secret,
             )
             if config.tcp_listen
             else None,

@@ -18,16 +18,19 @@ How each sender proves itself (every comparison is constant-time):
 The signature covers the exact bytes received: pass the body before any decoding. A sender
 without a secret configured is refused, and no message ever contains the secret or a digest.
 
-`precheck(headers)` refuses a request without a known sender or without a signature (or GitLab
-token) before its body is read: an unsigned body costs nothing. `Deliveries` remembers the
-deliveries accepted lately, so a replay of one is noticed and ignored.
+`precheck(headers, secret)` refuses, before the body is read, a request no secret could verify:
+no known sender, no secret configured, no signature header, or a wrong GitLab token. An HTTP
+layer then reads the body, `verify`s its signature, and only then asks `Deliveries` whether it
+was delivered before: a forged request learns nothing of what was delivered and never takes a
+real delivery's place. `Deliveries` lives in memory (the newest 4,096), so a replay after a
+restart is let through: it asks for a sync of the branch as it is, which changes nothing when
+that is applied already.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
+from nebula.daemon.jsonbody import BodyError, loads
 from nebula.errors import NebulaError
 
 Provider = Literal["github", "gitea", "forgejo", "gitlab"]
@@ -78,20 +82,37 @@ class PushEvent:
     pusher: str | None
 
 
-def precheck(headers: Mapping[str, str]) -> None:
-    """Refuse, from its headers alone, a request no secret could verify: no known sender, or
-    no signature or token. Raises `WebhookError` as `verify_and_parse` would.
+def precheck(headers: Mapping[str, str], secret: str) -> None:
+    """Refuse, from its headers alone, a request `secret` could not verify: no known sender, no
+    secret configured, no signature, or a GitLab token that is not the secret (GitLab's proof
+    is in a header). Raises `WebhookError` as `verify_and_parse` would.
     """
-    h = {name.lower(): value for name, value in headers.items()}
-    _proof(h, _sender(h))
+    h = _lower(headers)
+    provider = _sender(h)
+    if not secret:
+        raise WebhookError("no webhook secret is configured: refusing every webhook", 403)
+    if provider == "gitlab":
+        _check_token(h, secret)
+    else:
+        _proof(h, provider)
+
+
+def verify(headers: Mapping[str, str], body: bytes, secret: str) -> None:
+    """Check that `body` comes from the sender `secret` names (see the module docstring)."""
+    h = _lower(headers)
+    precheck(h, secret)
+    provider = _sender(h)
+    if provider != "gitlab":
+        _check_signature(h, body, secret, provider)
 
 
 class Deliveries:
     """The deliveries accepted lately, by delivery id and by body digest (the signature covers
     only the body, so a replay may come with a fresh id); the newest `size` are kept.
 
+        verify(headers, body, secret)            # never claim what is not verified
         keys = deliveries.claim(headers, body)   # None: a replay, do nothing
-        ... verify and act; on a refusal, or when nothing was done: deliveries.release(keys)
+        ... act; when nothing was done: deliveries.release(keys)
     """
 
     def __init__(self, size: int = 4096) -> None:
@@ -112,14 +133,14 @@ class Deliveries:
         return keys
 
     def release(self, keys: list[str]) -> None:
-        """Forget a claimed delivery: it was refused, or did nothing, so a retry may come."""
+        """Forget a claimed delivery: it did nothing, so a retry may come."""
         with self._lock:
             for key in keys:
                 self._seen.pop(key, None)
 
 
 def _delivery_keys(headers: Mapping[str, str], body: bytes) -> list[str]:
-    h = {name.lower(): value for name, value in headers.items()}
+    h = _lower(headers)
     provider = _sender(h)
     keys = [f"body:{_event(h, provider)}:{hashlib.sha256(body).hexdigest()}"]
     delivery = next((h[n].strip() for n in _DELIVERY_HEADERS[provider] if h.get(n)), None)
@@ -134,14 +155,9 @@ def verify_and_parse(headers: Mapping[str, str], body: bytes, secret: str) -> Pu
     `headers` may use any case. Raises `WebhookError` for an unknown sender, a missing or bad
     signature or token (status 401), and a payload without JSON or without a ref (status 400).
     """
-    h = {name.lower(): value for name, value in headers.items()}
-    if not secret:
-        raise WebhookError("no webhook secret is configured: refusing every webhook", 403)
+    h = _lower(headers)
+    verify(h, body, secret)
     provider = _sender(h)
-    if provider == "gitlab":
-        _check_token(h, secret)
-    else:
-        _check_signature(h, body, secret, provider)
     event = _event(h, provider)
     if provider != "gitlab" and event != "push":
         return None  # ping, and every event that is not a push: accepted, nothing to sync
@@ -149,6 +165,10 @@ def verify_and_parse(headers: Mapping[str, str], body: bytes, secret: str) -> Pu
     if provider == "gitlab" and not _gitlab_push(event, payload):
         return None
     return _push(provider, payload)
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
 
 
 def _sender(h: Mapping[str, str]) -> Provider:
@@ -212,13 +232,15 @@ def _check_signature(h: Mapping[str, str], body: bytes, secret: str, provider: P
 
 def _payload(h: Mapping[str, str], body: bytes) -> dict[str, Any]:
     """The JSON payload; GitHub may also send it form-encoded as `payload=<json>`."""
+    raw: bytes | str = body
     try:
-        text = body.decode("utf-8")
         if h.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            text = parse_qs(text).get("payload", [""])[0]
-        payload = json.loads(text)
-    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep, huge numbers
-        raise WebhookError("malformed payload: the body is not JSON", 400) from None
+            raw = parse_qs(body.decode("utf-8")).get("payload", [""])[0]
+        payload = loads(raw)
+    except UnicodeDecodeError:
+        raise WebhookError("malformed payload: the body is not UTF-8", 400) from None
+    except BodyError as exc:
+        raise WebhookError(f"malformed payload: {exc}", 400) from None
     if not isinstance(payload, dict):
         raise WebhookError("malformed payload: the JSON is not an object", 400)
     return payload
