@@ -73,9 +73,9 @@ BOMBS = {
     ),
     "python object tag": (
         "compose: !!python/object/apply:os.system [touch /tmp/pwned]\n",
-        "1:10: compose: unsupported tag !!python/object/apply:os.system",
+        "1:10: compose: unsupported tag '!!python/object/apply:os.system'",
     ),
-    "custom tag": ("compose: !foo bar\n", "1:10: compose: unsupported tag !foo"),
+    "custom tag": ("compose: !foo bar\n", "1:10: compose: unsupported tag '!foo'"),
     "nested anchors around a long list": (_nested_anchors(60, 60_000), "1:1: a0: "),
     "alias to itself": ("a: &a [*a]\n", "1:8: a[0]: invalid YAML: no anchor &a before this alias"),
 }
@@ -108,7 +108,7 @@ def test_nesting_limit_is_named_in_the_error(tmp_path: Path) -> None:
 def test_a_custom_tag_in_nebula_yaml_is_an_error_not_a_traceback(tmp_path: Path) -> None:
     errors = validate(tmp_path, {}, config="defaults: !!python/name:os.system\n")
     assert errors == [
-        "nebula.yaml:1:11: defaults: unsupported tag !!python/name:os.system: "
+        "nebula.yaml:1:11: defaults: unsupported tag '!!python/name:os.system': "
         "only plain YAML values are read"
     ]
 
@@ -279,6 +279,32 @@ def test_values_docker_would_refuse_or_misread_are_errors_at_their_line(
     errors = validate(tmp_path, {"packages/web.yaml": _app(lines)})
     assert len(errors) == 1
     assert errors[0].startswith(f"packages/web.yaml:{error}"), errors
+
+
+LONG = "s3cr3t-" + "TAILOFTHESECRET" * 4  # 67 characters
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        f"      healthcheck: {{test: [CMD, 'true'], interval: '{LONG}'}}\n",
+        f"      ports: ['{LONG}:80']\n",
+        f"      ports: ['127.0.0.1:80:{LONG}']\n",
+        f"      restart: '{LONG}'\n",
+        f"      volumes: ['{LONG}']\n",
+        f"      environment: {{A: '${{{LONG}'}}\n",
+        f"      command: ['${{secret:{LONG}/x}}']\n",
+        f"      '{LONG}{LONG}': 1\n",
+        "",  # the image
+    ],
+    ids=["duration", "ip", "port", "restart", "volume", "unclosed", "secret", "key", "image"],
+)
+def test_a_long_value_is_quoted_by_an_excerpt_only(tmp_path: Path, lines: str) -> None:
+    """Whatever the value, an error shows at most its first 12 characters when it is long."""
+    text = _app(lines) if lines else _app("").replace("busybox:1.36", LONG)
+    (error,) = validate(tmp_path, {"packages/web.yaml": text})
+    assert "TAILOFTHESECRET" not in error
+    assert "… (" in error
 
 
 def test_health_check_durations_are_finite_and_bounded(tmp_path: Path) -> None:

@@ -28,12 +28,12 @@ def check_image(image: str) -> str:
     if not match:
         hint = " (repository names are lowercase)" if image.lower() != image else ""
         raise ValueError(
-            f"{image!r} is not a valid image reference{hint}; "
+            f"{excerpt(image)} is not a valid image reference{hint}; "
             "expected [registry[:port]/]name[:tag][@digest], e.g. nginx:1.27 or ghcr.io/org/app:v1"
         )
     if len(match["name"]) > _NAME_MAX:
         raise ValueError(
-            f"image name {match['name'][:40]}... is longer than {_NAME_MAX} characters"
+            f"image name {excerpt(match['name'])} is longer than {_NAME_MAX} characters"
         )
     return image
 
@@ -65,7 +65,7 @@ def parse_port(value: int | str | PortMapping, bind_address: str) -> PortBinding
     if host_ip.startswith("[") and host_ip.endswith("]"):
         host_ip = host_ip[1:-1]
     if "-" in host or "-" in container:
-        raise ValueError(f"port {text!r}: port ranges are not supported; list each port")
+        raise ValueError(f"port {excerpt(text)}: port ranges are not supported; list each port")
     return PortBinding(
         _port_number(container),
         protocol,
@@ -76,7 +76,7 @@ def parse_port(value: int | str | PortMapping, bind_address: str) -> PortBinding
 
 def _port_number(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
-        raise ValueError(f"{text!r} is not a port number (1-65535)")
+        raise ValueError(f"{excerpt(text)} is not a port number (1-65535)")
     return int(text)
 
 
@@ -93,22 +93,24 @@ def parse_mount(value: str | VolumeMount) -> Mount:
         parts = value.split(":")
         if len(parts) == 1:
             raise ValueError(
-                f"{value!r} is an anonymous volume, whose data is lost on recreate; "
-                f"name it: NAME:{value}"
+                f"{excerpt(value)} is an anonymous volume, whose data is lost on recreate; "
+                "name it: NAME:TARGET"
             )
         if len(parts) > 3 or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
-            raise ValueError(f"{value!r}: expected SOURCE:TARGET[:ro]")
+            raise ValueError(f"{excerpt(value)}: expected SOURCE:TARGET[:ro]")
         source, target = parts[0], parts[1]
         kind = "bind" if source.startswith(("/", ".", "~")) else "volume"
         mount = Mount(kind, source, target, len(parts) == 3 and parts[2] == "ro")
     if mount.type == "bind" and not mount.source.startswith("/"):
         raise ValueError(
-            f"bind mount {mount.source!r}: use an absolute host path or a named volume"
+            f"bind mount {excerpt(mount.source)}: use an absolute host path or a named volume"
         )
     if mount.type == "volume" and not COMPOSE_NAME.fullmatch(mount.source):
-        raise ValueError(f"volume name {mount.source!r} is not valid: {COMPOSE_NAME_RULE}")
+        raise ValueError(f"volume name {excerpt(mount.source)} is not valid: {COMPOSE_NAME_RULE}")
     if not mount.target.startswith("/"):
-        raise ValueError(f"mount target {mount.target!r} must be an absolute path in the container")
+        raise ValueError(
+            f"mount target {excerpt(mount.target)} must be an absolute path in the container"
+        )
     return mount
 
 
@@ -185,5 +187,5 @@ def _device_count(
     if value in ("all", "-1"):  # compose writes all as -1
         return -1
     if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 1024:
-        raise ValueError(f"{value!r} is not a device count: a number of devices, or all")
+        raise ValueError(f"{excerpt(value)} is not a device count: a number of devices, or all")
     return int(value)

@@ -45,6 +45,7 @@ from nebula.spec.interpolate import (
     references,
     substitute_secrets,
 )
+from nebula.spec.names import excerpt
 from nebula.spec.package import AppDefinition, Hooks, Package, Provides
 from nebula.spec.repo import InstallationSource, RepoSpec
 from nebula.spec.yamlfile import Path, YamlDocument
@@ -184,7 +185,7 @@ def _pick_version(source: InstallationSource, catalog: Catalog) -> CatalogEntry:
                 source.doc.issue(
                     (field_name,),
                     f"{package} has no version {'in channel ' if field_name == 'channel' else ''}"
-                    f"{wanted!r} (available: {', '.join(versions)})",
+                    f"{excerpt(str(wanted))} (available: {', '.join(versions)})",
                 )
             ]
         )
@@ -266,7 +267,11 @@ class _Resolver:
         if container is None or not container.networks:
             hint = _did_you_mean(provides.service, [c.service for c in containers])
             raise ConfigError(
-                [self._issue(("provides", "service"), f"no service {provides.service!r}{hint}")]
+                [
+                    self._issue(
+                        ("provides", "service"), f"no service {excerpt(provides.service)}{hint}"
+                    )
+                ]
             )
         values = {
             key: self._text(text, ("provides", "values", key))
@@ -314,7 +319,9 @@ class _Resolver:
                 continue
             hint = _did_you_mean(key, [*declared, *used])
             self.issues.append(
-                self.source.doc.issue(("values", key), f"no variable {key!r} in this app{hint}")
+                self.source.doc.issue(
+                    ("values", key), f"no variable {excerpt(key)} in this app{hint}"
+                )
             )
 
     def _value(self, key: str, value: str, secret: bool) -> str:
@@ -555,7 +562,8 @@ class _Resolver:
             if key.startswith(RESERVED_LABEL_PREFIX):
                 self.issues.append(
                     self._issue(
-                        (*base, "labels"), f"label {key!r}: {RESERVED_LABEL_PREFIX}* is reserved"
+                        (*base, "labels"),
+                        f"label {excerpt(key)}: {RESERVED_LABEL_PREFIX}* is reserved",
                     )
                 )
             labels[key] = self._text(value, (*base, "labels"))
@@ -578,7 +586,7 @@ class _Resolver:
                 self.issues.append(
                     self._issue(
                         (*base, "networks"),
-                        f"network {net_name!r} is not declared under compose.networks{hint}",
+                        f"network {excerpt(net_name)} is not declared under compose.networks{hint}",
                     )
                 )
                 continue
@@ -595,7 +603,8 @@ class _Resolver:
                     hint = _did_you_mean(dep, list(graph))
                     self.issues.append(
                         self._issue(
-                            ("compose", "services", name, "depends_on"), f"no service {dep!r}{hint}"
+                            ("compose", "services", name, "depends_on"),
+                            f"no service {excerpt(dep)}{hint}",
                         )
                     )
         cycle = find_cycle(graph)

@@ -42,7 +42,7 @@ def parse_duration(value: Any) -> float:
                 seconds += float(match[1]) * _UNIT_SECONDS[match[2]]
                 pos = match.end()
             if not text or pos != len(text):
-                raise ValueError(f"{text[:40]!r} is not a duration; use e.g. 30s, 1m30s or 500ms")
+                raise ValueError(f"{excerpt(text)} is not a duration; use e.g. 30s, 1m30s or 500ms")
     if not 0 <= seconds <= MAX_DURATION:  # also false for nan
         raise ValueError(f"a duration is from 0 to {MAX_DURATION // 3600}h (7 days)")
     return float(seconds)

@@ -128,7 +128,7 @@ class Service(StrictModel):
             count and (name != "on-failure" or not _COUNT.fullmatch(count))
         ):
             raise ValueError(
-                f"{value!r} is not a restart policy; use no, always, on-failure[:N] or unless-stopped"
+                f"{excerpt(value)} is not a restart policy; use no, always, on-failure[:N] or unless-stopped"
             )
         return value
 

@@ -11,7 +11,7 @@ import re
 from ipaddress import AddressValueError, IPv4Address, IPv6Address
 from typing import Literal
 
-from nebula.spec.names import SECRET_NAME_PATTERN
+from nebula.spec.names import SECRET_NAME_PATTERN, excerpt
 
 RecordType = Literal["A", "AAAA", "CNAME", "TXT", "MX", "SRV", "CAA"]
 RECORD_TYPES: tuple[RecordType, ...] = ("A", "AAAA", "CNAME", "TXT", "MX", "SRV", "CAA")
@@ -39,13 +39,13 @@ def _target(value: str, what: str) -> str:
     """A host name in a record's data: `.` (none), relative, or absolute with a final dot."""
     bare = value.lower().rstrip(".")
     if value not in (".", "@") and not _RELATIVE.fullmatch(bare):
-        raise ValueError(f"{value!r} is not a host name ({what})")
+        raise ValueError(f"{excerpt(value)} is not a host name ({what})")
     return value
 
 
 def _number(text: str, what: str, top: int) -> int:
     if not text.isdigit() or int(text) > top:
-        raise ValueError(f"{text!r} is not a valid {what} (0 to {top})")
+        raise ValueError(f"{excerpt(text)} is not a valid {what} (0 to {top})")
     return int(text)
 
 
@@ -56,12 +56,14 @@ def check_value(kind: RecordType, value: str) -> None:
         try:
             IPv4Address(value)
         except AddressValueError:
-            raise ValueError(f"{value!r} is not an IPv4 address (e.g. 192.0.2.10)") from None
+            raise ValueError(f"{excerpt(value)} is not an IPv4 address (e.g. 192.0.2.10)") from None
     elif kind == "AAAA":
         try:
             IPv6Address(value)
         except AddressValueError:
-            raise ValueError(f"{value!r} is not an IPv6 address (e.g. 2001:db8::10)") from None
+            raise ValueError(
+                f"{excerpt(value)} is not an IPv6 address (e.g. 2001:db8::10)"
+            ) from None
     elif kind == "CNAME":
         _target(value, "CNAME target, e.g. www or www.example.com.")
     elif kind == "TXT":
@@ -69,13 +71,15 @@ def check_value(kind: RecordType, value: str) -> None:
             raise ValueError("TXT data must be 1 to 4000 bytes")
     elif kind == "MX":
         if len(parts) != 2:
-            raise ValueError(f"{value!r}: MX data is `PRIORITY HOST`, e.g. `10 mail.example.com.`")
+            raise ValueError(
+                f"{excerpt(value)}: MX data is `PRIORITY HOST`, e.g. `10 mail.example.com.`"
+            )
         _number(parts[0], "MX priority", 65535)
         _target(parts[1], "MX host")
     elif kind == "SRV":
         if len(parts) != 4:
             raise ValueError(
-                f"{value!r}: SRV data is `PRIORITY WEIGHT PORT TARGET`, "
+                f"{excerpt(value)}: SRV data is `PRIORITY WEIGHT PORT TARGET`, "
                 "e.g. `10 5 5060 sip.example.com.`"
             )
         for part, what in zip(parts[:3], ("priority", "weight", "port"), strict=True):
@@ -85,11 +89,11 @@ def check_value(kind: RecordType, value: str) -> None:
         match = re.fullmatch(r'(\d+)\s+([a-z0-9]+)\s+"([^"]*)"', value, re.IGNORECASE)
         if match is None:
             raise ValueError(
-                f'{value!r}: CAA data is `FLAGS TAG "VALUE"`, e.g. `0 issue "letsencrypt.org"`'
+                f'{excerpt(value)}: CAA data is `FLAGS TAG "VALUE"`, e.g. `0 issue "letsencrypt.org"`'
             )
         _number(match[1], "CAA flag", 255)
         if match[2].lower() not in _CAA_TAGS:
-            raise ValueError(f"CAA tag {match[2]!r} is not one of {', '.join(_CAA_TAGS)}")
+            raise ValueError(f"CAA tag {excerpt(match[2])} is not one of {', '.join(_CAA_TAGS)}")
 
 
 def check_record_name(name: str) -> str:
@@ -98,7 +102,7 @@ def check_record_name(name: str) -> str:
     bare = name.strip().lower()
     if bare not in ("@", "") and not _RELATIVE.fullmatch(bare.rstrip(".")):
         raise ValueError(
-            f"{name!r} is not a record name: use `@` for the zone itself, a relative "
+            f"{excerpt(name)} is not a record name: use `@` for the zone itself, a relative "
             "name such as `www` or `_sip._tcp`, or an absolute one ending in `.`"
         )
     return bare or "@"
@@ -108,7 +112,7 @@ def check_zone_name(zone: str) -> str:
     """A zone's name, normalised (lowercase, no final dot); `ValueError` if it is none."""
     bare = zone.strip().lower().rstrip(".")
     if not _ZONE.fullmatch(bare):
-        raise ValueError(f"{zone!r} is not a zone name (e.g. example.com)")
+        raise ValueError(f"{excerpt(zone)} is not a zone name (e.g. example.com)")
     return bare
 
 

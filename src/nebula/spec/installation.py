@@ -17,7 +17,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from nebula.spec.base import StrictModel, Text
 from nebula.spec.compose import Compose
-from nebula.spec.names import Name
+from nebula.spec.names import Name, excerpt
 from nebula.spec.package import HealthCheck, Hooks, Variables
 
 _HOSTNAME = re.compile(
@@ -28,7 +28,9 @@ _HOSTNAME = re.compile(
 def _hostname(value: str) -> str:
     value = value.lower().rstrip(".")
     if not _HOSTNAME.fullmatch(value):
-        raise ValueError(f"{value!r} is not a fully qualified hostname (e.g. photos.example.com)")
+        raise ValueError(
+            f"{excerpt(value)} is not a fully qualified hostname (e.g. photos.example.com)"
+        )
     return value
 
 

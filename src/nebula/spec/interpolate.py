@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from nebula.spec.names import SECRET_NAME_PATTERN
+from nebula.spec.names import SECRET_NAME_PATTERN, excerpt
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _TOKEN = re.compile(
@@ -59,15 +59,17 @@ def _parse(braced: str) -> tuple[str, str | None, str]:
     match = _BRACED.fullmatch(braced)
     if match is None:
         raise InterpolationError(
-            "", f"invalid reference ${{{braced}}}: expected ${{NAME}} or ${{NAME:-default}}"
+            "",
+            f"invalid reference {excerpt('${' + braced + '}')}: "
+            "expected ${NAME} or ${NAME:-default}",
         )
     return match["name"], match["op"], match["arg"] or ""
 
 
 def _unclosed(text: str, token: re.Match[str]) -> InterpolationError:
-    start = token.start()
     return InterpolationError(
-        "", f"unclosed reference {text[start : start + 30]!r}: close it with }}, or write $$ for $"
+        "",
+        f"unclosed reference {excerpt(text[token.start() :])}: close it with }}, or write $$ for $",
     )
 
 
@@ -137,7 +139,7 @@ def _secret(braced: str, secrets: Mapping[str, str]) -> str:
     if match is None:
         raise InterpolationError(
             "",
-            f"invalid secret reference ${{{braced[:80]}}}: write ${{secret:NAME}} "
+            f"invalid secret reference {excerpt('${' + braced + '}')}: write ${{secret:NAME}} "
             "(letters, digits, '_', '.', '-'; no default)",
         )
     value = secrets.get(match["name"])

@@ -10,7 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from nebula.spec.base import Duration, StrictModel, Text
 from nebula.spec.compose import Compose
-from nebula.spec.names import Name
+from nebula.spec.names import Name, excerpt
 
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -30,7 +30,7 @@ class Variable(StrictModel):
     @classmethod
     def _identifier(cls, value: str) -> str:
         if not VARIABLE_NAME.fullmatch(value):
-            raise ValueError(f"{value!r} is not a variable name (letters, digits and _)")
+            raise ValueError(f"{excerpt(value)} is not a variable name (letters, digits and _)")
         return value
 
 
@@ -124,7 +124,7 @@ def _specifier(value: str) -> str:
         SpecifierSet(value)
     except InvalidSpecifier:
         raise ValueError(
-            f"{value!r} is not a version constraint: use e.g. '>=15', '>=15,<17' or '==16.4'"
+            f"{excerpt(value)} is not a version constraint: use e.g. '>=15', '>=15,<17' or '==16.4'"
         ) from None
     return value
 
@@ -146,7 +146,7 @@ class Requirement(StrictModel):
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
         if value is not None and not VARIABLE_NAME.fullmatch(value):
-            raise ValueError(f"{value!r} is not a variable name (letters, digits and _)")
+            raise ValueError(f"{excerpt(value)} is not a variable name (letters, digits and _)")
         return value
 
     @property
@@ -166,7 +166,9 @@ class Provides(StrictModel):
     def _keys(cls, values: dict[str, str]) -> dict[str, str]:
         for key in values:
             if not VARIABLE_NAME.fullmatch(key) or key == "HOST":
-                raise ValueError(f"{key!r}: keys are variable names, and HOST is given already")
+                raise ValueError(
+                    f"{excerpt(key)}: keys are variable names, and HOST is given already"
+                )
         return values
 
 

@@ -12,7 +12,7 @@ from nebula.paths import UnsafePathError, folder_within, read_file
 from nebula.spec.config import NebulaConfig
 from nebula.spec.domain import Domain
 from nebula.spec.installation import Installation
-from nebula.spec.names import NAME, NAME_RULE
+from nebula.spec.names import NAME, NAME_RULE, excerpt
 from nebula.spec.validate import validate_document
 from nebula.spec.yamlfile import YamlDocument, parse_yaml
 
@@ -133,7 +133,7 @@ def load_repo(root: Path) -> RepoSpec:
             issues.append(
                 doc.issue(
                     (),
-                    f"file name {path.name!r} is not a valid installation name: "
+                    f"file name {excerpt(path.name)} is not a valid installation name: "
                     f"{NAME_RULE}; or set `name:`",
                 )
             )

@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, HttpUrl
 
 from nebula.spec.base import StrictModel
+from nebula.spec.names import excerpt
 
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 
@@ -47,7 +48,7 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 def _email(value: str) -> str:
     if not _EMAIL.fullmatch(value):
-        raise ValueError(f"{value!r} is not an email address (e.g. admin@example.com)")
+        raise ValueError(f"{excerpt(value)} is not an email address (e.g. admin@example.com)")
     return value
 
 

@@ -30,12 +30,13 @@ from yaml.events import (
 
 from nebula.errors import ConfigError, ConfigIssue
 from nebula.spec import yaml_limits as limits
+from nebula.spec.names import excerpt
 from nebula.spec.yaml_plain import LOADER, Scalars
 
 Path = tuple[str | int, ...]
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@/-]{0,63}")
-"""What a key of a Nebula file looks like; any other key is quoted masked."""
+"""What a key of a Nebula file looks like; any other key is quoted as an excerpt."""
 
 _YAML = "tag:yaml.org,2002:"
 _MERGE_TAG = _YAML + "merge"
@@ -84,21 +85,15 @@ def dotted(path: Sequence[str | int]) -> str:
     """`("services", "web", "ports", 0)` → `services.web.ports[0]`.
 
     A key that does not look like one (a line of some other file, a value where a key should
-    be) is shown masked: a file that is not what it should be must not be quoted back."""
+    be) is quoted as an excerpt: a file that is not what it should be must not be quoted back."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
             continue
-        key = part if _PLAIN_KEY.fullmatch(part) else _masked(part)
+        key = part if _PLAIN_KEY.fullmatch(part) else excerpt(part)
         out += f".{key}" if out else key
     return out
-
-
-def _masked(key: str) -> str:
-    """`key` quoted, or when longer than 8 characters its first four and its length:
-    `'root'… (41 chars)`."""
-    return repr(key) if len(key) <= 8 else f"{key[:4]!r}… ({len(key)} chars)"
 
 
 def parse_yaml(text: str, file: str) -> YamlDocument:
@@ -363,7 +358,7 @@ class _Reader:
 
 
 def _unreadable(tag: str, text: str | None) -> str:
-    short = tag.replace(_YAML, "!!")[:60]
+    short = tag.replace(_YAML, "!!")
     if text is None or tag not in _SCALAR_TAGS:
-        return f"unsupported tag {short}: only plain YAML values are read"
-    return f"cannot read {text[:40]!r} as {short}"
+        return f"unsupported tag {excerpt(short)}: only plain YAML values are read"
+    return f"cannot read {excerpt(text)} as {short}"
