@@ -16,11 +16,13 @@ import glob
 import json
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import ssl
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -642,3 +644,29 @@ def powerdns_server() -> Iterator[PowerDnsServer]:
     finally:
         _stop(proc)
         _remove_tree(root)
+
+
+NEBULAD = [sys.executable, "-c", "from nebula.cli.app import nebulad_main; nebulad_main()"]
+"""nebulad run by this interpreter, as the console script would."""
+
+
+@contextlib.contextmanager
+def nebulad(*args: str, data: Path) -> Iterator[Path]:
+    """A real nebulad with `args` and `--data-dir data`, once its API socket exists; stopped
+    with SIGTERM (killed after 60 s) on the way out. Yields the socket's path."""
+    command = [*NEBULAD, *args, "--data-dir", str(data)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    socket_path = data / "nebulad.sock"
+    try:
+        deadline = time.monotonic() + 30
+        while not socket_path.exists():
+            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+            assert time.monotonic() < deadline, "nebulad did not start"
+            time.sleep(0.1)
+        yield socket_path
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -308,3 +308,18 @@ def test_nebulad_refuses_to_start_on_a_database_with_damaged_pages(tmp_path: Pat
     assert "btreeInitPage() returns error code 11" in shown
     assert "restore it from a backup, or move it away" in shown
     assert "Traceback" not in shown
+
+
+def test_processes_opening_one_new_database_at_once_all_get_its_schema(tmp_path: Path) -> None:
+    """Each process migrates a new SQLite database unless another did meanwhile: none fails
+    with "table ... already exists"."""
+    url = f"sqlite:///{tmp_path / 'nebula.db'}"
+    script = "import sys; from nebula.store import Store; Store(sys.argv[1]).close()"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, url], stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    errors = [p.communicate(timeout=60)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 6, errors
+    with Store(url) as opened:
+        assert opened.installations() == [] and opened.syncs() == []

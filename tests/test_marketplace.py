@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -378,27 +376,9 @@ def nebulad(homelab: Path, tmp_path: Path, docker_host: str) -> Iterator[tuple[P
     git(homelab, "remote", "add", "origin", str(bare))
     git(homelab, "fetch", "-q", "origin")
     git(homelab, "branch", "-q", "--set-upstream-to=origin/main")
-    data = tmp_path / "d"
-    command = [
-        sys.executable, "-c", "from nebula.cli.app import nebulad_main; nebulad_main()",
-        "--source", str(bare), "--data-dir", str(data), "--docker-host", docker_host,
-        "--poll-interval", "3600s",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    socket_path = data / "nebulad.sock"
-    try:
-        deadline = time.monotonic() + 30
-        while not socket_path.exists():
-            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
-            assert time.monotonic() < deadline, "nebulad did not start"
-            time.sleep(0.1)
+    args = ("--source", str(bare), "--docker-host", docker_host, "--poll-interval", "3600s")
+    with servers.nebulad(*args, data=tmp_path / "d") as socket_path:
         yield bare, socket_path
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_install_through_nebulad_applies_the_pushed_commit(

@@ -21,11 +21,13 @@ the migrations reach exactly the models' schema, on both backends.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
 import sqlite3
 import tempfile
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 SQLITE_PRAGMAS = (  # on every SQLite connection (see `_sqlite_pragmas` for why)
@@ -250,9 +252,30 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the database to `HEAD_REVISION` (an empty database gets the whole schema)."""
+    """Bring the database to `HEAD_REVISION` (an empty database gets the whole schema).
+
+    Processes opening one new database at once take turns: on PostgreSQL through an advisory
+    lock, on SQLite through a lock on the file (SQLite's DDL is not transactional enough to
+    keep a second migration from creating the same tables)."""
     if current_revision(engine) == HEAD_REVISION:
         return
+    with _sqlite_migration_lock(engine):
+        if current_revision(engine) != HEAD_REVISION:  # not migrated meanwhile by another
+            _upgrade(engine)
+
+
+@contextlib.contextmanager
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    file = _sqlite_file(engine.url) if engine.dialect.name == "sqlite" else None
+    if file is None:
+        yield
+        return
+    with file.open("rb") as opened:
+        fcntl.flock(opened, fcntl.LOCK_EX)  # independent of SQLite's own (fcntl) locks
+        yield
+
+
+def _upgrade(engine: Engine) -> None:
     from alembic import command
     from alembic.config import Config
     from alembic.util import CommandError
