@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+import servers
 from nebula import paths
 from nebula.cli.app import app
 from nebula.engine.marketplace import RepoEdit, plan_install
@@ -333,29 +331,11 @@ def test_secrets_list_reads_no_fifo_device_or_file_outside_the_repo(
 def nebulad(tmp_path: Path, docker_host: str) -> Iterator[tuple[Path, httpx.Client]]:
     """nebulad following the repo folder (watch mode); a client on its unix socket."""
     root = repo(tmp_path)
-    data = tmp_path / "d"
-    command = [
-        sys.executable, "-c", "from nebula.cli.app import nebulad_main; nebulad_main()",
-        "--source", str(root), "--watch", "--data-dir", str(data), "--docker-host", docker_host,
-        "--poll-interval", "3600s",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    socket_path = data / "nebulad.sock"
-    try:
-        deadline = time.monotonic() + 30
-        while not socket_path.exists():
-            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
-            assert time.monotonic() < deadline, "nebulad did not start"
-            time.sleep(0.1)
+    args = ("--source", str(root), "--watch", "--docker-host", docker_host, "--poll-interval", "1h")
+    with servers.nebulad(*args, data=tmp_path / "d") as socket_path:
         transport = httpx.HTTPTransport(uds=str(socket_path))
         with httpx.Client(transport=transport, base_url="http://nebulad", timeout=60) as client:
             yield root, client
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_api_install_with_a_traversal_name_answers_400_and_writes_nothing(
