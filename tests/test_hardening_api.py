@@ -13,6 +13,7 @@ import hmac
 import json
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -93,6 +94,65 @@ def test_a_removed_admins_token_and_the_keys_it_made_stop_working(tmp_path: Path
         accounts.add_user(api.store, "mallory", PASSWORD, "admin")
         with api.tcp(token) as client:
             assert client.get("/api/v1/status").status_code == 401
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_keys_made_by_a_revoked_key_go_with_its_maker_and_no_others(tmp_path: Path) -> None:
+    """mallory mints `ci`, `ci` mints `deploy`, mallory revokes `ci`: removing mallory still
+    revokes `deploy`. A new key named `ci` is another key: what it made is kept."""
+    with serving(tmp_path, sessions=fast_sessions(tmp_path)) as api:
+        accounts.add_user(api.store, "mallory", PASSWORD, "admin")
+        accounts.add_user(api.store, "ada", PASSWORD, "admin")
+        with api.tcp(access_token(api, "mallory")) as mallory:
+            ci = mallory.post("/api/v1/apikeys", json={"name": "ci", "scope": "admin"}).json()
+            with api.tcp(ci["token"]) as key:
+                made = key.post("/api/v1/apikeys", json={"name": "deploy", "scope": "admin"})
+                assert made.status_code == 201, made.text
+            revoked = mallory.delete(f"/api/v1/apikeys/{ci['key']['prefix']}")
+            assert revoked.status_code == 200, revoked.text
+        deploy = made.json()
+        with api.tcp(access_token(api, "ada")) as ada:
+            ci2 = ada.post("/api/v1/apikeys", json={"name": "ci", "scope": "admin"}).json()
+            with api.tcp(ci2["token"]) as key:
+                made = key.post("/api/v1/apikeys", json={"name": "backup", "scope": "write"})
+                assert made.status_code == 201, made.text
+        backup = made.json()
+
+        out = json.loads(run("user", "rm", "mallory", "--output", "json"))
+        assert out["revoked_keys"] == [deploy["key"]["prefix"]]
+        time.sleep(CACHE + 0.1)
+        with api.tcp(deploy["token"]) as client:
+            assert client.get("/api/v1/status").status_code == 401
+        for kept in (ci2, backup):
+            with api.tcp(kept["token"]) as client:
+                assert client.get("/api/v1/status").status_code == 200
+
+
+def test_old_keys_naming_their_maker_by_name_are_migrated_to_its_id(tmp_path: Path) -> None:
+    """Keys recorded `created_by: key:NAME` before are matched to the key of that name that
+    was active when they were made."""
+    url = f"sqlite:///{tmp_path}/nebula.db"
+    with Store(url) as store:
+        old_ci, _ = accounts.create_key(store, "ci", "admin")
+        accounts.create_key(store, "a", "admin", created_by="key:ci")
+        accounts.revoke_key(store, old_ci.prefix)
+        new_ci, _ = accounts.create_key(store, "ci", "admin")
+        accounts.create_key(store, "b", "admin", created_by="key:ci")
+        node, _ = accounts.create_key(store, "pi", "write", service=True)
+        accounts.create_key(store, "c", "read", created_by="node:pi")
+        accounts.create_key(store, "d", "read", created_by="mallory")
+    with sqlite3.connect(tmp_path / "nebula.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '0007'")
+    with Store(url) as store:  # migrated as it opens
+        made_by = {k.name: k.created_by for k in accounts.keys(store)}
+        assert made_by == {
+            "a": f"key:{old_ci.prefix}",  # made by the first `ci`, since revoked
+            "b": f"key:{new_ci.prefix}",
+            "c": f"key:{node.prefix}",
+            "ci": None,
+            "d": "mallory",
+            "pi": None,
+        }
 
 
 @pytest.mark.usefixtures("cli_env")

@@ -122,7 +122,7 @@ class _AuthApi:
                     name,
                     scope,
                     service=body.get("service") is True,
-                    created_by=principal.name if principal else None,
+                    created_by=principal.creator if principal else None,
                 )
             )
         except IdentityError as exc:

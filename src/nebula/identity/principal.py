@@ -57,3 +57,9 @@ class Principal:
 
     def may(self, role: Role) -> bool:
         return self.role >= role
+
+    @property
+    def creator(self) -> str:
+        """What a key this principal makes records as its `created_by`: a key or service
+        token by its id, `key:PREFIX` (names are reused once revoked), anyone else by name."""
+        return self.credential if self.method in ("api_key", "service_token") else self.name

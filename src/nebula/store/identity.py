@@ -328,22 +328,24 @@ def list_api_keys(store: Store, *, revoked: bool = False) -> list[ApiKeyInfo]:
 def _revoke_keys_made_by(
     session: Session, creator: str, now: datetime, *, scopes: Collection[str] | None = None
 ) -> list[ApiKeyInfo]:
-    """Revoke the active keys `creator` made (only those of `scopes`, when given), then every
-    active key made by one of those, and so on: a removed admin leaves no key behind.
+    """Revoke the keys `creator` made (only those of `scopes`, when given), then every key made
+    by one of those, and so on: a removed admin leaves no key behind. Keys revoked already are
+    followed too, as a key may have made others before it was revoked. A key names the key
+    that made it by id, `key:PREFIX` (see `identity.principal`).
     """
     revoked: list[ApiKeyInfo] = []
     creators = [creator]
     while creators:
-        query = select(ApiKey).where(ApiKey.created_by.in_(creators), ApiKey.revoked_at.is_(None))
+        query = select(ApiKey).where(ApiKey.created_by.in_(creators))
         if scopes is not None:
             query = query.where(ApiKey.scope.in_(scopes))
             scopes = None  # a key made by a revoked key goes, whatever its scope
         rows = list(session.scalars(query))
         for row in rows:
-            row.revoked_at = now
-        revoked.extend(_key_info(row) for row in rows)
-        # How the API names a key's caller in `created_by` (see identity.sessions).
-        creators = [f"{'node' if row.kind == 'service' else 'key'}:{row.name}" for row in rows]
+            if row.revoked_at is None:
+                row.revoked_at = now
+                revoked.append(_key_info(row))
+        creators = [f"key:{row.prefix}" for row in rows]
     return revoked
 
 
