@@ -6,34 +6,55 @@
 - A full disk under nebulad's data dir (a small tmpfs, filled for real): the daemon stays up,
   `sync now --wait` answers with the failure instead of hanging, `/status` and `/metrics` show
   the fault, and once space is freed the daemon recovers by itself.
-- Two `nebula apply` at once: the second waits for the first (saying for whom), plans again and
-  both succeed. An apply killed mid-way leaves `installing`; once its containers run as
-  deployed, the next apply (with nothing to change) says `running`.
+- The apply lock is the state store's (an advisory lock on PostgreSQL, a file beside SQLite's
+  database), whoever takes it from whichever data dir. Two `nebula apply` at once: the second
+  waits for the first (saying for whom), then plans, and both succeed; one that waited asks
+  about the removals its plan now makes. An apply killed mid-way leaves `installing`; once its
+  containers run as deployed, the next apply (with nothing to change) says `running`.
+- Syncs whose end the store refused are closed as failed once it accepts writes, and only
+  those: another node's running sync is left alone.
+- A health check that cannot be recorded stays a named fault while others pass; a loop that ran
+  well restarts after the first pause; a lost event stream is reported, an error handling an
+  event is raised; a read of a hung engine fails after one timeout, not two.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import docker
 import httpx
 import pytest
+import sqlalchemy
+from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner
 
+import servers
 from nebula.cli.app import app as cli_app
+from nebula.daemon import faults as faults_module
+from nebula.daemon.events import EventBus
+from nebula.daemon.faults import Faults
+from nebula.daemon.health import HealthMonitor
+from nebula.engine.reconcile import load_desired
+from nebula.errors import ProviderError
 from nebula.providers.docker import DockerProvider
-from nebula.store import Store
+from nebula.providers.engine_reader import EngineReader
+from nebula.store import Store, marketplace
 from test_daemon import IMAGE
 from test_daemon_crash import Nebulad, Repo, eventually, remove_managed, running, tag_image
 
@@ -212,13 +233,22 @@ def write_repo(root: Path, apps: dict[str, str]) -> Path:
     return root
 
 
-def start_apply(repo: Path, docker_host: str, database: str, cache: Path) -> subprocess.Popen[str]:
-    """`nebula apply` as a person runs it: its own process."""
+def start_apply(
+    repo: Path, docker_host: str, database: str, user: Path, *, yes: bool = True
+) -> subprocess.Popen[str]:
+    """`nebula apply` as a person runs it: its own process, its own user dirs under `user`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEBULA_")}
     command = [sys.executable, "-c", "from nebula.cli.entry import main; main()", "apply"]
+    options = ["--docker-host", docker_host, "--database-url", database, *(["--yes"] * yes)]
     return subprocess.Popen(
-        [*command, str(repo), "--yes", "--docker-host", docker_host, "--database-url", database],
-        env={**env, "XDG_CACHE_HOME": str(cache), "COLUMNS": "200"},
+        [*command, str(repo), *options],
+        env={
+            **env,
+            "XDG_CACHE_HOME": str(user / "cache"),
+            "XDG_DATA_HOME": str(user / "data"),
+            "COLUMNS": "200",
+        },
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -231,10 +261,12 @@ def statuses(database: str) -> dict[str, str]:
 
 
 def test_two_applies_at_once_take_turns_and_both_succeed(
-    tmp_path: Path, docker_host: str, engine: docker.DockerClient
+    tmp_path: Path, docker_host: str, engine: docker.DockerClient, database_url: str
 ) -> None:
+    """Run by two users (each its own data dir) on SQLite and on PostgreSQL alike."""
     repo = write_repo(tmp_path / "lab", {f"t{i}": slow_app(2) for i in range(3)})
-    database = f"sqlite:///{tmp_path / 'nebula.db'}"
+    database = database_url
+    Store(database).close()  # an existing state database (two processes creating one race)
     applies = [start_apply(repo, docker_host, database, tmp_path / f"c{i}") for i in range(2)]
     outputs = [apply.communicate(timeout=240) for apply in applies]
     for apply, (out, err) in zip(applies, outputs, strict=True):
@@ -262,3 +294,255 @@ def test_status_follows_what_runs_after_an_apply_cut_short(
     out, err = again.communicate(timeout=120)
     assert again.returncode == 0 and "No changes" in out, out + err
     assert statuses(database) == {"k": "running"}
+
+
+# -- the apply lock belongs to the store ------------------------------------------------------
+
+HOLD_LOCK = """
+import sys, time
+from nebula.store import Store
+with Store(sys.argv[1]) as store:
+    with store.apply_lock("nebula apply", lambda m: print(m, flush=True)):
+        print("acquired", flush=True)
+"""
+
+
+def test_the_apply_lock_is_the_stores_whoever_takes_it(database_url: str, tmp_path: Path) -> None:
+    """nebulad (as root) and `nebula apply` (as a user, other data dirs) share one lock: the one
+    that waits names the holder and goes on once the holder is done."""
+    with Store(database_url) as store, store.apply_lock("nebulad", lambda _: None):
+        env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "other-user")}
+        waiter = subprocess.Popen(
+            [sys.executable, "-c", HOLD_LOCK, database_url],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert waiter.stdout is not None
+        first = waiter.stdout.readline().strip()
+        assert first == f"waiting for nebulad (pid {os.getpid()}), which is applying, to finish"
+        time.sleep(1.0)
+        assert waiter.poll() is None  # still waiting
+    out, err = waiter.communicate(timeout=30)
+    assert (waiter.returncode, out.strip()) == (0, "acquired"), err
+
+
+def test_an_apply_that_waited_asks_about_the_removals_it_now_makes(
+    tmp_path: Path, docker_host: str, engine: docker.DockerClient
+) -> None:
+    """`nebula apply` plans only once it holds the lock: an apply that waited for another sees
+    what that one made and asks before deleting it (it once confirmed an older plan, then
+    deleted what a plan made after the wait said, unasked)."""
+    one_at_a_time = "defaults: {health_timeout: 60s, stop_timeout: 2s, parallelism: 1}\n"
+    first = write_repo(tmp_path / "first", {"a": slow_app(8), "z": slow_app(0)})
+    (first / "nebula.yaml").write_text(one_at_a_time)
+    second = write_repo(tmp_path / "second", {"a": slow_app(8), "b": slow_app(0)})  # no z
+    (second / "nebula.yaml").write_text(one_at_a_time)
+    database = f"sqlite:///{tmp_path / 'nebula.db'}"
+    applying = start_apply(first, docker_host, database, tmp_path / "c1")
+    eventually(lambda: running(engine) == {"a-app"}, 60, "the first apply runs")
+    waiting = start_apply(second, docker_host, database, tmp_path / "c2", yes=False)
+    out, err = waiting.communicate(timeout=240)
+    assert applying.wait(timeout=240) == 0
+    assert "waiting for nebula apply (pid" in err, out + err
+    assert waiting.returncode != 0 and "rerun with --yes" in err, out + err
+    assert running(engine) == {"a-app", "z-app"}  # nothing deleted unasked
+
+
+# -- syncs whose end the store refused -------------------------------------------------------
+
+REFUSE_SYNC_END = """
+CREATE FUNCTION refuse_sync_end() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'; END $$;
+CREATE TRIGGER refuse_sync_end BEFORE UPDATE ON syncs FOR EACH ROW
+WHEN (OLD.status = 'running') EXECUTE FUNCTION refuse_sync_end();
+"""
+
+
+def execute(url: str, sql: str) -> None:
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(sql)
+    finally:
+        engine.dispose()
+
+
+def test_a_sync_whose_end_the_store_refused_is_closed_and_only_that_one(
+    short_tmp: Path, docker_host: str, engine: docker.DockerClient, pg_url: str
+) -> None:
+    """The store refuses to close syncs (a full disk under PostgreSQL, for that one write) while
+    a poll applies a commit: once it accepts writes again, nebulad closes each sync it left
+    `running` as failed, and leaves alone a sync another node sharing the store has running."""
+    with servers.fresh_database(pg_url) as url:
+        repo = Repo(short_tmp)
+        repo.push("first", {"nebula.yaml": NEBULA_YAML, "packages/one.yaml": slow_app(0)})
+        options = ("--poll-interval", "2s", "--drift-interval", "3s", "--database-url", url)
+        nebulad = Nebulad(repo.bare, short_tmp / "data", docker_host, *options)
+        nebulad.start()
+        try:
+            nebulad.wait_ready()
+            eventually(lambda: nebulad.status()["applied_commit"] is not None, 60, "first sync")
+            with Store(url) as store:
+                other = store.start_sync(commit=None, author=None, message=None, trigger="poll")
+            execute(url, REFUSE_SYNC_END)
+            sha = repo.push("add two", {"packages/two.yaml": slow_app(0)})
+            eventually(lambda: "two-app" in running(engine), 60, "applied", nebulad.tail)
+            eventually(lambda: "sync" in nebulad.status()["faults"], 30, "refused", nebulad.tail)
+            assert nebulad.status()["applied_commit"] != sha
+            code, record = sync_now(nebulad, timeout=60)  # asked for: answered, though refused
+            assert (code, record["status"]) == (1, "failed"), record
+            execute(url, "DROP TRIGGER refuse_sync_end ON syncs")
+            eventually(lambda: nebulad.status()["applied_commit"] == sha, 60, "recorded")
+            eventually(lambda: nebulad.status()["faults"] == {}, 30, "recovered", nebulad.tail)
+            syncs = {s["id"]: s for s in nebulad_syncs(nebulad)}
+        finally:
+            nebulad.stop()
+    assert syncs[other]["status"] == "running"  # another node's: not ours to close
+    assert [s for s in syncs.values() if s["status"] == "running"] == [syncs[other]]
+    closed = [s for s in syncs.values() if s["errors"] and "could not record" in s["errors"][0]]
+    assert closed and all(s["status"] == "failed" for s in closed), syncs
+
+
+# -- health faults ---------------------------------------------------------------------------
+
+
+def test_one_check_that_cannot_be_recorded_stays_a_fault_while_another_passes(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Check `bad`'s result row is locked by someone else (its writes time out), `good`'s is
+    not: the `health` fault names `bad` and stays, however often `good` passes in between (it
+    once flapped, cleared by every pass); it clears once `bad` is recorded again."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    check = f"health_checks: [{{name: port, tcp: '127.0.0.1:{port}', interval: 1s}}]\n"
+    inline = f"compose:\n  services:\n    app: {{image: {IMAGE}}}\n{check}"
+    lab = write_repo(tmp_path / "lab", {"bad": inline, "good": inline})
+    desired = load_desired(lab)
+    with (
+        servers.fresh_database(pg_url) as url,
+        Store(f"{url}?options=-c%20lock_timeout%3D1000") as store,
+    ):
+        faults = Faults()
+        monitor = HealthMonitor(store, DockerProvider("unix:///nonexistent"), EventBus(), faults)
+        monitor.start()
+        try:
+            for inst in desired.installations:  # deployed: the monitor checks only those
+                deployment = store.begin_deployment(
+                    inst.name, package=None, version=None, config={}, spec_hash="", summary=""
+                )
+                store.finish_deployment(deployment, ok=True, reason=None, container_ids=[])
+            monitor.watch(desired.installations)
+            eventually(lambda: len(marketplace.health(store)) == 2, 20, "first results")
+            locker = sqlalchemy.create_engine(url, poolclass=NullPool)
+            with locker.begin() as connection:
+                connection.exec_driver_sql(
+                    "SELECT * FROM health_results WHERE installation = 'bad' FOR UPDATE"
+                )
+                eventually(lambda: "health" in faults.current(), 20, "the fault")
+                seen = []
+                deadline = time.monotonic() + 8  # `good` passes every second meanwhile
+                while time.monotonic() < deadline:
+                    seen.append(faults.current().get("health"))
+                    time.sleep(0.1)
+            locker.dispose()
+            assert all(s is not None and s.startswith("checks bad/port: ") for s in seen), seen
+            eventually(lambda: "health" not in faults.current(), 20, "cleared")
+        finally:
+            monitor.stop()
+            listener.close()
+
+
+# -- keeping threads running -----------------------------------------------------------------
+
+
+def test_a_loop_that_ran_well_restarts_after_the_first_pause_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(faults_module, "RESTART_FIRST", 0.05)
+    monkeypatch.setattr(faults_module, "RESTART_MAX", 0.8)
+    starts: list[float] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        starts.append(time.monotonic())
+        if len(starts) == 4:
+            time.sleep(1.0)  # runs well for a while (pauses so far: 0.05, 0.1, 0.2)
+        if len(starts) == 6:
+            stop.set()
+        raise RuntimeError("broken")
+
+    Faults().keep_running("test", loop, stop)
+    assert len(starts) == 6
+    pauses = [b - a for a, b in itertools.pairwise(starts)]
+    assert pauses[3] > 1.0  # the long run
+    assert pauses[4] < 0.2, pauses  # the first pause again (not 0.8)
+
+
+# -- Docker events and reads -----------------------------------------------------------------
+
+
+def test_losing_the_engine_is_reported_by_the_event_follower(tmp_path: Path) -> None:
+    provider = DockerProvider(f"unix://{tmp_path}/docker.sock")  # no engine there
+    stop = threading.Event()
+    lost: list[ProviderError] = []
+
+    def report(exc: ProviderError) -> None:
+        lost.append(exc)
+        if len(lost) == 2:
+            stop.set()
+
+    follower = threading.Thread(target=provider.follow, args=(lambda *_: None, stop, report))
+    follower.start()
+    follower.join(10)
+    assert not follower.is_alive() and len(lost) == 2  # reported, and tried again
+    assert "cannot connect" in str(lost[0]) and str(tmp_path) in str(lost[0])
+
+
+def test_an_error_handling_an_event_is_raised_not_swallowed(
+    docker_host: str, engine: docker.DockerClient
+) -> None:
+    provider = DockerProvider(docker_host)
+    stop = threading.Event()
+    raised: list[BaseException] = []
+
+    def on_event(action: str, _id: str, _at: float) -> None:
+        raise ValueError(f"cannot handle {action}")
+
+    def follow() -> None:
+        try:
+            provider.follow(on_event, stop, lambda _exc: None)
+        except ValueError as exc:
+            raised.append(exc)
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    try:
+        time.sleep(1.0)  # subscribed
+        engine.containers.create(IMAGE, labels={"io.nebula.managed": "true"}, name="ev-app")
+        follower.join(20)
+        assert not follower.is_alive() and [str(e) for e in raised] == ["cannot handle create"]
+    finally:
+        stop.set()
+        provider.close()
+
+
+def test_a_read_that_times_out_is_not_tried_again(docker_host: str) -> None:
+    """A hung engine (dockerd stopped) answers no read: the read fails after its timeout, once
+    (it was tried again on a new connection, waiting twice as long)."""
+    if os.environ.get("NEBULA_TEST_DOCKER_HOST"):
+        pytest.skip("stops the private dockerd")
+    pid = int((Path(urlsplit(docker_host).path).parent / "docker.pid").read_text())
+    reader = EngineReader(docker_host, timeout=1.5)
+    assert reader.get("/version")["ApiVersion"]  # a kept-alive connection to reuse
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ProviderError, match="timed out"):
+            reader.get("/version")
+        took = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        reader.close()
+    assert 1.4 < took < 2.5, took

@@ -85,7 +85,7 @@ class Daemon:
         self._vault_seen: dict[str, str] | None = None  # secret fingerprints at the last load
         self._reported = False  # whether the sync in progress already recorded a failure
         self._current: int | None = None  # the sync row begun and not yet finished
-        self._unfinished = False  # a sync row left "running" because the store refused its end
+        self._unfinished: set[int] = set()  # sync rows left "running": the store refused the end
         self._held: tuple[str, int] | None = None  # commit, sync id waiting for approval
         self._approved: str | None = None
         self.proxy = ProxyKeeper(store, self.bus)
@@ -105,7 +105,12 @@ class Daemon:
         self._spawn(self._tick, "timer")
         self.health.start()
         self._spawn(
-            lambda: self.provider.follow(self._on_docker_event, self._stop), "docker-events"
+            lambda: self.provider.follow(
+                self._on_docker_event,
+                self._stop,
+                lambda exc: self.faults.report("docker-events", exc),
+            ),
+            "docker-events",
         )
         self._spawn(lambda: self.proxy.watch(self._stop, self._desired), "certificates")
         if self.config.watch:
@@ -148,6 +153,8 @@ class Daemon:
         """Drift: a managed container went away or stopped. A container the daemon removed
         itself (replaced, or failed to start) is not drift: reacting to it would retry a failing
         change in a tight loop; the interval re-check retries it instead."""
+        if action == "reconnect":
+            self.faults.clear("docker-events")  # the stream is back
         if action in _DRIFT_ACTIONS and not self.provider.removed_by_us(container_id):
             self.request_sync("drift")
 
@@ -184,11 +191,13 @@ class Daemon:
         """Run one sync for `triggers`; False when it broke (it is then reported)."""
         trigger = next((t for t in _ORDER if t in triggers), "drift")
         try:
-            if self._unfinished:
-                self.store.interrupt_running_syncs(
-                    "failed: nebulad could not record the end of this sync; see its log"
+            for sync_id in sorted(self._unfinished):  # only ours: other nodes may share the store
+                self.store.finish_sync(
+                    sync_id,
+                    status="failed",
+                    errors=["nebulad could not record the end of this sync; see its log"],
                 )
-                self._unfinished = False
+                self._unfinished.discard(sync_id)
             self._sync(trigger, fetch=bool(triggers & _FETCHING))
         except Exception as exc:  # Docker or the store refused, or a bug: never the end
             message = self.faults.report("sync", exc)
@@ -218,6 +227,13 @@ class Daemon:
             and self._approved != commit.sha
         ):
             return  # still waiting for approval
+        # Planned under the lock: the removals guard judges the plan that is carried out.
+        with self.store.apply_lock("nebulad", lambda message: log.info("%s", message)):
+            self._apply(good, trigger, explicit=explicit)
+
+    def _apply(self, good: _Good, trigger: str, *, explicit: bool) -> None:
+        """Plan `good` and carry the plan out (or hold it); under the store's apply lock."""
+        commit = good.commit
         snapshot = plan_against(good.desired, self.provider)
         plan = snapshot.plan
         new_commit = commit is not None and commit.sha != self._setting("applied_commit")
@@ -246,9 +262,7 @@ class Daemon:
                 "progress", id=sync_id, installation=inst, message=msg
             ),
             commit=commit.sha if commit else None,
-            holder="nebulad",
         )
-        plan = result.plan  # planned again if a `nebula apply` ran meanwhile
         errors = [f"{r.name}: {r.error}" for r in result.installations if not r.ok]
         errors += self.proxy.sync(good.desired, self.provider.observe())
         errors += self.dns.sync(good.desired)
@@ -393,7 +407,8 @@ class Daemon:
             if sync_id is not None:
                 self._finish(sync_id, status="failed", errors=[message])
         except Exception as exc:  # the store refuses writes too (a full disk)
-            self._unfinished = self._unfinished or sync_id is not None
+            if sync_id is not None:
+                self._unfinished.add(sync_id)
             self._current = None
             log.error("cannot record the failed sync: %s", exc)
             errors = [message, f"not recorded: {exc}"]
@@ -403,8 +418,8 @@ class Daemon:
             self.bus.publish("sync_finished", id=sync_id, status="failed", errors=[message])
 
     def _finish(self, sync_id: int, **outcome: Any) -> SyncRecord:
-        self._current = None
         info = self.store.finish_sync(sync_id, **outcome)
+        self._current = None  # only now: a sync whose end was refused is closed as failed
         self._audit(info)
         return info
 

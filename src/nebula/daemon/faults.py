@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -30,10 +31,12 @@ class Faults:
         self._lock = threading.Lock()
         self._current: dict[str, tuple[str, datetime]] = {}  # message, since
 
-    def report(self, part: str, exc: BaseException) -> str:
-        """Record that `part` failed with `exc`; the message shown for it."""
+    def report(self, part: str, exc: BaseException, about: str = "") -> str:
+        """Record that `part` failed with `exc` (`about` what, when it says more than `part`);
+        the message shown for it."""
         expected = isinstance(exc, NebulaError | OSError)
         message = str(exc) if expected else f"internal error: {exc!r}; see nebulad's log"
+        message = f"{about}: {message}" if about else message
         metrics.FAULTS.labels(part=part).inc()
         metrics.FAULTY.labels(part=part).set(1)
         with self._lock:
@@ -64,14 +67,17 @@ class Faults:
     def keep_running(self, part: str, loop: Callable[[], None], stop: threading.Event) -> None:
         """Run `loop` until it returns (it does once `stop` is set). When it raises, the fault is
         reported (and listed while the loop is down) and the loop starts again after a pause that
-        grows while it keeps failing."""
+        grows while it keeps failing, and starts small again once it ran well for RESTART_MAX."""
         pause = RESTART_FIRST
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 loop()
                 return
             except Exception as exc:
                 self.report(part, exc)
+            if time.monotonic() - started >= RESTART_MAX:
+                pause = RESTART_FIRST
             if stop.wait(pause):
                 return
             pause = min(pause * 2, RESTART_MAX)

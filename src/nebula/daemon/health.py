@@ -6,7 +6,8 @@ Each result is stored (the latest per installation and check), exported as metri
 change of status (healthy ↔ unhealthy, or a first result) is published as a `health` event,
 which the remediation engine can act on. Installations being applied are skipped until their
 apply ends: apply itself waits for their health. A check that cannot run or be recorded (the
-store full) is a fault of the `health` part (see `daemon.faults`) until one succeeds again.
+store full) makes the `health` part faulty (see `daemon.faults`); the fault names every such
+check and clears once none is left.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class HealthMonitor:
         self._checks: dict[Key, _Scheduled] = {}
         self._due: list[tuple[float, Key]] = []
         self._running: set[Key] = set()
+        self._failing: set[Key] = set()  # checks that cannot run or be recorded
         self._cond = threading.Condition()
         self._stopped = False
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="health")
@@ -101,7 +103,11 @@ class HealthMonitor:
                     heapq.heappush(self._due, (now, key))
             gone = set(self._checks) - set(wanted)
             self._checks = wanted
+            healed = bool(self._failing & gone) and not self._failing - gone
+            self._failing -= gone
             self._cond.notify_all()
+        if healed:
+            self.faults.clear("health")
         for installation, check in gone:
             _forget_metrics(installation, check)
         try:
@@ -124,12 +130,17 @@ class HealthMonitor:
                     if scheduled is not None and key not in self._running:
                         self._running.add(key)
                         due.append(scheduled)
-            busy = self._busy_installations() if due else set()
-            for scheduled in due:
-                if scheduled.installation in busy:
-                    self._done(scheduled, delay=1.0)  # being applied: look again shortly
-                else:
-                    self._pool.submit(self._check, scheduled)
+            try:
+                busy = self._busy_installations() if due else set()
+                while due:
+                    if due[0].installation in busy:
+                        self._done(due[0], delay=1.0)  # being applied: look again shortly
+                    else:
+                        self._pool.submit(self._check, due[0])
+                    due.pop(0)
+            finally:  # when this loop breaks, the checks it took are due again, not lost
+                for scheduled in due:
+                    self._done(scheduled, delay=RECHECK_FAILED)
 
     def _busy_installations(self) -> set[str]:
         """Installations not (yet) deployed, or being applied now."""
@@ -147,12 +158,28 @@ class HealthMonitor:
             self._record(scheduled, result)
             if not result.ok:  # a failure is confirmed (or cleared) soon, not an interval later
                 delay = min(delay, RECHECK_FAILED)
-            self.faults.clear("health")
+            self._fault(scheduled.key, None)
         except Exception as exc:  # one check never stops the monitor
-            self.faults.report("health", exc)
+            self._fault(scheduled.key, exc)
             delay = min(delay, RECHECK_FAILED)
         finally:
             self._done(scheduled, delay=delay)
+
+    def _fault(self, key: Key, exc: Exception | None) -> None:
+        """Check `key` could not run or be recorded (`exc`), or could (None)."""
+        with self._cond:
+            was_failing = key in self._failing
+            if exc is None:
+                self._failing.discard(key)
+            else:
+                self._failing.add(key)
+            failing = sorted(self._failing)
+        if exc is None:
+            if was_failing and not failing:
+                self.faults.clear("health")
+        else:
+            names = ", ".join(f"{installation}/{check}" for installation, check in failing)
+            self.faults.report("health", exc, about=f"checks {names}")
 
     def _done(self, scheduled: _Scheduled, delay: float) -> None:
         with self._cond:

@@ -7,8 +7,9 @@ failure stops only its own installation, which is recorded as `error` with the c
 go on. A container this apply made that fails to start or become healthy is removed (its last
 log lines go into the error), so the next plan simply creates it again: a retry.
 
-One apply runs at a time per state store (`engine.applylock`): one that had to wait plans again
-first. Afterwards, the status of every installation left unchanged follows what runs: one marked
+One apply runs at a time per state store: the caller takes the store's apply lock
+(`Store.apply_lock`) before it plans and holds it until the apply ends, so the plan it showed,
+confirmed or guarded is the one carried out. Afterwards, the status of every installation left unchanged follows what runs: one marked
 `error` or `installing` by an apply cut short (the Docker Engine restarting, a kill) whose
 containers run as deployed becomes `running` (`Store.settle`).
 """
@@ -25,13 +26,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from nebula.engine.applylock import apply_lock
 from nebula.engine.health import wait_healthy
 from nebula.engine.hooks import HookRun, run_hooks, scrub
-from nebula.engine.reconcile import Snapshot, plan_against
+from nebula.engine.reconcile import Snapshot
 from nebula.engine.subnets import PoolExhaustedError, free_subnet, local_routes
 from nebula.errors import InstallationError, NebulaError, ProviderError
-from nebula.plan import Action, Change, Kind, Plan
+from nebula.plan import Action, Change, Kind
 from nebula.providers.docker import ContainerStatus, DockerProvider
 from nebula.resources import (
     ContainerSpec,
@@ -64,7 +64,6 @@ class InstallationResult:
 @dataclass(frozen=True)
 class ApplyResult:
     installations: tuple[InstallationResult, ...]
-    plan: Plan  # the plan carried out (made again when another apply ran first)
 
     @property
     def ok(self) -> bool:
@@ -79,22 +78,17 @@ def apply_plan(
     *,
     commit: str | None = None,
     vault: Vault | None = None,
-    holder: str = "nebula apply",
 ) -> ApplyResult:
-    """Execute `snapshot.plan`; each installation's outcome (and the config-repo `commit` it
-    came from) is recorded in `store`.
+    """Execute `snapshot.plan`, made under the store's apply lock the caller holds; each
+    installation's outcome (and the config-repo `commit` it came from) is recorded in `store`.
 
-    While another apply runs (`holder` names this one to it), this one waits, says so through
-    `progress`, and plans again. The secrets the installations refer to are decrypted once, up
-    front, from `vault` (default: the vault in `store`); a wrong master key, a tampered secret
-    or one changed since the plan stops the apply before anything is touched.
+    The secrets the installations refer to are decrypted once, up front, from `vault` (default:
+    the vault in `store`); a wrong master key, a tampered secret or one changed since the plan
+    stops the apply before anything is touched.
     """
     report = progress or (lambda _i, _m: None)
-    with apply_lock(store.data_dir, holder, lambda message: report("*", message)) as waited:
-        if waited:
-            snapshot = plan_against(snapshot.desired, provider)
-        result = _apply(snapshot, provider, store, report, commit=commit, vault=vault)
-        settle(snapshot, store)
+    result = _apply(snapshot, provider, store, report, commit=commit, vault=vault)
+    settle(snapshot, store)
     return result
 
 
@@ -134,7 +128,7 @@ def _apply(
     plan = snapshot.plan
     names = plan.installations()
     if not names:
-        return ApplyResult((), plan)
+        return ApplyResult(())
     store.sync_packages(_record(p) for p in snapshot.desired.packages())
     by_name = {d.name: d for d in snapshot.desired.installations}
     defaults = snapshot.desired.repo.config.defaults
@@ -161,7 +155,7 @@ def _apply(
                 runner.apply_after, providers, desired, plan.for_installation(desired.name)
             )
         results |= {name: future.result() for name, future in futures.items()}
-    return ApplyResult(tuple(results[n] for n in names), plan)
+    return ApplyResult(tuple(results[n] for n in names))
 
 
 def _reveal(snapshot: Snapshot, vault: Vault) -> dict[str, str]:

@@ -383,27 +383,50 @@ class DockerProvider:
         """Whether this provider removed that container itself (its events are not drift)."""
         return container_id in self._removed
 
-    def follow(self, on_event: Callable[[str, str, float], None], stop: threading.Event) -> None:
+    def follow(
+        self,
+        on_event: Callable[[str, str, float], None],
+        stop: threading.Event,
+        lost: Callable[[ProviderError], object],
+    ) -> None:
         """Call `on_event(action, container_id, unix_time)` for every event of a managed
-        container until `stop` is set, reconnecting (and reporting a `reconnect`) whenever the
-        engine comes back."""
-        lost = False
+        container until `stop` is set. Losing the engine is told to `lost`; this reconnects every
+        second and reports a `reconnect` event once it is back. Any other error (one `on_event`
+        raises, the engine refusing the request) ends this and is raised."""
+        for action, container_id, at in self._managed_events(stop, lost):
+            on_event(action, container_id, at)
+
+    def _managed_events(
+        self, stop: threading.Event, lost: Callable[[ProviderError], object]
+    ) -> Iterator[tuple[str, str, float]]:
+        import requests.exceptions
+        import urllib3.exceptions
+
+        disconnects = (
+            OSError,  # requests' ConnectionError too
+            requests.exceptions.ChunkedEncodingError,
+            urllib3.exceptions.ProtocolError,
+        )
+        gone = False
         while not stop.is_set():
             try:
-                stream = self.api.events(
+                stream = self.api.events(  # `api` raises ProviderError: cannot connect
                     decode=True, filters={"type": "container", "label": f"{LABEL_MANAGED}=true"}
                 )
-                if lost:
-                    on_event("reconnect", "", time.time())
-                    lost = False
+                if gone:
+                    yield "reconnect", "", time.time()
+                    gone = False
                 for event in stream:
                     if stop.is_set():
-                        break
+                        return
                     at = event.get("timeNano", 0) / 1e9 or time.time()
-                    on_event(event.get("Action") or "", event.get("id") or "", at)
-            except Exception:  # the engine went away: try again shortly
-                pass
-            lost = True
+                    yield event.get("Action") or "", event.get("id") or "", at
+            except ProviderError as exc:
+                lost(exc)
+            except disconnects as exc:
+                reason = f"event stream lost ({_root_cause(exc)})"
+                lost(ProviderError(f"Docker Engine at {self.base_url}", reason))
+            gone = True
             stop.wait(1.0)
 
     def wait_for(

@@ -56,12 +56,15 @@ class EngineReader:
     def get(self, path: str, filters: dict[str, list[str]] | None = None) -> Any:
         if filters:
             path += ("&" if "?" in path else "?") + "filters=" + quote(json.dumps(filters))
-        connection = self._borrow()
+        connection, reused = self._borrow()
         try:
             try:
                 response, body = _request(connection, path)
-            except (OSError, http.client.HTTPException):
-                # a kept-alive connection the engine closed (it restarted): once more, afresh
+            except (ConnectionResetError, BrokenPipeError):  # RemoteDisconnected is one too
+                if not reused:
+                    raise
+                # a kept-alive connection the engine closed meanwhile (it restarted): once more,
+                # afresh; nothing else is retried (a timed-out read would wait twice as long)
                 connection.close()
                 response, body = _request(connection, path)
         except OSError as exc:
@@ -86,13 +89,14 @@ class EngineReader:
             )
         return json.loads(body)
 
-    def _borrow(self) -> http.client.HTTPConnection:
+    def _borrow(self) -> tuple[http.client.HTTPConnection, bool]:
+        """A connection, and whether it is a kept-alive one that served a request before."""
         with self._lock:
             if self._idle:
-                return self._idle.pop()
+                return self._idle.pop(), True
         if self._parts.scheme == "unix":
-            return _UnixConnection(self._parts.path, self._timeout)
-        return http.client.HTTPConnection(self._parts.netloc, timeout=self._timeout)
+            return _UnixConnection(self._parts.path, self._timeout), False
+        return http.client.HTTPConnection(self._parts.netloc, timeout=self._timeout), False
 
     def _give_back(self, connection: http.client.HTTPConnection) -> None:
         with self._lock:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -14,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from nebula.errors import StoreError
-from nebula.store import db
+from nebula.store import applylock, db
 from nebula.store.models import (
     DaemonSetting,
     Deployment,
@@ -62,16 +64,25 @@ class Store:
     def close(self) -> None:
         self._engine.dispose()
 
-    @property
-    def data_dir(self) -> Path:
-        """Where files that go with this state belong (the apply lock): the SQLite database's
-        folder, else the user's data dir."""
+    @contextmanager
+    def apply_lock(self, holder: str, waiting: Callable[[str], None]) -> Iterator[None]:
+        """Hold this store's apply lock (see `store.applylock`) as `holder`; when another apply
+        holds it, `waiting` is told whose it is first, then this waits for it."""
+        named = f"{holder} (pid {os.getpid()})"
         database = self._engine.url.database
-        if self._engine.dialect.name == "sqlite" and database and database != ":memory:":
-            return Path(database).absolute().parent
-        import platformdirs
-
-        return Path(platformdirs.user_data_dir("nebula"))
+        lock: AbstractContextManager[None] = contextlib.nullcontext()  # in memory: one process
+        if self._engine.dialect.name == "postgresql":
+            lock = applylock.advisory_lock(self._engine, named, waiting)
+        elif database and database != ":memory:":
+            lock = applylock.file_lock(Path(f"{database}.apply-lock"), named, waiting)
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(lock)
+            except SQLAlchemyError as e:
+                raise StoreError(f"apply lock: {db.describe(e)}") from e
+            except OSError as e:
+                raise StoreError(f"apply lock beside {database}: {e.strerror or e}") from None
+            yield
 
     def __enter__(self) -> Store:
         return self

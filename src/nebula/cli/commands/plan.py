@@ -23,7 +23,7 @@ from nebula.cli.session import load, open_provider, open_store, remember_noop, r
 
 if TYPE_CHECKING:
     from nebula.engine.apply import ApplyResult
-    from nebula.engine.reconcile import Desired, Snapshot
+    from nebula.engine.reconcile import Desired
     from nebula.kinds.routes import RouteChange
     from nebula.plan import Plan
     from nebula.providers.docker import DockerProvider
@@ -148,39 +148,38 @@ def apply(
             else:
                 _no_changes(replayed["summary"])
             return
+        from nebula.engine.apply import apply_plan, settle  # the store and its ORM: only now
         from nebula.engine.reconcile import plan_against
+
+        def progress(installation: str, message: str) -> None:
+            if not quiet:
+                err_console().print(f"[cyan]{installation}[/] {message}", highlight=False)
 
         desired = load(repo, database_url)
         provider = open_provider(desired, docker_host)
+        store = open_store(database_url)
         try:
-            snapshot = plan_against(desired, provider)
-            if not snapshot.plan.has_changes:
-                _settle(snapshot, database_url)
-                if not _sync_proxy(desired, snapshot.observed, quiet):
-                    remember_noop(repo, snapshot)
-                if quiet:
-                    print_json({"ok": True, "summary": snapshot.plan.counts(), "installations": []})
-                else:
-                    _no_changes(snapshot.plan.counts())
-                return
-            if not quiet:
-                render_plan(snapshot.plan)
-            _confirm_deletions(snapshot.plan, yes)
-            from nebula.engine.apply import apply_plan  # the store and its ORM: only when needed
-
-            store = open_store(database_url)
-            try:
-
-                def progress(installation: str, message: str) -> None:
-                    if not quiet:
-                        err_console().print(f"[cyan]{installation}[/] {message}", highlight=False)
-
+            # Planned under the lock: what is shown and confirmed is what is applied.
+            with store.apply_lock("nebula apply", lambda message: progress("*", message)):
+                snapshot = plan_against(desired, provider)
+                if not snapshot.plan.has_changes:
+                    settle(snapshot, store)
+                    if not _sync_proxy(desired, snapshot.observed, quiet):
+                        remember_noop(repo, snapshot)
+                    summary = snapshot.plan.counts()
+                    if quiet:
+                        print_json({"ok": True, "summary": summary, "installations": []})
+                    else:
+                        _no_changes(summary)
+                    return
+                if not quiet:
+                    render_plan(snapshot.plan)
+                _confirm_deletions(snapshot.plan, yes)
                 result = apply_plan(snapshot, provider, store, progress)
                 record_apply(store, repo, result)
-            finally:
-                store.close()
             proxy_error = _proxy_after_apply(desired, provider, quiet)
         finally:
+            store.close()
             provider.close()
     if quiet:
         print_json(_result_json(result) | {"proxy_error": proxy_error})
@@ -191,17 +190,6 @@ def apply(
             err_console().print(proxy_error, markup=False)
     if not result.ok or proxy_error:
         raise typer.Exit(EXIT_FAILED)
-
-
-def _settle(snapshot: Snapshot, database_url: str | None) -> None:
-    """Statuses follow what runs, even when there is nothing to apply (see `engine.apply`)."""
-    from nebula.engine.apply import settle
-
-    store = open_store(database_url)
-    try:
-        settle(snapshot, store)
-    finally:
-        store.close()
 
 
 def _proxy_after_apply(desired: Desired, provider: DockerProvider, quiet: bool) -> str | None:
