@@ -255,7 +255,7 @@ def migrate(engine: Engine) -> None:
     """Bring the database to `HEAD_REVISION` (an empty database gets the whole schema).
 
     Processes opening one new database at once take turns: on PostgreSQL through an advisory
-    lock, on SQLite through a lock on the file (SQLite's DDL is not transactional enough to
+    lock, on SQLite through a lock file beside it (SQLite's DDL is not transactional enough to
     keep a second migration from creating the same tables)."""
     if current_revision(engine) == HEAD_REVISION:
         return
@@ -270,9 +270,14 @@ def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
     if file is None:
         yield
         return
-    with file.open("rb") as opened:
-        fcntl.flock(opened, fcntl.LOCK_EX)  # independent of SQLite's own (fcntl) locks
+    # A file of its own: closing a descriptor of the database file itself would drop the
+    # POSIX locks SQLite holds on it in this process.
+    fd = os.open(file.with_name(f"{file.name}.migrate-lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
 
 
 def _upgrade(engine: Engine) -> None:
