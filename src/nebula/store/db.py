@@ -53,7 +53,6 @@ SQLITE_PRAGMAS = (  # on every SQLite connection (see `_sqlite_pragmas` for why)
 # Serializes migrations when several nodes open one fresh PostgreSQL database at once.
 _MIGRATION_LOCK_KEY = 0x6E6562756C61  # "nebula"
 
-_SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database
 _RECOVER = (
     "restore it from a backup, or move it away (mv {file} {file}.broken) to start with an "
     "empty database"
@@ -191,18 +190,25 @@ def _create_sqlite(file: Path) -> None:
 
 def _check_header(file: Path) -> None:
     """Refuse a file that is not a SQLite database: an empty or overwritten one is damage to
-    report, not a new database to start."""
+    report, not a new database to start. Read through SQLite, never by opening the file here:
+    closing a descriptor of the database file would drop the locks that this process's SQLite
+    connections hold on it."""
     try:
-        with file.open("rb") as opened:
-            header = opened.read(len(_SQLITE_HEADER))
+        if file.stat().st_size == 0:
+            what = "empty"
+        else:
+            with contextlib.closing(sqlite3.connect(file, timeout=10)) as connection:
+                connection.execute("PRAGMA schema_version")  # reads the header
+            return
     except OSError as exc:
         raise StoreError(f"cannot read database {file}: {exc.strerror}") from None
-    if header != _SQLITE_HEADER:
-        what = "empty" if not header else "not a SQLite database"
-        raise StoreError(
-            f"database {file} is {what}: it was truncated or overwritten; "
-            + _RECOVER.format(file=file)
-        )
+    except sqlite3.OperationalError as exc:  # not the file's fault: locked, unreadable, ...
+        raise StoreError(f"cannot read database {file}: {exc}") from None
+    except sqlite3.DatabaseError:
+        what = "not a SQLite database"
+    raise StoreError(
+        f"database {file} is {what}: it was truncated or overwritten; " + _RECOVER.format(file=file)
+    )
 
 
 def _warn_if_shared(file: Path) -> None:
@@ -255,7 +261,7 @@ def migrate(engine: Engine) -> None:
     """Bring the database to `HEAD_REVISION` (an empty database gets the whole schema).
 
     Processes opening one new database at once take turns: on PostgreSQL through an advisory
-    lock, on SQLite through a lock file beside it (SQLite's DDL is not transactional enough to
+    lock, on SQLite through a lock on its folder (SQLite's DDL is not transactional enough to
     keep a second migration from creating the same tables)."""
     if current_revision(engine) == HEAD_REVISION:
         return
@@ -270,9 +276,9 @@ def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
     if file is None:
         yield
         return
-    # A file of its own: closing a descriptor of the database file itself would drop the
-    # POSIX locks SQLite holds on it in this process.
-    fd = os.open(file.with_name(f"{file.name}.migrate-lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    # The folder, not the file: closing a descriptor of the database file would drop the
+    # POSIX locks SQLite holds on it in this process. flock and those locks do not meet.
+    fd = os.open(file.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
