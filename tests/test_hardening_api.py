@@ -26,6 +26,7 @@ from typing import Any
 import docker
 import httpx
 import pytest
+from sqlalchemy import delete, update
 from starlette.testclient import TestClient
 
 from nebula.daemon.api import WEBHOOK_READS, create_app
@@ -34,9 +35,12 @@ from nebula.daemon.control import SyncRecord
 from nebula.daemon.core import Daemon
 from nebula.daemon.gitsync import GitSource
 from nebula.identity import accounts
+from nebula.identity.principal import Principal, Role
 from nebula.identity.sessions import Sessions
 from nebula.providers.docker import DockerProvider
 from nebula.store import Store
+from nebula.store.identity import MakerGoneError
+from nebula.store.models import ApiKey, User, utcnow
 from test_api_auth import KEY, PASSWORD, Api, login, serving
 from test_daemon import Repo, engine, eventually, running  # noqa: F401 (engine: a fixture)
 from test_daemon import app as daemon_app
@@ -126,6 +130,82 @@ def test_keys_made_by_a_revoked_key_go_with_its_maker_and_no_others(tmp_path: Pa
         for kept in (ci2, backup):
             with api.tcp(kept["token"]) as client:
                 assert client.get("/api/v1/status").status_code == 200
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_a_maker_revoked_while_its_bearer_is_still_trusted_makes_no_key(tmp_path: Path) -> None:
+    """`nebula user rm`, `user role` and `apikey revoke` run on the store, not through nebulad,
+    which trusts a bearer it verified for a while: in that while the revoked key, the removed
+    user and the demoted one are refused when they make a key, and nothing they made remains."""
+    store = Store(f"sqlite:///{tmp_path}/nebula.db")
+    with serving(tmp_path, sessions=Sessions(store, KEY, cache_seconds=600)) as api:
+        for user in ("mallory", "ada"):
+            accounts.add_user(api.store, user, PASSWORD, "admin")
+        mallory, ada = access_token(api, "mallory"), access_token(api, "ada")
+        made = {}
+        for name, token in (("ci", mallory), ("deploy", ada)):
+            with api.tcp(token) as client:
+                response = client.post("/api/v1/apikeys", json={"name": name, "scope": "admin"})
+                assert response.status_code == 201, response.text
+                made[name] = response.json()
+        for token in (ada, *(m["token"] for m in made.values())):
+            with api.tcp(token) as client:  # each verified now, so trusted from here on
+                assert client.get("/api/v1/status").status_code == 200
+
+        run("user", "rm", "mallory")  # revokes ci
+        run("apikey", "revoke", made["deploy"]["key"]["prefix"])
+        run("user", "role", "ada", "operator")
+        refusals = {
+            mallory: "user mallory was removed",
+            made["ci"]["token"]: f"key {made['ci']['key']['prefix']} was revoked",
+            made["deploy"]["token"]: f"key {made['deploy']['key']['prefix']} was revoked",
+            ada: "user ada has the role operator now",
+        }
+        for token, message in refusals.items():
+            with api.tcp(token) as client:
+                refused = client.post("/api/v1/apikeys", json={"name": "late", "scope": "admin"})
+                assert refused.status_code == 401, refused.text
+                assert refused.json() == {"error": f"{message}: it may make no keys"}
+        assert accounts.keys(api.store) == []
+
+
+def test_a_key_made_while_its_maker_is_being_revoked_waits_and_is_refused(
+    database_url: str,
+) -> None:
+    """A key made while `nebula user rm` is removing its maker (a user, or a key that user
+    made) waits for the removal to commit, then is refused: it cannot slip in behind the
+    revocation of what its maker made."""
+    with Store(database_url) as store:
+        accounts.add_user(store, "mallory", PASSWORD, "admin")
+        ci, _ = accounts.create_key(store, "ci", "admin", created_by="mallory")
+        makers = {
+            "by-user": Principal("mallory", Role.admin, "password", "user:mallory"),
+            "by-key": Principal("key:ci", Role.admin, "api_key", f"key:{ci.prefix}"),
+        }
+        with ThreadPoolExecutor(2) as pool, store.transaction() as session:  # user rm, half done
+            session.execute(delete(User).where(User.name == "mallory"))
+            session.execute(
+                update(ApiKey).where(ApiKey.created_by == "mallory").values(revoked_at=utcnow())
+            )
+            session.flush()
+            making = {
+                name: pool.submit(
+                    accounts.create_key,
+                    store,
+                    name,
+                    "admin",
+                    created_by=maker.creator,
+                    maker=maker.maker,
+                )
+                for name, maker in makers.items()
+            }
+            time.sleep(1.0)
+            assert not any(f.done() for f in making.values()), making
+        with pytest.raises(MakerGoneError, match="user mallory was removed"):
+            making["by-user"].result(10)
+        with pytest.raises(MakerGoneError, match=f"key {ci.prefix} was revoked"):
+            making["by-key"].result(10)
+        assert accounts.keys(store) == []
 
 
 def test_old_keys_naming_their_maker_by_name_are_migrated_to_its_id(tmp_path: Path) -> None:

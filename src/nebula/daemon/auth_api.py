@@ -31,7 +31,7 @@ from nebula.daemon.control import ControlError
 from nebula.identity import accounts
 from nebula.identity.principal import Role
 from nebula.identity.sessions import AuthError, Sessions, TokenPair
-from nebula.store.identity import IdentityError
+from nebula.store.identity import IdentityError, MakerGoneError
 
 COOKIE = "nebula_refresh"
 AUTH_PATH = "/api/v1/auth"
@@ -123,8 +123,11 @@ class _AuthApi:
                     scope,
                     service=body.get("service") is True,
                     created_by=principal.creator if principal else None,
+                    maker=principal.maker if principal else None,
                 )
             )
+        except MakerGoneError as exc:  # revoked or removed since its bearer was last checked
+            return self.json({"error": str(exc)}, 401, None)
         except IdentityError as exc:
             raise ControlError("invalid", str(exc)) from None
         return self.json({"key": info, "token": token}, 201, None)

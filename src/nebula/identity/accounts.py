@@ -51,9 +51,16 @@ def set_role(store: Store, name: str, role: str) -> list[ApiKeyInfo]:
 
 
 def create_key(
-    store: Store, name: str, scope: str, *, service: bool = False, created_by: str | None = None
+    store: Store,
+    name: str,
+    scope: str,
+    *,
+    service: bool = False,
+    created_by: str | None = None,
+    maker: queries.MakerCheck | None = None,
 ) -> tuple[ApiKeyInfo, str]:
-    """A new API key (or a node's service token) and its token, which is shown only now."""
+    """A new API key (or a node's service token) and its token, which is shown only now.
+    `maker`: what must still hold of its maker as it is added (`Principal.maker`)."""
     check_name(name, "node name" if service else "key name")
     if scope not in SCOPE_ROLES:
         raise IdentityError(f"unknown scope {scope!r}: use read, write or admin")
@@ -67,6 +74,7 @@ def create_key(
         scope=scope,
         secret_hash=made.secret_hash,
         created_by=created_by,
+        maker=maker,
     )
     return info, made.token
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal
 
+from nebula.store.identity import ActiveKey, ActiveUser, MakerCheck
+
 AuthMethod = Literal["socket", "password", "api_key", "service_token", "static_token"]
 Scope = Literal["read", "write", "admin"]
 SCOPE_KEY = "nebula.principal"  # where the daemon's API keeps the caller in the ASGI scope
@@ -63,3 +65,14 @@ class Principal:
         """What a key this principal makes records as its `created_by`: a key or service
         token by its id, `key:PREFIX` (names are reused once revoked), anyone else by name."""
         return self.credential if self.method in ("api_key", "service_token") else self.name
+
+    @property
+    def maker(self) -> MakerCheck | None:
+        """What must still hold of this principal as a key it makes is added (it may have been
+        verified seconds ago): its key not revoked, or its user holding this role or higher.
+        The socket's owner and the static token cannot be revoked: None."""
+        if self.method in ("api_key", "service_token"):
+            return ActiveKey(self.credential.removeprefix("key:"))
+        if self.method == "password":
+            return ActiveUser(self.name, frozenset(r.name for r in Role if r >= self.role))
+        return None

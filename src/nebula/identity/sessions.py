@@ -40,7 +40,7 @@ from nebula.store.models import new_id
 _WRONG = "wrong user name or password"
 # A verified bearer is trusted this long without asking the store again, so a key revoked or a
 # user removed or demoted from another process (`nebula apikey revoke`, `nebula user rm`) keeps
-# its power for at most this long.
+# its power for at most this long; it can make no key meanwhile (checked as the key is added).
 CACHE_SECONDS = 5.0
 _CACHE_MAX = 10_000
 

@@ -26,6 +26,10 @@ class IdentityError(NebulaError):
     """A user or key that does not exist, already exists, or may not be used."""
 
 
+class MakerGoneError(IdentityError):
+    """The user or key making a key was removed, demoted or revoked meanwhile."""
+
+
 @dataclass(frozen=True)
 class UserInfo:
     name: str
@@ -57,6 +61,24 @@ class ApiKeyInfo:
     created_by: str | None
     created_at: datetime
     revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ActiveKey:
+    """A key's maker that is an API key or service token: it must not be revoked."""
+
+    prefix: str
+
+
+@dataclass(frozen=True)
+class ActiveUser:
+    """A key's maker that is a logged-in user: it must still exist, with one of `roles`."""
+
+    name: str
+    roles: frozenset[str]
+
+
+MakerCheck = ActiveKey | ActiveUser
 
 
 @dataclass(frozen=True)
@@ -282,7 +304,12 @@ def add_api_key(
     scope: str,
     secret_hash: str,
     created_by: str | None,
+    maker: MakerCheck | None = None,
 ) -> ApiKeyInfo:
+    """Add a key. `maker`, when given, is checked in the same transaction, its row locked: a
+    maker revoked or removed while its bearer was still trusted (the daemon remembers one for
+    seconds) makes nothing, which the revocation walk (`_revoke_keys_made_by`) could miss.
+    """
     with store.transaction() as session:
         taken = session.scalar(
             select(ApiKey.prefix).where(
@@ -305,7 +332,24 @@ def add_api_key(
         )
         session.add(row)
         session.flush()
+        # After the insert: on SQLite it holds the write lock, so no revocation commits between
+        # this check and ours; on PostgreSQL the row lock does (a revocation updates that row).
+        if maker is not None:
+            _check_maker(session, maker)
         return _key_info(row)
+
+
+def _check_maker(session: Session, maker: MakerCheck) -> None:
+    if isinstance(maker, ActiveKey):
+        key = session.scalar(select(ApiKey).where(ApiKey.prefix == maker.prefix).with_for_update())
+        if key is None or key.revoked_at is not None:
+            raise MakerGoneError(f"key {maker.prefix} was revoked: it may make no keys")
+        return
+    role = session.scalar(select(User.role).where(User.name == maker.name).with_for_update())
+    if role is None:
+        raise MakerGoneError(f"user {maker.name} was removed: it may make no keys")
+    if role not in maker.roles:
+        raise MakerGoneError(f"user {maker.name} has the role {role} now: it may make no keys")
 
 
 def api_key_secret(store: Store, prefix: str) -> tuple[ApiKeyInfo, str] | None:
