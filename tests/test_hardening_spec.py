@@ -143,38 +143,33 @@ def test_the_plain_reader_refuses_what_the_full_load_refuses() -> None:
         started = time.monotonic()
         with pytest.raises(UnusualYamlError):
             plain_yaml(text)
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 5.0  # refused at once, not parsed to the end
     deep_but_allowed = "a: " + "[" * 99 + "]" * 99
     assert plain_yaml(deep_but_allowed) == parse_yaml(deep_but_allowed, "x.yaml").data
 
 
-def test_ten_thousand_unknown_keys_are_reported_in_linear_time(tmp_path: Path) -> None:
+def test_ten_thousand_unknown_keys_are_each_reported_at_their_line(tmp_path: Path) -> None:
+    """How the time grows (linearly; quadratically before) is bench/hostile_repos.py's."""
     text = "compose:\n  services:\n    web:\n      image: busybox:1.36\n" + "".join(
         f"      key{i}: 1\n" for i in range(10_000)
     )
     doc = parse_yaml(text, "packages/x.yaml")
-    started = time.monotonic()
     with pytest.raises(Exception) as caught:
         validate_document(doc, Installation)
-    assert time.monotonic() - started < 4.0  # 11 s before, growing with the square
     issues = caught.value.issues  # type: ignore[attr-defined]
     assert len(issues) == 10_000
     assert str(issues[-1]).startswith("packages/x.yaml:10004:7: compose.services.web.key9999:")
 
 
-def test_planning_ten_thousand_installations_is_fast() -> None:
+def test_ten_thousand_running_installations_plan_no_change() -> None:
+    """How the time grows (linearly; quadratically before) is bench/hostile_repos.py's."""
     doc = parse_yaml("compose:\n  services:\n    web:\n      image: busybox:1.36\n", "x.yaml")
     spec = validate_document(doc, Installation)
     sources = tuple(InstallationSource(f"app{i}", spec, doc) for i in range(10_000))
     repo = RepoSpec(Path("/nonexistent"), NebulaConfig(), sources)
-    started = time.monotonic()
     desired = resolve(repo, Catalog([builtin_catalog_dir()]))
-    resolved = time.monotonic()
     assert [d.name for d in desired[:2]] == ["app0", "app1"]
-    plan = diff(desired, observed_from(*desired))
-    assert resolved - started < 3.0  # 2.7 s of it sorting, quadratically, before
-    assert time.monotonic() - resolved < 2.0  # 4 s before
-    assert not plan.has_changes
+    assert not diff(desired, observed_from(*desired)).has_changes
 
 
 def _app(service: str, *, name: str = "web", extra: str = "") -> str:
