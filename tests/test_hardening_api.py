@@ -7,6 +7,7 @@ store; users are removed and demoted with the `nebula` CLI, as an admin would.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -16,6 +17,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +36,7 @@ from nebula.daemon.config import DaemonConfig
 from nebula.daemon.control import SyncRecord
 from nebula.daemon.core import Daemon
 from nebula.daemon.gitsync import GitSource
+from nebula.daemon.webhook import BodyTurns, NoTurnError
 from nebula.identity import accounts
 from nebula.identity.principal import Principal, Role
 from nebula.identity.sessions import Sessions
@@ -491,7 +494,7 @@ def test_webhook_bodies_are_refused_before_they_are_read(nebulad: Nebulad) -> No
         answer = read_all(sock)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         assert b"over 5 MB" in answer
-    # ... or streamed without a length: refused once past it, the rest never read.
+    # ... or streamed without a length: refused from its headers, none of it read.
     chunked = signed.replace(b"Content-Length: %d" % (24 * MB), b"Transfer-Encoding: chunked")
     chunk = b"%x\r\n%s\r\n" % (MB, b"x" * MB)
     with nebulad.connect() as sock:
@@ -500,7 +503,8 @@ def test_webhook_bodies_are_refused_before_they_are_read(nebulad: Nebulad) -> No
             for _ in range(24):
                 sock.sendall(chunk)
         answer = read_all(sock)
-        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert answer.startswith(b"HTTP/1.1 411"), answer[:200]
+        assert b"send the webhook with a Content-Length" in answer
 
     # Unsigned bodies sent whole, 40 at once (the server may hang up before each is sent).
     def send(sock: socket.socket) -> None:
@@ -565,6 +569,82 @@ def test_forged_signatures_cost_a_few_bodies_of_memory_at_most(nebulad: Nebulad)
     # Each read holds its body twice at most (as read, as bytes); 15 at once would be 150 MB.
     bound = WEBHOOK_READS * 10 * MB + 15 * MB
     assert nebulad.rss("VmHWM") - before < bound, (before, nebulad.rss("VmHWM"))
+
+
+FORGED = b"X-GitHub-Event: push\r\nX-Hub-Signature-256: sha256=" + b"0" * 64 + b"\r\n"
+
+
+def test_slow_forged_webhooks_from_one_address_leave_the_others_their_turn(
+    nebulad: Nebulad,
+) -> None:
+    """More forged webhooks than the listener reads at once, from one address, each body
+    trickling in a byte at a time: they take one turn between them, each for the body's
+    deadline at most, and a real delivery from another address is accepted at once."""
+    forgers = [nebulad.connect() for _ in range(WEBHOOK_READS + 2)]
+    for sock in forgers:
+        sock.sendall(webhook_request(FORGED, 1000))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(0.1):
+            for sock in forgers:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b" ")
+
+    trickling = threading.Thread(target=trickle, daemon=True)
+    trickling.start()
+    try:
+        time.sleep(0.5)  # every forger has sent its headers and waits or holds a turn
+        body = push_body("34")
+        elsewhere = httpx.HTTPTransport(local_address="127.0.0.2")
+        url = f"http://127.0.0.1:{nebulad.port}"
+        with httpx.Client(base_url=url, transport=elsewhere, timeout=10) as client:
+            started = time.monotonic()
+            real = client.post("/api/v1/webhook", content=body, headers=signed_push(body, "d-34"))
+            took = time.monotonic() - started
+        assert real.status_code == 202, real.text
+        assert took < 1.0, took
+
+        answers = [read_all(sock) for sock in forgers]
+    finally:
+        stop.set()
+        trickling.join()
+        for sock in forgers:
+            sock.close()
+    statuses = sorted(answer[9:12].decode() for answer in answers)
+    assert set(statuses) == {"408", "503"}, answers
+    late = next(a for a in answers if a.startswith(b"HTTP/1.1 408"))
+    assert b"the request body did not arrive within 2 s" in late  # the server's body_timeout
+    busy = next(a for a in answers if a.startswith(b"HTTP/1.1 503"))
+    assert b"too many webhooks at once" in busy and b"retry-after: 5" in busy.lower()
+
+
+def test_a_webhook_without_a_content_length_is_411(nebulad: Nebulad) -> None:
+    head = webhook_request(FORGED, 0).replace(b"Content-Length: 0\r\n", b"")
+    with nebulad.connect() as sock:
+        sock.sendall(head)
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 411"), answer[:200]
+
+
+def test_one_client_reads_one_webhook_body_at_a_time_an_ipv6_one_per_64() -> None:
+    async def take(turns: BodyTurns, address: str) -> None:
+        async with turns.turn(address):
+            pass
+
+    async def main() -> None:
+        turns = BodyTurns(slots=4, wait=0.2)
+        async with turns.turn("2001:db8::1"):
+            with pytest.raises(NoTurnError):
+                await take(turns, "2001:db8::ffff:1")  # the same /64: one host
+            await take(turns, "2001:db8:0:1::1")  # the next /64
+            async with turns.turn("192.0.2.1"):
+                with pytest.raises(NoTurnError):
+                    await take(turns, "::ffff:192.0.2.1")  # the same IPv4 address
+                await take(turns, "192.0.2.2")
+        await take(turns, "2001:db8::ffff:1")  # its turn is free again
+
+    asyncio.run(main())
 
 
 def test_a_forged_copy_of_a_delivery_is_401_and_never_takes_its_place(nebulad: Nebulad) -> None:

@@ -14,8 +14,9 @@ Routes (JSON in and out; every error is `{"error": message}`, never HTML):
     GET  /api/v1/resources/domains      {"domains": [...]}: zones, record counts, ssl, last error
     GET  /api/v1/resources/domains/{d}/dns  {"domain": ..., "records": [...]} (d: id or zone)
     POST /api/v1/webhook                a signed push: 202 queued, 200 ping, 401/400/403 refused,
-                                        409 a delivery already received (nothing is done), 503
-                                        too many at once (`Retry-After`)
+                                        411/413 no or too big a Content-Length, 408 too slow, 409
+                                        a delivery already received (nothing is done), 503 too
+                                        many at once (`Retry-After`)
     GET  /api/v1/events                 server-sent events: `event: KIND` + `data: JSON`
     GET  /api/v1/marketplace/packages?q=TERM&category=C   {"packages": [...]}, best match first
     GET  /api/v1/marketplace/packages/{name}   versions, variables, requirements; 404
@@ -49,12 +50,15 @@ application/json`), else 415 — so a browser's cross-site form post gets nowher
 by `daemon.jsonbody` (400 for bad JSON, nesting deeper than 32 levels, numbers out of range), at
 most `MAX_BODY` (1 MB; 413) within `BODY_TIMEOUT` (30 s; 408). A webhook is refused from its
 headers, before its body is read, when no secret is configured (403), its sender is unknown
-(400), it has no signature or GitLab token, or the token is wrong (401). A signed one may be
-`MAX_WEBHOOK_BODY` (5 MB; a bigger push is refused, and the next poll syncs it); at most
-`WEBHOOK_READS` of them are read and verified at once per listener, so forged signatures cost
-a few times 5 MB of memory at worst; one that waits over `WEBHOOK_WAIT` for its turn gets 503
-with `Retry-After`. Only then, its signature verified, a replayed delivery (same delivery id,
-or same body) is answered 409 and does nothing.
+(400), it has no signature or GitLab token, or the token is wrong (401). A signed one must
+give its Content-Length (411; GitHub, Gitea and GitLab do), at most `MAX_WEBHOOK_BODY` (5 MB; 413: a
+bigger push is refused, and the next poll syncs it). At most `WEBHOOK_READS` bodies are read
+and verified at once per listener, one per client address (`webhook.BodyTurns`), so forged
+signatures cost a few times 5 MB of memory at worst and one client trickling them holds one
+turn, not all; each body must arrive within `WEBHOOK_BODY_TIMEOUT` (5 s; 408) of its turn.
+One that waits over `WEBHOOK_WAIT` for its turn gets 503 with `Retry-After`. Only then, its
+signature verified, a replayed delivery (same delivery id, or same body) is answered 409 and
+does nothing.
 
 Control calls may block (store, Docker, git), so each runs in Starlette's thread pool. The
 event stream reads `control.subscribe()` on a thread of its own per client and sends a
@@ -93,7 +97,14 @@ from nebula.daemon.auth import PUBLIC, Authenticate, GuardedRoute, principal_of,
 from nebula.daemon.auth_api import auth_routes
 from nebula.daemon.control import ControlError, DaemonControl, Event
 from nebula.daemon.jsonbody import BodyError, loads
-from nebula.daemon.webhook import Deliveries, WebhookError, precheck, verify
+from nebula.daemon.webhook import (
+    BodyTurns,
+    Deliveries,
+    NoTurnError,
+    WebhookError,
+    precheck,
+    verify,
+)
 from nebula.errors import NebulaError
 from nebula.identity.principal import Role
 from nebula.identity.ratelimit import RateLimit, RateLimiter
@@ -109,6 +120,7 @@ MAX_BODY = 2**20  # a JSON request body; the API's own are a few hundred bytes
 MAX_WEBHOOK_BODY = 5 * 2**20  # a signed push payload
 WEBHOOK_READS = 4  # webhook bodies read and verified at once, per listener
 WEBHOOK_WAIT = 5.0  # seconds a webhook may wait for one of those turns
+WEBHOOK_BODY_TIMEOUT = 5.0  # seconds a webhook's body may take once its turn came
 BODY_TIMEOUT = 30.0  # seconds a request's whole body may take to arrive
 MAX_ID = 2**63 - 1  # the largest id the store can hold
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -212,7 +224,7 @@ class _Api:
         self.heartbeat = heartbeat
         self.webhook_secret = webhook_secret
         self.deliveries = Deliveries()
-        self.webhook_reads = asyncio.Semaphore(WEBHOOK_READS)
+        self.webhook_turns = BodyTurns(WEBHOOK_READS, WEBHOOK_WAIT)
 
     async def status(self, request: Request) -> Response:
         return _json(await run_in_threadpool(self.control.status))
@@ -294,20 +306,20 @@ class _Api:
             precheck(headers, self.webhook_secret)
         except WebhookError as exc:
             return _webhook_refused(request, exc, _CLOSE)
+        if "content-length" not in request.headers or "transfer-encoding" in request.headers:
+            error = "send the webhook with a Content-Length (not chunked)"
+            return _json({"error": error}, status=411, headers=_CLOSE)
+        _check_length(request, MAX_WEBHOOK_BODY)
         try:
-            async with asyncio.timeout(WEBHOOK_WAIT):
-                await self.webhook_reads.acquire()
-        except TimeoutError:
-            error = "too many webhooks at once: try again shortly"
+            async with self.webhook_turns.turn(_client(request)):
+                return await self._signed_webhook(request, headers)
+        except NoTurnError as exc:
             busy = {**_CLOSE, "Retry-After": str(round(WEBHOOK_WAIT))}
-            return _json({"error": error}, status=503, headers=busy)
-        try:
-            return await self._signed_webhook(request, headers)
-        finally:
-            self.webhook_reads.release()
+            return _webhook_refused(request, exc, busy)
 
     async def _signed_webhook(self, request: Request, headers: dict[str, str]) -> Response:
-        body = await _read_body(request, MAX_WEBHOOK_BODY)
+        timeout = min(WEBHOOK_BODY_TIMEOUT, request.app.state.body_timeout)
+        body = await _read_body(request, MAX_WEBHOOK_BODY, timeout)
         try:  # before the replay check: a forged request learns nothing and takes no one's place
             verify(headers, body, self.webhook_secret)  # inline: a thread's error would keep body
         except WebhookError as exc:
@@ -473,9 +485,12 @@ def _webhook_refused(
     request: Request, exc: WebhookError, headers: Mapping[str, str] | None = None
 ) -> Response:
     # The reason never carries the secret or a digest (see daemon.webhook).
-    client = request.client.host if request.client else "unix socket"
-    log.warning("webhook refused (%s) from %s", exc.reason, client)
+    log.warning("webhook refused (%s) from %s", exc.reason, _client(request))
     return _json({"error": exc.reason}, status=exc.status, headers=headers)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unix socket"
 
 
 def _actor(request: Request) -> str:
@@ -498,23 +513,32 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused (413) past `limit` bytes before more is read, and (408) when it has
-    not arrived within the app's `body_timeout`. Either ends the connection: the rest is never
-    read.
-    """
-    too_big = HTTPException(413, f"the request body is over {limit // 2**20} MB", _CLOSE)
+def _check_length(request: Request, limit: int) -> None:
+    """Refuse (413) a body declared bigger than `limit` bytes, before it is read."""
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise too_big
-    timeout: float = request.app.state.body_timeout
+        raise _too_big(limit)
+
+
+def _too_big(limit: int) -> HTTPException:
+    return HTTPException(413, f"the request body is over {limit // 2**20} MB", _CLOSE)
+
+
+async def _read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
+    """The body, refused (413) past `limit` bytes before more is read, and (408) when it has
+    not arrived within `timeout` seconds (the app's `body_timeout` by default). Either ends the
+    connection: the rest is never read.
+    """
+    _check_length(request, limit)
+    if timeout is None:
+        timeout = request.app.state.body_timeout
     body = bytearray()
     try:
         async with asyncio.timeout(timeout):
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > limit:
-                    raise too_big
+                    raise _too_big(limit)
     except TimeoutError:
         message = f"the request body did not arrive within {timeout:g} s"
         raise HTTPException(408, message, _CLOSE) from None

@@ -25,16 +25,22 @@ was delivered before: a forged request learns nothing of what was delivered and 
 real delivery's place. `Deliveries` lives in memory (the newest 4,096), so a replay after a
 restart is let through: it asks for a sync of the branch as it is, which changes nothing when
 that is applied already.
+
+`BodyTurns` gives the turns to read a signed body: a few at once per listener, and one per
+client, so a client trickling forged bodies holds one turn at most, not all of them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
+import ipaddress
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
@@ -137,6 +143,76 @@ class Deliveries:
         with self._lock:
             for key in keys:
                 self._seen.pop(key, None)
+
+
+class NoTurnError(WebhookError):
+    """No turn to read a webhook's body came in time (`BodyTurns`)."""
+
+    def __init__(self) -> None:
+        super().__init__("too many webhooks at once: try again shortly", 503)
+
+
+@dataclass
+class _Client:
+    turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # requests holding or waiting for its turn
+
+
+class BodyTurns:
+    """Turns to read a webhook body: at most `slots` at once, and one per client (an address;
+    an IPv6 one by its /64, which one host may own whole). A request waits at most `wait`
+    seconds for its turn:
+
+        async with turns.turn(address):   # NoTurnError: none came in time
+            body = ...
+    """
+
+    def __init__(self, slots: int, wait: float) -> None:
+        self._slots = asyncio.Semaphore(slots)
+        self._clients: dict[str, _Client] = {}
+        self.wait = wait
+
+    @contextlib.asynccontextmanager
+    async def turn(self, address: str) -> AsyncIterator[None]:
+        key = _client_key(address)
+        client = self._clients.setdefault(key, _Client())
+        client.users += 1
+        try:
+            await self._acquire(client)
+            try:
+                yield
+            finally:
+                self._slots.release()
+                client.turn.release()
+        finally:
+            client.users -= 1
+            if not client.users:
+                del self._clients[key]
+
+    async def _acquire(self, client: _Client) -> None:
+        """The client's turn, then a slot, within `wait` seconds."""
+        try:
+            async with asyncio.timeout(self.wait):
+                await client.turn.acquire()
+                try:
+                    await self._slots.acquire()
+                except BaseException:  # timed out or cancelled: the client's next may go
+                    client.turn.release()
+                    raise
+        except TimeoutError:
+            raise NoTurnError() from None
+
+
+def _client_key(address: str) -> str:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # not an IP address: the unix socket
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def _delivery_keys(headers: Mapping[str, str], body: bytes) -> list[str]:
