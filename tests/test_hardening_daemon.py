@@ -9,13 +9,17 @@
 - The apply lock is the state store's (an advisory lock on PostgreSQL, a file beside SQLite's
   database), whoever takes it from whichever data dir. Two `nebula apply` at once: the second
   waits for the first (saying for whom), then plans, and both succeed; one that waited asks
-  about the removals its plan now makes. An apply killed mid-way leaves `installing`; once its
-  containers run as deployed, the next apply (with nothing to change) says `running`.
+  about the removals its plan now makes, and applies the repo as it is once it holds the lock.
+  A prompt never holds the lock; deletions that grew since they were confirmed are asked about
+  again. nebulad waiting for the lock says so and stops at once when asked. An apply killed
+  mid-way leaves `installing`; once its containers run as deployed, the next apply (with
+  nothing to change) says `running`.
 - Syncs whose end the store refused are closed as failed once it accepts writes, and only
   those: another node's running sync is left alone.
-- A health check that cannot be recorded stays a named fault while others pass; a loop that ran
-  well restarts after the first pause; a lost event stream is reported, an error handling an
-  event is raised; a read of a hung engine fails after one timeout, not two.
+- A health check that cannot be recorded stays a named fault while others pass, and a late
+  clear never erases a newer fault; a loop that ran well restarts after the first pause; a lost
+  event stream is reported, an error handling an event is raised; a read of a hung engine fails
+  after one timeout, not two.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import contextlib
 import itertools
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -234,9 +239,16 @@ def write_repo(root: Path, apps: dict[str, str]) -> Path:
 
 
 def start_apply(
-    repo: Path, docker_host: str, database: str, user: Path, *, yes: bool = True
+    repo: Path,
+    docker_host: str,
+    database: str,
+    user: Path,
+    *,
+    yes: bool = True,
+    terminal: int | None = None,
 ) -> subprocess.Popen[str]:
-    """`nebula apply` as a person runs it: its own process, its own user dirs under `user`."""
+    """`nebula apply` as a person runs it: its own process, its own user dirs under `user`; at
+    the `terminal` given (a pseudo-terminal's end: it asks there), its errors then in stdout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEBULA_")}
     command = [sys.executable, "-c", "from nebula.cli.entry import main; main()", "apply"]
     options = ["--docker-host", docker_host, "--database-url", database, *(["--yes"] * yes)]
@@ -248,9 +260,9 @@ def start_apply(
             "XDG_DATA_HOME": str(user / "data"),
             "COLUMNS": "200",
         },
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if terminal is None else terminal,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE if terminal is None else subprocess.STDOUT,
         text=True,
     )
 
@@ -348,6 +360,133 @@ def test_an_apply_that_waited_asks_about_the_removals_it_now_makes(
     assert "waiting for nebula apply (pid" in err, out + err
     assert waiting.returncode != 0 and "rerun with --yes" in err, out + err
     assert running(engine) == {"a-app", "z-app"}  # nothing deleted unasked
+
+
+class Prompted:
+    """`nebula apply` at a terminal, without --yes: it asks before deleting."""
+
+    def __init__(self, repo: Path, docker_host: str, database: str, user: Path) -> None:
+        self.terminal, replica = os.openpty()
+        self.proc = start_apply(repo, docker_host, database, user, yes=False, terminal=replica)
+        os.close(replica)
+        self.output = ""
+
+    def read(self, deadline: float) -> bool:
+        """Read what it wrote next, by `deadline`; False once it closed its output."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        left = deadline - time.monotonic()
+        assert left > 0 and select.select([fd], [], [], left)[0], f"timed out: {self.output}"
+        chunk = os.read(fd, 65536).decode(errors="replace")
+        self.output += chunk
+        return bool(chunk)
+
+    def expect(self, text: str, timeout: float = 60) -> None:
+        """Read its output until `text` shows (a prompt ends in no newline)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            assert self.read(deadline), f"ended before {text!r}: {self.output}"
+
+    def answer(self, line: str) -> None:
+        os.write(self.terminal, f"{line}\n".encode())
+
+    def finish(self, timeout: float = 120) -> int:
+        """Its exit code, once it ended, with all its output read."""
+        deadline = time.monotonic() + timeout
+        while self.read(deadline):
+            pass
+        return self.proc.wait(timeout=timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.terminal)
+
+
+def test_a_prompt_never_holds_the_apply_lock_and_changed_deletions_are_asked_again(
+    tmp_path: Path, docker_host: str, engine: docker.DockerClient
+) -> None:
+    """While `nebula apply` asks before deleting, nebulad or another apply takes the lock at
+    once (it once held it at the prompt, stalling nebulad for as long as nobody answered). A
+    plan that deletes more by the time it is carried out is shown and asked about again."""
+    repo = write_repo(tmp_path / "lab", {name: slow_app(0) for name in "abc"})
+    database = f"sqlite:///{tmp_path / 'nebula.db'}"
+    assert start_apply(repo, docker_host, database, tmp_path / "c0").wait(timeout=120) == 0
+
+    def refuse(message: str) -> None:
+        raise AssertionError(f"the prompt holds the apply lock: {message}")
+
+    (repo / "packages" / "c.yaml").unlink()
+    asking = Prompted(repo, docker_host, database, tmp_path / "c1")
+    try:
+        asking.expect("Delete 1 container(s)?")
+        with Store(database) as store, store.apply_lock("nebulad", refuse):
+            pass
+        asking.answer("y")
+        assert asking.finish() == 0, asking.output
+    finally:
+        asking.close()
+    assert running(engine) == {"a-app", "b-app"}
+    assert asking.output.count("Plan:") == 1, asking.output  # shown once, not again to apply
+
+    (repo / "packages" / "b.yaml").unlink()
+    asking = Prompted(repo, docker_host, database, tmp_path / "c2")
+    try:
+        asking.expect("Delete 1 container(s)?")
+        (repo / "packages" / "a.yaml").unlink()  # meanwhile
+        asking.answer("y")
+        asking.expect("Delete 2 container(s)?")
+        asking.answer("n")
+        assert asking.finish() == 1, asking.output
+    finally:
+        asking.close()
+    assert "The plan changed since it was confirmed" in asking.output, asking.output
+    assert "nothing applied" in asking.output, asking.output
+    assert running(engine) == {"a-app", "b-app"}  # nothing deleted that was not confirmed
+
+
+def test_an_apply_that_waited_applies_the_repo_as_it_is_then(
+    tmp_path: Path, docker_host: str, engine: docker.DockerClient, database_url: str
+) -> None:
+    """The repo is read once the lock is held: an installation added while the apply waited is
+    applied too (the repo was once read before the wait, and the apply carried out a stale
+    plan)."""
+    repo = write_repo(tmp_path / "lab", {"a": slow_app(0)})
+    with Store(database_url) as store:
+        with store.apply_lock("nebulad", lambda _: None):
+            waiting = start_apply(repo, docker_host, database_url, tmp_path / "c1")
+            assert waiting.stderr is not None
+            said = waiting.stderr.readline()
+            assert "waiting for nebulad (pid" in said, said
+            (repo / "packages" / "b.yaml").write_text(slow_app(0))
+        out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, out + err
+    assert running(engine) == {"a-app", "b-app"}
+
+
+def test_nebulad_waiting_for_the_apply_lock_says_so_and_stops_at_once(
+    short_tmp: Path, docker_host: str, engine: docker.DockerClient, database_url: str
+) -> None:
+    """nebulad waits for the lock an apply holds, logging whose it is; asked to stop meanwhile,
+    it stops at once (it once waited in a call nothing could interrupt, for as long as the
+    apply held the lock)."""
+    repo = Repo(short_tmp)
+    repo.push("first", {"nebula.yaml": NEBULA_YAML, "packages/one.yaml": slow_app(0)})
+    nebulad = Nebulad(repo.bare, short_tmp / "data", docker_host, "--database-url", database_url)
+    with Store(database_url) as store, store.apply_lock("nebula apply", lambda _: None):
+        nebulad.start()
+        try:
+            nebulad.wait_ready()
+            said = f"waiting for nebula apply (pid {os.getpid()}), which is applying, to finish"
+            eventually(lambda: said in nebulad.log.read_text(), 30, "said", nebulad.tail)
+        finally:
+            started = time.monotonic()
+            nebulad.stop()
+            took = time.monotonic() - started
+        assert nebulad.proc is not None and nebulad.proc.returncode == 0, nebulad.tail()
+        assert took < 10, took
+    assert running(engine) == set()  # it applied nothing without the lock
 
 
 # -- syncs whose end the store refused -------------------------------------------------------
@@ -452,6 +591,30 @@ def test_one_check_that_cannot_be_recorded_stays_a_fault_while_another_passes(
         finally:
             monitor.stop()
             listener.close()
+
+
+class SlowToClear(Faults):
+    """Faults whose clearing takes a while: a report made meanwhile must not be lost."""
+
+    def clear(self, part: str) -> None:
+        time.sleep(0.5)
+        super().clear(part)
+
+
+def test_a_late_clear_never_erases_a_newer_health_fault(tmp_path: Path) -> None:
+    """Check a/x is recorded again (its fault clears) just as check b/y cannot be: the fault
+    stays, naming b/y (the clear once ran after the lock, and erased b/y's newer report)."""
+    faults = SlowToClear()
+    with Store(f"sqlite:///{tmp_path / 'nebula.db'}") as store:
+        provider = DockerProvider("unix:///nonexistent")
+        monitor = HealthMonitor(store, provider, EventBus(), faults)
+        monitor._fault(("a", "x"), OSError("No space left on device"))
+        clearing = threading.Thread(target=monitor._fault, args=(("a", "x"), None))
+        clearing.start()
+        time.sleep(0.2)  # a/x is being cleared
+        monitor._fault(("b", "y"), OSError("No space left on device"))
+        clearing.join()
+    assert faults.current().get("health", "").startswith("checks b/y: "), faults.current()
 
 
 # -- keeping threads running -----------------------------------------------------------------

@@ -43,6 +43,7 @@ from nebula.plan import Action, Kind, Plan
 from nebula.providers.docker import DockerProvider
 from nebula.secrets import open_vault
 from nebula.store import Store, SyncStatus, marketplace
+from nebula.store.applylock import WaitStoppedError
 from nebula.store.dns import DnsStore
 
 log = logging.getLogger("nebulad")
@@ -125,7 +126,7 @@ class Daemon:
         self._threads.append(thread)
 
     def stop(self, timeout: float = 600.0) -> None:
-        """Finish the sync in flight, then stop."""
+        """Finish the sync in flight (one still waiting for the apply lock gives up), then stop."""
         self._stop.set()
         with self._wake:
             self._wake.notify_all()
@@ -228,8 +229,11 @@ class Daemon:
         ):
             return  # still waiting for approval
         # Planned under the lock: the removals guard judges the plan that is carried out.
-        with self.store.apply_lock("nebulad", lambda message: log.info("%s", message)):
-            self._apply(good, trigger, explicit=explicit)
+        try:
+            with self.store.apply_lock("nebulad", lambda msg: log.warning("%s", msg), self._stop):
+                self._apply(good, trigger, explicit=explicit)
+        except WaitStoppedError:
+            log.info("stopping: no longer waiting for the apply lock")
 
     def _apply(self, good: _Good, trigger: str, *, explicit: bool) -> None:
         """Plan `good` and carry the plan out (or hold it); under the store's apply lock."""

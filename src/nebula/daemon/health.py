@@ -103,11 +103,10 @@ class HealthMonitor:
                     heapq.heappush(self._due, (now, key))
             gone = set(self._checks) - set(wanted)
             self._checks = wanted
-            healed = bool(self._failing & gone) and not self._failing - gone
+            if self._failing & gone and not self._failing - gone:
+                self.faults.clear("health")  # under the lock: never after a newer report
             self._failing -= gone
             self._cond.notify_all()
-        if healed:
-            self.faults.clear("health")
         for installation, check in gone:
             _forget_metrics(installation, check)
         try:
@@ -166,20 +165,17 @@ class HealthMonitor:
             self._done(scheduled, delay=delay)
 
     def _fault(self, key: Key, exc: Exception | None) -> None:
-        """Check `key` could not run or be recorded (`exc`), or could (None)."""
+        """Check `key` could not run or be recorded (`exc`), or could (None). The fault is
+        reported or cleared under the lock, so it always follows the newest failing set."""
         with self._cond:
-            was_failing = key in self._failing
-            if exc is None:
-                self._failing.discard(key)
-            else:
+            if exc is not None:
                 self._failing.add(key)
-            failing = sorted(self._failing)
-        if exc is None:
-            if was_failing and not failing:
-                self.faults.clear("health")
-        else:
-            names = ", ".join(f"{installation}/{check}" for installation, check in failing)
-            self.faults.report("health", exc, about=f"checks {names}")
+                names = ", ".join(f"{inst}/{check}" for inst, check in sorted(self._failing))
+                self.faults.report("health", exc, about=f"checks {names}")
+            elif key in self._failing:
+                self._failing.discard(key)
+                if not self._failing:
+                    self.faults.clear("health")
 
     def _done(self, scheduled: _Scheduled, delay: float) -> None:
         with self._cond:

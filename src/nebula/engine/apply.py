@@ -8,10 +8,11 @@ go on. A container this apply made that fails to start or become healthy is remo
 log lines go into the error), so the next plan simply creates it again: a retry.
 
 One apply runs at a time per state store: the caller takes the store's apply lock
-(`Store.apply_lock`) before it plans and holds it until the apply ends, so the plan it showed,
-confirmed or guarded is the one carried out. Afterwards, the status of every installation left unchanged follows what runs: one marked
-`error` or `installing` by an apply cut short (the Docker Engine restarting, a kill) whose
-containers run as deployed becomes `running` (`Store.settle`).
+(`Store.apply_lock`) before it loads and plans, and holds it until the apply and the proxy step
+end, so the plan it guarded is the one carried out (deletions a person confirmed with the lock
+released are checked against it). Afterwards, the status of every installation left unchanged
+follows what runs: one marked `error` or `installing` by an apply cut short (the Docker Engine
+restarting, a kill) whose containers run as deployed becomes `running` (`Store.settle`).
 """
 
 from __future__ import annotations

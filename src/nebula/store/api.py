@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -65,16 +66,19 @@ class Store:
         self._engine.dispose()
 
     @contextmanager
-    def apply_lock(self, holder: str, waiting: Callable[[str], None]) -> Iterator[None]:
+    def apply_lock(
+        self, holder: str, waiting: Callable[[str], None], stop: threading.Event | None = None
+    ) -> Iterator[None]:
         """Hold this store's apply lock (see `store.applylock`) as `holder`; when another apply
-        holds it, `waiting` is told whose it is first, then this waits for it."""
+        holds it, `waiting` is told whose it is first, then this waits for it, until `stop` is
+        set (`applylock.WaitStoppedError`)."""
         named = f"{holder} (pid {os.getpid()})"
         database = self._engine.url.database
         lock: AbstractContextManager[None] = contextlib.nullcontext()  # in memory: one process
         if self._engine.dialect.name == "postgresql":
-            lock = applylock.advisory_lock(self._engine, named, waiting)
+            lock = applylock.advisory_lock(self._engine, named, waiting, stop)
         elif database and database != ":memory:":
-            lock = applylock.file_lock(Path(f"{database}.apply-lock"), named, waiting)
+            lock = applylock.file_lock(Path(f"{database}.apply-lock"), named, waiting, stop)
         with contextlib.ExitStack() as held:
             try:
                 held.enter_context(lock)

@@ -9,14 +9,16 @@ belongs to the state database, so every process using it agrees on it, whoever r
 - SQLite: an exclusive `flock` on a file beside the database, which names its holder.
 
 A holder that dies releases it (its session ends, its file descriptor closes), so a killed apply
-never leaves it stuck. The caller plans only once it holds the lock, so the plan it shows,
-confirms and guards is the plan it carries out.
+never leaves it stuck. A waiter tries again every `RETRY` seconds until it gets the lock or its
+`stop` event is set (nebulad stopping), so waiting never blocks a stop. The caller plans only
+once it holds the lock, so the plan it carries out is made from the state the last apply left.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +27,7 @@ from sqlalchemy import Engine, text
 
 Waiting = Callable[[str], None]  # told who holds the lock, before waiting for it
 
+RETRY = 0.25  # seconds between tries while another holds the lock
 ADVISORY_KEY = 0x4E42_4150  # "NBAP": below 2**31, so pg_locks shows it as (classid 0, objid KEY)
 _HOLDER = text(
     "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
@@ -34,12 +37,31 @@ _HOLDER = text(
 )
 
 
-def _waiting_for(holder: str | None) -> str:
-    return f"waiting for {holder or 'another apply'}, which is applying, to finish"
+class WaitStoppedError(Exception):
+    """The wait for the lock was given up: its `stop` event was set."""
+
+
+def _take(
+    try_lock: Callable[[], bool],
+    holder: Callable[[], str | None],
+    waiting: Waiting,
+    stop: threading.Event | None,
+) -> None:
+    """Take the lock with `try_lock`; if another holds it, tell `waiting` whose it is, then
+    try again until it is ours or `stop` is set."""
+    if try_lock():
+        return
+    waiting(f"waiting for {holder() or 'another apply'}, which is applying, to finish")
+    stop = stop or threading.Event()
+    while not try_lock():
+        if stop.wait(RETRY):
+            raise WaitStoppedError
 
 
 @contextmanager
-def advisory_lock(engine: Engine, holder: str, waiting: Waiting) -> Iterator[None]:
+def advisory_lock(
+    engine: Engine, holder: str, waiting: Waiting, stop: threading.Event | None
+) -> Iterator[None]:
     """Hold the apply lock of the PostgreSQL database of `engine` as `holder`."""
     with engine.connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT")  # no transaction held open
@@ -48,22 +70,33 @@ def advisory_lock(engine: Engine, holder: str, waiting: Waiting) -> Iterator[Non
             text("SELECT set_config('application_name', :name, false)"), {"name": holder}
         )
         key = {"key": ADVISORY_KEY}
-        if not connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), key):
-            waiting(_waiting_for(connection.scalar(_HOLDER, key)))
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), key)
+        _take(
+            lambda: bool(connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), key)),
+            lambda: connection.scalar(_HOLDER, key),
+            waiting,
+            stop,
+        )
         yield
 
 
 @contextmanager
-def file_lock(path: Path, holder: str, waiting: Waiting) -> Iterator[None]:
+def file_lock(
+    path: Path, holder: str, waiting: Waiting, stop: threading.Event | None
+) -> Iterator[None]:
     """Hold the apply lock kept in the file at `path` as `holder`."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
+
+    def try_lock() -> bool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            waiting(_waiting_for(os.pread(fd, 200, 0).decode(errors="replace").strip()))
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            return False
+        return True
+
+    try:
+        _take(
+            try_lock, lambda: os.pread(fd, 200, 0).decode(errors="replace").strip(), waiting, stop
+        )
         os.ftruncate(fd, 0)
         os.pwrite(fd, holder.encode(), 0)
         yield

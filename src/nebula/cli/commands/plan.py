@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from nebula.plan import Plan
     from nebula.providers.docker import DockerProvider
     from nebula.resources import Observed
+    from nebula.store import Store
 
 _STYLE = {"create": "green", "update": "yellow", "delete": "red", "noop": "dim"}
 _SIGN = {"create": "+", "update": "~", "delete": "-", "noop": " "}
@@ -140,6 +143,11 @@ def apply(
     Exit code 1 when any installation failed.
     """
     quiet = output is OutputFormat.json
+
+    def progress(installation: str, message: str) -> None:
+        if not quiet:
+            err_console().print(f"[cyan]{installation}[/] {message}", highlight=False)
+
     with handle_errors(output):
         replayed = replay_noop(repo, docker_host)
         if replayed is not None:
@@ -148,39 +156,35 @@ def apply(
             else:
                 _no_changes(replayed["summary"])
             return
-        from nebula.engine.apply import apply_plan, settle  # the store and its ORM: only now
-        from nebula.engine.reconcile import plan_against
-
-        def progress(installation: str, message: str) -> None:
-            if not quiet:
-                err_console().print(f"[cyan]{installation}[/] {message}", highlight=False)
-
-        desired = load(repo, database_url)
-        provider = open_provider(desired, docker_host)
         store = open_store(database_url)
         try:
-            # Planned under the lock: what is shown and confirmed is what is applied.
-            with store.apply_lock("nebula apply", lambda message: progress("*", message)):
-                snapshot = plan_against(desired, provider)
-                if not snapshot.plan.has_changes:
-                    settle(snapshot, store)
-                    if not _sync_proxy(desired, snapshot.observed, quiet):
-                        remember_noop(repo, snapshot)
-                    summary = snapshot.plan.counts()
-                    if quiet:
-                        print_json({"ok": True, "summary": summary, "installations": []})
-                    else:
-                        _no_changes(summary)
-                    return
+            # Deletions are confirmed with the lock released (a prompt never stalls nebulad or
+            # another apply), then planned again under it: deletions not confirmed are asked
+            # about again, never carried out.
+            agreed: set[tuple[str, str]] | None = None if yes else set()
+            shown: Plan | None = None
+            while True:
+                outcome = _apply_locked(
+                    repo, docker_host, database_url, store, agreed, shown, quiet, progress
+                )
+                if outcome.applied:
+                    break
+                if shown is not None:
+                    err_console().print("[bold yellow]The plan changed since it was confirmed:[/]")
                 if not quiet:
-                    render_plan(snapshot.plan)
-                _confirm_deletions(snapshot.plan, yes)
-                result = apply_plan(snapshot, provider, store, progress)
-                record_apply(store, repo, result)
-            proxy_error = _proxy_after_apply(desired, provider, quiet)
+                    render_plan(outcome.plan)
+                _confirm_deletions(outcome.plan)
+                agreed, shown = _deletions(outcome.plan), outcome.plan
         finally:
             store.close()
-            provider.close()
+    result, proxy_error = outcome.result, outcome.proxy_error
+    if result is None:
+        summary = outcome.plan.counts()
+        if quiet:
+            print_json({"ok": True, "summary": summary, "installations": []})
+        else:
+            _no_changes(summary)
+        return
     if quiet:
         print_json(_result_json(result) | {"proxy_error": proxy_error})
     else:
@@ -190,6 +194,53 @@ def apply(
             err_console().print(proxy_error, markup=False)
     if not result.ok or proxy_error:
         raise typer.Exit(EXIT_FAILED)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    plan: Plan
+    applied: bool  # False: the plan deletes containers not confirmed; nothing was done
+    result: ApplyResult | None = None  # None: nothing to change (or not applied)
+    proxy_error: str | None = None
+
+
+def _apply_locked(
+    repo: Path,
+    docker_host: str | None,
+    database_url: str | None,
+    store: Store,
+    agreed: set[tuple[str, str]] | None,
+    shown: Plan | None,
+    quiet: bool,
+    progress: Callable[[str, str], None],
+) -> _Outcome:
+    """Under the store's apply lock: load the repo (an apply that waited sees what the one before
+    it did), plan, and carry out the plan and the proxy step, unless it deletes containers that
+    are not in `agreed` (None: any may go). `shown` is the plan already shown."""
+    from nebula.engine.apply import apply_plan, settle  # the store and its ORM: only now
+    from nebula.engine.reconcile import plan_against
+
+    with store.apply_lock("nebula apply", lambda message: progress("*", message)):
+        desired = load(repo, database_url)
+        provider = open_provider(desired, docker_host)
+        try:
+            snapshot = plan_against(desired, provider)
+            plan = snapshot.plan
+            if agreed is not None and not _deletions(plan) <= agreed:
+                return _Outcome(plan, applied=False)
+            if not plan.has_changes:
+                settle(snapshot, store)
+                if not _sync_proxy(desired, snapshot.observed, quiet):
+                    remember_noop(repo, snapshot)
+                return _Outcome(plan, applied=True)
+            if not quiet and plan != shown:
+                render_plan(plan)
+            result = apply_plan(snapshot, provider, store, progress)
+            record_apply(store, repo, result)
+            proxy_error = _proxy_after_apply(desired, provider, quiet)
+        finally:
+            provider.close()
+    return _Outcome(plan, applied=True, result=result, proxy_error=proxy_error)
 
 
 def _proxy_after_apply(desired: Desired, provider: DockerProvider, quiet: bool) -> str | None:
@@ -221,12 +272,17 @@ def _sync_proxy(desired: Desired, observed: Observed, quiet: bool) -> bool:
     return True
 
 
-def _confirm_deletions(the_plan: Plan, yes: bool) -> None:
-    deleting = [
-        c for c in the_plan.pending if c.action.value == "delete" and c.kind.value == "container"
-    ]
-    if not deleting or yes:
-        return
+def _deletions(the_plan: Plan) -> set[tuple[str, str]]:
+    """The containers `the_plan` deletes, by installation and name."""
+    return {
+        (c.installation, c.name)
+        for c in the_plan.pending
+        if c.action.value == "delete" and c.kind.value == "container"
+    }
+
+
+def _confirm_deletions(the_plan: Plan) -> None:
+    deleting = _deletions(the_plan)
     if not sys.stdin.isatty():
         abort(f"the plan deletes {len(deleting)} container(s); rerun with --yes to allow it")
     if not typer.confirm(
