@@ -206,6 +206,8 @@ def test_a_full_disk_is_reported_answered_and_recovered_from(
         assert nebulad.proc is not None and nebulad.proc.poll() is None, nebulad.tail()
         faults = nebulad.status()["faults"]
         assert "sync" in faults, faults
+        shown = CliRunner().invoke(cli_app, ["sync", "status", "--socket", str(nebulad.socket)])
+        assert "fault in sync:" in shown.stdout, shown.stdout
         with api(nebulad) as client:
             exported = client.get("/metrics").text
         assert 'nebula_daemon_faulty{part="sync"} 1.0' in exported
@@ -216,6 +218,8 @@ def test_a_full_disk_is_reported_answered_and_recovered_from(
         eventually(lambda: nebulad.status()["applied_commit"] == sha, 60, "applied", nebulad.tail)
         status = nebulad.status()
         assert status["faults"] == {}
+        shown = CliRunner().invoke(cli_app, ["sync", "status", "--socket", str(nebulad.socket)])
+        assert "fault" not in shown.stdout, shown.stdout
         assert status["last_sync"]["status"] == "succeeded"
         code, record = sync_now(nebulad, timeout=120)
         assert (code, record["status"]) == (0, "succeeded"), record

@@ -207,6 +207,10 @@ def sync_status(
     if state.get("pinned_commit"):
         pinned = str(state["pinned_commit"])[:12]
         console().print(f"[yellow]pinned[/] to {pinned} by rollback until `nebula resume`.")
+    for part, problem in sorted((state.get("faults") or {}).items()):
+        console().print(
+            f"[red]fault[/] in {_escape(part)}: {_escape(str(problem))}", highlight=False
+        )
     console().print()
     if last is None:
         console().print("No sync yet.")
