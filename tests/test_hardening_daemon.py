@@ -13,7 +13,9 @@
   A prompt never holds the lock; deletions that grew since they were confirmed are asked about
   again. nebulad waiting for the lock says so and stops at once when asked. An apply killed
   mid-way leaves `installing`; once its containers run as deployed, the next apply (with
-  nothing to change) says `running`.
+  nothing to change) says `running`. So does the apply after one that failed its installations
+  because the Docker Engine (a private dockerd of the test's own) restarted while it waited for
+  their health, once the containers the engine brought back are healthy; `nebula status` too.
 - Syncs whose end the store refused are closed as failed once it accepts writes, and only
   those: another node's running sync is left alone.
 - A health check that cannot be recorded stays a named fault while others pass, and a late
@@ -61,7 +63,15 @@ from nebula.providers.docker import DockerProvider
 from nebula.providers.engine_reader import EngineReader
 from nebula.store import Store, marketplace
 from test_daemon import IMAGE
-from test_daemon_crash import Nebulad, Repo, eventually, remove_managed, running, tag_image
+from test_daemon_crash import (
+    Nebulad,
+    Repo,
+    RestartableEngine,
+    eventually,
+    remove_managed,
+    running,
+    tag_image,
+)
 
 READERS = 16
 API_READS = 200
@@ -310,6 +320,50 @@ def test_status_follows_what_runs_after_an_apply_cut_short(
     out, err = again.communicate(timeout=120)
     assert again.returncode == 0 and "No changes" in out, out + err
     assert statuses(database) == {"k": "running"}
+
+
+@pytest.mark.docker
+def test_status_follows_what_runs_after_the_engine_restarted_mid_apply(tmp_path: Path) -> None:
+    """The Docker Engine (a private dockerd of this test's own) stops and starts again while
+    `nebula apply` waits for three installations to turn healthy: that apply fails, and once
+    the containers run healthy again the next apply (nothing to change) and `nebula status`
+    say `running` for each (they once stayed `error` for good)."""
+    own_engine = RestartableEngine()  # stopped and swept of everything by close()
+    try:
+        own_engine.start()
+        url = own_engine.url
+        with contextlib.closing(tag_image(url, servers.build_test_image(url))) as client:
+            names = ("p", "q", "r")
+            repo = write_repo(tmp_path / "lab", {name: slow_app(5) for name in names})
+            database = f"sqlite:///{tmp_path / 'nebula.db'}"
+            apply = start_apply(repo, url, database, tmp_path / "c1")
+            expected = {f"{name}-app" for name in names}
+            eventually(lambda: running(client) == expected, 60, "containers started")
+            own_engine.stop()  # while the apply waits for health
+            own_engine.start()
+            out, err = apply.communicate(timeout=60)
+            assert apply.returncode == 1, out + err
+            assert set(statuses(database).values()) <= {"error", "installing"}, statuses(database)
+
+            healthy = {"label": "io.nebula.managed=true", "health": "healthy"}
+            eventually(lambda: len(client.containers.list(filters=healthy)) == 3, 60, "healthy")
+            again = start_apply(repo, url, database, tmp_path / "c2")
+            out, err = again.communicate(timeout=60)
+            assert again.returncode == 0 and "No changes" in out, out + err
+            assert statuses(database) == dict.fromkeys(names, "running")
+
+            shown = CliRunner().invoke(
+                cli_app,
+                ["status", "--docker-host", url, "--database-url", database, "--output", "json"],
+            )
+            assert shown.exit_code == 0, shown.stdout + shown.stderr
+            seen = {
+                i["name"]: (i["status"], [(c["state"], c["health"]) for c in i["containers"]])
+                for i in json.loads(shown.stdout)["installations"]
+            }
+            assert seen == dict.fromkeys(names, ("running", [("running", "healthy")])), seen
+    finally:
+        own_engine.close()
 
 
 # -- the apply lock belongs to the store ------------------------------------------------------
