@@ -25,6 +25,7 @@ from nebula.errors import StoreError
 from nebula.stand_ins import MASK
 from nebula.store import Store, audit
 from nebula.store.db import check_integrity
+from nebula.store.lean import record_dns_sync
 from nebula.store.mask import mask_detail
 
 runner = CliRunner()
@@ -332,3 +333,14 @@ def test_processes_opening_one_new_database_at_once_all_get_its_schema(tmp_path:
     assert [p.returncode for p in processes] == [0] * 6, errors
     with Store(url) as opened:
         assert opened.installations() == [] and opened.syncs() == []
+
+
+def test_the_fast_dns_writer_leaves_a_damaged_database_to_the_store(tmp_path: Path) -> None:
+    """`nebula dns apply` records through `store.lean`; on a damaged file it writes nothing and
+    the store's own check says what is wrong and what to do."""
+    db = tmp_path / "nebula.db"
+    db.write_bytes(b"overwritten " * 400)
+    url = f"sqlite:///{db}"
+    assert record_dns_sync(url, [], [], "cli:test") is False
+    with pytest.raises(StoreError, match="is not a SQLite database: it was truncated"):
+        Store(url)

@@ -6,7 +6,8 @@ Importing SQLAlchemy and mapping every table costs several times a whole DNS syn
 as `store.audit.append` chains them, with the rules of `store.audit_chain`), all in one
 transaction. It applies to a SQLite database already at `db.HEAD_REVISION` whose audit head
 row is in place; for anything else (PostgreSQL, a database to create or migrate, a head to
-restore) `record_dns_sync` writes nothing and returns False, and the caller uses `Store`.
+restore, a file that is no database) `record_dns_sync` writes nothing and returns False, and the
+caller uses `Store`.
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ def record_dns_sync(
         connection.execute("COMMIT" if done else "ROLLBACK")
         return done
     except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB":
+            return False  # damaged: `Store` refuses it and says what to do
         raise StoreError(f"cannot write database {url}: {exc}") from exc
     finally:
         connection.close()
