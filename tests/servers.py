@@ -652,14 +652,14 @@ NEBULAD = [sys.executable, "-c", "from nebula.cli.app import nebulad_main; nebul
 
 @contextlib.contextmanager
 def nebulad(*args: str, data: Path) -> Iterator[Path]:
-    """A real nebulad with `args` and `--data-dir data`, once its API socket exists; stopped
-    with SIGTERM (killed after 60 s) on the way out. Yields the socket's path."""
+    """A real nebulad with `args` and `--data-dir data`, once its API answers on its socket;
+    stopped with SIGTERM (killed after 60 s) on the way out. Yields the socket's path."""
     command = [*NEBULAD, *args, "--data-dir", str(data)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     socket_path = data / "nebulad.sock"
     try:
         deadline = time.monotonic() + 30
-        while not socket_path.exists():
+        while not _answers(socket_path):  # the file exists a moment before it listens
             assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
             assert time.monotonic() < deadline, "nebulad did not start"
             time.sleep(0.1)
@@ -670,3 +670,12 @@ def nebulad(*args: str, data: Path) -> Iterator[Path]:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def _answers(socket_path: Path) -> bool:
+    transport = httpx.HTTPTransport(uds=str(socket_path))
+    try:
+        with httpx.Client(transport=transport, base_url="http://nebulad", timeout=5) as client:
+            return client.get("/api/v1/status").status_code == 200
+    except httpx.TransportError:
+        return False

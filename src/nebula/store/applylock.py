@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,11 +95,23 @@ def file_lock(
         return True
 
     try:
-        _take(
-            try_lock, lambda: os.pread(fd, 200, 0).decode(errors="replace").strip(), waiting, stop
-        )
+        _take(try_lock, lambda: _named_in(fd), waiting, stop)
         os.ftruncate(fd, 0)
         os.pwrite(fd, holder.encode(), 0)
-        yield
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # or the next waiter could read this name as its holder's
     finally:
         os.close(fd)  # releases the lock
+
+
+def _named_in(fd: int) -> str | None:
+    """The holder named in the lock file. A holder writes its name just after taking the lock,
+    so an empty file is read again for a moment before giving up on the name."""
+    for _ in range(10):
+        name = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        if name:
+            return name
+        time.sleep(0.05)
+    return None
