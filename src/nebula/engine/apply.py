@@ -22,7 +22,7 @@ import dataclasses
 import graphlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,7 +38,7 @@ from nebula.resources import (
     ContainerSpec,
     DesiredInstallation,
     NetworkSpec,
-    Observed,
+    ObservedContainer,
     reveal,
     stand_ins_in,
 )
@@ -97,20 +97,22 @@ def settle(snapshot: Snapshot, store: Store) -> list[str]:
     """Let the status of each installation the plan leaves alone follow what runs; the names
     whose status changed."""
     pending = set(snapshot.plan.installations())
+    observed = {c.name: c for c in snapshot.observed.containers}
     running = [
         d.name
         for d in snapshot.desired.installations
-        if d.name not in pending and _runs(d, snapshot.observed)
+        if d.name not in pending and _runs(d, observed)
     ]
     return store.settle(running) if running else []
 
 
-def _runs(desired: DesiredInstallation, observed: Observed) -> bool:
+def _runs(desired: DesiredInstallation, observed: Mapping[str, ObservedContainer]) -> bool:
     """Whether every container of `desired` is up (or finished cleanly) and not unhealthy."""
-    found = {c.name: c for c in observed.containers if c.installation == desired.name}
     for spec in desired.containers:
-        container = found.get(spec.name)
-        if container is None or container.health in ("unhealthy", "starting"):
+        container = observed.get(spec.name)
+        if container is None or container.installation != desired.name:
+            return False
+        if container.health in ("unhealthy", "starting"):
             return False
         if container.state != "running" and container.exit_code != 0:
             return False
