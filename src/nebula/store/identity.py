@@ -152,21 +152,25 @@ def set_role(
     """
     now = utcnow()
     with store.transaction() as session:
-        user = session.scalar(select(User).where(User.name == name).with_for_update())
-        if user is None:
-            raise IdentityError(f"no user {name!r}")
+        user = _locked_user(session, name)
         user.role = role
         user.updated_at = now
         return _revoke_keys_made_by(session, name, now, scopes=revoke_scopes)
+
+
+def _locked_user(session: Session, name: str) -> User:
+    """The user named `name`, its row locked for this transaction; `IdentityError` if none."""
+    user = session.scalar(select(User).where(User.name == name).with_for_update())
+    if user is None:
+        raise IdentityError(f"no user {name!r}")
+    return user
 
 
 def set_password(store: Store, name: str, password_hash: str) -> None:
     """A new password: clears the lockout and revokes every refresh token of the user."""
     now = utcnow()
     with store.transaction() as session:
-        user = session.scalar(select(User).where(User.name == name).with_for_update())
-        if user is None:
-            raise IdentityError(f"no user {name!r}")
+        user = _locked_user(session, name)
         user.password_hash = password_hash
         user.failed_logins = 0
         user.locked_until = None
