@@ -14,6 +14,8 @@ import json
 import math
 from typing import Any
 
+from nebula.spec.names import excerpt
+
 MAX_DEPTH = 32
 _INT_LIMIT = 2**63
 
@@ -40,14 +42,14 @@ def loads(raw: bytes | str) -> Any:
 def _int(text: str) -> int:
     value = int(text)
     if not -_INT_LIMIT <= value < _INT_LIMIT:
-        raise BodyError(f"the number {text[:24]}{'…' if len(text) > 24 else ''} is out of range")
+        raise BodyError(f"the number {excerpt(text)} is out of range")
     return value
 
 
 def _float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise BodyError(f"the number {text[:24]} is out of range")
+        raise BodyError(f"the number {excerpt(text)} is out of range")
     return value
 
 
