@@ -27,7 +27,7 @@ import yaml
 
 import stacks
 from nebula.catalog import Catalog, _load_cached, builtin_catalog_dir
-from nebula.kinds.catalog_lint import lint_package
+from nebula.kinds.packages.lint import lint_package
 
 TARGET_S = 2.0
 

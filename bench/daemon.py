@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -60,7 +59,6 @@ GIT_IDENTITY = {
     "GIT_COMMITTER_NAME": "Bench",
     "GIT_COMMITTER_EMAIL": "bench@example.test",
 }
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # -- the config repo -------------------------------------------------------------------------
@@ -323,14 +321,6 @@ def phase_push_and_drift(
         stacks.sweep(url)
 
 
-def cpu_ticks(pid: int) -> tuple[int, int]:
-    """(utime+stime, cutime+cstime) of a process, in clock ticks."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
-    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
-    return utime + stime, cutime + cstime
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -357,16 +347,16 @@ def phase_idle(args: argparse.Namespace, url: str, image: str, tmp: Path, r: Res
             assert daemon.proc is not None
             pid = daemon.proc.pid
             syncs_before = len(daemon.syncs(1000))
-            cpu0, children0 = cpu_ticks(pid)
+            cpu0, children0 = stacks.cpu_ticks(pid)
             t0 = time.perf_counter()
             samples = []
             while time.perf_counter() - t0 < args.idle_seconds:
                 time.sleep(min(1.0, max(0.0, args.idle_seconds - (time.perf_counter() - t0))))
                 samples.append(rss_mb(pid))
-            cpu1, children1 = cpu_ticks(pid)
+            cpu1, children1 = stacks.cpu_ticks(pid)
             r.idle_window_s = time.perf_counter() - t0
-            r.idle_cpu_pct = (cpu1 - cpu0) / CLK_TCK / r.idle_window_s * 100
-            r.idle_children_cpu_pct = (children1 - children0) / CLK_TCK / r.idle_window_s * 100
+            r.idle_cpu_pct = (cpu1 - cpu0) / stacks.CLK_TCK / r.idle_window_s * 100
+            r.idle_children_cpu_pct = (children1 - children0) / stacks.CLK_TCK / r.idle_window_s * 100
             r.idle_rss_mb = samples[-1]
             r.idle_rss_max_mb = max(samples)
             r.idle_syncs = len(daemon.syncs(1000)) - syncs_before

@@ -26,9 +26,9 @@ from typing import Any
 import stacks
 from nebula.catalog import Catalog, builtin_catalog_dir
 from nebula.errors import ConfigError
-from nebula.kinds.docker_diff import diff
-from nebula.kinds.packages import resolve
-from nebula.resources import Observed, ObservedContainer, ObservedNetwork
+from nebula.kinds.packages.diff import diff
+from nebula.kinds.packages.resolve import resolve
+from nebula.kinds.packages.types import Observed, ObservedContainer, ObservedNetwork
 from nebula.spec.config import NebulaConfig
 from nebula.spec.installation import Installation
 from nebula.spec.repo import InstallationSource, RepoSpec

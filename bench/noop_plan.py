@@ -88,7 +88,7 @@ def cache_home(path: str) -> Iterator[None]:
 def in_process_plan(url: str, repo: Path) -> dict[str, float | int]:
     """One full no-op plan in this process: load, observe, diff; seconds of each and the total."""
     from nebula.engine.reconcile import load_desired
-    from nebula.kinds.docker_diff import diff
+    from nebula.kinds.packages.diff import diff
     from nebula.providers.docker import DockerProvider
 
     started = time.perf_counter()

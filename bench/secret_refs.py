@@ -13,7 +13,7 @@ times what an apply does before it talks to Docker, the way `nebula apply` does 
   from a freshly opened store (no master key), as `nebula plan` does;
 - plan: `diff` against an empty engine (every container to create);
 - reveal (secrets only): open the vault (read the key file, unlock), decrypt the 1,000 secrets
-  the plan uses and check their fingerprints (`engine.apply`'s `_reveal`), then swap them into
+  the plan uses and check their fingerprints (`kinds.packages.apply`'s `_reveal`), then swap them into
   every container's environment as the Docker provider does when it creates the container.
 
 Docker's own work is the same for both repos (the same containers with the same environment
@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import stacks
-from nebula.engine.apply import _reveal
 from nebula.engine.reconcile import Snapshot, load_desired
-from nebula.kinds.docker_diff import diff
-from nebula.resources import Observed, reveal
+from nebula.kinds.packages.apply import _reveal
+from nebula.kinds.packages.diff import diff
+from nebula.kinds.packages.types import Observed, reveal
 from nebula.secrets import open_vault
 from nebula.secrets.keys import KeyFile
 from nebula.store import Store

@@ -424,6 +424,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(pid: int) -> tuple[int, int]:
+    """(utime+stime, cutime+cstime) of a process, in clock ticks (`CLK_TCK` a second)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
+    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+    return utime + stime, cutime + cstime
+
+
 def emit_json(result: dict[str, Any], path: str | None) -> None:
     """The result as JSON: to `path` when given, else on stdout after the tables."""
     text = json.dumps(result, indent=2, sort_keys=False)

@@ -40,8 +40,8 @@ from nebula.daemon.core import Daemon
 from nebula.daemon.server import serve
 from nebula.identity.sessions import Sessions
 from nebula.identity.tokens import load_signing_key
+from nebula.kinds.packages.types import LABEL_INSTALLATION
 from nebula.providers.docker import DockerProvider
-from nebula.resources import LABEL_INSTALLATION
 from nebula.store import Store, audit
 from nebula.store.mask import mask_detail
 from nebula.store.models import AuditEntry, AuditHead

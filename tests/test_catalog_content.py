@@ -14,7 +14,7 @@ from nebula.catalog import Catalog, builtin_catalog_dir
 from nebula.catalog.categories import CATEGORIES
 from nebula.cli.app import app
 from nebula.errors import ConfigError
-from nebula.kinds.catalog_lint import Finding, lint_catalog, lint_package
+from nebula.kinds.packages.lint import Finding, lint_catalog, lint_package
 
 BUILTIN = builtin_catalog_dir()
 CATALOG = Catalog([BUILTIN])

@@ -16,9 +16,9 @@ import servers
 from nebula.cli.app import app
 from nebula.engine.reconcile import load_desired
 from nebula.errors import ConfigError
-from nebula.kinds.compose_parse import check_image
+from nebula.kinds.packages.compose import check_image
+from nebula.kinds.packages.types import ContainerSpec, DeviceRequest
 from nebula.providers.docker import DockerProvider
-from nebula.resources import ContainerSpec, DeviceRequest
 
 WEB = """compose:
   services:

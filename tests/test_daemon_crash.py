@@ -39,7 +39,12 @@ from nebula.cli.app import app
 from nebula.cli.client import DaemonClient
 from nebula.engine.reconcile import load_desired
 from nebula.errors import NebulaError
-from nebula.resources import LABEL_INSTALLATION, LABEL_MANAGED, LABEL_SERVICE, LABEL_SPEC_HASH
+from nebula.kinds.packages.types import (
+    LABEL_INSTALLATION,
+    LABEL_MANAGED,
+    LABEL_SERVICE,
+    LABEL_SPEC_HASH,
+)
 from nebula.store import Store
 
 IMAGE = "nebula-example/busybox:1"

@@ -1,4 +1,4 @@
-"""`kinds.dns_lean` reads a repo of domains only without the spec models: whatever it accepts,
+"""`kinds.dns.lean` reads a repo of domains only without the spec models: whatever it accepts,
 the models accept with the very same zones; whatever the models reject (or it is unsure of),
 it declines, and the full load reports the problem with its file and line."""
 
@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from nebula.errors import ConfigError
-from nebula.kinds.dns import desired_zones
-from nebula.kinds.dns_lean import lean_zones
+from nebula.kinds.dns.desired import desired_zones
+from nebula.kinds.dns.lean import lean_zones
 from nebula.spec.repo import load_repo
 
 PDNS = {"api_url": "http://127.0.0.1:8081", "token": "${secret:PDNS}"}

@@ -24,11 +24,11 @@ import yaml
 
 import servers
 from cloudflare_double import CloudflareDouble, cloudflare_double
-from nebula.engine.dns import ZoneOutcome, apply_zones, open_dns_provider, plan_zones
-from nebula.kinds.dns import desired_zones
+from nebula.kinds.dns.apply import ZoneOutcome, apply_zones, open_dns_provider, plan_zones
+from nebula.kinds.dns.desired import desired_zones
+from nebula.kinds.dns.types import DesiredZone, DnsAction
 from nebula.providers.dns.base import DnsProvider
 from nebula.spec.repo import load_repo
-from nebula.zones import DesiredZone, DnsAction
 
 TOKEN_SECRET = "DNS_TOKEN"
 

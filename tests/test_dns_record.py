@@ -10,11 +10,11 @@ import sys
 import uuid
 from pathlib import Path
 
-from nebula.engine.dns import ZoneOutcome, record_apply
+from nebula.kinds.dns.apply import ZoneOutcome, record_apply
+from nebula.kinds.dns.types import DnsAction, DnsChange, ObservedRRSet, RRSet, ZonePlan, ZoneState
 from nebula.store import Store, audit
 from nebula.store.dns import DnsStore
 from nebula.store.lean import AuditItem, ZoneRecord, new_row_ids, record_dns_sync
-from nebula.zones import DnsAction, DnsChange, ObservedRRSet, RRSet, ZonePlan, ZoneState
 
 ZONE = "lean.test"
 ACTOR = "cli:alice@host"

@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from nebula.errors import ConfigError
-from nebula.kinds.dns import desired_zones, zone_document
-from nebula.kinds.dns_diff import diff_zone
+from nebula.kinds.dns.desired import desired_zones, zone_document
+from nebula.kinds.dns.diff import diff_zone
+from nebula.kinds.dns.types import DesiredZone, DnsAction, ObservedRRSet, RRSet, ZoneState
 from nebula.spec.dns_values import canonical_value
 from nebula.spec.repo import load_repo
-from nebula.zones import DesiredZone, DnsAction, ObservedRRSet, RRSet, ZoneState
 
 ACCOUNT = {"api_url": "http://127.0.0.1:8081", "token": "${secret:PDNS}"}
 
@@ -166,7 +166,7 @@ def test_an_exposed_hostname_that_contradicts_a_zone_record_is_an_error_at_the_e
 
 
 def _zone(*rrsets: RRSet) -> DesiredZone:
-    from nebula.zones import ZoneAccount
+    from nebula.kinds.dns.types import ZoneAccount
 
     return DesiredZone("example.test", "powerdns", ZoneAccount(None, "localhost", "X"), rrsets, "")
 

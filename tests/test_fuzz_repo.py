@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from nebula.engine.reconcile import load_desired
 from nebula.errors import ConfigError
-from nebula.kinds.docker_diff import diff
-from nebula.resources import Observed
+from nebula.kinds.packages.diff import diff
+from nebula.kinds.packages.types import Observed
 from test_hardening_spec import BOMBS
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "homelab"

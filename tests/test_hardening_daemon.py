@@ -60,8 +60,8 @@ from nebula.daemon.health import HealthMonitor
 from nebula.engine.reconcile import load_desired
 from nebula.errors import ProviderError
 from nebula.providers.docker import DockerProvider
-from nebula.providers.engine_reader import EngineReader
-from nebula.store import Store, marketplace
+from nebula.providers.docker_http import EngineReader
+from nebula.store import Store, installation_runs
 from test_daemon import IMAGE
 from test_daemon_crash import (
     Nebulad,
@@ -631,7 +631,7 @@ def test_one_check_that_cannot_be_recorded_stays_a_fault_while_another_passes(
                 )
                 store.finish_deployment(deployment, ok=True, reason=None, container_ids=[])
             monitor.watch(desired.installations)
-            eventually(lambda: len(marketplace.health(store)) == 2, 20, "first results")
+            eventually(lambda: len(installation_runs.health(store)) == 2, 20, "first results")
             locker = sqlalchemy.create_engine(url, poolclass=NullPool)
             with locker.begin() as connection:
                 connection.exec_driver_sql(

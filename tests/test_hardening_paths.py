@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 import servers
 from nebula import paths
 from nebula.cli.app import app
-from nebula.engine.marketplace import RepoEdit, plan_install
+from nebula.engine.catalog_edits import RepoEdit, plan_install
 from nebula.errors import ConfigError
 from nebula.identity import accounts
 from nebula.paths import MAX_FILE_BYTES, UnsafePathError, within
@@ -269,7 +269,7 @@ def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     root = repo(tmp_path)
     os.mkfifo(root / "packages" / "fifo.yaml")
     assert "packages/fifo.yaml:1:1: not a regular file (a FIFO); refused" in problems(root)
-    from nebula.kinds.dns_lean import lean_zones
+    from nebula.kinds.dns.lean import lean_zones
 
     assert lean_zones(root) is None  # the lean DNS reader gives way to the full load
 

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from nebula.catalog import Catalog, builtin_catalog_dir
 from nebula.cli.app import app
 from nebula.engine.reconcile import load_desired
-from nebula.kinds.docker_diff import diff
-from nebula.kinds.packages import resolve
+from nebula.kinds.packages.diff import diff
+from nebula.kinds.packages.resolve import resolve
 from nebula.spec.config import NebulaConfig
 from nebula.spec.installation import Installation
 from nebula.spec.repo import InstallationSource, RepoSpec

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from nebula.cli.app import app
-from nebula.engine.hooks import scrub
 from nebula.errors import StoreError
+from nebula.kinds.packages.hooks import scrub
 from nebula.stand_ins import MASK
 from nebula.store import Store, audit
 from nebula.store.db import check_integrity

@@ -22,12 +22,12 @@ from nebula.cli.app import app
 from nebula.daemon.control import Event
 from nebula.daemon.events import EventBus
 from nebula.daemon.health import HealthMonitor
-from nebula.engine.apply import apply_plan
-from nebula.engine.health import probe
 from nebula.engine.reconcile import load_desired, plan_against
+from nebula.kinds.packages.apply import apply_plan
+from nebula.kinds.packages.health import probe
+from nebula.kinds.packages.types import ExecCheck, HttpCheck, TcpCheck
 from nebula.providers.docker import DockerProvider
-from nebula.resources import ExecCheck, HttpCheck, TcpCheck
-from nebula.store import Store, marketplace
+from nebula.store import Store, installation_runs
 
 CHECKS = ("exec", "http", "missing-page", "tcp")
 
@@ -87,7 +87,7 @@ def _wait_for(
 
 
 def _assert_stored_healthy(store: Store) -> None:
-    results = {r.check: r for r in marketplace.health(store, "probe")}
+    results = {r.check: r for r in installation_runs.health(store, "probe")}
     assert {c: r.status for c, r in results.items()} == dict.fromkeys(CHECKS, "healthy")
     assert results["http"].detail == "HTTP 200"
     assert results["missing-page"].detail == "HTTP 404"
@@ -169,11 +169,11 @@ def test_checks_pass_fail_and_recover_with_results_metrics_and_events(
         assert web.exec_run(["httpd", "-p", "8080", "-h", "/www"]).exit_code == 0
         back = _wait_for(events, dict.fromkeys(CHECKS, "healthy"))
         assert {e.data["previous"] for e in back.values()} == {"unhealthy"}
-        assert marketplace.health(store, "probe")[0].consecutive_failures == 0
+        assert installation_runs.health(store, "probe")[0].consecutive_failures == 0
 
         # an installation gone from the desired state: its checks stop, results and series go
         monitor.watch([])
-        assert marketplace.health(store) == []
+        assert installation_runs.health(store) == []
         assert _up("http") is None
     finally:
         monitor.stop()
@@ -263,7 +263,7 @@ def test_health_check_mistakes_point_at_their_line(tmp_path: Path) -> None:
 
 
 def test_the_monitor_waits_while_an_installation_is_being_applied(tmp_path: Path) -> None:
-    from nebula.resources import DesiredInstallation
+    from nebula.kinds.packages.types import DesiredInstallation
 
     store = Store(f"sqlite:///{tmp_path}/nebula.db")
     provider = DockerProvider("unix:///nonexistent.sock")  # TCP checks never call Docker
@@ -291,12 +291,12 @@ def test_the_monitor_waits_while_an_installation_is_being_applied(tmp_path: Path
         try:
             monitor.watch([app_])
             time.sleep(1.0)
-            assert marketplace.health(store) == []  # being applied: apply itself waits
+            assert installation_runs.health(store) == []  # being applied: apply itself waits
             store.finish_deployment(deployment, ok=True, reason=None, container_ids=[])
             deadline = time.monotonic() + 5
-            while not marketplace.health(store) and time.monotonic() < deadline:
+            while not installation_runs.health(store) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            (result,) = marketplace.health(store)
+            (result,) = installation_runs.health(store)
             assert (result.installation, result.check, result.status) == ("db", "port", "healthy")
         finally:
             monitor.stop()

@@ -19,13 +19,13 @@ from typer.testing import CliRunner
 
 import servers
 from nebula.cli.app import app
-from nebula.engine.apply import ApplyResult, apply_plan
 from nebula.engine.reconcile import load_desired, plan_against
 from nebula.errors import ConfigError
+from nebula.kinds.packages.apply import ApplyResult, apply_plan
 from nebula.providers.docker import DockerProvider
 from nebula.secrets import open_vault
 from nebula.secrets.keys import KeyFile
-from nebula.store import Store, marketplace
+from nebula.store import Store, installation_runs
 
 API_KEY = "ak-7d1f0c2e9b"  # a secret the package gives its hooks
 TOKEN = "tk-55e3a90b1c"  # a secret it does not
@@ -165,7 +165,7 @@ def test_each_hook_runs_at_its_moment_with_the_variables(homelab: Homelab) -> No
         "still serves",
     ]
 
-    runs = marketplace.hook_runs(homelab.store, "app")
+    runs = installation_runs.hook_runs(homelab.store, "app")
     assert [(r.hook, r.status, r.version) for r in reversed(runs)] == [
         ("post_install", "succeeded", "1.0"),
         ("pre_upgrade", "succeeded", "2.0"),
@@ -198,7 +198,7 @@ def test_a_failing_pre_upgrade_hook_marks_the_installation_and_changes_nothing(
     (info,) = homelab.store.installations()
     assert info.status == "error"
     assert "pre_upgrade hook failed (exit code 3)" in (info.status_reason or "")
-    (run, *_) = marketplace.hook_runs(homelab.store, "app")
+    (run, *_) = installation_runs.hook_runs(homelab.store, "app")
     assert (run.hook, run.status, run.exit_code) == ("pre_upgrade", "failed", 3)
 
     status = CliRunner().invoke(
@@ -236,7 +236,7 @@ def test_a_hook_past_its_timeout_is_stopped_and_reported(homelab: Homelab) -> No
     assert not result.ok
     assert result.seconds < 20
     assert result.error is not None and "post_install hook failed (timed out)" in result.error
-    (run,) = marketplace.hook_runs(homelab.store, "app")
+    (run,) = installation_runs.hook_runs(homelab.store, "app")
     assert (run.status, run.exit_code) == ("timed_out", None)
     assert "timed out after 2s" in run.output
     # not marked done: the next apply tries again

@@ -352,7 +352,7 @@ def test_a_dependency_cycle_is_reported(tmp_path: Path) -> None:
 
 
 def test_install_refuses_when_no_catalog_version_meets_a_requirement(tmp_path: Path) -> None:
-    from nebula.engine.marketplace import MarketplaceError, plan_install
+    from nebula.engine.catalog_edits import MarketplaceError, plan_install
 
     root = repo_with(tmp_path, {})
     write(

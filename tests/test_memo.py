@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nebula.engine.memo import NoopMemo, input_key, observed_digest
-from nebula.resources import Observed, ObservedContainer, ObservedNetwork
+from nebula.kinds.packages.types import Observed, ObservedContainer, ObservedNetwork
 
 PLAN = {"summary": {"create": 0, "update": 0, "delete": 0, "noop": 2}, "changes": []}
 

@@ -36,7 +36,7 @@ import httpx
 import pytest
 
 import servers
-from nebula.resources import LABEL_INSTALLATION
+from nebula.kinds.packages.types import LABEL_INSTALLATION
 
 TOKEN = "no-plaintext-api-token-42"
 NEBULA = [sys.executable, "-c", "from nebula.cli.app import main; main()"]

@@ -6,9 +6,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from nebula.kinds.docker_diff import describe_changes, diff
-from nebula.plan import Action, Kind
-from nebula.resources import (
+from nebula.kinds.packages.diff import describe_changes, diff
+from nebula.kinds.packages.types import (
     ContainerSpec,
     DesiredInstallation,
     NetworkSpec,
@@ -18,6 +17,7 @@ from nebula.resources import (
     ObservedVolume,
     VolumeSpec,
 )
+from nebula.plan import Action, Kind
 
 
 def installation(
@@ -169,7 +169,7 @@ def test_subnets_are_carved_from_the_pool_around_existing_networks() -> None:
 
     import pytest
 
-    from nebula.engine.subnets import PoolExhaustedError, free_subnet
+    from nebula.kinds.packages.subnets import PoolExhaustedError, free_subnet
 
     pool = IPv4Network("10.213.0.0/16")
     assert str(free_subnet(pool, 26, [])) == "10.213.0.0/26"
@@ -181,7 +181,7 @@ def test_subnets_are_carved_from_the_pool_around_existing_networks() -> None:
 
 
 def test_local_routes_are_read_from_the_kernel_table(tmp_path: Path) -> None:
-    from nebula.engine.subnets import local_routes
+    from nebula.kinds.packages.subnets import local_routes
 
     table = tmp_path / "route"
     table.write_text(

@@ -21,11 +21,11 @@ import pytest
 from typer.testing import CliRunner
 
 from nebula.cli.app import app
-from nebula.engine.proxy import sync_proxy
 from nebula.engine.reconcile import load_desired
 from nebula.errors import ConfigError, ProviderError
-from nebula.kinds.certificates import CertificateState, certificate_state
-from nebula.kinds.routes import desired_config
+from nebula.kinds.routes.apply import sync_proxy
+from nebula.kinds.routes.certificates import CertificateState, certificate_state
+from nebula.kinds.routes.desired import desired_config
 from nebula.providers.caddy import CaddyAdmin
 from nebula.providers.docker import DockerProvider
 from nebula.spec.proxy import Proxy

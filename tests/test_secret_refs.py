@@ -22,7 +22,7 @@ import servers
 from nebula.catalog import Catalog
 from nebula.cli.app import app
 from nebula.errors import ConfigError
-from nebula.kinds.packages import resolve
+from nebula.kinds.packages.resolve import resolve
 from nebula.paths import builtin_catalog_dir
 from nebula.spec.repo import load_repo
 from nebula.store import Store
@@ -333,7 +333,7 @@ def test_the_daemon_rolls_out_a_secret_set_after_the_commit(
 
 
 def test_a_stand_in_next_to_other_text_is_revealed_exactly() -> None:
-    from nebula.resources import reveal, stand_ins_in
+    from nebula.kinds.packages.types import reveal, stand_ins_in
 
     values = {"••••0123456789ab": "v@lue", "••••ba9876543210": "other"}
     text = "a=••••0123456789abff;b=••••ba9876543210••••0123456789ab;c=••••ffffffffffff"

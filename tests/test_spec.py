@@ -8,7 +8,7 @@ import pytest
 
 from nebula.catalog import Catalog, builtin_catalog_dir
 from nebula.errors import ConfigError
-from nebula.kinds.packages import resolve
+from nebula.kinds.packages.resolve import resolve
 from nebula.spec.interpolate import InterpolationError, interpolate
 from nebula.spec.package import Package
 from nebula.spec.repo import load_repo

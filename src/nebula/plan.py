@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from nebula.resources import ContainerSpec, NetworkSpec, VolumeSpec
+from nebula.kinds.packages.types import ContainerSpec, NetworkSpec, VolumeSpec
 
 
 class Action(StrEnum):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from nebula.engine.apply import ApplyResult
+    from nebula.kinds.packages.apply import ApplyResult
     from nebula.store import Store
 
 _LISTED_CHANGES = 500  # an apply's entry lists at most this many changes

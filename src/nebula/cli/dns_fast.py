@@ -3,8 +3,8 @@
 A sync should cost little more than the interpreter's start, the zone's GET and PATCH, and
 loading the typer application (every command of the CLI) costs more than that. So a plain
 command line is carried out here: the zones are loaded as the full command loads them
-(`engine.dns_memo.load_zones`: remembered, or read and validated), planned, applied, recorded
-(`engine.dns.record_apply`) and shown (`cli.dns_render`) exactly as the full command does.
+(`kinds.dns.memo.load_zones`: remembered, or read and validated), planned, applied, recorded
+(`kinds.dns.apply.record_apply`) and shown (`cli.dns_render`) exactly as the full command does.
 
 Anything else returns None before any zone is written, and the full command runs: `--output
 json` or any other option, a repo that does not load (the full command reports its errors), a
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from nebula.engine.dns import ZoneOutcome
-    from nebula.zones import DesiredZone, ZonePlan
+    from nebula.kinds.dns.apply import ZoneOutcome
+    from nebula.kinds.dns.types import DesiredZone, ZonePlan
 
 _planned: dict[str, ZonePlan] = {}
 EXIT_FAILED = 1  # as `cli.output`, which imports typer
@@ -65,14 +65,14 @@ def run(args: list[str]) -> int | None:
 
 
 def _answer(command: str, yes: bool, repo: Path) -> int | None:
-    from nebula.engine.dns_memo import load_zones
     from nebula.errors import NebulaError
+    from nebula.kinds.dns.memo import load_zones
 
     try:
         zones = load_zones(repo)
     except (NebulaError, OSError):  # the full command says which file, and why
         return None
-    from nebula.engine.dns import SecretUnavailableError, environment_secrets, plan_zones
+    from nebula.kinds.dns.apply import SecretUnavailableError, environment_secrets, plan_zones
 
     try:
         for zone in zones:
@@ -101,8 +101,8 @@ def _deletes(outcomes: list[ZoneOutcome]) -> bool:
 def _apply(zones: list[DesiredZone], planned: list[ZoneOutcome]) -> list[ZoneOutcome] | None:
     """Apply and record as `dns apply` does; None when recording failed (said on stderr)."""
     from nebula.cli.audit_trail import actor
-    from nebula.engine.dns import apply_zones, environment_secrets, record_apply
     from nebula.errors import NebulaError
+    from nebula.kinds.dns.apply import apply_zones, environment_secrets, record_apply
     from nebula.store.db import default_url
 
     known = {o.zone: o.plan for o in planned if o.plan is not None}

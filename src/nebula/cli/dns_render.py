@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from nebula.engine.dns import ZoneOutcome
-    from nebula.zones import DnsChange
+    from nebula.kinds.dns.apply import ZoneOutcome
+    from nebula.kinds.dns.types import DnsChange
 
 COLOUR = {"create": "green", "update": "yellow", "delete": "red", "conflict": "red"}
 _SIGN = {"create": "+", "update": "~", "delete": "-", "conflict": "!", "foreign": " "}

@@ -26,6 +26,7 @@ from typing import Any
 
 from nebula.daemon import metrics
 from nebula.daemon.audit import AuditTrail
+from nebula.daemon.catalog_api import Marketplace
 from nebula.daemon.config import DaemonConfig
 from nebula.daemon.control import ControlError, DaemonStatus, Event, SyncRecord, SyncTrigger
 from nebula.daemon.dns import DnsKeeper
@@ -33,16 +34,15 @@ from nebula.daemon.events import EventBus
 from nebula.daemon.faults import Faults
 from nebula.daemon.gitsync import Commit, GitSource
 from nebula.daemon.health import HealthMonitor
-from nebula.daemon.marketplace import Marketplace
 from nebula.daemon.proxy import ProxyKeeper
 from nebula.daemon.webhook import verify_and_parse
-from nebula.engine.apply import apply_plan, settle
 from nebula.engine.reconcile import Desired, load_desired, plan_against
 from nebula.errors import ConfigError, NebulaError
+from nebula.kinds.packages.apply import apply_plan, settle
 from nebula.plan import Action, Kind, Plan
 from nebula.providers.docker import DockerProvider
 from nebula.secrets import open_vault
-from nebula.store import Store, SyncStatus, marketplace
+from nebula.store import Store, SyncStatus, installation_runs
 from nebula.store.applylock import WaitStoppedError
 from nebula.store.dns import DnsStore
 
@@ -512,7 +512,7 @@ class Daemon:
 
     def installations(self) -> list[dict[str, Any]]:
         observed = self.provider.observe()
-        checks = marketplace.health(self.store)
+        checks = installation_runs.health(self.store)
         rows = []
         for inst in self.store.installations():
             containers = [

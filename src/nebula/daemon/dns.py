@@ -14,7 +14,9 @@ import logging
 import time
 
 from nebula.daemon.events import EventBus
-from nebula.engine.dns import (
+from nebula.engine.reconcile import Desired
+from nebula.errors import NebulaError
+from nebula.kinds.dns.apply import (
     ProviderFactory,
     SecretResolver,
     apply_zones,
@@ -22,10 +24,8 @@ from nebula.engine.dns import (
     record_outcomes,
     vault_secrets,
 )
-from nebula.engine.reconcile import Desired
-from nebula.errors import NebulaError
+from nebula.kinds.dns.types import DesiredZone
 from nebula.store import Store
-from nebula.zones import DesiredZone
 
 log = logging.getLogger("nebulad")
 

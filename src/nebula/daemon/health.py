@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from nebula.daemon import metrics
 from nebula.daemon.events import EventBus
 from nebula.daemon.faults import Faults
-from nebula.engine.health import ProbeResult, probe
 from nebula.errors import NebulaError
+from nebula.kinds.packages.health import ProbeResult, probe
+from nebula.kinds.packages.types import DesiredInstallation, ExecCheck, HealthProbe, HttpCheck
 from nebula.providers.docker import DockerProvider
-from nebula.resources import DesiredInstallation, ExecCheck, HealthProbe, HttpCheck
-from nebula.store import Store, marketplace
+from nebula.store import Store, installation_runs
 
 log = logging.getLogger("nebulad")
 RECHECK_FAILED = 5.0  # seconds until a failed check runs again
@@ -110,7 +110,7 @@ class HealthMonitor:
         for installation, check in gone:
             _forget_metrics(installation, check)
         try:
-            marketplace.forget_health(self.store, wanted)
+            installation_runs.forget_health(self.store, wanted)
         except NebulaError as exc:
             log.warning("cannot drop old health results: %s", exc)
 
@@ -186,7 +186,7 @@ class HealthMonitor:
 
     def _record(self, scheduled: _Scheduled, result: ProbeResult) -> None:
         installation, check = scheduled.key
-        record, previous = marketplace.record_health(
+        record, previous = installation_runs.record_health(
             self.store,
             installation,
             check,

@@ -17,13 +17,13 @@ from typing import Any
 
 from nebula.daemon.control import ControlError
 from nebula.daemon.events import EventBus
-from nebula.engine.certificates import check_certificates, record_certificates
-from nebula.engine.proxy import sync_proxy
 from nebula.engine.reconcile import Desired
 from nebula.errors import NebulaError
-from nebula.kinds.certificates import CertificateState
-from nebula.kinds.dns import zone_of
-from nebula.resources import Observed
+from nebula.kinds.dns.desired import zone_of
+from nebula.kinds.packages.types import Observed
+from nebula.kinds.routes.apply import sync_proxy
+from nebula.kinds.routes.certificates import CertificateState
+from nebula.kinds.routes.check import check_certificates, record_certificates
 from nebula.store import Store
 from nebula.store.dns import DnsStore
 

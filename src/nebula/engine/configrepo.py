@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from nebula.engine.marketplace import RepoEdit
+from nebula.engine.catalog_edits import RepoEdit
 from nebula.errors import NebulaError
 
 # Used only when git knows no identity (a fresh machine); the user's own config wins.

@@ -23,7 +23,7 @@ from nebula import __version__
 from nebula.paths import UnsafePathError, read_file
 
 if TYPE_CHECKING:  # only annotations: `nebula dns` digests the repo without Docker's types
-    from nebula.resources import Observed
+    from nebula.kinds.packages.types import Observed
 
 _KEEP = 8  # config repos remembered
 

@@ -7,16 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nebula.catalog import Catalog, builtin_catalog_dir
-from nebula.kinds.dns import desired_zones
-from nebula.kinds.docker_diff import diff
-from nebula.kinds.packages import resolve
-from nebula.kinds.routes import ExposedRoute, exposed_routes
+from nebula.kinds.dns.desired import desired_zones
+from nebula.kinds.dns.types import DesiredZone
+from nebula.kinds.packages.diff import diff
+from nebula.kinds.packages.resolve import resolve
+from nebula.kinds.packages.types import DesiredInstallation, Observed
+from nebula.kinds.routes.desired import ExposedRoute, exposed_routes
 from nebula.plan import Plan
 from nebula.providers.docker import DockerProvider
-from nebula.resources import DesiredInstallation, Observed
 from nebula.spec.package import Package
 from nebula.spec.repo import RepoSpec, load_repo
-from nebula.zones import DesiredZone
 
 FingerprintSource = Callable[[], Mapping[str, str]]
 SECRET_MARK = "${secret:"

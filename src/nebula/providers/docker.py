@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nebula.errors import ProviderError
-from nebula.providers.engine_reader import EngineReader
-from nebula.resources import (
+from nebula.kinds.packages.types import (
     LABEL_INSTALLATION,
     LABEL_MANAGED,
     LABEL_SERVICE,
@@ -40,6 +39,7 @@ from nebula.resources import (
     canonical_json,
     reveal,
 )
+from nebula.providers.docker_http import EngineReader
 
 if TYPE_CHECKING:
     import docker

@@ -1,7 +1,7 @@
 """The values of `domains/*.yaml`, checked without pydantic: zone and record names, record
 data per type, the token's `${secret:NAME}` form.
 
-`spec.domain`'s models validate with these, and `kinds.dns_lean` reads a domain file with them
+`spec.domain`'s models validate with these, and `kinds.dns.lean` reads a domain file with them
 without loading the models; so both accept and normalise exactly alike.
 """
 
@@ -130,7 +130,7 @@ TARGET_AT = {"CNAME": 0, "MX": 1, "SRV": 3}  # which word of the data is a host 
 
 
 def canonical_value(kind: str, value: str, zone: str) -> str:
-    """A spec value in the canonical form of `nebula.zones` (targets absolute, no final dot)."""
+    """A spec value in the canonical form of `nebula.kinds.dns.types` (targets absolute, no final dot)."""
     if kind == "A":  # most addresses are written canonically: no need to parse them
         return value if _CANONICAL_IPV4.fullmatch(value) else str(IPv4Address(value))
     if kind == "AAAA":

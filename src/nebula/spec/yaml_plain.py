@@ -2,7 +2,7 @@
 
 `yamlfile.parse_yaml` remembers where every value came from and reads anchors, aliases and merge
 keys, at a cost. A reader that only ever accepts, and hands anything doubtful to the full load
-(`kinds.dns_lean`), needs none of that: it reads the events here. Any anchor, alias, explicit
+(`kinds.dns.lean`), needs none of that: it reads the events here. Any anchor, alias, explicit
 tag, merge key, duplicate or non-string key, second document, syntax error or file beyond the
 size and depth limits (`yaml_limits`) raises `UnusualYamlError`, and the full load reports it
 with file and line. Scalars are resolved and constructed exactly as the full load's (the same

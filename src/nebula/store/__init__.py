@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nebula.store.api import Store
     from nebula.store.records import (
         DeploymentInfo,
         DeploymentStatus,
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
         SyncInfo,
         SyncStatus,
     )
+    from nebula.store.store import Store
 
 __all__ = [
     "DeploymentInfo",
@@ -35,7 +35,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "Store":
-        from nebula.store.api import Store
+        from nebula.store.store import Store
 
         return Store
     if name in __all__:

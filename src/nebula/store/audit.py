@@ -40,9 +40,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from nebula.errors import StoreError
-from nebula.store.api import Store
 from nebula.store.audit_chain import GENESIS, HEAD_ID, capped, entry_hash, stored_detail
 from nebula.store.models import AuditEntry, AuditHead, utcnow
+from nebula.store.store import Store
 
 HEAD_RESTORED = "audit.head-restored"  # written when an append found the head row gone
 _HEAD_ID = HEAD_ID

@@ -7,10 +7,10 @@ from datetime import datetime
 
 from sqlalchemy import delete, func, insert, select
 
-from nebula.store.api import Store
+from nebula.kinds.dns.types import ZoneState
 from nebula.store.lean import ROW_COLUMNS, new_row_ids, row_changes
 from nebula.store.models import DnsRecord, Domain, utcnow
-from nebula.zones import ZoneState
+from nebula.store.store import Store
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nebula.errors import NebulaError
-from nebula.store.api import Store
 from nebula.store.models import ApiKey, RefreshToken, User, new_id, utcnow
+from nebula.store.store import Store
 
 KeyKind = Literal["key", "service"]
 

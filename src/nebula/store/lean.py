@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from nebula.errors import StoreError
+from nebula.kinds.dns.types import ZoneState
 from nebula.store.audit_chain import HEAD_ID, capped, entry_hash, stored_detail
 from nebula.store.db import HEAD_REVISION, SQLITE_PRAGMAS
-from nebula.zones import ZoneState
 
 _SQLITE_PREFIX = "sqlite:///"
 

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from nebula.store.api import Store
 from nebula.store.models import Domain
+from nebula.store.store import Store
 
 
 def record_ssl(store: Store, zone: str, status: str | None, expires_at: datetime | None) -> None:

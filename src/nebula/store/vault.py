@@ -11,8 +11,8 @@ from datetime import datetime
 
 from sqlalchemy import delete, select, update
 
-from nebula.store.api import Store
 from nebula.store.models import Secret, VaultKey, utcnow
+from nebula.store.store import Store
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,7 @@ def validate(
     images pinned to a tag, host ports published once, a health check, a known category
     (errors, exit 2); variables used but not declared or declared but unused (warnings)."""
     from nebula.catalog import builtin_catalog_dir
-    from nebula.kinds.catalog_lint import lint_catalog
+    from nebula.kinds.packages.lint import lint_catalog
 
     folder = folder or builtin_catalog_dir()
     if not folder.is_dir():

@@ -13,7 +13,7 @@ from nebula.cli.output import OutputFormat, console, err_console, handle_errors,
 from nebula.cli.session import load, open_store
 
 if TYPE_CHECKING:
-    from nebula.kinds.certificates import CertificateState
+    from nebula.kinds.routes.certificates import CertificateState
 
 _STYLE = {"active": "green", "pending": "yellow", "expired": "red"}
 
@@ -35,7 +35,7 @@ def certs(
     (a quarter of its lifetime for short-lived ones) is reported as a warning.
     """
     with handle_errors(output):
-        from nebula.engine.certificates import check_certificates, record_certificates
+        from nebula.kinds.routes.check import check_certificates, record_certificates
 
         desired = load(repo)
         states = check_certificates(desired, wait=wait)

@@ -28,9 +28,9 @@ from nebula.cli.output import (
 )
 
 if TYPE_CHECKING:
-    from nebula.engine.dns import SecretResolver, ZoneOutcome
+    from nebula.kinds.dns.apply import SecretResolver, ZoneOutcome
+    from nebula.kinds.dns.types import DesiredZone
     from nebula.store import Store
-    from nebula.zones import DesiredZone
 
 app = typer.Typer(
     help="DNS records from domains/*.yaml: plan, apply, import a zone.", no_args_is_help=True
@@ -47,7 +47,7 @@ ZoneOption = Annotated[
 def _secrets(database_url: str | None) -> Iterator[SecretResolver]:
     """Tokens from `NEBULA_SECRET_NAME`, else the vault; the state database (where the vault
     lives) is opened only when a token is not in the environment."""
-    from nebula.engine.dns import vault_secrets
+    from nebula.kinds.dns.apply import vault_secrets
 
     opened: list[Store] = []
 
@@ -66,7 +66,7 @@ def _secrets(database_url: str | None) -> Iterator[SecretResolver]:
 
 
 def _zones(repo: Path, only: list[str] | None) -> list[DesiredZone]:
-    from nebula.engine.dns_memo import load_zones
+    from nebula.kinds.dns.memo import load_zones
 
     if not (repo / "nebula.yaml").is_file():
         from nebula.spec.repo import load_repo
@@ -97,7 +97,7 @@ def plan(
     --show-foreign). Exit code 1 when a zone cannot be read or a record is in conflict.
     """
     from nebula.cli.dns_fast import plans_read
-    from nebula.engine.dns import plan_zones
+    from nebula.kinds.dns.apply import plan_zones
 
     with handle_errors(output):
         zones = _zones(repo, zone)
@@ -121,7 +121,7 @@ def apply(
     that would be deleted are confirmed first unless --yes. Exit code 1 when anything failed.
     """
     from nebula.cli.dns_fast import plans_read
-    from nebula.engine.dns import apply_zones, plan_zones
+    from nebula.kinds.dns.apply import apply_zones, plan_zones
 
     with handle_errors(output):
         zones = _zones(repo, zone)
@@ -133,7 +133,7 @@ def apply(
                 known.update({o.zone: o.plan for o in planned if o.plan is not None})
             outcomes = apply_zones(zones, secrets, known=known)
         if any(o.applied or o.error for o in outcomes):
-            from nebula.engine.dns import record_apply
+            from nebula.kinds.dns.apply import record_apply
             from nebula.store.db import default_url
 
             record_apply(database_url or default_url(), outcomes, actor())
@@ -192,10 +192,10 @@ def import_zone(
     """
     import yaml
 
-    from nebula.engine.dns import open_dns_provider
-    from nebula.kinds.dns import zone_account, zone_document
+    from nebula.kinds.dns.apply import open_dns_provider
+    from nebula.kinds.dns.desired import zone_account, zone_document
+    from nebula.kinds.dns.types import DesiredZone
     from nebula.spec.domain import Domain
-    from nebula.zones import DesiredZone
 
     with handle_errors():
         zone = zone.lower().rstrip(".")
@@ -250,7 +250,7 @@ def _known(repo: Path) -> list[DesiredZone]:
     """The repo's zones, or none when the folder is no config repo (import into a new one)."""
     if not (repo / "nebula.yaml").is_file():
         return []
-    from nebula.kinds.dns import desired_zones
+    from nebula.kinds.dns.desired import desired_zones
     from nebula.spec.repo import load_repo
 
     return desired_zones(load_repo(repo))

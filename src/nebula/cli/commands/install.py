@@ -30,7 +30,7 @@ from nebula.cli.output import (
 )
 
 if TYPE_CHECKING:
-    from nebula.engine.marketplace import NewInstallation, RepoEdit
+    from nebula.engine.catalog_edits import NewInstallation, RepoEdit
     from nebula.spec.package import Variable
 
 Repo = Annotated[
@@ -102,7 +102,7 @@ def install(
 
       nebula install nextcloud --set NEXTCLOUD_ADMIN_USER=admin --dry-run
     """
-    from nebula.engine.marketplace import install_edit, plan_install
+    from nebula.engine.catalog_edits import install_edit, plan_install
     from nebula.spec.repo import load_repo
 
     quiet = output is OutputFormat.json
@@ -165,7 +165,7 @@ def upgrade(
     The plan shows which images change; the package's pre_upgrade and post_upgrade hooks run
     around the change. To roll back, `git revert` the commit: the plan shows the reverse.
     """
-    from nebula.engine.marketplace import upgrade_edit
+    from nebula.engine.catalog_edits import upgrade_edit
     from nebula.spec.repo import load_repo
 
     with handle_errors(output):
@@ -211,7 +211,7 @@ def uninstall(
     Refused while other installations depend on it. Its volumes are kept (a later install
     finds its data again) unless --purge.
     """
-    from nebula.engine.marketplace import uninstall_edit
+    from nebula.engine.catalog_edits import uninstall_edit
     from nebula.spec.repo import load_repo
 
     with handle_errors(output):
@@ -386,7 +386,7 @@ def _with_values(
     vault (the YAML gets a reference). A secret nobody gives is generated."""
     import dataclasses
 
-    from nebula.engine.marketplace import move_secrets_out
+    from nebula.engine.catalog_edits import move_secrets_out
 
     values = dict(item.values)
     for variable in item.missing():

@@ -24,12 +24,12 @@ from nebula.cli.output import (
 from nebula.cli.session import load, open_provider, open_store, remember_noop, replay_noop
 
 if TYPE_CHECKING:
-    from nebula.engine.apply import ApplyResult
     from nebula.engine.reconcile import Desired
-    from nebula.kinds.routes import RouteChange
+    from nebula.kinds.packages.apply import ApplyResult
+    from nebula.kinds.packages.types import Observed
+    from nebula.kinds.routes.desired import RouteChange
     from nebula.plan import Plan
     from nebula.providers.docker import DockerProvider
-    from nebula.resources import Observed
     from nebula.store import Store
 
 _STYLE = {"create": "green", "update": "yellow", "delete": "red", "noop": "dim"}
@@ -77,8 +77,8 @@ def plan(
 
 def _preview_proxy(desired: Desired, observed: Observed) -> tuple[list[RouteChange], str | None]:
     """The proxy changes apply would make; a Caddy that cannot be read is a warning here."""
-    from nebula.engine.proxy import preview_proxy
     from nebula.errors import NebulaError
+    from nebula.kinds.routes.apply import preview_proxy
 
     try:
         result = preview_proxy(desired, observed)
@@ -217,8 +217,8 @@ def _apply_locked(
     """Under the store's apply lock: load the repo (an apply that waited sees what the one before
     it did), plan, and carry out the plan and the proxy step, unless it deletes containers that
     are not in `agreed` (None: any may go). `shown` is the plan already shown."""
-    from nebula.engine.apply import apply_plan, settle  # the store and its ORM: only now
     from nebula.engine.reconcile import plan_against
+    from nebula.kinds.packages.apply import apply_plan, settle  # the store and its ORM: only now
 
     with store.apply_lock("nebula apply", lambda message: progress("*", message)):
         desired = load(repo, database_url)
@@ -257,7 +257,7 @@ def _proxy_after_apply(desired: Desired, provider: DockerProvider, quiet: bool) 
 
 def _sync_proxy(desired: Desired, observed: Observed, quiet: bool) -> bool:
     """Route the exposed hostnames through Caddy; True when Caddy's config changed."""
-    from nebula.engine.proxy import sync_proxy
+    from nebula.kinds.routes.apply import sync_proxy
 
     result = sync_proxy(desired, observed)
     if result is None or not result.changes:

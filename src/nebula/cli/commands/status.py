@@ -10,7 +10,7 @@ from nebula.cli.output import OutputFormat, console, err_console, handle_errors,
 from nebula.cli.session import open_provider, open_store
 
 if TYPE_CHECKING:
-    from nebula.store.marketplace import HealthRecord
+    from nebula.store.installation_runs import HealthRecord
 
 
 def status(
@@ -23,15 +23,15 @@ def status(
     from rich.table import Table
 
     from nebula.errors import ProviderError
-    from nebula.resources import ObservedContainer
-    from nebula.store import marketplace
+    from nebula.kinds.packages.types import ObservedContainer
+    from nebula.store import installation_runs
 
     with handle_errors(output):
         store = open_store(database_url)
         try:
             installations = store.installations()
-            checks = marketplace.health(store)
-            hooks = marketplace.last_hook_runs(store) if output is OutputFormat.json else []
+            checks = installation_runs.health(store)
+            hooks = installation_runs.last_hook_runs(store) if output is OutputFormat.json else []
         finally:
             store.close()
         provider = open_provider(None, docker_host)
@@ -47,7 +47,7 @@ def status(
     by_installation: dict[str, list[ObservedContainer]] = {}
     for container in containers:
         by_installation.setdefault(container.installation, []).append(container)
-    checks_of: dict[str, list[marketplace.HealthRecord]] = {}
+    checks_of: dict[str, list[installation_runs.HealthRecord]] = {}
     for check in checks:
         checks_of.setdefault(check.installation, []).append(check)
     if output is OutputFormat.json:

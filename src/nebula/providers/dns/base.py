@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from nebula.zones import ChangeFailure, ZonePlan, ZoneState
+from nebula.kinds.dns.types import ChangeFailure, ZonePlan, ZoneState
 
 
 @dataclass(frozen=True)

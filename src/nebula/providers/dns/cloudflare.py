@@ -25,8 +25,7 @@ import cloudflare
 from cloudflare import Cloudflare
 
 from nebula.errors import ProviderError
-from nebula.providers.dns.base import Capabilities
-from nebula.zones import (
+from nebula.kinds.dns.types import (
     MANAGED_TYPES,
     OWNER_COMMENT,
     ChangeFailure,
@@ -36,6 +35,7 @@ from nebula.zones import (
     ZonePlan,
     ZoneState,
 )
+from nebula.providers.dns.base import Capabilities
 
 DEFAULT_API = "https://api.cloudflare.com/client/v4"
 BATCH_LIMIT = 200
@@ -300,7 +300,7 @@ def _body(change: DnsChange, value: str) -> dict[str, Any]:
 
 
 def from_record(record: dict[str, Any]) -> str:
-    """A Cloudflare record → canonical data (see `nebula.zones`)."""
+    """A Cloudflare record → canonical data (see `nebula.kinds.dns.types`)."""
     kind = record["type"]
     content = str(record.get("content") or "")
     data = record.get("data") or {}

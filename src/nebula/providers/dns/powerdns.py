@@ -22,8 +22,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from nebula.errors import ProviderError
-from nebula.providers.dns.base import Capabilities
-from nebula.zones import (
+from nebula.kinds.dns.types import (
     MANAGED_TYPES,
     OWNER_ACCOUNT,
     OWNER_COMMENT,
@@ -34,6 +33,7 @@ from nebula.zones import (
     ZonePlan,
     ZoneState,
 )
+from nebula.providers.dns.base import Capabilities
 
 _TARGET_AT = {"CNAME": 0, "MX": 1, "SRV": 3}
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')

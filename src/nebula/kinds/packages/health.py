@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 
 from nebula.errors import ProviderError
+from nebula.kinds.packages.types import ExecCheck, HealthProbe, HttpCheck, TcpCheck
 from nebula.providers.docker import DockerProvider
-from nebula.resources import ExecCheck, HealthProbe, HttpCheck, TcpCheck
 
 _OUTPUT_SHOWN = 200  # characters of a failing command's output kept in its detail
 _SETTLE = 0.2  # seconds a TCP check waits to see whether the connection is closed at once

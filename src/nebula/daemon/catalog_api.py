@@ -18,7 +18,7 @@ from nebula.catalog.index import load_index
 from nebula.daemon.control import ControlError
 from nebula.daemon.gitsync import GitSource
 from nebula.engine import configrepo
-from nebula.engine.marketplace import (
+from nebula.engine.catalog_edits import (
     MarketplaceError,
     RepoEdit,
     install_edit,

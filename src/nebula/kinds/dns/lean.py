@@ -20,6 +20,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from nebula.kinds.dns.types import DesiredZone, RRSet, ZoneAccount
 from nebula.paths import UnsafePathError, folder_within, read_file
 from nebula.spec.dns_values import (
     RECORD_TYPES,
@@ -31,7 +32,6 @@ from nebula.spec.dns_values import (
     qualify,
 )
 from nebula.spec.yaml_plain import plain_yaml
-from nebula.zones import DesiredZone, RRSet, ZoneAccount
 
 _PROVIDERS = ("powerdns", "cloudflare")
 _DOMAIN_FIELDS = frozenset({"zone", "provider", "account", "ttl", "records"})
@@ -157,7 +157,7 @@ def _rrsets(
     default_ttl: int,
     provider: str,
 ) -> tuple[RRSet, ...]:
-    """`kinds.dns` rules: record sets by name and type, names inside the zone, `proxied` only
+    """`kinds.dns.desired` rules: record sets by name and type, names inside the zone, `proxied` only
     on Cloudflare, one TTL per record set, and a CNAME alone at its name (never the apex)."""
     found: dict[tuple[str, str], RRSet] = {}
     for written, kind, values, written_ttl, proxied in records:

@@ -27,14 +27,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from nebula.engine.health import wait_healthy
-from nebula.engine.hooks import HookRun, run_hooks, scrub
 from nebula.engine.reconcile import Snapshot
-from nebula.engine.subnets import PoolExhaustedError, free_subnet, local_routes
 from nebula.errors import InstallationError, NebulaError, ProviderError
-from nebula.plan import Action, Change, Kind
-from nebula.providers.docker import ContainerStatus, DockerProvider
-from nebula.resources import (
+from nebula.kinds.packages.health import wait_healthy
+from nebula.kinds.packages.hooks import HookRun, run_hooks, scrub
+from nebula.kinds.packages.subnets import PoolExhaustedError, free_subnet, local_routes
+from nebula.kinds.packages.types import (
     ContainerSpec,
     DesiredInstallation,
     NetworkSpec,
@@ -42,11 +40,13 @@ from nebula.resources import (
     reveal,
     stand_ins_in,
 )
+from nebula.plan import Action, Change, Kind
+from nebula.providers.docker import ContainerStatus, DockerProvider
 from nebula.secrets import Vault, open_vault
 from nebula.spec.config import Defaults
 from nebula.spec.package import Package
 from nebula.stand_ins import MASK, stand_in
-from nebula.store import PackageRecord, Store, marketplace
+from nebula.store import PackageRecord, Store, installation_runs
 
 Progress = Callable[[str, str], None]  # installation, what is happening
 
@@ -235,7 +235,7 @@ class _Runner:
         started = time.monotonic()
         name = desired.name
         pending = tuple(c for c in changes if c.action is not Action.NOOP)
-        deployed, previous = marketplace.deployed_version(self.store, name)
+        deployed, previous = installation_runs.deployed_version(self.store, name)
         upgrade = (
             deployed and None not in (previous, desired.version) and previous != desired.version
         )
@@ -261,7 +261,7 @@ class _Runner:
                 self.store.mark_post_install_done(name)
             if upgrade:
                 hooks.run("post_upgrade", desired.post_upgrade)
-            marketplace.set_uninstall_hooks(
+            installation_runs.set_uninstall_hooks(
                 self.store, name, desired.pre_uninstall, _plain(desired)
             )
         except (NebulaError, OSError) as exc:
@@ -289,7 +289,7 @@ class _Runner:
         """First half of removing an installation; `remove_networks` finishes it."""
         started = time.monotonic()
         pending = tuple(c for c in changes if c.action is not Action.NOOP)
-        lines, env = marketplace.uninstall_hooks(self.store, name)
+        lines, env = installation_runs.uninstall_hooks(self.store, name)
         if lines and any(c.kind is Kind.CONTAINER and c.observed_id for c in pending):
             self.progress(name, "running pre_uninstall hooks")
             run = self.run_hook(
@@ -297,7 +297,7 @@ class _Runner:
             )
             if not run.ok:
                 reason = f"{run.reason('pre_uninstall')}\ncontainers kept until the hook succeeds"
-                marketplace.mark_failed(self.store, name, reason)
+                installation_runs.mark_failed(self.store, name, reason)
                 self.progress(name, f"failed: {reason}")
                 return InstallationResult(
                     name, False, True, pending, time.monotonic() - started, reason
@@ -329,7 +329,7 @@ class _Runner:
                 removing, ok=False, seconds=time.monotonic() - started, error=str(exc)
             )
         self.store.remove_installation(name)
-        marketplace.forget_installation(self.store, name)
+        installation_runs.forget_installation(self.store, name)
         self.progress(name, "removed (volumes kept)")
         return dataclasses.replace(removing, seconds=time.monotonic() - started)
 
@@ -475,7 +475,7 @@ class _Runner:
     def run_hook(
         self,
         name: str,
-        kind: marketplace.HookKind,
+        kind: installation_runs.HookKind,
         lines: tuple[str, ...],
         *,
         env: tuple[tuple[str, str], ...],
@@ -491,7 +491,7 @@ class _Runner:
             self.defaults.hook_timeout,
             (*secrets, *self.revealed.values()),
         )
-        marketplace.record_hook_run(
+        installation_runs.record_hook_run(
             self.store,
             name,
             kind,
@@ -518,7 +518,7 @@ class _Hooks:
     def output(self) -> str | None:
         return "\n".join(self.outputs) or None
 
-    def run(self, kind: marketplace.HookKind, lines: tuple[str, ...]) -> None:
+    def run(self, kind: installation_runs.HookKind, lines: tuple[str, ...]) -> None:
         if not lines:
             return
         desired = self.desired

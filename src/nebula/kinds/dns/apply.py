@@ -19,9 +19,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from nebula.errors import NebulaError
-from nebula.kinds.dns_diff import diff_zone
-from nebula.providers.dns.base import DnsProvider
-from nebula.zones import (
+from nebula.kinds.dns.diff import diff_zone
+from nebula.kinds.dns.types import (
     PENDING,
     ChangeFailure,
     DesiredZone,
@@ -30,6 +29,7 @@ from nebula.zones import (
     ZonePlan,
     ZoneState,
 )
+from nebula.providers.dns.base import DnsProvider
 
 if TYPE_CHECKING:
     from nebula.store import Store

@@ -1,6 +1,6 @@
 """DNS records as plain data: what a zone should hold, what it holds, and the changes between.
 
-Shared by `kinds.dns` (the pure diff), `providers.dns` (read and write a provider) and the
+Shared by `kinds.dns.desired` (the pure diff), `providers.dns` (read and write a provider) and the
 engine. Everything is kept in one canonical form, whatever the provider writes:
 
 - names are absolute, lowercase, without the final dot (`www.example.com`);

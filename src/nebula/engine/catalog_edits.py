@@ -24,8 +24,8 @@ import yaml
 from nebula.catalog import Catalog, version_key
 from nebula.engine.reconcile import Desired, catalog_for, load_desired
 from nebula.errors import NebulaError
-from nebula.kinds.dependencies import link, satisfies
-from nebula.kinds.packages import in_channel, selected_version
+from nebula.kinds.packages.dependencies import link, satisfies
+from nebula.kinds.packages.resolve import in_channel, selected_version
 from nebula.paths import read_file, within
 from nebula.spec.names import check_name
 from nebula.spec.package import Package, Variable

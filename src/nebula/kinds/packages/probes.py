@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from nebula.resources import ContainerSpec, ExecCheck, HealthProbe, HttpCheck, TcpCheck
+from nebula.kinds.packages.types import ContainerSpec, ExecCheck, HealthProbe, HttpCheck, TcpCheck
 from nebula.spec.package import HealthCheck
 from nebula.spec.yamlfile import Path
 

@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 from sqlalchemy import delete, func, select, tuple_, update
 
-from nebula.store.api import Store
 from nebula.store.models import (
     Deployment,
     HealthResult,
@@ -19,6 +18,7 @@ from nebula.store.models import (
     UninstallHooks,
     utcnow,
 )
+from nebula.store.store import Store
 
 HookKind = Literal["post_install", "pre_upgrade", "post_upgrade", "pre_uninstall"]
 

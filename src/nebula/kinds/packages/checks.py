@@ -16,7 +16,7 @@ from typing import Any
 
 from nebula.catalog import Catalog
 from nebula.errors import ConfigIssue
-from nebula.resources import DesiredInstallation, PortBinding
+from nebula.kinds.packages.types import DesiredInstallation, PortBinding
 from nebula.spec.config import NebulaConfig
 from nebula.spec.interpolate import InterpolationError, references
 from nebula.spec.repo import InstallationSource

@@ -1,6 +1,6 @@
 """The pure diff of a zone's desired record sets against what its provider holds.
 
-Record sets (name, type) are compared, honouring ownership (see `nebula.zones`):
+Record sets (name, type) are compared, honouring ownership (see `nebula.kinds.dns.types`):
 
 - desired, absent → create; desired, owned and different → update; owned, not desired → delete;
 - desired, held by a foreign record set with the very same data → update that only marks it
@@ -13,7 +13,7 @@ It imports no spec model, so a no-op sync never loads them.
 
 from __future__ import annotations
 
-from nebula.zones import (
+from nebula.kinds.dns.types import (
     DesiredZone,
     DnsAction,
     DnsChange,

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from nebula.catalog import Catalog, CatalogEntry
 from nebula.errors import ConfigError, ConfigIssue
-from nebula.kinds.checks import check_installations
-from nebula.kinds.compose_parse import (
+from nebula.kinds.packages.checks import check_installations
+from nebula.kinds.packages.compose import (
     check_image,
     device_requests,
     parse_healthcheck,
@@ -24,9 +24,9 @@ from nebula.kinds.compose_parse import (
     parse_port,
     split_command,
 )
-from nebula.kinds.dependencies import Link, link
-from nebula.kinds.probes import resolve_probes
-from nebula.resources import (
+from nebula.kinds.packages.dependencies import Link, link
+from nebula.kinds.packages.probes import resolve_probes
+from nebula.kinds.packages.types import (
     RESERVED_LABEL_PREFIX,
     ContainerSpec,
     DesiredInstallation,

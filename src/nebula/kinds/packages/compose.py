@@ -6,7 +6,7 @@ import re
 import shlex
 from collections.abc import Callable
 
-from nebula.resources import DeviceRequest, HealthSpec, Mount, PortBinding
+from nebula.kinds.packages.types import DeviceRequest, HealthSpec, Mount, PortBinding
 from nebula.spec.base import check_ip_address
 from nebula.spec.compose import GpuRequest, Healthcheck, PortMapping, Service, VolumeMount
 from nebula.spec.names import COMPOSE_NAME, COMPOSE_NAME_RULE, excerpt

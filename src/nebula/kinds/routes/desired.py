@@ -25,8 +25,8 @@ from ipaddress import IPv6Address
 from typing import Any
 
 from nebula.errors import ConfigError, ConfigIssue
-from nebula.kinds.dns import zone_of
-from nebula.resources import DesiredInstallation, Observed
+from nebula.kinds.dns.desired import zone_of
+from nebula.kinds.packages.types import DesiredInstallation, Observed
 from nebula.spec.proxy import Proxy
 from nebula.spec.repo import RepoSpec
 from nebula.spec.tls import Acme, Issuer, TlsPolicy

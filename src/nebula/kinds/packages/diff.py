@@ -10,8 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from nebula.kinds.packages.types import (
+    ContainerSpec,
+    DesiredInstallation,
+    Observed,
+    ObservedContainer,
+)
 from nebula.plan import Action, Change, Kind, Plan
-from nebula.resources import ContainerSpec, DesiredInstallation, Observed, ObservedContainer
 from nebula.stand_ins import MASK
 
 _MUST_RUN = ("always", "unless-stopped")

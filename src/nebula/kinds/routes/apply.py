@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nebula.engine.reconcile import Desired
-from nebula.kinds.routes import (
+from nebula.kinds.packages.types import Observed
+from nebula.kinds.routes.desired import (
     RouteChange,
     desired_config,
     owned_ids,
@@ -18,7 +19,6 @@ from nebula.kinds.routes import (
     upstreams,
 )
 from nebula.providers.caddy import CaddyAdmin
-from nebula.resources import Observed
 from nebula.spec.proxy import Proxy
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nebula.engine.memo import input_key
-from nebula.zones import DesiredZone
+from nebula.kinds.dns.types import DesiredZone
 
 _KEEP = 4  # config repos remembered
 
@@ -76,16 +76,16 @@ def remembered_zones(root: Path) -> list[DesiredZone] | None:
 def load_zones(root: Path) -> list[DesiredZone]:
     """The repo's desired zones: remembered when its files are unchanged, else loaded and
     validated (`ConfigError` lists every problem; a repo of domains only without the models,
-    see `kinds.dns_lean`) and remembered."""
+    see `kinds.dns.lean`) and remembered."""
     memo = ZonesMemo.default()
     key = input_key(root, [])
     zones = memo.zones(key)
     if zones is None:
-        from nebula.kinds.dns_lean import lean_zones
+        from nebula.kinds.dns.lean import lean_zones
 
         zones = lean_zones(root)
     if zones is None:
-        from nebula.kinds.dns import desired_zones
+        from nebula.kinds.dns.desired import desired_zones
         from nebula.spec.repo import load_repo
 
         zones = desired_zones(load_repo(root))

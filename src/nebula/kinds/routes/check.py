@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from nebula.engine.proxy import proxy_settings
 from nebula.engine.reconcile import Desired
-from nebula.kinds.certificates import CertificateState, certificate_state, summarize
-from nebula.kinds.dns import zone_of
+from nebula.kinds.dns.desired import zone_of
+from nebula.kinds.routes.apply import proxy_settings
+from nebula.kinds.routes.certificates import CertificateState, certificate_state, summarize
 from nebula.providers.tls_probe import served_certificate
 from nebula.store import Store
 from nebula.store.ssl import record_ssl

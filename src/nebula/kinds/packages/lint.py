@@ -18,8 +18,8 @@ from typing import Any, Literal
 from nebula.catalog import Catalog, CatalogEntry
 from nebula.catalog.categories import CATEGORIES
 from nebula.errors import ConfigError, ConfigIssue
-from nebula.kinds.compose_parse import check_image, parse_port
-from nebula.kinds.dependencies import satisfies
+from nebula.kinds.packages.compose import check_image, parse_port
+from nebula.kinds.packages.dependencies import satisfies
 from nebula.spec.interpolate import InterpolationError, interpolate, references
 from nebula.spec.names import NAME, NAME_RULE
 from nebula.spec.yamlfile import Path as YamlPath

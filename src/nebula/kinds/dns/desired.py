@@ -5,7 +5,7 @@ installation's `expose:` hostname, which becomes an A (or AAAA) record pointing 
 of the installation's node, in the zone that is the longest suffix of the hostname. Hostnames
 in no zone of the repo get no record (their names live elsewhere, e.g. a router's DNS).
 
-The diff against a provider's zone is in `kinds.dns_diff`. Everything here is pure: no I/O.
+The diff against a provider's zone is in `kinds.dns.diff`. Everything here is pure: no I/O.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from collections.abc import Iterable, Mapping
 from ipaddress import ip_address
 
 from nebula.errors import ConfigError, ConfigIssue
-from nebula.spec.dns_values import TARGET_AT, canonical_value, qualify
-from nebula.spec.domain import RECORD_TYPES, Account
-from nebula.spec.repo import DomainSource, RepoSpec
-from nebula.zones import (
+from nebula.kinds.dns.types import (
     DesiredZone,
     RRSet,
     ZoneAccount,
     ZoneState,
 )
+from nebula.spec.dns_values import TARGET_AT, canonical_value, qualify
+from nebula.spec.domain import RECORD_TYPES, Account
+from nebula.spec.repo import DomainSource, RepoSpec
 
 
 def zone_account(account: Account) -> ZoneAccount:

@@ -1,6 +1,6 @@
 """Plain data for the Docker resources Nebula manages, as desired and as observed.
 
-These are what planning compares: `kinds.packages` turns the config repo into desired specs,
+These are what planning compares: `kinds.packages.resolve` turns the config repo into desired specs,
 `providers.docker` reads observed ones back. A container's spec is summarised in a label
 (`io.nebula.spec`) with its hash (`io.nebula.spec-hash`), so one list call tells whether each
 container still matches, and what changed if not.

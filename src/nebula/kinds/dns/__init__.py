@@ -1,0 +1,1 @@
+"""The dns kind of the config repo."""

@@ -1,0 +1,1 @@
+"""The packages kind of the config repo."""

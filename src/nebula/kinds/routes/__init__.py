@@ -1,0 +1,1 @@
+"""The routes kind of the config repo."""
