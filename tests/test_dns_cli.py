@@ -216,59 +216,30 @@ def test_the_token_comes_from_the_vault_when_the_environment_has_none(
     assert lab.answer("v") == ["192.0.2.44"]
 
 
-def test_a_plain_sync_runs_without_loading_the_cli_or_the_models(lab: Lab, tmp_path: Path) -> None:
-    lab.write([{"name": "fast", "type": "A", "value": "192.0.2.50"}])
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    probe = (
-        "import sys; from nebula.cli.dns_fast import run; code = run(sys.argv[1:]); "
-        "print(code, 'typer' in sys.modules, 'pydantic' in sys.modules, "
-        "'sqlalchemy' in sys.modules)"
-    )
+def test_the_console_script_applies_records_and_asks_before_deleting(lab: Lab) -> None:
+    """`nebula dns ...` as run from a shell: one path whatever the command line."""
+    lab.write([{"name": "one", "type": "A", "value": "192.0.2.50"}])
 
-    def fast(*args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-c", probe, *args],
-            check=False,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 0, result.stderr
-        return result.stdout
+    def nebula(*args: str) -> subprocess.CompletedProcess[str]:
+        script = "from nebula.cli.entry import main; main()"
+        return subprocess.run([sys.executable, "-c", script, "dns", *args, str(lab.root)],
+                              check=False, capture_output=True, text=True)  # fmt: skip
 
-    database_url = os.environ["NEBULA_DATABASE_URL"]
-    Store(database_url).close()  # created and migrated: written from now on without SQLAlchemy
-    out = fast("apply", "--yes", str(lab.root))  # a repo of domains only: no models at all
-    assert out.endswith("0 False False False\n") and "✓ applied" in out, out
-    assert lab.answer("fast") == ["192.0.2.50"]
-    out = fast("apply", "--yes", str(lab.root))
-    assert out.endswith("0 False False False\n") and "1 unchanged" in out
-    assert fast("plan", str(lab.root)).endswith("0 False False False\n")
-    assert fast("plan", "-o", "json", str(lab.root)) == "None False False False\n"
-
-    api = httpx.Client(base_url=f"{lab.server.api_url}/api/v1/servers/localhost",
-                       headers={"X-API-Key": lab.server.api_key})  # fmt: skip
-    gone = {"name": f"fast.{lab.zone}.", "type": "A", "changetype": "DELETE"}
-    api.patch(f"/zones/{lab.zone}.", json={"rrsets": [gone]}).raise_for_status()
-    out = fast("plan", str(lab.root))  # drift: shown, nothing written
-    assert out.endswith("0 False False False\n") and "+ create" in out
-    assert lab.answer("fast") == []
-    # Deleting without --yes is the full command's (it asks); an invalid file is reported there.
-    lab.write([{"name": "other", "type": "A", "value": "192.0.2.51"}])
-    assert fast("apply", "--yes", str(lab.root)).endswith("0 False False False\n")
-    lab.write([{"name": "third", "type": "A", "value": "192.0.2.52"}])
-    assert fast("apply", str(lab.root)) == "None False False False\n"
-    assert lab.answer("third") == []
+    applied = nebula("apply", "--yes")
+    assert applied.returncode == 0 and "✓ applied" in applied.stdout, applied.stderr
+    assert lab.answer("one") == ["192.0.2.50"]
+    assert "1 unchanged" in nebula("apply", "--yes").stdout
+    lab.write([{"name": "two", "type": "A", "value": "192.0.2.51"}])
+    refused = nebula("apply")  # a deletion, no terminal to ask on
+    assert refused.returncode == 1 and "rerun with --yes" in refused.stderr, refused.stderr
+    assert lab.answer("one") == ["192.0.2.50"] and lab.answer("two") == []
     lab.write([{"name": "bad name!", "type": "A", "value": "192.0.2.53"}])
-    assert fast("apply", "--yes", str(lab.root)).startswith("None False True")
-    entry = [sys.executable, "-c", "from nebula.cli.entry import main; main()"]
-    full = subprocess.run([*entry, "dns", "apply", "-y", str(lab.root)], check=False, env=env,
-                          text=True, capture_output=True)  # fmt: skip
-    assert full.returncode == 2 and "records[0].name" in full.stderr, full.stderr
-    with Store(database_url) as store:
+    invalid = nebula("plan")
+    assert invalid.returncode == 2 and "records[0].name" in invalid.stderr, invalid.stderr
+    with Store(os.environ["NEBULA_DATABASE_URL"]) as store:
         entries = audit.entries(store)
-        assert [(e.action, e.target) for e in entries] == [("dns.apply", lab.zone)] * 2
+        assert [(e.action, e.target) for e in entries] == [("dns.apply", lab.zone)]
         assert audit.verify(store).ok
         [domain] = DnsStore(store).domains()
         names = {(r.name, r.type) for r in DnsStore(store).records(domain.id)}
-        assert (f"other.{lab.zone}", "A") in names and (f"fast.{lab.zone}", "A") not in names
+        assert (f"one.{lab.zone}", "A") in names

@@ -1,8 +1,7 @@
 """How `nebula dns plan|apply` show a zone: plain aligned lines on stdout, one per change.
 
-No rich and no typer here: the no-op answer (`cli.dns_fast`) prints through this module before
-either is loaded, and a zone of thousands of records prints in milliseconds (a rich table would
-spend seconds measuring its cells). Colours only on a terminal, and never with NO_COLOR.
+No rich here: a zone of thousands of records prints in milliseconds (a rich table would spend
+seconds measuring its cells). Colours only on a terminal, and never with NO_COLOR.
 """
 
 from __future__ import annotations

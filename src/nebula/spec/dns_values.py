@@ -1,8 +1,6 @@
-"""The values of `domains/*.yaml`, checked without pydantic: zone and record names, record
-data per type, the token's `${secret:NAME}` form.
-
-`spec.domain`'s models validate with these, and `kinds.dns.lean` reads a domain file with them
-without loading the models; so both accept and normalise exactly alike.
+"""The values of `domains/*.yaml`: zone and record names, record data per type, the token's
+`${secret:NAME}` form. `spec.domain`'s models validate with these, and `kinds.dns.desired`
+normalises record data with them (`canonical_value`, `qualify`).
 """
 
 from __future__ import annotations

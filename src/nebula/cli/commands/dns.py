@@ -29,7 +29,7 @@ from nebula.cli.output import (
 
 if TYPE_CHECKING:
     from nebula.kinds.dns.apply import SecretResolver, ZoneOutcome
-    from nebula.kinds.dns.types import DesiredZone
+    from nebula.kinds.dns.types import DesiredZone, ZonePlan
     from nebula.store import Store
 
 app = typer.Typer(
@@ -96,13 +96,12 @@ def plan(
     Records Nebula did not create are never changed: they are counted as foreign (listed with
     --show-foreign). Exit code 1 when a zone cannot be read or a record is in conflict.
     """
-    from nebula.cli.dns_fast import plans_read
     from nebula.kinds.dns.apply import plan_zones
 
     with handle_errors(output):
         zones = _zones(repo, zone)
         with _secrets(database_url) as secrets:
-            outcomes = plan_zones(zones, secrets, known=plans_read())
+            outcomes = plan_zones(zones, secrets)
     _report(outcomes, output, show_foreign, applied=False)
 
 
@@ -120,17 +119,16 @@ def apply(
     unreachable API, a record the provider rejects) is reported and the others go on. Records
     that would be deleted are confirmed first unless --yes. Exit code 1 when anything failed.
     """
-    from nebula.cli.dns_fast import plans_read
     from nebula.kinds.dns.apply import apply_zones, plan_zones
 
     with handle_errors(output):
         zones = _zones(repo, zone)
-        known = plans_read()
+        known: dict[str, ZonePlan] = {}
         with _secrets(database_url) as secrets:
             if not yes:
-                planned = plan_zones(zones, secrets, known=known)
+                planned = plan_zones(zones, secrets)
                 _confirm(planned)
-                known.update({o.zone: o.plan for o in planned if o.plan is not None})
+                known = {o.zone: o.plan for o in planned if o.plan is not None}
             outcomes = apply_zones(zones, secrets, known=known)
         if any(o.applied or o.error for o in outcomes):
             from nebula.kinds.dns.apply import record_apply

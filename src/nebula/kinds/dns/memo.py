@@ -68,22 +68,12 @@ class ZonesMemo:
             pass
 
 
-def remembered_zones(root: Path) -> list[DesiredZone] | None:
-    """The repo's zones when its files are exactly those of an earlier load; else None."""
-    return ZonesMemo.default().zones(input_key(root, []))
-
-
 def load_zones(root: Path) -> list[DesiredZone]:
     """The repo's desired zones: remembered when its files are unchanged, else loaded and
-    validated (`ConfigError` lists every problem; a repo of domains only without the models,
-    see `kinds.dns.lean`) and remembered."""
+    validated (`ConfigError` lists every problem) and remembered."""
     memo = ZonesMemo.default()
     key = input_key(root, [])
     zones = memo.zones(key)
-    if zones is None:
-        from nebula.kinds.dns.lean import lean_zones
-
-        zones = lean_zones(root)
     if zones is None:
         from nebula.kinds.dns.desired import desired_zones
         from nebula.spec.repo import load_repo
