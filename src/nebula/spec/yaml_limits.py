@@ -2,7 +2,7 @@
 
 Generous for any homelab, small enough that a hostile or broken file (an alias bomb, nesting
 thousands deep, a huge generated file) is refused in milliseconds instead of exhausting memory,
-time or the stack. Both YAML readers (`yamlfile`, `yaml_plain`) apply them.
+time or the stack. `yamlfile` applies them as it reads.
 """
 
 from __future__ import annotations

@@ -27,11 +27,16 @@ from yaml.events import (
     SequenceStartEvent,
     StreamEndEvent,
 )
+from yaml.nodes import ScalarNode
 
 from nebula.errors import ConfigError, ConfigIssue
 from nebula.spec import yaml_limits as limits
 from nebula.spec.names import excerpt
-from nebula.spec.yaml_plain import LOADER, Scalars
+
+try:  # libyaml is much faster; the pure-Python loader is the fallback.
+    _LOADER: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
+except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+    _LOADER = yaml.SafeLoader
 
 Path = tuple[str | int, ...]
 
@@ -39,6 +44,12 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@/-]{0,63}")
 """What a key of a Nebula file looks like; any other key is quoted as an excerpt."""
 
 _YAML = "tag:yaml.org,2002:"
+_STR_TAG = _YAML + "str"
+_VALUE_TAG = _YAML + "value"  # YAML 1.1's `=`, which nothing constructs: a string
+_NON_SPECIFIC = (None, "!")
+_RESOLVE: Callable[[type[ScalarNode], str, tuple[bool, bool]], str] = (
+    yaml.resolver.Resolver().resolve
+)
 _MERGE_TAG = _YAML + "merge"
 _SCALAR_TAGS = frozenset(_YAML + t for t in ("str", "int", "float", "bool", "null", "timestamp"))
 _TAGS = {
@@ -102,7 +113,7 @@ def parse_yaml(text: str, file: str) -> YamlDocument:
     reader = _Reader(file)
     if len(text) > limits.MAX_CHARS:
         raise reader.fatal(Mark(1, 1), limits.TOO_LARGE)
-    loader = LOADER(text)
+    loader = _LOADER(text)
     try:
         data = reader.read(loader)
     except yaml.MarkedYAMLError as exc:
@@ -151,6 +162,35 @@ class _Open:
     merged: dict[str, Any] = field(default_factory=dict)
 
 
+class _Scalars:
+    """Scalars to tags and values, as PyYAML's node tree has them: the tag of a plain scalar by
+    the resolver (remembered: keys and types repeat on every record), its value by the safe
+    constructor."""
+
+    def __init__(self) -> None:
+        self._tags: dict[str, str] = {}
+        self._constructor = yaml.constructor.SafeConstructor()
+
+    def tag(self, event: ScalarEvent) -> str:
+        """The scalar's tag: as written, or resolved as PyYAML's composer does."""
+        if event.tag not in _NON_SPECIFIC:
+            return str(event.tag)
+        if not event.implicit[0]:
+            return _STR_TAG
+        text = event.value
+        tag = self._tags.get(text)
+        if tag is None:
+            tag = _RESOLVE(ScalarNode, text, (True, False))
+            tag = self._tags[text] = _STR_TAG if tag == _VALUE_TAG else tag
+        return tag
+
+    def construct(self, tag: str, text: str) -> Any:
+        """The value of a scalar with `tag`; `yaml.YAMLError` or `ValueError` when it has none."""
+        if tag == _STR_TAG:
+            return text
+        return self._constructor.construct_object(ScalarNode(tag, text), deep=True)
+
+
 class _Reader:
     """Data and marks from the parser's events, one at a time (no recursion)."""
 
@@ -158,7 +198,7 @@ class _Reader:
         self.file = file
         self.marks: dict[Path, Mark] = {}
         self.issues: list[ConfigIssue] = []
-        self.scalars = Scalars()
+        self.scalars = _Scalars()
         self.anchors: dict[str, _Anchor] = {}
         self.open: list[_Open] = []
         self.data: Any = None
