@@ -1,22 +1,21 @@
 """What `nebula dns apply` leaves in the state database: the zones' records and a `dns.apply`
-audit entry per zone, the same whether written through `store.lean` (SQLite, no SQLAlchemy) or
-through `Store` (PostgreSQL, or a database the lean write leaves to it)."""
+audit entry per zone applied or failed, on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
+from nebula.errors import StoreError
 from nebula.kinds.dns.apply import ZoneOutcome, record_apply
 from nebula.kinds.dns.types import DnsAction, DnsChange, ObservedRRSet, RRSet, ZonePlan, ZoneState
-from nebula.store import Store, audit
-from nebula.store.dns import DnsStore
-from nebula.store.lean import AuditItem, ZoneRecord, new_row_ids, record_dns_sync
+from nebula.store import Store, audit, db
+from nebula.store.dns import DnsStore, new_row_ids
 
-ZONE = "lean.test"
+ZONE = "record.test"
 ACTOR = "cli:alice@host"
 
 
@@ -57,7 +56,7 @@ def _ids(store: Store) -> dict[str, str]:
     return {r.content: r.id for d in dns.domains() for r in dns.records(d.id)}
 
 
-def test_an_apply_is_recorded_alike_on_every_database(database_url: str) -> None:
+def test_an_apply_is_recorded_on_every_database(database_url: str) -> None:
     Store(database_url).close()  # created and migrated
     record_apply(database_url, _outcomes("192.0.2.1"), ACTOR)
     with Store(database_url) as store:
@@ -90,85 +89,39 @@ def test_an_apply_is_recorded_alike_on_every_database(database_url: str) -> None
         ]
         assert entries[3].detail["error"] == "token refused"
         assert audit.verify(store).ok
-        # Appended after the lean entries, the chain goes on unbroken.
+        # Appended after the DNS entries, the chain goes on unbroken.
         audit.append(store, actor=ACTOR, action="secret.set", target="X", detail={})
         assert audit.verify(store).ok
 
 
-def test_sqlite_is_written_without_sqlalchemy(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/nebula.db"
-    Store(url).close()
-    script = (
-        "import sys\n"
-        "from nebula.store.lean import AuditItem, ZoneRecord, record_dns_sync\n"
-        f"done = record_dns_sync({url!r}, [ZoneRecord('a.test', 'powerdns', None, 'down')],\n"
-        "    [AuditItem('dns.apply', 'a.test', {'token': 'hunter2', 'zone': 'a.test'})], 'me')\n"
-        "assert done and 'sqlalchemy' not in sys.modules, sorted(sys.modules)\n"
+def test_a_sync_that_applied_nothing_records_the_zones_without_audit_entries(
+    database_url: str,
+) -> None:
+    want = RRSet(f"www.{ZONE}", "A", 300, ("192.0.2.1", "192.0.2.2"))
+    unchanged = DnsChange(DnsAction.NOOP, want.name, "A", "", want)
+    plan = ZonePlan(ZONE, "powerdns", False, (unchanged,))
+    record_apply(
+        database_url, [ZoneOutcome(ZONE, "powerdns", plan, state=_state("192.0.2.1"))], ACTOR
     )
-    subprocess.run([sys.executable, "-c", script], check=True)
-    with Store(url) as store:
-        assert _snapshot(store)[0] == [("a.test", "powerdns", None, "down", 0)]
-        (entry,) = audit.entries(store)
-        assert entry.detail == {"token": "••••", "zone": "a.test"}  # masked as every detail
-        assert audit.verify(store).ok
+    with Store(database_url) as store:
+        assert _snapshot(store)[0] == [(ZONE, "powerdns", f"{ZONE}.", None, 3)]
+        assert audit.entries(store) == []
 
 
-def test_what_the_lean_write_leaves_to_store(tmp_path: Path, database_url: str) -> None:
-    zones = [ZoneRecord(ZONE, "powerdns", _state("192.0.2.1"), None)]
-    entries = [AuditItem("dns.apply", ZONE, {})]
-    missing = f"sqlite:///{tmp_path}/none.db"
-    assert not record_dns_sync(missing, zones, entries, ACTOR)
-    assert not Path(missing.removeprefix("sqlite:///")).exists()
-    Store(database_url).close()
-    if database_url.startswith("sqlite"):  # at head: written; without its head row: left alone
-        path = database_url.removeprefix("sqlite:///")
-        with sqlite3.connect(path) as db:
-            db.execute("DELETE FROM audit_head")
-        assert not record_dns_sync(database_url, zones, entries, ACTOR)
-        with Store(database_url) as store:
-            assert _snapshot(store) == ([], [])
-            # Store restores the head (and says so in the chain), as it would for any append.
-            record_apply(database_url, _outcomes("192.0.2.1"), ACTOR)
-            assert [e.action for e in audit.entries(store)] == ["dns.apply", "dns.apply"]
-        with sqlite3.connect(path) as db:
-            db.execute("UPDATE alembic_version SET version_num = '0001'")
-        assert not record_dns_sync(database_url, zones, entries, ACTOR)
-    else:
-        assert not record_dns_sync(database_url, zones, entries, ACTOR)
-        with Store(database_url) as store:
-            assert _snapshot(store) == ([], [])
-
-
-def test_a_locked_database_is_a_clear_error(tmp_path: Path) -> None:
+def test_a_locked_database_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"sqlite:///{tmp_path}/nebula.db"
     Store(url).close()
+    monkeypatch.setattr(db, "SQLITE_PRAGMAS", ("PRAGMA busy_timeout=100",))
     holder = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
-        script = (
-            "from nebula.store import lean\n"
-            "lean.SQLITE_PRAGMAS = ('PRAGMA busy_timeout=100',)\n"
-            f"lean.record_dns_sync({url!r}, [lean.ZoneRecord('a.test', 'powerdns', None, None)],"
-            " [], 'me')\n"
-        )
-        result = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, check=False
-        )
+        with pytest.raises(StoreError, match="database is locked"):
+            record_apply(url, _outcomes("192.0.2.1"), ACTOR)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    assert result.returncode != 0
-    assert "StoreError: cannot write database" in result.stderr
-    assert "database is locked" in result.stderr
-
-
-def test_a_sync_without_entries_writes_only_the_zones(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/nebula.db"
-    Store(url).close()
-    assert record_dns_sync(url, [ZoneRecord(ZONE, "powerdns", _state("192.0.2.1"), None)], [], "me")
-    with Store(url) as store:
-        assert _snapshot(store)[0] == [(ZONE, "powerdns", f"{ZONE}.", None, 3)]
-        assert audit.entries(store) == []
 
 
 def test_new_rows_get_distinct_random_uuids() -> None:

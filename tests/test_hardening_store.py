@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 
 from nebula.cli.app import app
 from nebula.errors import StoreError
+from nebula.kinds.dns.apply import ZoneOutcome, record_apply
 from nebula.kinds.packages.hooks import scrub
 from nebula.stand_ins import MASK
 from nebula.store import Store, audit
 from nebula.store.db import check_integrity
-from nebula.store.lean import record_dns_sync
 from nebula.store.mask import mask_detail
 
 runner = CliRunner()
@@ -335,12 +335,12 @@ def test_processes_opening_one_new_database_at_once_all_get_its_schema(tmp_path:
         assert opened.installations() == [] and opened.syncs() == []
 
 
-def test_the_fast_dns_writer_leaves_a_damaged_database_to_the_store(tmp_path: Path) -> None:
-    """`nebula dns apply` records through `store.lean`; on a damaged file it writes nothing and
-    the store's own check says what is wrong and what to do."""
+def test_a_dns_apply_writes_nothing_into_a_damaged_database(tmp_path: Path) -> None:
+    """Recording `nebula dns apply` on a damaged file leaves it as it is, and the error says
+    what is wrong and what to do."""
     db = tmp_path / "nebula.db"
     db.write_bytes(b"overwritten " * 400)
-    url = f"sqlite:///{db}"
-    assert record_dns_sync(url, [], [], "cli:test") is False
+    failed = ZoneOutcome("a.test", "powerdns", None, error="unreachable")
     with pytest.raises(StoreError, match="is not a SQLite database: it was truncated"):
-        Store(url)
+        record_apply(f"sqlite:///{db}", [failed], "cli:test")
+    assert db.read_bytes() == b"overwritten " * 400

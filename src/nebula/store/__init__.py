@@ -2,7 +2,7 @@
 
 `Store(url)` opens (and migrates) the database; see `db` for URLs and migrations, `models` for
 the tables, `records` for the values it returns. The names below load on first use, so a module
-of this package that needs no SQLAlchemy (`store.lean`) can be imported without it.
+of this package that needs no SQLAlchemy (`audit_chain`, `mask`) can be imported without it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """The audit chain's rules that need no database: the canonical hash of an entry, the first
-entry's `prev_hash`, and what an entry's fields become before they are hashed and stored.
-
-Shared by `store.audit` (through SQLAlchemy) and `store.lean` (through the driver directly), so
-both write entries `verify` accepts.
+entry's `prev_hash`, and what an entry's fields become before they are hashed and stored
+(`store.audit` writes and verifies the chain with them).
 """
 
 from __future__ import annotations

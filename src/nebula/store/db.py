@@ -4,7 +4,7 @@ SQLite (a file under the user's data dir) is the default and needs nothing insta
 PostgreSQL (`postgresql+psycopg://...`) serves clusters. Any database is migrated to
 `HEAD_REVISION` when it is opened, so the daemon and the CLI never meet an old schema. A database
 already at head costs two small queries and never imports Alembic. This module itself imports
-SQLAlchemy only when an engine is made (`store.lean` reads the URL and the head without it).
+SQLAlchemy only when an engine is made.
 
 A SQLite database is its owner's alone: it holds password hashes, sealed secrets and the
 audit log. A new one is created with mode 0600 (SQLite gives its -wal and -shm files the same

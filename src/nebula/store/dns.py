@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 
 from nebula.kinds.dns.types import ZoneState
-from nebula.store.lean import ROW_COLUMNS, new_row_ids, row_changes
 from nebula.store.models import DnsRecord, Domain, utcnow
 from nebula.store.store import Store
+
+Row = tuple[str, str, str, int, bool, str | None, bool]
+"""A `dns_records` row's fields besides its id, domain and time (`ROW_COLUMNS`)."""
+
+ROW_COLUMNS = ("record_type", "name", "content", "ttl", "proxied", "provider_id", "owned")
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,42 @@ class DnsStore:
                 )
                 for r in session.scalars(query)
             ]
+
+
+def _zone_rows(state: ZoneState) -> list[Row]:
+    """The `dns_records` rows of a zone (`ROW_COLUMNS`): one per value of each record set."""
+    rows: list[Row] = []
+    for rrset in state.rrsets:
+        ids = dict(rrset.record_ids)
+        for value in rrset.values:
+            rows.append(
+                (rrset.type, rrset.name, value[:500], rrset.ttl, rrset.proxied, ids.get(value),
+                 rrset.owned)
+            )  # fmt: skip
+    return rows
+
+
+def row_changes(stored: Iterable[Sequence[Any]], state: ZoneState) -> tuple[list[str], list[Row]]:
+    """What makes a zone's `stored` rows (id, then `ROW_COLUMNS`) hold `state`: the ids of the
+    rows to delete and the rows to insert. A row that did not change is left as it is, with
+    its id and its `created_at`: a sync that changed ten records touches only their rows."""
+    wanted = dict.fromkeys(_zone_rows(state))
+    kept: set[Row] = set()
+    stale: list[str] = []
+    for row_id, kind, name, content, ttl, proxied, provider_id, owned in stored:
+        row = (kind, name, content, ttl, bool(proxied), provider_id, bool(owned))
+        if row in wanted and row not in kept:
+            kept.add(row)
+        else:
+            stale.append(row_id)
+    return stale, [row for row in wanted if row not in kept]
+
+
+def new_row_ids(count: int) -> list[str]:
+    """`count` random (version 4) UUIDs, from one read of the system's random source rather
+    than one each (`uuid.uuid4()`): a zone of a thousand records is a thousand new rows."""
+    random = os.urandom(16 * count)
+    return [str(uuid.UUID(bytes=random[i : i + 16], version=4)) for i in range(0, 16 * count, 16)]
 
 
 def _domain(row: Domain, count: int) -> DomainInfo:

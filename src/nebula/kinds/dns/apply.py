@@ -241,21 +241,14 @@ def record_outcomes(store: Store, outcomes: Iterable[ZoneOutcome]) -> None:
 
 def record_apply(database_url: str, outcomes: Sequence[ZoneOutcome], actor: str) -> None:
     """After `dns apply`: remember every zone (`record_outcomes`) and add a `dns.apply` audit
-    entry by `actor` for each zone applied or failed. Through `store.lean` when the database
-    allows it (SQLite at the newest schema), else through `Store`."""
-    from nebula.store.lean import AuditItem, ZoneRecord, record_dns_sync
-
-    zones = [ZoneRecord(o.zone, o.provider, o.state, o.stored_error()) for o in outcomes]
-    entries = [
-        AuditItem("dns.apply", o.zone, o.audit_detail()) for o in outcomes if o.applied or o.error
-    ]
-    if record_dns_sync(database_url, zones, entries, actor):
-        return
+    entry by `actor` for each zone applied or failed."""
     from nebula.store import Store, audit
 
     with Store(database_url) as store:
         record_outcomes(store, outcomes)
-        for entry in entries:
-            audit.append(
-                store, actor=actor, action=entry.action, target=entry.target, detail=entry.detail
-            )
+        for outcome in outcomes:
+            if outcome.applied or outcome.error:
+                detail = outcome.audit_detail()
+                audit.append(
+                    store, actor=actor, action="dns.apply", target=outcome.zone, detail=detail
+                )
