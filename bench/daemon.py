@@ -356,7 +356,9 @@ def phase_idle(args: argparse.Namespace, url: str, image: str, tmp: Path, r: Res
             cpu1, children1 = stacks.cpu_ticks(pid)
             r.idle_window_s = time.perf_counter() - t0
             r.idle_cpu_pct = (cpu1 - cpu0) / stacks.CLK_TCK / r.idle_window_s * 100
-            r.idle_children_cpu_pct = (children1 - children0) / stacks.CLK_TCK / r.idle_window_s * 100
+            r.idle_children_cpu_pct = (
+                (children1 - children0) / stacks.CLK_TCK / r.idle_window_s * 100
+            )
             r.idle_rss_mb = samples[-1]
             r.idle_rss_max_mb = max(samples)
             r.idle_syncs = len(daemon.syncs(1000)) - syncs_before
