@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import stacks
-from nebula.engine.reconcile import Snapshot, load_desired
+from nebula.engine.load import load_desired
 from nebula.kinds.packages.apply import _reveal
-from nebula.kinds.packages.diff import diff
+from nebula.kinds.packages.diff import Snapshot, diff
 from nebula.kinds.packages.types import Observed, reveal
 from nebula.secrets import open_vault
 from nebula.secrets.keys import KeyFile

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 import servers
 from nebula.cli.app import app
-from nebula.providers import engine_reader
+from nebula.providers import docker_http
 from nebula.providers.docker import DockerProvider
 from nebula.store import Store
 
@@ -304,10 +304,10 @@ def test_observing_costs_the_same_few_requests_whatever_the_size(
         provider = DockerProvider(docker_host)
         assert provider._reader is not None
         sent: list[str] = []
-        send = engine_reader._request
+        send = docker_http._request
         with pytest.MonkeyPatch.context() as counting:
             counting.setattr(
-                engine_reader, "_request", lambda c, path: (sent.append(path), send(c, path))[1]
+                docker_http, "_request", lambda c, path: (sent.append(path), send(c, path))[1]
             )
             provider.observe()
         provider.close()

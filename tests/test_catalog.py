@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nebula.catalog import Catalog, builtin_catalog_dir
-from nebula.engine.reconcile import load_desired
+from nebula.engine.load import load_desired
 
 CATALOG = Catalog([builtin_catalog_dir()])
 REQUIRED = ["wordpress", "nextcloud", "gitea", "jellyfin", "vaultwarden", "uptime-kuma",

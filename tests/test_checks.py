@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import servers
 from nebula.cli.app import app
-from nebula.engine.reconcile import load_desired
+from nebula.engine.load import load_desired
 from nebula.errors import ConfigError
 from nebula.kinds.packages.compose import check_image
 from nebula.kinds.packages.types import ContainerSpec, DeviceRequest

@@ -37,7 +37,7 @@ import servers
 import test_daemon
 from nebula.cli.app import app
 from nebula.cli.client import DaemonClient
-from nebula.engine.reconcile import load_desired
+from nebula.engine.load import load_desired
 from nebula.errors import NebulaError
 from nebula.kinds.packages.types import (
     LABEL_INSTALLATION,

@@ -24,7 +24,9 @@ from nebula.daemon.api import create_app
 from nebula.daemon.core import Daemon
 from nebula.daemon.dns import DnsKeeper
 from nebula.daemon.events import EventBus
-from nebula.engine.reconcile import load_desired
+from nebula.engine import pipeline
+from nebula.engine.load import load_desired
+from nebula.kinds.base import Desired, World
 from nebula.store import Store, audit
 from nebula.store.dns import DnsStore
 
@@ -162,13 +164,22 @@ def test_nebulad_applies_the_zones_of_a_commit_and_serves_them(lab: Lab, tmp_pat
     try:
         bus = EventBus()
         events = bus.subscribe(heartbeat=60.0)
-        keeper = DnsKeeper(store, bus)
+        keeper = DnsKeeper(bus)
+
+        def sync(desired: Desired) -> list[str]:
+            """The DNS step of a nebulad sync: planned and applied only when due."""
+            if not keeper.due(desired.zones):
+                return []
+            [done] = pipeline.run(desired, World(lambda: store), only=["dns"]).applied or ()
+            keeper.applied(desired.zones, done)
+            return list(done.errors)
+
         desired = load_desired(lab.root)
-        assert keeper.sync(desired) == []
+        assert sync(desired) == []
         assert lab.answer("svc") == ["192.0.2.30"]
         event = next(e for e in events if e.kind == "dns_changed")
         assert event.data["zone"] == lab.zone
-        assert keeper.sync(desired) == []  # unchanged and not due: no request at all
+        assert sync(desired) == []  # unchanged and not due: no request at all
 
         token = "t" * 32
         client = TestClient(create_app(_DnsControl(store), token=token, tcp=True))  # type: ignore[arg-type]
@@ -189,7 +200,7 @@ def test_nebulad_applies_the_zones_of_a_commit_and_serves_them(lab: Lab, tmp_pat
             .read_text()
             .replace(lab.server.api_url, f"http://127.0.0.1:{servers._free_port()}")
         )
-        errors = keeper.sync(load_desired(lab.root))
+        errors = sync(load_desired(lab.root))
         assert errors and "unreachable" in errors[0]
         assert lab.answer("svc") == ["192.0.2.30"]  # nothing removed
         listed = client.get("/api/v1/resources/domains", headers=headers).json()["domains"]

@@ -19,7 +19,7 @@ from types import FrameType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nebula.engine.reconcile import load_desired
+from nebula.engine.load import load_desired
 from nebula.errors import ConfigError
 from nebula.kinds.packages.diff import diff
 from nebula.kinds.packages.types import Observed

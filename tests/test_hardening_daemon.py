@@ -57,7 +57,7 @@ from nebula.daemon import faults as faults_module
 from nebula.daemon.events import EventBus
 from nebula.daemon.faults import Faults
 from nebula.daemon.health import HealthMonitor
-from nebula.engine.reconcile import load_desired
+from nebula.engine.load import load_desired
 from nebula.errors import ProviderError
 from nebula.providers.docker import DockerProvider
 from nebula.providers.docker_http import EngineReader

@@ -199,7 +199,7 @@ def test_the_catalog_is_never_asked_for_a_path(tmp_path: Path) -> None:
     root = repo(tmp_path)
     with pytest.raises(InvalidNameError, match="package name"):
         plan_install(load_repo(root), "../../outside/evil")
-    from nebula.engine.reconcile import catalog_for
+    from nebula.engine.load import catalog_for
 
     catalog = catalog_for(load_repo(root))
     assert catalog.versions("../../outside/evil") == []
@@ -209,7 +209,7 @@ def test_the_catalog_is_never_asked_for_a_path(tmp_path: Path) -> None:
 def test_a_catalog_folder_or_file_leading_out_of_the_catalog_is_refused_unread(
     tmp_path: Path,
 ) -> None:
-    from nebula.engine.reconcile import catalog_for
+    from nebula.engine.load import catalog_for
 
     root = repo(tmp_path, {"packages/kv.yaml": "package: kv\nversion: '2'\n"})
     (root / "catalog" / "evil").symlink_to(tmp_path / "outside" / "evil")

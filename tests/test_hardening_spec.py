@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from nebula.catalog import Catalog, builtin_catalog_dir
 from nebula.cli.app import app
-from nebula.engine.reconcile import load_desired
+from nebula.engine.load import load_desired
 from nebula.errors import ConfigError
 from nebula.kinds.packages.diff import diff
 from nebula.kinds.packages.resolve import resolve

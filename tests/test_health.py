@@ -22,8 +22,9 @@ from nebula.cli.app import app
 from nebula.daemon.control import Event
 from nebula.daemon.events import EventBus
 from nebula.daemon.health import HealthMonitor
-from nebula.engine.reconcile import load_desired, plan_against
+from nebula.engine.load import load_desired
 from nebula.kinds.packages.apply import apply_plan
+from nebula.kinds.packages.diff import Snapshot
 from nebula.kinds.packages.health import probe
 from nebula.kinds.packages.types import ExecCheck, HttpCheck, TcpCheck
 from nebula.providers.docker import DockerProvider
@@ -129,7 +130,9 @@ def test_checks_pass_fail_and_recover_with_results_metrics_and_events(
     monitor = HealthMonitor(store, provider, bus)
     try:
         desired = load_desired(repo)
-        assert apply_plan(plan_against(desired, provider), provider, store).ok  # waits for all
+        assert apply_plan(
+            Snapshot.of(desired, provider.observe()), provider, store
+        ).ok  # waits for all
         events = bus.subscribe(heartbeat=0.5)
         monitor.start()
         monitor.watch(desired.installations)

@@ -19,9 +19,10 @@ from typer.testing import CliRunner
 
 import servers
 from nebula.cli.app import app
-from nebula.engine.reconcile import load_desired, plan_against
+from nebula.engine.load import load_desired
 from nebula.errors import ConfigError
 from nebula.kinds.packages.apply import ApplyResult, apply_plan
+from nebula.kinds.packages.diff import Snapshot
 from nebula.providers.docker import DockerProvider
 from nebula.secrets import open_vault
 from nebula.secrets.keys import KeyFile
@@ -108,7 +109,7 @@ class Homelab:
 
     def apply(self) -> ApplyResult:
         desired = load_desired(self.root, self.vault.fingerprints)
-        snapshot = plan_against(desired, self.provider)
+        snapshot = Snapshot.of(desired, self.provider.observe())
         return apply_plan(snapshot, self.provider, self.store, vault=self.vault)
 
     def lines(self) -> list[str]:

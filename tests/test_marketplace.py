@@ -281,7 +281,7 @@ def test_json_output_reports_the_commit_and_the_apply(homelab: Path) -> None:
 
 
 def validate(root: Path) -> list[str]:
-    from nebula.engine.reconcile import load_desired
+    from nebula.engine.load import load_desired
 
     try:
         load_desired(root)

@@ -17,7 +17,8 @@ from nebula.kinds.packages.types import (
     ObservedVolume,
     VolumeSpec,
 )
-from nebula.plan import Action, Kind
+from nebula.kinds.packages.types import Resource as Kind
+from nebula.plan import Action
 
 
 def installation(

@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nebula.cli.app import app
-from nebula.engine.reconcile import load_desired
+from nebula.engine.load import load_desired
 from nebula.errors import ConfigError, ProviderError
 from nebula.kinds.routes.apply import sync_proxy
 from nebula.kinds.routes.certificates import CertificateState, certificate_state

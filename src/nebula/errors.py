@@ -5,7 +5,8 @@ database, HTTP) are translated at the provider boundary into one of these, so th
 a clear message and choose an exit code without knowing any vendor exception.
 
 - `ConfigError`: the config repo does not load or validate; carries every `ConfigIssue` found.
-- `ProviderError`: an outside system refused or failed a request; names the resource.
+- `ProviderError`: an outside system refused or failed a request; names the resource, and
+  whether the failure is temporary (unreachable, 5xx, rate limited) or not (refused).
 - `InstallationError`: an installation's services did not come up healthy, or a hook failed.
 - `StoreError`: the state database cannot be opened or migrated.
 - `SyncError`: the config repo cannot be fetched or checked out (git failed; secrets masked).
@@ -17,7 +18,14 @@ from dataclasses import dataclass
 
 
 class NebulaError(Exception):
-    """Base of every error Nebula raises on purpose."""
+    """Base of every error Nebula raises on purpose.
+
+    `temporary`: whether the same request may succeed later by itself (a server unreachable,
+    rate limited or failing), so nebulad tries again at its next sync; a permanent error (a
+    refused token, an invalid record, an invalid commit) waits until its cause changes.
+    """
+
+    temporary = False
 
 
 @dataclass(frozen=True)
@@ -48,9 +56,10 @@ class ConfigError(NebulaError):
 class ProviderError(NebulaError):
     """An outside system (Docker, DNS, proxy) failed a request about `resource`."""
 
-    def __init__(self, resource: str, cause: str) -> None:
+    def __init__(self, resource: str, cause: str, *, temporary: bool = True) -> None:
         self.resource = resource
         self.cause = cause
+        self.temporary = temporary
         super().__init__(f"{resource}: {cause}")
 
 

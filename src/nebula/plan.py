@@ -1,81 +1,129 @@
-"""A Plan: the changes that would make the observed world match the config repo, as pure data.
+"""The one Plan: the changes of every kind that would make the world match the config repo.
 
-`nebula plan` prints exactly the plan that `nebula apply` executes. Each change names one resource
-(a container, network or volume of an installation), what will happen to it and why.
+Each kind (packages, routes, DNS) plans its own share, a `Part`: its changes (each with an action,
+what it belongs to, a name and a reason), what it could not plan, and its own detail for its
+apply. The Plan is the parts in apply order. Safety rules are checked on the plan itself, the same
+way for every kind (octodns's `raise_if_unsafe` is the model): a plan whose deletions remove more
+than the guard allows of what a kind manages is unsafe, and is held (nebulad) or confirmed
+(the CLI) before anything is done.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-from nebula.kinds.packages.types import ContainerSpec, NetworkSpec, VolumeSpec
+from nebula.errors import NebulaError
 
 
 class Action(StrEnum):
     CREATE = "create"
-    UPDATE = "update"  # recreate the container; named volumes are kept
+    UPDATE = "update"
     DELETE = "delete"
     NOOP = "noop"
 
 
-class Kind(StrEnum):
-    CONTAINER = "container"
-    NETWORK = "network"
-    VOLUME = "volume"
+PENDING = frozenset({Action.CREATE, Action.UPDATE, Action.DELETE})
+
+
+class Change(Protocol):
+    """What every kind's change offers the plan: enough to show it, count it and guard it."""
+
+    @property
+    def action(self) -> str:
+        """One of `Action`'s values, or a kind's own for what it leaves alone (DNS: foreign)."""
+        ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
-class Change:
-    action: Action
-    kind: Kind
-    installation: str
-    name: str
-    reason: str
-    desired: ContainerSpec | NetworkSpec | VolumeSpec | None = None
-    observed_id: str | None = None  # the Docker id of what is replaced or removed
+class Part:
+    """One kind's share of a plan."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "action": self.action.value,
-            "kind": self.kind.value,
-            "installation": self.installation,
-            "name": self.name,
-            "reason": self.reason,
-        }
-
-
-@dataclass(frozen=True)
-class Plan:
-    changes: tuple[Change, ...]
+    kind: str
+    changes: tuple[Change, ...] = ()
+    removed: frozenset[str] = frozenset()  # what the deletions remove entirely, for the guard
+    managed: int = 0  # how many such things the kind manages now
+    unit: str = "items"  # what `removed` counts, for messages: "installations", "record sets"
+    problems: tuple[str, ...] = ()  # what could not be planned, one line each
+    detail: Any = field(default=None, compare=False, repr=False)  # the kind's own plan
 
     @property
     def pending(self) -> tuple[Change, ...]:
-        """The changes that do something."""
-        return tuple(c for c in self.changes if c.action is not Action.NOOP)
+        return tuple(c for c in self.changes if c.action in PENDING)
 
     @property
     def has_changes(self) -> bool:
         return bool(self.pending)
 
-    def installations(self) -> list[str]:
-        """Installations with at least one pending change, in plan order."""
-        return list(dict.fromkeys(c.installation for c in self.pending))
-
-    def for_installation(self, name: str) -> tuple[Change, ...]:
-        return tuple(c for c in self.changes if c.installation == name)
-
     def counts(self) -> dict[str, int]:
-        counted = Counter(c.action.value for c in self.changes)
+        counted = Counter(str(c.action) for c in self.changes)
         return {action.value: counted.get(action.value, 0) for action in Action}
 
-    def summary(self) -> str:
-        return summarize(self.counts())
+    def unsafe(self, prune_max: int | None) -> str | None:
+        """Why this part removes too much (more than `prune_max`, by default more than half of
+        what the kind manages), or None."""
+        limit = prune_max if prune_max is not None else self.managed / 2
+        if len(self.removed) <= limit:
+            return None
+        rule = f"more than {prune_max}" if prune_max is not None else "more than half"
+        return (
+            f"{self.kind}: the plan removes {len(self.removed)} of the {self.managed} {self.unit} "
+            f"Nebula manages ({rule})"
+        )
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"summary": self.counts(), "changes": [c.to_dict() for c in self.changes]}
+
+class UnsafePlanError(NebulaError):
+    """A plan removes more than the prune guard allows; nothing was applied."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = reasons
+        super().__init__("; ".join(reasons))
+
+
+@dataclass(frozen=True)
+class Plan:
+    parts: tuple[Part, ...]
+
+    def part(self, kind: str) -> Part:
+        """The share of `kind` (an empty one when it was not planned)."""
+        return next((p for p in self.parts if p.kind == kind), Part(kind))
+
+    @property
+    def pending(self) -> tuple[Change, ...]:
+        return tuple(c for p in self.parts for c in p.pending)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(p.has_changes for p in self.parts)
+
+    @property
+    def problems(self) -> list[str]:
+        return [problem for p in self.parts for problem in p.problems]
+
+    def counts(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for p in self.parts:
+            total.update(p.counts())
+        return {action.value: total.get(action.value, 0) for action in Action}
+
+    def unsafe(self, prune_max: int | None) -> list[str]:
+        """Every kind whose deletions the prune guard refuses, one reason each."""
+        return [reason for p in self.parts if (reason := p.unsafe(prune_max))]
+
+    def raise_if_unsafe(self, prune_max: int | None) -> None:
+        reasons = self.unsafe(prune_max)
+        if reasons:
+            raise UnsafePlanError(reasons)
 
 
 def summarize(counts: dict[str, int]) -> str:

@@ -36,12 +36,14 @@ from nebula.daemon.gitsync import Commit, GitSource
 from nebula.daemon.health import HealthMonitor
 from nebula.daemon.proxy import ProxyKeeper
 from nebula.daemon.webhook import verify_and_parse
-from nebula.engine.reconcile import Desired, load_desired, plan_against
+from nebula.engine import pipeline
+from nebula.engine.load import load_desired
 from nebula.errors import ConfigError, NebulaError
-from nebula.kinds.packages.apply import apply_plan, settle
-from nebula.plan import Action, Kind, Plan
+from nebula.kinds.base import Desired, World
+from nebula.plan import Plan
 from nebula.providers.docker import DockerProvider
 from nebula.secrets import open_vault
+from nebula.secrets.resolve import vault_secrets
 from nebula.store import Store, SyncStatus, installation_runs
 from nebula.store.applylock import WaitStoppedError
 from nebula.store.dns import DnsStore
@@ -90,7 +92,7 @@ class Daemon:
         self._held: tuple[str, int] | None = None  # commit, sync id waiting for approval
         self._approved: str | None = None
         self.proxy = ProxyKeeper(store, self.bus)
-        self.dns = DnsKeeper(store, self.bus)
+        self.dns = DnsKeeper(self.bus)
         folder = Path(config.source) if source is None else source.clone_dir / config.subfolder
         self.marketplace = Marketplace(store, source, folder, lambda: self.request_sync("manual"))
 
@@ -238,38 +240,39 @@ class Daemon:
     def _apply(self, good: _Good, trigger: str, *, explicit: bool) -> None:
         """Plan `good` and carry the plan out (or hold it); under the store's apply lock."""
         commit = good.commit
-        snapshot = plan_against(good.desired, self.provider)
-        plan = snapshot.plan
-        new_commit = commit is not None and commit.sha != self._setting("applied_commit")
-        if not plan.has_changes:
-            settle(snapshot, self.store)
-            proxy_errors = self.proxy.sync(good.desired, snapshot.observed)
-            proxy_errors += self.dns.sync(good.desired)
-            if new_commit or explicit:
-                outcome: SyncStatus = "failed" if proxy_errors else "succeeded"
-                self._record(commit, trigger, outcome, plan, errors=proxy_errors)
-            return
-        if commit is not None and self._approved != commit.sha and self._too_many_removals(plan):
-            sync_id = self._record(commit, trigger, "held", plan)
-            self._held = (commit.sha, sync_id)
-            self.bus.publish("sync_held", id=sync_id, commit=commit.sha)
-            return
-        sync_id = self._begin(commit, trigger)
-        self.bus.publish(
-            "sync_started", id=sync_id, commit=commit.sha if commit else None, trigger=trigger
-        )
-        result = apply_plan(
-            snapshot,
-            self.provider,
-            self.store,
-            lambda inst, msg: self.bus.publish(
-                "progress", id=sync_id, installation=inst, message=msg
-            ),
+        desired = good.desired
+        world = World(
+            lambda: self.store,
+            vault_secrets(self.store),
+            progress=self._progress,
             commit=commit.sha if commit else None,
+            docker_provider=self.provider,
         )
-        errors = [f"{r.name}: {r.error}" for r in result.installations if not r.ok]
-        errors += self.proxy.sync(good.desired, self.provider.observe())
-        errors += self.dns.sync(good.desired)
+        only = [k for k in pipeline.KIND_NAMES if k != "dns" or self.dns.due(desired.zones)]
+        plan = pipeline.plan(desired, world, only)
+        new_commit = commit is not None and commit.sha != self._setting("applied_commit")
+        if plan.has_changes:
+            if commit is not None and self._approved != commit.sha and plan.unsafe(self._prune):
+                sync_id = self._record(commit, trigger, "held", plan)
+                self._held = (commit.sha, sync_id)
+                self.bus.publish("sync_held", id=sync_id, commit=commit.sha)
+                return
+            sync_id = self._begin(commit, trigger)
+            self.bus.publish(
+                "sync_started", id=sync_id, commit=commit.sha if commit else None, trigger=trigger
+            )
+        applied = pipeline.apply(plan, desired, world)
+        for done in applied:
+            if done.kind == "routes":
+                self.proxy.applied(done)
+            elif done.kind == "dns":
+                self.dns.applied(desired.zones, done)
+        errors = [error for done in applied for error in done.errors]
+        if not plan.has_changes:
+            if new_commit or explicit:
+                outcome: SyncStatus = "failed" if errors else "succeeded"
+                self._record(commit, trigger, outcome, plan, errors=errors)
+            return
         status: SyncStatus = "succeeded" if not errors else "failed"
         info = self._finish(
             sync_id,
@@ -284,6 +287,13 @@ class Daemon:
             self._held = None
         self._count(info, plan, drift=trigger == "drift")
         self.bus.publish("sync_finished", id=sync_id, status=status, errors=errors)
+
+    def _progress(self, what: str, message: str) -> None:
+        self.bus.publish("progress", id=self._current, installation=what, message=message)
+
+    @property
+    def _prune(self) -> int | None:
+        return self.config.prune_max
 
     def domains(self) -> list[dict[str, Any]]:
         return [dataclasses.asdict(d) for d in DnsStore(self.store).domains()]
@@ -318,6 +328,7 @@ class Daemon:
         stale = self._vault_changed()
         if stale:
             self._bad_commit = None
+            self.dns.forget()
         if self.source is None:  # watch mode: the folder as it is now
             if fetch or self._good is None or stale:
                 try:
@@ -385,18 +396,6 @@ class Daemon:
             "commit %s is invalid; keeping the last good state",
             commit.short if commit else "(folder)",
         )
-
-    def _too_many_removals(self, plan: Plan) -> bool:
-        removed = {
-            c.installation
-            for c in plan.pending
-            if c.action is Action.DELETE and c.kind is Kind.CONTAINER and c.desired is None
-        }
-        kept = {c.installation for c in plan.changes if c.desired is not None}
-        managed = len(removed | kept)
-        limit = self.config.prune_max if self.config.prune_max is not None else managed / 2
-        gone = {name for name in removed if name not in kept}
-        return len(gone) > limit
 
     # -- records and metrics ---------------------------------------------------------------
 
@@ -482,7 +481,7 @@ class Daemon:
         if info.duration_ms is not None:
             metrics.SYNC_DURATION.observe(info.duration_ms / 1000)
         for change in plan.pending:
-            metrics.CHANGES_APPLIED.labels(action=change.action.value).inc()
+            metrics.CHANGES_APPLIED.labels(action=str(change.action)).inc()
         if info.errors:
             metrics.APPLY_ERRORS.inc(len(info.errors))
         if drift and info.status == "succeeded":

@@ -1,31 +1,23 @@
-"""The daemon's side of DNS: the DNS step of each sync.
+"""The daemon's side of DNS: when a sync plans the zones, and what it tells about them.
 
-Every sync brings the zones of the last good commit (validated when the commit was loaded)
-in line (one GET per zone when nothing
-changed), when they differ from what was last applied, when the last attempt failed, or when
-`RECHECK` seconds have passed (a record Nebula owns, removed or edited by hand, comes back).
-A zone that fails is recorded with its cause and never stops the other zones, nor the Docker
-apply; provider tokens come from the vault (or `NEBULA_SECRET_NAME`).
+The zones of the last good commit are planned (one GET per zone) and applied when they differ
+from what was last applied, when the last attempt failed for a reason that may go away by itself
+(a provider unreachable or failing: `Applied.temporary`), when a secret changed, or when
+`RECHECK` seconds have passed (a record Nebula owns, removed or edited by hand, comes back); other
+syncs leave DNS out and make no request. A refused token or record is not retried at every sync:
+it waits for a change, or the recheck. Each zone applied is published as a `dns_changed` event.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 from nebula.daemon.events import EventBus
-from nebula.engine.reconcile import Desired
-from nebula.errors import NebulaError
-from nebula.kinds.dns.apply import (
-    ProviderFactory,
-    SecretResolver,
-    apply_zones,
-    open_dns_provider,
-    record_outcomes,
-    vault_secrets,
-)
+from nebula.kinds.base import Applied
+from nebula.kinds.dns.apply import ZoneOutcome
 from nebula.kinds.dns.types import DesiredZone
-from nebula.store import Store
 
 log = logging.getLogger("nebulad")
 
@@ -33,45 +25,32 @@ RECHECK = 300.0
 
 
 class DnsKeeper:
-    def __init__(
-        self,
-        store: Store,
-        bus: EventBus,
-        secrets: SecretResolver | None = None,
-        factory: ProviderFactory = open_dns_provider,
-        recheck: float = RECHECK,
-    ) -> None:
-        self.store = store
+    def __init__(self, bus: EventBus, recheck: float = RECHECK) -> None:
         self.bus = bus
-        self.secrets = secrets or vault_secrets(store)
-        self.factory = factory
         self.recheck = recheck
-        self._applied: list[DesiredZone] | None = None
+        self._applied: Sequence[DesiredZone] | None = None
         self._failed = False
         self._at = 0.0
 
-    def sync(self, desired: Desired) -> list[str]:
-        """Apply the zones of `desired` when due; the errors, for the sync's record."""
-        zones = list(desired.zones)
-        due = time.monotonic() - self._at >= self.recheck
-        if zones == self._applied and not self._failed and not due:
-            return []
+    def due(self, zones: Sequence[DesiredZone]) -> bool:
+        """Whether this sync plans the zones (see the module docstring)."""
+        if list(zones) == self._applied and not self._failed:
+            return time.monotonic() - self._at >= self.recheck
+        return True
+
+    def applied(self, zones: Sequence[DesiredZone], done: Applied) -> None:
+        """Note what the DNS step of a sync did; publish each zone it changed."""
         self._at = time.monotonic()
-        if not zones:
-            self._applied, self._failed = zones, False
-            return []
-        outcomes = apply_zones(zones, self.secrets, self.factory)
-        try:
-            record_outcomes(self.store, outcomes)
-        except NebulaError as exc:
-            log.warning("dns: cannot record the zones: %s", exc)
-        errors = [f"dns: {problem}" for o in outcomes for problem in o.problems()]
+        outcomes: list[ZoneOutcome] = done.detail or []
         for outcome in outcomes:
             if outcome.applied:
                 changes = [c.to_dict() for c in outcome.plan.pending] if outcome.plan else []
                 self.bus.publish("dns_changed", zone=outcome.zone, changes=changes)
                 log.info("dns: zone %s: %d change(s) applied", outcome.zone, len(changes))
-        for error in errors:
+        for error in done.errors:
             log.warning("%s", error)
-        self._applied, self._failed = zones, bool(errors)
-        return errors
+        self._applied, self._failed = list(zones), done.temporary
+
+    def forget(self) -> None:
+        """Something the zones depend on changed (a secret): plan them at the next sync."""
+        self._applied = None

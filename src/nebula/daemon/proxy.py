@@ -17,13 +17,11 @@ from typing import Any
 
 from nebula.daemon.control import ControlError
 from nebula.daemon.events import EventBus
-from nebula.engine.reconcile import Desired
 from nebula.errors import NebulaError
-from nebula.kinds.dns.desired import zone_of
-from nebula.kinds.packages.types import Observed
-from nebula.kinds.routes.apply import sync_proxy
+from nebula.kinds.base import Applied, Desired
 from nebula.kinds.routes.certificates import CertificateState
 from nebula.kinds.routes.check import check_certificates, record_certificates
+from nebula.spec.domain import zone_of
 from nebula.store import Store
 from nebula.store.dns import DnsStore
 
@@ -44,20 +42,17 @@ class ProxyKeeper:
         self._lock = threading.Lock()  # one certificate check at a time
         self._states: list[CertificateState] | None = None
 
-    def sync(self, desired: Desired, observed: Observed) -> list[str]:
-        """Route the exposed hostnames through Caddy; the errors, for the sync's record."""
-        try:
-            result = sync_proxy(desired, observed)
-        except NebulaError as exc:
-            log.warning("proxy: %s", exc)
-            return [f"proxy: {exc}"]
-        if result is not None and result.changes:
-            changes = [c.to_dict() for c in result.changes]
+    def applied(self, done: Applied) -> None:
+        """After the routes step of a sync: publish what changed; certificates are read soon
+        after routes change (and once after the daemon starts)."""
+        for error in done.errors:
+            log.warning("%s", error)
+        if done.changes:
+            changes = [c.to_dict() for c in done.changes]
             self.bus.publish("proxy_changed", changes=changes)
             log.info("proxy: %d route(s) and policies changed", len(changes))
-        if (result is not None and result.changes) or self._states is None:
+        if done.changes or self._states is None:
             self._due.set()
-        return []
 
     def watch(self, stop: threading.Event, current: Callable[[], Desired | None]) -> None:
         """Check certificates when due (routes changed) or hourly, until `stop`."""

@@ -22,8 +22,9 @@ from pathlib import Path
 import yaml
 
 from nebula.catalog import Catalog, version_key
-from nebula.engine.reconcile import Desired, catalog_for, load_desired
+from nebula.engine.load import catalog_for, load_desired
 from nebula.errors import NebulaError
+from nebula.kinds.base import Desired
 from nebula.kinds.packages.dependencies import link, satisfies
 from nebula.kinds.packages.resolve import in_channel, selected_version
 from nebula.paths import read_file, within

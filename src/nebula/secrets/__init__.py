@@ -17,17 +17,39 @@ The public interface, for every part of Nebula that needs a secret:
 Config YAML refers to a secret as `${secret:NAME}`; planning sees only its stand-in
 (`••••` + fingerprint, `SecretInfo.masked`). Every failure is a `VaultError` (a `NebulaError`)
 whose message never holds a value or a key. Where the master key lives: see `keys`.
+
+The names load on first use, so `secrets.resolve` (tokens from the environment) costs nothing
+until the vault itself is needed.
 """
 
-from nebula.secrets.errors import (
-    MasterKeyError,
-    NotInitializedError,
-    TamperedSecretError,
-    UnknownSecretError,
-    VaultError,
-)
-from nebula.secrets.vault import InitResult, RotationResult, SecretInfo, Vault, open_vault
-from nebula.spec.interpolate import secret_references as references_in
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nebula.secrets.errors import (
+        MasterKeyError,
+        NotInitializedError,
+        TamperedSecretError,
+        UnknownSecretError,
+        VaultError,
+    )
+    from nebula.secrets.vault import InitResult, RotationResult, SecretInfo, Vault, open_vault
+    from nebula.spec.interpolate import secret_references as references_in
+
+_WHERE = {
+    "MasterKeyError": "nebula.secrets.errors",
+    "NotInitializedError": "nebula.secrets.errors",
+    "TamperedSecretError": "nebula.secrets.errors",
+    "UnknownSecretError": "nebula.secrets.errors",
+    "VaultError": "nebula.secrets.errors",
+    "InitResult": "nebula.secrets.vault",
+    "RotationResult": "nebula.secrets.vault",
+    "SecretInfo": "nebula.secrets.vault",
+    "Vault": "nebula.secrets.vault",
+    "open_vault": "nebula.secrets.vault",
+}
 
 __all__ = [
     "InitResult",
@@ -42,3 +64,13 @@ __all__ = [
     "open_vault",
     "references_in",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "references_in":
+        from nebula.spec.interpolate import secret_references
+
+        return secret_references
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,7 +26,8 @@ as in a zone file. Values are checked per type, and every problem is reported wi
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from collections.abc import Iterable
+from typing import Self
 
 from pydantic import Field, HttpUrl, field_validator, model_validator
 
@@ -43,8 +44,6 @@ from nebula.spec.dns_values import (
 from nebula.spec.tls import TlsPolicy
 
 __all__ = ["RECORD_TYPES", "Account", "Domain", "Record", "RecordType", "check_value", "qualify"]
-
-ProviderName = Literal["powerdns", "cloudflare"]
 
 
 class Record(StrictModel):
@@ -107,7 +106,10 @@ class Account(StrictModel):
 
 class Domain(StrictModel):
     zone: str = Field(description="the zone's name, e.g. example.com")
-    provider: ProviderName
+    provider: str = Field(
+        description="the DNS provider serving the zone: powerdns or cloudflare (each checks "
+        "what it can serve)"
+    )
     account: Account
     ttl: int = Field(default=3600, ge=1, le=2_147_483_647, description="default record TTL")
     records: list[Record] = []
@@ -120,8 +122,9 @@ class Domain(StrictModel):
     def _zone(cls, zone: str) -> str:
         return check_zone_name(zone)
 
-    @model_validator(mode="after")
-    def _provider_fields(self) -> Self:
-        if self.provider == "powerdns" and self.account.api_url is None:
-            raise ValueError("account.api_url is required for powerdns (its API URL)")
-        return self
+
+def zone_of(host: str, zones: Iterable[str]) -> str | None:
+    """The zone `host` belongs to: the longest of `zones` that is a suffix of it."""
+    host = host.lower().rstrip(".")
+    found = [z for z in zones if host == z or host.endswith("." + z)]
+    return max(found, key=len) if found else None

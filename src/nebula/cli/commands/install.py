@@ -260,20 +260,15 @@ def _carry_out(run: _Run, edit: RepoEdit, *, purge: str | None = None) -> None:
     root, quiet, docker_host = run.root, run.quiet, run.docker_host
     desired = edit.check(root)  # validation errors leave the repo untouched
     if run.dry_run:
-        from nebula.cli.commands.plan import render_plan
-        from nebula.cli.session import open_provider
-        from nebula.engine.reconcile import plan_against
+        from nebula.cli.commands.plan import preview
+        from nebula.cli.plan_view import plan_json, render_plan
 
-        provider = open_provider(desired, docker_host)
-        try:
-            snapshot = plan_against(desired, provider)
-        finally:
-            provider.close()
+        planned = preview(desired, run.database_url, docker_host, ["packages"])
         if quiet:
-            print_json({"dry_run": True, "message": edit.message} | snapshot.plan.to_dict())
+            print_json({"dry_run": True, "message": edit.message} | plan_json(planned))
         else:
             console().print(f"Would commit: {edit.message}", highlight=False)
-            render_plan(snapshot.plan)
+            render_plan(planned)
         return
     if not configrepo.is_git_repo(root):
         abort(f"{root} is not a git work tree: `git init` it (nebula init does) and commit")
@@ -346,7 +341,7 @@ def _apply_here(run: _Run, report: dict[str, Any]) -> bool:
 
 
 def _purge(name: str, desired: Any, docker_host: str | None, quiet: bool) -> list[str]:
-    from nebula.cli.session import open_provider
+    from nebula.engine.session import open_provider
 
     provider = open_provider(desired, docker_host)
     try:
@@ -396,7 +391,7 @@ def _with_values(
         dataclasses.replace(item, values=values), lambda v: _ask_secret(item, v, quiet)
     )
     if for_vault and not dry_run:
-        from nebula.cli.session import open_store
+        from nebula.engine.session import open_store
         from nebula.secrets import open_vault
 
         with open_store(database_url) as store:

@@ -1,12 +1,13 @@
-"""`nebula plan` and `nebula apply`."""
+"""`nebula plan` and `nebula apply`: the pipeline over every kind, or `--only` some."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,6 +15,7 @@ from nebula.cli.audit_trail import record_apply
 from nebula.cli.options import DatabaseUrl, DockerHost, Output, RepoDir
 from nebula.cli.output import (
     EXIT_FAILED,
+    EXIT_INVALID,
     OutputFormat,
     abort,
     console,
@@ -21,19 +23,71 @@ from nebula.cli.output import (
     handle_errors,
     print_json,
 )
-from nebula.cli.session import load, open_provider, open_store, remember_noop, replay_noop
+from nebula.engine.session import load, open_store, remember_noop, replay_noop
 
 if TYPE_CHECKING:
-    from nebula.engine.reconcile import Desired
+    from nebula.engine.session import Store
+    from nebula.kinds.base import Applied, Desired, World
     from nebula.kinds.packages.apply import ApplyResult
-    from nebula.kinds.packages.types import Observed
-    from nebula.kinds.routes.desired import RouteChange
     from nebula.plan import Plan
-    from nebula.providers.docker import DockerProvider
-    from nebula.store import Store
 
-_STYLE = {"create": "green", "update": "yellow", "delete": "red", "noop": "dim"}
-_SIGN = {"create": "+", "update": "~", "delete": "-", "noop": " "}
+KINDS = ("packages", "routes", "dns")
+Only = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--only",
+        help="Only these kinds (repeatable): packages, routes, dns. Default: every kind.",
+        metavar="KIND",
+    ),
+]
+
+
+def _checked(only: list[str] | None) -> list[str] | None:
+    unknown = sorted(set(only or ()) - set(KINDS))
+    if unknown:
+        abort(f"--only {', '.join(unknown)}: not a kind; one of {', '.join(KINDS)}", EXIT_INVALID)
+    return only or None
+
+
+@contextmanager
+def world(
+    database_url: str | None,
+    docker_host: str | None,
+    progress: Callable[[str, str], None] | None = None,
+    store: Store | None = None,
+) -> Iterator[World]:
+    """What the kinds plan against: the store opened only if a kind needs it (a vault secret,
+    an apply), Docker opened only if a kind reads it; both closed at the end."""
+    from nebula.kinds.base import World
+
+    opened: list[Store] = []
+
+    def open_once() -> Store:
+        if store is not None:
+            return store
+        if not opened:
+            opened.append(open_store(database_url))
+        return opened[0]
+
+    the_world = World(open_once, docker_host=docker_host)
+    if progress is not None:
+        the_world.progress = progress
+    try:
+        yield the_world
+    finally:
+        the_world.close()
+        for each in opened:
+            each.close()
+
+
+def preview(
+    desired: Desired, database_url: str | None, docker_host: str | None, only: list[str] | None
+) -> Plan:
+    """The plan, changing nothing."""
+    from nebula.engine import pipeline
+
+    with world(database_url, docker_host) as the_world:
+        return pipeline.plan(desired, the_world, only)
 
 
 def plan(
@@ -44,60 +98,36 @@ def plan(
     show_unchanged: Annotated[
         bool, typer.Option("--show-unchanged", help="List resources that stay as they are.")
     ] = False,
+    only: Only = None,
 ) -> None:
-    """Show what apply would change, and why. Changes nothing."""
+    """Show what apply would change in every kind (containers, routes, DNS), and why.
+    Changes nothing."""
+    from nebula.cli.plan_view import plan_json, render_plan
+
     with handle_errors(output):
-        replayed = None if show_unchanged else replay_noop(repo, docker_host)
+        only = _checked(only)
+        replayed = None if show_unchanged or only else replay_noop(repo, docker_host)
         if replayed is not None:
             if output is OutputFormat.json:
                 print_json(replayed)
             else:
                 _no_changes(replayed["summary"])
             return
-        from nebula.engine.reconcile import plan_against
-
         desired = load(repo, database_url)
-        provider = open_provider(desired, docker_host)
-        try:
-            snapshot = plan_against(desired, provider)
-        finally:
-            provider.close()
-        proxy, proxy_error = _preview_proxy(desired, snapshot.observed)
-        if not proxy and proxy_error is None:
-            remember_noop(repo, snapshot)
+        the_plan = preview(desired, database_url, docker_host, only)
+        _remember(repo, desired, the_plan, only)
     if output is OutputFormat.json:
-        data = snapshot.plan.to_dict()
-        if proxy or proxy_error:  # absent when the proxy has nothing to do, as in a replay
-            data["proxy"] = {"changes": [c.to_dict() for c in proxy], "error": proxy_error}
-        print_json(data)
+        print_json(plan_json(the_plan))
         return
-    render_plan(snapshot.plan, show_unchanged)
-    _render_proxy(proxy, proxy_error)
+    render_plan(the_plan, show_unchanged)
 
 
-def _preview_proxy(desired: Desired, observed: Observed) -> tuple[list[RouteChange], str | None]:
-    """The proxy changes apply would make; a Caddy that cannot be read is a warning here."""
-    from nebula.errors import NebulaError
-    from nebula.kinds.routes.apply import preview_proxy
-
-    try:
-        result = preview_proxy(desired, observed)
-    except NebulaError as exc:
-        return [], str(exc)
-    return (list(result.changes) if result else []), None
-
-
-def _render_proxy(changes: list[RouteChange], error: str | None) -> None:
-    for change in changes:
-        style = _STYLE[change.action.value]
-        console().print(
-            f"[{style}]{_SIGN[change.action.value]} {change.action.value}[/] proxy "
-            f"{change.id}: {change.reason}",
-            highlight=False,
-        )
-    if error:
-        err_console().print("[bold yellow]warning:[/] ", end="")
-        err_console().print(f"proxy changes unknown: {error}", markup=False)
+def _remember(repo: Path, desired: Desired, the_plan: Plan, only: list[str] | None) -> None:
+    """A plan of every kind that changed nothing is replayed next time while the repo's files
+    and the containers stay exactly the same (zones are read every time)."""
+    if only or the_plan.has_changes or the_plan.problems or desired.zones:
+        return
+    remember_noop(repo, the_plan.part("packages").detail)
 
 
 def _no_changes(counts: dict[str, int]) -> None:
@@ -106,189 +136,193 @@ def _no_changes(counts: dict[str, int]) -> None:
     console().print(f"[green]No changes.[/] {summarize(counts)}")
 
 
-def render_plan(the_plan: Plan, show_unchanged: bool = False) -> None:
-    from rich.table import Table
-
-    shown = the_plan.changes if show_unchanged else the_plan.pending
-    if not shown:
-        console().print(f"[green]No changes.[/] {the_plan.summary()}")
-        return
-    table = Table(box=None, pad_edge=False, show_edge=False)
-    for column in ("", "installation", "kind", "name", "reason"):
-        table.add_column(column, overflow="fold")
-    for change in shown:
-        style = _STYLE[change.action.value]
-        table.add_row(
-            f"[{style}]{_SIGN[change.action.value]} {change.action.value}[/]",
-            change.installation,
-            change.kind.value,
-            change.name,
-            change.reason,
-        )
-    console().print(table)
-    console().print(f"\nPlan: {the_plan.summary()}")
-
-
 def apply(
     repo: RepoDir = Path("."),
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deleting.")] = False,
     docker_host: DockerHost = None,
     database_url: DatabaseUrl = None,
     output: Output = OutputFormat.table,
+    only: Only = None,
 ) -> None:
-    """Make Docker match the config repo: plan, then carry out the plan.
+    """Make the world match the config repo: plan every kind, then carry out the plan.
 
-    Installations are applied in parallel; one that fails is reported with its cause and does
-    not stop the others. Containers that would be deleted are confirmed first unless --yes.
-    Exit code 1 when any installation failed.
+    Installations are applied in parallel, then routes, then DNS; one that fails is reported
+    with its cause and does not stop the others. Deletions (containers, routes, record sets)
+    are confirmed first unless --yes, and so is a plan the prune guard finds unsafe.
+    Exit code 1 when anything failed.
     """
     quiet = output is OutputFormat.json
 
-    def progress(installation: str, message: str) -> None:
+    def progress(what: str, message: str) -> None:
         if not quiet:
-            err_console().print(f"[cyan]{installation}[/] {message}", highlight=False)
+            err_console().print(f"[cyan]{what}[/] {message}", highlight=False)
 
     with handle_errors(output):
-        replayed = replay_noop(repo, docker_host)
+        only = _checked(only)
+        replayed = None if only else replay_noop(repo, docker_host)
         if replayed is not None:
             if quiet:
                 print_json({"ok": True, "summary": replayed["summary"], "installations": []})
             else:
                 _no_changes(replayed["summary"])
             return
-        store = open_store(database_url)
-        try:
-            # Deletions are confirmed with the lock released (a prompt never stalls nebulad or
-            # another apply), then planned again under it: deletions not confirmed are asked
-            # about again, never carried out.
-            agreed: set[tuple[str, str]] | None = None if yes else set()
-            shown: Plan | None = None
-            while True:
-                outcome = _apply_locked(
-                    repo, docker_host, database_url, store, agreed, shown, quiet, progress
-                )
-                if outcome.applied:
-                    break
-                if shown is not None:
-                    err_console().print("[bold yellow]The plan changed since it was confirmed:[/]")
-                if not quiet:
-                    render_plan(outcome.plan)
-                _confirm_deletions(outcome.plan)
-                agreed, shown = _deletions(outcome.plan), outcome.plan
-        finally:
-            store.close()
-    result, proxy_error = outcome.result, outcome.proxy_error
-    if result is None:
-        summary = outcome.plan.counts()
-        if quiet:
-            print_json({"ok": True, "summary": summary, "installations": []})
-        else:
-            _no_changes(summary)
-        return
-    if quiet:
-        print_json(_result_json(result) | {"proxy_error": proxy_error})
-    else:
-        _render_result(result)
-        if proxy_error:
-            err_console().print("[bold red]error:[/] ", end="")
-            err_console().print(proxy_error, markup=False)
-    if not result.ok or proxy_error:
-        raise typer.Exit(EXIT_FAILED)
+        outcome = run_apply(repo, yes, docker_host, database_url, only, quiet, progress)
+    _report(outcome, quiet)
 
 
 @dataclass(frozen=True)
-class _Outcome:
+class ApplyOutcome:
     plan: Plan
-    applied: bool  # False: the plan deletes containers not confirmed; nothing was done
-    result: ApplyResult | None = None  # None: nothing to change (or not applied)
-    proxy_error: str | None = None
+    applied: tuple[Applied, ...]
+
+    def of(self, kind: str) -> Applied | None:
+        return next((a for a in self.applied if a.kind == kind), None)
+
+    @property
+    def errors(self) -> list[str]:
+        return [e for a in self.applied for e in a.errors]
 
 
-def _apply_locked(
+def run_apply(
     repo: Path,
+    yes: bool,
     docker_host: str | None,
     database_url: str | None,
-    store: Store,
-    agreed: set[tuple[str, str]] | None,
-    shown: Plan | None,
+    only: list[str] | None,
     quiet: bool,
     progress: Callable[[str, str], None],
-) -> _Outcome:
-    """Under the store's apply lock: load the repo (an apply that waited sees what the one before
-    it did), plan, and carry out the plan and the proxy step, unless it deletes containers that
-    are not in `agreed` (None: any may go). `shown` is the plan already shown."""
-    from nebula.engine.reconcile import plan_against
-    from nebula.kinds.packages.apply import apply_plan, settle  # the store and its ORM: only now
+    show: Callable[[Plan], None] | None = None,
+) -> ApplyOutcome:
+    """Plan and apply under the store's apply lock. Deletions are confirmed with the lock
+    released (a prompt never stalls nebulad or another apply), then planned again under it:
+    deletions not confirmed are asked about again, never carried out. `show` renders a plan
+    before it is confirmed or applied (default: the whole plan)."""
+    from nebula.cli.plan_view import render_plan
+    from nebula.engine import pipeline
 
-    with store.apply_lock("nebula apply", lambda message: progress("*", message)):
-        desired = load(repo, database_url)
-        provider = open_provider(desired, docker_host)
-        try:
-            snapshot = plan_against(desired, provider)
-            plan = snapshot.plan
-            if agreed is not None and not _deletions(plan) <= agreed:
-                return _Outcome(plan, applied=False)
-            if not plan.has_changes:
-                settle(snapshot, store)
-                if not _sync_proxy(desired, snapshot.observed, quiet):
-                    remember_noop(repo, snapshot)
-                return _Outcome(plan, applied=True)
-            if not quiet and plan != shown:
-                render_plan(plan)
-            result = apply_plan(snapshot, provider, store, progress)
-            record_apply(store, repo, result)
-            proxy_error = _proxy_after_apply(desired, provider, quiet)
-        finally:
-            provider.close()
-    return _Outcome(plan, applied=True, result=result, proxy_error=proxy_error)
-
-
-def _proxy_after_apply(desired: Desired, provider: DockerProvider, quiet: bool) -> str | None:
-    """The proxy step once the containers are up; its error, so the apply's outcome is still
-    shown."""
-    from nebula.errors import NebulaError
-
+    show = show or render_plan
+    store = open_store(database_url)
     try:
-        _sync_proxy(desired, provider.observe(), quiet)
-    except NebulaError as exc:
-        return str(exc)
-    return None
+        agreed: set[tuple[str, str]] | None = None if yes else set()
+        shown: Plan | None = None
+        while True:
+            with (
+                store.apply_lock("nebula apply", lambda message: progress("*", message)),
+                world(database_url, docker_host, progress, store) as the_world,
+            ):
+                desired = load(repo, database_url)
+                the_plan = pipeline.plan(desired, the_world, only)
+                if agreed is None or deletions(the_plan) <= agreed:
+                    if not quiet and the_plan.has_changes and the_plan != shown:
+                        show(the_plan)
+                    applied = pipeline.apply(the_plan, desired, the_world)
+                    _record(store, repo, applied)
+                    if not the_plan.has_changes:
+                        _remember(repo, desired, the_plan, only)
+                    return ApplyOutcome(the_plan, applied)
+            if shown is not None:
+                err_console().print("[bold yellow]The plan changed since it was confirmed:[/]")
+            if not quiet:
+                show(the_plan)
+            confirm(the_plan)
+            agreed, shown = deletions(the_plan), the_plan
+    finally:
+        store.close()
 
 
-def _sync_proxy(desired: Desired, observed: Observed, quiet: bool) -> bool:
-    """Route the exposed hostnames through Caddy; True when Caddy's config changed."""
-    from nebula.kinds.routes.apply import sync_proxy
+def _record(store: Store, repo: Path, applied: tuple[Applied, ...]) -> None:
+    """Audit: one entry per installation changed, one per zone applied or failed."""
+    from nebula.cli.audit_trail import record
 
-    result = sync_proxy(desired, observed)
-    if result is None or not result.changes:
-        return False
-    if not quiet:
-        for change in result.changes:
-            style = _STYLE[change.action.value]
-            err_console().print(
-                f"[{style}]{_SIGN[change.action.value]}[/] proxy {change.id}: {change.reason}",
-                highlight=False,
-            )
-    return True
+    for done in applied:
+        if done.kind == "packages" and done.detail is not None:
+            record_apply(store, repo, done.detail)
+        elif done.kind == "dns":
+            for zone in done.detail or []:
+                if zone.applied or zone.error:
+                    record(store, "dns.apply", zone.zone, zone.audit_detail())
 
 
-def _deletions(the_plan: Plan) -> set[tuple[str, str]]:
-    """The containers `the_plan` deletes, by installation and name."""
+def deletions(the_plan: Plan) -> set[tuple[str, str]]:
+    """What `the_plan` deletes that a person confirms, by kind: containers (not the networks
+    that go with them; volumes are never deleted), routes, record sets."""
     return {
-        (c.installation, c.name)
-        for c in the_plan.pending
-        if c.action.value == "delete" and c.kind.value == "container"
+        (part.kind, f"{data.get('installation', '')} {change.name} {data.get('type', '')}")
+        for part in the_plan.parts
+        for change in part.pending
+        if str(change.action) == "delete"
+        and (data := change.to_dict()).get("kind", "container") == "container"
     }
 
 
-def _confirm_deletions(the_plan: Plan) -> None:
-    deleting = _deletions(the_plan)
+def confirm(the_plan: Plan) -> None:
+    """Ask before deleting; a plan the prune guard finds unsafe says so. Without a terminal,
+    refuse and say how to allow it."""
+    unsafe = the_plan.unsafe(None)
+    what = _counted(the_plan)
     if not sys.stdin.isatty():
-        abort(f"the plan deletes {len(deleting)} container(s); rerun with --yes to allow it")
-    if not typer.confirm(
-        f"Delete {len(deleting)} container(s)? Named volumes are kept", default=False
-    ):
+        guard = f" (prune guard: {'; '.join(unsafe)})" if unsafe else ""
+        abort(f"the plan deletes {what}; rerun with --yes to allow it{guard}")
+    for reason in unsafe:
+        err_console().print(f"[bold red]prune guard:[/] {reason}", highlight=False)
+    if not typer.confirm(f"Delete {what}? Named volumes are kept", default=False):
         abort("nothing applied")
+
+
+def _counted(the_plan: Plan) -> str:
+    """`2 container(s) and 3 record set(s)`."""
+    names = {"packages": "container(s)", "routes": "route(s)", "dns": "record set(s)"}
+    counts: dict[str, int] = {}
+    for kind, _ in deletions(the_plan):
+        counts[kind] = counts.get(kind, 0) + 1
+    return " and ".join(f"{n} {names.get(kind, kind)}" for kind, n in counts.items())
+
+
+def _report(outcome: ApplyOutcome, quiet: bool) -> None:
+    from nebula.cli.plan_view import render_routes
+
+    packages = outcome.of("packages")
+    result: ApplyResult | None = packages.detail if packages else None
+    routes, dns = outcome.of("routes"), outcome.of("dns")
+    route_errors = [e.removeprefix("proxy: ") for e in routes.errors] if routes else []
+    zones = zone_outcomes_of(dns)
+    if quiet:
+        data: dict[str, Any] = (
+            _result_json(result)
+            if result is not None
+            else {
+                "ok": True,
+                "summary": outcome.plan.part("packages").counts(),
+                "installations": [],
+            }
+        )
+        data["proxy_error"] = "; ".join(route_errors) or None
+        if zones:
+            data["dns"] = {"zones": [z.to_dict() for z in zones]}
+        data["ok"] = not outcome.errors
+        print_json(data)
+    else:
+        if routes is not None and routes.changes:
+            from nebula.plan import Part
+
+            render_routes(Part("routes", routes.changes), done=True)
+        if result is not None and result.installations:
+            _render_result(result)
+        elif not outcome.plan.has_changes:
+            _no_changes(outcome.plan.counts())
+        if zones and outcome.plan.part("dns").has_changes:
+            from nebula.cli.dns_render import render_outcomes
+
+            render_outcomes(zones, applied=True)
+        for error in route_errors:
+            err_console().print("[bold red]error:[/] ", end="")
+            err_console().print(error, markup=False)
+    if outcome.errors:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def zone_outcomes_of(done: Applied | None) -> list[Any]:
+    return list(done.detail or []) if done is not None else []
 
 
 def _render_result(result: ApplyResult) -> None:
@@ -307,7 +341,7 @@ def _render_result(result: ApplyResult) -> None:
         console().print(f"\n[green]Applied.[/] {total} installation(s) changed.")
 
 
-def _result_json(result: ApplyResult) -> dict[str, object]:
+def _result_json(result: ApplyResult) -> dict[str, Any]:
     return {
         "ok": result.ok,
         "installations": [

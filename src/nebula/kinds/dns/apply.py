@@ -12,8 +12,6 @@ plus the changes that succeeded (one GET and one write per zone, whatever its si
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -30,62 +28,19 @@ from nebula.kinds.dns.types import (
     ZoneState,
 )
 from nebula.providers.dns.base import DnsProvider
+from nebula.providers.registry import provider_class
+from nebula.secrets.resolve import SecretResolver, environment_secrets
 
 if TYPE_CHECKING:
     from nebula.store import Store
 
-SecretResolver = Callable[[str], str]
-"""A secret's name → its value; raises `NebulaError` when there is none."""
-
 ProviderFactory = Callable[[DesiredZone, str], DnsProvider]
 
 
-class SecretUnavailableError(NebulaError):
-    """A provider token's secret cannot be found."""
-
-
-def environment_secrets(name: str) -> str:
-    """Secrets from the environment: `${secret:PDNS_KEY}` is `NEBULA_SECRET_PDNS_KEY`."""
-    variable = "NEBULA_SECRET_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
-    value = os.environ.get(variable)
-    if not value:
-        raise SecretUnavailableError(
-            f"secret {name!r} is not available: store it in the vault (`nebula secrets set "
-            f"{name}`) or set {variable}"
-        )
-    return value
-
-
-def vault_secrets(store: Store | Callable[[], Store]) -> SecretResolver:
-    """Secrets from the environment (`NEBULA_SECRET_NAME`, an explicit override), else the
-    vault in `store` (or in the store the callable opens, only when the vault is needed)."""
-
-    def resolve(name: str) -> str:
-        try:
-            return environment_secrets(name)
-        except SecretUnavailableError as missing:
-            from_environment = missing
-        from nebula.secrets import open_vault
-
-        try:
-            return open_vault(store if not callable(store) else store()).reveal(name)
-        except NebulaError as exc:
-            raise SecretUnavailableError(f"{from_environment} ({exc})") from None
-
-    return resolve
-
-
 def open_dns_provider(zone: DesiredZone, token: str) -> DnsProvider:
-    """The provider adapter for a zone's account (its SDK imported only when used)."""
-    account = zone.account
-    if zone.provider == "powerdns":
-        from nebula.providers.dns.powerdns import PowerDnsProvider
-
-        assert account.api_url is not None  # required for powerdns by the spec
-        return PowerDnsProvider(account.api_url, token, account.server_id)
-    from nebula.providers.dns.cloudflare import CloudflareProvider
-
-    return CloudflareProvider(token, account.api_url)
+    """The provider adapter for a zone's account, found by name in the registry."""
+    opened: DnsProvider = provider_class("dns", zone.provider).open(zone.account, token)
+    return opened
 
 
 @dataclass(frozen=True)
@@ -99,6 +54,7 @@ class ZoneOutcome:
     failures: tuple[ChangeFailure, ...] = ()
     applied: bool = False
     state: ZoneState | None = None  # what the zone holds now, as far as Nebula knows
+    temporary: bool = False  # `error` may go away by itself (unreachable, rate limited, 5xx)
 
     @property
     def ok(self) -> bool:
@@ -180,11 +136,8 @@ def _each(
     try:
         provider = factory(zone, secrets(zone.account.secret_name))
     except NebulaError as exc:
-        return replace(outcome, error=str(exc))
+        return replace(outcome, error=str(exc), temporary=exc.temporary)
     try:
-        unsupported = sorted({r.type for r in zone.rrsets} - provider.capabilities.record_types)
-        if unsupported:
-            return replace(outcome, error=f"{provider.name} cannot serve {', '.join(unsupported)}")
         if known is None:
             state = provider.read(zone.zone)
             plan = diff_zone(zone, state)
@@ -201,7 +154,7 @@ def _each(
             state=after(state, plan, failures),
         )
     except NebulaError as exc:
-        return replace(outcome, error=_cause(exc, zone.zone))
+        return replace(outcome, error=_cause(exc, zone.zone), temporary=exc.temporary)
     finally:
         provider.close()
 

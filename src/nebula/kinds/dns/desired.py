@@ -10,7 +10,8 @@ The diff against a provider's zone is in `kinds.dns.diff`. Everything here is pu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from difflib import get_close_matches
 from ipaddress import ip_address
 
 from nebula.errors import ConfigError, ConfigIssue
@@ -20,21 +21,17 @@ from nebula.kinds.dns.types import (
     ZoneAccount,
     ZoneState,
 )
+from nebula.providers import registry
+from nebula.providers.dns.base import Capabilities
 from nebula.spec.dns_values import TARGET_AT, canonical_value, qualify
-from nebula.spec.domain import RECORD_TYPES, Account
+from nebula.spec.domain import RECORD_TYPES, Account, zone_of
+from nebula.spec.names import excerpt
 from nebula.spec.repo import DomainSource, RepoSpec
 
 
 def zone_account(account: Account) -> ZoneAccount:
     url = str(account.api_url).rstrip("/") if account.api_url else None
     return ZoneAccount(url, account.server_id, account.secret_name)
-
-
-def zone_of(host: str, zones: Iterable[str]) -> str | None:
-    """The zone `host` belongs to: the longest of `zones` that is a suffix of it."""
-    host = host.lower().rstrip(".")
-    found = [z for z in zones if host == z or host.endswith("." + z)]
-    return max(found, key=len) if found else None
 
 
 def desired_zones(repo: RepoSpec) -> list[DesiredZone]:
@@ -61,6 +58,32 @@ def desired_zones(repo: RepoSpec) -> list[DesiredZone]:
     ]
 
 
+def _capabilities(source: DomainSource, issues: list[ConfigIssue]) -> Capabilities | None:
+    """What the zone's provider can do; None (and an issue) when there is no such provider."""
+    spec, doc = source.spec, source.doc
+    try:
+        provider = registry.provider_class("dns", spec.provider)
+    except registry.UnknownProviderError:
+        known = registry.names("dns")
+        hint = get_close_matches(spec.provider, known, n=1)
+        guess = f"did you mean {hint[0]!r}? " if hint else ""
+        issues.append(
+            doc.issue(
+                ("provider",),
+                f"unknown DNS provider {excerpt(spec.provider)}: {guess}one of {', '.join(known)}",
+            )
+        )
+        return None
+    capabilities: Capabilities = provider.capabilities
+    if capabilities.needs_api_url and spec.account.api_url is None:
+        issues.append(
+            doc.issue(
+                ("account",), f"account.api_url is required for {spec.provider} (its API URL)"
+            )
+        )
+    return capabilities
+
+
 def _zone_records(
     source: DomainSource,
     issues: list[ConfigIssue],
@@ -68,6 +91,9 @@ def _zone_records(
 ) -> dict[tuple[str, str], RRSet]:
     spec, doc = source.spec, source.doc
     found: dict[tuple[str, str], RRSet] = {}
+    capabilities = _capabilities(source, issues)
+    if capabilities is None:
+        return found
     for index, record in enumerate(spec.records):
         name = qualify(record.name, spec.zone)
         if name != spec.zone and not name.endswith("." + spec.zone):
@@ -75,11 +101,19 @@ def _zone_records(
                 doc.issue(("records", index, "name"), f"{name} is outside the zone {spec.zone}")
             )
             continue
-        if record.proxied and spec.provider != "cloudflare":
+        if record.proxied and not capabilities.proxied:
             issues.append(
                 doc.issue(
                     ("records", index, "proxied"),
                     f"`proxied` is a Cloudflare feature; this zone's provider is {spec.provider}",
+                )
+            )
+            continue
+        if record.type not in capabilities.record_types:
+            issues.append(
+                doc.issue(
+                    ("records", index, "type"),
+                    f"{spec.provider} cannot serve {record.type} records",
                 )
             )
             continue

@@ -27,8 +27,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from nebula.engine.reconcile import Snapshot
 from nebula.errors import InstallationError, NebulaError, ProviderError
+from nebula.kinds.packages.diff import Snapshot
 from nebula.kinds.packages.health import wait_healthy
 from nebula.kinds.packages.hooks import HookRun, run_hooks, scrub
 from nebula.kinds.packages.subnets import PoolExhaustedError, free_subnet, local_routes
@@ -37,10 +37,12 @@ from nebula.kinds.packages.types import (
     DesiredInstallation,
     NetworkSpec,
     ObservedContainer,
+    Resource,
+    ResourceChange,
     reveal,
     stand_ins_in,
 )
-from nebula.plan import Action, Change, Kind
+from nebula.plan import Action
 from nebula.providers.docker import ContainerStatus, DockerProvider
 from nebula.secrets import Vault, open_vault
 from nebula.spec.config import Defaults
@@ -56,7 +58,7 @@ class InstallationResult:
     name: str
     ok: bool
     removed: bool
-    changes: tuple[Change, ...]
+    changes: tuple[ResourceChange, ...]
     seconds: float
     error: str | None = None
     hook_output: str | None = None
@@ -217,7 +219,7 @@ class _Runner:
         self,
         providers: list[Future[InstallationResult]],
         desired: DesiredInstallation,
-        changes: tuple[Change, ...],
+        changes: tuple[ResourceChange, ...],
     ) -> InstallationResult:
         """Apply `desired` once the installations it depends on are applied; if one of them
         failed, fail without touching anything."""
@@ -230,7 +232,7 @@ class _Runner:
         return self.apply(desired, changes)
 
     def apply(
-        self, desired: DesiredInstallation, changes: tuple[Change, ...]
+        self, desired: DesiredInstallation, changes: tuple[ResourceChange, ...]
     ) -> InstallationResult:
         started = time.monotonic()
         name = desired.name
@@ -285,12 +287,14 @@ class _Runner:
             name, True, False, pending, time.monotonic() - started, hook_output=hooks.output
         )
 
-    def remove_containers(self, name: str, changes: tuple[Change, ...]) -> InstallationResult:
+    def remove_containers(
+        self, name: str, changes: tuple[ResourceChange, ...]
+    ) -> InstallationResult:
         """First half of removing an installation; `remove_networks` finishes it."""
         started = time.monotonic()
         pending = tuple(c for c in changes if c.action is not Action.NOOP)
         lines, env = installation_runs.uninstall_hooks(self.store, name)
-        if lines and any(c.kind is Kind.CONTAINER and c.observed_id for c in pending):
+        if lines and any(c.kind is Resource.CONTAINER and c.observed_id for c in pending):
             self.progress(name, "running pre_uninstall hooks")
             run = self.run_hook(
                 name, "pre_uninstall", lines, env=tuple(env.items()), secrets=(), version=None
@@ -304,7 +308,7 @@ class _Runner:
                 )
         try:
             for change in pending:
-                if change.kind is Kind.CONTAINER and change.observed_id:
+                if change.kind is Resource.CONTAINER and change.observed_id:
                     self.progress(name, f"removing container {change.name}")
                     self.provider.remove_container(
                         change.observed_id, change.name, self.defaults.stop_timeout
@@ -322,7 +326,7 @@ class _Runner:
         name = removing.name
         try:
             for change in removing.changes:
-                if change.kind is Kind.NETWORK and change.observed_id:
+                if change.kind is Resource.NETWORK and change.observed_id:
                     self.provider.remove_network(change.observed_id, change.name)
         except ProviderError as exc:
             return dataclasses.replace(
@@ -333,18 +337,20 @@ class _Runner:
         self.progress(name, "removed (volumes kept)")
         return dataclasses.replace(removing, seconds=time.monotonic() - started)
 
-    def _deploy(self, desired: DesiredInstallation, changes: tuple[Change, ...]) -> list[str]:
+    def _deploy(
+        self, desired: DesiredInstallation, changes: tuple[ResourceChange, ...]
+    ) -> list[str]:
         name = desired.name
         for change in changes:
             if change.action is Action.CREATE and isinstance(change.desired, NetworkSpec):
                 self.progress(name, f"creating network {change.name}")
                 self._create_network(change.desired)
-            elif change.action is Action.CREATE and change.kind is Kind.VOLUME:
+            elif change.action is Action.CREATE and change.kind is Resource.VOLUME:
                 self.progress(name, f"creating volume {change.name}")
                 self.provider.create_volume(change.desired)  # type: ignore[arg-type]
         for change in changes:
             if (
-                change.kind is Kind.CONTAINER
+                change.kind is Resource.CONTAINER
                 and change.action is Action.DELETE
                 and change.observed_id
             ):
@@ -356,7 +362,7 @@ class _Runner:
         by_service = {
             c.desired.service: c
             for c in changes
-            if c.kind is Kind.CONTAINER and isinstance(c.desired, ContainerSpec)
+            if c.kind is Resource.CONTAINER and isinstance(c.desired, ContainerSpec)
         }
         for change in by_service.values():
             if change.action in (Action.CREATE, Action.UPDATE):
@@ -405,7 +411,7 @@ class _Runner:
             self.subnets_used.append(str(subnet))
         self.provider.create_network(spec, str(subnet))
 
-    def _replace(self, spec: ContainerSpec, change: Change) -> str:
+    def _replace(self, spec: ContainerSpec, change: ResourceChange) -> str:
         if change.action is Action.UPDATE and change.observed_id:
             self.progress(spec.installation, f"recreating {spec.name}: {change.reason}")
             self.provider.remove_container(

@@ -8,22 +8,43 @@ installations lose their containers and networks; named volumes are always kept.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from nebula.kinds.packages.types import (
     ContainerSpec,
     DesiredInstallation,
     Observed,
     ObservedContainer,
+    PackagesPlan,
+    Resource,
+    ResourceChange,
 )
-from nebula.plan import Action, Change, Kind, Plan
+from nebula.plan import Action
 from nebula.stand_ins import MASK
+
+if TYPE_CHECKING:
+    from nebula.kinds.base import Desired
 
 _MUST_RUN = ("always", "unless-stopped")
 
 
-def diff(desired: Sequence[DesiredInstallation], observed: Observed) -> Plan:
-    changes: list[Change] = []
+@dataclass(frozen=True)
+class Snapshot:
+    """A packages plan with what it was made from: the desired state and what Docker ran."""
+
+    desired: Desired
+    observed: Observed
+    plan: PackagesPlan
+
+    @classmethod
+    def of(cls, desired: Desired, observed: Observed) -> Snapshot:
+        """The plan of `desired` against what Docker runs (`observed`)."""
+        return cls(desired, observed, diff(desired.installations, observed))
+
+
+def diff(desired: Sequence[DesiredInstallation], observed: Observed) -> PackagesPlan:
+    changes: list[ResourceChange] = []
     by_service: dict[tuple[str, str], list[ObservedContainer]] = {}
     for container in observed.containers:
         by_service.setdefault((container.installation, container.service), []).append(container)
@@ -41,9 +62,9 @@ def diff(desired: Sequence[DesiredInstallation], observed: Observed) -> Plan:
             wanted_networks.add(net.name)
             exists = net.name in networks
             changes.append(
-                Change(
+                ResourceChange(
                     Action.NOOP if exists else Action.CREATE,
-                    Kind.NETWORK,
+                    Resource.NETWORK,
                     inst.name,
                     net.name,
                     "exists" if exists else "new network",
@@ -55,9 +76,9 @@ def diff(desired: Sequence[DesiredInstallation], observed: Observed) -> Plan:
             exists = vol.name in volumes
             reason = "exists; data kept" if exists else "new volume"
             changes.append(
-                Change(
+                ResourceChange(
                     Action.NOOP if exists else Action.CREATE,
-                    Kind.VOLUME,
+                    Resource.VOLUME,
                     inst.name,
                     vol.name,
                     reason,
@@ -84,9 +105,9 @@ def diff(desired: Sequence[DesiredInstallation], observed: Observed) -> Plan:
     for old_net in observed.networks:
         if old_net.name not in wanted_networks:
             changes.append(
-                Change(
+                ResourceChange(
                     Action.DELETE,
-                    Kind.NETWORK,
+                    Resource.NETWORK,
                     old_net.installation,
                     old_net.name,
                     "no longer used",
@@ -98,18 +119,20 @@ def diff(desired: Sequence[DesiredInstallation], observed: Observed) -> Plan:
         if old_vol.name not in wanted_volumes:
             kept = "no longer used; kept so its data survives (docker volume rm to delete)"
             changes.append(
-                Change(Action.NOOP, Kind.VOLUME, old_vol.installation, old_vol.name, kept)
+                ResourceChange(
+                    Action.NOOP, Resource.VOLUME, old_vol.installation, old_vol.name, kept
+                )
             )
-    return Plan(tuple(changes))
+    return PackagesPlan(tuple(changes))
 
 
 def _container_change(
     spec: ContainerSpec, current: ObservedContainer | None, new_installation: bool, source: str
-) -> Change:
-    def change(action: Action, reason: str) -> Change:
+) -> ResourceChange:
+    def change(action: Action, reason: str) -> ResourceChange:
         observed_id = current.id if current else None
-        return Change(
-            action, Kind.CONTAINER, spec.installation, spec.name, reason, spec, observed_id
+        return ResourceChange(
+            action, Resource.CONTAINER, spec.installation, spec.name, reason, spec, observed_id
         )
 
     if current is None:
@@ -131,10 +154,10 @@ def _container_change(
     return change(Action.NOOP, "up to date")
 
 
-def _delete(container: ObservedContainer, reason: str) -> Change:
-    return Change(
+def _delete(container: ObservedContainer, reason: str) -> ResourceChange:
+    return ResourceChange(
         Action.DELETE,
-        Kind.CONTAINER,
+        Resource.CONTAINER,
         container.installation,
         container.name,
         reason,

@@ -15,10 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
+from nebula.plan import Action
 from nebula.stand_ins import MASK
 
 LABEL_MANAGED = "io.nebula.managed"
@@ -279,3 +282,66 @@ class Observed:
 
 def _hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+# -- the packages' plan ------------------------------------------------------------------
+
+
+class Resource(StrEnum):
+    """What a change of an installation acts on."""
+
+    CONTAINER = "container"
+    NETWORK = "network"
+    VOLUME = "volume"
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    """A change to one container, network or volume of an installation."""
+
+    action: Action
+    kind: Resource
+    installation: str
+    name: str
+    reason: str
+    desired: ContainerSpec | NetworkSpec | VolumeSpec | None = None
+    observed_id: str | None = None  # the Docker id of what is replaced or removed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action.value,
+            "kind": self.kind.value,
+            "installation": self.installation,
+            "name": self.name,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class PackagesPlan:
+    """The packages' share of a plan: every installation's resources, changed or not."""
+
+    changes: tuple[ResourceChange, ...]
+
+    @property
+    def pending(self) -> tuple[ResourceChange, ...]:
+        """The changes that do something."""
+        return tuple(c for c in self.changes if c.action is not Action.NOOP)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.pending)
+
+    def installations(self) -> list[str]:
+        """Installations with at least one pending change, in plan order."""
+        return list(dict.fromkeys(c.installation for c in self.pending))
+
+    def for_installation(self, name: str) -> tuple[ResourceChange, ...]:
+        return tuple(c for c in self.changes if c.installation == name)
+
+    def counts(self) -> dict[str, int]:
+        counted = Counter(c.action.value for c in self.changes)
+        return {action.value: counted.get(action.value, 0) for action in Action}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": self.counts(), "changes": [c.to_dict() for c in self.changes]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nebula.engine.reconcile import Desired
+from nebula.kinds.base import Desired
 from nebula.kinds.packages.types import Observed
 from nebula.kinds.routes.desired import (
     RouteChange,
@@ -26,6 +26,7 @@ from nebula.spec.proxy import Proxy
 class ProxyResult:
     changes: tuple[RouteChange, ...]
     requests: tuple[str, ...]  # the admin API requests made, "METHOD /path"
+    owned: int = 0  # routes and TLS policies Nebula owned in Caddy's config before
 
 
 def proxy_settings(desired: Desired) -> Proxy | None:
@@ -45,11 +46,12 @@ def sync_proxy(desired: Desired, observed: Observed) -> ProxyResult | None:
     with CaddyAdmin(str(proxy.admin)) as caddy:
         current = caddy.config()
         target = desired_config(current, desired.routes, upstreams(desired.routes, observed), proxy)
+        owned = len(owned_ids(current))
         if target == current:
-            return ProxyResult((), tuple(caddy.requests))
+            return ProxyResult((), tuple(caddy.requests), owned)
         changes = route_changes(current, target)
         caddy.load(target, current)
-        return ProxyResult(tuple(changes), tuple(caddy.requests))
+        return ProxyResult(tuple(changes), tuple(caddy.requests), owned)
 
 
 def preview_proxy(desired: Desired, observed: Observed) -> ProxyResult | None:
@@ -70,4 +72,4 @@ def preview_proxy(desired: Desired, observed: Observed) -> ProxyResult | None:
         if route.id not in dials and route.id not in published:
             dials[route.id] = f"{route.container}:{route.port}"
     target = desired_config(current, desired.routes, dials, proxy)
-    return ProxyResult(tuple(route_changes(current, target)), requests)
+    return ProxyResult(tuple(route_changes(current, target)), requests, len(published))

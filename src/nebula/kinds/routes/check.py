@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from nebula.engine.reconcile import Desired
-from nebula.kinds.dns.desired import zone_of
+from nebula.kinds.base import Desired
 from nebula.kinds.routes.apply import proxy_settings
 from nebula.kinds.routes.certificates import CertificateState, certificate_state, summarize
 from nebula.providers.tls_probe import served_certificate
+from nebula.spec.domain import zone_of
 from nebula.store import Store
 from nebula.store.ssl import record_ssl
 

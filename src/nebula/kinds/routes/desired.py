@@ -25,29 +25,12 @@ from ipaddress import IPv6Address
 from typing import Any
 
 from nebula.errors import ConfigError, ConfigIssue
-from nebula.kinds.dns.desired import zone_of
 from nebula.kinds.packages.types import DesiredInstallation, Observed
+from nebula.kinds.routes.types import OWNED_PREFIX, ExposedRoute
+from nebula.spec.domain import zone_of
 from nebula.spec.proxy import Proxy
 from nebula.spec.repo import RepoSpec
-from nebula.spec.tls import Acme, Issuer, TlsPolicy
-
-OWNED_PREFIX = "nebula-"
-
-
-@dataclass(frozen=True)
-class ExposedRoute:
-    """An installation's service port published at `host`, with the issuer of its certificate."""
-
-    installation: str
-    host: str
-    container: str  # the container's name, to find its address
-    port: int
-    issuer: Issuer
-    acme: Acme | None  # the ACME CA, when issuer is acme
-
-    @property
-    def id(self) -> str:
-        return f"{OWNED_PREFIX}{self.installation}-{self.host}"
+from nebula.spec.tls import TlsPolicy
 
 
 def exposed_routes(
@@ -294,6 +277,10 @@ class RouteChange:
     action: RouteAction
     id: str
     reason: str
+
+    @property
+    def name(self) -> str:
+        return self.id
 
     def to_dict(self) -> dict[str, str]:
         return {"action": self.action.value, "id": self.id, "reason": self.reason}

@@ -11,21 +11,29 @@ record is retried change by change, so one rejected record fails alone and the r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol, Self
 
-from nebula.kinds.dns.types import ChangeFailure, ZonePlan, ZoneState
+from nebula.kinds.dns.types import ChangeFailure, ZoneAccount, ZonePlan, ZoneState
 
 
 @dataclass(frozen=True)
 class Capabilities:
+    """What a provider can do, checked once when zones naming it are validated."""
+
     record_types: frozenset[str]
     proxied: bool  # Cloudflare's proxy
     comments: bool  # ownership is kept in record comments
+    needs_api_url: bool = False  # no default API: `account.api_url` is required
 
 
 class DnsProvider(Protocol):
-    name: str
-    capabilities: Capabilities
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    @classmethod
+    def open(cls, account: ZoneAccount, token: str) -> Self:
+        """The provider for `account`, authenticated with `token` (no request made yet)."""
+        ...
 
     def read(self, zone: str) -> ZoneState:
         """Every record set of `zone` (absent zone: `exists=False`); `ProviderError` if unread."""

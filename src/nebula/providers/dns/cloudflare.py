@@ -19,7 +19,7 @@ an added one are paired into one patch (the record keeps its id); the rest are d
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from typing import Any, ClassVar, Self, cast
 
 import cloudflare
 from cloudflare import Cloudflare
@@ -32,6 +32,7 @@ from nebula.kinds.dns.types import (
     DnsAction,
     DnsChange,
     ObservedRRSet,
+    ZoneAccount,
     ZonePlan,
     ZoneState,
 )
@@ -45,8 +46,14 @@ _Ops = dict[str, list[dict[str, Any]]]
 
 
 class CloudflareProvider:
-    name = "cloudflare"
-    capabilities = Capabilities(record_types=MANAGED_TYPES, proxied=True, comments=True)
+    name: ClassVar[str] = "cloudflare"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        record_types=MANAGED_TYPES, proxied=True, comments=True
+    )
+
+    @classmethod
+    def open(cls, account: ZoneAccount, token: str) -> Self:
+        return cls(token, account.api_url)
 
     def __init__(
         self,
@@ -98,6 +105,7 @@ class CloudflareProvider:
                 f"zone {zone}",
                 "the zone is not in this Cloudflare account: add it there first (Nebula manages "
                 "a zone's records, not the zone itself)",
+                temporary=False,
             )
         zone_id = plan.state.zone_id
         assert zone_id is not None  # a zone that exists was read with its id
@@ -179,6 +187,7 @@ class _ErrorBoundary:
                 self.resource,
                 f"{self.doing}: Cloudflare refused the API token ({_messages(exc)}); check the "
                 "account's token secret and that it may edit DNS of this zone",
+                temporary=False,
             ) from None
         if isinstance(exc, cloudflare.RateLimitError):
             raise ProviderError(
@@ -190,6 +199,7 @@ class _ErrorBoundary:
             raise ProviderError(
                 self.resource,
                 f"{self.doing}: Cloudflare answered {exc.status_code} ({_messages(exc)})",
+                temporary=exc.status_code >= 500,
             ) from None
 
 

@@ -18,7 +18,7 @@ import http.client
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Self
 from urllib.parse import quote, urlsplit
 
 from nebula.errors import ProviderError
@@ -30,6 +30,7 @@ from nebula.kinds.dns.types import (
     DnsAction,
     DnsChange,
     ObservedRRSet,
+    ZoneAccount,
     ZonePlan,
     ZoneState,
 )
@@ -42,8 +43,15 @@ _TXT_CHUNK = 255
 
 
 class PowerDnsProvider:
-    name = "powerdns"
-    capabilities = Capabilities(record_types=MANAGED_TYPES, proxied=False, comments=True)
+    name: ClassVar[str] = "powerdns"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        record_types=MANAGED_TYPES, proxied=False, comments=True, needs_api_url=True
+    )
+
+    @classmethod
+    def open(cls, account: ZoneAccount, token: str) -> Self:
+        assert account.api_url is not None  # `needs_api_url`, checked on validation
+        return cls(account.api_url, token, account.server_id)
 
     def __init__(
         self, api_url: str, api_key: str, server_id: str = "localhost", timeout: float = 30.0
@@ -181,7 +189,8 @@ class PowerDnsProvider:
             cause = "PowerDNS refused the API key (check the account's token secret)"
         else:
             cause = f"PowerDNS answered {response.status_code}: {_error(response)}"
-        raise ProviderError(f"zone {zone}", f"{doing}: {cause}")
+        temporary = response.status_code >= 500 or response.status_code == 429
+        raise ProviderError(f"zone {zone}", f"{doing}: {cause}", temporary=temporary)
 
 
 @dataclass(frozen=True)

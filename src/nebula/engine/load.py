@@ -1,48 +1,23 @@
-"""From a config repo folder to desired state and a plan against what Docker runs now."""
+"""The pipeline's first step: from a config repo folder to the desired state of every kind.
+
+Everything is loaded, validated and resolved before any kind plans: a commit that fails here
+changes nothing (`ConfigError` lists every problem, in file order).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from nebula.catalog import Catalog, builtin_catalog_dir
+from nebula.kinds.base import Desired
 from nebula.kinds.dns.desired import desired_zones
-from nebula.kinds.dns.types import DesiredZone
-from nebula.kinds.packages.diff import diff
 from nebula.kinds.packages.resolve import resolve
-from nebula.kinds.packages.types import DesiredInstallation, Observed
-from nebula.kinds.routes.desired import ExposedRoute, exposed_routes
-from nebula.plan import Plan
-from nebula.providers.docker import DockerProvider
-from nebula.spec.package import Package
+from nebula.kinds.routes.desired import exposed_routes
 from nebula.spec.repo import RepoSpec, load_repo
 
 FingerprintSource = Callable[[], Mapping[str, str]]
 SECRET_MARK = "${secret:"
-
-
-@dataclass(frozen=True)
-class Desired:
-    repo: RepoSpec
-    catalog: Catalog
-    installations: list[DesiredInstallation]
-    routes: tuple[ExposedRoute, ...] = ()  # exposed hostnames, for the proxy
-    zones: tuple[DesiredZone, ...] = ()  # DNS zones with their desired records
-
-    def packages(self) -> list[Package]:
-        """The catalog packages the installations use, at the versions they use."""
-        used = sorted({(i.package, i.version) for i in self.installations if i.package})
-        return [
-            entry.package for name, version in used if (entry := self.catalog.get(name, version))
-        ]
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    desired: Desired
-    observed: Observed
-    plan: Plan
 
 
 def catalog_for(repo: RepoSpec) -> Catalog:
@@ -67,8 +42,3 @@ def load_desired(root: Path, fingerprints: FingerprintSource | None = None) -> D
     installations = resolve(repo, catalog, secrets)
     routes = exposed_routes(repo, installations)
     return Desired(repo, catalog, installations, routes, tuple(desired_zones(repo)))
-
-
-def plan_against(desired: Desired, provider: DockerProvider) -> Snapshot:
-    observed = provider.observe()
-    return Snapshot(desired, observed, diff(desired.installations, observed))

@@ -1,0 +1,101 @@
+"""How a Plan is shown: one table for the packages, one line per route, DNS zone by zone; and
+the same plan as JSON for scripts.
+
+The JSON keeps the shape scripts already read: `summary` and `changes` are the packages'
+(containers, networks, volumes), `proxy` is present when routes change or Caddy cannot be read,
+`dns` when the repo has zones; `unsafe` lists what the prune guard refuses.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from nebula.cli.output import console, err_console
+
+if TYPE_CHECKING:
+    from nebula.kinds.dns.apply import ZoneOutcome
+    from nebula.plan import Part, Plan
+
+STYLE = {"create": "green", "update": "yellow", "delete": "red", "noop": "dim"}
+SIGN = {"create": "+", "update": "~", "delete": "-", "noop": " "}
+
+
+def plan_json(the_plan: Plan, prune_max: int | None = None) -> dict[str, Any]:
+    packages = the_plan.part("packages")
+    data: dict[str, Any] = {
+        "summary": packages.counts(),
+        "changes": [c.to_dict() for c in packages.changes],
+    }
+    routes = the_plan.part("routes")
+    if routes.changes or routes.problems:
+        error = "; ".join(p.removeprefix("proxy: ") for p in routes.problems) or None
+        data["proxy"] = {"changes": [c.to_dict() for c in routes.changes], "error": error}
+    zones = zone_outcomes(the_plan.part("dns"))
+    if zones:
+        data["dns"] = {"zones": [o.to_dict() for o in zones]}
+    unsafe = the_plan.unsafe(prune_max)
+    if unsafe:
+        data["unsafe"] = unsafe
+    return data
+
+
+def zone_outcomes(part: Part) -> list[ZoneOutcome]:
+    return list(part.detail or [])
+
+
+def render_plan(the_plan: Plan, show_unchanged: bool = False) -> None:
+    """The whole plan on the terminal; problems (Caddy or a zone unreadable) as warnings."""
+    from nebula.plan import summarize
+
+    packages, routes = the_plan.part("packages"), the_plan.part("routes")
+    if packages.has_changes or show_unchanged:
+        render_packages(packages, show_unchanged)
+    render_routes(routes)
+    zones = zone_outcomes(the_plan.part("dns"))
+    if zones:
+        from nebula.cli.dns_render import render_outcomes
+
+        render_outcomes(zones)
+    for problem in routes.problems:
+        err_console().print("[bold yellow]warning:[/] ", end="")
+        err_console().print(
+            f"proxy changes unknown: {problem.removeprefix('proxy: ')}", markup=False
+        )
+    if the_plan.has_changes:
+        console().print(f"\nPlan: {summarize(the_plan.counts())}", highlight=False)
+    else:
+        console().print(f"[green]No changes.[/] {summarize(the_plan.counts())}")
+
+
+def render_packages(part: Part, show_unchanged: bool = False) -> None:
+    shown = part.changes if show_unchanged else part.pending
+    if not shown:
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    for column in ("", "installation", "kind", "name", "reason"):
+        table.add_column(column, overflow="fold")
+    for change in shown:
+        data = change.to_dict()
+        action = data["action"]
+        table.add_row(
+            f"[{STYLE[action]}]{SIGN[action]} {action}[/]",
+            data["installation"],
+            data["kind"],
+            data["name"],
+            data["reason"],
+        )
+    console().print(table)
+
+
+def render_routes(part: Part, *, done: bool = False) -> None:
+    """One line per route or TLS policy changed; on stderr once `done` (apply's progress)."""
+    out = err_console() if done else console()
+    for change in part.pending:
+        action = str(change.action)
+        verb = "" if done else f" {action}"
+        out.print(
+            f"[{STYLE[action]}]{SIGN[action]}{verb}[/] proxy {change.name}: {change.reason}",
+            highlight=False,
+        )

@@ -1,0 +1,98 @@
+"""Opening what a command works on: the desired state, Docker, the store.
+
+Imported when the CLI starts, so everything heavy is imported inside the functions. `Store` and
+`DockerProvider` are named here for annotations: the CLI reaches both only through the engine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nebula.kinds.base import Desired
+    from nebula.kinds.packages.diff import Snapshot
+    from nebula.providers.docker import DockerProvider
+    from nebula.store import Store
+
+__all__ = [
+    "DockerProvider",
+    "Store",
+    "load",
+    "open_provider",
+    "open_store",
+    "remember_noop",
+    "replay_noop",
+    "store_url",
+]
+
+
+def open_provider(desired: Desired | None, docker_host: str | None) -> DockerProvider:
+    """The Docker Engine: the flag, else nebula.yaml's `docker.host`, else DOCKER_HOST."""
+    from nebula.providers.docker import DockerProvider
+
+    configured = desired.repo.config.docker.host if desired else None
+    return DockerProvider(docker_host or configured)
+
+
+def store_url(given: str | None) -> str:
+    """The state database's URL: `given` (the flag), else NEBULA_DATABASE_URL, else a SQLite
+    file in the user's data dir."""
+    from nebula.store.db import default_url
+
+    return given or default_url()
+
+
+def open_store(database_url: str | None) -> Store:
+    from nebula.store import Store
+
+    return Store(store_url(database_url))
+
+
+def load(repo: Path, database_url: str | None = None, *, vault: bool = True) -> Desired:
+    """The desired state; `${secret:NAME}` references are checked against the vault in the
+    store at `database_url` (opened only if the repo has any), unless `vault` is False."""
+    from nebula.engine.load import load_desired
+
+    def fingerprints() -> dict[str, str]:
+        from nebula.secrets import open_vault
+
+        with open_store(database_url) as store:
+            return open_vault(store).fingerprints()
+
+    return load_desired(repo, fingerprints if vault else None)
+
+
+def replay_noop(repo: Path, docker_host: str | None) -> dict[str, Any] | None:
+    """The plan, as `Plan.to_dict()`, when a plan of these very inputs and this very state
+    changed nothing before (see `nebula.engine.memo`); None means: plan in full."""
+    from nebula.engine.memo import NoopMemo, input_key, observed_digest
+    from nebula.paths import builtin_catalog_dir
+    from nebula.providers.docker import DockerProvider
+
+    memo = NoopMemo.default()
+    entry = memo.entry(input_key(repo, [builtin_catalog_dir()]))
+    if entry is None:
+        return None
+    provider = DockerProvider(docker_host or entry.get("docker_host"))
+    try:
+        observed = provider.observe()
+    finally:
+        provider.close()
+    plan: dict[str, Any] = entry["plan"]
+    return plan if entry.get("observed") == observed_digest(observed) else None
+
+
+def remember_noop(repo: Path, snapshot: Snapshot) -> None:
+    """Remember a plan that changed nothing, for `replay_noop`."""
+    if snapshot.plan.has_changes or any(d.secrets for d in snapshot.desired.installations):
+        return  # secrets live in the vault, not in the files the memo keys on
+    from nebula.engine.memo import NoopMemo, input_key
+    from nebula.paths import builtin_catalog_dir
+
+    NoopMemo.default().remember(
+        input_key(repo, [builtin_catalog_dir()]),
+        snapshot.observed,
+        snapshot.plan.to_dict(),
+        snapshot.desired.repo.config.docker.host,
+    )

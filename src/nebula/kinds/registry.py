@@ -1,0 +1,25 @@
+"""Every kind of the config repo, in the order the pipeline applies them.
+
+One line per kind: its name and where its `Kind` class lives, imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nebula.kinds.base import Kind
+
+KINDS: dict[str, str] = {
+    "packages": "nebula.kinds.packages.kind:Packages",
+    "routes": "nebula.kinds.routes.kind:Routes",  # after packages: routes dial their containers
+    "dns": "nebula.kinds.dns.kind:Dns",
+}
+
+
+def kind(name: str) -> Kind:
+    """The kind called `name` (one of `KINDS`)."""
+    module, _, attribute = KINDS[name].partition(":")
+    cls: type[Kind] = getattr(importlib.import_module(module), attribute)
+    return cls()

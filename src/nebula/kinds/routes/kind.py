@@ -1,0 +1,43 @@
+"""The routes kind: every exposed hostname routed through Caddy, with its TLS policy.
+
+Planned on every sync (one GET of Caddy's config) and applied after the packages: a route dials
+its container's address, which the packages' apply may just have changed. Nothing exposed and no
+`proxy:` in nebula.yaml: Caddy is not contacted at all.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from nebula.errors import NebulaError
+from nebula.kinds.base import Applied, Desired, World
+from nebula.kinds.routes.apply import preview_proxy, sync_proxy
+from nebula.kinds.routes.desired import RouteAction
+from nebula.plan import Part
+
+
+class Routes:
+    name: ClassVar[str] = "routes"
+
+    def plan(self, desired: Desired, world: World) -> Part:
+        try:
+            result = preview_proxy(desired, world.observed(desired))
+        except NebulaError as exc:
+            return Part(self.name, problems=(f"proxy: {exc}",))
+        if result is None:
+            return Part(self.name)
+        removed = {c.id for c in result.changes if c.action is RouteAction.DELETE}
+        return Part(
+            self.name, result.changes, frozenset(removed), result.owned, "routes and policies"
+        )
+
+    def apply(self, part: Part, desired: Desired, world: World) -> Applied:
+        """Bring Caddy in line with the containers as they run now (the plan showed routes to
+        containers not yet started by their names)."""
+        if not part.has_changes and not part.problems and "packages" not in world.changed:
+            return Applied(self.name)
+        try:
+            result = sync_proxy(desired, world.observed(desired))
+        except NebulaError as exc:
+            return Applied(self.name, errors=(f"proxy: {exc}",), temporary=exc.temporary)
+        return Applied(self.name, result.changes if result else ())

@@ -1,0 +1,39 @@
+"""Every provider Nebula can drive, by kind and name, imported only when used.
+
+A new DNS provider is one module implementing `providers.dns.base.DnsProvider` plus one line in
+`PROVIDERS`. What a provider can do is declared on its class (`capabilities`) and enforced once,
+when the kind validates the zones that name it: a record type it cannot serve, `proxied` where
+it has no proxy, a missing API URL it needs, are errors at the file and line that ask for them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+PROVIDERS: dict[str, dict[str, str]] = {
+    "dns": {
+        "powerdns": "nebula.providers.dns.powerdns:PowerDnsProvider",
+        "cloudflare": "nebula.providers.dns.cloudflare:CloudflareProvider",
+    },
+}
+
+
+class UnknownProviderError(LookupError):
+    """No provider of that kind and name."""
+
+
+def names(kind: str) -> list[str]:
+    """The providers of `kind`, by name."""
+    return list(PROVIDERS.get(kind, {}))
+
+
+def provider_class(kind: str, name: str) -> Any:
+    """The class of the provider `name` of `kind`, its module imported now."""
+    try:
+        target = PROVIDERS[kind][name]
+    except KeyError:
+        known = ", ".join(names(kind)) or "none"
+        raise UnknownProviderError(f"no {kind} provider {name!r}; one of {known}") from None
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
