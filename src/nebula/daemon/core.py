@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nebula.daemon import metrics
-from nebula.daemon.audit import AuditTrail
 from nebula.daemon.catalog_api import Marketplace
 from nebula.daemon.config import DaemonConfig
 from nebula.daemon.control import ControlError, DaemonStatus, Event, SyncRecord, SyncTrigger
@@ -35,6 +33,7 @@ from nebula.daemon.faults import Faults
 from nebula.daemon.gitsync import Commit, GitSource
 from nebula.daemon.health import HealthMonitor
 from nebula.daemon.proxy import ProxyKeeper
+from nebula.daemon.synclog import SyncLog
 from nebula.daemon.webhook import verify_and_parse
 from nebula.engine import pipeline
 from nebula.engine.load import load_desired
@@ -53,7 +52,6 @@ log = logging.getLogger("nebulad")
 _DRIFT_ACTIONS = {"destroy", "die", "stop", "kill", "reconnect"}
 _FETCHING = {"start", "poll", "webhook", "hook", "watch", "manual", "rollback"}
 _EXPLICIT = {"manual", "hook", "webhook"}  # asked for by someone: always recorded
-_AUDITED_CHANGES = 500  # a sync's audit entry lists at most this many changes
 RETRY_FIRST = 2.0  # seconds until a sync that broke is tried again; doubled up to drift_interval
 
 
@@ -78,7 +76,8 @@ class Daemon:
         self.health = HealthMonitor(
             store, provider, self.bus, self.faults
         )  # checks of the last good state
-        self.audit = AuditTrail(store)  # finished syncs here; API requests in daemon.api
+        self.log = SyncLog(store, self.bus)  # finished syncs; API requests: daemon.api
+        self.audit = self.log.audit
         self._wake = threading.Condition()
         self._pending: set[str] = set()
         self._stop = threading.Event()
@@ -87,8 +86,6 @@ class Daemon:
         self._bad_commit: str | None = None  # the newest commit known not to load
         self._vault_seen: dict[str, str] | None = None  # secret fingerprints at the last load
         self._reported = False  # whether the sync in progress already recorded a failure
-        self._current: int | None = None  # the sync row begun and not yet finished
-        self._unfinished: set[int] = set()  # sync rows left "running": the store refused the end
         self._held: tuple[str, int] | None = None  # commit, sync id waiting for approval
         self._approved: str | None = None
         self.proxy = ProxyKeeper(store, self.bus)
@@ -194,17 +191,11 @@ class Daemon:
         """Run one sync for `triggers`; False when it broke (it is then reported)."""
         trigger = next((t for t in _ORDER if t in triggers), "drift")
         try:
-            for sync_id in sorted(self._unfinished):  # only ours: other nodes may share the store
-                self.store.finish_sync(
-                    sync_id,
-                    status="failed",
-                    errors=["nebulad could not record the end of this sync; see its log"],
-                )
-                self._unfinished.discard(sync_id)
+            self.log.close_unfinished()
             self._sync(trigger, fetch=bool(triggers & _FETCHING))
         except Exception as exc:  # Docker or the store refused, or a bug: never the end
             message = self.faults.report("sync", exc)
-            self._fail_sync(trigger, message)
+            self.log.fail(trigger, message, explicit=trigger in _EXPLICIT)
             return False
         self.faults.clear("sync")
         return True
@@ -213,7 +204,7 @@ class Daemon:
         explicit = trigger in _EXPLICIT
         if self._setting("suspended") == "1":
             if explicit:
-                self._record(None, trigger, "skipped", Plan(()))
+                self.log.record(None, trigger, "skipped", Plan(()))
             return
         self._reported = False
         self._refresh(fetch, trigger)
@@ -253,11 +244,11 @@ class Daemon:
         new_commit = commit is not None and commit.sha != self._setting("applied_commit")
         if plan.has_changes:
             if commit is not None and self._approved != commit.sha and plan.unsafe(self._prune):
-                sync_id = self._record(commit, trigger, "held", plan)
+                sync_id = self.log.record(commit, trigger, "held", plan)
                 self._held = (commit.sha, sync_id)
                 self.bus.publish("sync_held", id=sync_id, commit=commit.sha)
                 return
-            sync_id = self._begin(commit, trigger)
+            sync_id = self.log.begin(commit, trigger)
             self.bus.publish(
                 "sync_started", id=sync_id, commit=commit.sha if commit else None, trigger=trigger
             )
@@ -271,10 +262,10 @@ class Daemon:
         if not plan.has_changes:
             if new_commit or explicit:
                 outcome: SyncStatus = "failed" if errors else "succeeded"
-                self._record(commit, trigger, outcome, plan, errors=errors)
+                self.log.record(commit, trigger, outcome, plan, errors=errors)
             return
         status: SyncStatus = "succeeded" if not errors else "failed"
-        info = self._finish(
+        info = self.log.finish(
             sync_id,
             status=status,
             errors=errors,
@@ -285,11 +276,11 @@ class Daemon:
             self.store.set_setting("applied_commit", commit.sha)
         if self._held is not None and commit is not None and self._held[0] == commit.sha:
             self._held = None
-        self._count(info, plan, drift=trigger == "drift")
+        self.log.count(info, plan, drift=trigger == "drift")
         self.bus.publish("sync_finished", id=sync_id, status=status, errors=errors)
 
     def _progress(self, what: str, message: str) -> None:
-        self.bus.publish("progress", id=self._current, installation=what, message=message)
+        self.bus.publish("progress", id=self.log.current, installation=what, message=message)
 
     @property
     def _prune(self) -> int | None:
@@ -344,9 +335,8 @@ class Daemon:
         try:
             commit = self.source.commit_info(pinned) if pinned else self.source.fetch()
         except NebulaError as exc:
-            self._finish(self._begin(None, trigger), status="failed", errors=[str(exc)])
+            self.log.failed(None, trigger, [str(exc)])
             self._reported = True
-            metrics.SYNCS.labels(status="failed").inc()
             return
         if (
             self._good is not None
@@ -387,107 +377,11 @@ class Daemon:
         self._reported = True
         if commit is not None:
             self._bad_commit = commit.sha
-        sync_id = self._begin(commit, trigger)
-        errors = [str(issue) for issue in exc.issues]
-        self._finish(sync_id, status="failed", errors=errors)
-        metrics.SYNCS.labels(status="failed").inc()
-        self.bus.publish("sync_finished", id=sync_id, status="failed", errors=errors)
+        self.log.failed(commit, trigger, [str(issue) for issue in exc.issues])
         log.warning(
             "commit %s is invalid; keeping the last good state",
             commit.short if commit else "(folder)",
         )
-
-    # -- records and metrics ---------------------------------------------------------------
-
-    def _fail_sync(self, trigger: str, message: str) -> None:
-        """Close the sync in progress as failed; a failed explicit request gets its own record.
-        When the store refuses that too, the failure is still published, without an id."""
-        metrics.SYNCS.labels(status="failed").inc()
-        sync_id = self._current
-        try:
-            if sync_id is None and trigger in _EXPLICIT:
-                sync_id = self._begin(None, trigger)
-            if sync_id is not None:
-                self._finish(sync_id, status="failed", errors=[message])
-        except Exception as exc:  # the store refuses writes too (a full disk)
-            if sync_id is not None:
-                self._unfinished.add(sync_id)
-            self._current = None
-            log.error("cannot record the failed sync: %s", exc)
-            errors = [message, f"not recorded: {exc}"]
-            self.bus.publish("sync_finished", id=None, status="failed", errors=errors)
-            return
-        if sync_id is not None:
-            self.bus.publish("sync_finished", id=sync_id, status="failed", errors=[message])
-
-    def _finish(self, sync_id: int, **outcome: Any) -> SyncRecord:
-        info = self.store.finish_sync(sync_id, **outcome)
-        self._current = None  # only now: a sync whose end was refused is closed as failed
-        self._audit(info)
-        return info
-
-    def _audit(self, info: SyncRecord) -> None:
-        applied = info.status == "succeeded" and any(
-            info.summary.get(action) for action in ("create", "update", "delete")
-        )
-        self.audit.record(
-            "daemon:sync",
-            "sync.applied" if applied else f"sync.{info.status}",
-            info.commit[:12] if info.commit else None,
-            {
-                "sync": info.id,
-                "trigger": info.trigger,
-                "commit": info.commit,
-                "summary": info.summary,
-                "errors": list(info.errors),
-                "changes": list(info.changes[:_AUDITED_CHANGES]),
-            },
-        )
-
-    def _begin(self, commit: Commit | None, trigger: str) -> int:
-        sync_id = self.store.start_sync(
-            commit=commit.sha if commit else None,
-            author=commit.author if commit else None,
-            message=commit.message if commit else None,
-            trigger=trigger,
-        )
-        self._current = sync_id
-        return sync_id
-
-    def _record(
-        self,
-        commit: Commit | None,
-        trigger: str,
-        status: SyncStatus,
-        plan: Plan,
-        errors: list[str] | None = None,
-    ) -> int:
-        sync_id = self._begin(commit, trigger)
-        info = self._finish(
-            sync_id,
-            status=status,
-            errors=errors or [],
-            summary=plan.counts(),
-            changes=[c.to_dict() for c in plan.pending],
-        )
-        if status == "succeeded" and commit is not None:
-            self.store.set_setting("applied_commit", commit.sha)
-        self._count(info, plan, drift=False)
-        self.bus.publish("sync_finished", id=sync_id, status=status, errors=errors or [])
-        return sync_id
-
-    def _count(self, info: SyncRecord, plan: Plan, *, drift: bool) -> None:
-        metrics.SYNCS.labels(status=info.status).inc()
-        if info.duration_ms is not None:
-            metrics.SYNC_DURATION.observe(info.duration_ms / 1000)
-        for change in plan.pending:
-            metrics.CHANGES_APPLIED.labels(action=str(change.action)).inc()
-        if info.errors:
-            metrics.APPLY_ERRORS.inc(len(info.errors))
-        if drift and info.status == "succeeded":
-            metrics.DRIFT_CORRECTIONS.inc()
-        if info.status == "succeeded":
-            metrics.LAST_SUCCESSFUL_SYNC.set_to_current_time()
 
     def _setting(self, key: str) -> str | None:
         return self.store.setting(key)
