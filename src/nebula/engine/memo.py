@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from nebula import __version__
 from nebula.paths import UnsafePathError, read_file
 
-if TYPE_CHECKING:  # only annotations: `nebula dns` digests the repo without Docker's types
+if TYPE_CHECKING:
     from nebula.kinds.packages.types import Observed
 
 _KEEP = 8  # config repos remembered

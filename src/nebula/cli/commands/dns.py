@@ -7,14 +7,14 @@ when set, else the vault (`nebula secrets set NAME`).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from nebula.cli.audit_trail import actor
 from nebula.cli.options import DatabaseUrl, Output, RepoDir
 from nebula.cli.output import (
     EXIT_FAILED,
@@ -28,9 +28,11 @@ from nebula.cli.output import (
 )
 
 if TYPE_CHECKING:
-    from nebula.kinds.dns.apply import SecretResolver, ZoneOutcome
-    from nebula.kinds.dns.types import DesiredZone, ZonePlan
-    from nebula.store import Store
+    from nebula.engine.session import Store
+    from nebula.kinds.base import Desired
+    from nebula.kinds.dns.apply import ZoneOutcome
+    from nebula.kinds.dns.types import DesiredZone
+    from nebula.secrets.resolve import SecretResolver
 
 app = typer.Typer(
     help="DNS records from domains/*.yaml: plan, apply, import a zone.", no_args_is_help=True
@@ -47,13 +49,13 @@ ZoneOption = Annotated[
 def _secrets(database_url: str | None) -> Iterator[SecretResolver]:
     """Tokens from `NEBULA_SECRET_NAME`, else the vault; the state database (where the vault
     lives) is opened only when a token is not in the environment."""
-    from nebula.kinds.dns.apply import vault_secrets
+    from nebula.secrets.resolve import vault_secrets
 
     opened: list[Store] = []
 
     def store() -> Store:
         if not opened:
-            from nebula.cli.session import open_store
+            from nebula.engine.session import open_store
 
             opened.append(open_store(database_url))
         return opened[0]
@@ -65,20 +67,18 @@ def _secrets(database_url: str | None) -> Iterator[SecretResolver]:
             opened_store.close()
 
 
-def _zones(repo: Path, only: list[str] | None) -> list[DesiredZone]:
-    from nebula.kinds.dns.memo import load_zones
+def _narrow(zones: list[str] | None) -> Callable[[Desired], Desired]:
+    """The desired state with only the zones asked for (`--zone`)."""
 
-    if not (repo / "nebula.yaml").is_file():
-        from nebula.spec.repo import load_repo
-
-        load_repo(repo)  # the error that says what a config repo is
-    zones = load_zones(repo)
-    if only:
-        unknown = sorted(set(only) - {z.zone for z in zones})
+    def narrow(desired: Desired) -> Desired:
+        if not zones:
+            return desired
+        unknown = sorted(set(zones) - {z.zone for z in desired.zones})
         if unknown:
             abort(f"no domains/*.yaml for zone {', '.join(unknown)}", EXIT_INVALID)
-        zones = [z for z in zones if z.zone in only]
-    return zones
+        return replace(desired, zones=tuple(z for z in desired.zones if z.zone in zones))
+
+    return narrow
 
 
 @app.command("plan")
@@ -93,16 +93,17 @@ def plan(
 ) -> None:
     """Show what `dns apply` would change in each zone, and why. Changes nothing.
 
-    Records Nebula did not create are never changed: they are counted as foreign (listed with
-    --show-foreign). Exit code 1 when a zone cannot be read or a record is in conflict.
+    The same plan as `nebula plan --only dns`, zone by zone. Records Nebula did not create are
+    never changed: they are counted as foreign (listed with --show-foreign). Exit code 1 when a
+    zone cannot be read or a record is in conflict.
     """
-    from nebula.kinds.dns.apply import plan_zones
+    from nebula.cli.commands.plan import preview
+    from nebula.engine.session import load
 
     with handle_errors(output):
-        zones = _zones(repo, zone)
-        with _secrets(database_url) as secrets:
-            outcomes = plan_zones(zones, secrets)
-    _report(outcomes, output, show_foreign, applied=False)
+        desired = _narrow(zone)(load(repo, database_url))
+        planned = preview(desired, database_url, None, ["dns"])
+    _report(planned.part("dns").detail or [], output, show_foreign, applied=False)
 
 
 @app.command("apply")
@@ -115,39 +116,22 @@ def apply(
 ) -> None:
     """Make each zone's records match the config repo, one write per zone.
 
-    Only records Nebula created are updated or deleted. A zone that fails (bad token,
-    unreachable API, a record the provider rejects) is reported and the others go on. Records
-    that would be deleted are confirmed first unless --yes. Exit code 1 when anything failed.
+    The same as `nebula apply --only dns`, shown zone by zone. Only records Nebula created are
+    updated or deleted. A zone that fails (bad token, unreachable API, a record the provider
+    rejects) is reported and the others go on. Records that would be deleted are confirmed
+    first unless --yes. Exit code 1 when anything failed.
     """
-    from nebula.kinds.dns.apply import apply_zones, plan_zones
+    from nebula.cli.commands.plan import run_apply
+
+    def quiet(_what: str, _message: str) -> None:
+        pass
 
     with handle_errors(output):
-        zones = _zones(repo, zone)
-        known: dict[str, ZonePlan] = {}
-        with _secrets(database_url) as secrets:
-            if not yes:
-                planned = plan_zones(zones, secrets)
-                _confirm(planned)
-                known = {o.zone: o.plan for o in planned if o.plan is not None}
-            outcomes = apply_zones(zones, secrets, known=known)
-        if any(o.applied or o.error for o in outcomes):
-            from nebula.kinds.dns.apply import record_apply
-            from nebula.store.db import default_url
-
-            record_apply(database_url or default_url(), outcomes, actor())
-    _report(outcomes, output, False, applied=True)
-
-
-def _confirm(outcomes: list[ZoneOutcome]) -> None:
-    deleting = sum(
-        1 for o in outcomes if o.plan for c in o.plan.pending if c.action.value == "delete"
-    )
-    if not deleting:
-        return
-    if not sys.stdin.isatty():
-        abort(f"the plan deletes {deleting} record set(s); rerun with --yes to allow it")
-    if not typer.confirm(f"Delete {deleting} record set(s)?", default=False):
-        abort("nothing applied")
+        outcome = run_apply(
+            repo, yes, None, database_url, ["dns"], True, quiet, narrow=_narrow(zone)
+        )
+    done = outcome.of("dns")
+    _report(done.detail if done else [], output, False, applied=True)
 
 
 def _report(
@@ -259,19 +243,13 @@ def list_domains(database_url: DatabaseUrl = None, output: Output = OutputFormat
     """Zones as last synced: provider, records, certificate status, last error."""
     from rich.table import Table
 
-    from nebula.cli.session import open_store
-    from nebula.store.dns import DnsStore
+    from nebula.engine import queries
+    from nebula.engine.session import open_store
 
-    with handle_errors(output):
-        store = open_store(database_url)
-        try:
-            domains = DnsStore(store).domains()
-        finally:
-            store.close()
+    with handle_errors(output), open_store(database_url) as store:
+        domains = queries.domains(store)
     if output is OutputFormat.json:
-        from dataclasses import asdict
-
-        print_json([asdict(d) for d in domains])
+        print_json(domains)
         return
     if not domains:
         console().print(
@@ -282,9 +260,11 @@ def list_domains(database_url: DatabaseUrl = None, output: Output = OutputFormat
     for column in ("zone", "provider", "records", "ssl", "synced", "error"):
         table.add_column(column, overflow="fold")
     for d in domains:
-        synced = d.synced_at.strftime("%Y-%m-%d %H:%M") if d.synced_at else "-"
-        ssl = d.ssl_status or "-"
-        if d.ssl_expires_at:
-            ssl += f" (until {d.ssl_expires_at:%Y-%m-%d})"
-        table.add_row(d.name, d.provider or "-", str(d.records), ssl, synced, d.last_error or "")
+        synced = d["synced_at"].strftime("%Y-%m-%d %H:%M") if d["synced_at"] else "-"
+        ssl = d["ssl_status"] or "-"
+        if d["ssl_expires_at"]:
+            ssl += f" (until {d['ssl_expires_at']:%Y-%m-%d})"
+        table.add_row(
+            d["name"], d["provider"] or "-", str(d["records"]), ssl, synced, d["last_error"] or ""
+        )
     console().print(table)

@@ -191,16 +191,16 @@ def run_apply(
     only: list[str] | None,
     quiet: bool,
     progress: Callable[[str, str], None],
-    show: Callable[[Plan], None] | None = None,
+    narrow: Callable[[Desired], Desired] | None = None,
 ) -> ApplyOutcome:
     """Plan and apply under the store's apply lock. Deletions are confirmed with the lock
     released (a prompt never stalls nebulad or another apply), then planned again under it:
-    deletions not confirmed are asked about again, never carried out. `show` renders a plan
-    before it is confirmed or applied (default: the whole plan)."""
-    from nebula.cli.plan_view import render_plan
+    deletions not confirmed are asked about again, never carried out. The plan is shown before
+    it is confirmed or applied unless `quiet`; `narrow` selects part of the desired state
+    (`nebula dns apply --zone`)."""
+    from nebula.cli.plan_view import render_plan as show
     from nebula.engine import pipeline
 
-    show = show or render_plan
     store = open_store(database_url)
     try:
         agreed: set[tuple[str, str]] | None = None if yes else set()
@@ -211,6 +211,8 @@ def run_apply(
                 world(database_url, docker_host, progress, store) as the_world,
             ):
                 desired = load(repo, database_url)
+                if narrow is not None:
+                    desired = narrow(desired)
                 the_plan = pipeline.plan(desired, the_world, only)
                 if agreed is None or deletions(the_plan) <= agreed:
                     if not quiet and the_plan.has_changes and the_plan != shown:
@@ -265,7 +267,10 @@ def confirm(the_plan: Plan) -> None:
         abort(f"the plan deletes {what}; rerun with --yes to allow it{guard}")
     for reason in unsafe:
         err_console().print(f"[bold red]prune guard:[/] {reason}", highlight=False)
-    if not typer.confirm(f"Delete {what}? Named volumes are kept", default=False):
+    kept = (
+        "? Named volumes are kept" if any(k == "packages" for k, _ in deletions(the_plan)) else "?"
+    )
+    if not typer.confirm(f"Delete {what}{kept}", default=False):
         abort("nothing applied")
 
 
