@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 import servers
 from nebula.cli.app import app
-from nebula.providers import docker_http
 from nebula.providers.docker import DockerProvider
+from nebula.providers.docker import http as docker_http
 from nebula.store import Store
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "homelab"

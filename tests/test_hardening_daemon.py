@@ -60,7 +60,7 @@ from nebula.daemon.health import HealthMonitor
 from nebula.engine.load import load_desired
 from nebula.errors import ProviderError
 from nebula.providers.docker import DockerProvider
-from nebula.providers.docker_http import EngineReader
+from nebula.providers.docker.http import EngineReader
 from nebula.store import Store, installation_runs
 from test_daemon import IMAGE
 from test_daemon_crash import (

@@ -39,7 +39,7 @@ from nebula.kinds.packages.types import (
     canonical_json,
     reveal,
 )
-from nebula.providers.docker_http import EngineReader
+from nebula.providers.docker.http import EngineReader
 
 if TYPE_CHECKING:
     import docker
