@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from nebula.engine.session import Store
     from nebula.kinds.packages.apply import ApplyResult
-    from nebula.store import Store
 
 _LISTED_CHANGES = 500  # an apply's entry lists at most this many changes
 
@@ -39,9 +39,9 @@ def record(
     secrets: Mapping[str, str] | None = None,
 ) -> None:
     """Append to the audit log (the detail is masked there; `secrets`: value -> fingerprint)."""
-    from nebula.store import audit
+    from nebula.engine.queries import append_audit
 
-    audit.append(store, actor=actor(), action=action, target=target, detail=detail, secrets=secrets)
+    append_audit(store, actor=actor(), action=action, target=target, detail=detail, secrets=secrets)
 
 
 def record_apply(store: Store, repo: Path, result: ApplyResult) -> None:
@@ -66,7 +66,7 @@ def record_commit(
     database_url: str | None, repo: Path, sha: str, message: str, paths: list[str]
 ) -> None:
     """A commit to the config repo made by a command (`nebula install` and the like)."""
-    from nebula.cli.session import open_store
+    from nebula.engine.session import open_store
 
     with open_store(database_url) as store:
         record(

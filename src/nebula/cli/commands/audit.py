@@ -23,12 +23,12 @@ from nebula.cli.output import (
     handle_errors,
     print_json,
 )
-from nebula.cli.session import open_store
+from nebula.engine.session import open_store
 
 if TYPE_CHECKING:
     from rich.text import Text
 
-    from nebula.store.audit import AuditRecord
+    from nebula.engine.queries import AuditRecord
 
 app = typer.Typer(
     help="The audit log: every change made through the CLI, the API or a sync, hash-chained.\n\n"
@@ -77,10 +77,10 @@ def audit(
     if ctx.invoked_subcommand is not None:
         return
     start = _since(since) if since is not None else None
-    from nebula.store import audit as audit_log
+    from nebula.engine.queries import audit_entries
 
     with handle_errors(output), open_store(database_url) as store:
-        found = audit_log.entries(store, since=start, actor=actor, target=target, limit=limit)
+        found = audit_entries(store, since=start, actor=actor, target=target, limit=limit)
     if output is OutputFormat.json:
         print_json([_json(e) for e in found])
         return
@@ -105,16 +105,16 @@ def verify(
     output: Output = OutputFormat.table,
 ) -> None:
     """Check the hash chain: report every entry edited, deleted or moved. Exit 1 if any."""
-    from nebula.store import audit as audit_log
+    from nebula.engine.queries import audit_verification, parse_audit_head
 
     anchor = None
     if expect is not None:
         try:
-            anchor = audit_log.parse_anchor(expect.strip())
+            anchor = parse_audit_head(expect.strip())
         except ValueError as exc:
             abort(f"--expect: {exc}", EXIT_INVALID)
     with handle_errors(output), open_store(database_url) as store:
-        result = audit_log.verify(store, expect=anchor)
+        result = audit_verification(store, anchor)
     head = f"{result.head_seq}:{result.head_hash}"
     if output is OutputFormat.json:
         problems = [{"seq": p.seq, "kind": p.kind, "message": p.message} for p in result.problems]

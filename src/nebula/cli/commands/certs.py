@@ -10,7 +10,7 @@ import typer
 
 from nebula.cli.options import DatabaseUrl, Output, RepoDir
 from nebula.cli.output import OutputFormat, console, err_console, handle_errors, print_json
-from nebula.cli.session import load, open_store
+from nebula.engine.session import load, open_store
 
 if TYPE_CHECKING:
     from nebula.kinds.routes.certificates import CertificateState

@@ -28,8 +28,8 @@ from nebula.cli.output import (
 )
 
 if TYPE_CHECKING:
+    from nebula.engine.session import Store
     from nebula.secrets import SecretInfo, Vault
-    from nebula.store import Store
 
 app = typer.Typer(
     help="Secrets the config repo refers to as ${secret:NAME}: stored encrypted (AES-256-GCM) "
@@ -66,7 +66,7 @@ def _invalid(message: str, output: OutputFormat, code: int = EXIT_INVALID) -> No
 
 
 def _open(database_url: str | None) -> tuple[Store, Vault]:
-    from nebula.cli.session import open_store
+    from nebula.engine.session import open_store
     from nebula.secrets import open_vault
 
     store = open_store(database_url)

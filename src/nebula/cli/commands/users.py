@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -25,6 +25,9 @@ from nebula.cli.output import (
     handle_errors,
     print_json,
 )
+
+if TYPE_CHECKING:
+    from nebula.engine.session import Store
 
 user_app = typer.Typer(
     help="Local users who log in to nebulad's TCP API (`nebula login`). Roles: viewer (read), "
@@ -58,8 +61,8 @@ def _when(at: datetime | None, layout: str = "%Y-%m-%d %H:%M") -> str:
     return at.strftime(layout) if at else ""
 
 
-def _store(database_url: str | None) -> Any:
-    from nebula.cli.session import open_store
+def _store(database_url: str | None) -> Store:
+    from nebula.engine.session import open_store
 
     return open_store(database_url)
 
@@ -85,8 +88,8 @@ def user_add(
     output: Output = OutputFormat.table,
 ) -> None:
     """Add a user (password: at least 10 characters)."""
+    from nebula.engine.queries import IdentityError
     from nebula.identity import accounts
-    from nebula.store.identity import IdentityError
 
     password = _password(password_stdin)
     with handle_errors(output):
@@ -153,8 +156,8 @@ def user_rm(
 ) -> None:
     """Remove a user: its sessions and tokens end (within seconds for a running nebulad), and
     the API keys it made are revoked."""
+    from nebula.engine.queries import IdentityError
     from nebula.identity import accounts
-    from nebula.store.identity import IdentityError
 
     with handle_errors(output):
         store = _store(database_url)
@@ -180,8 +183,8 @@ def user_role(
 ) -> None:
     """Change a user's role: its tokens hold the new role within seconds, and the API keys it
     made above the new role are revoked."""
+    from nebula.engine.queries import IdentityError
     from nebula.identity import accounts
-    from nebula.store.identity import IdentityError
 
     with handle_errors(output):
         store = _store(database_url)
@@ -214,8 +217,8 @@ def user_passwd(
     output: Output = OutputFormat.table,
 ) -> None:
     """Set a user's password: its sessions end and any lockout lifts."""
+    from nebula.engine.queries import IdentityError
     from nebula.identity import accounts
-    from nebula.store.identity import IdentityError
 
     password = _password(password_stdin)
     with handle_errors(output):
@@ -248,8 +251,8 @@ def apikey_create(
     """Create an API key (or a node's service token). The key is printed once: keep it."""
     import getpass
 
+    from nebula.engine.queries import IdentityError
     from nebula.identity import accounts
-    from nebula.store.identity import IdentityError
 
     with handle_errors(output):
         store = _store(database_url)
@@ -337,8 +340,8 @@ def apikey_revoke(
     output: Output = OutputFormat.table,
 ) -> None:
     """Revoke an API key or service token: requests with it are refused from now on."""
+    from nebula.engine.queries import IdentityError
     from nebula.identity import accounts
-    from nebula.store.identity import IdentityError
 
     with handle_errors(output):
         store = _store(database_url)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from nebula.cli.options import Output, RepoDir
 from nebula.cli.output import OutputFormat, console, handle_errors, print_json
-from nebula.cli.session import load
+from nebula.engine.session import load
 
 
 def validate(repo: RepoDir = Path("."), output: Output = OutputFormat.table) -> None:
