@@ -13,7 +13,7 @@ reported; Nebula creates the 200 networks itself, each a /26 of its own subnet p
   - cold: every run with a fresh, empty XDG_CACHE_HOME, so it takes the full path (load and
     validate the repo, observe, diff) and records the memo: the first plan after any change;
 - the same two in-process: the full plan (`load_desired`, `observe`, `diff` on a fresh
-  `DockerProvider`) split into its parts, and the replay (`nebula.cli.session.replay_noop`);
+  `DockerProvider`) split into its parts, and the replay (`nebula.engine.session.replay_noop`);
 - the HTTP requests each in-process plan sends, counted at the http.client level, so every
   request counts whichever client sends it (Nebula's EngineReader, or requests/urllib3 under the
   docker SDK).
@@ -87,7 +87,7 @@ def cache_home(path: str) -> Iterator[None]:
 
 def in_process_plan(url: str, repo: Path) -> dict[str, float | int]:
     """One full no-op plan in this process: load, observe, diff; seconds of each and the total."""
-    from nebula.engine.reconcile import load_desired
+    from nebula.engine.load import load_desired
     from nebula.kinds.packages.diff import diff
     from nebula.providers.docker import DockerProvider
 
@@ -115,7 +115,7 @@ def in_process_plan(url: str, repo: Path) -> dict[str, float | int]:
 
 def in_process_replay(url: str, repo: Path, cache: str) -> float:
     """One replayed no-op plan in this process, from the memo under `cache`; seconds."""
-    from nebula.cli.session import replay_noop
+    from nebula.engine.session import replay_noop
 
     with cache_home(cache):
         started = time.perf_counter()
