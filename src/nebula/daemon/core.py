@@ -14,7 +14,6 @@ daemon recovers by itself once the cause goes.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import socket
 import threading
@@ -35,7 +34,7 @@ from nebula.daemon.health import HealthMonitor
 from nebula.daemon.proxy import ProxyKeeper
 from nebula.daemon.synclog import SyncLog
 from nebula.daemon.webhook import verify_and_parse
-from nebula.engine import pipeline
+from nebula.engine import pipeline, queries
 from nebula.engine.load import load_desired
 from nebula.errors import ConfigError, NebulaError
 from nebula.kinds.base import Desired, World
@@ -43,9 +42,8 @@ from nebula.plan import Plan
 from nebula.providers.docker import DockerProvider
 from nebula.secrets import open_vault
 from nebula.secrets.resolve import vault_secrets
-from nebula.store import Store, SyncStatus, installation_runs
+from nebula.store import Store, SyncStatus
 from nebula.store.applylock import WaitStoppedError
-from nebula.store.dns import DnsStore
 
 log = logging.getLogger("nebulad")
 
@@ -287,15 +285,13 @@ class Daemon:
         return self.config.prune_max
 
     def domains(self) -> list[dict[str, Any]]:
-        return [dataclasses.asdict(d) for d in DnsStore(self.store).domains()]
+        return queries.domains(self.store)
 
     def domain_records(self, domain: str) -> dict[str, Any]:
-        dns = DnsStore(self.store)
-        found = dns.domain(domain)
+        found = queries.domain_records(self.store, domain)
         if found is None:
             raise ControlError("not_found", f"no domain {domain}")
-        records = [dataclasses.asdict(r) for r in dns.records(found.id)]
-        return {"domain": dataclasses.asdict(found), "records": records}
+        return found
 
     def domain_ssl(self, domain: str, check: bool) -> dict[str, Any]:
         return self.proxy.domain_ssl(domain, self._desired(), check)
@@ -404,28 +400,7 @@ class Daemon:
         )
 
     def installations(self) -> list[dict[str, Any]]:
-        observed = self.provider.observe()
-        checks = installation_runs.health(self.store)
-        rows = []
-        for inst in self.store.installations():
-            containers = [
-                {"name": c.name, "state": c.state, "health": c.health}
-                for c in observed.containers
-                if c.installation == inst.name
-            ]
-            rows.append(
-                {
-                    "name": inst.name,
-                    "package": inst.package,
-                    "version": inst.version,
-                    "status": inst.status,
-                    "reason": inst.status_reason,
-                    "commit": inst.commit,
-                    "containers": containers,
-                    "health": [h.to_dict() for h in checks if h.installation == inst.name],
-                }
-            )
-        return rows
+        return queries.installations(self.store, self.provider.observe().containers)
 
     def syncs(self, limit: int = 20) -> list[SyncRecord]:
         return self.store.syncs(limit)
