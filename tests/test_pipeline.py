@@ -22,6 +22,8 @@ import servers
 from nebula.cli.app import app
 from nebula.daemon.config import DaemonConfig
 from nebula.daemon.core import Daemon
+from nebula.daemon.dns import DnsKeeper
+from nebula.daemon.events import EventBus
 from nebula.daemon.gitsync import GitSource
 from nebula.engine import pipeline
 from nebula.engine.load import load_desired
@@ -256,3 +258,36 @@ def test_a_provider_added_through_the_registry_alone_is_validated_planned_and_ap
     monkeypatch.delitem(registry.PROVIDERS["dns"], "memory")
     with pytest.raises(ConfigError, match="unknown DNS provider 'memory': one of powerdns"):
         load_desired(root)
+
+
+def test_nebulad_retries_a_zone_at_the_next_sync_only_when_its_failure_may_pass(
+    powerdns: servers.PowerDnsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "repo"
+    (root / "domains").mkdir(parents=True)
+    (root / "nebula.yaml").write_text("{}\n")
+    store = Store(f"sqlite:///{tmp_path}/nebula.db")
+    keeper = DnsKeeper(EventBus())
+
+    def sync_with(api_url: str, key: str) -> bool:
+        """One DNS step of a nebulad sync; whether the next sync plans the zones again."""
+        monkeypatch.setenv("NEBULA_SECRET_PDNS_KEY", key)
+        doc = {"zone": "retry.test", "provider": "powerdns",
+               "account": {"api_url": api_url, "token": "${secret:PDNS_KEY}"},
+               "records": [{"name": "www", "type": "A", "value": "192.0.2.9"}]}  # fmt: skip
+        (root / "domains" / "retry.test.yaml").write_text(yaml.safe_dump(doc))
+        desired = load_desired(root)
+        assert keeper.due(desired.zones)
+        [done] = pipeline.run(desired, World(lambda: store), only=["dns"]).applied or ()
+        keeper.applied(desired.zones, done)
+        assert done.errors
+        return keeper.due(desired.zones)
+
+    try:
+        unreachable = f"http://127.0.0.1:{servers._free_port()}"
+        assert sync_with(unreachable, powerdns.api_key)  # may pass by itself: tried again
+        assert not sync_with(powerdns.api_url, "wrong-key")  # refused: waits for a change
+        keeper.forget()  # what nebulad does when a secret changes
+        assert keeper.due(load_desired(root).zones)
+    finally:
+        store.close()

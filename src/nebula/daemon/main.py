@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import gc
 import json
 import logging
 import os
@@ -75,6 +76,7 @@ def run(config: DaemonConfig) -> None:
     from nebula.identity.ratelimit import RateLimit
     from nebula.identity.sessions import Sessions
     from nebula.identity.tokens import load_signing_key
+    from nebula.kinds.registry import load_all
     from nebula.providers.docker import DockerProvider
     from nebula.store import Store
     from nebula.store.db import check_integrity
@@ -98,6 +100,12 @@ def run(config: DaemonConfig) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    load_all()
+    # What is loaded by now (modules, models, the store's mappings) lives as long as nebulad:
+    # kept out of the cycle collector's reach, a sync's full collections no longer walk it
+    # (one such walk doubled the CPU of a 1,000-record zone's sync).
+    gc.collect()
+    gc.freeze()
     daemon.start()
     log.info(
         "nebulad following %s (%s), API on %s", config.source, config.branch, config.socket_path

@@ -23,3 +23,10 @@ def kind(name: str) -> Kind:
     module, _, attribute = KINDS[name].partition(":")
     cls: type[Kind] = getattr(importlib.import_module(module), attribute)
     return cls()
+
+
+def load_all() -> None:
+    """Import every kind now (a long-running process pays for them once, up front)."""
+    for name in KINDS:
+        kind(name)
+
