@@ -4,6 +4,7 @@ errors at once."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from nebula.spec.config import NebulaConfig
 from nebula.spec.domain import Domain
 from nebula.spec.installation import Installation
 from nebula.spec.names import NAME, NAME_RULE, excerpt
-from nebula.spec.validate import validate_document
+from nebula.spec.validate import M, validate_document
 from nebula.spec.yamlfile import YamlDocument, parse_yaml
 
 CONFIG_FILE = "nebula.yaml"
@@ -95,6 +96,21 @@ def _yaml_files(root: Path, folder: str, issues: list[ConfigIssue]) -> list[Path
     )
 
 
+def _documents(
+    root: Path, folder: str, model: type[M], issues: list[ConfigIssue]
+) -> Iterator[tuple[Path, YamlDocument, M]]:
+    """Each YAML file of `root/folder` with its document, validated as `model`; the problems
+    of a file that does not validate are added to `issues` and the file is passed over."""
+    for path in _yaml_files(root, folder, issues):
+        try:
+            doc = read_document(path, root)
+            spec = validate_document(doc, model)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+            continue
+        yield path, doc, spec
+
+
 def load_repo(root: Path) -> RepoSpec:
     """Load and validate the config repo at `root`; `ConfigError` lists every problem found."""
     root = root.resolve()
@@ -121,13 +137,7 @@ def load_repo(root: Path) -> RepoSpec:
 
     installations: list[InstallationSource] = []
     seen: dict[str, str] = {}
-    for path in _yaml_files(root, PACKAGES_DIR, issues):
-        try:
-            doc = read_document(path, root)
-            spec = validate_document(doc, Installation)
-        except ConfigError as exc:
-            issues.extend(exc.issues)
-            continue
+    for path, doc, spec in _documents(root, PACKAGES_DIR, Installation, issues):
         name = spec.name or path.stem
         if spec.name is None and not NAME.fullmatch(name):
             issues.append(
@@ -159,13 +169,7 @@ def _load_domains(root: Path, issues: list[ConfigIssue]) -> tuple[DomainSource, 
     """Every `domains/*.yaml`, one zone each; problems are added to `issues`."""
     domains: list[DomainSource] = []
     zones: dict[str, str] = {}
-    for path in _yaml_files(root, DOMAINS_DIR, issues):
-        try:
-            doc = read_document(path, root)
-            spec = validate_document(doc, Domain)
-        except ConfigError as exc:
-            issues.extend(exc.issues)
-            continue
+    for _, doc, spec in _documents(root, DOMAINS_DIR, Domain, issues):
         if spec.zone in zones:
             issues.append(doc.issue(("zone",), f"zone {spec.zone!r} is also in {zones[spec.zone]}"))
             continue
