@@ -24,8 +24,9 @@ until the vault itself is needed.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from nebula.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from nebula.secrets.errors import (
@@ -37,19 +38,6 @@ if TYPE_CHECKING:
     )
     from nebula.secrets.vault import InitResult, RotationResult, SecretInfo, Vault, open_vault
     from nebula.spec.interpolate import secret_references as references_in
-
-_WHERE = {
-    "MasterKeyError": "nebula.secrets.errors",
-    "NotInitializedError": "nebula.secrets.errors",
-    "TamperedSecretError": "nebula.secrets.errors",
-    "UnknownSecretError": "nebula.secrets.errors",
-    "VaultError": "nebula.secrets.errors",
-    "InitResult": "nebula.secrets.vault",
-    "RotationResult": "nebula.secrets.vault",
-    "SecretInfo": "nebula.secrets.vault",
-    "Vault": "nebula.secrets.vault",
-    "open_vault": "nebula.secrets.vault",
-}
 
 __all__ = [
     "InitResult",
@@ -65,12 +53,19 @@ __all__ = [
     "references_in",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "references_in":
-        from nebula.spec.interpolate import secret_references
-
-        return secret_references
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "MasterKeyError": "nebula.secrets.errors",
+        "NotInitializedError": "nebula.secrets.errors",
+        "TamperedSecretError": "nebula.secrets.errors",
+        "UnknownSecretError": "nebula.secrets.errors",
+        "VaultError": "nebula.secrets.errors",
+        "InitResult": "nebula.secrets.vault",
+        "RotationResult": "nebula.secrets.vault",
+        "SecretInfo": "nebula.secrets.vault",
+        "Vault": "nebula.secrets.vault",
+        "open_vault": "nebula.secrets.vault",
+        "references_in": "nebula.spec.interpolate:secret_references",
+    },
+)

@@ -7,7 +7,9 @@ of this package that needs no SQLAlchemy (`audit_chain`, `mask`) can be imported
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from nebula.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from nebula.store.records import (
@@ -33,13 +35,16 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Store":
-        from nebula.store.store import Store
-
-        return Store
-    if name in __all__:
-        from nebula.store import records
-
-        return getattr(records, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "Store": "nebula.store.store",
+        "DeploymentInfo": "nebula.store.records",
+        "DeploymentStatus": "nebula.store.records",
+        "InstallationInfo": "nebula.store.records",
+        "InstallationStatus": "nebula.store.records",
+        "PackageRecord": "nebula.store.records",
+        "SyncInfo": "nebula.store.records",
+        "SyncStatus": "nebula.store.records",
+    },
+)
