@@ -56,9 +56,23 @@ def abort(message: str, code: int = EXIT_FAILED) -> NoReturn:
     raise typer.Exit(code)
 
 
+def fail(message: str, output: OutputFormat, code: int = EXIT_FAILED) -> NoReturn:
+    """Say what went wrong (`{"ok": false, "error": ...}` with --output json) and exit `code`."""
+    if output is OutputFormat.json:
+        print_json({"ok": False, "error": message})
+    else:
+        err_console().print("[bold red]error:[/] ", end="")
+        err_console().print(message, markup=False)
+    raise typer.Exit(code)
+
+
 @contextmanager
-def handle_errors(output: OutputFormat = OutputFormat.table) -> Iterator[None]:
-    """Turn Nebula's errors into a message and the documented exit code."""
+def handle_errors(
+    output: OutputFormat = OutputFormat.table,
+    invalid: type[Exception] | tuple[type[Exception], ...] = (),
+) -> Iterator[None]:
+    """Turn Nebula's errors into a message and the documented exit code; the errors of
+    `invalid` say the command's input was wrong (an unknown user, a weak password): exit 2."""
     from nebula.errors import ConfigError, NebulaError
 
     try:
@@ -79,9 +93,4 @@ def handle_errors(output: OutputFormat = OutputFormat.table) -> Iterator[None]:
     except NebulaError as exc:
         if os.environ.get("NEBULA_DEBUG") == "1":
             raise
-        if output is OutputFormat.json:
-            print_json({"ok": False, "error": str(exc)})
-            raise typer.Exit(EXIT_FAILED) from None
-        err_console().print("[bold red]error:[/] ", end="")
-        err_console().print(str(exc), markup=False)
-        raise typer.Exit(EXIT_FAILED) from None
+        fail(str(exc), output, EXIT_INVALID if isinstance(exc, invalid) else EXIT_FAILED)

@@ -9,9 +9,11 @@ OS keyring, a key file, or NEBULA_MASTER_KEY (see `nebula secrets init --help`).
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,6 +25,7 @@ from nebula.cli.output import (
     OutputFormat,
     console,
     err_console,
+    fail,
     handle_errors,
     print_json,
 )
@@ -56,21 +59,14 @@ def _when(at: datetime | None) -> str:
     return at.strftime("%Y-%m-%d %H:%M") if at else ""
 
 
-def _invalid(message: str, output: OutputFormat, code: int = EXIT_INVALID) -> NoReturn:
-    if output is OutputFormat.json:
-        print_json({"ok": False, "error": message})
-    else:
-        err_console().print("[bold red]error:[/] ", end="")
-        err_console().print(message, markup=False)
-    raise typer.Exit(code)
-
-
-def _open(database_url: str | None) -> tuple[Store, Vault]:
+@contextmanager
+def _vault(database_url: str | None) -> Iterator[tuple[Store, Vault]]:
+    """The store at `database_url` and its vault, closed when the block ends."""
     from nebula.engine.session import open_store
     from nebula.secrets import open_vault
 
-    store = open_store(database_url)
-    return store, open_vault(store)
+    with open_store(database_url) as store:
+        yield store, open_vault(store)
 
 
 def _checked(name: str, output: OutputFormat) -> str:
@@ -80,7 +76,7 @@ def _checked(name: str, output: OutputFormat) -> str:
     try:
         return check_name(name)
     except VaultError as exc:
-        _invalid(str(exc), output)
+        fail(str(exc), output, EXIT_INVALID)
 
 
 def _read_value(name: str, value: str | None, output: OutputFormat) -> str:
@@ -97,7 +93,7 @@ def _read_value(name: str, value: str | None, output: OutputFormat) -> str:
     else:
         value = typer.prompt(f"Value of {name}", hide_input=True, confirmation_prompt=True)
     if not value:
-        _invalid(f"no value given for {name}", output)
+        fail(f"no value given for {name}", output, EXIT_INVALID)
     return value
 
 
@@ -122,12 +118,10 @@ def init(database_url: DatabaseUrl = None, output: Output = OutputFormat.table) 
     of 32 bytes) supplies a key for daemons and CI. Back the key up: without it the secrets
     cannot be read. Running init again changes nothing.
     """
-    with handle_errors(output):
-        store, vault = _open(database_url)
-        with store:
-            result = vault.init()
-            if result.created:
-                record(store, "secret.init", None, {"key_id": result.key_id, "where": result.where})
+    with handle_errors(output), _vault(database_url) as (store, vault):
+        result = vault.init()
+        if result.created:
+            record(store, "secret.init", None, {"key_id": result.key_id, "where": result.where})
     if output is OutputFormat.json:
         print_json({"ok": True, "key_id": result.key_id, "where": result.where})
         return
@@ -157,11 +151,9 @@ def set_(
     """
     name = _checked(name, output)
     secret = _read_value(name, value, output)
-    with handle_errors(output):
-        store, vault = _open(database_url)
-        with store:
-            info = vault.set(name, secret)
-            record(store, "secret.set", name, {"fingerprint": info.fingerprint})
+    with handle_errors(output), _vault(database_url) as (store, vault):
+        info = vault.set(name, secret)
+        record(store, "secret.set", name, {"fingerprint": info.fingerprint})
     if output is OutputFormat.json:
         print_json({"ok": True, **_info_json(info)})
         return
@@ -181,16 +173,11 @@ def get(
     from nebula.secrets import UnknownSecretError
 
     name = _checked(name, output)
-    with handle_errors(output):
-        store, vault = _open(database_url)
-        with store:
-            try:
-                info = vault.info(name)
-                plain = vault.reveal(name) if reveal else None
-                if reveal:
-                    record(store, "secret.reveal", name, {"fingerprint": info.fingerprint})
-            except UnknownSecretError as exc:
-                _invalid(str(exc), output)
+    with handle_errors(output, UnknownSecretError), _vault(database_url) as (store, vault):
+        info = vault.info(name)
+        plain = vault.reveal(name) if reveal else None
+        if reveal:
+            record(store, "secret.reveal", name, {"fingerprint": info.fingerprint})
     if output is OutputFormat.json:
         print_json({"ok": True, **_info_json(info)} | ({"value": plain} if reveal else {}))
     elif plain is not None:
@@ -209,10 +196,8 @@ def list_(
     """Every secret: fingerprint, when created and rotated, which installations refer to it."""
     from nebula.secrets.usage import referenced_by
 
-    with handle_errors(output):
-        store, vault = _open(database_url)
-        with store:
-            secrets = vault.secrets()
+    with handle_errors(output), _vault(database_url) as (_, vault):
+        secrets = vault.secrets()
     users = referenced_by(repo)
     missing = sorted(set(users) - {s.name for s in secrets})
     if output is OutputFormat.json:
@@ -259,20 +244,18 @@ def rm(
     name = _checked(name, output)
     users = referenced_by(repo).get(name, [])
     if users and not force:
-        _invalid(
+        fail(
             f"{name} is used by {', '.join(users)} (in {repo / 'packages'}); remove those "
             "references first, or pass --force",
             output,
             EXIT_FAILED,
         )
-    with handle_errors(output):
-        store, vault = _open(database_url)
-        with store:
-            removed = vault.remove(name)
-            if removed:
-                record(store, "secret.rm", name, {"forced_while_used_by": users})
+    with handle_errors(output), _vault(database_url) as (store, vault):
+        removed = vault.remove(name)
+        if removed:
+            record(store, "secret.rm", name, {"forced_while_used_by": users})
     if not removed:
-        _invalid(f"no secret {name!r} in the vault", output)
+        fail(f"no secret {name!r} in the vault", output, EXIT_INVALID)
     if output is OutputFormat.json:
         print_json({"ok": True, "name": name})
     else:
@@ -297,14 +280,9 @@ def rotate(
 
     name = _checked(name, output)
     value = _read_value(name, None, output) if stdin else random.token_urlsafe(_RANDOM_BYTES)
-    with handle_errors(output):
-        store, vault = _open(database_url)
-        with store:
-            try:
-                info = vault.rotate(name, value)
-                record(store, "secret.rotate", name, {"fingerprint": info.fingerprint})
-            except UnknownSecretError as exc:
-                _invalid(str(exc), output)
+    with handle_errors(output, UnknownSecretError), _vault(database_url) as (store, vault):
+        info = vault.rotate(name, value)
+        record(store, "secret.rotate", name, {"fingerprint": info.fingerprint})
     if output is OutputFormat.json:
         print_json({"ok": True, **_info_json(info)})
         return
@@ -319,20 +297,18 @@ def rotate_key(database_url: DatabaseUrl = None, output: Output = OutputFormat.t
     so the rotation can be killed at any point: every secret stays readable, and running
     rotate-key again finishes it. Back up the new key afterwards.
     """
-    with handle_errors(output):
-        store, vault = _open(database_url)
-        with store:
-            result = vault.rotate_key()
-            record(
-                store,
-                "secret.rotate-key",
-                None,
-                {
-                    "old_key_id": result.old_key_id,
-                    "new_key_id": result.new_key_id,
-                    "moved": result.moved,
-                },
-            )
+    with handle_errors(output), _vault(database_url) as (store, vault):
+        result = vault.rotate_key()
+        record(
+            store,
+            "secret.rotate-key",
+            None,
+            {
+                "old_key_id": result.old_key_id,
+                "new_key_id": result.new_key_id,
+                "moved": result.moved,
+            },
+        )
     if output is OutputFormat.json:
         print_json(
             {

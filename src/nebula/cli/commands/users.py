@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -67,16 +67,6 @@ def _store(database_url: str | None) -> Store:
     return open_store(database_url)
 
 
-def _invalid(exc: Exception, output: OutputFormat) -> NoReturn:
-    """An `IdentityError` (unknown user, taken name, weak password) is invalid input: exit 2."""
-    if output is OutputFormat.json:
-        print_json({"ok": False, "error": str(exc)})
-    else:
-        err_console().print("[bold red]error:[/] ", end="")
-        err_console().print(str(exc), markup=False)
-    raise typer.Exit(EXIT_INVALID)
-
-
 @user_app.command("add")
 def user_add(
     name: Name,
@@ -92,15 +82,9 @@ def user_add(
     from nebula.identity import accounts
 
     password = _password(password_stdin)
-    with handle_errors(output):
-        store = _store(database_url)
-        try:
-            info = accounts.add_user(store, name, password, role)
-            record(store, "user.add", info.name, {"role": info.role})
-        except IdentityError as exc:
-            _invalid(exc, output)
-        finally:
-            store.close()
+    with handle_errors(output, IdentityError), _store(database_url) as store:
+        info = accounts.add_user(store, name, password, role)
+        record(store, "user.add", info.name, {"role": info.role})
     if output is OutputFormat.json:
         print_json({"ok": True, "name": info.name, "role": info.role})
     else:
@@ -112,12 +96,8 @@ def user_list(database_url: DatabaseUrl = None, output: Output = OutputFormat.ta
     """Users, their roles, and any lockout from failed logins."""
     from nebula.identity import accounts
 
-    with handle_errors(output):
-        store = _store(database_url)
-        try:
-            found = accounts.users(store)
-        finally:
-            store.close()
+    with handle_errors(output), _store(database_url) as store:
+        found = accounts.users(store)
     rows = [
         {
             "name": u.name,
@@ -159,15 +139,9 @@ def user_rm(
     from nebula.engine.queries import IdentityError
     from nebula.identity import accounts
 
-    with handle_errors(output):
-        store = _store(database_url)
-        try:
-            revoked = [k.prefix for k in accounts.remove_user(store, name)]
-            record(store, "user.rm", name, {"revoked_keys": revoked})
-        except IdentityError as exc:
-            _invalid(exc, output)
-        finally:
-            store.close()
+    with handle_errors(output, IdentityError), _store(database_url) as store:
+        revoked = [k.prefix for k in accounts.remove_user(store, name)]
+        record(store, "user.rm", name, {"revoked_keys": revoked})
     if output is OutputFormat.json:
         print_json({"ok": True, "removed": name, "revoked_keys": revoked})
     else:
@@ -186,15 +160,9 @@ def user_role(
     from nebula.engine.queries import IdentityError
     from nebula.identity import accounts
 
-    with handle_errors(output):
-        store = _store(database_url)
-        try:
-            revoked = [k.prefix for k in accounts.set_role(store, name, role)]
-            record(store, "user.role", name, {"role": role, "revoked_keys": revoked})
-        except IdentityError as exc:
-            _invalid(exc, output)
-        finally:
-            store.close()
+    with handle_errors(output, IdentityError), _store(database_url) as store:
+        revoked = [k.prefix for k in accounts.set_role(store, name, role)]
+        record(store, "user.role", name, {"role": role, "revoked_keys": revoked})
     if output is OutputFormat.json:
         print_json({"ok": True, "name": name, "role": role, "revoked_keys": revoked})
     else:
@@ -221,15 +189,9 @@ def user_passwd(
     from nebula.identity import accounts
 
     password = _password(password_stdin)
-    with handle_errors(output):
-        store = _store(database_url)
-        try:
-            accounts.set_password(store, name, password)
-            record(store, "user.passwd", name)
-        except IdentityError as exc:
-            _invalid(exc, output)
-        finally:
-            store.close()
+    with handle_errors(output, IdentityError), _store(database_url) as store:
+        accounts.set_password(store, name, password)
+        record(store, "user.passwd", name)
     if output is OutputFormat.json:
         print_json({"ok": True, "name": name})
     else:
@@ -254,17 +216,11 @@ def apikey_create(
     from nebula.engine.queries import IdentityError
     from nebula.identity import accounts
 
-    with handle_errors(output):
-        store = _store(database_url)
-        try:
-            info, token = accounts.create_key(
-                store, name, scope, service=node, created_by=f"cli:{getpass.getuser()}"
-            )
-            record(store, "apikey.create", info.prefix, {"name": info.name, "scope": info.scope})
-        except IdentityError as exc:
-            _invalid(exc, output)
-        finally:
-            store.close()
+    with handle_errors(output, IdentityError), _store(database_url) as store:
+        info, token = accounts.create_key(
+            store, name, scope, service=node, created_by=f"cli:{getpass.getuser()}"
+        )
+        record(store, "apikey.create", info.prefix, {"name": info.name, "scope": info.scope})
     if output is OutputFormat.json:
         print_json(
             {
@@ -291,12 +247,8 @@ def apikey_list(
     """API keys and service tokens (ids and names; the keys themselves are not kept)."""
     from nebula.identity import accounts
 
-    with handle_errors(output):
-        store = _store(database_url)
-        try:
-            found = accounts.keys(store, revoked=revoked)
-        finally:
-            store.close()
+    with handle_errors(output), _store(database_url) as store:
+        found = accounts.keys(store, revoked=revoked)
     rows = [
         {
             "id": k.prefix,
@@ -343,15 +295,9 @@ def apikey_revoke(
     from nebula.engine.queries import IdentityError
     from nebula.identity import accounts
 
-    with handle_errors(output):
-        store = _store(database_url)
-        try:
-            info = accounts.revoke_key(store, key_id)
-            record(store, "apikey.revoke", info.prefix, {"name": info.name})
-        except IdentityError as exc:
-            _invalid(exc, output)
-        finally:
-            store.close()
+    with handle_errors(output, IdentityError), _store(database_url) as store:
+        info = accounts.revoke_key(store, key_id)
+        record(store, "apikey.revoke", info.prefix, {"name": info.name})
     if output is OutputFormat.json:
         print_json({"ok": True, "revoked": info.prefix, "name": info.name})
     else:
