@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from functools import cache
@@ -49,6 +49,34 @@ class OutputFormat(StrEnum):
 def print_json(data: Any) -> None:
     """Machine-readable output: plain JSON on stdout, nothing else."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """A borderless table on stdout, a heading a column; a cell too long for it folds."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console().print(table)
+
+
+def print_list(
+    output: OutputFormat,
+    data: list[Any],
+    columns: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    empty: str,
+) -> None:
+    """What a list command shows: `data` as JSON, else the table of `rows`, else `empty`."""
+    if output is OutputFormat.json:
+        print_json(data)
+    elif data:
+        print_table(columns, rows)
+    else:
+        console().print(empty)
 
 
 def abort(message: str, code: int = EXIT_FAILED) -> NoReturn:

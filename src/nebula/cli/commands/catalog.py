@@ -17,6 +17,7 @@ from nebula.cli.output import (
     err_console,
     handle_errors,
     print_json,
+    print_table,
 )
 
 app = typer.Typer(help="Browse the package catalog.", no_args_is_help=True)
@@ -26,8 +27,6 @@ app.command("import")(catalog_import.import_store)
 @app.command("list")
 def list_packages(output: Output = OutputFormat.table) -> None:
     """Every package in the catalog."""
-    from rich.table import Table
-
     from nebula.catalog import Catalog, builtin_catalog_dir
 
     with handle_errors(output):
@@ -45,12 +44,13 @@ def list_packages(output: Output = OutputFormat.table) -> None:
             ]
         )
         return
-    table = Table(box=None, pad_edge=False)
-    for column in ("name", "version", "category", "description"):
-        table.add_column(column, overflow="fold")
-    for e in entries:
-        table.add_row(e.package.name, e.package.version, e.package.category, e.package.description)
-    console().print(table)
+    print_table(
+        ("name", "version", "category", "description"),
+        (
+            (e.package.name, e.package.version, e.package.category, e.package.description)
+            for e in entries
+        ),
+    )
 
 
 @app.command("show")

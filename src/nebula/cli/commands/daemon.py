@@ -26,6 +26,7 @@ from nebula.cli.output import (
     err_console,
     handle_errors,
     print_json,
+    print_list,
 )
 
 if TYPE_CHECKING:
@@ -263,35 +264,32 @@ def sync_history(
     """The latest syncs, newest first."""
     with handle_errors(output), _client(socket, daemon) as client:
         records = client.syncs(limit=limit)
-    if output is OutputFormat.json:
-        print_json(records)
-        return
-    if not records:
-        console().print("No sync yet.")
-        return
-    from rich.table import Table
+    print_list(
+        output,
+        records,
+        ("id", "started", "commit", "author", "trigger", "status", "took", "result"),
+        (_history_row(r) for r in records),
+        "No sync yet.",
+    )
 
-    table = Table(box=None, pad_edge=False)
-    for column in ("id", "started", "commit", "author", "trigger", "status", "took", "result"):
-        table.add_column(column, overflow="fold")
-    for r in records:
-        status = str(r.get("status"))
-        errors = r.get("errors") or []
-        if errors:
-            result = f"{len(errors)} error{'s' * (len(errors) != 1)}: {errors[0]}"
-        else:
-            result = _summary(r["summary"], brief=True) if r.get("summary") else ""
-        table.add_row(
-            str(r.get("id")),
-            _when(r["started_at"], seconds=False) if r.get("started_at") else "",
-            str(r.get("commit") or "")[:12],
-            str(r.get("author") or ""),
-            str(r.get("trigger") or ""),
-            f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]",
-            _duration(r.get("duration_ms")),
-            _escape(result),
-        )
-    console().print(table)
+
+def _history_row(r: dict[str, Any]) -> tuple[str, ...]:
+    status = str(r.get("status"))
+    errors = r.get("errors") or []
+    if errors:
+        result = f"{len(errors)} error{'s' * (len(errors) != 1)}: {errors[0]}"
+    else:
+        result = _summary(r["summary"], brief=True) if r.get("summary") else ""
+    return (
+        str(r.get("id")),
+        _when(r["started_at"], seconds=False) if r.get("started_at") else "",
+        str(r.get("commit") or "")[:12],
+        str(r.get("author") or ""),
+        str(r.get("trigger") or ""),
+        f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]",
+        _duration(r.get("duration_ms")),
+        _escape(result),
+    )
 
 
 def suspend(

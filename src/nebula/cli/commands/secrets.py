@@ -28,6 +28,7 @@ from nebula.cli.output import (
     fail,
     handle_errors,
     print_json,
+    print_table,
 )
 
 if TYPE_CHECKING:
@@ -211,15 +212,19 @@ def list_(
     if not secrets and not missing:
         console().print("No secrets yet: `nebula secrets set NAME` stores one.")
         return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, show_edge=False)
-    for column in ("name", "fingerprint", "created", "rotated", "used by"):
-        table.add_column(column, overflow="fold")
-    for info in secrets:
-        used = ", ".join(users.get(info.name, [])) or "-"
-        table.add_row(info.name, info.masked, _when(info.created_at), _when(info.rotated_at), used)
-    console().print(table)
+    print_table(
+        ("name", "fingerprint", "created", "rotated", "used by"),
+        (
+            (
+                s.name,
+                s.masked,
+                _when(s.created_at),
+                _when(s.rotated_at),
+                ", ".join(users.get(s.name, [])) or "-",
+            )
+            for s in secrets
+        ),
+    )
     for name in missing:
         err_console().print(
             f"[yellow]missing:[/] {name} is used by {', '.join(users[name])} but not in the "

@@ -5,8 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from nebula.cli.options import DatabaseUrl, DockerHost, Output
-from nebula.cli.output import OutputFormat, console, err_console, handle_errors, print_json
+from nebula.cli.output import (
+    OutputFormat,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+    print_table,
+)
 from nebula.engine.session import open_provider, open_store
+
+_COLOURS = {"running": "green", "error": "red", "installing": "yellow", "stopped": "dim"}
 
 
 def status(
@@ -16,8 +25,6 @@ def status(
 ) -> None:
     """Installations as last applied, with each container's state and health right now, and
     the latest result of each package health check (run by nebulad on its interval)."""
-    from rich.table import Table
-
     from nebula.engine.queries import hook_runs, installations
     from nebula.errors import ProviderError
     from nebula.kinds.packages.types import ObservedContainer
@@ -56,25 +63,26 @@ def status(
             "Nothing installed yet. Add packages/*.yaml to a config repo and `nebula apply`."
         )
         return
-    table = Table(box=None, pad_edge=False)
-    for column in ("installation", "package", "status", "containers", "health", "reason"):
-        table.add_column(column, overflow="fold")
-    colours = {"running": "green", "error": "red", "installing": "yellow", "stopped": "dim"}
-    for row in rows:
-        parts = []
-        for c in row["containers"]:
-            health = f" ({c['health']})" if c["health"] else ""
-            parts.append(f"{c['name']}: {c['state']}{health}")
-        package = f"{row['package']} {row['version'] or ''}".strip() if row["package"] else "custom"
-        table.add_row(
-            row["name"],
-            package,
-            f"[{colours.get(row['status'], 'white')}]{row['status']}[/]",
-            "\n".join(parts) or "-",
-            "\n".join(_health_line(h) for h in row["health"]) or "-",
-            row["reason"] or "",
-        )
-    console().print(table)
+    print_table(
+        ("installation", "package", "status", "containers", "health", "reason"),
+        (_row(row) for row in rows),
+    )
+
+
+def _row(row: dict[str, Any]) -> tuple[str, ...]:
+    parts = []
+    for c in row["containers"]:
+        health = f" ({c['health']})" if c["health"] else ""
+        parts.append(f"{c['name']}: {c['state']}{health}")
+    package = f"{row['package']} {row['version'] or ''}".strip() if row["package"] else "custom"
+    return (
+        row["name"],
+        package,
+        f"[{_COLOURS.get(row['status'], 'white')}]{row['status']}[/]",
+        "\n".join(parts) or "-",
+        "\n".join(_health_line(h) for h in row["health"]) or "-",
+        row["reason"] or "",
+    )
 
 
 def _health_line(check: dict[str, Any]) -> str:

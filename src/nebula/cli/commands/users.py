@@ -9,6 +9,8 @@ command line, where `ps` and the shell history would keep them.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,6 +26,7 @@ from nebula.cli.output import (
     err_console,
     handle_errors,
     print_json,
+    print_list,
 )
 
 if TYPE_CHECKING:
@@ -61,10 +64,15 @@ def _when(at: datetime | None, layout: str = "%Y-%m-%d %H:%M") -> str:
     return at.strftime(layout) if at else ""
 
 
-def _store(database_url: str | None) -> Store:
+@contextmanager
+def _store(database_url: str | None, output: OutputFormat) -> Iterator[Store]:
+    """The store while the block runs. Errors become messages; an `IdentityError` (unknown
+    user, taken name, weak password) is invalid input: exit 2."""
+    from nebula.engine.queries import IdentityError
     from nebula.engine.session import open_store
 
-    return open_store(database_url)
+    with handle_errors(output, IdentityError), open_store(database_url) as store:
+        yield store
 
 
 @user_app.command("add")
@@ -78,11 +86,10 @@ def user_add(
     output: Output = OutputFormat.table,
 ) -> None:
     """Add a user (password: at least 10 characters)."""
-    from nebula.engine.queries import IdentityError
     from nebula.identity import accounts
 
     password = _password(password_stdin)
-    with handle_errors(output, IdentityError), _store(database_url) as store:
+    with _store(database_url, output) as store:
         info = accounts.add_user(store, name, password, role)
         record(store, "user.add", info.name, {"role": info.role})
     if output is OutputFormat.json:
@@ -96,7 +103,7 @@ def user_list(database_url: DatabaseUrl = None, output: Output = OutputFormat.ta
     """Users, their roles, and any lockout from failed logins."""
     from nebula.identity import accounts
 
-    with handle_errors(output), _store(database_url) as store:
+    with _store(database_url, output) as store:
         found = accounts.users(store)
     rows = [
         {
@@ -108,26 +115,22 @@ def user_list(database_url: DatabaseUrl = None, output: Output = OutputFormat.ta
         }
         for u in found
     ]
-    if output is OutputFormat.json:
-        print_json(rows)
-        return
-    if not rows:
-        console().print("No users: add one with `nebula user add NAME --role admin`.")
-        return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("name", "role", "failed logins", "locked until", "created"):
-        table.add_column(column)
-    for u in found:
-        table.add_row(
-            u.name,
-            u.role,
-            str(u.failed_logins),
-            _when(u.locked_until, "%Y-%m-%d %H:%M:%S"),
-            _when(u.created_at),
-        )
-    console().print(table)
+    print_list(
+        output,
+        rows,
+        ("name", "role", "failed logins", "locked until", "created"),
+        (
+            (
+                u.name,
+                u.role,
+                str(u.failed_logins),
+                _when(u.locked_until, "%Y-%m-%d %H:%M:%S"),
+                _when(u.created_at),
+            )
+            for u in found
+        ),
+        "No users: add one with `nebula user add NAME --role admin`.",
+    )
 
 
 @user_app.command("rm")
@@ -136,10 +139,9 @@ def user_rm(
 ) -> None:
     """Remove a user: its sessions and tokens end (within seconds for a running nebulad), and
     the API keys it made are revoked."""
-    from nebula.engine.queries import IdentityError
     from nebula.identity import accounts
 
-    with handle_errors(output, IdentityError), _store(database_url) as store:
+    with _store(database_url, output) as store:
         revoked = [k.prefix for k in accounts.remove_user(store, name)]
         record(store, "user.rm", name, {"revoked_keys": revoked})
     if output is OutputFormat.json:
@@ -157,10 +159,9 @@ def user_role(
 ) -> None:
     """Change a user's role: its tokens hold the new role within seconds, and the API keys it
     made above the new role are revoked."""
-    from nebula.engine.queries import IdentityError
     from nebula.identity import accounts
 
-    with handle_errors(output, IdentityError), _store(database_url) as store:
+    with _store(database_url, output) as store:
         revoked = [k.prefix for k in accounts.set_role(store, name, role)]
         record(store, "user.role", name, {"role": role, "revoked_keys": revoked})
     if output is OutputFormat.json:
@@ -185,11 +186,10 @@ def user_passwd(
     output: Output = OutputFormat.table,
 ) -> None:
     """Set a user's password: its sessions end and any lockout lifts."""
-    from nebula.engine.queries import IdentityError
     from nebula.identity import accounts
 
     password = _password(password_stdin)
-    with handle_errors(output, IdentityError), _store(database_url) as store:
+    with _store(database_url, output) as store:
         accounts.set_password(store, name, password)
         record(store, "user.passwd", name)
     if output is OutputFormat.json:
@@ -213,10 +213,9 @@ def apikey_create(
     """Create an API key (or a node's service token). The key is printed once: keep it."""
     import getpass
 
-    from nebula.engine.queries import IdentityError
     from nebula.identity import accounts
 
-    with handle_errors(output, IdentityError), _store(database_url) as store:
+    with _store(database_url, output) as store:
         info, token = accounts.create_key(
             store, name, scope, service=node, created_by=f"cli:{getpass.getuser()}"
         )
@@ -247,7 +246,7 @@ def apikey_list(
     """API keys and service tokens (ids and names; the keys themselves are not kept)."""
     from nebula.identity import accounts
 
-    with handle_errors(output), _store(database_url) as store:
+    with _store(database_url, output) as store:
         found = accounts.keys(store, revoked=revoked)
     rows = [
         {
@@ -261,28 +260,24 @@ def apikey_list(
         }
         for k in found
     ]
-    if output is OutputFormat.json:
-        print_json(rows)
-        return
-    if not rows:
-        console().print("No API keys: create one with `nebula apikey create NAME --scope read`.")
-        return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("id", "name", "kind", "scope", "created by", "created", "revoked"):
-        table.add_column(column)
-    for k in found:
-        table.add_row(
-            k.prefix,
-            k.name,
-            "node" if k.kind == "service" else "key",
-            k.scope,
-            k.created_by or "",
-            _when(k.created_at),
-            _when(k.revoked_at),
-        )
-    console().print(table)
+    print_list(
+        output,
+        rows,
+        ("id", "name", "kind", "scope", "created by", "created", "revoked"),
+        (
+            (
+                k.prefix,
+                k.name,
+                "node" if k.kind == "service" else "key",
+                k.scope,
+                k.created_by or "",
+                _when(k.created_at),
+                _when(k.revoked_at),
+            )
+            for k in found
+        ),
+        "No API keys: create one with `nebula apikey create NAME --scope read`.",
+    )
 
 
 @apikey_app.command("revoke")
@@ -292,10 +287,9 @@ def apikey_revoke(
     output: Output = OutputFormat.table,
 ) -> None:
     """Revoke an API key or service token: requests with it are refused from now on."""
-    from nebula.engine.queries import IdentityError
     from nebula.identity import accounts
 
-    with handle_errors(output, IdentityError), _store(database_url) as store:
+    with _store(database_url, output) as store:
         info = accounts.revoke_key(store, key_id)
         record(store, "apikey.revoke", info.prefix, {"name": info.name})
     if output is OutputFormat.json:
