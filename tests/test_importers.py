@@ -250,6 +250,26 @@ def test_a_package_that_does_not_validate_is_removed_and_reported(tmp_path: Path
     assert good.read_text() == before
 
 
+@pytest.mark.parametrize(
+    ("store", "app"),
+    [
+        ("runtipi", "apps/it-tools"),
+        ("casaos", "Apps/Syncthing"),
+        ("umbrel", "uptime-kuma"),
+    ],
+)
+def test_an_app_whose_compose_file_has_no_services_is_skipped(
+    store: str, app: str, tmp_path: Path
+) -> None:
+    copy = tmp_path / "store" / app
+    shutil.copytree(STORES / store / app, copy)
+    (copy / "docker-compose.yml").write_text("services: {}\n")
+    report = import_store(store, tmp_path / "store", tmp_path / "catalog", arch="amd64")
+    assert [(a.app, a.reason) for a in report.skipped] == [
+        (Path(app).name, "docker-compose.yml has no services")
+    ]
+
+
 def test_existing_packages_are_kept_unless_forced(tmp_path: Path) -> None:
     import_store("casaos", STORES / "casaos", tmp_path, arch="amd64")
     target = tmp_path / "syncthing" / "1.27.12.yaml"

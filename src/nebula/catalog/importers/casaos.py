@@ -13,8 +13,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nebula.catalog.importers.common import (
     Builtin,
     Context,
@@ -28,6 +26,7 @@ from nebula.catalog.importers.common import (
     localized,
     map_strings,
     package_name,
+    read_compose,
     rewrite,
     version_name,
     web_health_check,
@@ -46,18 +45,10 @@ def discover(root: Path) -> list[Path]:
 
 
 def convert(app_dir: Path, options: Options) -> Draft:
-    path = app_dir / "docker-compose.yml"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UnconvertibleError(f"{path.name} cannot be read: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
-        raise UnconvertibleError(f"{path.name} has no services")
+    data = read_compose(app_dir / "docker-compose.yml")
     store = data.get("x-casaos") or {}
     name = package_name(str(data.get("name") or app_dir.name))
-    archs = [str(a) for a in store.get("architectures") or []]
-    if archs and options.arch not in archs:
-        raise UnconvertibleError(f"supports only {', '.join(archs)}, not {options.arch}")
+    options.check_arch([str(a) for a in store.get("architectures") or []])
     main = str(store.get("main") or next(iter(data["services"])))
     if main not in data["services"]:
         raise UnconvertibleError(f"x-casaos main names {main}, which is not one of its services")

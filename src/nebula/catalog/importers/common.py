@@ -17,11 +17,14 @@ follows:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from nebula.catalog.categories import CATEGORIES
 from nebula.spec.compose import Service
@@ -65,6 +68,11 @@ class Options:
 
     arch: str
     store_apps: frozenset[str] = frozenset()
+
+    def check_arch(self, archs: list[str]) -> None:
+        """Refuse an app whose store lists architectures (none listed: any) without ours."""
+        if archs and self.arch not in archs:
+            raise UnconvertibleError(f"supports only {', '.join(archs)}, not {self.arch}")
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,31 @@ class Context:
     def note(self, text: str) -> None:
         if text not in self.notes:
             self.notes.append(text)
+
+
+def read_mapping(path: Path) -> dict[str, Any]:
+    """A store file that holds a mapping: JSON when it ends in `.json`, else YAML."""
+    data = _parse(path)
+    if not isinstance(data, dict):
+        kind = "JSON object" if path.suffix == ".json" else "mapping"
+        raise UnconvertibleError(f"{path.name} is not a {kind}")
+    return data
+
+
+def read_compose(path: Path) -> dict[str, Any]:
+    """A compose file with at least one service."""
+    data = _parse(path)
+    if isinstance(data, dict) and isinstance(data.get("services"), dict) and data["services"]:
+        return data
+    raise UnconvertibleError(f"{path.name} has no services")
+
+
+def _parse(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise UnconvertibleError(f"{path.name} cannot be read: {exc}") from None
 
 
 def package_name(raw: str) -> str:

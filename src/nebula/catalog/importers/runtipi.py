@@ -11,12 +11,9 @@ main service's `internalPort` on the app's `port`; Nebula's `PORT` variable does
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from nebula.catalog.importers.common import (
     Builtin,
@@ -29,6 +26,8 @@ from nebula.catalog.importers.common import (
     declare_variables,
     map_strings,
     package_name,
+    read_compose,
+    read_mapping,
     rewrite,
     version_name,
     web_health_check,
@@ -53,17 +52,15 @@ def discover(root: Path) -> list[Path]:
 
 
 def convert(app_dir: Path, options: Options) -> Draft:
-    config = _read_json(app_dir / "config.json")
+    config = read_mapping(app_dir / "config.json")
     if config.get("available") is False:
         raise UnconvertibleError("marked unavailable in the store")
     name = package_name(str(config.get("id") or app_dir.name))
-    archs = config.get("supported_architectures")
-    if archs and options.arch not in archs:
-        raise UnconvertibleError(f"supports only {', '.join(archs)}, not {options.arch}")
+    options.check_arch(config.get("supported_architectures") or [])
     port = config.get("port")
     ctx = Context(name, app_dir, _DATA_DIR)
     if (app_dir / "docker-compose.json").is_file():
-        raw = _from_json(_read_json(app_dir / "docker-compose.json"), port, options.arch)
+        raw = _from_json(read_mapping(app_dir / "docker-compose.json"), port, options.arch)
     elif (app_dir / "docker-compose.yml").is_file():
         raw = _from_yaml(app_dir / "docker-compose.yml", port, options.arch)
     else:
@@ -87,16 +84,6 @@ def convert(app_dir: Path, options: Options) -> Draft:
         draft.health_checks = [web_health_check(config.get("url_suffix"))]
     declare_variables(draft, [_variable(f) for f in config.get("form_fields") or []], builtins)
     return draft
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UnconvertibleError(f"{path.name} cannot be read: {exc}") from None
-    if not isinstance(data, dict):
-        raise UnconvertibleError(f"{path.name} is not a JSON object")
-    return data
 
 
 def _builtins(port: Any) -> dict[str, Builtin]:
@@ -201,12 +188,7 @@ def _json_service(service: dict[str, Any], port: Any) -> dict[str, Any]:
 
 
 def _from_yaml(path: Path, port: Any, arch: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UnconvertibleError(f"{path.name} cannot be read: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
-        raise UnconvertibleError(f"{path.name} has no services")
+    data = read_compose(path)
     meta = data.get("x-runtipi") or {}
     for override in meta.get("overrides") or []:
         if override.get("architecture") == arch:

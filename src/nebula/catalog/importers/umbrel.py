@@ -17,8 +17,6 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nebula.catalog.importers.common import (
     Builtin,
     Context,
@@ -31,6 +29,8 @@ from nebula.catalog.importers.common import (
     drop_dependencies_on,
     map_strings,
     package_name,
+    read_compose,
+    read_mapping,
     rewrite,
     version_name,
     web_health_check,
@@ -64,13 +64,11 @@ def discover(root: Path) -> list[Path]:
 
 
 def convert(app_dir: Path, options: Options) -> Draft:
-    manifest = _read_yaml(app_dir / "umbrel-app.yml")
+    manifest = read_mapping(app_dir / "umbrel-app.yml")
     if not (app_dir / "docker-compose.yml").is_file():
         raise UnconvertibleError("has no docker-compose.yml")
-    data = _read_yaml(app_dir / "docker-compose.yml")
-    services = data.get("services")
-    if not isinstance(services, dict) or not services:
-        raise UnconvertibleError("docker-compose.yml has no services")
+    data = read_compose(app_dir / "docker-compose.yml")
+    services = data["services"]
     app_id = str(manifest.get("id") or app_dir.name)
     name = package_name(app_id)
     notes: list[str] = []
@@ -154,16 +152,6 @@ def _drop_store_services(services: dict[str, Any], notes: list[str]) -> list[str
             image = image.split("@", maxsplit=1)[0]
             notes.append(f"dropped Umbrel's {service_name} service ({image})")
     return removed
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UnconvertibleError(f"{path.name} cannot be read: {exc}") from None
-    if not isinstance(data, dict):
-        raise UnconvertibleError(f"{path.name} is not a mapping")
-    return data
 
 
 def _exports(path: Path, notes: list[str]) -> tuple[dict[str, str], set[str]]:
