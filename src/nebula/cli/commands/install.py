@@ -30,8 +30,11 @@ from nebula.cli.output import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from nebula.engine.catalog_edits import NewInstallation, RepoEdit
     from nebula.spec.package import Variable
+    from nebula.spec.repo import RepoSpec
 
 Repo = Annotated[
     Path,
@@ -103,12 +106,11 @@ def install(
       nebula install nextcloud --set NEXTCLOUD_ADMIN_USER=admin --dry-run
     """
     from nebula.engine.catalog_edits import install_edit, plan_install
-    from nebula.spec.repo import load_repo
 
     quiet = output is OutputFormat.json
-    with handle_errors(output):
-        spec = load_repo(repo)
-        given = _parse_sets(sets or [])
+    given = _parse_sets(sets or [])
+
+    def make_edit(spec: RepoSpec) -> RepoEdit:
         added = plan_install(
             spec,
             package,
@@ -128,20 +130,12 @@ def install(
                     f"[green]+[/] {item.path}: {item.package.name} {item.package.version}{why}",
                     highlight=False,
                 )
-        _carry_out(
-            _Run(
-                spec.root,
-                dry_run,
-                no_wait,
-                timeout,
-                socket,
-                daemon,
-                docker_host,
-                database_url,
-                output,
-            ),
-            edit,
-        )
+        return edit
+
+    _carry_out(
+        _Run(repo, dry_run, no_wait, timeout, socket, daemon, docker_host, database_url, output),
+        make_edit,
+    )
 
 
 def upgrade(
@@ -166,27 +160,17 @@ def upgrade(
     around the change. To roll back, `git revert` the commit: the plan shows the reverse.
     """
     from nebula.engine.catalog_edits import upgrade_edit
-    from nebula.spec.repo import load_repo
 
-    with handle_errors(output):
-        spec = load_repo(repo)
+    def make_edit(spec: RepoSpec) -> RepoEdit:
         edit, current, new = upgrade_edit(spec, name, to)
         if output is not OutputFormat.json:
             err_console().print(f"{name}: {current} → {new}", highlight=False)
-        _carry_out(
-            _Run(
-                spec.root,
-                dry_run,
-                no_wait,
-                timeout,
-                socket,
-                daemon,
-                docker_host,
-                database_url,
-                output,
-            ),
-            edit,
-        )
+        return edit
+
+    _carry_out(
+        _Run(repo, dry_run, no_wait, timeout, socket, daemon, docker_host, database_url, output),
+        make_edit,
+    )
 
 
 def uninstall(
@@ -212,33 +196,19 @@ def uninstall(
     finds its data again) unless --purge.
     """
     from nebula.engine.catalog_edits import uninstall_edit
-    from nebula.spec.repo import load_repo
 
-    with handle_errors(output):
-        spec = load_repo(repo)
-        edit = uninstall_edit(spec, name)
-        _carry_out(
-            _Run(
-                spec.root,
-                dry_run,
-                False,
-                timeout,
-                socket,
-                daemon,
-                docker_host,
-                database_url,
-                output,
-            ),
-            edit,
-            purge=name if purge else None,
-        )
+    _carry_out(
+        _Run(repo, dry_run, False, timeout, socket, daemon, docker_host, database_url, output),
+        lambda spec: uninstall_edit(spec, name),
+        purge=name if purge else None,
+    )
 
 
 @dataclass(frozen=True)
 class _Run:
     """How a command carries out its edit: the options install, upgrade and uninstall share."""
 
-    root: Path
+    repo: Path
     dry_run: bool
     no_wait: bool
     timeout: float
@@ -253,11 +223,22 @@ class _Run:
         return self.output is OutputFormat.json
 
 
-def _carry_out(run: _Run, edit: RepoEdit, *, purge: str | None = None) -> None:
+def _carry_out(
+    run: _Run, make_edit: Callable[[RepoSpec], RepoEdit], *, purge: str | None = None
+) -> None:
+    """Load the repo and make the edit; errors become messages and exit codes."""
+    from nebula.spec.repo import load_repo
+
+    with handle_errors(run.output):
+        spec = load_repo(run.repo)
+        _submit(run, spec.root, make_edit(spec), purge)
+
+
+def _submit(run: _Run, root: Path, edit: RepoEdit, purge: str | None) -> None:
     """Check the edit, then show its plan (dry run) or commit, push and follow it."""
     from nebula.engine import configrepo
 
-    root, quiet, docker_host = run.root, run.quiet, run.docker_host
+    quiet, docker_host = run.quiet, run.docker_host
     desired = edit.check(root)  # validation errors leave the repo untouched
     if run.dry_run:
         from nebula.cli.commands.plan import preview
@@ -327,7 +308,7 @@ def _apply_here(run: _Run, report: dict[str, Any]) -> bool:
     with contextlib.redirect_stdout(captured) if quiet else contextlib.nullcontext():
         try:
             apply(
-                repo=run.root,
+                repo=run.repo,
                 yes=True,
                 docker_host=run.docker_host,
                 database_url=run.database_url,
