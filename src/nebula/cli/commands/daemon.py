@@ -75,6 +75,14 @@ def _client(socket: Path | None, daemon: str | None) -> DaemonClient:
     return DaemonClient(socket, daemon)
 
 
+def _acknowledge(output: OutputFormat, answer: dict[str, Any], message: str) -> None:
+    """nebulad took the request: its answer as JSON, or `message` for people."""
+    if output is OutputFormat.json:
+        print_json({"ok": True, **answer})
+    else:
+        console().print(message)
+
+
 @sync_app.command("now")
 def sync_now(
     wait: Annotated[
@@ -93,10 +101,7 @@ def sync_now(
     with handle_errors(output), _client(socket, daemon) as client:
         if not wait:
             answer = client.request_sync("manual")
-            if quiet:
-                print_json({"ok": True, **answer})
-            else:
-                console().print("Sync requested: follow it with `nebula sync status`.")
+            _acknowledge(output, answer, "Sync requested: follow it with `nebula sync status`.")
             return
         record = wait_for_sync(client, timeout, quiet)
     ok = _FINAL_OK.get(record["status"], False)
@@ -298,10 +303,9 @@ def suspend(
     """Stop applying commits; nebulad keeps observing. Undo with `nebula resume`."""
     with handle_errors(output), _client(socket, daemon) as client:
         answer = client.suspend()
-    if output is OutputFormat.json:
-        print_json({"ok": True, **answer})
-    else:
-        console().print("Suspended: nebulad observes but applies nothing until `nebula resume`.")
+    _acknowledge(
+        output, answer, "Suspended: nebulad observes but applies nothing until `nebula resume`."
+    )
 
 
 def resume(
@@ -310,10 +314,7 @@ def resume(
     """Apply again, following the branch (drops a rollback pin)."""
     with handle_errors(output), _client(socket, daemon) as client:
         answer = client.resume()
-    if output is OutputFormat.json:
-        print_json({"ok": True, **answer})
-    else:
-        console().print("Resumed: nebulad follows the branch again.")
+    _acknowledge(output, answer, "Resumed: nebulad follows the branch again.")
 
 
 def rollback(
@@ -325,12 +326,11 @@ def rollback(
     """Pin the homelab to an earlier commit until `nebula resume`."""
     with handle_errors(output), _client(socket, daemon) as client:
         answer = client.rollback(commit)
-    if output is OutputFormat.json:
-        print_json({"ok": True, **answer})
-        return
     sha = str(answer.get("pinned_commit") or commit)
-    console().print(
-        f"Pinned to {sha[:12]}: nebulad applies it and stays there until `nebula resume`."
+    _acknowledge(
+        output,
+        answer,
+        f"Pinned to {sha[:12]}: nebulad applies it and stays there until `nebula resume`.",
     )
 
 
