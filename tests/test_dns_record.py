@@ -10,13 +10,21 @@ from pathlib import Path
 import pytest
 
 from nebula.errors import StoreError
-from nebula.kinds.dns.apply import ZoneOutcome, record_apply
+from nebula.kinds.dns.apply import ZoneOutcome, audit_entries, record_outcomes
 from nebula.kinds.dns.types import DnsAction, DnsChange, ObservedRRSet, RRSet, ZonePlan, ZoneState
 from nebula.store import Store, audit, db
 from nebula.store.dns import DnsStore, new_row_ids
 
 ZONE = "record.test"
 ACTOR = "cli:alice@host"
+
+
+def record_apply(url: str, outcomes: list[ZoneOutcome], actor: str) -> None:
+    """What `nebula dns apply` records: each zone, then its audit entry."""
+    with Store(url) as store:
+        record_outcomes(store, outcomes)
+        for zone, detail in audit_entries(outcomes):
+            audit.append(store, actor=actor, action="dns.apply", target=zone, detail=detail)
 
 
 def _state(address: str) -> ZoneState:

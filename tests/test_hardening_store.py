@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from nebula.cli.app import app
 from nebula.errors import StoreError
-from nebula.kinds.dns.apply import ZoneOutcome, record_apply
+from nebula.kinds.dns.apply import ZoneOutcome, audit_entries, record_outcomes
 from nebula.kinds.packages.hooks import scrub
 from nebula.stand_ins import MASK
 from nebula.store import Store, audit
@@ -29,6 +29,14 @@ from nebula.store.db import check_integrity
 from nebula.store.mask import mask_detail
 
 runner = CliRunner()
+
+
+def record_apply(url: str, outcomes: list[ZoneOutcome], actor: str) -> None:
+    """What `nebula dns apply` records: each zone, then its audit entry."""
+    with Store(url) as store:
+        record_outcomes(store, outcomes)
+        for zone, detail in audit_entries(outcomes):
+            audit.append(store, actor=actor, action="dns.apply", target=zone, detail=detail)
 
 
 def nebula(*args: str, code: int = 0) -> str:

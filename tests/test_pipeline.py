@@ -192,7 +192,7 @@ class MemoryDns:
 
     name: ClassVar[str] = "memory"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        record_types=frozenset({"A"}), proxied=False, comments=False
+        record_types=frozenset({"A"}), proxied=False
     )
     zones: ClassVar[dict[str, dict[tuple[str, str], ObservedRRSet]]] = {}
 
@@ -226,6 +226,7 @@ def test_a_provider_added_through_the_registry_alone_is_validated_planned_and_ap
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(registry.PROVIDERS["dns"], "memory", f"{__name__}:MemoryDns")
+    monkeypatch.setattr(MemoryDns, "zones", {})
     monkeypatch.setenv("NEBULA_SECRET_MEMORY_TOKEN", "memory-token")
     root = tmp_path / "repo"
     (root / "domains").mkdir(parents=True)

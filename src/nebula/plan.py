@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from nebula.errors import NebulaError
-
 
 class Action(StrEnum):
     CREATE = "create"
@@ -82,14 +80,6 @@ class Part:
         )
 
 
-class UnsafePlanError(NebulaError):
-    """A plan removes more than the prune guard allows; nothing was applied."""
-
-    def __init__(self, reasons: list[str]) -> None:
-        self.reasons = reasons
-        super().__init__("; ".join(reasons))
-
-
 @dataclass(frozen=True)
 class Plan:
     parts: tuple[Part, ...]
@@ -120,10 +110,11 @@ class Plan:
         """Every kind whose deletions the prune guard refuses, one reason each."""
         return [reason for p in self.parts if (reason := p.unsafe(prune_max))]
 
-    def raise_if_unsafe(self, prune_max: int | None) -> None:
-        reasons = self.unsafe(prune_max)
-        if reasons:
-            raise UnsafePlanError(reasons)
+    def change_records(self) -> list[dict[str, Any]]:
+        """Every pending change as a dict, for the records of a sync and its audit entry (a
+        container, network or volume names its `installation`, a record set its `type`, a
+        route its `id`)."""
+        return [c.to_dict() for c in self.pending]
 
 
 def summarize(counts: dict[str, int]) -> str:

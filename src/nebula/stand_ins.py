@@ -1,7 +1,6 @@
 """A secret's stand-in: what takes its place in desired state, plans, labels and the audit log.
 
-Kept apart from `nebula.kinds.packages.types` (which re-exports both names), so masking an audit detail
-does not load the Docker resources' types.
+Kept apart from the packages kind's types, so masking an audit detail does not load them.
 """
 
 MASK = "••••"

@@ -13,10 +13,14 @@ from typing import TYPE_CHECKING, Any
 from nebula.cli.output import console, err_console
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from nebula.kinds.base import Applied
     from nebula.kinds.dns.apply import ZoneOutcome
-    from nebula.plan import Part, Plan
+    from nebula.plan import Change, Part, Plan
 
 STYLE = {"create": "green", "update": "yellow", "delete": "red", "noop": "dim"}
+SHOWN_APART = ("packages", "routes", "dns")  # shown in their own way; any other kind by line
 SIGN = {"create": "+", "update": "~", "delete": "-", "noop": " "}
 
 
@@ -33,13 +37,20 @@ def plan_json(the_plan: Plan, prune_max: int | None = None) -> dict[str, Any]:
     zones = zone_outcomes(the_plan.part("dns"))
     if zones:
         data["dns"] = {"zones": [o.to_dict() for o in zones]}
+    for part in the_plan.parts:
+        if part.kind not in SHOWN_APART:
+            data[part.kind] = {
+                "changes": [c.to_dict() for c in part.changes],
+                "problems": list(part.problems),
+            }
     unsafe = the_plan.unsafe(prune_max)
     if unsafe:
         data["unsafe"] = unsafe
     return data
 
 
-def zone_outcomes(part: Part) -> list[ZoneOutcome]:
+def zone_outcomes(part: Part | Applied) -> list[ZoneOutcome]:
+    """The zones a DNS part planned, or a DNS apply applied."""
     return list(part.detail or [])
 
 
@@ -50,7 +61,7 @@ def render_plan(the_plan: Plan, show_unchanged: bool = False) -> None:
     packages, routes = the_plan.part("packages"), the_plan.part("routes")
     if packages.has_changes or show_unchanged:
         render_packages(packages, show_unchanged)
-    render_routes(routes)
+    render_routes(routes.changes)
     zones = zone_outcomes(the_plan.part("dns"))
     if zones:
         from nebula.cli.dns_render import render_outcomes
@@ -89,13 +100,29 @@ def render_packages(part: Part, show_unchanged: bool = False) -> None:
     console().print(table)
 
 
-def render_routes(part: Part, *, done: bool = False) -> None:
+def render_routes(changes: Sequence[Change], *, done: bool = False) -> None:
     """One line per route or TLS policy changed; on stderr once `done` (apply's progress)."""
     out = err_console() if done else console()
-    for change in part.pending:
+    for change in changes:
         action = str(change.action)
+        if action == "noop":
+            continue
         verb = "" if done else f" {action}"
         out.print(
             f"[{STYLE[action]}]{SIGN[action]}{verb}[/] proxy {change.name}: {change.reason}",
             highlight=False,
         )
+
+
+def render_changes(part: Part) -> None:
+    """A kind's pending changes, one line each, and what it could not plan."""
+    for change in part.pending:
+        action = str(change.action)
+        console().print(
+            f"[{STYLE[action]}]{SIGN[action]} {action}[/] {part.kind} {change.name}: "
+            f"{change.reason}",
+            highlight=False,
+        )
+    for problem in part.problems:
+        err_console().print("[bold yellow]warning:[/] ", end="")
+        err_console().print(f"{part.kind}: {problem}", markup=False)

@@ -30,8 +30,8 @@ class DaemonConfig(StrictModel):
     prune_max: int | None = Field(
         default=None,
         ge=0,
-        description="installations a commit may remove before it is held; "
-        "unset: half of the managed ones",
+        description="what a commit may remove of one kind (installations, routes, record "
+        "sets) before it is held; unset: half of what Nebula manages of that kind",
     )
     webhook_secret: str | None = None
     tcp_listen: str | None = Field(default=None, description="HOST:PORT for the TCP API")

@@ -238,37 +238,45 @@ class Daemon:
             docker_provider=self.provider,
         )
         only = [k for k in pipeline.KIND_NAMES if k != "dns" or self.dns.due(desired.zones)]
-        plan = pipeline.plan(desired, world, only)
-        new_commit = commit is not None and commit.sha != self._setting("applied_commit")
-        if plan.has_changes:
+
+        def allow(plan: Plan) -> bool:
+            """Hold a plan the prune guard refuses (until approved); begin a sync that changes
+            something."""
+            if not plan.has_changes:
+                return True
             if commit is not None and self._approved != commit.sha and plan.unsafe(self._prune):
                 sync_id = self.log.record(commit, trigger, "held", plan)
                 self._held = (commit.sha, sync_id)
                 self.bus.publish("sync_held", id=sync_id, commit=commit.sha)
-                return
+                return False
             sync_id = self.log.begin(commit, trigger)
             self.bus.publish(
                 "sync_started", id=sync_id, commit=commit.sha if commit else None, trigger=trigger
             )
-        applied = pipeline.apply(plan, desired, world)
-        for done in applied:
-            if done.kind == "routes":
-                self.proxy.applied(done)
-            elif done.kind == "dns":
-                self.dns.applied(desired.zones, done)
-        errors = [error for done in applied for error in done.errors]
+            return True
+
+        outcome = pipeline.run(desired, world, only=only, allow=allow)
+        if outcome.applied is None:
+            return
+        self.proxy.applied(outcome.of("routes"))
+        if "dns" in only:
+            self.dns.applied(desired.zones, outcome.of("dns"))
+        plan, errors = outcome.plan, outcome.errors
+        new_commit = commit is not None and commit.sha != self._setting("applied_commit")
         if not plan.has_changes:
             if new_commit or explicit:
-                outcome: SyncStatus = "failed" if errors else "succeeded"
-                self.log.record(commit, trigger, outcome, plan, errors=errors)
+                result: SyncStatus = "failed" if errors else "succeeded"
+                self.log.record(commit, trigger, result, plan, errors=errors)
             return
         status: SyncStatus = "succeeded" if not errors else "failed"
+        sync_id = self.log.current
+        assert sync_id is not None  # begun by `allow`
         info = self.log.finish(
             sync_id,
             status=status,
             errors=errors,
             summary=plan.counts(),
-            changes=[c.to_dict() for c in plan.pending],
+            changes=plan.change_records(),
         )
         if commit is not None:
             self.store.set_setting("applied_commit", commit.sha)

@@ -119,7 +119,7 @@ class SyncLog:
             status=status,
             errors=errors or [],
             summary=plan.counts(),
-            changes=[c.to_dict() for c in plan.pending],
+            changes=plan.change_records(),
         )
         if status == "succeeded" and commit is not None:
             self.store.set_setting("applied_commit", commit.sha)

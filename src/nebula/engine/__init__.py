@@ -1,1 +1,1 @@
-"""The reconciler: observe → plan → apply, with ordering, concurrency and health waits."""
+"""The pipeline and what commands open through it: load a commit, plan every kind, guard, apply."""

@@ -43,6 +43,10 @@ class Outcome:
     plan: Plan
     applied: tuple[Applied, ...] | None
 
+    def of(self, kind: str) -> Applied:
+        """What `kind`'s apply did (an empty `Applied` when it was not applied)."""
+        return next((a for a in self.applied or () if a.kind == kind), Applied(kind))
+
     @property
     def errors(self) -> list[str]:
         return [error for a in self.applied or () for error in a.errors]

@@ -29,4 +29,3 @@ def load_all() -> None:
     """Import every kind now (a long-running process pays for them once, up front)."""
     for name in KINDS:
         kind(name)
-

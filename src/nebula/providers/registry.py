@@ -9,7 +9,11 @@ it has no proxy, a missing API URL it needs, are errors at the file and line tha
 from __future__ import annotations
 
 import importlib
+from difflib import get_close_matches
 from typing import Any
+
+from nebula.errors import NebulaError
+from nebula.spec.names import excerpt
 
 PROVIDERS: dict[str, dict[str, str]] = {
     "dns": {
@@ -19,7 +23,7 @@ PROVIDERS: dict[str, dict[str, str]] = {
 }
 
 
-class UnknownProviderError(LookupError):
+class UnknownProviderError(NebulaError):
     """No provider of that kind and name."""
 
 
@@ -33,7 +37,11 @@ def provider_class(kind: str, name: str) -> Any:
     try:
         target = PROVIDERS[kind][name]
     except KeyError:
-        known = ", ".join(names(kind)) or "none"
-        raise UnknownProviderError(f"no {kind} provider {name!r}; one of {known}") from None
+        known = names(kind)
+        hint = get_close_matches(name, known, n=1)
+        guess = f"did you mean {hint[0]!r}? " if hint else ""
+        raise UnknownProviderError(
+            f"unknown {kind.upper()} provider {excerpt(name)}: {guess}one of {', '.join(known)}"
+        ) from None
     module, _, attribute = target.partition(":")
     return getattr(importlib.import_module(module), attribute)

@@ -128,7 +128,8 @@ TARGET_AT = {"CNAME": 0, "MX": 1, "SRV": 3}  # which word of the data is a host 
 
 
 def canonical_value(kind: str, value: str, zone: str) -> str:
-    """A spec value in the canonical form of `nebula.kinds.dns.types` (targets absolute, no final dot)."""
+    """A spec value in the canonical form of the DNS kind's types: targets absolute, no final
+    dot."""
     if kind == "A":  # most addresses are written canonically: no need to parse them
         return value if _CANONICAL_IPV4.fullmatch(value) else str(IPv4Address(value))
     if kind == "AAAA":

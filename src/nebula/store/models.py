@@ -315,7 +315,7 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None]
 
 
-# -- marketplace: health check results, hook runs, uninstall hooks --------------------------
+# -- installation runs: health check results, hook runs, uninstall hooks --------------------
 
 HealthStatus = Literal["healthy", "unhealthy"]
 HookKind = Literal["post_install", "pre_upgrade", "post_upgrade", "pre_uninstall"]

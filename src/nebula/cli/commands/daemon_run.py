@@ -38,7 +38,10 @@ def run(
     ] = None,
     prune_max: Annotated[
         int | None,
-        typer.Option(help="Removals a commit may make before it is held. [default: half]"),
+        typer.Option(
+            help="Removals of one kind (installations, routes, record sets) a commit may make "
+            "before it is held. [default: half of what Nebula manages]"
+        ),
     ] = None,
     tcp_listen: Annotated[str | None, typer.Option(help="HOST:PORT for the TCP API.")] = None,
     docker_host: Annotated[str | None, typer.Option(help="Docker Engine URL.")] = None,

@@ -122,16 +122,17 @@ def apply(
     first unless --yes. Exit code 1 when anything failed.
     """
     from nebula.cli.commands.plan import run_apply
+    from nebula.cli.plan_view import zone_outcomes
 
-    def quiet(_what: str, _message: str) -> None:
-        pass
+    def progress(what: str, message: str) -> None:  # e.g. waiting for another apply
+        if output is not OutputFormat.json:
+            err_console().print(f"[cyan]{what}[/] {message}", highlight=False)
 
     with handle_errors(output):
         outcome = run_apply(
-            repo, yes, None, database_url, ["dns"], True, quiet, narrow=_narrow(zone)
+            repo, yes, None, database_url, ["dns"], True, progress, narrow=_narrow(zone)
         )
-    done = outcome.of("dns")
-    _report(done.detail if done else [], output, False, applied=True)
+    _report(zone_outcomes(outcome.of("dns")), output, False, applied=True)
 
 
 def _report(
@@ -175,7 +176,7 @@ def import_zone(
     import yaml
 
     from nebula.kinds.dns.apply import open_dns_provider
-    from nebula.kinds.dns.desired import zone_account, zone_document
+    from nebula.kinds.dns.desired import account_problem, zone_account, zone_document
     from nebula.kinds.dns.types import DesiredZone
     from nebula.spec.domain import Domain
 
@@ -200,6 +201,9 @@ def import_zone(
                     },
                 }
             )
+            problem = account_problem(spec.provider, spec.account.api_url)
+            if problem is not None:
+                abort(problem, EXIT_INVALID)
             existing = DesiredZone(zone, spec.provider, zone_account(spec.account), (), "")
         account = existing.account
         with _secrets(database_url) as secrets:

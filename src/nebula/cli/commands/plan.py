@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,12 +25,12 @@ from nebula.cli.output import (
 from nebula.engine.session import load, open_store, remember_noop, replay_noop
 
 if TYPE_CHECKING:
+    from nebula.engine.pipeline import Outcome
     from nebula.engine.session import Store
     from nebula.kinds.base import Applied, Desired, World
     from nebula.kinds.packages.apply import ApplyResult
     from nebula.plan import Plan
 
-KINDS = ("packages", "routes", "dns")
 Only = Annotated[
     list[str] | None,
     typer.Option(
@@ -43,6 +42,8 @@ Only = Annotated[
 
 
 def _checked(only: list[str] | None) -> list[str] | None:
+    from nebula.kinds.registry import KINDS
+
     unknown = sorted(set(only or ()) - set(KINDS))
     if unknown:
         abort(f"--only {', '.join(unknown)}: not a kind; one of {', '.join(KINDS)}", EXIT_INVALID)
@@ -170,19 +171,6 @@ def apply(
     _report(outcome, quiet)
 
 
-@dataclass(frozen=True)
-class ApplyOutcome:
-    plan: Plan
-    applied: tuple[Applied, ...]
-
-    def of(self, kind: str) -> Applied | None:
-        return next((a for a in self.applied if a.kind == kind), None)
-
-    @property
-    def errors(self) -> list[str]:
-        return [e for a in self.applied for e in a.errors]
-
-
 def run_apply(
     repo: Path,
     yes: bool,
@@ -192,12 +180,12 @@ def run_apply(
     quiet: bool,
     progress: Callable[[str, str], None],
     narrow: Callable[[Desired], Desired] | None = None,
-) -> ApplyOutcome:
-    """Plan and apply under the store's apply lock. Deletions are confirmed with the lock
-    released (a prompt never stalls nebulad or another apply), then planned again under it:
-    deletions not confirmed are asked about again, never carried out. The plan is shown before
-    it is confirmed or applied unless `quiet`; `narrow` selects part of the desired state
-    (`nebula dns apply --zone`)."""
+) -> Outcome:
+    """The pipeline under the store's apply lock. Deletions, and a plan the prune guard finds
+    unsafe, are confirmed with the lock released (a prompt never stalls nebulad or another
+    apply), then planned again under it: what was not confirmed is asked about again, never
+    carried out. The plan is shown before it is confirmed or applied unless `quiet`; `narrow`
+    selects part of the desired state (`nebula dns apply --zone`)."""
     from nebula.cli.plan_view import render_plan as show
     from nebula.engine import pipeline
 
@@ -205,6 +193,14 @@ def run_apply(
     try:
         agreed: set[tuple[str, str]] | None = None if yes else set()
         shown: Plan | None = None
+
+        def allow(the_plan: Plan) -> bool:
+            if agreed is not None and not consent(the_plan) <= agreed:
+                return False
+            if not quiet and the_plan.has_changes and the_plan != shown:
+                show(the_plan)
+            return True
+
         while True:
             with (
                 store.apply_lock("nebula apply", lambda message: progress("*", message)),
@@ -213,21 +209,18 @@ def run_apply(
                 desired = load(repo, database_url)
                 if narrow is not None:
                     desired = narrow(desired)
-                the_plan = pipeline.plan(desired, the_world, only)
-                if agreed is None or deletions(the_plan) <= agreed:
-                    if not quiet and the_plan.has_changes and the_plan != shown:
-                        show(the_plan)
-                    applied = pipeline.apply(the_plan, desired, the_world)
-                    _record(store, repo, applied)
-                    if not the_plan.has_changes:
-                        _remember(repo, desired, the_plan, only)
-                    return ApplyOutcome(the_plan, applied)
+                outcome = pipeline.run(desired, the_world, only=only, allow=allow)
+                if outcome.applied is not None:
+                    _record(store, repo, outcome.applied)
+                    if not outcome.plan.has_changes:
+                        _remember(repo, desired, outcome.plan, only)
+                    return outcome
             if shown is not None:
                 err_console().print("[bold yellow]The plan changed since it was confirmed:[/]")
             if not quiet:
-                show(the_plan)
-            confirm(the_plan)
-            agreed, shown = deletions(the_plan), the_plan
+                show(outcome.plan)
+            confirm(outcome.plan)
+            agreed, shown = consent(outcome.plan), outcome.plan
     finally:
         store.close()
 
@@ -240,57 +233,66 @@ def _record(store: Store, repo: Path, applied: tuple[Applied, ...]) -> None:
         if done.kind == "packages" and done.detail is not None:
             record_apply(store, repo, done.detail)
         elif done.kind == "dns":
-            for zone in done.detail or []:
-                if zone.applied or zone.error:
-                    record(store, "dns.apply", zone.zone, zone.audit_detail())
+            from nebula.kinds.dns.apply import audit_entries
+
+            for zone, detail in audit_entries(done.detail or []):
+                record(store, "dns.apply", zone, detail)
 
 
 def deletions(the_plan: Plan) -> set[tuple[str, str]]:
-    """What `the_plan` deletes that a person confirms, by kind: containers (not the networks
-    that go with them; volumes are never deleted), routes, record sets."""
+    """What `the_plan` deletes that a person confirms, by kind: containers (the networks go
+    with them; volumes are never deleted) and record sets. Routes follow `expose:` and are not
+    asked about (the prune guard still is)."""
     return {
         (part.kind, f"{data.get('installation', '')} {change.name} {data.get('type', '')}")
         for part in the_plan.parts
+        if part.kind != "routes"
         for change in part.pending
         if str(change.action) == "delete"
         and (data := change.to_dict()).get("kind", "container") == "container"
     }
 
 
+def consent(the_plan: Plan) -> set[tuple[str, str]]:
+    """What a person agrees to by confirming `the_plan`: its deletions, and what the prune
+    guard finds unsafe in it."""
+    return deletions(the_plan) | {("guard", reason) for reason in the_plan.unsafe(None)}
+
+
 def confirm(the_plan: Plan) -> None:
-    """Ask before deleting; a plan the prune guard finds unsafe says so. Without a terminal,
-    refuse and say how to allow it."""
+    """Ask before deleting, and before a plan the prune guard finds unsafe (saying why).
+    Without a terminal, refuse and say how to allow it."""
     unsafe = the_plan.unsafe(None)
-    what = _counted(the_plan)
+    deleting = _counted(the_plan)
     if not sys.stdin.isatty():
+        what = f"the plan deletes {deleting}" if deleting else "the prune guard stops the plan"
         guard = f" (prune guard: {'; '.join(unsafe)})" if unsafe else ""
-        abort(f"the plan deletes {what}; rerun with --yes to allow it{guard}")
+        abort(f"{what}; rerun with --yes to allow it{guard}")
     for reason in unsafe:
         err_console().print(f"[bold red]prune guard:[/] {reason}", highlight=False)
-    kept = (
-        "? Named volumes are kept" if any(k == "packages" for k, _ in deletions(the_plan)) else "?"
-    )
-    if not typer.confirm(f"Delete {what}{kept}", default=False):
+    volumes = any(kind == "packages" for kind, _ in deletions(the_plan))
+    question = f"Delete {deleting}?" if deleting else "Apply it anyway?"
+    if not typer.confirm(question + (" Named volumes are kept" if volumes else ""), default=False):
         abort("nothing applied")
 
 
 def _counted(the_plan: Plan) -> str:
     """`2 container(s) and 3 record set(s)`."""
-    names = {"packages": "container(s)", "routes": "route(s)", "dns": "record set(s)"}
+    names = {"packages": "container(s)", "dns": "record set(s)"}
     counts: dict[str, int] = {}
     for kind, _ in deletions(the_plan):
         counts[kind] = counts.get(kind, 0) + 1
     return " and ".join(f"{n} {names.get(kind, kind)}" for kind, n in counts.items())
 
 
-def _report(outcome: ApplyOutcome, quiet: bool) -> None:
-    from nebula.cli.plan_view import render_routes
+def _report(outcome: Outcome, quiet: bool) -> None:
+    """What was applied, kind by kind; exit 1 when anything failed."""
+    from nebula.cli.plan_view import render_routes, zone_outcomes
 
-    packages = outcome.of("packages")
-    result: ApplyResult | None = packages.detail if packages else None
-    routes, dns = outcome.of("routes"), outcome.of("dns")
-    route_errors = [e.removeprefix("proxy: ") for e in routes.errors] if routes else []
-    zones = zone_outcomes_of(dns)
+    result: ApplyResult | None = outcome.of("packages").detail
+    routes = outcome.of("routes")
+    route_errors = [e.removeprefix("proxy: ") for e in routes.errors]
+    zones = zone_outcomes(outcome.of("dns"))
     if quiet:
         data: dict[str, Any] = (
             _result_json(result)
@@ -307,15 +309,12 @@ def _report(outcome: ApplyOutcome, quiet: bool) -> None:
         data["ok"] = not outcome.errors
         print_json(data)
     else:
-        if routes is not None and routes.changes:
-            from nebula.plan import Part
-
-            render_routes(Part("routes", routes.changes), done=True)
+        render_routes(routes.changes, done=True)
         if result is not None and result.installations:
             _render_result(result)
         elif not outcome.plan.has_changes:
             _no_changes(outcome.plan.counts())
-        if zones and outcome.plan.part("dns").has_changes:
+        if outcome.plan.part("dns").has_changes or not all(z.ok for z in zones):
             from nebula.cli.dns_render import render_outcomes
 
             render_outcomes(zones, applied=True)
@@ -324,10 +323,6 @@ def _report(outcome: ApplyOutcome, quiet: bool) -> None:
             err_console().print(error, markup=False)
     if outcome.errors:
         raise typer.Exit(EXIT_FAILED)
-
-
-def zone_outcomes_of(done: Applied | None) -> list[Any]:
-    return list(done.detail or []) if done is not None else []
 
 
 def _render_result(result: ApplyResult) -> None:

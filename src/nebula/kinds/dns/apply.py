@@ -103,11 +103,9 @@ def plan_zones(
     zones: Sequence[DesiredZone],
     secrets: SecretResolver = environment_secrets,
     factory: ProviderFactory = open_dns_provider,
-    known: Mapping[str, ZonePlan] | None = None,
 ) -> list[ZoneOutcome]:
-    """Read every zone and diff it; a zone that cannot be read gets its error, not a plan.
-    `known`: zones planned a moment ago in this process (by name), not read nor diffed again."""
-    return [_each(zone, secrets, factory, (known or {}).get(zone.zone)) for zone in zones]
+    """Read every zone and diff it; a zone that cannot be read gets its error, not a plan."""
+    return [_each(zone, secrets, factory, None) for zone in zones]
 
 
 def apply_zones(
@@ -192,16 +190,7 @@ def record_outcomes(store: Store, outcomes: Iterable[ZoneOutcome]) -> None:
         dns.record_zone(outcome.zone, outcome.provider, outcome.state, outcome.stored_error())
 
 
-def record_apply(database_url: str, outcomes: Sequence[ZoneOutcome], actor: str) -> None:
-    """After `dns apply`: remember every zone (`record_outcomes`) and add a `dns.apply` audit
-    entry by `actor` for each zone applied or failed."""
-    from nebula.store import Store, audit
-
-    with Store(database_url) as store:
-        record_outcomes(store, outcomes)
-        for outcome in outcomes:
-            if outcome.applied or outcome.error:
-                detail = outcome.audit_detail()
-                audit.append(
-                    store, actor=actor, action="dns.apply", target=outcome.zone, detail=detail
-                )
+def audit_entries(outcomes: Iterable[ZoneOutcome]) -> list[tuple[str, dict[str, Any]]]:
+    """The `dns.apply` audit entries of an apply: (zone, detail) for each zone applied or
+    failed; a zone left as it was gets none."""
+    return [(o.zone, o.audit_detail()) for o in outcomes if o.applied or o.error]

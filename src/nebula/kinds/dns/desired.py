@@ -1,4 +1,4 @@
-"""Domains → desired record sets per zone, and the pure diff against what a provider holds.
+"""Domains → desired record sets per zone, each provider's capabilities checked on the way.
 
 Desired records come from two places: the zones' own `records:` (`domains/*.yaml`), and every
 installation's `expose:` hostname, which becomes an A (or AAAA) record pointing at the address
@@ -11,7 +11,6 @@ The diff against a provider's zone is in `kinds.dns.diff`. Everything here is pu
 from __future__ import annotations
 
 from collections.abc import Mapping
-from difflib import get_close_matches
 from ipaddress import ip_address
 
 from nebula.errors import ConfigError, ConfigIssue
@@ -25,7 +24,6 @@ from nebula.providers import registry
 from nebula.providers.dns.base import Capabilities
 from nebula.spec.dns_values import TARGET_AT, canonical_value, qualify
 from nebula.spec.domain import RECORD_TYPES, Account, zone_of
-from nebula.spec.names import excerpt
 from nebula.spec.repo import DomainSource, RepoSpec
 
 
@@ -58,29 +56,28 @@ def desired_zones(repo: RepoSpec) -> list[DesiredZone]:
     ]
 
 
-def _capabilities(source: DomainSource, issues: list[ConfigIssue]) -> Capabilities | None:
-    """What the zone's provider can do; None (and an issue) when there is no such provider."""
-    spec, doc = source.spec, source.doc
+def account_problem(provider: str, api_url: object) -> str | None:
+    """What is wrong with a zone's account for its provider, if anything: no such provider,
+    or no API URL for one that has no default."""
     try:
-        provider = registry.provider_class("dns", spec.provider)
-    except registry.UnknownProviderError:
-        known = registry.names("dns")
-        hint = get_close_matches(spec.provider, known, n=1)
-        guess = f"did you mean {hint[0]!r}? " if hint else ""
-        issues.append(
-            doc.issue(
-                ("provider",),
-                f"unknown DNS provider {excerpt(spec.provider)}: {guess}one of {', '.join(known)}",
-            )
-        )
-        return None
-    capabilities: Capabilities = provider.capabilities
-    if capabilities.needs_api_url and spec.account.api_url is None:
-        issues.append(
-            doc.issue(
-                ("account",), f"account.api_url is required for {spec.provider} (its API URL)"
-            )
-        )
+        capabilities: Capabilities = registry.provider_class("dns", provider).capabilities
+    except registry.UnknownProviderError as exc:
+        return str(exc)
+    if capabilities.needs_api_url and api_url is None:
+        return f"account.api_url is required for {provider} (its API URL)"
+    return None
+
+
+def _capabilities(source: DomainSource, issues: list[ConfigIssue]) -> Capabilities | None:
+    """What the zone's provider can do; None (and an issue) when its account is not usable."""
+    spec, doc = source.spec, source.doc
+    problem = account_problem(spec.provider, spec.account.api_url)
+    if problem is not None:
+        where = ("account",) if problem.startswith("account.") else ("provider",)
+        issues.append(doc.issue(where, problem))
+        if where == ("provider",):
+            return None
+    capabilities: Capabilities = registry.provider_class("dns", spec.provider).capabilities
     return capabilities
 
 

@@ -31,9 +31,13 @@ class Dns:
         )
 
     def apply(self, part: Part, desired: Desired, world: World) -> Applied:
+        """Apply each zone as it was planned; a zone that could not be planned keeps its error
+        and is not touched (nobody saw, and the guard never judged, what it would change)."""
         planned: list[ZoneOutcome] = part.detail or []
         known = {o.zone: o.plan for o in planned if o.plan is not None}
-        outcomes = apply_zones(desired.zones, world.secret, known=known)
+        zones = [z for z in desired.zones if z.zone in known]
+        done = {o.zone: o for o in apply_zones(zones, world.secret, known=known)}
+        outcomes = [done.get(o.zone, o) for o in planned]
         errors = [f"dns: {p}" for o in outcomes for p in o.problems()]
         try:
             record_outcomes(world.store, outcomes)

@@ -1,4 +1,4 @@
-"""Carry out a Plan.
+"""Carry out the packages' plan on the Docker Engine.
 
 Installations being removed go first. The others are applied in parallel (at most
 `defaults.parallelism` at once), each after the installations it depends on; inside one, the

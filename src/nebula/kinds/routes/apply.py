@@ -15,6 +15,7 @@ from nebula.kinds.routes.desired import (
     RouteChange,
     desired_config,
     owned_ids,
+    owned_routes,
     route_changes,
     upstreams,
 )
@@ -26,7 +27,7 @@ from nebula.spec.proxy import Proxy
 class ProxyResult:
     changes: tuple[RouteChange, ...]
     requests: tuple[str, ...]  # the admin API requests made, "METHOD /path"
-    owned: int = 0  # routes and TLS policies Nebula owned in Caddy's config before
+    routes: frozenset[str] = frozenset()  # the routes Nebula owned in Caddy's config before
 
 
 def proxy_settings(desired: Desired) -> Proxy | None:
@@ -46,7 +47,7 @@ def sync_proxy(desired: Desired, observed: Observed) -> ProxyResult | None:
     with CaddyAdmin(str(proxy.admin)) as caddy:
         current = caddy.config()
         target = desired_config(current, desired.routes, upstreams(desired.routes, observed), proxy)
-        owned = len(owned_ids(current))
+        owned = frozenset(owned_routes(current))
         if target == current:
             return ProxyResult((), tuple(caddy.requests), owned)
         changes = route_changes(current, target)
@@ -72,4 +73,5 @@ def preview_proxy(desired: Desired, observed: Observed) -> ProxyResult | None:
         if route.id not in dials and route.id not in published:
             dials[route.id] = f"{route.container}:{route.port}"
     target = desired_config(current, desired.routes, dials, proxy)
-    return ProxyResult(tuple(route_changes(current, target)), requests, len(published))
+    changes = tuple(route_changes(current, target))
+    return ProxyResult(changes, requests, frozenset(owned_routes(current)))

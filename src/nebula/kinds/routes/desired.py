@@ -1,6 +1,6 @@
 """Exposed hostnames → Caddy's config: one reverse-proxy route per hostname, TLS policies.
 
-Pure: the engine reads Caddy's current config and the containers' addresses, this module
+Pure: the routes kind reads Caddy's current config and the containers' addresses, this module
 computes the config Caddy should have, and the provider loads it only when it differs.
 
 How Caddy reaches a container: Caddy runs on the Docker host (as its own service, on the host
@@ -305,14 +305,21 @@ def owned_ids(config: Mapping[str, Any]) -> set[str]:
     return set(_owned_objects(config))
 
 
-def _owned_objects(config: Mapping[str, Any]) -> dict[str, Any]:
+def owned_routes(config: Mapping[str, Any]) -> set[str]:
+    """The `@id`s of the routes Nebula owns in `config` (not its TLS policies)."""
+    return set(_routes(config))
+
+
+def _routes(config: Mapping[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    apps = config.get("apps", {})
-    for server in apps.get("http", {}).get("servers", {}).values():
+    for server in config.get("apps", {}).get("http", {}).get("servers", {}).values():
         found |= {r["@id"]: r for r in server.get("routes", []) if _owned(r)}
-    policies = apps.get("tls", {}).get("automation", {}).get("policies", [])
-    found |= {p["@id"]: p for p in policies if _owned(p)}
     return found
+
+
+def _owned_objects(config: Mapping[str, Any]) -> dict[str, Any]:
+    policies = config.get("apps", {}).get("tls", {}).get("automation", {}).get("policies", [])
+    return _routes(config) | {p["@id"]: p for p in policies if _owned(p)}
 
 
 def _describe(item: Mapping[str, Any]) -> str:

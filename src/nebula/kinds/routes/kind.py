@@ -26,15 +26,18 @@ class Routes:
             return Part(self.name, problems=(f"proxy: {exc}",))
         if result is None:
             return Part(self.name)
-        removed = {c.id for c in result.changes if c.action is RouteAction.DELETE}
-        return Part(
-            self.name, result.changes, frozenset(removed), result.owned, "routes and policies"
-        )
+        removed = {
+            c.id for c in result.changes if c.action is RouteAction.DELETE and c.id in result.routes
+        }
+        return Part(self.name, result.changes, frozenset(removed), len(result.routes), "routes")
 
     def apply(self, part: Part, desired: Desired, world: World) -> Applied:
         """Bring Caddy in line with the containers as they run now (the plan showed routes to
-        containers not yet started by their names)."""
-        if not part.has_changes and not part.problems and "packages" not in world.changed:
+        containers not yet started by their names). When Caddy could not be read at plan time,
+        nothing is loaded: what it would change was never shown nor guarded."""
+        if part.problems:
+            return Applied(self.name, errors=part.problems, temporary=True)
+        if not part.has_changes and "packages" not in world.changed:
             return Applied(self.name)
         try:
             result = sync_proxy(desired, world.observed(desired))

@@ -22,7 +22,6 @@ class Capabilities:
 
     record_types: frozenset[str]
     proxied: bool  # Cloudflare's proxy
-    comments: bool  # ownership is kept in record comments
     needs_api_url: bool = False  # no default API: `account.api_url` is required
 
 

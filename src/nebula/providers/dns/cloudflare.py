@@ -47,9 +47,7 @@ _Ops = dict[str, list[dict[str, Any]]]
 
 class CloudflareProvider:
     name: ClassVar[str] = "cloudflare"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        record_types=MANAGED_TYPES, proxied=True, comments=True
-    )
+    capabilities: ClassVar[Capabilities] = Capabilities(record_types=MANAGED_TYPES, proxied=True)
 
     @classmethod
     def open(cls, account: ZoneAccount, token: str) -> Self:

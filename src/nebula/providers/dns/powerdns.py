@@ -45,7 +45,7 @@ _TXT_CHUNK = 255
 class PowerDnsProvider:
     name: ClassVar[str] = "powerdns"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        record_types=MANAGED_TYPES, proxied=False, comments=True, needs_api_url=True
+        record_types=MANAGED_TYPES, proxied=False, needs_api_url=True
     )
 
     @classmethod
