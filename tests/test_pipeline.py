@@ -27,7 +27,7 @@ from nebula.daemon.events import EventBus
 from nebula.daemon.gitsync import GitSource
 from nebula.engine import pipeline
 from nebula.engine.load import load_desired
-from nebula.errors import ConfigError
+from nebula.errors import ConfigError, ProviderError
 from nebula.kinds.base import World
 from nebula.kinds.dns.types import (
     ChangeFailure,
@@ -292,3 +292,41 @@ def test_nebulad_retries_a_zone_at_the_next_sync_only_when_its_failure_may_pass(
         assert keeper.due(load_desired(root).zones)
     finally:
         store.close()
+
+
+class FlakyDns(MemoryDns):
+    """Its first read fails, as a provider that is briefly unreachable."""
+
+    name: ClassVar[str] = "flaky"
+    reads: ClassVar[list[str]] = []
+
+    def read(self, zone: str) -> ZoneState:
+        self.reads.append(zone)
+        if len(self.reads) == 1:
+            raise ProviderError(f"zone {zone}", "the API is unreachable")
+        return super().read(zone)
+
+
+def test_a_zone_that_could_not_be_planned_is_not_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(registry.PROVIDERS["dns"], "flaky", f"{__name__}:FlakyDns")
+    monkeypatch.setattr(MemoryDns, "zones", {"flaky.test": {}})
+    monkeypatch.setattr(FlakyDns, "reads", [])
+    monkeypatch.setenv("NEBULA_SECRET_MEMORY_TOKEN", "memory-token")
+    root = tmp_path / "repo"
+    (root / "domains").mkdir(parents=True)
+    (root / "nebula.yaml").write_text("{}\n")
+    doc = {"zone": "flaky.test", "provider": "flaky", "account": {"token": "${secret:MEMORY_TOKEN}"},
+           "records": [{"name": "www", "type": "A", "value": "192.0.2.7"}]}  # fmt: skip
+    (root / "domains" / "flaky.test.yaml").write_text(yaml.safe_dump(doc))
+    store = Store(f"sqlite:///{tmp_path}/nebula.db")
+    try:
+        outcome = pipeline.run(load_desired(root), World(lambda: store), only=["dns"])
+    finally:
+        store.close()
+    assert outcome.plan.problems == ["zone flaky.test: the API is unreachable"]
+    assert outcome.errors == ["dns: zone flaky.test: the API is unreachable"]
+    assert outcome.of("dns").temporary
+    assert FlakyDns.reads == ["flaky.test"]  # read once, at plan time: not again to apply
+    assert MemoryDns.zones["flaky.test"] == {}  # nothing written
