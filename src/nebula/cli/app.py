@@ -32,32 +32,39 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-app.command()(init.init)
-app.command()(validate.validate)
-app.command()(plan.plan)
-app.command()(plan.apply)
-app.command()(status.status)
-app.add_typer(catalog.app, name="catalog")
-app.add_typer(schema.app, name="schema")
-app.add_typer(secrets.app, name="secrets")
-app.command()(install.install)
-app.command()(install.upgrade)
-app.command()(install.uninstall)
-app.add_typer(daemon.sync_app, name="sync")
-app.command()(daemon.suspend)
-app.command()(daemon.resume)
-app.command()(daemon.rollback)
-app.command()(daemon.approve)
-app.add_typer(daemon.hooks_app, name="hooks")
-app.add_typer(daemon_run.app, name="daemon")
-app.add_typer(users.user_app, name="user")
-app.add_typer(users.apikey_app, name="apikey")
-app.command()(login.login)
-app.command()(login.logout)
-app.add_typer(audit.app, name="audit")
-app.add_typer(dns.app, name="dns")
-app.add_typer(dns.domains_app, name="domains")
-app.command()(certs.certs)
+# The help lists the commands, then the groups, each in this order.
+for command in (
+    init.init,
+    validate.validate,
+    plan.plan,
+    plan.apply,
+    status.status,
+    install.install,
+    install.upgrade,
+    install.uninstall,
+    daemon.suspend,
+    daemon.resume,
+    daemon.rollback,
+    daemon.approve,
+    login.login,
+    login.logout,
+    certs.certs,
+):
+    app.command()(command)
+for name, group in {
+    "catalog": catalog.app,
+    "schema": schema.app,
+    "secrets": secrets.app,
+    "sync": daemon.sync_app,
+    "hooks": daemon.hooks_app,
+    "daemon": daemon_run.app,
+    "user": users.user_app,
+    "apikey": users.apikey_app,
+    "audit": audit.app,
+    "dns": dns.app,
+    "domains": dns.domains_app,
+}.items():
+    app.add_typer(group, name=name)
 
 
 def _version(value: bool) -> None:
