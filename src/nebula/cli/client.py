@@ -79,7 +79,7 @@ class DaemonClient:
             self._login_url = None
             self.socket = resolve_socket(socket_path)
             self.where = f"(socket {self.socket})"
-            transport = httpx.HTTPTransport(uds=str(self.socket))
+            transport = httpx.HTTPTransport(uds=str(self.socket), verify=False)  # no TLS here
             self._client = httpx.Client(
                 base_url="http://nebulad", transport=transport, headers=headers, timeout=TIMEOUT
             )

@@ -22,7 +22,10 @@ from nebula.errors import ProviderError
 class CaddyAdmin:
     def __init__(self, admin_url: str, timeout: float = 30.0) -> None:
         self.url = admin_url.rstrip("/")
-        self._client = httpx.Client(base_url=self.url, timeout=timeout)
+        # A plain-HTTP admin endpoint (the usual loopback one) needs no TLS: without `verify`
+        # the client skips loading the CA bundle, most of the cost of opening it.
+        secure = self.url.startswith("https://")
+        self._client = httpx.Client(base_url=self.url, timeout=timeout, verify=secure)
         self.requests: list[str] = []  # "METHOD /path" of every request made, in order
 
     @property

@@ -6,7 +6,9 @@ on their interval (`daemon.health`). A probe never raises: a failure is a result
 
 from __future__ import annotations
 
+import functools
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 
@@ -50,13 +52,21 @@ def wait_healthy(check: HealthProbe, provider: DockerProvider, deadline: float) 
         delay = min(delay * 1.5, 1.0)
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """httpx's default TLS settings, made once: loading the CA bundle costs more than a check."""
+    import httpx
+
+    return httpx.create_ssl_context()
+
+
 def _http(check: HttpCheck) -> tuple[bool, str]:
     import httpx  # only installations with HTTP checks pay for the import
 
     # An expected 3xx is judged as answered, not after following it.
     follow = not any(300 <= s < 400 for s in check.expect_status)
     try:
-        with httpx.Client(timeout=check.timeout, follow_redirects=follow) as client:
+        with httpx.Client(timeout=check.timeout, follow_redirects=follow, verify=_tls()) as client:
             status = client.get(check.url).status_code
     except httpx.HTTPError as exc:
         return False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
