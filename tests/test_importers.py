@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from nebula.catalog import Catalog
-from nebula.catalog.importers import StoreError, import_store
+from nebula.catalog.importers import AppStoreError, import_store
 from nebula.cli.app import app
 
 STORES = Path(__file__).resolve().parent / "fixtures" / "appstores"
@@ -284,7 +284,7 @@ def test_existing_packages_are_kept_unless_forced(tmp_path: Path) -> None:
 
 
 def test_a_folder_that_is_no_store_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match=r"holds no umbrel apps \(<id>/umbrel-app.yml\)"):
+    with pytest.raises(AppStoreError, match=r"holds no umbrel apps \(<id>/umbrel-app.yml\)"):
         import_store("umbrel", STORES / "casaos", tmp_path)
     out = run("catalog", "import", "--from", "runtipi", str(tmp_path), code=2)
     assert "holds no runtipi apps" in out

@@ -24,7 +24,7 @@ STORES: dict[str, ModuleType] = {"runtipi": runtipi, "casaos": casaos, "umbrel":
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
-class StoreError(NebulaError):
+class AppStoreError(NebulaError):
     """The folder is not an app store of the format asked for."""
 
 
@@ -77,12 +77,12 @@ def import_store(
     """Convert every app of the `store`-format checkout at `source` into packages in `into`."""
     module = STORES.get(store)
     if module is None:
-        raise StoreError(f"unknown store format {store!r}; use one of {', '.join(STORES)}")
+        raise AppStoreError(f"unknown store format {store!r}; use one of {', '.join(STORES)}")
     if not source.is_dir():
-        raise StoreError(f"{source} is not a folder")
+        raise AppStoreError(f"{source} is not a folder")
     app_dirs: list[Path] = module.discover(source)
     if not app_dirs:
-        raise StoreError(f"{source} holds no {store} apps ({_LAYOUT[store]})")
+        raise AppStoreError(f"{source} holds no {store} apps ({_LAYOUT[store]})")
     options = Options(arch or node_arch(), frozenset(p.name for p in app_dirs))
     report = ImportReport(store, str(source), str(into), [])
     written: set[tuple[str, str]] = set()

@@ -62,12 +62,12 @@ def import_store(
     back and validated. Exit code 0 if any package was written, 1 if none could be, 2 if PATH is
     not a store of that format.
     """
-    from nebula.catalog.importers import StoreError
+    from nebula.catalog.importers import AppStoreError
     from nebula.catalog.importers import import_store as run_import
 
     try:
         report = run_import(store.value, path, into, arch=arch, force=force)
-    except StoreError as exc:
+    except AppStoreError as exc:
         abort(str(exc), EXIT_INVALID)
     code = 0 if report.imported else EXIT_FAILED
     if output is OutputFormat.json:
