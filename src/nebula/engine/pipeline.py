@@ -3,8 +3,9 @@
 `nebula plan`, `nebula apply`, `nebula dns plan|apply` and nebulad all go through here (loading
 is `engine.load`; the caller holds the store's apply lock from planning to the end of apply, so
 the plan guarded is the plan carried out). What to do with an unsafe plan is the caller's: the
-daemon holds it for approval, the CLI asks. One kind's failure never stops the kinds after it:
-each reports its errors in the outcome.
+daemon holds it for approval, the CLI asks. A kind's failed changes never stop the kinds after
+it: each reports its errors in the outcome (an error that stops a run as a whole, such as the
+vault's key missing, is raised before anything more is touched).
 """
 
 from __future__ import annotations
