@@ -7,7 +7,8 @@ events, iteratively, rather than from PyYAML's node tree lets the limits of `yam
 checked as the file is read: nesting thousands deep or an alias bomb is refused at its line
 before it costs anything (the node tree is built recursively, in C, first). Duplicate keys are
 errors, as in octodns and compose-go: silently keeping the last one hides typos. So are tags
-other than YAML's own (`!!python/object`, `!foo`).
+other than YAML's own (`!!python/object`, `!foo`). Plain scalars are read by YAML 1.2's rules, as
+compose reads them (`yaml_scalars`): `53:53` and `yes` stay strings.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from yaml.events import (
     SequenceStartEvent,
     StreamEndEvent,
 )
-from yaml.nodes import ScalarNode
 
 from nebula.errors import ConfigError, ConfigIssue
 from nebula.spec import yaml_limits as limits
 from nebula.spec.names import excerpt
+from nebula.spec.yaml_scalars import SCALAR_TAGS, read_tagged, resolve_plain
 
 try:  # libyaml is much faster; the pure-Python loader is the fallback.
     _LOADER: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
@@ -44,14 +45,8 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@/-]{0,63}")
 """What a key of a Nebula file looks like; any other key is quoted as an excerpt."""
 
 _YAML = "tag:yaml.org,2002:"
-_STR_TAG = _YAML + "str"
-_VALUE_TAG = _YAML + "value"  # YAML 1.1's `=`, which nothing constructs: a string
 _NON_SPECIFIC = (None, "!")
-_RESOLVE: Callable[[type[ScalarNode], str, tuple[bool, bool]], str] = (
-    yaml.resolver.Resolver().resolve
-)
-_MERGE_TAG = _YAML + "merge"
-_SCALAR_TAGS = frozenset(_YAML + t for t in ("str", "int", "float", "bool", "null", "timestamp"))
+_MERGE_KEY = "<<"
 _TAGS = {
     MappingStartEvent: (None, "!", "tag:yaml.org,2002:map"),
     SequenceStartEvent: (None, "!", "tag:yaml.org,2002:seq"),
@@ -163,32 +158,28 @@ class _Open:
 
 
 class _Scalars:
-    """Scalars to tags and values, as PyYAML's node tree has them: the tag of a plain scalar by
-    the resolver (remembered: keys and types repeat on every record), its value by the safe
-    constructor."""
+    """Scalars to values: quoted ones are strings, plain ones resolved by `yaml_scalars` (and
+    remembered: keys and types repeat on every record), tagged ones read as their tag says."""
 
     def __init__(self) -> None:
-        self._tags: dict[str, str] = {}
-        self._constructor = yaml.constructor.SafeConstructor()
+        self._plain: dict[str, Any] = {}
 
-    def tag(self, event: ScalarEvent) -> str:
-        """The scalar's tag: as written, or resolved as PyYAML's composer does."""
-        if event.tag not in _NON_SPECIFIC:
-            return str(event.tag)
-        if not event.implicit[0]:
-            return _STR_TAG
+    def value(self, event: ScalarEvent) -> Any:
+        """The scalar's value; ValueError with the message when it cannot be read."""
         text = event.value
-        tag = self._tags.get(text)
-        if tag is None:
-            tag = _RESOLVE(ScalarNode, text, (True, False))
-            tag = self._tags[text] = _STR_TAG if tag == _VALUE_TAG else tag
-        return tag
-
-    def construct(self, tag: str, text: str) -> Any:
-        """The value of a scalar with `tag`; `yaml.YAMLError` or `ValueError` when it has none."""
-        if tag == _STR_TAG:
-            return text
-        return self._constructor.construct_object(ScalarNode(tag, text), deep=True)
+        if event.tag in _NON_SPECIFIC:
+            if not event.implicit[0]:  # quoted, or tagged `!`
+                return text
+            if text not in self._plain:
+                self._plain[text] = resolve_plain(text)[1]
+            return self._plain[text]
+        tag = str(event.tag)
+        if tag not in SCALAR_TAGS:
+            raise ValueError(_unreadable(tag, None))
+        try:
+            return read_tagged(tag, text)
+        except ValueError:
+            raise ValueError(_unreadable(tag, text)) from None
 
 
 class _Reader:
@@ -270,19 +261,23 @@ class _Reader:
 
     def _scalar(self, event: ScalarEvent, mark: Mark) -> None:
         self._count(mark)
-        tag = self.scalars.tag(event)
         top = self.open[-1] if self.open else None
-        if tag == _MERGE_TAG and top and top.key is None and isinstance(top.value, dict):
+        if (
+            event.value == _MERGE_KEY
+            and event.implicit[0]
+            and event.tag in _NON_SPECIFIC
+            and top
+            and top.key is None
+            and isinstance(top.value, dict)
+        ):
             top.key = _Pending.MERGE
             return
         value = None
         try:
-            if tag not in _SCALAR_TAGS:
-                raise ValueError(tag)
-            value = self.scalars.construct(tag, event.value)
-        except (yaml.YAMLError, ValueError):
+            value = self.scalars.value(event)
+        except ValueError as exc:
             path, _ = self._child_path()
-            self._report(path, mark, _unreadable(tag, event.value))
+            self._report(path, mark, str(exc))
         if event.anchor is not None:
             self.anchors[event.anchor] = _Anchor(value, 1, [])
         self._add(value, mark)
@@ -399,6 +394,6 @@ class _Reader:
 
 def _unreadable(tag: str, text: str | None) -> str:
     short = tag.replace(_YAML, "!!")
-    if text is None or tag not in _SCALAR_TAGS:
+    if text is None or tag not in SCALAR_TAGS:
         return f"unsupported tag {excerpt(short)}: only plain YAML values are read"
     return f"cannot read {excerpt(text)} as {short}"
