@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from nebula.catalog.importers.common import UnconvertibleError, read_compose
 from nebula.engine.load import load_desired
 from nebula.errors import ConfigError
 from nebula.kinds.packages.diff import diff
@@ -141,3 +142,19 @@ def test_inline_compose_ports_and_environment_plan_as_written(tmp_path: Path) ->
         PortBinding(container_port=25, protocol="udp", host_ip="0.0.0.0", host_port=10025),
     )
     assert dict(created.environment) == {"FOO": "yes", "BAR": "on", "MODE": "15"}
+
+
+def test_store_files_are_read_by_the_same_rules(tmp_path: Path) -> None:
+    store_file = tmp_path / "docker-compose.yml"
+    store_file.write_text(
+        "services:\n  mail:\n    image: mail:1\n    ports: [10025:25, 53:53/udp]\n"
+        "    environment: {RELAY: yes}\n"
+    )
+    service = read_compose(store_file)["services"]["mail"]
+    assert service["ports"] == ["10025:25", "53:53/udp"]
+    assert service["environment"] == {"RELAY": "yes"}
+    store_file.write_text("services:\n  mail: {image: mail:1}\n  mail: {image: mail:2}\n")
+    with pytest.raises(
+        UnconvertibleError, match=r"docker-compose\.yml:3:3: services\.mail: duplicate key"
+    ):
+        read_compose(store_file)

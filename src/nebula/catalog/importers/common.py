@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nebula.catalog.categories import CATEGORIES
+from nebula.errors import ConfigError
 from nebula.spec.compose import Service
 from nebula.spec.interpolate import InterpolationError, references
+from nebula.spec.yamlfile import parse_yaml
 
 # Keys without which the app would not run as its store meant: the app is not converted.
 BLOCKING_KEYS = {
@@ -148,11 +148,15 @@ def read_compose(path: Path) -> dict[str, Any]:
 
 
 def _parse(path: Path) -> Any:
+    """JSON, or YAML read as every Nebula file is (YAML 1.2, as compose reads it: `53:53` and
+    `yes` stay strings), with the loader's limits, duplicate keys and line numbers."""
     try:
         text = path.read_text(encoding="utf-8")
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
+        return json.loads(text) if path.suffix == ".json" else parse_yaml(text, path.name).data
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UnconvertibleError(f"{path.name} cannot be read: {exc}") from None
+    except ConfigError as exc:
+        raise UnconvertibleError(f"cannot be read: {exc.issues[0]}") from None
 
 
 def package_name(raw: str) -> str:
