@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 
+from nebula.catalog import Catalog, builtin_catalog_dir
 from nebula.catalog.importers.common import UnconvertibleError, read_compose
+from nebula.engine.catalog_edits import NewInstallation
 from nebula.engine.load import load_desired
 from nebula.errors import ConfigError
 from nebula.kinds.packages.diff import diff
 from nebula.kinds.packages.types import ContainerSpec, Observed, PortBinding
 from nebula.kinds.packages.types import Resource as Kind
+from nebula.spec.yaml_dump import dump_yaml
 from nebula.spec.yamlfile import parse_yaml
 
 
@@ -158,3 +161,19 @@ def test_store_files_are_read_by_the_same_rules(tmp_path: Path) -> None:
         UnconvertibleError, match=r"docker-compose\.yml:3:3: services\.mail: duplicate key"
     ):
         read_compose(store_file)
+
+
+WRITTEN = ["0o17", "1e3", "1e+3", "08", "0x1F", "53:53", "yes", "on", "~", "", "1.0", "plain"]
+
+
+def test_what_nebula_writes_reads_back_as_written() -> None:
+    data = {"values": dict.fromkeys(WRITTEN, "x"), "list": WRITTEN, "n": 8, "f": 1.5, "b": True}
+    assert parse_yaml(dump_yaml(data), "f.yaml").data == data
+
+
+def test_an_installed_value_like_a_number_stays_the_text_given() -> None:
+    entry = Catalog([builtin_catalog_dir()]).get("redis")
+    assert entry is not None
+    added = NewInstallation("cache", entry.package, values={"PORT": "08", "MODE": "0o17"})
+    document = parse_yaml(added.to_yaml(), "packages/cache.yaml").data
+    assert document["values"] == {"MODE": "0o17", "PORT": "08"}

@@ -19,8 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from nebula.catalog import Catalog, version_key
 from nebula.engine.load import catalog_for, load_desired
 from nebula.errors import NebulaError
@@ -31,6 +29,7 @@ from nebula.paths import read_file, within
 from nebula.spec.names import check_name
 from nebula.spec.package import Package, Variable
 from nebula.spec.repo import PACKAGES_DIR, RepoSpec
+from nebula.spec.yaml_dump import dump_yaml
 
 
 class MarketplaceError(NebulaError):
@@ -75,7 +74,7 @@ class NewInstallation:
         header = (
             f"# {self.package.name} {self.package.version}: installed by `nebula install`{why}\n"
         )
-        return header + yaml.safe_dump(body, sort_keys=False, allow_unicode=True)
+        return header + dump_yaml(body)
 
 
 @dataclass(frozen=True)

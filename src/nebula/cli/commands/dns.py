@@ -173,12 +173,11 @@ def import_zone(
     options. Once committed, `dns apply` adopts the records whose data match (marks them as
     Nebula's) and from then on manages them. SOA and NS records are left out.
     """
-    import yaml
-
     from nebula.kinds.dns.apply import open_dns_provider
     from nebula.kinds.dns.desired import account_problem, zone_account, zone_document
     from nebula.kinds.dns.types import DesiredZone
     from nebula.spec.domain import Domain
+    from nebula.spec.yaml_dump import dump_yaml
 
     with handle_errors():
         zone = zone.lower().rstrip(".")
@@ -220,7 +219,7 @@ def import_zone(
         if existing.provider == "powerdns":
             written["server_id"] = account.server_id
         document = zone_document(state, existing.provider, written)
-        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+        text = dump_yaml(document, width=100)
         if not write:
             sys.stdout.write(text)
             return
