@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,60 @@ def test_package_resolves_with_its_required_values(name: str, tmp_path: Path) ->
     assert len(host_ports) == len(set(host_ports)), f"{name}: a host port is published twice"
     assert desired.health_checks or any(c.healthcheck for c in desired.containers), name
     assert desired.requires == tuple(r.package for r in entry.package.requires)
+
+
+HELLO = """\
+name: hello
+version: "1.0"
+category: web
+description: A greeting page
+compose:
+  services:
+    web: {image: "nginx:1.27.2", ports: ["${PORT:-8080}:80"]}
+variables: [{name: PORT, default: "8080"}]
+health_checks: [{name: web, url: "http://127.0.0.1:${PORT}/"}]
+"""
+
+
+def test_list_and_show_include_the_config_repos_own_catalog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from nebula.cli.app import app
+
+    repo = tmp_path / "lab"
+    (repo / "catalog" / "hello").mkdir(parents=True)
+    (repo / "nebula.yaml").write_text("")
+    (repo / "catalog" / "hello" / "1.0.yaml").write_text(HELLO)
+    newest = CATALOG.versions("redis")[-1]
+    redis = (builtin_catalog_dir() / "redis" / f"{newest}.yaml").read_text()
+    (repo / "catalog" / "redis").mkdir()  # the repo's own version of a built-in package
+    (repo / "catalog" / "redis" / "99.0.yaml").write_text(
+        re.sub(r"(?m)^version: .*$", "version: '99.0'", redis)
+    )
+    runner = CliRunner()
+
+    def names(*args: str) -> dict[str, str]:
+        result = runner.invoke(app, ["catalog", "list", *args, "--output", "json"])
+        assert result.exit_code == 0, result.output
+        return {p["name"]: p["version"] for p in json.loads(result.stdout)}
+
+    monkeypatch.chdir(tmp_path)  # not a config repo: the built-in catalog only
+    assert "hello" not in names() and names()["redis"] == newest
+    listed = names("--repo", str(repo))
+    assert listed["hello"] == "1.0" and listed["redis"] == "99.0"
+    assert "wordpress" in listed
+    shown = runner.invoke(app, ["catalog", "show", "hello", "--repo", str(repo)])
+    assert shown.exit_code == 0, shown.output
+    assert "hello 1.0" in shown.stdout and "web: nginx:1.27.2" in shown.stdout
+
+    monkeypatch.chdir(repo)  # run inside the config repo: its catalog without --repo
+    assert names()["hello"] == "1.0"
+    shown = runner.invoke(app, ["catalog", "show", "redis", "--output", "json"])
+    assert json.loads(shown.stdout)["version"] == "99.0"
+
+    # a --repo that is no config repo is refused
+    refused = runner.invoke(app, ["catalog", "list", "--repo", str(tmp_path)])
+    assert refused.exit_code == 2
+    assert f"{tmp_path} is not a Nebula config repo (no nebula.yaml)" in refused.output

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,22 +15,51 @@ from nebula.cli.output import (
     abort,
     console,
     err_console,
+    fail,
     handle_errors,
     print_json,
     print_table,
 )
 
+if TYPE_CHECKING:
+    from nebula.catalog import Catalog
+
 app = typer.Typer(help="Browse the package catalog.", no_args_is_help=True)
 app.command("import")(catalog_import.import_store)
 
+Repo = Annotated[
+    Path | None,
+    typer.Option(
+        "--repo",
+        help="A config repo whose own catalog/ is included. Default: the current folder, "
+        "when it is a config repo (holds nebula.yaml).",
+        show_default=False,
+    ),
+]
+
+
+def _catalog(repo: Path | None, output: OutputFormat) -> Catalog:
+    """The built-in catalog, shadowed by the config repo's `catalog/` as `nebula plan` sees
+    it: `repo`'s, or the current folder's when it is a config repo."""
+    from nebula.catalog import Catalog, builtin_catalog_dir
+    from nebula.spec.repo import CONFIG_FILE, local_catalog_dir
+
+    root = repo if repo is not None else Path(".")
+    if not (root / CONFIG_FILE).is_file():
+        if repo is not None:
+            fail(f"{repo} is not a Nebula config repo (no {CONFIG_FILE})", output, EXIT_INVALID)
+        return Catalog([builtin_catalog_dir()])
+    with handle_errors(output):
+        local = local_catalog_dir(root)
+    return Catalog([builtin_catalog_dir(), *([local] if local else [])])
+
 
 @app.command("list")
-def list_packages(output: Output = OutputFormat.table) -> None:
-    """Every package in the catalog."""
-    from nebula.catalog import Catalog, builtin_catalog_dir
-
+def list_packages(repo: Repo = None, output: Output = OutputFormat.table) -> None:
+    """Every package in the catalog, with the config repo's own."""
+    catalog = _catalog(repo, output)
     with handle_errors(output):
-        entries = Catalog([builtin_catalog_dir()]).all()
+        entries = catalog.all()
     if output is OutputFormat.json:
         print_json(
             [
@@ -56,14 +85,14 @@ def list_packages(output: Output = OutputFormat.table) -> None:
 @app.command("show")
 def show(
     name: Annotated[str, typer.Argument(help="Package name, as in `nebula catalog list`.")],
+    repo: Repo = None,
     output: Output = OutputFormat.table,
 ) -> None:
-    """A package's services, variables and health checks."""
+    """A package's services, variables and health checks (the config repo's own version of it
+    when its catalog/ has one)."""
     import difflib
 
-    from nebula.catalog import Catalog, builtin_catalog_dir
-
-    catalog = Catalog([builtin_catalog_dir()])
+    catalog = _catalog(repo, output)
     with handle_errors(output):
         entry = catalog.get(name)
     if entry is None:
