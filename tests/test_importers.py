@@ -1,5 +1,6 @@
 """`nebula catalog import`: the fixture Runtipi, CasaOS and Umbrel stores become packages that load,
-resolve and plan; what cannot be converted is reported with its reason."""
+validate, resolve and plan; what cannot be converted is reported with its reason; importing again
+changes nothing; built-in packages are never replaced."""
 
 from __future__ import annotations
 
@@ -13,29 +14,36 @@ import yaml
 from typer.testing import CliRunner
 
 from nebula.catalog import Catalog
-from nebula.catalog.importers import AppStoreError, import_store
+from nebula.catalog.importers import AppStoreError, ImportReport, import_store
 from nebula.cli.app import app
+from nebula.cli.commands.catalog_import import catalog_errors
 
 STORES = Path(__file__).resolve().parent / "fixtures" / "appstores"
 runner = CliRunner()
 
-EXPECTED = {
+EXPECTED = {  # imported under the prefix "s-" (several are named like built-in packages)
     "runtipi": (
-        {"it-tools", "nextcloud", "uptime-kuma", "vaultwarden"},
+        {"s-it-tools", "s-nextcloud", "s-uptime-kuma", "s-vaultwarden"},
         {
             "wg-easy": "service wg-easy needs extra kernel capabilities (cap_add)",
             "homebridge": "supports only arm64, not amd64",
         },
     ),
     "casaos": (
-        {"jellyfin", "photoprism", "syncthing"},
+        {"s-jellyfin", "s-photoprism", "s-syncthing"},
         {"HomeAssistant": "service homeassistant uses network_mode host"},
     ),
     "umbrel": (
-        {"bitcoin", "btc-rpc-explorer", "nextcloud", "uptime-kuma"},
+        {"s-bitcoin", "s-btc-rpc-explorer", "s-nextcloud", "s-uptime-kuma"},
         {"mempool": "service web mounts the file ${APP_DATA_DIR}/data/nginx/nginx.conf"},
     ),
 }
+
+
+def convert(store: str, into: Path, source: Path | None = None, **options: Any) -> ImportReport:
+    """Import `store`'s fixture (or the store at `source`) for amd64, with the catalog's checks."""
+    options.setdefault("arch", "amd64")
+    return import_store(store, source or STORES / store, into, check=catalog_errors, **options)
 
 
 def run(*args: str, code: int = 0) -> str:
@@ -60,7 +68,7 @@ def variables(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_store_imports_into_packages_that_load_and_resolve(store: str, tmp_path: Path) -> None:
     repo = tmp_path / "lab"
     into = repo / "catalog"
-    report = import_store(store, STORES / store, into, arch="amd64")
+    report = convert(store, into, prefix="s-")
     imported, skipped = EXPECTED[store]
     assert {a.name for a in report.imported} == imported
     reasons = {a.app: a.reason or "" for a in report.skipped}
@@ -99,8 +107,8 @@ def test_store_imports_into_packages_that_load_and_resolve(store: str, tmp_path:
 
 
 def test_runtipi_form_fields_and_builtins_become_variables(tmp_path: Path) -> None:
-    import_store("runtipi", STORES / "runtipi", tmp_path, arch="amd64")
-    nextcloud = package(tmp_path, "nextcloud")
+    convert("runtipi", tmp_path, prefix="s-")
+    nextcloud = package(tmp_path, "s-nextcloud")
     assert nextcloud["version"] == "29.0.7-apache"
     found = variables(nextcloud)
     # a `random` field: a secret the user creates once (e.g. in the vault)
@@ -115,7 +123,7 @@ def test_runtipi_form_fields_and_builtins_become_variables(tmp_path: Path) -> No
     assert found["NEXTCLOUD_USE_CRON"]["default"] == "true"
     assert found["PORT"]["default"] == "8083"  # Runtipi's APP_PORT, from config.json `port`
     assert nextcloud["category"] == "data"
-    assert package(tmp_path, "it-tools")["category"] == "dev"  # Runtipi's development
+    assert package(tmp_path, "s-it-tools")["category"] == "dev"  # Runtipi's development
     assert found["DOMAIN"]["default"] == "localhost"  # APP_DOMAIN
     services = nextcloud["compose"]["services"]
     assert services["nextcloud"]["ports"] == ["${PORT:-8083}:80"]  # isMain + internalPort
@@ -129,13 +137,13 @@ def test_runtipi_form_fields_and_builtins_become_variables(tmp_path: Path) -> No
     assert services["nextcloud"]["environment"]["OVERWRITEPROTOCOL"] == "${PROTOCOL:-http}"
     assert nextcloud["health_checks"] == [{"name": "web", "url": "http://127.0.0.1:${PORT}/"}]
 
-    legacy = package(tmp_path, "it-tools")  # old compose YAML: ${APP_PORT}, Traefik, networks
+    legacy = package(tmp_path, "s-it-tools")  # old compose YAML: ${APP_PORT}, Traefik, networks
     service = legacy["compose"]["services"]["it-tools"]
     assert service["ports"] == ["${PORT}:80"]
     assert "labels" not in service and "networks" not in service
     assert "networks" not in legacy["compose"]
 
-    kuma = package(tmp_path, "uptime-kuma")  # new compose YAML: x-runtipi is_main/internal_port
+    kuma = package(tmp_path, "s-uptime-kuma")  # new compose YAML: x-runtipi is_main/internal_port
     service = kuma["compose"]["services"]["uptime-kuma"]
     assert service["image"] == "louislam/uptime-kuma:1.23.16"
     assert service["ports"] == ["${PORT:-8125}:3001"]
@@ -143,15 +151,15 @@ def test_runtipi_form_fields_and_builtins_become_variables(tmp_path: Path) -> No
 
 
 def test_runtipi_architecture_decides_images_and_apps(tmp_path: Path) -> None:
-    report = import_store("runtipi", STORES / "runtipi", tmp_path, arch="arm64")
-    assert "homebridge" in {a.name for a in report.imported}
-    kuma = package(tmp_path, "uptime-kuma")["compose"]["services"]["uptime-kuma"]
+    report = convert("runtipi", tmp_path, arch="arm64", prefix="s-")
+    assert "s-homebridge" in {a.name for a in report.imported}
+    kuma = package(tmp_path, "s-uptime-kuma")["compose"]["services"]["uptime-kuma"]
     assert kuma["image"] == "louislam/uptime-kuma:1.23.16-arm64"  # the arm64 override
 
 
 def test_casaos_extensions_and_builtins(tmp_path: Path) -> None:
-    report = import_store("casaos", STORES / "casaos", tmp_path, arch="amd64")
-    jellyfin = package(tmp_path, "jellyfin")
+    report = convert("casaos", tmp_path, prefix="s-")
+    jellyfin = package(tmp_path, "s-jellyfin")
     assert jellyfin["version"] == "10.10.7"  # from the main service's image tag
     assert jellyfin["description"] == "The Free Software Media System"  # tagline, en_us
     assert jellyfin["category"] == "media"
@@ -166,22 +174,21 @@ def test_casaos_extensions_and_builtins(tmp_path: Path) -> None:
         "TZ": "Etc/UTC",
         "PORT": "8097",
     }
-    notes = next(a.notes for a in report.imported if a.name == "jellyfin")
-    assert "service jellyfin: dropped devices (not in Nebula's compose subset)" in notes
+    notes = next(a.notes for a in report.imported if a.name == "s-jellyfin")
     assert "service jellyfin: binds host path /DATA/Media at /Media" in notes
 
-    photoprism = package(tmp_path, "photoprism")["compose"]
+    photoprism = package(tmp_path, "s-photoprism")["compose"]
     assert photoprism["services"]["mariadb"]["volumes"] == ["database:/var/lib/mysql"]
     assert photoprism["volumes"] == {"storage": None, "database": None}
-    syncthing = package(tmp_path, "syncthing")["compose"]["services"]["syncthing"]
+    syncthing = package(tmp_path, "s-syncthing")["compose"]["services"]["syncthing"]
     assert syncthing["ports"][0] == "${PORT:-8384}:8384"
-    notes = next(a.notes for a in report.imported if a.name == "syncthing")
+    notes = next(a.notes for a in report.imported if a.name == "s-syncthing")
     assert "store tip: Set a GUI password after the first start." in notes
 
 
 def test_umbrel_app_proxy_dependencies_and_exports(tmp_path: Path) -> None:
-    report = import_store("umbrel", STORES / "umbrel", tmp_path, arch="amd64")
-    nextcloud = package(tmp_path, "nextcloud")
+    report = convert("umbrel", tmp_path, prefix="s-")
+    nextcloud = package(tmp_path, "s-nextcloud")
     services = nextcloud["compose"]["services"]
     assert "app_proxy" not in services
     assert services["web"]["ports"] == ["${PORT:-8081}:80"]  # app_proxy's APP_HOST/APP_PORT
@@ -191,24 +198,24 @@ def test_umbrel_app_proxy_dependencies_and_exports(tmp_path: Path) -> None:
     found = variables(nextcloud)
     assert found["APP_PASSWORD"]["secret"] is True and found["APP_PASSWORD"]["required"]
     assert found["APP_NEXTCLOUD_PORT"]["default"] == "8081"  # a literal of exports.sh
-    notes = next(a.notes for a in report.imported if a.name == "nextcloud")
+    notes = next(a.notes for a in report.imported if a.name == "s-nextcloud")
     assert "exports.sh computes APP_NEXTCLOUD_LOCAL_IPS at runtime; not converted" in notes
     assert "Umbrel hooks/ scripts are not converted" in notes
 
-    explorer = package(tmp_path, "btc-rpc-explorer")
+    explorer = package(tmp_path, "s-btc-rpc-explorer")
     # APP_HOST was an exported fixed IP: it names the service holding that address
     assert explorer["compose"]["services"]["web"]["ports"] == ["${PORT:-3002}:3002"]
     assert "networks" not in explorer["compose"]["services"]["web"]
     # bitcoin is in the store: required under Umbrel's prefix, so what it exports
     # (APP_BITCOIN_RPC_PORT, ...) reaches the explorer as the very variables it uses
-    assert explorer["requires"] == [{"package": "bitcoin", "prefix": "APP_BITCOIN"}]
+    assert explorer["requires"] == [{"package": "s-bitcoin", "prefix": "APP_BITCOIN"}]
     declared = variables(explorer)
     assert not [name for name in declared if name.startswith("APP_BITCOIN_")]
     assert declared["APP_ELECTRS_NODE_IP"]["required"] is True  # electrs is not in the store
-    notes = next(a.notes for a in report.imported if a.name == "btc-rpc-explorer")
+    notes = next(a.notes for a in report.imported if a.name == "s-btc-rpc-explorer")
     assert "needs Umbrel apps not in this store: electrs" in notes
 
-    bitcoin = package(tmp_path, "bitcoin")
+    bitcoin = package(tmp_path, "s-bitcoin")
     assert set(bitcoin["compose"]["services"]) == {"app", "bitcoind"}  # Tor dropped
     assert bitcoin["compose"]["services"]["app"]["environment"]["BITCOIN_HOST"] == "bitcoind"
     derived = variables(bitcoin)["APP_BITCOIN_RPC_PASS"]  # derive_entropy in exports.sh
@@ -232,7 +239,7 @@ def test_a_package_that_does_not_validate_is_removed_and_reported(tmp_path: Path
     compose = store / "apps" / "it-tools" / "docker-compose.yml"
     compose.write_text(compose.read_text().replace("unless-stopped", "sometimes"))
     into = tmp_path / "catalog"
-    report = import_store("runtipi", store, into, arch="amd64")
+    report = convert("runtipi", into, store)
     [result] = report.skipped
     assert result.reason == (
         "does not validate: compose.services.it-tools.restart: 'sometimes' is not a restart "
@@ -242,9 +249,9 @@ def test_a_package_that_does_not_validate_is_removed_and_reported(tmp_path: Path
 
     # a forced re-import that does not validate keeps the file that was there
     good = into / "it-tools" / "2024.10.22-7ca5933.yaml"
-    import_store("runtipi", STORES / "runtipi", into, arch="amd64")
+    convert("runtipi", into)
     before = good.read_text()
-    again = import_store("runtipi", store, into, arch="amd64", force=True)
+    again = convert("runtipi", into, store, force=True)
     assert again.skipped[0].reason is not None
     assert again.skipped[0].reason.startswith("does not validate")
     assert good.read_text() == before
@@ -264,28 +271,48 @@ def test_an_app_whose_compose_file_has_no_services_is_skipped(
     copy = tmp_path / "store" / app
     shutil.copytree(STORES / store / app, copy)
     (copy / "docker-compose.yml").write_text("services: {}\n")
-    report = import_store(store, tmp_path / "store", tmp_path / "catalog", arch="amd64")
+    report = convert(store, tmp_path / "catalog", tmp_path / "store")
     assert [(a.app, a.reason) for a in report.skipped] == [
         (Path(app).name, "docker-compose.yml has no services")
     ]
 
 
-def test_existing_packages_are_kept_unless_forced(tmp_path: Path) -> None:
-    import_store("casaos", STORES / "casaos", tmp_path, arch="amd64")
-    target = tmp_path / "syncthing" / "1.27.12.yaml"
-    target.write_text(target.read_text() + "# my edit\n")
-    again = import_store("casaos", STORES / "casaos", tmp_path, arch="amd64")
-    assert not again.imported
+def test_importing_again_changes_nothing_and_keeps_hand_edits_unless_forced(
+    tmp_path: Path,
+) -> None:
+    into = tmp_path / "catalog"
+    args = ["catalog", "import", "--from", "casaos", str(STORES / "casaos"), "--into", str(into)]
+    run(*args, "--arch", "amd64", "--prefix", "casa-")
+    target = into / "casa-syncthing" / "1.27.12.yaml"
+    written = target.read_text()
+
+    # an unchanged store: every package is unchanged, nothing is written, exit 0
+    out = run(*args, "--arch", "amd64", "--prefix", "casa-")
+    assert "= casa-syncthing 1.27.12  unchanged" in out
+    assert "0 of 4 casaos apps imported" in out and "; 3 unchanged; 1 not converted" in out
+    assert target.read_text() == written
+
+    # a package edited by hand is kept as it is, and said so
+    target.write_text(written + "# my edit\n")
+    again = convert("casaos", into, prefix="casa-")
+    [kept] = again.having("kept")
+    assert (kept.name, kept.file) == ("casa-syncthing", str(target))
+    assert kept.reason == (
+        f"{target} differs from what the store gives now (edited by hand, or the store "
+        "changed): kept; --force replaces it"
+    )
     assert "# my edit" in target.read_text()
-    assert any("exists already (--force replaces it)" in (a.reason or "") for a in again.skipped)
-    forced = import_store("casaos", STORES / "casaos", tmp_path, arch="amd64", force=True)
-    assert len(forced.imported) == 3
-    assert "# my edit" not in target.read_text()
+    assert len(again.having("unchanged")) == 2
+
+    # --force replaces it with what the store gives
+    forced = convert("casaos", into, prefix="casa-", force=True)
+    assert [a.name for a in forced.imported] == ["casa-syncthing"]
+    assert target.read_text() == written
 
 
 def test_a_folder_that_is_no_store_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AppStoreError, match=r"holds no umbrel apps \(<id>/umbrel-app.yml\)"):
-        import_store("umbrel", STORES / "casaos", tmp_path)
+        convert("umbrel", tmp_path, STORES / "casaos")
     out = run("catalog", "import", "--from", "runtipi", str(tmp_path), code=2)
     assert "holds no runtipi apps" in out
 
@@ -293,13 +320,18 @@ def test_a_folder_that_is_no_store_is_refused(tmp_path: Path) -> None:
 def test_cli_reports_imported_and_skipped_apps(tmp_path: Path) -> None:
     into = tmp_path / "catalog"
     args = ["catalog", "import", "--from", "casaos", str(STORES / "casaos"), "--into", str(into)]
-    out = run(*args, "--arch", "amd64")
-    assert "✓ jellyfin 10.10.7" in out
+    out = run(*args, "--arch", "amd64", "--prefix", "casa-")
+    assert "✓ casa-jellyfin 10.10.7" in out
     assert "✗ HomeAssistant: service homeassistant uses network_mode host" in out
     assert "3 of 4 casaos apps imported" in out
-    data = json.loads(run(*args, "--arch", "amd64", "--force", "--output", "json"))
-    assert data["ok"] is True
-    assert {a["name"] for a in data["imported"]} == {"jellyfin", "photoprism", "syncthing"}
+    json_args = [*args, "--arch", "amd64", "--prefix", "casa-", "--output", "json"]
+    data = json.loads(run(*json_args))
+    assert data["ok"] is True and data["imported"] == [] and data["kept"] == []
+    assert {a["name"] for a in data["unchanged"]} == {
+        "casa-jellyfin",
+        "casa-photoprism",
+        "casa-syncthing",
+    }
     assert data["skipped"] == [
         {"app": "HomeAssistant", "reason": "service homeassistant uses network_mode host"}
     ]
@@ -312,9 +344,11 @@ def test_an_imported_package_plans(tmp_path: Path, docker_host: str) -> None:
     repo = tmp_path / "lab"
     (repo / "packages").mkdir(parents=True)
     (repo / "nebula.yaml").write_text("")
-    import_store("runtipi", STORES / "runtipi", repo / "catalog", arch="amd64")
-    (repo / "packages" / "monitor.yaml").write_text("package: uptime-kuma\n")
-    (repo / "packages" / "tools.yaml").write_text("package: it-tools\nvalues: {PORT: '8318'}\n")
+    convert("runtipi", repo / "catalog", prefix="tipi-")
+    (repo / "packages" / "monitor.yaml").write_text("package: tipi-uptime-kuma\n")
+    (repo / "packages" / "tools.yaml").write_text(
+        "package: tipi-it-tools\nvalues: {PORT: '8318'}\n"
+    )
     result = runner.invoke(
         app, ["plan", str(repo), "--docker-host", docker_host, "--output", "json"]
     )
@@ -324,3 +358,191 @@ def test_an_imported_package_plans(tmp_path: Path, docker_host: str) -> None:
     assert ("container", "monitor-uptime-kuma") in created
     assert ("container", "tools-it-tools") in created
     assert ("volume", "monitor_data") in created  # ${APP_DATA_DIR}/data became a named volume
+
+
+def runtipi_app(store: Path, app_id: str, services: list[dict[str, Any]], **config: Any) -> None:
+    """A Runtipi app with its dynamic compose JSON in the store at `store`."""
+    folder = store / "apps" / app_id
+    folder.mkdir(parents=True)
+    info = {"id": app_id, "version": "1.0.0", "port": 8300, "categories": ["utilities"]}
+    (folder / "config.json").write_text(json.dumps(info | config))
+    (folder / "docker-compose.json").write_text(json.dumps({"services": services}))
+
+
+def test_runtipi_udp_only_ports_are_published_for_udp_only(tmp_path: Path) -> None:
+    ports = [
+        {"hostPort": 3478, "containerPort": 3478, "udp": True},  # names only udp
+        {"hostPort": 5353, "containerPort": 53, "udp": True, "tcp": True},
+        {"hostPort": 2222, "containerPort": 22},
+    ]
+    runtipi_app(
+        tmp_path / "store",
+        "relay",
+        [{"name": "relay", "image": "coturn/coturn:4.6.2", "isMain": True, "internalPort": 80,
+          "addPorts": ports}],
+    )  # fmt: skip
+    convert("runtipi", tmp_path / "catalog", tmp_path / "store")
+    service = package(tmp_path / "catalog", "relay")["compose"]["services"]["relay"]
+    assert service["ports"] == [
+        "${PORT:-8300}:80",
+        "3478:3478/udp",
+        "5353:53/udp",
+        "5353:53",
+        "2222:22",
+    ]
+
+
+def test_runtipi_optional_form_fields_are_optional_variables(tmp_path: Path) -> None:
+    fields = [
+        {"type": "text", "label": "Admin", "required": True, "env_variable": "ADMIN"},
+        {"type": "text", "label": "Motto", "required": False, "env_variable": "MOTTO"},
+        {"type": "email", "label": "Mail", "env_variable": "MAIL"},
+        {"type": "password", "label": "SMTP", "required": False, "env_variable": "SMTP_PASS"},
+    ]
+    env = {"ADMIN": "${ADMIN}", "MOTTO": "${MOTTO}", "MAIL": "$MAIL", "SMTP": "${SMTP_PASS}"}
+    runtipi_app(
+        tmp_path / "store",
+        "blog",
+        [{"name": "blog", "image": "ghost:5.96.0", "isMain": True, "internalPort": 2368,
+          "environment": env}],
+        form_fields=fields,
+    )  # fmt: skip
+    repo = tmp_path / "lab"
+    convert("runtipi", repo / "catalog", tmp_path / "store")
+    blog = package(repo / "catalog", "blog")
+    found = variables(blog)
+    assert found["ADMIN"]["required"] is True and "default" not in found["ADMIN"]
+    assert found["MOTTO"]["default"] == "" and "required" not in found["MOTTO"]
+    assert found["MAIL"]["default"] == ""  # `required` left out: optional
+    # a secret takes no default: its references fall back to empty instead
+    assert found["SMTP_PASS"] == {"name": "SMTP_PASS", "description": "SMTP", "secret": True}
+    assert blog["compose"]["services"]["blog"]["environment"]["SMTP"] == "${SMTP_PASS:-}"
+
+    # installed with only the required value, the package is valid
+    (repo / "nebula.yaml").write_text("")
+    (repo / "packages").mkdir()
+    (repo / "packages" / "blog.yaml").write_text("package: blog\nvalues: {ADMIN: me}\n")
+    assert "1 installation valid" in run("validate", str(repo))
+
+
+def umbrel_store(tmp_path: Path, *apps: str) -> Path:
+    """A copy of the fixture Umbrel store holding only `apps`."""
+    store = tmp_path / "store"
+    for app_id in apps:
+        shutil.copytree(STORES / "umbrel" / app_id, store / app_id)
+    return store
+
+
+def test_umbrel_requires_only_dependencies_whose_exports_are_used(tmp_path: Path) -> None:
+    store = umbrel_store(tmp_path, "bitcoin", "btc-rpc-explorer", "uptime-kuma")
+    manifest = store / "btc-rpc-explorer" / "umbrel-app.yml"
+    # uptime-kuma exports nothing; bitcoin exports what the explorer uses
+    manifest.write_text(manifest.read_text().replace("  - electrs", "  - uptime-kuma"))
+    watcher = store / "watcher"
+    shutil.copytree(store / "uptime-kuma", watcher)
+    app_file = watcher / "umbrel-app.yml"
+    app_file.write_text(
+        app_file.read_text()
+        .replace("id: uptime-kuma", "id: watcher")
+        .replace("dependencies: []", "dependencies: [bitcoin]")
+    )  # watcher uses none of bitcoin's exports
+    compose = watcher / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("uptime-kuma_web_1", "watcher_web_1"))
+    into = tmp_path / "catalog"
+    report = convert("umbrel", into, store, prefix="s-")
+    assert {a.name for a in report.imported} == {
+        "s-bitcoin",
+        "s-btc-rpc-explorer",
+        "s-uptime-kuma",
+        "s-watcher",
+    }
+    explorer = package(into, "s-btc-rpc-explorer")
+    assert explorer["requires"] == [{"package": "s-bitcoin", "prefix": "APP_BITCOIN"}]
+    notes = next(a.notes for a in report.imported if a.name == "s-btc-rpc-explorer")
+    assert "needs uptime-kuma, which exports nothing it uses: install it too" in notes
+    assert "requires" not in package(into, "s-watcher")
+    notes = next(a.notes for a in report.imported if a.name == "s-watcher")
+    assert "needs bitcoin, which exports nothing it uses: install it too" in notes
+    assert "4 package versions checked: 0 errors" in run("catalog", "validate", str(into))
+
+
+def test_umbrel_exports_made_under_a_condition_are_no_defaults(tmp_path: Path) -> None:
+    store = umbrel_store(tmp_path, "nextcloud")
+    (store / "nextcloud" / "exports.sh").write_text(
+        "# the port depends on the machine\n"
+        'if [ "$(uname -m)" = "aarch64" ]; then\n'
+        '  export APP_NEXTCLOUD_PORT="8082"\n'
+        "else\n"
+        '  export APP_NEXTCLOUD_PORT="8081"\n'
+        "fi\n"
+        'case "$NETWORK" in lan) echo lan ;; esac\n'
+        'export APP_NEXTCLOUD_LOCAL_IPS="10.0.0.7"\n'
+    )
+    report = convert("umbrel", tmp_path / "catalog", store, prefix="s-")
+    found = variables(package(tmp_path / "catalog", "s-nextcloud"))
+    assert found["APP_NEXTCLOUD_PORT"]["required"] is True
+    assert "default" not in found["APP_NEXTCLOUD_PORT"]
+    assert found["APP_NEXTCLOUD_LOCAL_IPS"]["default"] == "10.0.0.7"  # after the blocks
+    [result] = report.imported
+    assert "exports.sh sets APP_NEXTCLOUD_PORT only under a condition; not converted" in (
+        result.notes
+    )
+
+
+def test_a_package_the_catalog_checks_reject_is_not_written(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    service = {"name": "web", "isMain": True, "internalPort": 80}
+    runtipi_app(store, "moving", [service | {"image": "nginx:latest"}])
+    runtipi_app(store, "pinned", [service | {"image": "nginx:1.27.2"}])
+    into = tmp_path / "catalog"
+    report = convert("runtipi", into, store)
+    assert [a.name for a in report.imported] == ["pinned"]
+    [skipped] = report.skipped
+    assert skipped.reason == (
+        "does not validate: compose.services.web.image: image 'nginx:latest' follows `latest`, "
+        "which moves under you: pin a release tag"
+    )
+    assert not (into / "moving").exists()
+    assert "1 package versions checked: 0 errors" in run("catalog", "validate", str(into))
+
+
+def test_apps_named_like_built_in_packages_are_not_imported_unless_prefixed(
+    tmp_path: Path,
+) -> None:
+    into = tmp_path / "catalog"
+    report = convert("runtipi", into)
+    assert [a.name for a in report.imported] == ["it-tools"]
+    reasons = {a.app: a.reason for a in report.skipped}
+    assert reasons["vaultwarden"] == (
+        "vaultwarden is the name of a built-in package, which this one would replace for every "
+        "installation that does not pin a version; import under another name with --prefix "
+        "(e.g. --prefix runtipi-)"
+    )
+    assert {"nextcloud", "uptime-kuma"} <= reasons.keys()
+    assert sorted(p.name for p in into.iterdir()) == ["it-tools"]
+    prefixed = convert("runtipi", into, prefix="runtipi-")
+    assert {a.name for a in prefixed.imported} == {
+        "runtipi-it-tools",
+        "runtipi-nextcloud",
+        "runtipi-uptime-kuma",
+        "runtipi-vaultwarden",
+    }
+
+
+def test_an_app_that_needs_host_devices_is_not_converted(tmp_path: Path) -> None:
+    store = tmp_path / "store" / "Apps"
+    shutil.copytree(STORES / "casaos" / "Apps" / "Jellyfin", store / "Jellyfin")
+    compose = store / "Jellyfin" / "docker-compose.yml"
+    compose.write_text(
+        compose.read_text().replace(
+            "  jellyfin:\n", "  jellyfin:\n    devices:\n      - /dev/dri:/dev/dri\n", 1
+        )
+    )
+    report = convert("casaos", tmp_path / "catalog", tmp_path / "store", prefix="s-")
+    assert [(a.app, a.reason) for a in report.skipped] == [
+        (
+            "Jellyfin",
+            "service jellyfin needs host devices (devices), which Nebula cannot grant a "
+            "container yet",
+        )
+    ]

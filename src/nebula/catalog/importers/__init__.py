@@ -1,27 +1,39 @@
 """Import app stores (Runtipi, CasaOS, Umbrel) into a Nebula catalog folder.
 
 Every app of the store is converted on its own: one that cannot be converted is reported with
-its reason and the others go on. Each package is written as `<into>/<name>/<version>.yaml` and
-then loaded back through `Catalog`, Nebula's own loader; a file that does not validate is removed
-again and reported, so the folder only ever holds packages that load.
+its reason and the others go on. Each package is written as `<into>/<name>/<version>.yaml`; once
+all are written, each is loaded back through `Catalog` and given the checks `nebula catalog
+validate` makes (`check`); one that fails is removed again (or its previous file restored) and
+reported, so the folder only ever holds packages that validate.
+
+Re-importing is safe: a package file whose content would not change is reported `unchanged`; one
+that differs (edited by hand, or the store changed) is `kept` as it is unless `force`. An app
+named like a built-in package is refused, since its package would replace the built-in one for
+every installation that does not pin a version: `prefix` imports every app under another name.
 """
 
 from __future__ import annotations
 
 import platform
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Literal
 
 import yaml
 
-from nebula.catalog import Catalog
+from nebula.catalog import Catalog, CatalogEntry, builtin_catalog_dir
 from nebula.catalog.importers import casaos, runtipi, umbrel
-from nebula.catalog.importers.common import Options, UnconvertibleError
+from nebula.catalog.importers.common import Draft, Options, UnconvertibleError
 from nebula.errors import ConfigError, NebulaError
 
 STORES: dict[str, ModuleType] = {"runtipi": runtipi, "casaos": casaos, "umbrel": umbrel}
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+# The errors a loaded package has beyond its schema, as `field: message` (the catalog linter's).
+Check = Callable[[CatalogEntry, Catalog], list[str]]
+Status = Literal["imported", "unchanged", "kept", "skipped"]
 
 
 class AppStoreError(NebulaError):
@@ -30,9 +42,11 @@ class AppStoreError(NebulaError):
 
 @dataclass
 class AppResult:
-    """What became of one app of the store: a written `file`, or the `reason` it was not."""
+    """What became of one app of the store: its package `file` (written, unchanged or kept),
+    or the `reason` it was not converted."""
 
     app: str
+    status: Status = "skipped"
     name: str | None = None
     version: str | None = None
     file: str | None = None
@@ -47,20 +61,28 @@ class ImportReport:
     into: str
     apps: list[AppResult]
 
+    def having(self, status: Status) -> list[AppResult]:
+        return [a for a in self.apps if a.status == status]
+
     @property
     def imported(self) -> list[AppResult]:
-        return [a for a in self.apps if a.file is not None]
+        return self.having("imported")
 
     @property
     def skipped(self) -> list[AppResult]:
-        return [a for a in self.apps if a.file is None]
+        return self.having("skipped")
 
     def to_dict(self) -> dict[str, object]:
+        def brief(app: AppResult) -> dict[str, object]:
+            return {"app": app.app, "name": app.name, "version": app.version, "file": app.file}
+
         return {
             "store": self.store,
             "source": self.source,
             "into": self.into,
-            "imported": [asdict(a) for a in self.imported],
+            "imported": [{**brief(a), "notes": a.notes} for a in self.imported],
+            "unchanged": [brief(a) for a in self.having("unchanged")],
+            "kept": [{**brief(a), "reason": a.reason} for a in self.having("kept")],
             "skipped": [{"app": a.app, "reason": a.reason} for a in self.skipped],
         }
 
@@ -72,7 +94,14 @@ def node_arch() -> str:
 
 
 def import_store(
-    store: str, source: Path, into: Path, *, arch: str | None = None, force: bool = False
+    store: str,
+    source: Path,
+    into: Path,
+    *,
+    check: Check,
+    arch: str | None = None,
+    force: bool = False,
+    prefix: str = "",
 ) -> ImportReport:
     """Convert every app of the `store`-format checkout at `source` into packages in `into`."""
     module = STORES.get(store)
@@ -84,8 +113,9 @@ def import_store(
     if not app_dirs:
         raise AppStoreError(f"{source} holds no {store} apps ({_LAYOUT[store]})")
     options = Options(arch or node_arch(), frozenset(p.name for p in app_dirs))
+    builtins = set(Catalog([builtin_catalog_dir()]).names())
     report = ImportReport(store, str(source), str(into), [])
-    written: set[tuple[str, str]] = set()
+    written: dict[Path, tuple[AppResult, bytes | None]] = {}  # target -> its previous content
     for app_dir in app_dirs:
         result = AppResult(app_dir.name)
         report.apps.append(result)
@@ -94,20 +124,20 @@ def import_store(
         except UnconvertibleError as exc:
             result.reason = str(exc)
             continue
+        draft.add_prefix(prefix)
         result.name, result.version, result.notes = draft.name, draft.version, draft.notes
-        if (draft.name, draft.version) in written:
-            result.reason = f"another app of the store is also {draft.name} {draft.version}"
-            continue
         target = into / draft.name / f"{draft.version}.yaml"
-        if target.exists() and not force:
-            result.reason = f"{target} exists already (--force replaces it)"
-            continue
-        error = _write_and_check(target, draft.document(), store, app_dir.name, into)
-        if error is not None:
-            result.reason = error
-            continue
-        written.add((draft.name, draft.version))
-        result.file = str(target)
+        if draft.name in builtins:
+            result.reason = (
+                f"{draft.name} is the name of a built-in package, which this one would replace "
+                "for every installation that does not pin a version; import under another "
+                f"name with --prefix (e.g. --prefix {store}-)"
+            )
+        elif any(a.file == str(target) for a in report.apps):
+            result.reason = f"another app of the store is also {draft.name} {draft.version}"
+        else:
+            _write(target, _text(draft, store, app_dir.name), result, written, force)
+    _check(written, into, check)
     return report
 
 
@@ -118,28 +148,67 @@ _LAYOUT = {
 }
 
 
-def _write_and_check(
-    target: Path, document: dict[str, object], store: str, app: str, into: Path
-) -> str | None:
-    """Write the package, load it back through the catalog; the reason it failed, or None."""
-    created_dir = not target.parent.exists()
-    previous = target.read_bytes() if target.exists() else None  # --force: restored on failure
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _text(draft: Draft, store: str, app: str) -> bytes:
     header = f"# Imported from the {store} app {app} by `nebula catalog import`.\n"
-    target.write_text(
-        header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100),
-        encoding="utf-8",
-    )
+    body = yaml.safe_dump(draft.document(), sort_keys=False, allow_unicode=True, width=100)
+    return (header + body).encode("utf-8")
+
+
+def _write(
+    target: Path,
+    text: bytes,
+    result: AppResult,
+    written: dict[Path, tuple[AppResult, bytes | None]],
+    force: bool,
+) -> None:
+    """Write the package unless its file holds it already, or holds something else (kept
+    unless `force`); `written` remembers what the file held, to restore it on failure."""
+    result.file = str(target)
+    previous = target.read_bytes() if target.is_file() else None
+    if previous == text:
+        result.status = "unchanged"
+        return
+    if previous is not None and not force:
+        result.status = "kept"
+        result.reason = (
+            f"{target} differs from what the store gives now (edited by hand, or the store "
+            "changed): kept; --force replaces it"
+        )
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(text)
+    result.status = "imported"
+    written[target] = (result, previous)
+
+
+def _check(written: dict[Path, tuple[AppResult, bytes | None]], into: Path, check: Check) -> None:
+    """Validate every written package as `nebula catalog validate` does, taking back those that
+    fail until all pass (a package taken back may fail the ones requiring it)."""
+    failed = True
+    while failed:
+        failed = False
+        catalog = Catalog([into])
+        for target, (result, previous) in list(written.items()):
+            problems = _problems(catalog, target, check)
+            if not problems:
+                continue
+            failed = True
+            del written[target]
+            if previous is not None:
+                target.write_bytes(previous)
+            else:
+                target.unlink()
+                if not any(target.parent.iterdir()):
+                    target.parent.rmdir()
+            result.status, result.file = "skipped", None
+            result.reason = "does not validate: " + "; ".join(problems)
+
+
+def _problems(catalog: Catalog, target: Path, check: Check) -> list[str]:
     try:
-        entry = Catalog([into]).get(str(document["name"]), str(document["version"]))
+        entry = catalog.get(target.parent.name, target.stem)
     except ConfigError as exc:
-        if previous is not None:
-            target.write_bytes(previous)
-        else:
-            target.unlink()
-        if created_dir:
-            target.parent.rmdir()
-        return "does not validate: " + "; ".join(f"{i.field}: {i.message}" for i in exc.issues)
-    if entry is None:  # pragma: no cover - the file was just written
-        return "written but not found by the catalog"
-    return None
+        return [f"{i.field}: {i.message}" for i in exc.issues]
+    if entry is None:
+        return [f"{target.parent.name} is not a package name"]
+    return check(entry, catalog)

@@ -13,6 +13,8 @@ follows:
 - The store's built-in variables are renamed to Nebula variables with defaults (`APP_PORT` →
   `PORT`), replaced by constants (`$AppID` → the package name), and every other variable the app
   still refers to is declared, required unless the reference carries its own default.
+- Host devices (`devices:`) make the app unconvertible until installations can grant them: an
+  app converted without the hardware it exists for would only fail later, and less clearly.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ BLOCKING_KEYS = {
     "secrets": "uses compose secrets",
     "extends": "extends another compose file",
     "volumes_from": "mounts another container's volumes (volumes_from)",
+    "devices": "needs host devices (devices), which Nebula cannot grant a container yet",
 }
 # Keys Nebula names or manages itself: dropped without a note.
 SILENT_KEYS = {"container_name", "hostname", "version", "name"}
@@ -101,6 +104,12 @@ class Draft:
     requires: list[dict[str, Any]] = field(default_factory=list)
     provides: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+
+    def add_prefix(self, prefix: str) -> None:
+        """Name the package, and the packages of the same store it requires, `<prefix><name>`."""
+        self.name = prefix + self.name
+        for requirement in self.requires:
+            requirement["package"] = prefix + requirement["package"]
 
     def document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"name": self.name, "version": self.version}
@@ -236,8 +245,14 @@ def split_colons(text: str) -> list[str]:
     return parts
 
 
-def rewrite(text: str, renames: dict[str, str], constants: dict[str, str]) -> str:
-    """Rename variable references, or replace them by constants, in one string."""
+def rewrite(
+    text: str,
+    renames: dict[str, str],
+    constants: dict[str, str],
+    optional: frozenset[str] = frozenset(),
+) -> str:
+    """Rename variable references, or replace them by constants, in one string; a bare
+    reference to an `optional` name becomes `${NAME:-}` (empty when not given)."""
 
     def substitute(match: re.Match[str]) -> str:
         if match[1]:
@@ -245,7 +260,9 @@ def rewrite(text: str, renames: dict[str, str], constants: dict[str, str]) -> st
         name = match[2] or match[4]
         if name in constants:
             return constants[name]
-        rest = rewrite(match[3], renames, constants) if match[3] else ""
+        rest = rewrite(match[3], renames, constants, optional) if match[3] else ""
+        if not rest and name in optional:
+            rest = ":-"
         return "${" + renames.get(name, name) + rest + "}"
 
     return _REF.sub(substitute, text) if "$" in text else text
@@ -487,17 +504,8 @@ def drop_dependencies_on(compose: dict[str, Any], removed: set[str]) -> None:
             service.pop("depends_on", None)
 
 
-def declare_variables(
-    draft: Draft,
-    own: list[dict[str, Any]],
-    builtins: dict[str, Builtin],
-    unknown_hint: str = "",
-    provided: tuple[str, ...] = (),
-) -> None:
-    """Declare exactly the variables the draft refers to: the app's own (`own`, e.g. form
-    fields), then built-ins it uses, then any other name, required unless a reference gives a
-    default. Own fields nothing refers to are dropped with a note; names starting with one of
-    the `provided` prefixes come from `requires:` and are not declared."""
+def used_variables(draft: Draft) -> dict[str, bool]:
+    """The variables the draft refers to, each with whether every reference has a default."""
     used: dict[str, bool] = {}
     for text in strings([draft.compose, draft.health_checks, draft.provides]):
         try:
@@ -505,9 +513,22 @@ def declare_variables(
         except InterpolationError as exc:
             raise UnconvertibleError(str(exc)) from None
         for name, has_default in found:
-            if name.startswith(provided) and provided:
-                continue
             used[name] = used.get(name, True) and has_default
+    return used
+
+
+def declare_variables(
+    draft: Draft,
+    own: list[dict[str, Any]],
+    builtins: dict[str, Builtin],
+    unknown_hint: str = "",
+    provided: frozenset[str] = frozenset(),
+) -> None:
+    """Declare exactly the variables the draft refers to: the app's own (`own`, e.g. form
+    fields), then built-ins it uses, then any other name, required unless a reference gives a
+    default. Own fields nothing refers to are dropped with a note; `provided` names come from
+    `requires:` and are not declared."""
+    used = {k: v for k, v in used_variables(draft).items() if k not in provided}
     declared: list[dict[str, Any]] = []
     for variable in own:
         if variable["name"] in used:

@@ -7,13 +7,17 @@ each other as `<id>_<service>_1` or at fixed IPs exported by `exports.sh`; Nebul
 service its name on the installation's network, so both become the service name. Umbrel fills in
 `APP_DATA_DIR` (named volumes here), `APP_PASSWORD` / `APP_SEED` (derived from the device seed;
 here secret variables), `APP_DOMAIN`, `DEVICE_HOSTNAME` and friends. `dependencies` on apps of the
-same store become `requires:`; the values those apps export become variables to fill in.
+same store become `requires:` when the app uses a value they export (others are noted); the
+values of apps outside the store become variables to fill in. `exports.sh` is read for its literal
+`export NAME=value` lines; one inside a conditional (`if`, `case`, a loop) is not taken as a
+default, since Umbrel sets it only under that condition: it is noted instead.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +36,16 @@ from nebula.catalog.importers.common import (
     read_compose,
     read_mapping,
     rewrite,
+    used_variables,
     version_name,
     web_health_check,
 )
 
 _DATA_DIR = (re.compile(r"\$\{APP_DATA_DIR\}|\$APP_DATA_DIR\b"),)
 _EXPORT = re.compile(r"^\s*export\s+([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+# Shell words that open and close a block, at the start of a command.
+_OPENS = re.compile(r"(?:^|[;&|(]|\bthen|\bdo|\belse)\s*(?:if|case|for|while|until)\b")
+_CLOSES = re.compile(r"(?:^|[;&|])\s*(?:fi|esac|done)\b")
 _IP = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 _REF_NAME = re.compile(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$")
 _BUILTINS = {
@@ -63,23 +71,51 @@ def discover(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / "umbrel-app.yml").is_file())
 
 
-def convert(app_dir: Path, options: Options) -> Draft:
+@dataclass
+class _App:
+    """What an Umbrel app's files say before its compose is converted."""
+
+    manifest: dict[str, Any]
+    compose: dict[str, Any]  # app_proxy and Umbrel's own services removed
+    app_id: str
+    exports: dict[str, str]
+    derived: set[str]
+    proxy: dict[str, Any]
+    removed: set[str]  # the services removed
+    web: tuple[str, str] | None  # (service, container port) of the web UI
+    ip_names: dict[str, str]  # exported fixed IP's variable -> its service
+    notes: list[str] = field(default_factory=list)
+
+    def provides(self) -> dict[str, Any] | None:
+        return _provides(
+            self.app_id, self.exports, self.derived, self.ip_names, self.web and self.web[0]
+        )
+
+
+def _read(app_dir: Path) -> _App:
     manifest = read_mapping(app_dir / "umbrel-app.yml")
     if not (app_dir / "docker-compose.yml").is_file():
         raise UnconvertibleError("has no docker-compose.yml")
     data = read_compose(app_dir / "docker-compose.yml")
     services = data["services"]
     app_id = str(manifest.get("id") or app_dir.name)
-    name = package_name(app_id)
     notes: list[str] = []
     exports, derived = _exports(app_dir / "exports.sh", notes)
     proxy = services.pop("app_proxy", None) or {}
     removed = {"app_proxy", *_drop_store_services(services, notes)}
     web = _web_target(proxy.get("environment") or {}, services, exports, app_id)
     ip_names = _service_ips(services, exports)
-    ctx = Context(name, app_dir, _DATA_DIR, notes=notes)
-    compose = convert_compose(data, ctx)
-    drop_dependencies_on(compose, removed)
+    return _App(manifest, data, app_id, exports, derived, proxy, removed, web, ip_names, notes)
+
+
+def convert(app_dir: Path, options: Options) -> Draft:
+    app = _read(app_dir)
+    manifest, app_id, web, ip_names = app.manifest, app.app_id, app.web, app.ip_names
+    services = app.compose["services"]
+    name = package_name(app_id)
+    ctx = Context(name, app_dir, _DATA_DIR, notes=app.notes)
+    compose = convert_compose(app.compose, ctx)
+    drop_dependencies_on(compose, app.removed)
     port = manifest.get("port")
     if web is not None:
         service, container_port = web
@@ -107,18 +143,18 @@ def convert(app_dir: Path, options: Options) -> Draft:
     )
     if web is not None and port:
         draft.health_checks = [web_health_check(str(manifest.get("path") or "/"))]
-    elif proxy:
+    elif app.proxy:
         draft.notes.append("app_proxy names no service of the app: its web UI is not published")
-    prefixes = _dependencies(draft, manifest, options)
-    draft.provides = _provides(app_id, exports, derived, ip_names, web[0] if web else None)
+    draft.provides = app.provides()
+    provided = _dependencies(draft, app_dir.parent, manifest, options)
     if manifest.get("defaultUsername") or manifest.get("defaultPassword"):
         user, password = manifest.get("defaultUsername"), manifest.get("defaultPassword")
         draft.notes.append(f"default login: {user or '(none)'} / {password or 'APP_PASSWORD'}")
     if (app_dir / "hooks").is_dir():
         draft.notes.append("Umbrel hooks/ scripts are not converted")
-    builtins = _builtins(port if web is not None else None, exports, derived, set(ip_names))
+    builtins = _builtins(port if web is not None else None, app.exports, app.derived, set(ip_names))
     hint = "; perhaps exported by one of its dependencies" if manifest.get("dependencies") else ""
-    declare_variables(draft, [], builtins, hint, prefixes)
+    declare_variables(draft, [], builtins, hint, provided)
     return draft
 
 
@@ -156,14 +192,22 @@ def _drop_store_services(services: dict[str, Any], notes: list[str]) -> list[str
 
 def _exports(path: Path, notes: list[str]) -> tuple[dict[str, str], set[str]]:
     """The literal `export NAME=value` lines of exports.sh, and the names of the secrets it
-    derives from the device seed; other computed values are noted."""
+    derives from the device seed; other computed values, and exports made only under a
+    condition, are noted."""
     found: dict[str, str] = {}
     secrets: set[str] = set()
     if not path.is_file():
         return found, secrets
+    depth = 0
     for line in path.read_text(encoding="utf-8").splitlines():
+        code = line.split("#", 1)[0]
+        inside = depth > 0
+        depth = max(0, depth + len(_OPENS.findall(code)) - len(_CLOSES.findall(code)))
         match = _EXPORT.match(line)
         if match is None:
+            continue
+        if inside:
+            notes.append(f"exports.sh sets {match[1]} only under a condition; not converted")
             continue
         value = match[2].strip()
         try:
@@ -234,16 +278,38 @@ def _prefix(app_id: str) -> str:
     return "APP_" + re.sub(r"[^A-Za-z0-9]", "_", app_id).upper()
 
 
-def _dependencies(draft: Draft, manifest: dict[str, Any], options: Options) -> tuple[str, ...]:
-    """`requires:` for the dependencies in the store, under Umbrel's prefix, so what they
-    export (`APP_BITCOIN_RPC_PORT`) reaches this app as the same variable; their prefixes."""
+def _dependencies(
+    draft: Draft, store: Path, manifest: dict[str, Any], options: Options
+) -> frozenset[str]:
+    """`requires:` for the dependencies in the store whose exports the app uses, under
+    Umbrel's prefix, so what they export (`APP_BITCOIN_RPC_PORT`) reaches this app as the same
+    variable; the variables they provide."""
     deps = [str(d) for d in manifest.get("dependencies") or []]
-    inside = [d for d in deps if d in options.store_apps]
     outside = [d for d in deps if d not in options.store_apps]
-    draft.requires = [{"package": package_name(d), "prefix": _prefix(d)} for d in inside]
     if outside:
         draft.notes.append(f"needs Umbrel apps not in this store: {', '.join(outside)}")
-    return tuple(_prefix(d) + "_" for d in inside)
+    used = set(used_variables(draft))
+    provided: set[str] = set()
+    for dep in (d for d in deps if d in options.store_apps):
+        offered = _offered(store / dep)
+        if used.isdisjoint(offered):
+            draft.notes.append(f"needs {dep}, which exports nothing it uses: install it too")
+            continue
+        draft.requires.append({"package": package_name(dep), "prefix": _prefix(dep)})
+        provided |= offered
+    return frozenset(provided)
+
+
+def _offered(app_dir: Path) -> set[str]:
+    """The variables an app of the store gives the apps requiring it (none if unreadable)."""
+    try:
+        app = _read(app_dir)
+    except UnconvertibleError:
+        return set()
+    provides = app.provides()
+    if provides is None:
+        return set()
+    return {f"{_prefix(app.app_id)}_{key}" for key in ["HOST", *provides["values"]]}
 
 
 def _provides(
