@@ -546,3 +546,17 @@ def test_an_app_that_needs_host_devices_is_not_converted(tmp_path: Path) -> None
             "container yet",
         )
     ]
+
+
+def test_a_package_requiring_one_that_was_rejected_is_not_written_either(tmp_path: Path) -> None:
+    store = umbrel_store(tmp_path, "bitcoin", "btc-rpc-explorer")
+    compose = store / "bitcoin" / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("lncm/bitcoind:v27.1@", "lncm/bitcoind:latest@"))
+    into = tmp_path / "catalog"
+    report = convert("umbrel", into, store, prefix="s-")
+    reasons = {a.app: a.reason or "" for a in report.skipped}
+    assert reasons["bitcoin"].startswith("does not validate: compose.services.bitcoind.image:")
+    assert reasons["btc-rpc-explorer"] == (
+        "does not validate: requires[0]: requires s-bitcoin: no catalog version meets it"
+    )
+    assert not report.imported and not list(into.iterdir())  # nothing left behind
