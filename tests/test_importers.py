@@ -315,6 +315,9 @@ def test_a_folder_that_is_no_store_is_refused(tmp_path: Path) -> None:
         convert("umbrel", tmp_path, STORES / "casaos")
     out = run("catalog", "import", "--from", "runtipi", str(tmp_path), code=2)
     assert "holds no runtipi apps" in out
+    args = ["--from", "casaos", str(STORES / "casaos"), "--prefix", "My/"]
+    out = run("catalog", "import", *args, code=2)
+    assert "prefix 'My/' does not start a package name" in out
 
 
 def test_cli_reports_imported_and_skipped_apps(tmp_path: Path) -> None:

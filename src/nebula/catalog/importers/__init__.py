@@ -27,6 +27,7 @@ from nebula.catalog import Catalog, CatalogEntry, builtin_catalog_dir
 from nebula.catalog.importers import casaos, runtipi, umbrel
 from nebula.catalog.importers.common import Draft, Options, UnconvertibleError
 from nebula.errors import ConfigError, NebulaError
+from nebula.spec.names import NAME, NAME_RULE
 
 STORES: dict[str, ModuleType] = {"runtipi": runtipi, "casaos": casaos, "umbrel": umbrel}
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -37,7 +38,7 @@ Status = Literal["imported", "unchanged", "kept", "skipped"]
 
 
 class AppStoreError(NebulaError):
-    """The folder is not an app store of the format asked for."""
+    """The folder is not an app store of the format asked for, or --prefix cannot start a name."""
 
 
 @dataclass
@@ -109,6 +110,8 @@ def import_store(
         raise AppStoreError(f"unknown store format {store!r}; use one of {', '.join(STORES)}")
     if not source.is_dir():
         raise AppStoreError(f"{source} is not a folder")
+    if prefix and not NAME.fullmatch(prefix + "a"):
+        raise AppStoreError(f"prefix {prefix!r} does not start a package name: {NAME_RULE}")
     app_dirs: list[Path] = module.discover(source)
     if not app_dirs:
         raise AppStoreError(f"{source} holds no {store} apps ({_LAYOUT[store]})")
