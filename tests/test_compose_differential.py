@@ -64,7 +64,20 @@ def nebula_containers(file: Path, root: Path) -> dict[str, ContainerSpec]:
     return {c.service: c for c in installation.containers}
 
 
+def unescaped(value: Any) -> Any:
+    """Compose's output, with `$` as the container gets it: `config` writes `$$`, which keeps
+    its output a valid compose file."""
+    if isinstance(value, str):
+        return value.replace("$$", "$")
+    if isinstance(value, list):
+        return [unescaped(item) for item in value]
+    if isinstance(value, dict):
+        return {key: unescaped(item) for key, item in value.items()}
+    return value
+
+
 def from_compose(service: dict[str, Any], volumes: dict[str, Any]) -> dict[str, Any]:
+    service = unescaped(service)
     health = service.get("healthcheck")
     if health is not None and health.get("disable"):
         health = {"test": ["NONE"]}
