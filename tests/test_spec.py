@@ -162,7 +162,7 @@ def test_port_and_volume_syntax_is_checked_after_interpolation(tmp_path: Path) -
     )
     errors = errors_of(tmp_path)
     assert any("ports[0]: '99999' is not a port number" in e for e in errors)
-    assert any("ports[1]" in e and "ranges are not supported" in e for e in errors)
+    assert any("ports[1]" in e and "host port range for one container port" in e for e in errors)
     assert any("volumes[0]" in e and "anonymous volume" in e for e in errors)
 
 

@@ -1,13 +1,16 @@
 """The compose subset a Nebula package may use (compose file format, `services:` and friends).
 
-Strings stay raw here: ports, volumes and environment may hold `${VAR}` references, so their
-syntax is checked after interpolation, when an installation is resolved (see `nebula.kinds`).
+Strings stay raw here: ports, volumes, sizes and environment may hold `${VAR}` references, so
+their syntax is checked after interpolation, when an installation is resolved (see
+`nebula.kinds`). A key of the compose specification Nebula does not do is listed in its model's
+`unsupported` (key → why, and what to do instead): `spec.validate` says so at its line rather
+than "unknown field". Extension keys (`x-*`) are ignored, as compose ignores them.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
@@ -25,9 +28,29 @@ def _service_name(value: str) -> str:
 
 
 ServiceName = Annotated[str, AfterValidator(_service_name)]
+Number = int | float | Text  # a count or size, or a `${VAR}` giving one: parsed once interpolated
+
+_PRIVILEGED = (
+    "it gives the container powers over the host, which Nebula does not grant yet; "
+    "run the app without it, or outside Nebula"
+)
+_FILES = "files beside the compose file are not read yet"
 
 
-class Healthcheck(StrictModel):
+class ComposeModel(StrictModel):
+    """A compose mapping: `unsupported` keys are refused with their reason; `x-*` are ignored."""
+
+    unsupported: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_extensions(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not str(k).startswith("x-")}
+        return data
+
+
+class Healthcheck(ComposeModel):
     test: list[str] | str | None = None
     interval: Duration | None = None
     timeout: Duration | None = None
@@ -36,7 +59,7 @@ class Healthcheck(StrictModel):
     disable: bool = False
 
 
-class DependsOn(StrictModel):
+class DependsOn(ComposeModel):
     condition: Literal["service_started", "service_healthy", "service_completed_successfully"] = (
         "service_started"
     )
@@ -44,16 +67,22 @@ class DependsOn(StrictModel):
     required: bool = True
 
 
-class PortMapping(StrictModel):
+class PortMapping(ComposeModel):
     """Compose's long port syntax."""
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "mode": "ingress is for swarm; Nebula publishes on the node itself: leave it out",
+        "name": "ports are not named; leave it out",
+        "app_protocol": "ports carry no application protocol; leave it out",
+    }
 
     target: int | Text
     published: Text | None = None
     host_ip: Text | None = None
-    protocol: Literal["tcp", "udp"] = "tcp"
+    protocol: Text = "tcp"
 
 
-class VolumeMount(StrictModel):
+class VolumeMount(ComposeModel):
     """Compose's long volume syntax."""
 
     type: Literal["volume", "bind", "tmpfs"] = "volume"
@@ -62,11 +91,11 @@ class VolumeMount(StrictModel):
     read_only: bool = False
 
 
-class ServiceNetwork(StrictModel):
+class ServiceNetwork(ComposeModel):
     aliases: list[str] = []
 
 
-class GpuRequest(StrictModel):
+class GpuRequest(ComposeModel):
     """A device request (compose `gpus:` entry); `capabilities` defaults to [gpu]."""
 
     driver: Text | None = None
@@ -88,21 +117,147 @@ class DeviceReservation(GpuRequest):
     capabilities: list[str] = Field(min_length=1)
 
 
-class Reservations(StrictModel):
+class Reservations(ComposeModel):
+    unsupported: ClassVar[dict[str, str]] = {
+        key: "Docker reserves no CPU or memory outside swarm; give `limits:` instead"
+        for key in ("cpus", "memory", "pids", "generic_resources")
+    }
+
     devices: list[DeviceReservation] = []
 
 
-class Resources(StrictModel):
+class Limits(ComposeModel):
+    """`deploy.resources.limits`: what the container may use at most."""
+
+    cpus: Number | None = Field(default=None, description="CPUs, e.g. 0.5")
+    memory: Number | None = Field(default=None, description="bytes, or e.g. 512m, 2g")
+    pids: Number | None = Field(default=None, description="processes")
+
+
+class Resources(ComposeModel):
+    limits: Limits = Limits()
     reservations: Reservations = Reservations()
 
 
-class Deploy(StrictModel):
-    """Compose's `deploy:`; Nebula reads the device reservations (GPUs) from it."""
+_SWARM = "swarm-only; Nebula runs one container per service on one node: leave it out"
+
+
+class Deploy(ComposeModel):
+    """Compose's `deploy:`; Nebula reads the limits and device reservations (GPUs) from it."""
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "replicas": "Nebula runs one container per service; declare another service for more",
+        "restart_policy": "use the service's `restart:`",
+        "labels": "use the service's `labels:`",
+        **{
+            key: _SWARM
+            for key in (
+                "mode",
+                "endpoint_mode",
+                "placement",
+                "update_config",
+                "rollback_config",
+            )
+        },
+    }
 
     resources: Resources = Resources()
 
 
-class Service(StrictModel):
+class Ulimit(ComposeModel):
+    soft: int
+    hard: int
+
+
+class Logging(ComposeModel):
+    driver: Text | None = None
+    options: dict[str, Text] = {}
+
+
+_SERVICE_UNSUPPORTED: dict[str, str] = {
+    "build": "Nebula runs published images and builds none yet; build and push the image, "
+    "then give it as `image:`",
+    "env_file": f"{_FILES}; list the variables under `environment:`",
+    "label_file": f"{_FILES}; list the labels under `labels:`",
+    "configs": f"{_FILES}; mount a named volume or an absolute host path under `volumes:`",
+    "secrets": "compose secrets are not served as files yet; pass the secret as environment, "
+    "`NAME: ${secret:NAME}`",
+    "network_mode": "the container always joins its installation's network; publish what it "
+    "serves under `ports:`",
+    "extends": "write the service out in full",
+    "links": "every service is reachable by its name on the installation's network; use that",
+    "external_links": "join the other installation through `dependencies:`, or publish a port",
+    "volumes_from": "mount the same named volume in both services",
+    "scale": "Nebula runs one container per service; declare another service for more",
+    "pull_policy": "Nebula pulls an image when it is missing; pin a tag or digest to change it",
+    "post_start": "use the installation's `hooks:` (post_install, post_upgrade)",
+    "pre_stop": "use the installation's `hooks:` (pre_uninstall)",
+    "provider": "services are containers; run the provider's resource outside Nebula",
+    "models": "AI models are not provisioned; run the model server as a service",
+    "use_api_socket": _PRIVILEGED,
+    "attach": "Nebula attaches to no output; read it with `docker logs`",
+    **{
+        key: _PRIVILEGED
+        for key in (
+            "privileged",
+            "cap_add",
+            "devices",
+            "device_cgroup_rules",
+            "sysctls",
+            "pid",
+            "ipc",
+            "uts",
+            "userns_mode",
+            "security_opt",
+            "cgroup",
+            "cgroup_parent",
+            "credential_spec",
+            "isolation",
+            "runtime",
+            "group_add",
+            "oom_kill_disable",
+            "oom_score_adj",
+        )
+    },
+    **{
+        key: "not supported yet; use `deploy.resources.limits` (cpus, memory, pids) or leave it out"
+        for key in (
+            "cpu_count",
+            "cpu_percent",
+            "cpu_period",
+            "cpu_quota",
+            "cpu_rt_period",
+            "cpu_rt_runtime",
+            "cpu_shares",
+            "cpuset",
+            "mem_reservation",
+            "mem_swappiness",
+            "memswap_limit",
+            "blkio_config",
+            "storage_opt",
+        )
+    },
+    **{
+        key: "not supported yet; leave it out"
+        for key in (
+            "annotations",
+            "cap_drop",
+            "dns_opt",
+            "dns_search",
+            "domainname",
+            "driver_opts",
+            "mac_address",
+            "read_only",
+        )
+    },
+}
+
+
+class Service(ComposeModel):
+    """A compose service. `develop` (watch rules of `compose watch`) is accepted and ignored."""
+
+    unsupported: ClassVar[dict[str, str]] = _SERVICE_UNSUPPORTED
+
     image: Text
     ports: list[int | Text | PortMapping] = []
     environment: list[Text] | dict[str, Scalar] = {}
@@ -119,6 +274,33 @@ class Service(StrictModel):
     working_dir: Text | None = None
     deploy: Deploy | None = None
     gpus: Literal["all"] | list[GpuRequest] | None = None
+    expose: list[int | Text] = Field(
+        default=[], description="container ports other services use, published on no host port"
+    )
+    container_name: Text | None = Field(
+        default=None,
+        description="another name other services reach it by: Nebula names the container "
+        "INSTALLATION-SERVICE",
+    )
+    hostname: Text | None = None
+    platform: Text | None = Field(default=None, description="e.g. linux/arm64")
+    stop_signal: Text | None = None
+    stop_grace_period: Duration | None = None
+    stdin_open: bool = False
+    tty: bool = False
+    cpus: Number | None = Field(default=None, description="as deploy.resources.limits.cpus")
+    mem_limit: Number | None = Field(default=None, description="as deploy.resources.limits.memory")
+    pids_limit: Number | None = Field(default=None, description="as deploy.resources.limits.pids")
+    extra_hosts: list[Text] | dict[str, Text | list[Text]] = []
+    dns: Text | list[Text] = []
+    tmpfs: Text | list[Text] = []
+    shm_size: Number | None = None
+    ulimits: dict[str, int | Ulimit] = {}
+    logging: Logging | None = None
+    profiles: list[Text] = Field(
+        default=[], description="a service with profiles is not started (compose's default)"
+    )
+    develop: Any = Field(default=None, description="ignored: `compose watch` is for development")
 
     @field_validator("restart")
     @classmethod
@@ -139,7 +321,7 @@ class Service(StrictModel):
         return {name: dep.condition for name, dep in self.depends_on.items()}
 
 
-class VolumeDeclaration(StrictModel):
+class VolumeDeclaration(ComposeModel):
     driver: str | None = None
     driver_opts: dict[str, Text] = {}
     labels: dict[str, Text] = {}
@@ -153,13 +335,36 @@ class VolumeDeclaration(StrictModel):
     )
 
 
-class NetworkDeclaration(StrictModel):
+class NetworkDeclaration(ComposeModel):
+    unsupported: ClassVar[dict[str, str]] = {
+        "external": "each installation has its own networks; reach another installation "
+        "through `dependencies:`",
+        "name": "Nebula names networks INSTALLATION_NETWORK; leave it out",
+        **{
+            key: "not supported yet; leave it out"
+            for key in ("ipam", "internal", "attachable", "enable_ipv4", "enable_ipv6")
+        },
+    }
+
     driver: str | None = None
     driver_opts: dict[str, Text] = {}
     labels: dict[str, Text] = {}
 
 
-class Compose(StrictModel):
+class Compose(ComposeModel):
+    """A compose file. `version` is ignored, as compose ignores it, and so is `name`: the
+    installation's name is the project's."""
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "secrets": "compose secrets are not served as files yet; keep the value in the vault "
+        "(`nebula secrets set NAME`) and pass it as environment, `NAME: ${secret:NAME}`",
+        "configs": f"{_FILES}; mount a named volume or an absolute host path",
+        "include": "write the included services into this file",
+        "models": "AI models are not provisioned; run the model server as a service",
+    }
+
+    version: Text | None = None
+    name: Text | None = None
     services: dict[ServiceName, Service] = Field(min_length=1)
     volumes: dict[str, VolumeDeclaration | None] = {}
     networks: dict[str, NetworkDeclaration | None] = {}

@@ -3,7 +3,9 @@
 Pydantic reports a location such as `("compose", "services", "web", "function-before[...]", "x")`;
 union members and validators add steps that are not keys of the file. We walk the data to keep
 only real keys, point at the mark of the deepest one, and for unknown keys suggest the nearest
-valid field ("did you mean 'image'?"). A validator of a whole list or mapping may name the part
+valid field ("did you mean 'image'?") when it is close and takes a value of the same shape
+(mapping, list or scalar) as the one given. A key the model lists in `unsupported` (a compose key
+Nebula does not do) gets its reason instead. A validator of a whole list or mapping may name the part
 at fault: a `PydanticCustomError` whose context holds `at` (its path below the value) and
 `first` (where it was first seen, whose line the message gets).
 """
@@ -42,7 +44,7 @@ def issues_from(
         keep_last = error["type"] in ("missing", "extra_forbidden")
         context = error.get("ctx", {})
         path = _real_path(doc.data, error["loc"], keep_last)
-        message = _message(error, path, model)
+        message = _message(error, path, model, doc.data)
         if "first" in context:
             message += f" (first on line {doc.mark_for((*path, *context['first'])).line})"
         path = (*path, *context.get("at", ()))
@@ -82,14 +84,10 @@ def _has_step(node: Any, step: int | str) -> bool:
     return isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
 
 
-def _message(error: Any, path: Path, model: type[BaseModel]) -> str:
+def _message(error: Any, path: Path, model: type[BaseModel], data: Any) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
-        valid = _fields_at(model, path[:-1])
-        close = difflib.get_close_matches(str(path[-1]), valid, n=1, cutoff=0.6)
-        if close:
-            return f"unknown field; did you mean {close[0]!r}?"
-        return "unknown field; valid fields: " + ", ".join(valid) if valid else "unknown field"
+        return _unknown_key(str(path[-1]), _models_at(model, path[:-1]), _value_at(data, path))
     if kind == "missing":
         return "required field is missing"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
@@ -102,8 +100,49 @@ def _message(error: Any, path: Path, model: type[BaseModel]) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _fields_at(model: Any, path: Path) -> list[str]:
-    """The field names of the model found by following `path` from `model`."""
+def _unknown_key(key: str, models: list[type[BaseModel]], value: Any) -> str:
+    for found in models:
+        reason = getattr(found, "unsupported", {}).get(key)
+        if reason is not None:
+            return f"{key!r} is a compose key Nebula does not support yet: {reason}"
+    fields = {name: f.annotation for m in models for name, f in m.model_fields.items()}
+    valid = sorted(fields)
+    close = [
+        name
+        for name in difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+        if _takes(fields[name], value)
+    ]
+    if close:
+        return f"unknown field; did you mean {close[0]!r}?"
+    return "unknown field; valid fields: " + ", ".join(valid) if valid else "unknown field"
+
+
+def _takes(annotation: Any, value: Any) -> bool:
+    """Whether a field of `annotation` takes a value of the shape of `value`."""
+    if value is None:
+        return True
+    for option in _expand([annotation]):
+        origin = typing.get_origin(option)
+        if isinstance(value, dict) and (origin is dict or _is_model(option)):
+            return True
+        if isinstance(value, list) and origin is list:
+            return True
+        scalar = origin not in (dict, list) and not _is_model(option)
+        if scalar and not isinstance(value, dict | list):
+            return True
+    return False
+
+
+def _value_at(data: Any, path: Path) -> Any:
+    for step in path:
+        if not _has_step(data, step):
+            return None
+        data = data[step]
+    return data
+
+
+def _models_at(model: Any, path: Path) -> list[type[BaseModel]]:
+    """The models found by following `path` from `model` (several through unions)."""
     candidates: list[Any] = [model]
     for step in path:
         following: list[Any] = []
@@ -115,7 +154,7 @@ def _fields_at(model: Any, path: Path) -> list[str]:
             elif typing.get_origin(candidate) is list and isinstance(step, int):
                 following.append(typing.get_args(candidate)[0])
         candidates = following
-    return sorted({name for c in _expand(candidates) if _is_model(c) for name in c.model_fields})
+    return list(dict.fromkeys(c for c in _expand(candidates) if _is_model(c)))
 
 
 def _expand(annotations: list[Any]) -> list[Any]:

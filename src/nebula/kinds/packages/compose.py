@@ -42,42 +42,128 @@ def split_command(value: str | list[str]) -> tuple[str, ...]:
     return tuple(shlex.split(value)) if isinstance(value, str) else tuple(value)
 
 
-def parse_port(value: int | str | PortMapping, bind_address: str) -> PortBinding:
-    """`80`, `8080:80`, `127.0.0.1:8080:80`, `::1:8080:80`, `[::1]::80/udp` or the long form."""
+def parse_ports(value: int | str | PortMapping, bind_address: str) -> list[PortBinding]:
+    """`80`, `8080:80`, `127.0.0.1:8080:80`, `::1:8080:80`, `[::1]::80/udp`, a range
+    (`8000-8010:8000-8010`, `9000-9002`: each port of it) or the long form. As Docker, the
+    protocol may be written in upper case (`53:53/UDP`)."""
     if isinstance(value, PortMapping):
-        host_port = _port_number(value.published) if value.published else None
-        return PortBinding(
-            _port_number(str(value.target)),
-            value.protocol,
-            check_ip_address(value.host_ip) if value.host_ip else bind_address,
-            host_port,
-        )
+        text = f"{value.published or ''}:{value.target}/{value.protocol}"
+        host_ip = check_ip_address(value.host_ip) if value.host_ip else bind_address
+        return _bindings(text, value.published or "", str(value.target), value.protocol, host_ip)
     # As Docker's ParsePortSpec: the last part is the container port (and protocol), the one
     # before it the host port, all before those the IP (`::1:8080:80`, `[::1]:8080:80`).
     text = str(value)
     *rest, last = text.split(":")
     container, _, protocol = last.partition("/")
-    protocol = protocol or "tcp"
-    if protocol not in ("tcp", "udp"):
-        raise ValueError(f"port {excerpt(text)}: protocol must be tcp or udp")
     host = rest.pop() if rest else ""
     host_ip = ":".join(rest)
     if host_ip.startswith("[") and host_ip.endswith("]"):
         host_ip = host_ip[1:-1]
-    if "-" in host or "-" in container:
-        raise ValueError(f"port {excerpt(text)}: port ranges are not supported; list each port")
-    return PortBinding(
-        _port_number(container),
-        protocol,
-        check_ip_address(host_ip) if host_ip else bind_address,
-        _port_number(host) if host else None,
-    )
+    address = check_ip_address(host_ip) if host_ip else bind_address
+    return _bindings(text, host, container, protocol or "tcp", address)
+
+
+def parse_expose(value: int | str) -> list[str]:
+    """`3000`, `3000/udp` or `3000-3005` → Docker's exposed ports (`3000/tcp`, …)."""
+    text = str(value)
+    container, _, protocol = text.partition("/")
+    proto = _protocol(text, protocol or "tcp")
+    return [f"{port}/{proto}" for port in _port_range(container)]
+
+
+def _bindings(
+    text: str, host: str, container: str, protocol: str, host_ip: str
+) -> list[PortBinding]:
+    proto = _protocol(text, protocol)
+    containers = _port_range(container)
+    if not host:
+        return [PortBinding(port, proto, host_ip, None) for port in containers]
+    hosts = _port_range(host)
+    if len(containers) == 1 < len(hosts):
+        raise ValueError(
+            f"port {excerpt(text)}: a host port range for one container port is not "
+            "supported; give one host port"
+        )
+    if len(hosts) != len(containers):
+        raise ValueError(
+            f"port {excerpt(text)}: the host and container ranges must have as many ports"
+        )
+    return [PortBinding(c, proto, host_ip, h) for h, c in zip(hosts, containers, strict=True)]
+
+
+def _protocol(text: str, protocol: str) -> str:
+    if protocol.lower() not in ("tcp", "udp", "sctp"):
+        raise ValueError(f"port {excerpt(text)}: protocol must be tcp, udp or sctp")
+    return protocol.lower()
+
+
+def _port_range(text: str) -> list[int]:
+    """`80` → [80]; `8000-8002` → [8000, 8001, 8002]."""
+    first, dash, last = text.partition("-")
+    if not dash:
+        return [_port_number(text)]
+    try:
+        start, end = _port_number(first), _port_number(last)
+    except ValueError:
+        raise ValueError(f"{excerpt(text)} is not a port range, e.g. 8000-8010") from None
+    if end < start:
+        raise ValueError(f"port range {excerpt(text)} ends before it starts")
+    return list(range(start, end + 1))
 
 
 def _port_number(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise ValueError(f"{excerpt(text)} is not a port number (1-65535)")
     return int(text)
+
+
+_BYTES = re.compile(r"([0-9]+(?:\.[0-9]+)?) ?([kmgtp]?)i?b?", re.IGNORECASE)
+_BYTE_UNITS = "kmgtp"
+_CPUS = re.compile(r"[0-9]*\.?[0-9]+")
+
+
+def parse_bytes(text: str) -> int:
+    """A size as compose reads one: bytes, or `512m`, `1.5g`, `2GiB`, `64kb` (powers of 1024)."""
+    match = _BYTES.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"{excerpt(text)} is not a size; use e.g. 512m, 2g or a number of bytes")
+    power = _BYTE_UNITS.find(match[2].lower()) + 1 if match[2] else 0
+    return int(float(match[1]) * 1024**power)
+
+
+def parse_cpus(text: str) -> float:
+    """A number of CPUs, e.g. `0.5` or `2`."""
+    if not _CPUS.fullmatch(text) or not 0 < float(text) <= 1024:
+        raise ValueError(f"{excerpt(text)} is not a number of CPUs, e.g. 0.5 or 2")
+    return float(text)
+
+
+def parse_count(text: str) -> int:
+    """A positive count (processes), or -1 for unlimited."""
+    if text == "-1":
+        return -1
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 2**31:
+        raise ValueError(f"{excerpt(text)} is not a count: a positive number, or -1 (unlimited)")
+    return int(text)
+
+
+def parse_extra_host(entry: str) -> str:
+    """`host:address` or `host=address` (compose takes both) → Docker's `host:address`."""
+    sep = "=" if "=" in entry else ":"
+    host, _, address = entry.partition(sep)
+    if not host or not address:
+        raise ValueError(f"{excerpt(entry)}: expected HOST:ADDRESS, e.g. db.local:10.0.0.5")
+    if address != "host-gateway":
+        address = check_ip_address(address.removeprefix("[").removesuffix("]"))
+    return f"{host}:{address}"
+
+
+def parse_tmpfs(entry: str) -> tuple[str, str]:
+    """`/run` or `/run:size=64m,mode=1777` → (target, options)."""
+    target, _, options = entry.partition(":")
+    if not target.startswith("/"):
+        raise ValueError(f"tmpfs {excerpt(target)} must be an absolute path in the container")
+    return target, options
 
 
 def parse_mount(value: str | VolumeMount) -> Mount:

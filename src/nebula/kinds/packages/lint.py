@@ -18,7 +18,7 @@ from typing import Any, Literal
 from nebula.catalog import Catalog, CatalogEntry
 from nebula.catalog.categories import CATEGORIES
 from nebula.errors import ConfigError, ConfigIssue
-from nebula.kinds.packages.compose import check_image, parse_port
+from nebula.kinds.packages.compose import check_image, parse_ports
 from nebula.kinds.packages.dependencies import satisfies
 from nebula.spec.interpolate import InterpolationError, interpolate, references
 from nebula.spec.names import NAME, NAME_RULE
@@ -196,26 +196,27 @@ def _images_and_ports(entry: CatalogEntry) -> Iterator[Finding]:
             path = (*base, "ports", index)
             try:
                 raw = interpolate(port, values) if isinstance(port, str) else port
-                binding = parse_port(raw, "0.0.0.0")
+                bindings = parse_ports(raw, "0.0.0.0")
             except InterpolationError:
                 continue
             except ValueError as exc:
                 yield Finding("error", doc.issue(path, str(exc)))
                 continue
-            if binding.host_port is None:
-                continue
-            key = (binding.host_ip, binding.host_port, binding.protocol)
-            first = published.setdefault(key, path)
-            if first != path:
-                line = doc.mark_for(first).line
-                yield Finding(
-                    "error",
-                    doc.issue(
-                        path,
-                        f"host port {binding.host_port}/{binding.protocol} is already published "
-                        f"on line {line}; give each mapping its own host port",
-                    ),
-                )
+            for binding in bindings:
+                if binding.host_port is None:
+                    continue
+                key = (binding.host_ip, binding.host_port, binding.protocol)
+                first = published.setdefault(key, path)
+                if first != path:
+                    line = doc.mark_for(first).line
+                    yield Finding(
+                        "error",
+                        doc.issue(
+                            path,
+                            f"host port {binding.host_port}/{binding.protocol} is already "
+                            f"published on line {line}; give each mapping its own host port",
+                        ),
+                    )
 
 
 def _image_problem(image: str) -> str | None:

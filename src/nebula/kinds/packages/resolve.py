@@ -9,7 +9,7 @@ pointing at the file and line to fix, before anything is touched.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -19,9 +19,15 @@ from nebula.kinds.packages.checks import check_installations
 from nebula.kinds.packages.compose import (
     check_image,
     device_requests,
+    parse_bytes,
+    parse_count,
+    parse_cpus,
+    parse_expose,
+    parse_extra_host,
     parse_healthcheck,
     parse_mount,
-    parse_port,
+    parse_ports,
+    parse_tmpfs,
     split_command,
 )
 from nebula.kinds.packages.dependencies import Link, link
@@ -30,11 +36,14 @@ from nebula.kinds.packages.types import (
     RESERVED_LABEL_PREFIX,
     ContainerSpec,
     DesiredInstallation,
+    LogConfig,
     NetworkSpec,
     PortBinding,
+    Ulimit,
     VolumeSpec,
 )
-from nebula.spec.compose import Compose, PortMapping, Service, VolumeMount
+from nebula.spec.base import check_ip_address
+from nebula.spec.compose import Compose, Limits, PortMapping, Service, VolumeMount
 from nebula.spec.config import NebulaConfig
 from nebula.spec.installation import Installation
 from nebula.spec.interpolate import (
@@ -53,7 +62,9 @@ from nebula.stand_ins import MASK, stand_in
 
 DEFAULT_NETWORK = "default"
 _Model = TypeVar("_Model", PortMapping, VolumeMount)
+_Parsed = TypeVar("_Parsed")
 HOOK_KINDS = ("post_install", "pre_upgrade", "post_upgrade", "pre_uninstall")
+_SECRETS_GO_TO = ("environment", "command", "entrypoint", "healthcheck")
 
 
 def resolve(
@@ -220,7 +231,16 @@ class _Resolver:
         containers = [
             self._container(service_name, service, compose, networks, volumes)
             for service_name, service in compose.services.items()
+            if not service.profiles  # compose starts no profile unless asked: Nebula never asks
         ]
+        if not containers:
+            self.issues.append(
+                self._issue(
+                    ("compose", "services"),
+                    "every service has `profiles:`, and services with profiles are not started; "
+                    "remove `profiles:` from those that should run",
+                )
+            )
         self._check_dependencies(compose)
         checks = resolve_probes(
             self.app.health_checks,
@@ -455,6 +475,7 @@ class _Resolver:
             except ValueError as exc:
                 self.issues.append(self._issue((*base, "healthcheck", "test"), str(exc)))
 
+        limits = service.deploy.resources.limits if service.deploy else Limits()
         container = ContainerSpec(
             installation=self.name,
             service=service_name,
@@ -470,26 +491,52 @@ class _Resolver:
             labels=labels,
             networks=attached,
             init=service.init,
-            user=self._text(service.user, (*base, "user")) if service.user else None,
-            working_dir=self._text(service.working_dir, (*base, "working_dir"))
-            if service.working_dir
-            else None,
+            user=self._optional(service.user, (*base, "user")),
+            working_dir=self._optional(service.working_dir, (*base, "working_dir")),
             depends_on=tuple(sorted(service.dependencies().items())),
             device_requests=device_requests(
                 service,
                 lambda value, path: self._text(value, (*base, *path)),
                 lambda path, message: self.issues.append(self._issue((*base, *path), message)),
             ),
+            expose=tuple(
+                port
+                for ports in self._each(service.expose, (*base, "expose"), parse_expose)
+                for port in ports
+            ),
+            hostname=self._optional(service.hostname, (*base, "hostname")),
+            platform=self._optional(service.platform, (*base, "platform")),
+            stop_signal=self._optional(service.stop_signal, (*base, "stop_signal")),
+            stop_grace_period=service.stop_grace_period,
+            stdin_open=service.stdin_open,
+            tty=service.tty,
+            cpus=self._limit(service.cpus, limits.cpus, base, ("cpus", "cpus"), parse_cpus),
+            memory=self._limit(
+                service.mem_limit, limits.memory, base, ("mem_limit", "memory"), parse_bytes
+            ),
+            pids=self._limit(
+                service.pids_limit, limits.pids, base, ("pids_limit", "pids"), parse_count
+            ),
+            extra_hosts=self._extra_hosts(service, base),
+            dns=self._each(service.dns, (*base, "dns"), check_ip_address),
+            tmpfs=self._each(service.tmpfs, (*base, "tmpfs"), parse_tmpfs),
+            shm_size=self._parsed(service.shm_size, (*base, "shm_size"), parse_bytes),
+            ulimits=tuple(
+                Ulimit(name, limit, limit)
+                if isinstance(limit, int)
+                else Ulimit(name, limit.soft, limit.hard)
+                for name, limit in sorted(service.ulimits.items())
+            ),
+            logging=self._logging(service, base),
         )
         self._secrets_stay_inside(container, base)
         return container
 
     def _secrets_stay_inside(self, container: ContainerSpec, base: Path) -> None:
         """Secrets reach a container as environment, command, entrypoint or healthcheck only:
-        elsewhere (image, ports, volumes, labels, user, working_dir) Docker would show them."""
-        summary = container.summary()
-        for key in ("image", "ports", "volumes", "labels", "user", "working_dir"):
-            if MASK in str(summary[key]):
+        elsewhere (image, ports, volumes, labels, hostname, …) Docker would show them."""
+        for key, value in container.summary().items():
+            if key not in _SECRETS_GO_TO and MASK in str(value):
                 self.issues.append(
                     self._issue(
                         (*base, key),
@@ -497,6 +544,79 @@ class _Resolver:
                         "(or in command, entrypoint, healthcheck)",
                     )
                 )
+
+    def _optional(self, value: str | None, path: Path) -> str | None:
+        return None if value is None else self._text(value, path)
+
+    def _parsed(
+        self, value: int | float | str | None, path: Path, parse: Callable[[str], _Parsed]
+    ) -> _Parsed | None:
+        """`value` interpolated and parsed, or None (absent, or wrong: the issue is recorded)."""
+        if value is None:
+            return None
+        try:
+            return parse(self._text(value, path) if isinstance(value, str) else str(value))
+        except ValueError as exc:
+            self.issues.append(self._issue(path, str(exc)))
+            return None
+
+    def _each(
+        self, values: str | Sequence[int | str], path: Path, parse: Callable[[str], _Parsed]
+    ) -> tuple[_Parsed, ...]:
+        """Each entry of a list (or a lone string, as compose allows) parsed; wrong ones are
+        recorded as issues and left out."""
+        entries = (
+            [(values, path)]
+            if isinstance(values, str)
+            else [(value, (*path, i)) for i, value in enumerate(values)]
+        )
+        parsed = (self._parsed(value, at, parse) for value, at in entries)
+        return tuple(value for value in parsed if value is not None)
+
+    def _limit(
+        self,
+        legacy: int | float | str | None,
+        limit: int | float | str | None,
+        base: Path,
+        keys: tuple[str, str],
+        parse: Callable[[str], _Parsed],
+    ) -> _Parsed | None:
+        """A limit given as the service's own key (`mem_limit`) or in `deploy.resources.limits`
+        (`memory`); compose refuses both with different values, and so does Nebula."""
+        old = self._parsed(legacy, (*base, keys[0]), parse)
+        new = self._parsed(limit, (*base, "deploy", "resources", "limits", keys[1]), parse)
+        if old is not None and new is not None and old != new:
+            self.issues.append(
+                self._issue(
+                    (*base, keys[0]),
+                    f"{keys[0]} differs from deploy.resources.limits.{keys[1]}; give one",
+                )
+            )
+        return new if new is not None else old
+
+    def _extra_hosts(self, service: Service, base: Path) -> tuple[str, ...]:
+        path: Path = (*base, "extra_hosts")
+        if isinstance(service.extra_hosts, list):
+            entries = [(e, (*path, i)) for i, e in enumerate(service.extra_hosts)]
+        else:
+            entries = [
+                (f"{host}={address}", (*path, host))
+                for host, given in service.extra_hosts.items()
+                for address in ([given] if isinstance(given, str) else given)
+            ]
+        return tuple(
+            host for entry, at in entries if (host := self._parsed(entry, at, parse_extra_host))
+        )
+
+    def _logging(self, service: Service, base: Path) -> LogConfig | None:
+        if service.logging is None:
+            return None
+        path: Path = (*base, "logging")
+        options = service.logging.options.items()
+        return LogConfig(
+            self._optional(service.logging.driver, (*path, "driver")) or "json-file",
+            tuple(sorted((k, self._text(v, (*path, "options", k))) for k, v in options)),
+        )
 
     def _ports(self, service: Service, base: Path) -> list[PortBinding]:
         """Published ports, interpolated (short or long syntax) and parsed."""
@@ -509,7 +629,7 @@ class _Resolver:
             elif isinstance(port, PortMapping):
                 raw = self._fields(port, path)
             try:
-                ports.append(parse_port(raw, self.config.defaults.bind_address))
+                ports += parse_ports(raw, self.config.defaults.bind_address)
             except ValueError as exc:
                 self.issues.append(self._issue((*base, "ports", i), str(exc)))
         return ports
@@ -590,16 +710,26 @@ class _Resolver:
                     )
                 )
                 continue
-            attached.append(
-                (networks[net_name].name, tuple(dict.fromkeys([service_name, *aliases])))
-            )
+            # a compose `container_name` is one more alias: the container is named by Nebula
+            named = self._optional(service.container_name, (*base, "container_name"))
+            names = [service_name, *([named] if named else []), *aliases]
+            attached.append((networks[net_name].name, tuple(dict.fromkeys(names))))
         return tuple(attached)
 
     def _check_dependencies(self, compose: Compose) -> None:
-        graph = {name: list(s.dependencies()) for name, s in compose.services.items()}
+        services = compose.services
+        graph = {name: list(s.dependencies()) for name, s in services.items() if not s.profiles}
         for name, deps in graph.items():
             for dep in deps:
-                if dep not in graph:
+                if dep in services and dep not in graph:
+                    self.issues.append(
+                        self._issue(
+                            ("compose", "services", name, "depends_on"),
+                            f"service {excerpt(dep)} has `profiles:`, so it is not started "
+                            "(as compose, without a profile asked for); remove its `profiles:`",
+                        )
+                    )
+                elif dep not in graph:
                     hint = _did_you_mean(dep, list(graph))
                     self.issues.append(
                         self._issue(

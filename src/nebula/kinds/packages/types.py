@@ -103,6 +103,22 @@ class DeviceRequest:
 
 
 @dataclass(frozen=True)
+class Ulimit:
+    name: str
+    soft: int
+    hard: int
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.soft}:{self.hard}"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    driver: str
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     installation: str
     service: str
@@ -122,6 +138,22 @@ class ContainerSpec:
     working_dir: str | None = None
     depends_on: tuple[tuple[str, str], ...] = ()  # service, condition: ordering, not content
     device_requests: tuple[DeviceRequest, ...] = ()
+    expose: tuple[str, ...] = ()  # container ports published on no host port: "3000/tcp"
+    hostname: str | None = None
+    platform: str | None = None
+    stop_signal: str | None = None
+    stop_grace_period: float | None = None  # seconds; None: nebula.yaml's stop_timeout
+    stdin_open: bool = False
+    tty: bool = False
+    cpus: float | None = None
+    memory: int | None = None  # bytes
+    pids: int | None = None
+    extra_hosts: tuple[str, ...] = ()  # "host:address"
+    dns: tuple[str, ...] = ()
+    tmpfs: tuple[tuple[str, str], ...] = ()  # target, mount options
+    shm_size: int | None = None  # bytes
+    ulimits: tuple[Ulimit, ...] = ()
+    logging: LogConfig | None = None
 
     def summary(self) -> dict[str, Any]:
         """What the container is made of, for display and for its label (secrets appear as
@@ -131,7 +163,7 @@ class ContainerSpec:
             h = self.healthcheck
             health = {"test": list(h.test), "interval": h.interval, "timeout": h.timeout}
             health |= {"retries": h.retries, "start_period": h.start_period}
-        summary = {
+        summary: dict[str, Any] = {
             "image": self.image,
             "command": list(self.command) if self.command is not None else None,
             "entrypoint": list(self.entrypoint) if self.entrypoint is not None else None,
@@ -146,8 +178,29 @@ class ContainerSpec:
             "user": self.user,
             "working_dir": self.working_dir,
         }
-        if self.device_requests:  # only when asked: older containers keep their hash
-            summary["device_requests"] = [str(d) for d in self.device_requests]
+        logging = None
+        if self.logging is not None:
+            logging = {"driver": self.logging.driver, "options": dict(self.logging.options)}
+        optional = {  # each only when set (0 is Docker's unset): older containers keep their hash
+            "device_requests": [str(d) for d in self.device_requests],
+            "expose": list(self.expose),
+            "hostname": self.hostname,
+            "platform": self.platform,
+            "stop_signal": self.stop_signal,
+            "stop_grace_period": self.stop_grace_period,
+            "stdin_open": self.stdin_open,
+            "tty": self.tty,
+            "cpus": self.cpus,
+            "memory": self.memory,
+            "pids": self.pids,
+            "extra_hosts": list(self.extra_hosts),
+            "dns": list(self.dns),
+            "tmpfs": {target: options for target, options in self.tmpfs},
+            "shm_size": self.shm_size,
+            "ulimits": [str(u) for u in self.ulimits],
+            "logging": logging,
+        }
+        summary |= {key: value for key, value in optional.items() if value}
         return summary
 
     @property

@@ -11,6 +11,7 @@ naming the resource.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import threading
@@ -256,7 +257,7 @@ class DockerProvider:
         command, entrypoint, healthcheck. Labels keep the stand-ins.
         """
         import docker.errors
-        from docker.types import Mount
+        from docker.types import LogConfig, Mount, Ulimit
 
         labels = {**dict(spec.labels), **_labels(spec.installation)}
         labels |= {
@@ -281,6 +282,17 @@ class DockerProvider:
             restart_policy={"Name": restart_name, "MaximumRetryCount": int(retries or 0)},
             init=spec.init,
             device_requests=[_device_request(d) for d in spec.device_requests] or None,
+            nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None,
+            mem_limit=spec.memory,
+            pids_limit=spec.pids,
+            extra_hosts=list(spec.extra_hosts) or None,
+            dns=list(spec.dns) or None,
+            tmpfs=dict(spec.tmpfs) or None,
+            shm_size=spec.shm_size,
+            ulimits=[Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in spec.ulimits] or None,
+            log_config=LogConfig(type=spec.logging.driver, config=dict(spec.logging.options))
+            if spec.logging
+            else None,
         )
         (first_net, first_aliases), *other_nets = spec.networks
         networking = api.create_networking_config(
@@ -307,10 +319,18 @@ class DockerProvider:
                     name=spec.name,
                     host_config=host_config,
                     networking_config=networking,
-                    ports=[(p.container_port, p.protocol) for p in spec.ports] or None,
+                    ports=[(p.container_port, p.protocol) for p in spec.ports]
+                    + [tuple(port.split("/")) for port in spec.expose]
+                    or None,
                     healthcheck=health,
                     user=spec.user,
                     working_dir=spec.working_dir,
+                    hostname=spec.hostname,
+                    platform=spec.platform,
+                    stop_signal=spec.stop_signal,
+                    stop_timeout=_seconds(spec.stop_grace_period),
+                    stdin_open=spec.stdin_open,
+                    tty=spec.tty,
                     detach=True,
                 )
             except docker.errors.APIError as exc:
@@ -338,6 +358,9 @@ class DockerProvider:
         self._removed.append(container_id)  # before the call: its events may come first
         try:
             with self._call(f"container {name}"), suppress(docker.errors.NotFound):
+                if stop_timeout:  # the service's own stop_grace_period comes first
+                    config = self.api.inspect_container(container_id)["Config"]
+                    stop_timeout = config.get("StopTimeout") or stop_timeout
                 self.api.stop(container_id, timeout=int(stop_timeout))
                 self.api.remove_container(container_id, v=False, force=True)
         except ProviderError:
@@ -576,6 +599,11 @@ def _device_request(request: DeviceRequest) -> docker.types.DeviceRequest:
 
 def _labels(installation: str) -> dict[str, str]:
     return {LABEL_MANAGED: "true", LABEL_INSTALLATION: installation}
+
+
+def _seconds(seconds: float | None) -> int | None:
+    """Docker's whole seconds, rounded up: a grace period is never shortened."""
+    return None if seconds is None else math.ceil(seconds)
 
 
 def _ns(seconds: float | None) -> int | None:

@@ -1,0 +1,331 @@
+"""Compose keys people copy from the web: each works with compose's meaning, or is refused at
+its line with why and what to do instead. Loading is checked without servers; what reaches the
+container is checked on the real engine with `docker inspect`."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import docker
+import pytest
+from typer.testing import CliRunner
+
+import servers
+from nebula.cli.app import app
+from nebula.engine.load import load_desired
+from nebula.errors import ConfigError
+from nebula.kinds.packages.types import ContainerSpec, PortBinding
+
+
+def write_app(root: Path, compose: str, name: str = "app") -> Path:
+    (root / "packages").mkdir(parents=True, exist_ok=True)
+    (root / "nebula.yaml").write_text("")
+    (root / "packages" / f"{name}.yaml").write_text(compose)
+    return root
+
+
+def containers_of(root: Path) -> dict[str, ContainerSpec]:
+    (installation,) = load_desired(root).installations
+    return {c.service: c for c in installation.containers}
+
+
+def errors_of(root: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_desired(root)
+    return [str(issue) for issue in caught.value.issues]
+
+
+def test_unsupported_keys_are_refused_at_their_line_with_why_and_what_instead(
+    tmp_path: Path,
+) -> None:
+    write_app(
+        tmp_path,
+        """compose:
+  services:
+    web:
+      image: nginx:1.27
+      build: .
+      env_file: .env
+      secrets: [db_password]
+      network_mode: host
+      privileged: true
+      cap_add: [NET_ADMIN]
+  secrets:
+    db_password: {file: ./db_password.txt}
+""",
+    )
+    errors = errors_of(tmp_path)
+    assert errors == [
+        "packages/app.yaml:5:7: compose.services.web.build: 'build' is a compose key Nebula does "
+        "not support yet: Nebula runs published images and builds none yet; build and push the "
+        "image, then give it as `image:`",
+        "packages/app.yaml:6:7: compose.services.web.env_file: 'env_file' is a compose key Nebula "
+        "does not support yet: files beside the compose file are not read yet; list the "
+        "variables under `environment:`",
+        "packages/app.yaml:7:7: compose.services.web.secrets: 'secrets' is a compose key Nebula "
+        "does not support yet: compose secrets are not served as files yet; pass the secret as "
+        "environment, `NAME: ${secret:NAME}`",
+        "packages/app.yaml:8:7: compose.services.web.network_mode: 'network_mode' is a compose "
+        "key Nebula does not support yet: the container always joins its installation's "
+        "network; publish what it serves under `ports:`",
+        "packages/app.yaml:9:7: compose.services.web.privileged: 'privileged' is a compose key "
+        "Nebula does not support yet: it gives the container powers over the host, which Nebula "
+        "does not grant yet; run the app without it, or outside Nebula",
+        "packages/app.yaml:10:7: compose.services.web.cap_add: 'cap_add' is a compose key Nebula "
+        "does not support yet: it gives the container powers over the host, which Nebula does "
+        "not grant yet; run the app without it, or outside Nebula",
+        "packages/app.yaml:11:3: compose.secrets: 'secrets' is a compose key Nebula does not "
+        "support yet: compose secrets are not served as files yet; keep the value in the vault "
+        "(`nebula secrets set NAME`) and pass it as environment, `NAME: ${secret:NAME}`",
+    ]
+    assert not any("did you mean" in e for e in errors)
+
+
+def test_a_misspelt_key_gets_a_suggestion_only_when_the_value_fits_it(tmp_path: Path) -> None:
+    write_app(
+        tmp_path,
+        """compose:
+  services:
+    web:
+      image: nginx:1.27
+      enviroment: {TZ: UTC}
+      netwrks: host
+""",
+    )
+    first, second = errors_of(tmp_path)
+    assert first == (
+        "packages/app.yaml:5:7: compose.services.web.enviroment: unknown field; "
+        "did you mean 'environment'?"
+    )
+    # `networks` takes a list or a mapping, never a word: no suggestion, the valid fields
+    assert second.startswith("packages/app.yaml:6:7: compose.services.web.netwrks: unknown field;")
+    assert "did you mean" not in second and "valid fields: command," in second
+
+
+def test_version_name_extensions_and_develop_are_ignored_as_compose_ignores_them(
+    tmp_path: Path,
+) -> None:
+    write_app(
+        tmp_path,
+        """compose:
+  version: "3.8"
+  name: someone-elses-project
+  x-common: &common {restart: unless-stopped}
+  services:
+    web:
+      image: nginx:1.27
+      x-note: anything
+      develop: {watch: [{action: sync, path: ./src, target: /src}]}
+""",
+    )
+    (installation,) = load_desired(tmp_path).installations
+    assert installation.name == "app"  # the file's name, not compose's `name:`
+    assert [c.name for c in installation.containers] == ["app-web"]
+
+
+def test_port_ranges_and_upper_case_protocols_publish_each_port(tmp_path: Path) -> None:
+    write_app(
+        tmp_path,
+        """compose:
+  services:
+    dns:
+      image: nginx:1.27
+      ports: ["53:53/UDP", "8000-8002:9000-9002", "7000-7001", "127.0.0.1:6000:6000/TCP"]
+      expose: ["3000", "4000-4001/udp", 5000]
+""",
+    )
+    dns = containers_of(tmp_path)["dns"]
+    assert dns.ports == (
+        PortBinding(53, "udp", "0.0.0.0", 53),
+        PortBinding(9000, "tcp", "0.0.0.0", 8000),
+        PortBinding(9001, "tcp", "0.0.0.0", 8001),
+        PortBinding(9002, "tcp", "0.0.0.0", 8002),
+        PortBinding(7000, "tcp", "0.0.0.0", None),
+        PortBinding(7001, "tcp", "0.0.0.0", None),
+        PortBinding(6000, "tcp", "127.0.0.1", 6000),
+    )
+    assert dns.expose == ("3000/tcp", "4000/udp", "4001/udp", "5000/tcp")
+
+
+def test_ranges_of_different_lengths_are_refused(tmp_path: Path) -> None:
+    write_app(
+        tmp_path,
+        """compose:
+  services:
+    web:
+      image: nginx:1.27
+      ports: ["8000-8010:80", "90-80:90-80", "8000-8001:80-82"]
+""",
+    )
+    assert errors_of(tmp_path) == [
+        "packages/app.yaml:5:15: compose.services.web.ports[0]: port '8000-8010:80': "
+        "a host port range for one container port is not supported; give one host port",
+        "packages/app.yaml:5:31: compose.services.web.ports[1]: port range '90-80' ends before "
+        "it starts",
+        "packages/app.yaml:5:46: compose.services.web.ports[2]: port '8000-8001:80-82': "
+        "the host and container ranges must have as many ports",
+    ]
+
+
+def test_services_with_profiles_are_not_started(tmp_path: Path) -> None:
+    app_yaml = """compose:
+  services:
+    web:
+      image: nginx:1.27
+    debug:
+      image: busybox:1.36
+      profiles: [debug]
+"""
+    write_app(tmp_path, app_yaml)
+    assert list(containers_of(tmp_path)) == ["web"]
+    write_app(tmp_path, app_yaml.replace("nginx:1.27", "nginx:1.27\n      depends_on: [debug]"))
+    assert errors_of(tmp_path) == [
+        "packages/app.yaml:5:7: compose.services.web.depends_on: service 'debug' has "
+        "`profiles:`, so it is not started (as compose, without a profile asked for); remove "
+        "its `profiles:`"
+    ]
+
+
+def test_limits_and_sizes_read_compose_units_after_interpolation(tmp_path: Path) -> None:
+    write_app(
+        tmp_path,
+        """compose:
+  services:
+    web:
+      image: nginx:1.27
+      shm_size: ${SHM:-64m}
+      deploy: {resources: {limits: {cpus: "0.5", memory: 1.5g, pids: 100}}}
+    worker:
+      image: nginx:1.27
+      mem_limit: 512MiB
+      cpus: 2
+    bad:
+      image: nginx:1.27
+      shm_size: lots
+      mem_limit: 1g
+      deploy: {resources: {limits: {memory: 2g}}}
+""",
+    )
+    assert errors_of(tmp_path) == [
+        "packages/app.yaml:13:7: compose.services.bad.shm_size: 'lots' is not a size; "
+        "use e.g. 512m, 2g or a number of bytes",
+        "packages/app.yaml:14:7: compose.services.bad.mem_limit: mem_limit differs from "
+        "deploy.resources.limits.memory; give one",
+    ]
+    text = (tmp_path / "packages" / "app.yaml").read_text()
+    (tmp_path / "packages" / "app.yaml").write_text(text.split("    bad:")[0])
+    web, worker = containers_of(tmp_path).values()
+    assert (web.cpus, web.memory, web.pids, web.shm_size) == (0.5, 1536 << 20, 100, 64 << 20)
+    assert (worker.cpus, worker.memory) == (2.0, 512 << 20)
+
+
+def test_a_secret_may_not_end_up_where_docker_shows_it(tmp_path: Path) -> None:
+    write_app(
+        tmp_path,
+        """compose:
+  services:
+    web:
+      image: nginx:1.27
+      hostname: ${secret:web.host}
+""",
+    )
+    assert errors_of(tmp_path) == [
+        "packages/app.yaml:5:7: compose.services.web.hostname: a secret cannot be used in "
+        "hostname: pass it as environment (or in command, entrypoint, healthcheck)"
+    ]
+
+
+def _two_free_ports() -> int:
+    """A free port whose next port is free too."""
+    while True:
+        low = servers.free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", low + 1))
+            except OSError:
+                continue
+        return low
+
+
+EVERYTHING = """compose:
+  services:
+    app:
+      image: {image}
+      command: [sleep, "3600"]
+      init: true
+      container_name: legacy-name
+      hostname: app.internal
+      platform: linux/amd64
+      stop_signal: SIGUSR1
+      stop_grace_period: 1m30s
+      stdin_open: true
+      tty: true
+      expose: ["3000", "4000/udp"]
+      ports: ["{low}-{high}:8000-8001", "{udp}:53/UDP"]
+      extra_hosts: ["db.local:10.0.0.5", "gw=host-gateway"]
+      dns: [9.9.9.9]
+      tmpfs: ["/scratch:size=65536"]
+      shm_size: 128m
+      ulimits: {{nofile: {{soft: 1024, hard: 2048}}, nproc: 512}}
+      logging: {{driver: json-file, options: {{max-size: 1m}}}}
+      healthcheck: {{disable: true}}
+      deploy: {{resources: {{limits: {{cpus: "0.5", memory: 256m, pids: 64}}}}}}
+    peer:
+      image: {image}
+      command: [sleep, "3600"]
+      init: true
+"""
+
+
+def test_the_keys_reach_the_container_as_docker_inspect_shows(
+    tmp_path: Path, docker_host: str, test_image: str
+) -> None:
+    low, udp = _two_free_ports(), servers.free_port()
+    write_app(
+        tmp_path,
+        EVERYTHING.format(image=test_image, low=low, high=low + 1, udp=udp),
+    )
+    cli = CliRunner()
+    engine_url = ["--docker-host", docker_host]
+    database = [*engine_url, "--database-url", f"sqlite:///{tmp_path}/n.db"]
+    result = cli.invoke(app, ["apply", str(tmp_path), *database])
+    assert result.exit_code == 0, result.output
+    engine = docker.APIClient(base_url=docker_host, version=servers.DOCKER_API_VERSION)
+    info = engine.inspect_container("app-app")  # Nebula's name; container_name is an alias
+    config, host = info["Config"], info["HostConfig"]
+    assert (config["Hostname"], config["StopSignal"], config["StopTimeout"]) == (
+        "app.internal",
+        "SIGUSR1",
+        90,
+    )
+    assert (config["OpenStdin"], config["Tty"], info["Platform"]) == (True, True, "linux")
+    exposed = {"3000/tcp", "4000/udp", "8000/tcp", "8001/tcp", "53/udp", "8080/tcp"}  # + image's
+    assert set(config["ExposedPorts"]) == exposed
+    bindings = {k: v[0]["HostPort"] for k, v in host["PortBindings"].items()}
+    assert bindings == {"8000/tcp": str(low), "8001/tcp": str(low + 1), "53/udp": str(udp)}
+    assert host["ExtraHosts"] == ["db.local:10.0.0.5", "gw:host-gateway"]
+    assert (host["Dns"], host["Tmpfs"]) == (["9.9.9.9"], {"/scratch": "size=65536"})
+    assert (host["NanoCpus"], host["Memory"], host["PidsLimit"]) == (500_000_000, 256 << 20, 64)
+    assert host["ShmSize"] == 128 << 20
+    assert sorted(host["Ulimits"], key=lambda u: u["Name"]) == [
+        {"Name": "nofile", "Soft": 1024, "Hard": 2048},
+        {"Name": "nproc", "Soft": 512, "Hard": 512},
+    ]
+    assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1m"}}
+    assert config["Healthcheck"] == {"Test": ["NONE"]}
+    # the other service reaches it by its service name and by its compose container_name
+    for name in ("app", "legacy-name"):
+        ping = engine.exec_create("app-peer", ["ping", "-c", "1", "-W", "2", name])
+        engine.exec_start(ping)
+        assert engine.exec_inspect(ping)["ExitCode"] == 0, name
+
+    # a changed key is an update, with the reason the plan shows
+    text = (tmp_path / "packages" / "app.yaml").read_text()
+    (tmp_path / "packages" / "app.yaml").write_text(text.replace("SIGUSR1", "SIGTERM"))
+    plan = cli.invoke(app, ["plan", str(tmp_path), *engine_url, "--output", "json"])
+    changes = [c for c in json.loads(plan.stdout)["changes"] if c["action"] != "noop"]
+    assert [(c["action"], c["name"], c["reason"]) for c in changes] == [
+        ("update", "app-app", "stop_signal changed SIGUSR1 → SIGTERM")
+    ]
