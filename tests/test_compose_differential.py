@@ -3,7 +3,7 @@
 Each file of `fixtures/compose_corpus/` goes through compose (`docker-compose config --format
 json`, compose-go: the reference) and, as an inline installation named like the compose
 project, through Nebula's loader and resolver; the services must come out the same: image,
-ports, environment, volumes, command, entrypoint and healthcheck. A file under `refused/` uses
+ports, environment, volumes, command, entrypoint, limits and healthcheck. A file under `refused/` uses
 a key Nebula does not support: it must be refused, naming the key.
 """
 
@@ -104,6 +104,7 @@ def from_compose(service: dict[str, Any], volumes: dict[str, Any]) -> dict[str, 
         ],
         "command": service.get("command"),
         "entrypoint": service.get("entrypoint"),
+        "limits": compose_limits(service),
         "healthcheck": None
         if health is None
         else {
@@ -117,6 +118,19 @@ def from_compose(service: dict[str, Any], volumes: dict[str, Any]) -> dict[str, 
     }
 
 
+def compose_limits(service: dict[str, Any]) -> tuple[float | None, int | None, int | None]:
+    """CPUs, memory in bytes and processes: `deploy.resources.limits`, or the service's own
+    `cpus`, `mem_limit` and `pids_limit`."""
+    limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
+    cpus = limits.get("cpus", service.get("cpus"))
+    memory = limits.get("memory", service.get("mem_limit"))
+    return (
+        float(cpus) if cpus is not None else None,
+        int(memory) if memory is not None else None,
+        limits.get("pids", service.get("pids_limit")),
+    )
+
+
 def from_nebula(container: ContainerSpec) -> dict[str, Any]:
     health = container.healthcheck
     return {
@@ -128,6 +142,7 @@ def from_nebula(container: ContainerSpec) -> dict[str, Any]:
         "volumes": [(m.type, m.source, m.target, m.read_only) for m in container.mounts],
         "command": list(container.command) if container.command is not None else None,
         "entrypoint": list(container.entrypoint) if container.entrypoint is not None else None,
+        "limits": (container.cpus, container.memory, container.pids),
         "healthcheck": None
         if health is None
         else {
