@@ -21,13 +21,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Literal
 
-import yaml
-
 from nebula.catalog import Catalog, CatalogEntry, builtin_catalog_dir
 from nebula.catalog.importers import casaos, runtipi, umbrel
 from nebula.catalog.importers.common import Draft, Options, UnconvertibleError
 from nebula.errors import ConfigError, NebulaError
 from nebula.spec.names import NAME, NAME_RULE
+from nebula.spec.yaml_dump import dump_yaml
 
 STORES: dict[str, ModuleType] = {"runtipi": runtipi, "casaos": casaos, "umbrel": umbrel}
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -153,7 +152,7 @@ _LAYOUT = {
 
 def _text(draft: Draft, store: str, app: str) -> bytes:
     header = f"# Imported from the {store} app {app} by `nebula catalog import`.\n"
-    body = yaml.safe_dump(draft.document(), sort_keys=False, allow_unicode=True, width=100)
+    body = dump_yaml(draft.document(), width=100)  # text that reads as a number stays quoted
     return (header + body).encode("utf-8")
 
 
