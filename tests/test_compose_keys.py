@@ -49,9 +49,9 @@ def test_unsupported_keys_are_refused_at_their_line_with_why_and_what_instead(
       build: .
       env_file: .env
       secrets: [db_password]
-      network_mode: host
-      privileged: true
-      cap_add: [NET_ADMIN]
+      links: [db]
+      uts: host
+      configs: [app_config]
   secrets:
     db_password: {file: ./db_password.txt}
 """,
@@ -67,15 +67,15 @@ def test_unsupported_keys_are_refused_at_their_line_with_why_and_what_instead(
         "packages/app.yaml:7:7: compose.services.web.secrets: 'secrets' is a compose key Nebula "
         "does not support yet: compose secrets are not served as files yet; pass the secret as "
         "environment, `NAME: ${secret:NAME}`",
-        "packages/app.yaml:8:7: compose.services.web.network_mode: 'network_mode' is a compose "
-        "key Nebula does not support yet: the container always joins its installation's "
-        "network; publish what it serves under `ports:`",
-        "packages/app.yaml:9:7: compose.services.web.privileged: 'privileged' is a compose key "
-        "Nebula does not support yet: it gives the container powers over the host, which Nebula "
-        "does not grant yet; run the app without it, or outside Nebula",
-        "packages/app.yaml:10:7: compose.services.web.cap_add: 'cap_add' is a compose key Nebula "
-        "does not support yet: it gives the container powers over the host, which Nebula does "
-        "not grant yet; run the app without it, or outside Nebula",
+        "packages/app.yaml:8:7: compose.services.web.links: 'links' is a compose key Nebula "
+        "does not support yet: every service is reachable by its name on the installation's "
+        "network; use that",
+        "packages/app.yaml:9:7: compose.services.web.uts: 'uts' is a compose key Nebula does "
+        "not support yet: it gives the container powers over the host, which Nebula does not "
+        "grant yet; run the app without it, or outside Nebula",
+        "packages/app.yaml:10:7: compose.services.web.configs: 'configs' is a compose key Nebula "
+        "does not support yet: files beside the compose file are not read yet; mount a named "
+        "volume or an absolute host path under `volumes:`",
         "packages/app.yaml:11:3: compose.secrets: 'secrets' is a compose key Nebula does not "
         "support yet: compose secrets are not served as files yet; keep the value in the vault "
         "(`nebula secrets set NAME`) and pass it as environment, `NAME: ${secret:NAME}`",
@@ -91,7 +91,7 @@ def test_a_misspelt_key_gets_a_suggestion_only_when_the_value_fits_it(tmp_path: 
     web:
       image: nginx:1.27
       enviroment: {TZ: UTC}
-      netwrks: host
+      volume: data:/data
 """,
     )
     first, second = errors_of(tmp_path)
@@ -99,9 +99,9 @@ def test_a_misspelt_key_gets_a_suggestion_only_when_the_value_fits_it(tmp_path: 
         "packages/app.yaml:5:7: compose.services.web.enviroment: unknown field; "
         "did you mean 'environment'?"
     )
-    # `networks` takes a list or a mapping, never a word: no suggestion, the valid fields
-    assert second.startswith("packages/app.yaml:6:7: compose.services.web.netwrks: unknown field;")
-    assert "did you mean" not in second and "valid fields: command," in second
+    # `volumes` takes a list, never a word: no suggestion, the valid fields
+    assert second.startswith("packages/app.yaml:6:7: compose.services.web.volume: unknown field;")
+    assert "did you mean" not in second and "valid fields: cap_add, command," in second
 
 
 def test_version_name_extensions_and_develop_are_ignored_as_compose_ignores_them(
@@ -329,3 +329,139 @@ def test_the_keys_reach_the_container_as_docker_inspect_shows(
     assert [(c["action"], c["name"], c["reason"]) for c in changes] == [
         ("update", "app-app", "stop_signal changed SIGUSR1 → SIGTERM")
     ]
+
+
+PRIVILEGED_APP = """compose:
+  services:
+    hub:
+      image: nginx:1.27
+      network_mode: host
+      privileged: true
+      cap_add: [NET_ADMIN]
+      devices: ["/dev/ttyUSB0:/dev/zigbee"]
+      pid: host
+      ipc: host
+    tuned:
+      image: nginx:1.27
+      sysctls: {net.core.somaxconn: "1024"}
+"""
+
+
+def test_powers_over_the_host_are_refused_without_their_grant_named(tmp_path: Path) -> None:
+    write_app(tmp_path, PRIVILEGED_APP)
+    errors = errors_of(tmp_path)
+    assert errors[0] == (
+        "packages/app.yaml:5:7: compose.services.hub.network_mode: service 'hub' uses "
+        "`network_mode`, a power over the host Nebula gives only when granted; add "
+        "`allow: [host_network]` to packages/app.yaml to grant it"
+    )
+    granted = [e.split("`allow: [")[1].split("]")[0] for e in errors]
+    assert granted == [
+        "host_network",
+        "privileged",
+        "cap_add",
+        "devices",
+        "host_pid",
+        "host_ipc",
+        "sysctls",
+    ]
+    # granted all but one: only that one is refused
+    write_app(
+        tmp_path,
+        "allow: [host_network, privileged, cap_add, devices, host_pid, host_ipc]\n"
+        + PRIVILEGED_APP,
+    )
+    (error,) = errors_of(tmp_path)
+    assert "tuned" in error and "`allow: [sysctls]`" in error
+
+
+def test_only_the_hosts_namespaces_are_taken(tmp_path: Path) -> None:
+    write_app(
+        tmp_path,
+        "allow: [host_network]\ncompose:\n  services:\n    web:\n      image: nginx:1.27\n"
+        "      network_mode: service:db\n",
+    )
+    assert errors_of(tmp_path) == [
+        "packages/app.yaml:6:7: compose.services.web.network_mode: 'service:db' is not "
+        "supported yet: Nebula takes only `host` here (with its grant); leave it out to keep "
+        "the container's own"
+    ]
+
+
+def test_a_catalog_package_is_granted_in_the_installation_file(tmp_path: Path) -> None:
+    write_app(tmp_path, "package: zigbee\n", name="zb")
+    (tmp_path / "catalog" / "zigbee").mkdir(parents=True)
+    (tmp_path / "catalog" / "zigbee" / "1.0.0.yaml").write_text(
+        "name: zigbee\nversion: 1.0.0\ndescription: a bridge\ncategory: home\n"
+        "repository: example/zigbee\n"
+        "compose:\n  services:\n    bridge:\n      image: nginx:1.27\n"
+        "      devices: [/dev/ttyUSB0]\n"
+    )
+    assert errors_of(tmp_path) == [
+        "packages/zb.yaml:1:1: package: service 'bridge' uses `devices` "
+        "(catalog/zigbee/1.0.0.yaml:10), a power over the host Nebula gives only when granted; "
+        "add `allow: [devices]` to packages/zb.yaml to grant it"
+    ]
+    write_app(tmp_path, "package: zigbee\nallow: [devices]\n", name="zb")
+    (bridge,) = load_desired(tmp_path).installations[0].containers
+    assert bridge.devices == ("/dev/ttyUSB0:/dev/ttyUSB0:rwm",)
+
+
+# No `privileged:` here: the test engine itself runs without every capability, so runc could
+# not give them all; the spec tests above check that it is granted like the others.
+GRANTED = """allow: [host_network, cap_add, devices, sysctls, host_pid, host_ipc]
+compose:
+  services:
+    hub:
+      image: {image}
+      command: [sleep, "3600"]
+      init: true
+      network_mode: host
+      cap_add: [NET_ADMIN]
+      devices: ["/dev/null:/dev/zigbee:rw"]
+      pid: host
+      ipc: host
+    tuned:
+      image: {image}
+      command: [sleep, "3600"]
+      init: true
+      sysctls: [net.ipv4.ip_unprivileged_port_start=80]
+"""
+
+
+def test_granted_powers_reach_the_container_and_the_plan_shows_them(
+    tmp_path: Path, docker_host: str, test_image: str
+) -> None:
+    write_app(tmp_path, GRANTED.format(image=test_image))
+    cli = CliRunner()
+    engine_url = ["--docker-host", docker_host]
+    plan = cli.invoke(app, ["plan", str(tmp_path), *engine_url, "--output", "json"])
+    reasons = {c["name"]: c["reason"] for c in json.loads(plan.stdout)["changes"]}
+    assert reasons["app-hub"] == (
+        "new installation from packages/app.yaml "
+        "(granted: host_network, cap_add, devices, host_pid, host_ipc)"
+    )
+    assert reasons["app-tuned"].endswith("(granted: sysctls)")
+    database = [*engine_url, "--database-url", f"sqlite:///{tmp_path}/n.db"]
+    result = cli.invoke(app, ["apply", str(tmp_path), *database])
+    assert result.exit_code == 0, result.output
+    engine = docker.APIClient(base_url=docker_host, version=servers.DOCKER_API_VERSION)
+    hub = engine.inspect_container("app-hub")["HostConfig"]
+    assert (hub["NetworkMode"], hub["PidMode"], hub["IpcMode"]) == ("host", "host", "host")
+    assert hub["CapAdd"] == ["NET_ADMIN"] and not hub["Privileged"]
+    assert hub["Devices"] == [
+        {"PathOnHost": "/dev/null", "PathInContainer": "/dev/zigbee", "CgroupPermissions": "rw"}
+    ]
+    tuned = engine.inspect_container("app-tuned")["HostConfig"]
+    assert tuned["Sysctls"] == {"net.ipv4.ip_unprivileged_port_start": "80"}
+    # inside: the node's processes (pid: host: process 1 is the node's, not docker-init) and
+    # the device at its path
+    init = engine.exec_create("app-hub", ["cat", "/proc/1/comm"])
+    assert engine.exec_start(init).decode().strip() not in ("docker-init", "sleep")
+    device = engine.exec_create("app-hub", ["test", "-c", "/dev/zigbee"])
+    engine.exec_start(device)
+    assert engine.exec_inspect(device)["ExitCode"] == 0
+    sysctl = engine.exec_create(
+        "app-tuned", ["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"]
+    )
+    assert engine.exec_start(sysctl).decode().strip() == "80"

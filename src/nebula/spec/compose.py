@@ -51,6 +51,10 @@ class ComposeModel(StrictModel):
 
 
 class Healthcheck(ComposeModel):
+    unsupported: ClassVar[dict[str, str]] = {
+        "start_interval": "not supported yet; leave it out (`interval` applies from the start)"
+    }
+
     test: list[str] | str | None = None
     interval: Duration | None = None
     timeout: Duration | None = None
@@ -85,6 +89,11 @@ class PortMapping(ComposeModel):
 class VolumeMount(ComposeModel):
     """Compose's long volume syntax."""
 
+    unsupported: ClassVar[dict[str, str]] = {
+        key: "not supported yet; leave it out"
+        for key in ("bind", "volume", "tmpfs", "image", "consistency")
+    }
+
     type: Literal["volume", "bind", "tmpfs"] = "volume"
     source: Text | None = None
     target: Text
@@ -92,6 +101,15 @@ class VolumeMount(ComposeModel):
 
 
 class ServiceNetwork(ComposeModel):
+    unsupported: ClassVar[dict[str, str]] = {
+        key: "Docker gives the addresses of an installation's networks; reach the service by "
+        "its name or an alias instead"
+        for key in ("ipv4_address", "ipv6_address", "link_local_ips", "mac_address")
+    } | {
+        key: "not supported yet; leave it out"
+        for key in ("driver_opts", "priority", "gw_priority", "interface_name")
+    }
+
     aliases: list[str] = []
 
 
@@ -169,6 +187,14 @@ class Ulimit(ComposeModel):
     hard: int
 
 
+class DeviceMapping(ComposeModel):
+    """Compose's long device syntax."""
+
+    source: Text
+    target: Text | None = None
+    permissions: Text = "rwm"
+
+
 class Logging(ComposeModel):
     driver: Text | None = None
     options: dict[str, Text] = {}
@@ -182,8 +208,6 @@ _SERVICE_UNSUPPORTED: dict[str, str] = {
     "configs": f"{_FILES}; mount a named volume or an absolute host path under `volumes:`",
     "secrets": "compose secrets are not served as files yet; pass the secret as environment, "
     "`NAME: ${secret:NAME}`",
-    "network_mode": "the container always joins its installation's network; publish what it "
-    "serves under `ports:`",
     "extends": "write the service out in full",
     "links": "every service is reachable by its name on the installation's network; use that",
     "external_links": "join the other installation through `dependencies:`, or publish a port",
@@ -199,13 +223,7 @@ _SERVICE_UNSUPPORTED: dict[str, str] = {
     **{
         key: _PRIVILEGED
         for key in (
-            "privileged",
-            "cap_add",
-            "devices",
             "device_cgroup_rules",
-            "sysctls",
-            "pid",
-            "ipc",
             "uts",
             "userns_mode",
             "security_opt",
@@ -301,6 +319,26 @@ class Service(ComposeModel):
         default=[], description="a service with profiles is not started (compose's default)"
     )
     develop: Any = Field(default=None, description="ignored: `compose watch` is for development")
+    # Powers over the host: each needs its grant in the installation's `allow:`.
+    network_mode: Text | None = Field(
+        default=None, description="host: the node's network (grant host_network)"
+    )
+    privileged: bool = Field(default=False, description="grant privileged")
+    cap_add: list[Text] = Field(default=[], description="grant cap_add")
+    devices: list[Text | DeviceMapping] = Field(default=[], description="grant devices")
+    sysctls: list[Text] | dict[str, Text] = Field(default={}, description="grant sysctls")
+    pid: Text | None = Field(default=None, description="host (grant host_pid)")
+    ipc: Text | None = Field(default=None, description="host (grant host_ipc)")
+
+    @field_validator("network_mode", "pid", "ipc")
+    @classmethod
+    def _host_only(cls, value: str | None) -> str | None:
+        if value not in (None, "host"):
+            raise ValueError(
+                f"{excerpt(value)} is not supported yet: Nebula takes only `host` here (with "
+                "its grant); leave it out to keep the container's own"
+            )
+        return value
 
     @field_validator("restart")
     @classmethod

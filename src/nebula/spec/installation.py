@@ -11,7 +11,7 @@ a catalog update is an upgrade at the next sync; a pin changes only by editing i
 from __future__ import annotations
 
 import re
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -52,6 +52,11 @@ class Expose(StrictModel):
     )
 
 
+Grant = Literal[
+    "host_network", "privileged", "cap_add", "devices", "sysctls", "host_pid", "host_ipc"
+]
+
+
 class Installation(StrictModel):
     name: Name | None = None
     package: Name | None = Field(default=None, description="the catalog package's name")
@@ -74,6 +79,11 @@ class Installation(StrictModel):
     variables: Variables = []
     health_checks: list[HealthCheck] = []
     hooks: Hooks | None = None
+    allow: list[Grant] = Field(
+        default=[],
+        description="powers over the host its app may use: host_network (network_mode: host), "
+        "privileged, cap_add, devices, sysctls, host_pid (pid: host), host_ipc (ipc: host)",
+    )
 
     @model_validator(mode="after")
     def _package_or_compose(self) -> Self:

@@ -158,6 +158,22 @@ def parse_extra_host(entry: str) -> str:
     return f"{host}:{address}"
 
 
+def parse_device(entry: str) -> str:
+    """`/dev/ttyUSB0`, `/dev/ttyUSB0:/dev/zigbee` or with permissions (`:rw`) → Docker's
+    `host:container:permissions`."""
+    parts = entry.split(":")
+    if len(parts) > 3 or not all(parts):
+        raise ValueError(f"{excerpt(entry)}: expected HOST_PATH[:CONTAINER_PATH[:PERMISSIONS]]")
+    host = parts[0]
+    target = parts[1] if len(parts) > 1 else host
+    permissions = parts[2] if len(parts) > 2 else "rwm"
+    if not host.startswith("/") or not target.startswith("/"):
+        raise ValueError(f"device {excerpt(entry)}: paths are absolute, e.g. /dev/ttyUSB0")
+    if not set(permissions) <= set("rwm"):
+        raise ValueError(f"device {excerpt(entry)}: permissions are r, w and m (e.g. rwm)")
+    return f"{host}:{target}:{permissions}"
+
+
 def parse_tmpfs(entry: str) -> tuple[str, str]:
     """`/run` or `/run:size=64m,mode=1777` → (target, options)."""
     target, _, options = entry.partition(":")

@@ -131,6 +131,8 @@ def _container_change(
 ) -> ResourceChange:
     def change(action: Action, reason: str) -> ResourceChange:
         observed_id = current.id if current else None
+        if spec.grants:  # powers over the host are never given unseen
+            reason += f" (granted: {', '.join(spec.grants)})"
         return ResourceChange(
             action, Resource.CONTAINER, spec.installation, spec.name, reason, spec, observed_id
         )

@@ -22,6 +22,7 @@ from nebula.kinds.packages.compose import (
     parse_bytes,
     parse_count,
     parse_cpus,
+    parse_device,
     parse_expose,
     parse_extra_host,
     parse_healthcheck,
@@ -43,7 +44,14 @@ from nebula.kinds.packages.types import (
     VolumeSpec,
 )
 from nebula.spec.base import check_ip_address
-from nebula.spec.compose import Compose, Limits, PortMapping, Service, VolumeMount
+from nebula.spec.compose import (
+    Compose,
+    DeviceMapping,
+    Limits,
+    PortMapping,
+    Service,
+    VolumeMount,
+)
 from nebula.spec.config import NebulaConfig
 from nebula.spec.installation import Installation
 from nebula.spec.interpolate import (
@@ -65,6 +73,15 @@ _Model = TypeVar("_Model", PortMapping, VolumeMount)
 _Parsed = TypeVar("_Parsed")
 HOOK_KINDS = ("post_install", "pre_upgrade", "post_upgrade", "pre_uninstall")
 _SECRETS_GO_TO = ("environment", "command", "entrypoint", "healthcheck")
+_GRANT_KEYS = {  # a grant → the compose key that needs it
+    "host_network": "network_mode",
+    "privileged": "privileged",
+    "cap_add": "cap_add",
+    "devices": "devices",
+    "sysctls": "sysctls",
+    "host_pid": "pid",
+    "host_ipc": "ipc",
+}
 
 
 def resolve(
@@ -459,8 +476,17 @@ class _Resolver:
             mounts.append(mount)
 
         labels = self._labels(service, base)
-        attached = self._attachments(service_name, service, networks, base)
-        attached += tuple((provided.network, ()) for _, provided in self.uses)
+        attached: tuple[tuple[str, tuple[str, ...]], ...] = ()
+        if service.network_mode is None:
+            attached = self._attachments(service_name, service, networks, base)
+            attached += tuple((provided.network, ()) for _, provided in self.uses)
+        elif service.networks:
+            self.issues.append(
+                self._issue(
+                    (*base, "networks"),
+                    "a service on the host's network joins no other network; remove `networks:`",
+                )
+            )
         health = None
         if service.healthcheck is not None:
             test = service.healthcheck.test
@@ -528,9 +554,50 @@ class _Resolver:
                 for name, limit in sorted(service.ulimits.items())
             ),
             logging=self._logging(service, base),
+            network_mode=service.network_mode,
+            privileged=service.privileged,
+            cap_add=tuple(
+                self._text(cap, (*base, "cap_add", i)) for i, cap in enumerate(service.cap_add)
+            ),
+            devices=self._each(
+                [d if isinstance(d, str) else _device_text(d) for d in service.devices],
+                (*base, "devices"),
+                parse_device,
+            ),
+            sysctls=self._sysctls(service, base),
+            pid_mode=service.pid,
+            ipc_mode=service.ipc,
         )
+        self._check_grants(container, base)
         self._secrets_stay_inside(container, base)
         return container
+
+    def _check_grants(self, container: ContainerSpec, base: Path) -> None:
+        """Each power over the host the service uses must be granted by the installation."""
+        allowed = self.source.spec.allow
+        for grant in container.grants:
+            if grant in allowed:
+                continue
+            path = (*base, _GRANT_KEYS[grant])
+            what = f"service {container.service!r} uses `{_GRANT_KEYS[grant]}`"
+            if self.app_doc is not self.source.doc:  # a catalog package: granted where installed
+                what += f" ({self.app_doc.file}:{self.app_doc.mark_for(path).line})"
+                path = ("allow",) if "allow" in self.source.doc.data else ("package",)
+            self.issues.append(
+                self.source.doc.issue(
+                    path,
+                    f"{what}, a power over the host Nebula gives only when granted; add "
+                    f"`allow: [{grant}]` to {self.source.doc.file} to grant it",
+                )
+            )
+
+    def _sysctls(self, service: Service, base: Path) -> tuple[tuple[str, str], ...]:
+        path: Path = (*base, "sysctls")
+        if isinstance(service.sysctls, dict):
+            pairs = [(k, v, (*path, k)) for k, v in service.sysctls.items()]
+        else:
+            pairs = [(*e.partition("=")[::2], (*path, i)) for i, e in enumerate(service.sysctls)]
+        return tuple(sorted((key, self._text(value, at)) for key, value, at in pairs))
 
     def _secrets_stay_inside(self, container: ContainerSpec, base: Path) -> None:
         """Secrets reach a container as environment, command, entrypoint or healthcheck only:
@@ -745,6 +812,11 @@ class _Resolver:
                     "dependency cycle: " + " → ".join([*cycle, cycle[0]]),
                 )
             )
+
+
+def _device_text(device: DeviceMapping) -> str:
+    """The long device syntax written short, to be interpolated and parsed as one."""
+    return f"{device.source}:{device.target or device.source}:{device.permissions}"
 
 
 def find_cycle(graph: dict[str, list[str]]) -> list[str]:

@@ -154,6 +154,28 @@ class ContainerSpec:
     shm_size: int | None = None  # bytes
     ulimits: tuple[Ulimit, ...] = ()
     logging: LogConfig | None = None
+    # powers over the host, each allowed by a grant of the installation (see `grants`)
+    network_mode: str | None = None  # host: no networks of its own
+    privileged: bool = False
+    cap_add: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()  # "host path:container path:permissions"
+    sysctls: tuple[tuple[str, str], ...] = ()
+    pid_mode: str | None = None
+    ipc_mode: str | None = None
+
+    @property
+    def grants(self) -> tuple[str, ...]:
+        """The grants (an installation's `allow:`) this container needs."""
+        used = {
+            "host_network": self.network_mode == "host",
+            "privileged": self.privileged,
+            "cap_add": bool(self.cap_add),
+            "devices": bool(self.devices),
+            "sysctls": bool(self.sysctls),
+            "host_pid": self.pid_mode == "host",
+            "host_ipc": self.ipc_mode == "host",
+        }
+        return tuple(grant for grant, needed in used.items() if needed)
 
     def summary(self) -> dict[str, Any]:
         """What the container is made of, for display and for its label (secrets appear as
@@ -199,6 +221,13 @@ class ContainerSpec:
             "shm_size": self.shm_size,
             "ulimits": [str(u) for u in self.ulimits],
             "logging": logging,
+            "network_mode": self.network_mode,
+            "privileged": self.privileged,
+            "cap_add": list(self.cap_add),
+            "devices": list(self.devices),
+            "sysctls": dict(self.sysctls),
+            "pid": self.pid_mode,
+            "ipc": self.ipc_mode,
         }
         summary |= {key: value for key, value in optional.items() if value}
         return summary

@@ -293,11 +293,21 @@ class DockerProvider:
             log_config=LogConfig(type=spec.logging.driver, config=dict(spec.logging.options))
             if spec.logging
             else None,
+            network_mode=spec.network_mode,
+            privileged=spec.privileged,
+            cap_add=list(spec.cap_add) or None,
+            devices=list(spec.devices) or None,
+            sysctls=dict(spec.sysctls) or None,
+            pid_mode=spec.pid_mode,
+            ipc_mode=spec.ipc_mode,
         )
-        (first_net, first_aliases), *other_nets = spec.networks
-        networking = api.create_networking_config(
-            {first_net: api.create_endpoint_config(aliases=list(first_aliases))}
-        )
+        networking = None
+        other_nets = spec.networks[1:]
+        if spec.networks:  # none on the host's network
+            first_net, first_aliases = spec.networks[0]
+            networking = api.create_networking_config(
+                {first_net: api.create_endpoint_config(aliases=list(first_aliases))}
+            )
         health = None
         if spec.healthcheck is not None:
             h = spec.healthcheck
