@@ -101,7 +101,7 @@ def test_a_misspelt_key_gets_a_suggestion_only_when_the_value_fits_it(tmp_path: 
     )
     # `volumes` takes a list, never a word: no suggestion, the valid fields
     assert second.startswith("packages/app.yaml:6:7: compose.services.web.volume: unknown field;")
-    assert "did you mean" not in second and "valid fields: cap_add, command," in second
+    assert "did you mean" not in second and "valid fields: cap_add, cap_drop," in second
 
 
 def test_version_name_extensions_and_develop_are_ignored_as_compose_ignores_them(
@@ -221,6 +221,27 @@ def test_limits_and_sizes_read_compose_units_after_interpolation(tmp_path: Path)
     assert (worker.cpus, worker.memory) == (2.0, 512 << 20)
 
 
+def test_containers_made_before_these_keys_keep_their_hash(tmp_path: Path) -> None:
+    """A container whose app uses none of the newer keys is not recreated by an upgrade: its
+    summary (whose hash is in its label) has exactly the keys it always had."""
+    write_app(tmp_path, "compose:\n  services:\n    web:\n      image: nginx:1.27\n")
+    assert set(containers_of(tmp_path)["web"].summary()) == {
+        "image",
+        "command",
+        "entrypoint",
+        "environment",
+        "ports",
+        "volumes",
+        "healthcheck",
+        "restart",
+        "labels",
+        "networks",
+        "init",
+        "user",
+        "working_dir",
+    }
+
+
 def test_a_secret_may_not_end_up_where_docker_shows_it(tmp_path: Path) -> None:
     write_app(
         tmp_path,
@@ -272,6 +293,11 @@ EVERYTHING = """compose:
       logging: {{driver: json-file, options: {{max-size: 1m}}}}
       healthcheck: {{disable: true}}
       deploy: {{resources: {{limits: {{cpus: "0.5", memory: 256m, pids: 64}}}}}}
+      read_only: true
+      cap_drop: [NET_RAW]
+      domainname: home.lan
+      dns_search: home.lan
+      dns_opt: [ndots:1]
     peer:
       image: {image}
       command: [sleep, "3600"]
@@ -315,6 +341,12 @@ def test_the_keys_reach_the_container_as_docker_inspect_shows(
     ]
     assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1m"}}
     assert config["Healthcheck"] == {"Test": ["NONE"]}
+    assert (host["ReadonlyRootfs"], host["CapDrop"]) == (True, ["NET_RAW"])
+    assert (config["Domainname"], host["DnsSearch"], host["DnsOptions"]) == (
+        "home.lan",
+        ["home.lan"],
+        ["ndots:1"],
+    )
     # the other service reaches it by its service name and by its compose container_name
     for name in ("app", "legacy-name"):
         ping = engine.exec_create("app-peer", ["ping", "-c", "1", "-W", "2", name])

@@ -257,16 +257,7 @@ _SERVICE_UNSUPPORTED: dict[str, str] = {
     },
     **{
         key: "not supported yet; leave it out"
-        for key in (
-            "annotations",
-            "cap_drop",
-            "dns_opt",
-            "dns_search",
-            "domainname",
-            "driver_opts",
-            "mac_address",
-            "read_only",
-        )
+        for key in ("annotations", "driver_opts", "mac_address")
     },
 }
 
@@ -319,6 +310,11 @@ class Service(ComposeModel):
         default=[], description="a service with profiles is not started (compose's default)"
     )
     develop: Any = Field(default=None, description="ignored: `compose watch` is for development")
+    read_only: bool = False
+    cap_drop: list[Text] = []
+    domainname: Text | None = None
+    dns_search: Text | list[Text] = []
+    dns_opt: list[Text] = []
     # Powers over the host: each needs its grant in the installation's `allow:`.
     network_mode: Text | None = Field(
         default=None, description="host: the node's network (grant host_network)"

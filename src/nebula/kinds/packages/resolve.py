@@ -554,6 +554,11 @@ class _Resolver:
                 for name, limit in sorted(service.ulimits.items())
             ),
             logging=self._logging(service, base),
+            read_only=service.read_only,
+            cap_drop=self._each(service.cap_drop, (*base, "cap_drop"), str),
+            domainname=self._optional(service.domainname, (*base, "domainname")),
+            dns_search=self._each(service.dns_search, (*base, "dns_search"), str),
+            dns_opt=self._each(service.dns_opt, (*base, "dns_opt"), str),
             network_mode=service.network_mode,
             privileged=service.privileged,
             cap_add=tuple(

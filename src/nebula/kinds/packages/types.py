@@ -154,6 +154,11 @@ class ContainerSpec:
     shm_size: int | None = None  # bytes
     ulimits: tuple[Ulimit, ...] = ()
     logging: LogConfig | None = None
+    read_only: bool = False
+    cap_drop: tuple[str, ...] = ()
+    domainname: str | None = None
+    dns_search: tuple[str, ...] = ()
+    dns_opt: tuple[str, ...] = ()
     # powers over the host, each allowed by a grant of the installation (see `grants`)
     network_mode: str | None = None  # host: no networks of its own
     privileged: bool = False
@@ -221,6 +226,11 @@ class ContainerSpec:
             "shm_size": self.shm_size,
             "ulimits": [str(u) for u in self.ulimits],
             "logging": logging,
+            "read_only": self.read_only,
+            "cap_drop": list(self.cap_drop),
+            "domainname": self.domainname,
+            "dns_search": list(self.dns_search),
+            "dns_opt": list(self.dns_opt),
             "network_mode": self.network_mode,
             "privileged": self.privileged,
             "cap_add": list(self.cap_add),

@@ -293,6 +293,10 @@ class DockerProvider:
             log_config=LogConfig(type=spec.logging.driver, config=dict(spec.logging.options))
             if spec.logging
             else None,
+            read_only=spec.read_only or None,
+            cap_drop=list(spec.cap_drop) or None,
+            dns_search=list(spec.dns_search) or None,
+            dns_opt=list(spec.dns_opt) or None,
             network_mode=spec.network_mode,
             privileged=spec.privileged,
             cap_add=list(spec.cap_add) or None,
@@ -336,6 +340,7 @@ class DockerProvider:
                     user=spec.user,
                     working_dir=spec.working_dir,
                     hostname=spec.hostname,
+                    domainname=spec.domainname,
                     platform=spec.platform,
                     stop_signal=spec.stop_signal,
                     stop_timeout=_seconds(spec.stop_grace_period),
