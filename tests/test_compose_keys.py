@@ -221,6 +221,25 @@ def test_limits_and_sizes_read_compose_units_after_interpolation(tmp_path: Path)
     assert (worker.cpus, worker.memory) == (2.0, 512 << 20)
 
 
+def test_container_name_is_an_alias_and_two_services_may_not_share_one(tmp_path: Path) -> None:
+    app_yaml = """compose:
+  services:
+    db:
+      image: postgres:16
+      container_name: postgres
+    web:
+      image: nginx:1.27
+"""
+    write_app(tmp_path, app_yaml)
+    db = containers_of(tmp_path)["db"]
+    assert (db.name, db.networks) == ("app-db", (("app_default", ("db", "postgres")),))
+    write_app(tmp_path, app_yaml + "      container_name: postgres\n")
+    assert errors_of(tmp_path) == [
+        "packages/app.yaml:8:7: compose.services.web.container_name: service 'db' has this "
+        "container_name too; give each its own"
+    ]
+
+
 def test_containers_made_before_these_keys_keep_their_hash(tmp_path: Path) -> None:
     """A container whose app uses none of the newer keys is not recreated by an upgrade: its
     summary (whose hash is in its label) has exactly the keys it always had."""

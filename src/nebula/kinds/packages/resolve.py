@@ -259,6 +259,7 @@ class _Resolver:
                 )
             )
         self._check_dependencies(compose)
+        self._check_container_names(compose)
         checks = resolve_probes(
             self.app.health_checks,
             containers,
@@ -787,6 +788,21 @@ class _Resolver:
             names = [service_name, *([named] if named else []), *aliases]
             attached.append((networks[net_name].name, tuple(dict.fromkeys(names))))
         return tuple(attached)
+
+    def _check_container_names(self, compose: Compose) -> None:
+        """Two services may not share a `container_name`: as compose, one name, one container."""
+        first: dict[str, str] = {}
+        for name, service in compose.services.items():
+            if service.container_name is None:
+                continue
+            other = first.setdefault(service.container_name, name)
+            if other != name:
+                self.issues.append(
+                    self._issue(
+                        ("compose", "services", name, "container_name"),
+                        f"service {other!r} has this container_name too; give each its own",
+                    )
+                )
 
     def _check_dependencies(self, compose: Compose) -> None:
         services = compose.services
