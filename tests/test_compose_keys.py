@@ -439,6 +439,35 @@ def test_only_the_hosts_namespaces_are_taken(tmp_path: Path) -> None:
     ]
 
 
+def test_granted_devices_and_sysctls_are_checked_like_compose(tmp_path: Path) -> None:
+    write_app(
+        tmp_path,
+        """allow: [devices, sysctls]
+compose:
+  services:
+    web:
+      image: nginx:1.27
+      devices: [/dev/ttyUSB0, {source: /dev/ttyACM0, target: /dev/zigbee, permissions: rw}]
+      sysctls: [net.core.somaxconn=1024]
+    bad:
+      image: nginx:1.27
+      devices: [ttyUSB0]
+      sysctls: [net.core.somaxconn]
+""",
+    )
+    assert errors_of(tmp_path) == [
+        "packages/app.yaml:10:17: compose.services.bad.devices[0]: device 'ttyUSB0': paths are "
+        "absolute, e.g. /dev/ttyUSB0",
+        "packages/app.yaml:11:17: compose.services.bad.sysctls[0]: 'net.core.somaxconn': "
+        "expected NAME=VALUE",
+    ]
+    text = (tmp_path / "packages" / "app.yaml").read_text()
+    (tmp_path / "packages" / "app.yaml").write_text(text.split("    bad:")[0])
+    web = containers_of(tmp_path)["web"]
+    assert web.devices == ("/dev/ttyUSB0:/dev/ttyUSB0:rwm", "/dev/ttyACM0:/dev/zigbee:rw")
+    assert web.sysctls == (("net.core.somaxconn", "1024"),)
+
+
 def test_a_catalog_package_is_granted_in_the_installation_file(tmp_path: Path) -> None:
     write_app(tmp_path, "package: zigbee\n", name="zb")
     (tmp_path / "catalog" / "zigbee").mkdir(parents=True)

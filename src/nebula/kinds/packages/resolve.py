@@ -562,9 +562,7 @@ class _Resolver:
             dns_opt=self._each(service.dns_opt, (*base, "dns_opt"), str),
             network_mode=service.network_mode,
             privileged=service.privileged,
-            cap_add=tuple(
-                self._text(cap, (*base, "cap_add", i)) for i, cap in enumerate(service.cap_add)
-            ),
+            cap_add=self._each(service.cap_add, (*base, "cap_add"), str),
             devices=self._each(
                 [d if isinstance(d, str) else _device_text(d) for d in service.devices],
                 (*base, "devices"),
@@ -603,7 +601,10 @@ class _Resolver:
             pairs = [(k, v, (*path, k)) for k, v in service.sysctls.items()]
         else:
             pairs = [(*e.partition("=")[::2], (*path, i)) for i, e in enumerate(service.sysctls)]
-        return tuple(sorted((key, self._text(value, at)) for key, value, at in pairs))
+        for key, value, at in pairs:
+            if not key or not value:
+                self.issues.append(self._issue(at, f"{excerpt(key)}: expected NAME=VALUE"))
+        return tuple(sorted((key, self._text(value, at)) for key, value, at in pairs if value))
 
     def _secrets_stay_inside(self, container: ContainerSpec, base: Path) -> None:
         """Secrets reach a container as environment, command, entrypoint or healthcheck only:
