@@ -42,12 +42,28 @@ def input_key(root: Path, catalog_dirs: list[Path]) -> str:
                 digest.update(read_file(path, root))
             except UnsafePathError as exc:  # refused unread; the full load reports it
                 digest.update(str(exc).encode())
+    for path in _installation_files(root):  # env files, configs: their content is the spec
+        digest.update(f"\n{path}\n".encode())
+        try:
+            digest.update(read_file(path, root))
+        except (UnsafePathError, OSError) as exc:
+            digest.update(str(exc).encode())
     for folder in catalog_dirs:  # installed with Nebula: names, sizes and times suffice
         for package_dir in _scan(folder):
             for entry in _scan(Path(package_dir.path)) if package_dir.is_dir() else [package_dir]:
                 stat = entry.stat()
                 digest.update(f"\n{entry.path} {stat.st_size} {stat.st_mtime_ns}".encode())
     return digest.hexdigest()
+
+
+def _installation_files(root: Path) -> list[Path]:
+    """Every file in the installations' folders (`packages/NAME/`), symlinks not followed."""
+    found = []
+    for top in _scan(root / "packages"):
+        if top.is_dir(follow_symlinks=False):
+            for folder, _, names in os.walk(top.path):
+                found += [Path(folder) / name for name in names]
+    return sorted(found)
 
 
 def _scan(folder: Path) -> list[os.DirEntry[str]]:

@@ -203,7 +203,6 @@ class Logging(ComposeModel):
 _SERVICE_UNSUPPORTED: dict[str, str] = {
     "build": "Nebula runs published images and builds none yet; build and push the image, "
     "then give it as `image:`",
-    "env_file": f"{_FILES}; list the variables under `environment:`",
     "label_file": f"{_FILES}; list the labels under `labels:`",
     "configs": f"{_FILES}; mount a named volume or an absolute host path under `volumes:`",
     "secrets": "compose secrets are not served as files yet; pass the secret as environment, "
@@ -262,6 +261,17 @@ _SERVICE_UNSUPPORTED: dict[str, str] = {
 }
 
 
+class EnvFile(ComposeModel):
+    """Compose's long `env_file` syntax: a file of the installation's folder."""
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "format": "Nebula reads compose's own env-file format only; leave it out"
+    }
+
+    path: Text
+    required: bool = Field(default=True, description="false: a missing file is passed over")
+
+
 class Service(ComposeModel):
     """A compose service. `develop` (watch rules of `compose watch`) is accepted and ignored."""
 
@@ -270,6 +280,10 @@ class Service(ComposeModel):
     image: Text
     ports: list[int | Text | PortMapping] = []
     environment: list[Text] | dict[str, Scalar] = {}
+    env_file: Text | list[Text | EnvFile] = Field(
+        default=[],
+        description="files of the installation's folder (packages/NAME/), under `environment:`",
+    )
     volumes: list[Text | VolumeMount] = []
     command: Text | list[Text] | None = None
     entrypoint: Text | list[Text] | None = None

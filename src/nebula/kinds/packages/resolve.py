@@ -9,6 +9,7 @@ pointing at the file and line to fix, before anything is touched.
 from __future__ import annotations
 
 import difflib
+import pathlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -33,6 +34,12 @@ from nebula.kinds.packages.compose import (
 )
 from nebula.kinds.packages.dependencies import Link, link
 from nebula.kinds.packages.probes import resolve_probes
+from nebula.kinds.packages.repo_files import (
+    MissingFileError,
+    installation_folder,
+    parse_env_file,
+    read_repo_file,
+)
 from nebula.kinds.packages.types import (
     RESERVED_LABEL_PREFIX,
     ContainerSpec,
@@ -47,6 +54,7 @@ from nebula.spec.base import check_ip_address
 from nebula.spec.compose import (
     Compose,
     DeviceMapping,
+    EnvFile,
     Limits,
     PortMapping,
     Service,
@@ -120,6 +128,7 @@ def resolve(
                 repo.config,
                 uses=[(k, provided[k.provider]) for k in links],
                 stand_ins=stand_ins,
+                folder=installation_folder(repo.root, by_name[name].doc.file),
             )
         except ConfigError as exc:
             issues.extend(exc.issues)
@@ -154,10 +163,12 @@ def resolve_installation(
     *,
     uses: Sequence[tuple[Link, Provided]] = (),
     stand_ins: Mapping[str, str] | None = None,
+    folder: pathlib.Path,
 ) -> tuple[DesiredInstallation, Provided | None]:
     """The installation's desired resources, and what it provides to dependants (if anything).
     `uses` are the requirements it depends on, with what their providers offer; `stand_ins`
-    maps secret names to their stand-ins (`stand_ins.stand_in`)."""
+    maps secret names to their stand-ins (`stand_ins.stand_in`); `folder` holds the files it
+    takes from the repo (`repo_files`)."""
     spec = source.spec
     version: str | None = None
     if spec.package is not None:
@@ -174,9 +185,8 @@ def resolve_installation(
             hooks=spec.hooks or Hooks(),
         )
         app_doc = source.doc
-    return _Resolver(
-        source, app, app_doc, config, uses, _SecretRefs({} if stand_ins is None else stand_ins)
-    ).run(version)
+    secrets = _SecretRefs({} if stand_ins is None else stand_ins)
+    return _Resolver(source, app, app_doc, config, folder, uses, secrets).run(version)
 
 
 def in_channel(version: str, channel: str) -> bool:
@@ -228,6 +238,7 @@ class _Resolver:
     app: AppDefinition
     app_doc: YamlDocument
     config: NebulaConfig
+    folder: pathlib.Path  # the installation's files (`repo_files`)
     uses: Sequence[tuple[Link, Provided]] = ()
     secrets: _SecretRefs = field(default_factory=lambda: _SecretRefs({}))
     issues: list[ConfigIssue] = field(default_factory=list)
@@ -729,7 +740,8 @@ class _Resolver:
         return tuple(self._text(part, (*path, i)) for i, part in enumerate(value))
 
     def _environment(self, service: Service, base: Path) -> tuple[tuple[str, str], ...]:
-        env: dict[str, str] = {}
+        """`env_file:` entries, then `environment:`, which wins (as compose)."""
+        env = self._env_files(service, base)
         items: Iterable[tuple[str, str | None, Path]]
         if isinstance(service.environment, list):
             pairs = []
@@ -745,6 +757,38 @@ class _Resolver:
                 continue
             env[key] = self._text(raw, path)
         return tuple(sorted(env.items()))
+
+    def _env_files(self, service: Service, base: Path) -> dict[str, str]:
+        """The variables of the service's env files, in order (a later file wins)."""
+        files = [service.env_file] if isinstance(service.env_file, str) else service.env_file
+        env: dict[str, str] = {}
+        for i, given in enumerate(files):
+            path: Path = (*base, "env_file", *([i] if isinstance(service.env_file, list) else []))
+            entry = given if isinstance(given, EnvFile) else EnvFile(path=given)
+            name = self._text(entry.path, path)
+            try:
+                data = read_repo_file(self.folder, name)
+            except ValueError as exc:
+                if entry.required or not isinstance(exc, MissingFileError):
+                    self.issues.append(self._issue(path, str(exc)))
+                continue
+            try:
+                entries = parse_env_file(data.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError) as exc:
+                self.issues.append(self._issue(path, f"{excerpt(name)}: {exc}"))
+                continue
+            for var in entries:
+                if var.value is None:
+                    self.issues.append(
+                        self._issue(
+                            path,
+                            f"{excerpt(name)} line {var.line}: {var.key} has no value; "
+                            f"write {var.key}=VALUE",
+                        )
+                    )
+                else:
+                    env[var.key] = var.value if var.literal else self._text(var.value, path)
+        return env
 
     def _labels(self, service: Service, base: Path) -> tuple[tuple[str, str], ...]:
         if isinstance(service.labels, list):
