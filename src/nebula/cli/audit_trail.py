@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from nebula.engine.catalog_edits import RepoEdit
     from nebula.engine.session import Store
     from nebula.kinds.packages.apply import ApplyResult
 
@@ -62,16 +63,13 @@ def record_apply(store: Store, repo: Path, result: ApplyResult) -> None:
         )
 
 
-def record_commit(
-    database_url: str | None, repo: Path, sha: str, message: str, paths: list[str]
-) -> None:
-    """A commit to the config repo made by a command (`nebula install` and the like)."""
+def record_commit(database_url: str | None, repo: Path, sha: str, edit: RepoEdit) -> None:
+    """A commit to the config repo made by a command (`nebula install` and the like), with the
+    grants its files give (installation -> grants), if any."""
     from nebula.engine.session import open_store
 
+    detail: dict[str, Any] = {"commit": sha, "message": edit.message, "files": edit.paths()}
+    if edit.granted:
+        detail["granted"] = {name: list(grants) for name, grants in edit.granted.items()}
     with open_store(database_url) as store:
-        record(
-            store,
-            "repo.commit",
-            str(repo.resolve())[-500:],
-            {"commit": sha, "message": message, "files": paths},
-        )
+        record(store, "repo.commit", str(repo.resolve())[-500:], detail)

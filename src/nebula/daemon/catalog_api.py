@@ -4,7 +4,9 @@ uninstall through commits to the config repo.
 An install or uninstall asked through the API is the same edit `nebula install` makes, checked
 the same way, committed on the branch's tip (from a scratch work tree, as the caller) and pushed
 to the repo the daemon follows; then a sync applies it like any other commit. In watch mode the
-followed folder is edited, and committed when it is a git work tree.
+followed folder is edited, and committed when it is a git work tree. A package needing powers
+over the host is installed only when the body's `allow` grants them (400 naming them otherwise),
+and each commit is recorded in the audit log (`repo.commit`, with the grants it gives).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from typing import Any
 
 from nebula.catalog import Catalog, builtin_catalog_dir
 from nebula.catalog.index import load_index
+from nebula.daemon.audit import AuditTrail
 from nebula.daemon.control import ControlError
 from nebula.daemon.gitsync import GitSource
 from nebula.engine import configrepo
 from nebula.engine.catalog_edits import (
+    GrantError,
     MarketplaceError,
     RepoEdit,
     install_edit,
@@ -27,6 +31,7 @@ from nebula.engine.catalog_edits import (
     uninstall_edit,
 )
 from nebula.errors import ConfigError, SyncError
+from nebula.kinds.packages.grants import grants_needed
 from nebula.paths import UnsafePathError
 from nebula.secrets import open_vault
 from nebula.spec.names import InvalidNameError
@@ -81,6 +86,9 @@ class Marketplace:
             ],
             "requires": [r.model_dump() for r in package.requires],
             "services": sorted(package.compose.services),
+            "grants": {
+                grant: list(services) for grant, services in grants_needed(package.compose).items()
+            },
         }
 
     def install(self, body: Mapping[str, Any], actor: str) -> dict[str, Any]:
@@ -90,23 +98,32 @@ class Marketplace:
             raise ControlError("invalid", 'give the package to install: {"package": NAME}')
         values = body.get("values") or {}
         expose = body.get("expose") or []
+        allow = body.get("allow") or []
         if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
             raise ControlError("invalid", '"values" is an object of strings')
         if not isinstance(expose, list) or not all(isinstance(h, str) for h in expose):
             raise ControlError("invalid", '"expose" is a list of hostnames')
+        if not isinstance(allow, list) or not all(isinstance(g, str) for g in allow):
+            raise ControlError("invalid", '"allow" is a list of grants, e.g. ["host_network"]')
 
         to_vault: dict[str, str] = {}
 
         def edit(folder: Path) -> RepoEdit:
-            added = plan_install(
-                load_repo(folder),
-                package,
-                name=_optional(body, "name"),
-                version=_optional(body, "version"),
-                values=values,
-                node=_optional(body, "node"),
-                expose=expose,
-            )
+            try:
+                added = plan_install(
+                    load_repo(folder),
+                    package,
+                    name=_optional(body, "name"),
+                    version=_optional(body, "version"),
+                    values=values,
+                    node=_optional(body, "node"),
+                    expose=expose,
+                    allow=allow,
+                )
+            except GrantError as exc:
+                grants = ", ".join(f'"{grant}"' for grant in (*allow, *exc.missing))
+                hint = f'; grant them with "allow": [{grants}]' if exc.missing else ""
+                raise ControlError("invalid", f"{exc}{hint}") from None
             missing = [f"{a.name}: {v.name}" for a in added for v in a.missing() if not v.secret]
             if missing:
                 raise ControlError("invalid", f"values needed: {', '.join(missing)}")
@@ -162,7 +179,11 @@ class Marketplace:
             raise ControlError("invalid", str(exc)) from None
         self.on_commit()
         change = made[0]
-        return {"commit": sha, "message": change.message, "files": change.paths()}
+        done: dict[str, Any] = {"commit": sha, "message": change.message, "files": change.paths()}
+        if change.granted:
+            done["granted"] = {name: list(grants) for name, grants in change.granted.items()}
+        AuditTrail(self.store).record(actor, "repo.commit", str(self.folder)[-500:], done)
+        return done
 
 
 def _optional(body: Mapping[str, Any], key: str) -> str | None:

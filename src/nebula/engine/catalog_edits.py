@@ -3,8 +3,9 @@
 Each operation works out the files to write or delete (`RepoEdit`) against the repo and the
 catalog, and refuses clearly what would not validate: an unknown package or version, a
 requirement no catalog version meets, an installation that already exists, an uninstall others
-depend on. The result is checked by loading the edited repo in full before anything is written,
-so a commit made from it never fails the daemon's validation. Committing is `configrepo`'s job.
+depend on, a package needing powers over the host nobody granted (`GrantError`, naming them).
+The result is checked by loading the edited repo in full before anything is written, so a
+commit made from it never fails the daemon's validation. Committing is `configrepo`'s job.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from nebula.engine.load import catalog_for, load_desired
 from nebula.errors import NebulaError
 from nebula.kinds.base import Desired
 from nebula.kinds.packages.dependencies import link, satisfies
+from nebula.kinds.packages.grants import GRANTS, grants_needed
 from nebula.kinds.packages.resolve import in_channel, selected_version
 from nebula.paths import read_file, within
 from nebula.spec.names import check_name
@@ -36,6 +38,15 @@ class MarketplaceError(NebulaError):
     """An install, upgrade or uninstall that cannot be done as asked."""
 
 
+class GrantError(MarketplaceError):
+    """What is installed needs powers over the host the install did not grant (`missing`), or
+    a grant asked for is unknown or needed by nothing."""
+
+    def __init__(self, message: str, missing: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.missing = tuple(missing)
+
+
 @dataclass(frozen=True)
 class NewInstallation:
     """One `packages/NAME.yaml` an install writes."""
@@ -46,10 +57,16 @@ class NewInstallation:
     node: str | None = None
     expose: tuple[str, ...] = ()
     required_by: str | None = None  # the installation this one is added for
+    allow: tuple[str, ...] = ()  # the grants written into its file
 
     @property
     def path(self) -> str:
         return f"{PACKAGES_DIR}/{self.name}.yaml"
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The grants its package's services need."""
+        return tuple(grants_needed(self.package.compose))
 
     def missing(self) -> list[Variable]:
         """Required variables without a value or a default: the user must give them."""
@@ -66,6 +83,8 @@ class NewInstallation:
         }
         if self.node:
             body["node"] = self.node
+        if self.allow:
+            body["allow"] = list(self.allow)
         if self.values:
             body["values"] = dict(sorted(self.values.items()))
         if self.expose:
@@ -79,11 +98,13 @@ class NewInstallation:
 
 @dataclass(frozen=True)
 class RepoEdit:
-    """Files to write (path -> text) and to delete, relative to the repo root."""
+    """Files to write (path -> text) and to delete, relative to the repo root; `granted`:
+    installation -> the grants its written file gives."""
 
     write: dict[str, str]
     delete: tuple[str, ...] = ()
     message: str = ""
+    granted: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def paths(self) -> list[str]:
         return [*self.write, *self.delete]
@@ -117,10 +138,12 @@ def plan_install(
     values: Mapping[str, str] | None = None,
     node: str | None = None,
     expose: Sequence[str] = (),
+    allow: Sequence[str] = (),
 ) -> list[NewInstallation]:
     """The installations to add for `package_name`: what it requires and is not installed yet
-    (providers first), then the package itself. `InvalidNameError` for a name outside the
-    grammar (`nebula.spec.names`), before the catalog is looked at."""
+    (providers first), then the package itself, each granted what it needs of `allow`.
+    `InvalidNameError` for a name outside the grammar (`nebula.spec.names`), before the catalog
+    is looked at; `GrantError` unless `allow` is exactly what they need."""
     check_name(package_name, "package name")
     if name is not None:
         check_name(name, "installation name")
@@ -138,10 +161,42 @@ def plan_install(
         )
     installer = _Installer(catalog, installed, existing, node)
     installer.add_requirements(package, [name])
-    return [
+    added = [
         *installer.added,
         NewInstallation(name, package, dict(values or {}), node, tuple(expose)),
     ]
+    _check_grants(added, allow)
+    return [dataclasses.replace(item, allow=item.needs) for item in added]
+
+
+def _check_grants(added: Sequence[NewInstallation], allow: Sequence[str]) -> None:
+    """`GrantError` unless `allow` grants what `added` needs, and nothing else."""
+    unknown = [grant for grant in allow if grant not in GRANTS]
+    if unknown:
+        raise GrantError(f"no grant {', '.join(unknown)} (grants: {', '.join(GRANTS)})")
+    needed = [grant for grant in GRANTS if any(grant in item.needs for item in added)]
+    needless = [grant for grant in GRANTS if grant in allow and grant not in needed]
+    if needless:
+        raise GrantError(
+            f"nothing installed needs {', '.join(needless)}: grant only what is needed "
+            f"({', '.join(needed) or 'nothing'})"
+        )
+    missing = [grant for grant in needed if grant not in allow]
+    if missing:
+        needs = "; ".join(
+            f"{item.package.name} {item.package.version} needs "
+            + ", ".join(
+                f"{grant} (service {', '.join(services)})"
+                for grant, services in grants_needed(item.package.compose).items()
+            )
+            for item in added
+            if item.needs
+        )
+        raise GrantError(
+            f"{needs}: powers over the host Nebula gives only when granted; not granted: "
+            f"{', '.join(missing)}",
+            missing,
+        )
 
 
 @dataclass
@@ -223,7 +278,8 @@ def install_edit(added: Sequence[NewInstallation]) -> RepoEdit:
     message = f"Install {target.name} ({target.package.name} {target.package.version})"
     if also:
         message += f" with {', '.join(also)}"
-    return RepoEdit({a.path: a.to_yaml() for a in added}, message=message)
+    granted = {a.name: a.allow for a in added if a.allow}
+    return RepoEdit({a.path: a.to_yaml() for a in added}, message=message, granted=granted)
 
 
 def uninstall_edit(repo: RepoSpec, name: str) -> RepoEdit:

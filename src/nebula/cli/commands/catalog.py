@@ -88,9 +88,11 @@ def show(
     repo: Repo = None,
     output: Output = OutputFormat.table,
 ) -> None:
-    """A package's services, variables and health checks (the config repo's own version of it
-    when its catalog/ has one)."""
+    """A package's services, the grants it needs, its variables and health checks (the config
+    repo's own version of it when its catalog/ has one)."""
     import difflib
+
+    from nebula.kinds.packages.grants import grants_needed
 
     catalog = _catalog(repo, output)
     with handle_errors(output):
@@ -100,8 +102,10 @@ def show(
         hint = f"; did you mean {close[0]!r}?" if close else ""
         abort(f"no package {name!r} in the catalog{hint}", EXIT_INVALID)
     package = entry.package
+    grants = grants_needed(package.compose)
     if output is OutputFormat.json:
-        print_json(package.model_dump(mode="json"))
+        needs = {grant: list(services) for grant, services in grants.items()}
+        print_json(package.model_dump(mode="json") | {"grants": needs})
         return
     console().print(f"[bold]{package.name}[/] {package.version}  [dim]{package.category}[/]")
     if package.description:
@@ -113,6 +117,11 @@ def show(
             f"  {service_name}: {service.image}" + (f"  ports {ports}" if ports else ""),
             markup=False,
         )
+    if grants:
+        allow = " ".join(f"--allow {grant}" for grant in grants)
+        console().print(f"\n[bold]grants[/] (powers over the host; install with {allow})")
+        for grant, services in grants.items():
+            console().print(f"  {grant}: service {', '.join(services)}", markup=False)
     if package.variables:
         console().print("\n[bold]variables[/]")
         for var in package.variables:

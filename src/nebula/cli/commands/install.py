@@ -85,6 +85,16 @@ def install(
         list[str] | None,
         typer.Option("--expose", help="Serve it at this hostname through the proxy (repeatable)."),
     ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow",
+            help="Grant a power over the host the package needs, e.g. host_network or devices "
+            "(repeatable; written as `allow:`). Without the grants it needs, install refuses, "
+            "naming them.",
+            show_default=False,
+        ),
+    ] = None,
     repo: Repo = Path("."),
     dry_run: DryRun = False,
     no_wait: NoWait = False,
@@ -104,30 +114,39 @@ def install(
       nebula install uptime-kuma --expose status.home.example.com
 
       nebula install nextcloud --set NEXTCLOUD_ADMIN_USER=admin --dry-run
+
+      nebula install home-assistant --allow host_network --allow devices
     """
-    from nebula.engine.catalog_edits import install_edit, plan_install
+    from nebula.engine.catalog_edits import GrantError, install_edit, plan_install
 
     quiet = output is OutputFormat.json
     given = _parse_sets(sets or [])
 
     def make_edit(spec: RepoSpec) -> RepoEdit:
-        added = plan_install(
-            spec,
-            package,
-            name=name,
-            version=version,
-            values=given,
-            node=node,
-            expose=expose or [],
-        )
+        try:
+            added = plan_install(
+                spec,
+                package,
+                name=name,
+                version=version,
+                values=given,
+                node=node,
+                expose=expose or [],
+                allow=allow or [],
+            )
+        except GrantError as exc:
+            flags = " ".join(f"--allow {grant}" for grant in exc.missing)
+            abort(f"{exc}; add {flags} to grant them" if flags else str(exc))
         _check_given(added[-1], given)
         added = [_with_values(a, quiet, dry_run, database_url) for a in added]
         edit = install_edit(added)
         if not quiet:
             for item in added:
                 why = f" (required by {item.required_by})" if item.required_by else ""
+                granted = f", granted {', '.join(item.allow)}" if item.allow else ""
                 err_console().print(
-                    f"[green]+[/] {item.path}: {item.package.name} {item.package.version}{why}",
+                    f"[green]+[/] {item.path}: {item.package.name} {item.package.version}"
+                    f"{why}{granted}",
                     highlight=False,
                 )
         return edit
@@ -246,7 +265,10 @@ def _submit(run: _Run, root: Path, edit: RepoEdit, purge: str | None) -> None:
 
         planned = preview(desired, run.database_url, docker_host, ["packages"])
         if quiet:
-            print_json({"dry_run": True, "message": edit.message} | plan_json(planned))
+            print_json(
+                {"dry_run": True, "message": edit.message, "granted": edit.granted}
+                | plan_json(planned)
+            )
         else:
             console().print(f"Would commit: {edit.message}", highlight=False)
             render_plan(planned)
@@ -254,7 +276,7 @@ def _submit(run: _Run, root: Path, edit: RepoEdit, purge: str | None) -> None:
     if not configrepo.is_git_repo(root):
         abort(f"{root} is not a git work tree: `git init` it (nebula init does) and commit")
     sha = configrepo.commit(root, edit)
-    record_commit(run.database_url, root, sha, edit.message, edit.paths())
+    record_commit(run.database_url, root, sha, edit)
     remote = configrepo.push(root)
     report: dict[str, Any] = {"message": edit.message, "commit": sha, "pushed_to": remote}
     if not quiet:
