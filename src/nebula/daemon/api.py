@@ -21,8 +21,9 @@ Routes (JSON in and out; every error is `{"error": message}`, never HTML):
     GET  /api/v1/marketplace/packages?q=TERM&category=C   {"packages": [...]}, best match first
     GET  /api/v1/marketplace/packages/{name}   versions, variables, requirements; 404
     POST /api/v1/marketplace/install    body {"package", "name"?, "version"?, "values"?, "node"?,
-                                        "expose"?}: 202 {commit, message, files}; 400 (values
-                                        missing, invalid), 409 (refused: exists, conflicts)
+                                        "expose"?, "allow"?}: 202 {commit, message, files}; 400
+                                        (values missing, invalid; a grant the package needs not
+                                        in "allow"), 409 (refused: exists, conflicts)
     GET  /api/v1/marketplace/installations     as /installations
     DELETE /api/v1/marketplace/installations/{name}   202 {commit, ...}; 409 while depended on
     GET  /metrics                       Prometheus text format (prometheus_client's registry)
