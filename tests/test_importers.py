@@ -1,6 +1,7 @@
 """`nebula catalog import`: the fixture Runtipi, CasaOS and Umbrel stores become packages that load,
-validate, resolve and plan; what cannot be converted is reported with its reason; importing again
-changes nothing; built-in packages are never replaced."""
+validate, resolve and plan; powers over the host stay in the package for an installation to grant;
+what cannot be converted is reported with its reason; importing again changes nothing; built-in
+packages are never replaced."""
 
 from __future__ import annotations
 
@@ -21,17 +22,22 @@ from nebula.cli.commands.catalog_import import catalog_errors
 STORES = Path(__file__).resolve().parent / "fixtures" / "appstores"
 runner = CliRunner()
 
+VPN_ROUTED = (
+    "service qbittorrent uses network_mode service:gluetun; Nebula takes only network_mode host"
+)
+# The grants packages of the fixture stores need (their installations' `allow:`).
+GRANTS = {
+    "s-wg-easy": ["cap_add", "sysctls"],
+    "s-homeassistant": ["host_network", "cap_add", "devices"],
+}
 EXPECTED = {  # imported under the prefix "s-" (several are named like built-in packages)
     "runtipi": (
-        {"s-it-tools", "s-nextcloud", "s-uptime-kuma", "s-vaultwarden"},
-        {
-            "wg-easy": "service wg-easy needs extra kernel capabilities (cap_add)",
-            "homebridge": "supports only arm64, not amd64",
-        },
+        {"s-it-tools", "s-nextcloud", "s-uptime-kuma", "s-vaultwarden", "s-wg-easy"},
+        {"homebridge": "supports only arm64, not amd64"},
     ),
     "casaos": (
-        {"s-jellyfin", "s-photoprism", "s-syncthing"},
-        {"HomeAssistant": "service homeassistant uses network_mode host"},
+        {"s-homeassistant", "s-jellyfin", "s-photoprism", "s-syncthing"},
+        {"QBittorrentVPN": VPN_ROUTED},
     ),
     "umbrel": (
         {"s-bitcoin", "s-btc-rpc-explorer", "s-nextcloud", "s-uptime-kuma"},
@@ -98,10 +104,10 @@ def test_store_imports_into_packages_that_load_and_resolve(store: str, tmp_path:
             for v in entry.package.variables
             if v.required
         }
+        installation = {"package": entry.package.name, "version": entry.package.version}
+        allow = GRANTS.get(entry.package.name)
         (repo / "packages" / f"{entry.package.name}.yaml").write_text(
-            yaml.safe_dump(
-                {"package": entry.package.name, "version": entry.package.version, "values": values}
-            )
+            yaml.safe_dump(installation | {"values": values} | ({"allow": allow} if allow else {}))
         )
     assert f"{len(imported)} installations valid" in run("validate", str(repo))
 
@@ -289,7 +295,7 @@ def test_importing_again_changes_nothing_and_keeps_hand_edits_unless_forced(
     # an unchanged store: every package is unchanged, nothing is written, exit 0
     out = run(*args, "--arch", "amd64", "--prefix", "casa-")
     assert "= casa-syncthing 1.27.12  unchanged" in out
-    assert "0 of 4 casaos apps imported" in out and "; 3 unchanged; 1 not converted" in out
+    assert "0 of 5 casaos apps imported" in out and "; 4 unchanged; 1 not converted" in out
     assert target.read_text() == written
 
     # a package edited by hand is kept as it is, and said so
@@ -302,7 +308,7 @@ def test_importing_again_changes_nothing_and_keeps_hand_edits_unless_forced(
         "changed): kept; --force replaces it"
     )
     assert "# my edit" in target.read_text()
-    assert len(again.having("unchanged")) == 2
+    assert len(again.having("unchanged")) == 3
 
     # --force replaces it with what the store gives
     forced = convert("casaos", into, prefix="casa-", force=True)
@@ -325,19 +331,18 @@ def test_cli_reports_imported_and_skipped_apps(tmp_path: Path) -> None:
     args = ["catalog", "import", "--from", "casaos", str(STORES / "casaos"), "--into", str(into)]
     out = run(*args, "--arch", "amd64", "--prefix", "casa-")
     assert "✓ casa-jellyfin 10.10.7" in out
-    assert "✗ HomeAssistant: service homeassistant uses network_mode host" in out
-    assert "3 of 4 casaos apps imported" in out
+    assert f"✗ QBittorrentVPN: {VPN_ROUTED}" in out
+    assert "4 of 5 casaos apps imported" in out
     json_args = [*args, "--arch", "amd64", "--prefix", "casa-", "--output", "json"]
     data = json.loads(run(*json_args))
     assert data["ok"] is True and data["imported"] == [] and data["kept"] == []
     assert {a["name"] for a in data["unchanged"]} == {
+        "casa-homeassistant",
         "casa-jellyfin",
         "casa-photoprism",
         "casa-syncthing",
     }
-    assert data["skipped"] == [
-        {"app": "HomeAssistant", "reason": "service homeassistant uses network_mode host"}
-    ]
+    assert data["skipped"] == [{"app": "QBittorrentVPN", "reason": VPN_ROUTED}]
     # nothing converts: exit 1
     data = json.loads(run(*args, "--arch", "riscv64", "--output", "json", code=1))
     assert data["ok"] is False and not data["imported"]
@@ -514,7 +519,7 @@ def test_apps_named_like_built_in_packages_are_not_imported_unless_prefixed(
 ) -> None:
     into = tmp_path / "catalog"
     report = convert("runtipi", into)
-    assert [a.name for a in report.imported] == ["it-tools"]
+    assert [a.name for a in report.imported] == ["it-tools", "wg-easy"]
     reasons = {a.app: a.reason for a in report.skipped}
     assert reasons["vaultwarden"] == (
         "vaultwarden is the name of a built-in package, which this one would replace for every "
@@ -522,33 +527,76 @@ def test_apps_named_like_built_in_packages_are_not_imported_unless_prefixed(
         "(e.g. --prefix runtipi-)"
     )
     assert {"nextcloud", "uptime-kuma"} <= reasons.keys()
-    assert sorted(p.name for p in into.iterdir()) == ["it-tools"]
+    assert sorted(p.name for p in into.iterdir()) == ["it-tools", "wg-easy"]
     prefixed = convert("runtipi", into, prefix="runtipi-")
     assert {a.name for a in prefixed.imported} == {
         "runtipi-it-tools",
         "runtipi-nextcloud",
         "runtipi-uptime-kuma",
         "runtipi-vaultwarden",
+        "runtipi-wg-easy",
     }
 
 
-def test_an_app_that_needs_host_devices_is_not_converted(tmp_path: Path) -> None:
-    store = tmp_path / "store" / "Apps"
-    shutil.copytree(STORES / "casaos" / "Apps" / "Jellyfin", store / "Jellyfin")
-    compose = store / "Jellyfin" / "docker-compose.yml"
-    compose.write_text(
-        compose.read_text().replace(
-            "  jellyfin:\n", "  jellyfin:\n    devices:\n      - /dev/dri:/dev/dri\n", 1
-        )
-    )
-    report = convert("casaos", tmp_path / "catalog", tmp_path / "store", prefix="s-")
-    assert [(a.app, a.reason) for a in report.skipped] == [
-        (
-            "Jellyfin",
-            "service jellyfin needs host devices (devices), which Nebula cannot grant a "
-            "container yet",
-        )
+def test_an_app_using_powers_over_the_host_keeps_them_for_its_installation_to_grant(
+    tmp_path: Path, docker_host: str
+) -> None:
+    repo = tmp_path / "lab"
+    report = convert("casaos", repo / "catalog", prefix="s-")
+    [result] = [a for a in report.imported if a.app == "HomeAssistant"]
+    assert (
+        "needs the grants host_network, cap_add, devices: an installation gives them with "
+        "`allow: [host_network, cap_add, devices]`"
+    ) in result.notes
+    service = package(repo / "catalog", "s-homeassistant")["compose"]["services"]["homeassistant"]
+    assert service["network_mode"] == "host"
+    assert service["cap_add"] == ["NET_ADMIN", "NET_RAW"]
+    assert service["devices"] == ["/dev/ttyUSB0:/dev/ttyUSB0"]
+    # on the host's network the app listens on the node's port itself: checked there
+    assert package(repo / "catalog", "s-homeassistant")["health_checks"] == [
+        {"name": "web", "url": "http://127.0.0.1:8123/"}
     ]
+
+    # installed without the grants, the repo is invalid, naming each grant to add and where
+    (repo / "nebula.yaml").write_text("")
+    (repo / "packages").mkdir()
+    home = repo / "packages" / "home.yaml"
+    home.write_text("package: s-homeassistant\n")
+    out = run("validate", str(repo), code=2)
+    assert "invalid config (3 problems)" in out
+    assert (
+        "packages/home.yaml:1:1: package: service 'homeassistant' uses `network_mode` "
+        "(catalog/s-homeassistant/2024.9.3.yaml:10), a power over the host Nebula gives only "
+        "when granted; add `allow: [host_network]` to packages/home.yaml to grant it"
+    ) in out
+    for grant in ("cap_add", "devices"):
+        assert f"uses `{grant}`" in out and f"add `allow: [{grant}]` to packages/home.yaml" in out
+
+    # granted, it validates and plans the container on the host's network with its powers
+    home.write_text("package: s-homeassistant\nallow: [host_network, cap_add, devices]\n")
+    assert "1 installation valid" in run("validate", str(repo))
+    plan = json.loads(run("plan", str(repo), "--docker-host", docker_host, "--output", "json"))
+    [container] = [c for c in plan["changes"] if c["kind"] == "container"]
+    assert (container["name"], container["action"]) == ("home-homeassistant", "create")
+    assert "granted: host_network, cap_add, devices" in container["reason"]
+
+
+def test_a_service_on_the_host_network_publishes_nothing(tmp_path: Path) -> None:
+    runtipi_app(
+        tmp_path / "store",
+        "dns",
+        [{"name": "dns", "image": "pihole/pihole:2024.07.0", "isMain": True, "internalPort": 80,
+          "networkMode": "host", "privileged": True,
+          "addPorts": [{"hostPort": 53, "containerPort": 53, "udp": True}]}],
+        url_suffix="/admin",
+    )  # fmt: skip
+    report = convert("runtipi", tmp_path / "catalog", tmp_path / "store")
+    [result] = report.imported
+    assert "service dns: on the host's network; dropped its ports" in result.notes
+    dns = package(tmp_path / "catalog", "dns")
+    assert "ports" not in dns["compose"]["services"]["dns"]
+    assert "variables" not in dns  # no PORT to choose: the app listens on the node's port 80
+    assert dns["health_checks"] == [{"name": "web", "url": "http://127.0.0.1:80/admin"}]
 
 
 def test_a_package_requiring_one_that_was_rejected_is_not_written_either(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from nebula.catalog.importers.common import (
     image_tag,
     localized,
     map_strings,
+    on_host_network,
     package_name,
     read_compose,
     rewrite,
@@ -60,7 +61,8 @@ def convert(app_dir: Path, options: Options) -> Draft:
     compose = convert_compose(data, ctx)
     compose = map_strings(compose, lambda s: rewrite(s, {}, {"AppID": name}))
     web_port = str(store.get("port_map") or "").strip()
-    published = _publish_web_port(compose["services"][main], web_port)
+    host_network = on_host_network(compose["services"][main])
+    published = not host_network and _publish_web_port(compose["services"][main], web_port)
     image = str(data["services"][main].get("image", ""))
     draft = Draft(
         name=name,
@@ -74,8 +76,11 @@ def convert(app_dir: Path, options: Options) -> Draft:
     tip = localized((store.get("tips") or {}).get("before_install"))
     if tip:
         draft.notes.append("store tip: " + " ".join(tip.split())[:300])
+    index = str(store.get("index") or "/")
     if published:
-        draft.health_checks = [web_health_check(str(store.get("index") or "/"))]
+        draft.health_checks = [web_health_check(index)]
+    elif host_network and web_port:  # the app listens on the node's port_map itself
+        draft.health_checks = [web_health_check(index, web_port)]
     elif web_port:
         draft.notes.append(f"web UI port {web_port} is not published by service {main}")
     builtins = {**_BUILTINS}

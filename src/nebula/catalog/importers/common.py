@@ -6,15 +6,17 @@ follows:
 
 - Compose keys Nebula's subset supports are kept; keys that only tune a container (logging,
   limits, grace periods) are dropped with a note; keys without which the app cannot work as the
-  store meant it (`privileged`, `cap_add`, host networking, `build` without an image, ...) make
-  the app unconvertible, with the reason.
+  store meant it (`build` without an image, `env_file`, `configs`, ...) make the app
+  unconvertible, with the reason.
+- Powers over the host (host networking, `privileged`, `cap_add`, `devices`, `sysctls`, `pid` or
+  `ipc: host`) are kept: the package declares what it uses, an installation grants it with
+  `allow:`, and a note names the grants. A service on the host's network publishes nothing and
+  joins no network, so its `ports` and `networks` are dropped with a note.
 - The store's app-data folder (`${APP_DATA_DIR}/data/db`, `/DATA/AppData/$AppID/config`) becomes
   a named volume (`db`, `config`): Nebula keeps named volumes across updates and removals.
 - The store's built-in variables are renamed to Nebula variables with defaults (`APP_PORT` →
   `PORT`), replaced by constants (`$AppID` → the package name), and every other variable the app
   still refers to is declared, required unless the reference carries its own default.
-- Host devices (`devices:`) make the app unconvertible until installations can grant them: an
-  app converted without the hardware it exists for would only fail later, and less clearly.
 """
 
 from __future__ import annotations
@@ -35,17 +37,29 @@ from nebula.spec.yamlfile import parse_yaml
 # Keys without which the app would not run as its store meant: the app is not converted.
 BLOCKING_KEYS = {
     "build": "builds its image from source",
-    "privileged": "runs privileged",
-    "cap_add": "needs extra kernel capabilities (cap_add)",
-    "pid": "shares the host's process namespace (pid)",
-    "ipc": "shares an IPC namespace (ipc)",
-    "sysctls": "sets kernel parameters (sysctls)",
     "env_file": "reads an env_file shipped with the store",
     "configs": "uses compose configs",
     "secrets": "uses compose secrets",
     "extends": "extends another compose file",
     "volumes_from": "mounts another container's volumes (volumes_from)",
-    "devices": "needs host devices (devices), which Nebula cannot grant a container yet",
+}
+# Keys Nebula takes only as `host` (with its grant); the app is not converted with another value.
+HOST_ONLY_KEYS = ("network_mode", "pid", "ipc")
+
+
+def on_host_network(service: dict[str, Any]) -> bool:
+    return service.get("network_mode") == "host"
+
+
+# A grant (an installation's `allow:`) → whether a converted service uses the power it gives.
+GRANTS: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "host_network": on_host_network,
+    "privileged": lambda service: bool(service.get("privileged")),
+    "cap_add": lambda service: bool(service.get("cap_add")),
+    "devices": lambda service: bool(service.get("devices")),
+    "sysctls": lambda service: bool(service.get("sysctls")),
+    "host_pid": lambda service: service.get("pid") == "host",
+    "host_ipc": lambda service: service.get("ipc") == "host",
 }
 # Keys Nebula names or manages itself: dropped without a note.
 SILENT_KEYS = {"container_name", "hostname", "version", "name"}
@@ -307,6 +321,12 @@ def convert_compose(raw: dict[str, Any], ctx: Context) -> dict[str, Any]:
         if isinstance(declaration, dict) and declaration.get("external"):
             raise UnconvertibleError(f"volume {name} is external (created outside the app)")
         ctx.volumes.setdefault(str(name))
+    grants = [g for g, uses in GRANTS.items() if any(uses(s) for s in out.values())]
+    if grants:
+        ctx.note(
+            f"needs the grants {', '.join(grants)}: an installation gives them with "
+            f"`allow: [{', '.join(grants)}]`"
+        )
     compose: dict[str, Any] = {"services": out}
     if ctx.volumes:
         compose["volumes"] = dict(ctx.volumes)
@@ -327,10 +347,12 @@ def _service(name: str, raw: Any, ctx: Context) -> dict[str, Any]:
         key = str(raw_key)
         if key.startswith("x-") or key in SILENT_KEYS:
             continue
-        if key == "network_mode":
-            if str(value) not in ("bridge", "default"):
-                raise UnconvertibleError(f"service {name} uses network_mode {value}")
-            continue
+        if key == "network_mode" and str(value) in ("bridge", "default"):
+            continue  # what every service gets
+        if key in HOST_ONLY_KEYS and value is not None and str(value) != "host":
+            raise UnconvertibleError(
+                f"service {name} uses {key} {value}; Nebula takes only {key} host"
+            )
         if key == "build":
             ctx.note(f"service {name}: dropped build (the image {raw['image']} is used)")
             continue
@@ -342,6 +364,10 @@ def _service(name: str, raw: Any, ctx: Context) -> dict[str, Any]:
         converted = _KEY_CONVERTERS.get(key, _keep)(name, value, ctx)
         if converted not in (None, [], {}):
             out[key] = converted
+    if on_host_network(out):
+        for key in ("ports", "networks"):
+            if out.pop(key, None) is not None:
+                ctx.note(f"service {name}: on the host's network; dropped its {key}")
     out.setdefault("restart", "unless-stopped")
     return out
 
@@ -559,7 +585,8 @@ def declare_variables(
     draft.variables = declared
 
 
-def web_health_check(path: str | None) -> dict[str, Any]:
-    """An HTTP check of the app's web UI on its published `PORT`."""
+def web_health_check(path: str | None, port: str = "${PORT}") -> dict[str, Any]:
+    """An HTTP check of the app's web UI on its published `PORT` (or, for a service on the
+    host's network, the `port` it listens on)."""
     suffix = "/" + (path or "").strip().lstrip("/")
-    return {"name": "web", "url": "http://127.0.0.1:${PORT}" + suffix}
+    return {"name": "web", "url": f"http://127.0.0.1:{port}{suffix}"}

@@ -26,15 +26,18 @@ from nebula.catalog.importers.common import (
     convert_compose,
     declare_variables,
     map_strings,
+    on_host_network,
     package_name,
     read_compose,
     read_mapping,
     rewrite,
+    split_colons,
     version_name,
     web_health_check,
 )
 
 _DATA_DIR = (re.compile(r"\$\{APP_DATA_DIR\}|\$APP_DATA_DIR\b"),)
+_APP_PORT = re.compile(r"\$\{?APP_PORT\b")
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 # Keys of the dynamic JSON form whose compose name is not simply snake_case.
 _JSON_KEYS = {
@@ -66,6 +69,7 @@ def convert(app_dir: Path, options: Options) -> Draft:
         raw = _from_yaml(app_dir / "docker-compose.yml", port, options.arch)
     else:
         raise UnconvertibleError("has neither docker-compose.json nor docker-compose.yml")
+    web = _web_port(raw)
     compose = convert_compose(raw, ctx)
     builtins = _builtins(port)
     renames = {store: b.name for store, b in builtins.items()}
@@ -83,8 +87,12 @@ def convert(app_dir: Path, options: Options) -> Draft:
     )
     if config.get("deprecated"):
         draft.notes.append("deprecated in the store")
-    if port and not config.get("no_gui") and any("${PORT" in s for s in _port_texts(compose)):
-        draft.health_checks = [web_health_check(config.get("url_suffix"))]
+    if port and web is not None and not config.get("no_gui"):
+        service, container_port = web
+        on_host = on_host_network(compose["services"][service])  # listens on the node's port
+        draft.health_checks = [
+            web_health_check(config.get("url_suffix"), container_port if on_host else "${PORT}")
+        ]
     declare_variables(draft, own, builtins)
     return draft
 
@@ -208,5 +216,10 @@ def _from_yaml(path: Path, port: Any, arch: str) -> dict[str, Any]:
     return data
 
 
-def _port_texts(compose: dict[str, Any]) -> list[str]:
-    return [str(p) for s in compose["services"].values() for p in s.get("ports", [])]
+def _web_port(raw: dict[str, Any]) -> tuple[str, str] | None:
+    """The service publishing the app's `APP_PORT`, and the container port behind it."""
+    for name, service in raw["services"].items():
+        for port in (service or {}).get("ports") or []:
+            if isinstance(port, str) and _APP_PORT.search(port):
+                return str(name), split_colons(port)[-1].split("/")[0]
+    return None

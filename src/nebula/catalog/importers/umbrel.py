@@ -2,7 +2,8 @@
 
 Umbrel puts every app behind its `app_proxy` service, told by `APP_HOST` (a container name such
 as `nextcloud_web_1`, or an exported IP) and `APP_PORT` where the web UI is; here that service
-publishes `APP_PORT` on the manifest's `port` instead, as the `PORT` variable. Containers reach
+publishes `APP_PORT` on the manifest's `port` instead, as the `PORT` variable (a service on the
+host's network listens on `APP_PORT` itself, and is checked there). Containers reach
 each other as `<id>_<service>_1` or at fixed IPs exported by `exports.sh`; Nebula gives each
 service its name on the installation's network, so both become the service name. Umbrel fills in
 `APP_DATA_DIR` (named volumes here), `APP_PASSWORD` / `APP_SEED` (derived from the device seed;
@@ -32,6 +33,7 @@ from nebula.catalog.importers.common import (
     declare_variables,
     drop_dependencies_on,
     map_strings,
+    on_host_network,
     package_name,
     read_compose,
     read_mapping,
@@ -117,7 +119,8 @@ def convert(app_dir: Path, options: Options) -> Draft:
     compose = convert_compose(app.compose, ctx)
     drop_dependencies_on(compose, app.removed)
     port = manifest.get("port")
-    if web is not None:
+    on_host = web is not None and on_host_network(compose["services"][web[0]])
+    if web is not None and not on_host:
         service, container_port = web
         ports = compose["services"][service].setdefault("ports", [])
         ports.insert(0, f"${{PORT:-{port}}}:{container_port}")
@@ -141,8 +144,11 @@ def convert(app_dir: Path, options: Options) -> Draft:
         compose=compose,
         notes=ctx.notes,
     )
-    if web is not None and port:
-        draft.health_checks = [web_health_check(str(manifest.get("path") or "/"))]
+    path = str(manifest.get("path") or "/")
+    if web is not None and on_host:  # the app listens on the node's port itself
+        draft.health_checks = [web_health_check(path, web[1])]
+    elif web is not None and port:
+        draft.health_checks = [web_health_check(path)]
     elif app.proxy:
         draft.notes.append("app_proxy names no service of the app: its web UI is not published")
     draft.provides = app.provides()
@@ -152,7 +158,9 @@ def convert(app_dir: Path, options: Options) -> Draft:
         draft.notes.append(f"default login: {user or '(none)'} / {password or 'APP_PASSWORD'}")
     if (app_dir / "hooks").is_dir():
         draft.notes.append("Umbrel hooks/ scripts are not converted")
-    builtins = _builtins(port if web is not None else None, app.exports, app.derived, set(ip_names))
+    builtins = _builtins(
+        port if web is not None and not on_host else None, app.exports, app.derived, set(ip_names)
+    )
     hint = "; perhaps exported by one of its dependencies" if manifest.get("dependencies") else ""
     declare_variables(draft, [], builtins, hint, provided)
     return draft
@@ -232,7 +240,8 @@ def _resolve(value: Any, exports: dict[str, str]) -> str:
 def _web_target(
     env: Any, services: dict[str, Any], exports: dict[str, str], app_id: str
 ) -> tuple[str, str] | None:
-    """The (service, container port) app_proxy forwards to, if any."""
+    """The (service, container port) app_proxy forwards to, if any: the service it names, or
+    else the app's one service on the host's network."""
     if isinstance(env, list):
         env = dict(str(e).split("=", 1) for e in env if "=" in str(e))
     host, port = env.get("APP_HOST"), env.get("APP_PORT")
@@ -245,6 +254,9 @@ def _web_target(
         for address in _addresses(service):
             if address in (host_text, resolved) or _resolve(address, exports) == resolved:
                 return service_name, _resolve(port, exports)
+    on_host = [name for name, service in services.items() if on_host_network(service or {})]
+    if len(on_host) == 1:  # APP_HOST is then the node's own address
+        return on_host[0], _resolve(port, exports)
     return None
 
 
