@@ -51,7 +51,7 @@ def test_unsupported_keys_are_refused_at_their_line_with_why_and_what_instead(
       secrets: [db_password]
       links: [db]
       uts: host
-      configs: [app_config]
+      volumes_from: [db]
   secrets:
     db_password: {file: ./db_password.txt}
 """,
@@ -73,9 +73,8 @@ def test_unsupported_keys_are_refused_at_their_line_with_why_and_what_instead(
         "packages/app.yaml:9:7: compose.services.web.uts: 'uts' is a compose key Nebula does "
         "not support yet: it gives the container powers over the host, which Nebula does not "
         "grant yet; run the app without it, or outside Nebula",
-        "packages/app.yaml:10:7: compose.services.web.configs: 'configs' is a compose key Nebula "
-        "does not support yet: files beside the compose file are not read yet; mount a named "
-        "volume or an absolute host path under `volumes:`",
+        "packages/app.yaml:10:7: compose.services.web.volumes_from: 'volumes_from' is a compose "
+        "key Nebula does not support yet: mount the same named volume in both services",
         "packages/app.yaml:11:3: compose.secrets: 'secrets' is a compose key Nebula does not "
         "support yet: compose secrets are not served as files yet; keep the value in the vault "
         "(`nebula secrets set NAME`) and pass it as environment, `NAME: ${secret:NAME}`",

@@ -6,8 +6,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import docker
 import pytest
+from typer.testing import CliRunner
 
+import servers
+from nebula.cli.app import app
 from nebula.engine.load import load_desired
 from nebula.engine.memo import input_key
 from nebula.errors import ConfigError
@@ -133,4 +137,79 @@ def test_an_installation_without_a_folder_is_told_where_its_files_go(tmp_path: P
     assert errors_of(tmp_path) == [
         "packages/app.yaml:3:32: compose.services.web.env_file: '.env': there is no folder "
         "packages/app/",
+    ]
+
+
+FILES_APP = """compose:
+  services:
+    web:
+      image: {image}
+      command: [sleep, "3600"]
+      init: true
+      configs: [app_config, {{source: secret_ish, target: /etc/app/limited.conf, mode: 0440}}]
+      volumes: ["./conf/app.ini:/etc/app.ini"]
+    other:
+      image: {image}
+      command: [sleep, "3600"]
+      init: true
+  configs:
+    app_config: {{file: ./app.conf}}
+    secret_ish: {{file: limited.conf}}
+"""
+
+
+def test_configs_and_relative_binds_are_mounted_and_an_edit_recreates_only_their_service(
+    tmp_path: Path, docker_host: str, test_image: str
+) -> None:
+    files = {"app.conf": "greeting = hello\n", "limited.conf": "x\n", "conf/app.ini": "[a]\n"}
+    write_app(tmp_path, FILES_APP.format(image=test_image), files)
+    cli = CliRunner()
+    database = ["--docker-host", docker_host, "--database-url", f"sqlite:///{tmp_path}/n.db"]
+    result = cli.invoke(app, ["apply", str(tmp_path), *database])
+    assert result.exit_code == 0, result.output
+    engine = docker.APIClient(base_url=docker_host, version=servers.DOCKER_API_VERSION)
+
+    def run(*command: str) -> str:
+        exec_id = engine.exec_create("app-web", list(command))
+        return engine.exec_start(exec_id).decode()
+
+    assert run("cat", "/app_config") == "greeting = hello\n"  # compose's default target
+    assert run("cat", "/etc/app.ini") == "[a]\n"
+    assert run("stat", "-c", "%a", "/etc/app/limited.conf").strip() == "440"
+    assert "Read-only file system" in run("sh", "-c", "echo changed > /etc/app.ini 2>&1")
+    ids = {name: engine.inspect_container(name)["Id"] for name in ("app-web", "app-other")}
+
+    (tmp_path / "packages" / "app" / "app.conf").write_text("greeting = hi\n")
+    result = cli.invoke(app, ["apply", str(tmp_path), *database])
+    assert result.exit_code == 0, result.output
+    assert engine.inspect_container("app-other")["Id"] == ids["app-other"]
+    assert engine.inspect_container("app-web")["Id"] != ids["app-web"]
+    assert run("cat", "/app_config") == "greeting = hi\n"
+
+
+def test_configs_and_binds_leaving_the_folder_are_refused_at_their_line(tmp_path: Path) -> None:
+    write_app(
+        tmp_path,
+        """compose:
+  services:
+    web:
+      image: nginx:1.27
+      configs: [app_config, missing, {source: app_config, target: relative/path}]
+      volumes: ["../app.yaml:/etc/x", "./conf:/etc/conf", "~/x:/etc/y"]
+  configs:
+    app_config: {file: /etc/hostname}
+""",
+        {"conf/a.ini": ""},
+    )
+    at = "packages/app.yaml:{}:{}: compose.services.web.{}: "
+    folder = (tmp_path / "packages" / "app").resolve()
+    assert errors_of(tmp_path) == [
+        at.format(5, 17, "configs[0]")
+        + "'/etc/hostname' is absolute: name a file inside packages/app/",
+        at.format(5, 29, "configs[1]") + "config 'missing' is not declared under compose.configs",
+        at.format(5, 38, "configs[2]") + "target 'relative/path' must be an absolute path",
+        at.format(6, 17, "volumes[0]") + f"'../app.yaml': resolves outside {folder}; refused",
+        at.format(6, 39, "volumes[1]") + "'./conf': not a regular file (a folder); refused",
+        at.format(6, 59, "volumes[2]") + "bind mount '~/x': use an absolute host path, a file "
+        "of the installation's folder (./NAME) or a named volume",
     ]

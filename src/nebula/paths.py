@@ -39,6 +39,13 @@ def builtin_catalog_dir() -> Path:
     return shipped if shipped.is_dir() else here.parents[1] / "catalog"
 
 
+def repo_files_dir() -> Path:
+    """Where apply writes the files installations take from the config repo, to bind them."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("nebula")) / "files"
+
+
 def within(root: Path, path: str | Path) -> Path:
     """`root / path` resolved (symlinks followed; it need not exist), or `UnsafePathError`
     when that leaves `root`."""

@@ -204,7 +204,6 @@ _SERVICE_UNSUPPORTED: dict[str, str] = {
     "build": "Nebula runs published images and builds none yet; build and push the image, "
     "then give it as `image:`",
     "label_file": f"{_FILES}; list the labels under `labels:`",
-    "configs": f"{_FILES}; mount a named volume or an absolute host path under `volumes:`",
     "secrets": "compose secrets are not served as files yet; pass the secret as environment, "
     "`NAME: ${secret:NAME}`",
     "extends": "write the service out in full",
@@ -272,6 +271,34 @@ class EnvFile(ComposeModel):
     required: bool = Field(default=True, description="false: a missing file is passed over")
 
 
+class ServiceConfig(ComposeModel):
+    """Compose's long syntax of a service's `configs:` entry."""
+
+    unsupported: ClassVar[dict[str, str]] = {
+        key: "the file is mounted read-only as the container's owner of it; give `mode` "
+        "instead, or leave it out"
+        for key in ("uid", "gid")
+    }
+
+    source: Text
+    target: Text | None = Field(default=None, description="default: /SOURCE")
+    mode: int = Field(default=0o444, ge=0, le=0o777, description="e.g. 0440")
+
+
+class ConfigDeclaration(ComposeModel):
+    """A top-level `configs:` entry: a file of the installation's folder."""
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "content": "write the content into a file of the installation's folder and give `file:`",
+        "environment": "write the value into a file of the installation's folder and give `file:`",
+        "external": "configs come from the installation's folder; give `file:`",
+        "name": "configs are not named on the engine; leave it out",
+        "template_driver": "not supported yet; leave it out",
+    }
+
+    file: Text = Field(description="a file of the installation's folder (packages/NAME/)")
+
+
 class Service(ComposeModel):
     """A compose service. `develop` (watch rules of `compose watch`) is accepted and ignored."""
 
@@ -285,6 +312,9 @@ class Service(ComposeModel):
         description="files of the installation's folder (packages/NAME/), under `environment:`",
     )
     volumes: list[Text | VolumeMount] = []
+    configs: list[Text | ServiceConfig] = Field(
+        default=[], description="top-level configs mounted read-only, at /NAME by default"
+    )
     command: Text | list[Text] | None = None
     entrypoint: Text | list[Text] | None = None
     depends_on: list[str] | dict[str, DependsOn] = []
@@ -406,7 +436,6 @@ class Compose(ComposeModel):
     unsupported: ClassVar[dict[str, str]] = {
         "secrets": "compose secrets are not served as files yet; keep the value in the vault "
         "(`nebula secrets set NAME`) and pass it as environment, `NAME: ${secret:NAME}`",
-        "configs": f"{_FILES}; mount a named volume or an absolute host path",
         "include": "write the included services into this file",
         "models": "AI models are not provisioned; run the model server as a service",
     }
@@ -416,3 +445,4 @@ class Compose(ComposeModel):
     services: dict[ServiceName, Service] = Field(min_length=1)
     volumes: dict[str, VolumeDeclaration | None] = {}
     networks: dict[str, NetworkDeclaration | None] = {}
+    configs: dict[str, ConfigDeclaration] = {}

@@ -183,7 +183,8 @@ def parse_tmpfs(entry: str) -> tuple[str, str]:
 
 
 def parse_mount(value: str | VolumeMount) -> Mount:
-    """`name:/path[:ro]`, `/host/path:/path[:ro]` or the long form. Anonymous volumes are refused."""
+    """`name:/path[:ro]`, `/host/path:/path[:ro]`, `./file:/path[:ro]` (a file of the
+    installation's folder) or the long form. Anonymous volumes are refused."""
     if isinstance(value, VolumeMount):
         source = value.source or ""
         if value.type != "tmpfs" and not source:
@@ -203,9 +204,10 @@ def parse_mount(value: str | VolumeMount) -> Mount:
         source, target = parts[0], parts[1]
         kind = "bind" if source.startswith(("/", ".", "~")) else "volume"
         mount = Mount(kind, source, target, len(parts) == 3 and parts[2] == "ro")
-    if mount.type == "bind" and not mount.source.startswith("/"):
+    if mount.type == "bind" and mount.source.startswith("~"):
         raise ValueError(
-            f"bind mount {excerpt(mount.source)}: use an absolute host path or a named volume"
+            f"bind mount {excerpt(mount.source)}: use an absolute host path, a file of the "
+            "installation's folder (./NAME) or a named volume"
         )
     if mount.type == "volume" and not COMPOSE_NAME.fullmatch(mount.source):
         raise ValueError(f"volume name {excerpt(mount.source)} is not valid: {COMPOSE_NAME_RULE}")

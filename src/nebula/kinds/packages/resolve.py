@@ -45,8 +45,10 @@ from nebula.kinds.packages.types import (
     ContainerSpec,
     DesiredInstallation,
     LogConfig,
+    Mount,
     NetworkSpec,
     PortBinding,
+    RepoFile,
     Ulimit,
     VolumeSpec,
 )
@@ -58,6 +60,7 @@ from nebula.spec.compose import (
     Limits,
     PortMapping,
     Service,
+    ServiceConfig,
     VolumeMount,
 )
 from nebula.spec.config import NebulaConfig
@@ -459,34 +462,7 @@ class _Resolver:
 
         environment = self._environment(service, base)
         ports = self._ports(service, base)
-        mounts = []
-        for i, volume in enumerate(service.volumes):
-            path = (*base, "volumes", i)
-            raw_mount = (
-                self._text(volume, path) if isinstance(volume, str) else self._fields(volume, path)
-            )
-            try:
-                mount = parse_mount(raw_mount)
-            except ValueError as exc:
-                self.issues.append(self._issue((*base, "volumes", i), str(exc)))
-                continue
-            if mount.type == "volume":
-                decl = compose.volumes.get(mount.source)
-                external = decl is not None and decl.external
-                docker_name = mount.source if external else f"{self.name}_{mount.source}"
-                if decl is not None and decl.name:
-                    docker_name = self._text(decl.name, ("compose", "volumes", mount.source))
-                spec = VolumeSpec(
-                    self.name,
-                    docker_name,
-                    (decl.driver if decl else None) or "local",
-                    tuple(sorted(decl.driver_opts.items())) if decl else (),
-                )
-                if not external:  # an external volume is used, never created nor claimed
-                    volumes.setdefault(mount.source, spec)
-                mount = type(mount)(mount.type, spec.name, mount.target, mount.read_only)
-            mounts.append(mount)
-
+        mounts, files = self._mounts(service, compose, base, volumes)
         labels = self._labels(service, base)
         attached: tuple[tuple[str, tuple[str, ...]], ...] = ()
         if service.network_mode is None:
@@ -524,6 +500,7 @@ class _Resolver:
             environment=environment,
             ports=tuple(ports),
             mounts=tuple(mounts),
+            files=tuple(files),
             healthcheck=health,
             restart=service.restart,
             labels=labels,
@@ -757,6 +734,80 @@ class _Resolver:
                 continue
             env[key] = self._text(raw, path)
         return tuple(sorted(env.items()))
+
+    def _mounts(
+        self, service: Service, compose: Compose, base: Path, volumes: dict[str, VolumeSpec]
+    ) -> tuple[list[Mount], list[RepoFile]]:
+        """The service's volumes (named volumes are added to `volumes`) and the files it
+        takes from the installation's folder (`configs:`, relative bind mounts)."""
+        mounts: list[Mount] = []
+        files = self._configs(service, compose, base)
+        for i, volume in enumerate(service.volumes):
+            path = (*base, "volumes", i)
+            raw_mount = (
+                self._text(volume, path) if isinstance(volume, str) else self._fields(volume, path)
+            )
+            try:
+                mount = parse_mount(raw_mount)
+            except ValueError as exc:
+                self.issues.append(self._issue((*base, "volumes", i), str(exc)))
+                continue
+            if mount.type == "bind" and not mount.source.startswith("/"):
+                files += self._repo_files(mount.source, mount.target, 0o444, path)
+                continue
+            if mount.type == "volume":
+                decl = compose.volumes.get(mount.source)
+                external = decl is not None and decl.external
+                docker_name = mount.source if external else f"{self.name}_{mount.source}"
+                if decl is not None and decl.name:
+                    docker_name = self._text(decl.name, ("compose", "volumes", mount.source))
+                spec = VolumeSpec(
+                    self.name,
+                    docker_name,
+                    (decl.driver if decl else None) or "local",
+                    tuple(sorted(decl.driver_opts.items())) if decl else (),
+                )
+                if not external:  # an external volume is used, never created nor claimed
+                    volumes.setdefault(mount.source, spec)
+                mount = type(mount)(mount.type, spec.name, mount.target, mount.read_only)
+            mounts.append(mount)
+        return mounts, files
+
+    def _configs(self, service: Service, compose: Compose, base: Path) -> list[RepoFile]:
+        """The service's `configs:`: files of the installation's folder, read-only."""
+        files = []
+        for i, given in enumerate(service.configs):
+            path: Path = (*base, "configs", i)
+            entry = given if isinstance(given, ServiceConfig) else ServiceConfig(source=given)
+            declared = compose.configs.get(entry.source)
+            if declared is None:
+                hint = _did_you_mean(entry.source, list(compose.configs))
+                self.issues.append(
+                    self._issue(
+                        path,
+                        f"config {excerpt(entry.source)} is not declared under compose.configs"
+                        f"{hint}",
+                    )
+                )
+                continue
+            name = self._text(declared.file, ("compose", "configs", entry.source, "file"))
+            target = self._optional(entry.target, (*path, "target")) or f"/{entry.source}"
+            files += self._repo_files(name, target, entry.mode, path)
+        return files
+
+    def _repo_files(self, name: str, target: str, mode: int, path: Path) -> list[RepoFile]:
+        """The file `name` of the installation's folder, to mount at `target` (none when it
+        cannot be read: the issue is recorded)."""
+        if not target.startswith("/"):
+            self.issues.append(
+                self._issue(path, f"target {excerpt(target)} must be an absolute path")
+            )
+            return []
+        try:
+            return [RepoFile(name, target, mode, read_repo_file(self.folder, name))]
+        except ValueError as exc:
+            self.issues.append(self._issue(path, str(exc)))
+            return []
 
     def _env_files(self, service: Service, base: Path) -> dict[str, str]:
         """The variables of the service's env files, in order (a later file wins)."""

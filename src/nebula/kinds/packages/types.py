@@ -75,6 +75,25 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class RepoFile:
+    """A file of the installation's folder mounted read-only at `target` (compose `configs:`
+    and relative bind mounts). Its content is part of the spec through `digest`; apply writes
+    it under Nebula's own files folder, named by digest and mode, and binds it."""
+
+    source: str  # as written, inside the installation's folder
+    target: str
+    mode: int
+    content: bytes = field(repr=False)
+
+    @property
+    def digest(self) -> str:
+        return _hash_bytes(self.content + f"\n{self.mode:o}".encode())
+
+    def __str__(self) -> str:
+        return f"{self.source}@{self.digest}:{self.target}:{self.mode:o}"
+
+
+@dataclass(frozen=True)
 class HealthSpec:
     test: tuple[str, ...]
     interval: float | None = None
@@ -129,6 +148,7 @@ class ContainerSpec:
     environment: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     ports: tuple[PortBinding, ...] = ()
     mounts: tuple[Mount, ...] = ()
+    files: tuple[RepoFile, ...] = ()
     healthcheck: HealthSpec | None = None
     restart: str = "no"
     labels: tuple[tuple[str, str], ...] = ()
@@ -210,6 +230,7 @@ class ContainerSpec:
             logging = {"driver": self.logging.driver, "options": dict(self.logging.options)}
         optional = {  # each only when set (0 is Docker's unset): older containers keep their hash
             "device_requests": [str(d) for d in self.device_requests],
+            "files": [str(f) for f in self.files],
             "expose": list(self.expose),
             "hostname": self.hostname,
             "platform": self.platform,
@@ -373,7 +394,11 @@ class Observed:
 
 
 def _hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+    return _hash_bytes(text.encode())
+
+
+def _hash_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:20]
 
 
 # -- the packages' plan ------------------------------------------------------------------

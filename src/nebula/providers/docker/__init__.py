@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nebula.errors import ProviderError
@@ -36,10 +37,12 @@ from nebula.kinds.packages.types import (
     ObservedContainer,
     ObservedNetwork,
     ObservedVolume,
+    RepoFile,
     VolumeSpec,
     canonical_json,
     reveal,
 )
+from nebula.paths import repo_files_dir
 from nebula.providers.docker.http import EngineReader
 
 if TYPE_CHECKING:
@@ -58,8 +61,11 @@ class ContainerStatus:
 
 
 class DockerProvider:
-    def __init__(self, base_url: str | None = None, timeout: float = 120.0) -> None:
+    def __init__(
+        self, base_url: str | None = None, timeout: float = 120.0, files_dir: Path | None = None
+    ) -> None:
         self.base_url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        self.files_dir = files_dir or repo_files_dir()  # the repo's files, bound into containers
         self._api: docker.APIClient | None = None
         self._timeout = timeout
         self._watcher: _EventWatcher | None = None
@@ -278,6 +284,10 @@ class DockerProvider:
                 Mount(m.target, m.source or None, type=m.type, read_only=m.read_only)
                 for m in spec.mounts
             ]
+            + [
+                Mount(f.target, str(self._materialise(f, spec.name)), type="bind", read_only=True)
+                for f in spec.files
+            ]
             or None,
             restart_policy={"Name": restart_name, "MaximumRetryCount": int(retries or 0)},
             init=spec.init,
@@ -360,6 +370,25 @@ class DockerProvider:
             for net, aliases in other_nets:
                 api.connect_container_to_network(container_id, net, aliases=list(aliases))
         return container_id
+
+    def _materialise(self, file: RepoFile, container: str) -> Path:
+        """The file written under `files_dir`, named by its digest (content and mode): an
+        unchanged file is written once, and a changed one never alters what a running
+        container sees."""
+        if not self.is_local:
+            raise ProviderError(
+                f"container {container}",
+                f"{file.source} is a file of the config repo, bound from this machine: the "
+                f"Docker Engine at {self.base_url} must run here (unix://)",
+            )
+        path = self.files_dir / file.digest
+        if not path.exists():
+            self.files_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}")
+            partial.write_bytes(file.content)
+            partial.chmod(file.mode)
+            partial.replace(path)
+        return path
 
     def start_container(self, container_id: str, name: str) -> None:
         self.watcher()  # subscribe before the start, so no event is missed
