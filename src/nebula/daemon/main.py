@@ -85,7 +85,7 @@ def run(config: DaemonConfig) -> None:
     lock = hold_lock(config.data_dir)
     check_integrity(config.store_url)  # every page, once: the CLI checks only the header
     store = Store(config.store_url)
-    provider = DockerProvider(config.docker_host)
+    provider = DockerProvider(config.docker_host, files_dir=config.data_dir / "files")
     source = None
     if not config.watch:
         source = GitSource(
