@@ -139,6 +139,20 @@ def test_a_variable_used_but_given_nowhere_points_at_where_it_is_used(tmp_path: 
     assert "variable DB_HOST has no value (used at catalog/wordpress/6.4.2.yaml:16)" in error
 
 
+def test_a_bad_value_for_a_catalog_package_is_reported_at_the_installation(
+    tmp_path: Path,
+) -> None:
+    """Fixed where it was given: the installation's file and the variable, and where the
+    package uses it."""
+    write_repo(tmp_path, {"dns.yaml": "package: adguard-home\nvalues:\n  PORT: abc\n"})
+    (error,) = errors_of(tmp_path)
+    assert error.startswith(
+        "packages/dns.yaml:3:3: values.PORT: 'abc' is not a port number (1-65535) (the package "
+        "uses it at catalog/adguard-home/"
+    )
+    assert ": compose.services.adguardhome.ports[2])" in error
+
+
 def test_dependency_cycles_and_unknown_services_are_errors(tmp_path: Path) -> None:
     write_repo(
         tmp_path,

@@ -433,7 +433,31 @@ class _Resolver:
         return self._issue(path, str(exc))
 
     def _issue(self, path: Path, message: str) -> ConfigIssue:
-        return self.app_doc.issue(path, message)
+        """An issue at `path` of the app. When the app is a catalog package and the value there
+        is made from a value the installation gives, the issue is the installation's: at that
+        value in its file, saying where the package uses it."""
+        issue = self.app_doc.issue(path, message)
+        given = self._given_in(path)
+        if given is None:
+            return issue
+        return self.source.doc.issue(
+            ("values", given),
+            f"{message} (the package uses it at {issue.file}:{issue.line}: {issue.field})",
+        )
+
+    def _given_in(self, path: Path) -> str | None:
+        """The first variable the installation gives under `values:` that the catalog package's
+        value at `path` refers to; None for an inline app or a value made of none."""
+        if self.app_doc is self.source.doc:
+            return None
+        raw: Any = self.app_doc.data
+        for part in path:
+            try:
+                raw = raw[part]
+            except (KeyError, IndexError, TypeError):
+                return None
+        given = self.source.spec.values
+        return next((n for s in _strings(raw) for n in sorted(_names(s)) if n in given), None)
 
     # -- services --------------------------------------------------------------------------
 
