@@ -177,3 +177,29 @@ def test_an_installed_value_like_a_number_stays_the_text_given() -> None:
     added = NewInstallation("cache", entry.package, values={"PORT": "08", "MODE": "0o17"})
     document = parse_yaml(added.to_yaml(), "packages/cache.yaml").data
     assert document["values"] == {"MODE": "0o17", "PORT": "08"}
+
+
+@pytest.mark.parametrize(
+    ("written", "text"),
+    [("08", "8"), ("1e3", "1000"), ("1.0", "1"), ("1e6", "1e+06"), ("1.5", "1.5"),
+     ("0.00001", "1e-05"), (".inf", "+Inf"), ("-8", "-8"), ("0777", "511")],
+)  # fmt: skip
+def test_a_number_where_text_is_wanted_reads_as_compose_writes_it(
+    tmp_path: Path, written: str, text: str
+) -> None:
+    """Compose turns an unquoted number into text with Go's `%v`; so does Nebula."""
+    from nebula.spec.base import StrictModel, Text
+
+    class Holder(StrictModel):
+        value: Text
+
+    doc = parse_yaml(f"value: {written}\n", "x.yaml")
+    assert Holder.model_validate(doc.data).value == text
+
+
+def test_a_config_mode_written_as_text_is_octal() -> None:
+    from nebula.spec.compose import ServiceConfig
+
+    assert ServiceConfig.model_validate({"source": "a", "mode": "0440"}).mode == 0o440
+    assert ServiceConfig.model_validate({"source": "a", "mode": "644"}).mode == 0o644
+    assert ServiceConfig.model_validate({"source": "a", "mode": 0o440}).mode == 0o440

@@ -4,7 +4,9 @@ as text."""
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
@@ -66,9 +68,33 @@ def _as_text(value: Any) -> Any:
     """YAML reads `8080`, `1.0` or `true` as numbers and booleans; the spec wants their text."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, float):
+        return _float_text(value)
+    if isinstance(value, int):
         return str(value)
     return value
+
+
+def _float_text(value: float) -> str:
+    """A number as compose writes it (Go's `%v`: the shortest digits that read back, with an
+    exponent from 1e+06 up and below 1e-04): `8`, `1000`, `1.5`, `1e+06`, `+Inf`."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    assert isinstance(exponent, int)  # finite
+    shown = "".join(map(str, digits))
+    point = len(shown) + exponent  # where the decimal point falls among the digits
+    minus = "-" if sign else ""
+    if not -4 < point <= 6:  # the exponent form
+        mantissa = shown[0] + ("." + shown[1:] if len(shown) > 1 else "")
+        return f"{minus}{mantissa}e{point - 1:+03d}"
+    if point <= 0:
+        return f"{minus}0.{'0' * -point}{shown}"
+    if point >= len(shown):
+        return f"{minus}{shown}{'0' * (point - len(shown))}"
+    return f"{minus}{shown[:point]}.{shown[point:]}"
 
 
 # The JSON Schema of each (`nebula schema export`) says what YAML may hold, before conversion.

@@ -275,14 +275,22 @@ class ServiceConfig(ComposeModel):
     """Compose's long syntax of a service's `configs:` entry."""
 
     unsupported: ClassVar[dict[str, str]] = {
-        key: "the file is mounted read-only as the container's owner of it; give `mode` "
-        "instead, or leave it out"
+        key: "the file keeps the owner it has on the node; give `mode` to let others read it, "
+        "or leave it out"
         for key in ("uid", "gid")
     }
 
     source: Text
     target: Text | None = Field(default=None, description="default: /SOURCE")
     mode: int = Field(default=0o444, ge=0, le=0o777, description="e.g. 0440")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _octal(cls, mode: object) -> object:
+        """A mode written as text is octal, as compose reads it (`"0440"`, `"440"`)."""
+        if isinstance(mode, str) and mode.strip().isdigit():
+            return int(mode.strip(), 8)
+        return mode
 
 
 class ConfigDeclaration(ComposeModel):
