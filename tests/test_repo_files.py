@@ -213,3 +213,23 @@ def test_configs_and_binds_leaving_the_folder_are_refused_at_their_line(tmp_path
         at.format(6, 59, "volumes[2]") + "bind mount '~/x': use an absolute host path, a file "
         "of the installation's folder (./NAME) or a named volume",
     ]
+
+
+def test_a_file_of_the_folder_asked_for_writable_is_refused_not_silently_read_only(
+    tmp_path: Path,
+) -> None:
+    for written in ('"./app.conf:/etc/app.conf:rw"',
+                    "{type: bind, source: ./app.conf, target: /etc/app.conf, read_only: false}"):  # fmt: skip
+        root = tmp_path / str(len(written))
+        (root / "packages" / "app").mkdir(parents=True)
+        (root / "nebula.yaml").write_text("{}\n")
+        (root / "packages" / "app" / "app.conf").write_text("x=1\n")
+        (root / "packages" / "app.yaml").write_text(
+            "compose:\n  services:\n    web:\n      image: busybox\n"
+            f"      volumes:\n        - {written}\n"
+        )
+        with pytest.raises(ConfigError) as caught:
+            load_desired(root)
+        [issue] = caught.value.issues
+        assert "always mounted read-only; leave out `rw`" in str(issue), issue
+        assert issue.file == "packages/app.yaml" and issue.line == 6

@@ -777,6 +777,20 @@ class _Resolver:
                 self.issues.append(self._issue((*base, "volumes", i), str(exc)))
                 continue
             if mount.type == "bind" and not mount.source.startswith("/"):
+                writable = (
+                    raw_mount.endswith(":rw")
+                    if isinstance(raw_mount, str)
+                    else "read_only" in raw_mount.model_fields_set and not raw_mount.read_only
+                )
+                if writable:  # it would be mounted read-only: say so rather than surprise
+                    self.issues.append(
+                        self._issue(
+                            path,
+                            "a file from the installation's folder is always mounted read-only; "
+                            "leave out `rw`, or keep data the app writes in a named volume",
+                        )
+                    )
+                    continue
                 files += self._repo_files(mount.source, mount.target, 0o444, path)
                 continue
             if mount.type == "volume":
