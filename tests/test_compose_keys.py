@@ -62,8 +62,8 @@ def test_unsupported_keys_are_refused_at_their_line_with_why_and_what_instead(
         "not support yet: Nebula runs published images and builds none yet; build and push the "
         "image, then give it as `image:`",
         "packages/app.yaml:6:7: compose.services.web.label_file: 'label_file' is a compose key "
-        "Nebula does not support yet: files beside the compose file are not read yet; list the "
-        "labels under `labels:`",
+        "Nebula does not support yet: label files are not read (env_file and configs are); list "
+        "the labels under `labels:`",
         "packages/app.yaml:7:7: compose.services.web.secrets: 'secrets' is a compose key Nebula "
         "does not support yet: compose secrets are not served as files yet; pass the secret as "
         "environment, `NAME: ${secret:NAME}`",

@@ -34,7 +34,6 @@ _PRIVILEGED = (
     "it gives the container powers over the host, which Nebula does not grant yet; "
     "run the app without it, or outside Nebula"
 )
-_FILES = "files beside the compose file are not read yet"
 
 
 class ComposeModel(StrictModel):
@@ -203,7 +202,8 @@ class Logging(ComposeModel):
 _SERVICE_UNSUPPORTED: dict[str, str] = {
     "build": "Nebula runs published images and builds none yet; build and push the image, "
     "then give it as `image:`",
-    "label_file": f"{_FILES}; list the labels under `labels:`",
+    "label_file": "label files are not read (env_file and configs are); list the labels under "
+    "`labels:`",
     "secrets": "compose secrets are not served as files yet; pass the secret as environment, "
     "`NAME: ${secret:NAME}`",
     "extends": "write the service out in full",
