@@ -233,3 +233,11 @@ def test_a_file_of_the_folder_asked_for_writable_is_refused_not_silently_read_on
         [issue] = caught.value.issues
         assert "always mounted read-only; leave out `rw`" in str(issue), issue
         assert issue.file == "packages/app.yaml" and issue.line == 6
+
+
+def test_an_env_file_line_may_use_the_lines_before_it(tmp_path: Path) -> None:
+    """As compose reads it: an earlier line of the file is found before the app's variables."""
+    app = ENV_APP.replace('default: "8080"', 'default: "8080"}\n  - {name: A, default: "app"')
+    write_app(tmp_path, app, {"common.env": "A=1\nD=$A\nE=${A}x\nF=${PORT}\n", "web.env": ""})
+    env = dict(containers_of(tmp_path)["worker"].environment)
+    assert (env["D"], env["E"], env["F"]) == ("1", "1x", "8080")

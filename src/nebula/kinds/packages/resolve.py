@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import pathlib
+from collections import ChainMap
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -394,9 +395,12 @@ class _Resolver:
             self.issues.append(self.source.doc.issue(("values", key), str(exc)))
             return value
 
-    def _text(self, text: str, path: Path) -> str:
+    def _text(self, text: str, path: Path, first: Mapping[str, str] | None = None) -> str:
+        """`text` interpolated; `first`: variables looked up before the installation's values
+        (an env file's earlier lines, as compose reads it)."""
+        values = ChainMap(dict(first), self.values) if first else self.values
         try:
-            return interpolate(text, self.values, self.secrets)
+            return interpolate(text, values, self.secrets)
         except InterpolationError as exc:
             self.issues.append(self._where_to_fix(path, exc))
             return text
@@ -876,7 +880,7 @@ class _Resolver:
                         )
                     )
                 else:
-                    env[var.key] = var.value if var.literal else self._text(var.value, path)
+                    env[var.key] = var.value if var.literal else self._text(var.value, path, env)
         return env
 
     def _labels(self, service: Service, base: Path) -> tuple[tuple[str, str], ...]:
