@@ -544,3 +544,24 @@ def test_granted_powers_reach_the_container_and_the_plan_shows_them(
         "app-tuned", ["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"]
     )
     assert engine.exec_start(sysctl).decode().strip() == "80"
+
+
+@pytest.mark.docker
+def test_an_image_for_another_platform_is_fetched_for_that_platform(
+    docker_host: str, test_image: str
+) -> None:
+    """`platform:` decides which image runs: the local image serves its own platform; for
+    another one it is pulled for that platform (here no registry answers, so it fails saying
+    so), never replaced by the local image of another platform."""
+    from nebula.errors import ProviderError
+    from nebula.providers.docker import DockerProvider
+
+    provider = DockerProvider(docker_host)
+    try:
+        arch = provider.api.inspect_image(test_image)["Architecture"]
+        provider.ensure_image(test_image, f"linux/{arch}")  # present: no pull
+        other = "s390x" if arch != "s390x" else "amd64"
+        with pytest.raises(ProviderError, match="not present locally and pull failed"):
+            provider.ensure_image(test_image, f"linux/{other}")
+    finally:
+        provider.close()

@@ -366,7 +366,7 @@ class _Runner:
         }
         for change in by_service.values():
             if change.action in (Action.CREATE, Action.UPDATE):
-                self.provider.ensure_image(change.desired.image)  # type: ignore[union-attr]
+                self.provider.ensure_image(change.desired.image, change.desired.platform)  # type: ignore[union-attr]
 
         ids: dict[str, str] = {}
         fresh: list[tuple[str, str]] = []  # containers this apply made: id, name

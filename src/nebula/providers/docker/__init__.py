@@ -71,7 +71,7 @@ class DockerProvider:
         self._watcher: _EventWatcher | None = None
         self._lock = threading.Lock()  # guards the event watcher
         self._api_lock = threading.Lock()  # one client, even when threads ask for it at once
-        self._images: set[str] = set()
+        self._images: set[tuple[str, str | None]] = set()  # (image, platform) present
         self._removed: deque[str] = deque(maxlen=1024)  # containers this process removed
         self._reader: EngineReader | None = None
         if EngineReader.supports(self.base_url, dict(os.environ)):
@@ -163,26 +163,29 @@ class DockerProvider:
 
     # -- change ----------------------------------------------------------------------------
 
-    def ensure_image(self, image: str) -> None:
-        """Make sure `image` is present, pulling it when it is not."""
-        if image in self._images:
+    def ensure_image(self, image: str, platform: str | None = None) -> None:
+        """Make sure `image` is present (for `platform`, e.g. `linux/arm64`, when given),
+        pulling it when it is not."""
+        if (image, platform) in self._images:
             return
         import docker.errors
 
         try:
-            self.api.inspect_image(image)
+            found = self.api.inspect_image(image)
+            if platform is not None and not _built_for(found, platform):
+                raise docker.errors.NotFound(f"{image} for {platform}")
         except docker.errors.NotFound:
             repository, tag = _split_reference(image)
             with self._call(f"image {image}"):
                 try:
-                    self.api.pull(repository, tag=tag)
+                    self.api.pull(repository, tag=tag, platform=platform)
                 except docker.errors.APIError as exc:
                     raise ProviderError(
                         f"image {image}", f"not present locally and pull failed: {_explain(exc)}"
                     ) from None
         except docker.errors.APIError as exc:
             raise ProviderError(f"image {image}", _explain(exc)) from None
-        self._images.add(image)
+        self._images.add((image, platform))
 
     @property
     def is_local(self) -> bool:
@@ -686,3 +689,10 @@ def _explain(exc: docker.errors.APIError) -> str:
     if isinstance(explanation, bytes):
         explanation = explanation.decode(errors="replace")
     return str(explanation or exc)
+
+
+def _built_for(image: dict[str, Any], platform: str) -> bool:
+    """Whether an inspected image is for `platform` (`os/arch[/variant]`)."""
+    wanted = platform.lower().split("/")
+    have = [image.get("Os", ""), image.get("Architecture", ""), image.get("Variant", "")]
+    return [w for w in wanted if w] == [h.lower() for h in have[: len(wanted)]]
