@@ -136,7 +136,7 @@ class DeviceReservation(GpuRequest):
 
 class Reservations(ComposeModel):
     unsupported: ClassVar[dict[str, str]] = {
-        key: "Docker reserves no CPU or memory outside swarm; give `limits:` instead"
+        key: "reservations are not supported yet; give `limits:` for a hard limit, or leave it out"
         for key in ("cpus", "memory", "pids", "generic_resources")
     }
 
