@@ -412,9 +412,9 @@ class _Resolver:
         rest = text
         for name in exposed & set(self.values):
             rest = rest.replace(self.values[name], "")
-        if MASK in rest:
+        if MASK in rest:  # the package's to fix (mark the variable), not the value given
             self.issues.append(
-                self._issue(
+                self.app_doc.issue(
                     path,
                     "this hook uses a secret; hooks see a secret only when its variable is "
                     "marked `expose_to_hooks: true`",
