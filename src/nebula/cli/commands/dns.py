@@ -202,7 +202,7 @@ def import_zone(
             )
             problem = account_problem(spec.provider, spec.account.api_url)
             if problem is not None:
-                abort(problem, EXIT_INVALID)
+                abort(problem[1], EXIT_INVALID)
             existing = DesiredZone(zone, spec.provider, zone_account(spec.account), (), "")
         account = existing.account
         with _secrets(database_url) as secrets:

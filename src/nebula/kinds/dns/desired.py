@@ -56,26 +56,26 @@ def desired_zones(repo: RepoSpec) -> list[DesiredZone]:
     ]
 
 
-def account_problem(provider: str, api_url: object) -> str | None:
-    """What is wrong with a zone's account for its provider, if anything: no such provider,
-    or no API URL for one that has no default."""
+def account_problem(provider: str, api_url: object) -> tuple[str, str] | None:
+    """(the field to fix, why) when a zone's account does not suit its provider: there is no
+    such provider, or it has no default API and no `api_url` is given; None when it suits."""
     try:
         capabilities: Capabilities = registry.provider_class("dns", provider).capabilities
     except registry.UnknownProviderError as exc:
-        return str(exc)
+        return "provider", str(exc)
     if capabilities.needs_api_url and api_url is None:
-        return f"account.api_url is required for {provider} (its API URL)"
+        return "account", f"account.api_url is required for {provider} (its API URL)"
     return None
 
 
 def _capabilities(source: DomainSource, issues: list[ConfigIssue]) -> Capabilities | None:
-    """What the zone's provider can do; None (and an issue) when its account is not usable."""
+    """What the zone's provider can do; None (and an issue) when there is no such provider."""
     spec, doc = source.spec, source.doc
     problem = account_problem(spec.provider, spec.account.api_url)
     if problem is not None:
-        where = ("account",) if problem.startswith("account.") else ("provider",)
-        issues.append(doc.issue(where, problem))
-        if where == ("provider",):
+        field, why = problem
+        issues.append(doc.issue((field,), why))
+        if field == "provider":
             return None
     capabilities: Capabilities = registry.provider_class("dns", spec.provider).capabilities
     return capabilities
