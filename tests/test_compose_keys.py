@@ -48,7 +48,7 @@ def test_unsupported_keys_are_refused_at_their_line_with_why_and_what_instead(
       image: nginx:1.27
       build: .
       label_file: .labels
-      secrets: [db_password]
+      scale: 2
       links: [db]
       uts: host
       volumes_from: [db]
@@ -64,9 +64,9 @@ def test_unsupported_keys_are_refused_at_their_line_with_why_and_what_instead(
         "packages/app.yaml:6:7: compose.services.web.label_file: 'label_file' is a compose key "
         "Nebula does not support yet: label files are not read (env_file and configs are); list "
         "the labels under `labels:`",
-        "packages/app.yaml:7:7: compose.services.web.secrets: 'secrets' is a compose key Nebula "
-        "does not support yet: compose secrets are not served as files yet; pass the secret as "
-        "environment, `NAME: ${secret:NAME}`",
+        "packages/app.yaml:7:7: compose.services.web.scale: 'scale' is a compose key Nebula "
+        "does not support yet: Nebula runs one container per service; declare another service "
+        "for more",
         "packages/app.yaml:8:7: compose.services.web.links: 'links' is a compose key Nebula "
         "does not support yet: every service is reachable by its name on the installation's "
         "network; use that",
@@ -75,9 +75,10 @@ def test_unsupported_keys_are_refused_at_their_line_with_why_and_what_instead(
         "grant yet; run the app without it, or outside Nebula",
         "packages/app.yaml:10:7: compose.services.web.volumes_from: 'volumes_from' is a compose "
         "key Nebula does not support yet: mount the same named volume in both services",
-        "packages/app.yaml:11:3: compose.secrets: 'secrets' is a compose key Nebula does not "
-        "support yet: compose secrets are not served as files yet; keep the value in the vault "
-        "(`nebula secrets set NAME`) and pass it as environment, `NAME: ${secret:NAME}`",
+        "packages/app.yaml:12:19: compose.secrets.db_password.file: 'file' is a compose key "
+        "Nebula does not support yet: a secret kept as a file of the config repo is plain text "
+        "in git; store it in the vault (`nebula secrets set NAME < FILE`) and declare it "
+        "`external: true`",
     ]
     assert not any("did you mean" in e for e in errors)
 

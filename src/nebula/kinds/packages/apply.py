@@ -192,6 +192,7 @@ def _handed_over(desired: DesiredInstallation) -> Iterator[str]:
         yield from container.command or ()
         yield from container.entrypoint or ()
         yield from container.healthcheck.test if container.healthcheck else ()
+        yield from (file.value for file in container.secret_files)
     yield from (value for _, value in desired.hook_env)
     for hooks in (desired.post_install, desired.pre_upgrade, desired.post_upgrade):
         yield from hooks

@@ -50,6 +50,7 @@ from nebula.kinds.packages.types import (
     NetworkSpec,
     PortBinding,
     RepoFile,
+    SecretFile,
     Ulimit,
     VolumeSpec,
 )
@@ -62,6 +63,7 @@ from nebula.spec.compose import (
     PortMapping,
     Service,
     ServiceConfig,
+    ServiceSecret,
     VolumeMount,
 )
 from nebula.spec.config import NebulaConfig
@@ -84,7 +86,7 @@ DEFAULT_NETWORK = "default"
 _Model = TypeVar("_Model", PortMapping, VolumeMount)
 _Parsed = TypeVar("_Parsed")
 HOOK_KINDS = ("post_install", "pre_upgrade", "post_upgrade", "pre_uninstall")
-_SECRETS_GO_TO = ("environment", "command", "entrypoint", "healthcheck")
+_SECRETS_GO_TO = ("environment", "command", "entrypoint", "healthcheck", "secrets")
 _GRANT_KEYS = {  # a grant → the compose key that needs it
     "host_network": "network_mode",
     "privileged": "privileged",
@@ -529,6 +531,7 @@ class _Resolver:
             ports=tuple(ports),
             mounts=tuple(mounts),
             files=tuple(files),
+            secret_files=self._secret_files(service, compose, base),
             healthcheck=health,
             restart=service.restart,
             labels=labels,
@@ -837,6 +840,60 @@ class _Resolver:
             files += self._repo_files(name, target, entry.mode, path)
         return files
 
+    def _secret_files(
+        self, service: Service, compose: Compose, base: Path
+    ) -> tuple[SecretFile, ...]:
+        """The service's `secrets:`: vault secrets (or variables holding one) served as files.
+        Their owner defaults to the service's numeric `user:`, so a non-root app can read them."""
+        user, _, group = (self._optional(service.user, (*base, "user")) or "").partition(":")
+        uid, gid = (part if part.isdecimal() else "0" for part in (user, group))
+        files = []
+        for i, given in enumerate(service.secrets):
+            path: Path = (*base, "secrets", i)
+            entry = given if isinstance(given, ServiceSecret) else ServiceSecret(source=given)
+            declared = compose.secrets.get(entry.source)
+            if declared is None:
+                hint = _did_you_mean(entry.source, list(compose.secrets))
+                self.issues.append(
+                    self._issue(
+                        path,
+                        f"secret {excerpt(entry.source)} is not declared under compose.secrets"
+                        f"{hint}",
+                    )
+                )
+                continue
+            where: Path = ("compose", "secrets", entry.source)
+            if declared.environment is not None:
+                value = self.values.get(declared.environment)
+                if value is None:
+                    self.issues.append(
+                        self._issue(
+                            (*where, "environment"),
+                            f"{excerpt(declared.environment)} is not a variable of the "
+                            f"installation{_did_you_mean(declared.environment, self.values)}",
+                        )
+                    )
+                    continue
+            else:
+                name = self._optional(declared.name, (*where, "name")) or entry.source
+                value = self._text(f"${{secret:{name}}}", where)
+            target = self._optional(entry.target, (*path, "target")) or entry.source
+            owner = [
+                self._parsed(given or default, (*path, key), _user_id)
+                for key, given, default in (("uid", entry.uid, uid), ("gid", entry.gid, gid))
+            ]
+            files.append(
+                SecretFile(
+                    source=entry.source,
+                    target=target if target.startswith("/") else f"/run/secrets/{target}",
+                    uid=owner[0] or 0,
+                    gid=owner[1] or 0,
+                    mode=entry.mode,
+                    value=value,
+                )
+            )
+        return tuple(files)
+
     def _repo_files(self, name: str, target: str, mode: int, path: Path) -> list[RepoFile]:
         """The file `name` of the installation's folder, to mount at `target` (none when it
         cannot be read: the issue is recorded)."""
@@ -1052,6 +1109,16 @@ def _clashes(desired: Sequence[DesiredInstallation]) -> list[ConfigIssue]:
                     )
                 )
     return issues
+
+
+def _user_id(text: str) -> int:
+    """A numeric user or group id (a secret's owner); a name cannot be looked up on the host."""
+    if not text.isdecimal():
+        raise ValueError(
+            f"{excerpt(text)} is not a numeric id: give the owner of the secret's file as a "
+            'number (`uid: "1000"`)'
+        )
+    return int(text)
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -94,6 +94,23 @@ class RepoFile:
 
 
 @dataclass(frozen=True)
+class SecretFile:
+    """A compose secret served as a file at `target` (`/run/secrets/NAME`): `value` is the
+    secret's stand-in, revealed only when apply writes the file to memory (tmpfs), never to
+    disk."""
+
+    source: str  # the compose secret's name
+    target: str
+    uid: int
+    gid: int
+    mode: int
+    value: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.source}={self.value}:{self.target}:{self.uid}:{self.gid}:{self.mode:o}"
+
+
+@dataclass(frozen=True)
 class HealthSpec:
     test: tuple[str, ...]
     interval: float | None = None
@@ -149,6 +166,7 @@ class ContainerSpec:
     ports: tuple[PortBinding, ...] = ()
     mounts: tuple[Mount, ...] = ()
     files: tuple[RepoFile, ...] = ()
+    secret_files: tuple[SecretFile, ...] = field(default=(), repr=False)
     healthcheck: HealthSpec | None = None
     restart: str = "no"
     labels: tuple[tuple[str, str], ...] = ()
@@ -231,6 +249,7 @@ class ContainerSpec:
         optional = {  # each only when set (0 is Docker's unset): older containers keep their hash
             "device_requests": [str(d) for d in self.device_requests],
             "files": [str(f) for f in self.files],
+            "secrets": [str(f) for f in self.secret_files],
             "expose": list(self.expose),
             "hostname": self.hostname,
             "platform": self.platform,

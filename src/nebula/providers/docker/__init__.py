@@ -38,12 +38,19 @@ from nebula.kinds.packages.types import (
     ObservedNetwork,
     ObservedVolume,
     RepoFile,
+    SecretFile,
     VolumeSpec,
     canonical_json,
     reveal,
 )
 from nebula.paths import repo_files_dir
 from nebula.providers.docker.http import EngineReader
+from nebula.providers.docker.secret_files import (
+    SecretsFolderError,
+    default_secrets_dir,
+    remove_secret_files,
+    write_secret_files,
+)
 
 if TYPE_CHECKING:
     import docker
@@ -62,10 +69,15 @@ class ContainerStatus:
 
 class DockerProvider:
     def __init__(
-        self, base_url: str | None = None, timeout: float = 120.0, files_dir: Path | None = None
+        self,
+        base_url: str | None = None,
+        timeout: float = 120.0,
+        files_dir: Path | None = None,
+        secrets_dir: Path | None = None,
     ) -> None:
         self.base_url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self.files_dir = files_dir or repo_files_dir()  # the repo's files, bound into containers
+        self.secrets_dir = secrets_dir  # compose secrets, in memory; None: the default
         self._api: docker.APIClient | None = None
         self._timeout = timeout
         self._watcher: _EventWatcher | None = None
@@ -291,6 +303,10 @@ class DockerProvider:
                 Mount(f.target, str(self._materialise(f, spec.name)), type="bind", read_only=True)
                 for f in spec.files
             ]
+            + [
+                Mount(f.target, str(path), type="bind", read_only=True)
+                for f, path in self._secret_files(spec, values)
+            ]
             or None,
             restart_policy={"Name": restart_name, "MaximumRetryCount": int(retries or 0)},
             init=spec.init,
@@ -393,6 +409,29 @@ class DockerProvider:
             partial.replace(path)
         return path
 
+    def _secret_files(
+        self, spec: ContainerSpec, values: Mapping[str, str]
+    ) -> list[tuple[SecretFile, Path]]:
+        """The container's compose secrets written to memory, beside the engine (a bind)."""
+        if not spec.secret_files:
+            return []
+        resource = f"container {spec.name}"
+        if not self.is_local:
+            raise ProviderError(
+                resource,
+                f"compose secrets are files bound from this machine: the Docker Engine at "
+                f"{self.base_url} must run here (unix://)",
+            )
+        try:
+            return write_secret_files(self._secrets_folder(spec.name), spec.secret_files, values)
+        except (SecretsFolderError, OSError) as exc:
+            raise ProviderError(resource, f"cannot serve its secrets: {exc}") from None
+
+    def _secrets_folder(self, container: str) -> Path:
+        if self.secrets_dir is None:
+            self.secrets_dir = default_secrets_dir()
+        return self.secrets_dir / container
+
     def start_container(self, container_id: str, name: str) -> None:
         self.watcher()  # subscribe before the start, so no event is missed
         with self._call(f"container {name}"):
@@ -410,6 +449,7 @@ class DockerProvider:
                     stop_timeout = config.get("StopTimeout") or stop_timeout
                 self.api.stop(container_id, timeout=int(stop_timeout))
                 self.api.remove_container(container_id, v=False, force=True)
+            remove_secret_files(self._secrets_folder(name))
         except ProviderError:
             self._removed.remove(container_id)  # not removed after all: later events are drift
             raise
