@@ -87,11 +87,16 @@ def apply_plan(
 
     The secrets the installations refer to are decrypted once, up front, from `vault` (default:
     the vault in `store`); a wrong master key, a tampered secret or one changed since the plan
-    stops the apply before anything is touched.
+    stops the apply before anything is touched. The files of the config repo no container
+    binds any more are deleted at the end.
     """
     report = progress or (lambda _i, _m: None)
     result = _apply(snapshot, provider, store, report, commit=commit, vault=vault)
     settle(snapshot, store)
+    # no container is being created any more: the repo's files none binds can go (cleanup
+    # only; one that fails is tried again by the next apply)
+    with contextlib.suppress(ProviderError, OSError):
+        provider.prune_files()
     return result
 
 

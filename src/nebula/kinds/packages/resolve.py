@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import pathlib
+import re
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from nebula.kinds.packages.repo_files import (
     installation_folder,
     parse_env_file,
     read_repo_file,
+    read_repo_tree,
 )
 from nebula.kinds.packages.types import (
     RESERVED_LABEL_PREFIX,
@@ -50,6 +52,7 @@ from nebula.kinds.packages.types import (
     NetworkSpec,
     PortBinding,
     RepoFile,
+    RepoFolder,
     SecretFile,
     Ulimit,
     VolumeSpec,
@@ -768,7 +771,7 @@ class _Resolver:
 
     def _mounts(
         self, service: Service, compose: Compose, base: Path, volumes: dict[str, VolumeSpec]
-    ) -> tuple[list[Mount], list[RepoFile]]:
+    ) -> tuple[list[Mount], list[RepoFile | RepoFolder]]:
         """The service's volumes (named volumes are added to `volumes`) and the files it
         takes from the installation's folder (`configs:`, relative bind mounts)."""
         mounts: list[Mount] = []
@@ -798,7 +801,7 @@ class _Resolver:
                         )
                     )
                     continue
-                files += self._repo_files(mount.source, mount.target, 0o444, path)
+                files += self._repo_files(mount.source, mount.target, 0o444, path, bound=True)
                 continue
             if mount.type == "volume":
                 decl = compose.volumes.get(mount.source)
@@ -818,9 +821,11 @@ class _Resolver:
             mounts.append(mount)
         return mounts, files
 
-    def _configs(self, service: Service, compose: Compose, base: Path) -> list[RepoFile]:
+    def _configs(
+        self, service: Service, compose: Compose, base: Path
+    ) -> list[RepoFile | RepoFolder]:
         """The service's `configs:`: files of the installation's folder, read-only."""
-        files = []
+        files: list[RepoFile | RepoFolder] = []
         for i, given in enumerate(service.configs):
             path: Path = (*base, "configs", i)
             entry = given if isinstance(given, ServiceConfig) else ServiceConfig(source=given)
@@ -894,19 +899,28 @@ class _Resolver:
             )
         return tuple(files)
 
-    def _repo_files(self, name: str, target: str, mode: int, path: Path) -> list[RepoFile]:
-        """The file `name` of the installation's folder, to mount at `target` (none when it
-        cannot be read: the issue is recorded)."""
+    def _repo_files(
+        self, name: str, target: str, mode: int, path: Path, *, bound: bool = False
+    ) -> list[RepoFile | RepoFolder]:
+        """The file `name` of the installation's folder (or, `bound` by a relative bind mount,
+        the file or folder), to mount at `target` (none when it cannot be read: the issue is
+        recorded)."""
         if not target.startswith("/"):
             self.issues.append(
                 self._issue(path, f"target {excerpt(target)} must be an absolute path")
             )
             return []
         try:
+            tree = read_repo_tree(self.folder, name) if bound else None
+            if tree is not None:
+                return [RepoFolder(name, target, tree)]
             return [RepoFile(name, target, mode, read_repo_file(self.folder, name))]
+        except MissingFileError as exc:
+            hint = _named_volume_hint(name, target) if bound else ""
+            self.issues.append(self._issue(path, f"{exc}{hint}"))
         except ValueError as exc:
             self.issues.append(self._issue(path, str(exc)))
-            return []
+        return []
 
     def _env_files(self, service: Service, base: Path) -> dict[str, str]:
         """The variables of the service's env files, in order (a later file wins)."""
@@ -1028,6 +1042,16 @@ class _Resolver:
                     "dependency cycle: " + " → ".join([*cycle, cycle[0]]),
                 )
             )
+
+
+def _named_volume_hint(source: str, target: str) -> str:
+    """For a missing relative bind that looks like a data folder (`./data`, no file suffix):
+    where such data belongs instead."""
+    name = pathlib.PurePosixPath(source).name
+    if pathlib.PurePosixPath(name).suffix:
+        return ""
+    volume = name if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) else "data"
+    return f"; keep data the app writes in a named volume (`{volume}:{target}`)"
 
 
 def _device_text(device: DeviceMapping) -> str:

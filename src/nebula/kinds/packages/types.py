@@ -111,6 +111,39 @@ class SecretFile:
 
 
 @dataclass(frozen=True)
+class TreeEntry:
+    """A file or sub-folder of a `RepoFolder`: its `/`-separated path inside the folder, its
+    mode (0o555 for a folder or an executable file, else 0o444) and a file's content."""
+
+    path: str
+    mode: int
+    content: bytes | None = field(default=None, repr=False)  # None: a sub-folder
+
+
+@dataclass(frozen=True)
+class RepoFolder:
+    """A folder of the installation's folder mounted read-only at `target` (a relative bind
+    mount), with everything in it. Like a `RepoFile`, its content is part of the spec through
+    `digest`, and apply writes it under Nebula's own files folder, named by digest."""
+
+    source: str  # as written, inside the installation's folder
+    target: str
+    entries: tuple[TreeEntry, ...] = field(repr=False)
+
+    @property
+    def digest(self) -> str:
+        listed = b"".join(
+            f"{e.path}\0{e.mode:o}\0{-1 if e.content is None else len(e.content)}\0".encode()
+            + (e.content or b"")
+            for e in sorted(self.entries, key=lambda e: e.path)
+        )
+        return _hash_bytes(b"folder\0" + listed)
+
+    def __str__(self) -> str:
+        return f"{self.source}/@{self.digest}:{self.target}"
+
+
+@dataclass(frozen=True)
 class HealthSpec:
     test: tuple[str, ...]
     interval: float | None = None
@@ -165,7 +198,7 @@ class ContainerSpec:
     environment: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     ports: tuple[PortBinding, ...] = ()
     mounts: tuple[Mount, ...] = ()
-    files: tuple[RepoFile, ...] = ()
+    files: tuple[RepoFile | RepoFolder, ...] = ()
     secret_files: tuple[SecretFile, ...] = field(default=(), repr=False)
     healthcheck: HealthSpec | None = None
     restart: str = "no"

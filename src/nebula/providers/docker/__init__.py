@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import shutil
 import threading
 import time
 from collections import deque
@@ -38,6 +39,7 @@ from nebula.kinds.packages.types import (
     ObservedNetwork,
     ObservedVolume,
     RepoFile,
+    RepoFolder,
     SecretFile,
     VolumeSpec,
     canonical_json,
@@ -130,13 +132,12 @@ class DockerProvider:
 
     def observe(self) -> Observed:
         """Everything Nebula manages on this engine, in three list requests."""
+        raw_containers = self._managed_containers()
         if self._reader is not None:
-            raw_containers = self._reader.get("/containers/json?all=1", _MANAGED_FILTER)
             raw_networks = self._reader.get("/networks", _MANAGED_FILTER)
             raw_volumes = self._reader.get("/volumes", _MANAGED_FILTER).get("Volumes") or []
         else:
             with self._call("managed containers"):
-                raw_containers = self.api.containers(all=True, filters=_MANAGED_FILTER)
                 raw_networks = self.api.networks(filters=_MANAGED_FILTER)
                 raw_volumes = self.api.volumes(filters=_MANAGED_FILTER).get("Volumes") or []
         # sorted: the engine lists in no stable order, and plans must be deterministic
@@ -162,6 +163,16 @@ class DockerProvider:
             )
         )
         return Observed(containers, networks, volumes)
+
+    def _managed_containers(self) -> list[dict[str, Any]]:
+        """The engine's list of every container Nebula manages, running or not."""
+        if self._reader is not None:
+            listed: list[dict[str, Any]] = self._reader.get(
+                "/containers/json?all=1", _MANAGED_FILTER
+            )
+            return listed
+        with self._call("managed containers"):
+            return list(self.api.containers(all=True, filters=_MANAGED_FILTER))
 
     def status(self, container_id: str) -> ContainerStatus:
         with self._call(f"container {container_id[:12]}"):
@@ -390,23 +401,33 @@ class DockerProvider:
                 api.connect_container_to_network(container_id, net, aliases=list(aliases))
         return container_id
 
-    def _materialise(self, file: RepoFile, container: str) -> Path:
-        """The file written under `files_dir`, named by its digest (content and mode): an
-        unchanged file is written once, and a changed one never alters what a running
-        container sees."""
+    def _materialise(self, file: RepoFile | RepoFolder, container: str) -> Path:
+        """The file or folder written under `files_dir`, named by its digest (content and
+        modes): an unchanged one is written once, and a changed one never alters what a running
+        container sees. It is written under a temporary name and renamed into place, so a
+        digest's entry is always whole."""
         if not self.is_local:
             raise ProviderError(
                 f"container {container}",
-                f"{file.source} is a file of the config repo, bound from this machine: the "
+                f"{file.source} is from the config repo, bound from this machine: the "
                 f"Docker Engine at {self.base_url} must run here (unix://)",
             )
         path = self.files_dir / file.digest
         if not path.exists():
             self.files_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}")
-            partial.write_bytes(file.content)
-            partial.chmod(file.mode)
-            partial.replace(path)
+            if isinstance(file, RepoFile):
+                partial.write_bytes(file.content)
+                partial.chmod(file.mode)
+            else:
+                _write_tree(partial, file)
+            try:
+                partial.replace(path)
+            except OSError:
+                _remove(partial)
+                if not path.exists():
+                    raise
+                # else a folder another thread put there first: the same content
         return path
 
     def _secret_files(
@@ -431,6 +452,21 @@ class DockerProvider:
         if self.secrets_dir is None:
             self.secrets_dir = default_secrets_dir()
         return self.secrets_dir / container
+
+    def prune_files(self) -> list[str]:
+        """Delete the entries of `files_dir` that no managed container binds any more (one
+        list call); the names deleted. Run it when no container is being created."""
+        if not self.is_local or not self.files_dir.is_dir():
+            return []
+        used = {  # by name alone: however the folder's path was spelt, a used entry stays
+            Path(mount.get("Source") or "/").name
+            for container in self._managed_containers()
+            for mount in container.get("Mounts") or []
+        }
+        unused = sorted(entry.name for entry in self.files_dir.iterdir() if entry.name not in used)
+        for name in unused:
+            _remove(self.files_dir / name)
+        return unused
 
     def start_container(self, container_id: str, name: str) -> None:
         self.watcher()  # subscribe before the start, so no event is missed
@@ -617,6 +653,31 @@ class _EventWatcher:
 
     def close(self) -> None:
         self._stream.close()
+
+
+def _write_tree(path: Path, folder: RepoFolder) -> None:
+    """The folder's files and sub-folders written at `path`, read-only once complete."""
+    path.mkdir(mode=0o700)
+    for entry in sorted(folder.entries, key=lambda e: e.path):  # a folder before what it holds
+        if entry.content is None:
+            (path / entry.path).mkdir(mode=0o700)
+        else:
+            (path / entry.path).write_bytes(entry.content)
+            (path / entry.path).chmod(entry.mode)
+    for entry in folder.entries:
+        if entry.content is None:
+            (path / entry.path).chmod(entry.mode)
+    path.chmod(0o555)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or a read-only folder tree of Nebula's files folder."""
+    if not path.is_dir() or path.is_symlink():
+        path.unlink(missing_ok=True)
+        return
+    for folder, _, _ in os.walk(path):
+        os.chmod(folder, 0o700)  # read-only folders: their entries could not be unlinked
+    shutil.rmtree(path)
 
 
 def _by_name(resource: ObservedContainer | ObservedNetwork | ObservedVolume) -> str:
