@@ -426,6 +426,40 @@ def test_powers_over_the_host_are_refused_without_their_grant_named(tmp_path: Pa
     assert "tuned" in error and "`allow: [sysctls]`" in error
 
 
+def test_binding_the_docker_socket_or_system_folders_needs_a_grant(tmp_path: Path) -> None:
+    write_app(
+        tmp_path,
+        """compose:
+  services:
+    agent:
+      image: nginx:1.27
+      volumes: [/var/run/docker.sock:/var/run/docker.sock:ro]
+    backup:
+      image: nginx:1.27
+      volumes:
+        - {type: bind, source: /etc, target: /host/etc, read_only: true}
+        - /srv/media:/media
+        - /etc/localtime:/etc/localtime:ro
+    clock:
+      image: nginx:1.27
+      volumes: [/etc/localtime:/etc/localtime:ro, /usr/share/zoneinfo:/usr/share/zoneinfo:ro]
+""",
+    )
+    assert errors_of(tmp_path) == [
+        "packages/app.yaml:5:7: compose.services.agent.volumes: service 'agent' uses "
+        "`volumes`, a power over the host Nebula gives only when granted; add "
+        "`allow: [docker_socket]` to packages/app.yaml to grant it",
+        "packages/app.yaml:8:7: compose.services.backup.volumes: service 'backup' uses "
+        "`volumes`, a power over the host Nebula gives only when granted; add "
+        "`allow: [host_system]` to packages/app.yaml to grant it",
+    ]  # media folders and the time zone, read-only, need nothing
+    text = (tmp_path / "packages" / "app.yaml").read_text()
+    (tmp_path / "packages" / "app.yaml").write_text("allow: [docker_socket, host_system]\n" + text)
+    containers = containers_of(tmp_path)
+    assert containers["agent"].grants == ("docker_socket",)
+    assert containers["backup"].grants == ("host_system",) and containers["clock"].grants == ()
+
+
 def test_only_the_hosts_namespaces_are_taken(tmp_path: Path) -> None:
     write_app(
         tmp_path,

@@ -98,6 +98,8 @@ _GRANT_KEYS = {  # a grant → the compose key that needs it
     "sysctls": "sysctls",
     "host_pid": "pid",
     "host_ipc": "ipc",
+    "docker_socket": "volumes",
+    "host_system": "volumes",
 }
 
 

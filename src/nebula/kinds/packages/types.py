@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from nebula.plan import Action
+from nebula.spec.host_paths import bind_grant
 from nebula.stand_ins import MASK
 
 LABEL_MANAGED = "io.nebula.managed"
@@ -251,6 +252,8 @@ class ContainerSpec:
             "host_pid": self.pid_mode == "host",
             "host_ipc": self.ipc_mode == "host",
         }
+        binds = {bind_grant(m.source, m.read_only) for m in self.mounts if m.type == "bind"}
+        used |= {grant: grant in binds for grant in ("docker_socket", "host_system")}
         return tuple(grant for grant, needed in used.items() if needed)
 
     def summary(self) -> dict[str, Any]:
