@@ -314,6 +314,7 @@ EVERYTHING = """compose:
       deploy: {{resources: {{limits: {{cpus: "0.5", memory: 256m, pids: 64}}}}}}
       read_only: true
       cap_drop: [NET_RAW]
+      security_opt: [no-new-privileges]
       domainname: home.lan
       dns_search: home.lan
       dns_opt: [ndots:1]
@@ -361,6 +362,7 @@ def test_the_keys_reach_the_container_as_docker_inspect_shows(
     assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1m"}}
     assert config["Healthcheck"] == {"Test": ["NONE"]}
     assert (host["ReadonlyRootfs"], host["CapDrop"]) == (True, ["NET_RAW"])
+    assert host["SecurityOpt"] == ["no-new-privileges:true"]
     assert (config["Domainname"], host["DnsSearch"], host["DnsOptions"]) == (
         "home.lan",
         ["home.lan"],
@@ -458,6 +460,19 @@ def test_binding_the_docker_socket_or_system_folders_needs_a_grant(tmp_path: Pat
     containers = containers_of(tmp_path)
     assert containers["agent"].grants == ("docker_socket",)
     assert containers["backup"].grants == ("host_system",) and containers["clock"].grants == ()
+
+
+def test_only_no_new_privileges_is_taken_of_the_security_options(tmp_path: Path) -> None:
+    write_app(
+        tmp_path,
+        "compose:\n  services:\n    web:\n      image: nginx:1.27\n"
+        "      security_opt: [no-new-privileges=true, seccomp=unconfined]\n",
+    )
+    assert errors_of(tmp_path) == [
+        "packages/app.yaml:5:46: compose.services.web.security_opt[1]: 'seccomp=unconfined': "
+        "Nebula takes only `no-new-privileges` here; other security options change the "
+        "container's confinement, which Nebula does not grant yet"
+    ]
 
 
 def test_only_the_hosts_namespaces_are_taken(tmp_path: Path) -> None:

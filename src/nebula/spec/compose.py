@@ -232,7 +232,6 @@ _SERVICE_UNSUPPORTED: dict[str, str] = {
             "device_cgroup_rules",
             "uts",
             "userns_mode",
-            "security_opt",
             "cgroup",
             "cgroup_parent",
             "credential_spec",
@@ -414,6 +413,9 @@ class Service(ComposeModel):
     develop: Any = Field(default=None, description="ignored: `compose watch` is for development")
     read_only: bool = False
     cap_drop: list[Text] = []
+    security_opt: list[Text] = Field(
+        default=[], description="`no-new-privileges` only: it confines, where others loosen"
+    )
     domainname: Text | None = None
     dns_search: Text | list[Text] = []
     dns_opt: list[Text] = []

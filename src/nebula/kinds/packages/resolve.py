@@ -31,6 +31,7 @@ from nebula.kinds.packages.compose import (
     parse_healthcheck,
     parse_mount,
     parse_ports,
+    parse_security_opt,
     parse_tmpfs,
     split_command,
 )
@@ -581,6 +582,9 @@ class _Resolver:
             logging=self._logging(service, base),
             read_only=service.read_only,
             cap_drop=self._each(service.cap_drop, (*base, "cap_drop"), str),
+            security_opt=self._each(
+                service.security_opt, (*base, "security_opt"), parse_security_opt
+            ),
             domainname=self._optional(service.domainname, (*base, "domainname")),
             dns_search=self._each(service.dns_search, (*base, "dns_search"), str),
             dns_opt=self._each(service.dns_opt, (*base, "dns_opt"), str),

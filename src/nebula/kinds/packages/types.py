@@ -228,6 +228,7 @@ class ContainerSpec:
     logging: LogConfig | None = None
     read_only: bool = False
     cap_drop: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()  # no-new-privileges only
     domainname: str | None = None
     dns_search: tuple[str, ...] = ()
     dns_opt: tuple[str, ...] = ()
@@ -304,6 +305,7 @@ class ContainerSpec:
             "logging": logging,
             "read_only": self.read_only,
             "cap_drop": list(self.cap_drop),
+            "security_opt": list(self.security_opt),
             "domainname": self.domainname,
             "dns_search": list(self.dns_search),
             "dns_opt": list(self.dns_opt),

@@ -335,6 +335,7 @@ class DockerProvider:
             else None,
             read_only=spec.read_only or None,
             cap_drop=list(spec.cap_drop) or None,
+            security_opt=list(spec.security_opt) or None,
             dns_search=list(spec.dns_search) or None,
             dns_opt=list(spec.dns_opt) or None,
             network_mode=spec.network_mode,
