@@ -63,6 +63,34 @@ _NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
+class ContainerEvent:
+    """One event of a managed container: `action` as Docker names it (`die`, `oom`,
+    `health_status: unhealthy`, ...), with the container's name, installation and service."""
+
+    action: str
+    container_id: str
+    at: float  # unix time
+    name: str = ""
+    installation: str = ""
+    service: str = ""
+    exit_code: int | None = None
+
+    @classmethod
+    def of(cls, event: dict[str, Any]) -> ContainerEvent:
+        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+        code = attributes.get("exitCode")
+        return cls(
+            action=event.get("Action") or "",
+            container_id=event.get("id") or "",
+            at=event.get("timeNano", 0) / 1e9 or time.time(),
+            name=attributes.get("name", ""),
+            installation=attributes.get(LABEL_INSTALLATION, ""),
+            service=attributes.get(LABEL_SERVICE, ""),
+            exit_code=int(code) if code not in (None, "") else None,
+        )
+
+
+@dataclass(frozen=True)
 class ContainerStatus:
     state: str  # running | exited | created | ...
     health: str | None
@@ -178,6 +206,20 @@ class DockerProvider:
         with self._call(f"container {container_id[:12]}"):
             state = self.api.inspect_container(container_id)["State"]
         return _status(state)
+
+    def inspect(self, container: str) -> dict[str, Any]:
+        """The engine's whole view of a container (by name or id)."""
+        with self._call(f"container {container}"):
+            info: dict[str, Any] = self.api.inspect_container(container)
+        return info
+
+    def restart_container(self, container: str, timeout: float = 10.0) -> None:
+        with self._call(f"container {container}"):
+            self.api.restart(container, timeout=int(timeout))
+
+    def stop_container(self, container: str, timeout: float = 10.0) -> None:
+        with self._call(f"container {container}"):
+            self.api.stop(container, timeout=int(timeout))
 
     def logs(self, container_id: str, lines: int = 20) -> str:
         with self._call(f"container {container_id[:12]}"):
@@ -532,20 +574,20 @@ class DockerProvider:
 
     def follow(
         self,
-        on_event: Callable[[str, str, float], None],
+        on_event: Callable[[ContainerEvent], None],
         stop: threading.Event,
         lost: Callable[[ProviderError], object],
     ) -> None:
-        """Call `on_event(action, container_id, unix_time)` for every event of a managed
-        container until `stop` is set. Losing the engine is told to `lost`; this reconnects every
-        second and reports a `reconnect` event once it is back. Any other error (one `on_event`
-        raises, the engine refusing the request) ends this and is raised."""
-        for action, container_id, at in self._managed_events(stop, lost):
-            on_event(action, container_id, at)
+        """Call `on_event` for every event of a managed container until `stop` is set. Losing
+        the engine is told to `lost`; this reconnects every second and reports a `reconnect`
+        event once it is back. Any other error (one `on_event` raises, the engine refusing the
+        request) ends this and is raised."""
+        for event in self._managed_events(stop, lost):
+            on_event(event)
 
     def _managed_events(
         self, stop: threading.Event, lost: Callable[[ProviderError], object]
-    ) -> Iterator[tuple[str, str, float]]:
+    ) -> Iterator[ContainerEvent]:
         import requests.exceptions
         import urllib3.exceptions
 
@@ -561,13 +603,12 @@ class DockerProvider:
                     decode=True, filters={"type": "container", "label": f"{LABEL_MANAGED}=true"}
                 )
                 if gone:
-                    yield "reconnect", "", time.time()
+                    yield ContainerEvent("reconnect", "", time.time())
                     gone = False
                 for event in stream:
                     if stop.is_set():
                         return
-                    at = event.get("timeNano", 0) / 1e9 or time.time()
-                    yield event.get("Action") or "", event.get("id") or "", at
+                    yield ContainerEvent.of(event)
             except ProviderError as exc:
                 lost(exc)
             except disconnects as exc:
