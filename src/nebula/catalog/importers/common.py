@@ -525,7 +525,16 @@ def _deploy(service: str, value: Any, ctx: Context) -> Any:
     return {"resources": {"reservations": {"devices": devices}}}
 
 
+def _security_opt(service: str, value: Any, ctx: Context) -> list[str]:
+    """`no-new-privileges` is kept (it only confines); the others loosen the confinement."""
+    kept = [str(v) for v in value or [] if str(v).startswith("no-new-privileges")]
+    for dropped in [str(v) for v in value or [] if str(v) not in kept]:
+        ctx.note(f"service {service}: dropped security_opt {dropped} (Nebula does not loosen it)")
+    return kept
+
+
 _KEY_CONVERTERS: dict[str, Callable[[str, Any, Context], Any]] = {
+    "security_opt": _security_opt,
     "volumes": _volumes,
     "labels": _labels,
     "networks": _networks,
