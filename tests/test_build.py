@@ -81,6 +81,9 @@ def test_a_built_service_runs_and_only_a_changed_context_is_built_again(
     site = {"site/Dockerfile": DOCKERFILE.format(image=test_image), "site/index.html": "v1\n"}
     write(tmp_path, "app", SITE, site)
     nebula = Nebula(tmp_path, docker_host)
+    (planned,) = [c for c in nebula("plan")["changes"] if c["name"] == "app-web"]
+    assert "(nebula-build/app-web:" in planned["reason"], planned
+    assert planned["reason"].endswith(", built from site)"), planned
 
     applied = nebula("apply")
     (web,) = applied["installations"]
