@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 import servers
 from nebula.cli.app import app
 from nebula.engine.load import load_desired
+from nebula.engine.memo import input_key
 from nebula.errors import ConfigError
 
 SITE = """compose:
@@ -224,3 +225,15 @@ def test_the_tag_follows_the_contents_and_how_it_is_built(tmp_path: Path) -> Non
     (tmp_path / "packages" / "app" / "b.txt").write_text("new\n")
     tags.add(web()[0])
     assert len(tags) == 3
+
+
+def test_a_remembered_plan_is_not_replayed_once_a_context_changed(tmp_path: Path) -> None:
+    files = {"site/Dockerfile": "FROM scratch\n", "site/big.bin": "x" * (2 * 1024 * 1024)}
+    write(tmp_path, "app", "compose:\n  services:\n    web: {build: site}\n", files)
+    site = tmp_path / "packages" / "app" / "site"
+    keys = {input_key(tmp_path, [])}
+    os.chmod(site / "Dockerfile", 0o600)  # a mode is part of the context
+    keys.add(input_key(tmp_path, []))
+    (site / "big.bin").write_text("y" * (3 * 1024 * 1024))  # larger than a config file may be
+    keys.add(input_key(tmp_path, []))
+    assert len(keys) == 3
