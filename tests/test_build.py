@@ -237,3 +237,14 @@ def test_a_remembered_plan_is_not_replayed_once_a_context_changed(tmp_path: Path
     (site / "big.bin").write_text("y" * (3 * 1024 * 1024))  # larger than a config file may be
     keys.add(input_key(tmp_path, []))
     assert len(keys) == 3
+
+
+def test_a_context_too_large_to_send_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "app", "compose:\n  services:\n    web: {build: .}\n", {"Dockerfile": "x\n"})
+    with open(tmp_path / "packages" / "app" / "disk.img", "wb") as image:
+        image.truncate(65 * 1024 * 1024)  # sparse: its size is what counts
+    assert errors_of(tmp_path) == [
+        "packages/app.yaml:3:11: compose.services.web.build: '.': disk.img: the context holds "
+        "more than 67,108,864 bytes; refused: keep only what the build needs in the context "
+        "folder"
+    ]

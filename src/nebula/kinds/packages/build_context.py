@@ -21,6 +21,7 @@ from nebula.spec.names import excerpt
 
 MAX_CONTEXT_BYTES = 64 * 1024 * 1024
 MAX_CONTEXT_FILES = 10_000
+_SMALLER = "refused: keep only what the build needs in the context folder"
 _REMOTE = re.compile(r"[a-z][a-z0-9+.-]*://|git@", re.IGNORECASE)
 
 
@@ -57,7 +58,7 @@ def read_context(folder: Path, context: str) -> tuple[BuildFile, ...]:
 def _files(root: Path) -> tuple[BuildFile, ...]:
     files: list[BuildFile] = []
     left = MAX_CONTEXT_BYTES
-    for directory, folders, names in os.walk(root):
+    for directory, folders, names in os.walk(root, onerror=_fail):
         folders.sort()
         here = Path(directory)
         for name in folders:
@@ -70,18 +71,24 @@ def _files(root: Path) -> tuple[BuildFile, ...]:
             path = here / name
             shown = path.relative_to(root).as_posix()
             if len(files) == MAX_CONTEXT_FILES:
-                raise UnsafePathError(shown, f"more than {MAX_CONTEXT_FILES:,} files; refused")
+                raise UnsafePathError(
+                    shown, f"the context holds more than {MAX_CONTEXT_FILES:,} files; {_SMALLER}"
+                )
             info = within(root, path).stat()  # refused first when it leads out of the context
             if info.st_size > left:
                 raise UnsafePathError(
                     shown,
-                    f"the context holds more than {MAX_CONTEXT_BYTES:,} bytes, the most Nebula "
-                    "sends to a build; refused",
+                    f"the context holds more than {MAX_CONTEXT_BYTES:,} bytes; {_SMALLER}",
                 )
             content = read_file(path, root, limit=left)
             left -= len(content)
             files.append(BuildFile(shown, info.st_mode & 0o7777, content))
     return tuple(files)
+
+
+def _fail(error: OSError) -> None:
+    """A folder of the context that cannot be listed fails the read: never a partial context."""
+    raise error
 
 
 def _shown(folder: Path) -> str:
