@@ -228,7 +228,10 @@ class DockerProvider:
             lines.extend(line for line in str(chunk.get("stream") or "").splitlines() if line)
             if "error" in chunk:
                 tail = "\n".join([*list(lines)[-10:], str(chunk["error"]).strip()])
-                raise ProviderError(f"image {image}", f"build failed; last lines:\n{tail}")
+                raise ProviderError(
+                    f"image {image}",
+                    f"build failed (fix the Dockerfile or its context); last lines:\n{tail}",
+                )
         return "\n".join(lines)
 
     @property
