@@ -10,6 +10,7 @@ import pytest
 
 from nebula.catalog import Catalog, builtin_catalog_dir
 from nebula.engine.load import load_desired
+from nebula.kinds.packages.grants import grants_needed
 
 CATALOG = Catalog([builtin_catalog_dir()])
 REQUIRED = ["wordpress", "nextcloud", "gitea", "jellyfin", "vaultwarden", "uptime-kuma",
@@ -32,7 +33,8 @@ def installation_file(name: str) -> str:
     }
     if name == "wordpress":  # the seed's example uses two variables it does not declare
         values |= {"DB_HOST": "mysql", "DB_USER": "root"}
-    return f"package: {name}\nvalues: {values!r}\n"
+    allow = list(grants_needed(package.package.compose))  # what `nebula install` asks for
+    return f"package: {name}\nvalues: {values!r}\nallow: {allow}\n"
 
 
 @pytest.mark.parametrize("name", CATALOG.names())

@@ -23,6 +23,7 @@ import pytest
 import servers
 from nebula.engine.load import load_desired
 from nebula.errors import ConfigError
+from nebula.kinds.packages.grants import GRANTS
 from nebula.kinds.packages.types import ContainerSpec
 from nebula.spec.base import parse_duration
 
@@ -64,7 +65,8 @@ def nebula_containers(file: Path, root: Path) -> dict[str, ContainerSpec]:
         shutil.copytree(file.with_suffix(""), root / "packages" / PROJECT)
     lines = file.read_text().splitlines()
     body = "".join(f"  {line}\n" if line.strip() else "\n" for line in lines)
-    (root / "packages" / f"{PROJECT}.yaml").write_text(f"compose:\n{body}")
+    granted = f"allow: {list(GRANTS)}\n"  # what is compared is the reading, not the grants
+    (root / "packages" / f"{PROJECT}.yaml").write_text(f"{granted}compose:\n{body}")
     (installation,) = load_desired(root).installations
     return {c.service: c for c in installation.containers}
 

@@ -48,7 +48,7 @@ def test_unsupported_keys_are_refused_at_their_line_with_why_and_what_instead(
       image: nginx:1.27
       build: {context: ., ssh: [default]}
       label_file: .labels
-      secrets: [db_password]
+      scale: 2
       links: [db]
       uts: host
       volumes_from: [db]
@@ -64,9 +64,9 @@ def test_unsupported_keys_are_refused_at_their_line_with_why_and_what_instead(
         "packages/app.yaml:6:7: compose.services.web.label_file: 'label_file' is a compose key "
         "Nebula does not support yet: label files are not read (env_file and configs are); list "
         "the labels under `labels:`",
-        "packages/app.yaml:7:7: compose.services.web.secrets: 'secrets' is a compose key Nebula "
-        "does not support yet: compose secrets are not served as files yet; pass the secret as "
-        "environment, `NAME: ${secret:NAME}`",
+        "packages/app.yaml:7:7: compose.services.web.scale: 'scale' is a compose key Nebula "
+        "does not support yet: Nebula runs one container per service; declare another service "
+        "for more",
         "packages/app.yaml:8:7: compose.services.web.links: 'links' is a compose key Nebula "
         "does not support yet: every service is reachable by its name on the installation's "
         "network; use that",
@@ -75,9 +75,10 @@ def test_unsupported_keys_are_refused_at_their_line_with_why_and_what_instead(
         "grant yet; run the app without it, or outside Nebula",
         "packages/app.yaml:10:7: compose.services.web.volumes_from: 'volumes_from' is a compose "
         "key Nebula does not support yet: mount the same named volume in both services",
-        "packages/app.yaml:11:3: compose.secrets: 'secrets' is a compose key Nebula does not "
-        "support yet: compose secrets are not served as files yet; keep the value in the vault "
-        "(`nebula secrets set NAME`) and pass it as environment, `NAME: ${secret:NAME}`",
+        "packages/app.yaml:12:19: compose.secrets.db_password.file: 'file' is a compose key "
+        "Nebula does not support yet: a secret kept as a file of the config repo is plain text "
+        "in git; store it in the vault (`nebula secrets set NAME < FILE`) and declare it "
+        "`external: true`",
     ]
     assert not any("did you mean" in e for e in errors)
 
@@ -313,6 +314,7 @@ EVERYTHING = """compose:
       deploy: {{resources: {{limits: {{cpus: "0.5", memory: 256m, pids: 64}}}}}}
       read_only: true
       cap_drop: [NET_RAW]
+      security_opt: [no-new-privileges]
       domainname: home.lan
       dns_search: home.lan
       dns_opt: [ndots:1]
@@ -360,6 +362,7 @@ def test_the_keys_reach_the_container_as_docker_inspect_shows(
     assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1m"}}
     assert config["Healthcheck"] == {"Test": ["NONE"]}
     assert (host["ReadonlyRootfs"], host["CapDrop"]) == (True, ["NET_RAW"])
+    assert host["SecurityOpt"] == ["no-new-privileges:true"]
     assert (config["Domainname"], host["DnsSearch"], host["DnsOptions"]) == (
         "home.lan",
         ["home.lan"],
@@ -423,6 +426,53 @@ def test_powers_over_the_host_are_refused_without_their_grant_named(tmp_path: Pa
     )
     (error,) = errors_of(tmp_path)
     assert "tuned" in error and "`allow: [sysctls]`" in error
+
+
+def test_binding_the_docker_socket_or_system_folders_needs_a_grant(tmp_path: Path) -> None:
+    write_app(
+        tmp_path,
+        """compose:
+  services:
+    agent:
+      image: nginx:1.27
+      volumes: [/var/run/docker.sock:/var/run/docker.sock:ro]
+    backup:
+      image: nginx:1.27
+      volumes:
+        - {type: bind, source: /etc, target: /host/etc, read_only: true}
+        - /srv/media:/media
+        - /etc/localtime:/etc/localtime:ro
+    clock:
+      image: nginx:1.27
+      volumes: [/etc/localtime:/etc/localtime:ro, /usr/share/zoneinfo:/usr/share/zoneinfo:ro]
+""",
+    )
+    assert errors_of(tmp_path) == [
+        "packages/app.yaml:5:7: compose.services.agent.volumes: service 'agent' uses "
+        "`volumes`, a power over the host Nebula gives only when granted; add "
+        "`allow: [docker_socket]` to packages/app.yaml to grant it",
+        "packages/app.yaml:8:7: compose.services.backup.volumes: service 'backup' uses "
+        "`volumes`, a power over the host Nebula gives only when granted; add "
+        "`allow: [host_system]` to packages/app.yaml to grant it",
+    ]  # media folders and the time zone, read-only, need nothing
+    text = (tmp_path / "packages" / "app.yaml").read_text()
+    (tmp_path / "packages" / "app.yaml").write_text("allow: [docker_socket, host_system]\n" + text)
+    containers = containers_of(tmp_path)
+    assert containers["agent"].grants == ("docker_socket",)
+    assert containers["backup"].grants == ("host_system",) and containers["clock"].grants == ()
+
+
+def test_only_no_new_privileges_is_taken_of_the_security_options(tmp_path: Path) -> None:
+    write_app(
+        tmp_path,
+        "compose:\n  services:\n    web:\n      image: nginx:1.27\n"
+        "      security_opt: [no-new-privileges=true, seccomp=unconfined]\n",
+    )
+    assert errors_of(tmp_path) == [
+        "packages/app.yaml:5:46: compose.services.web.security_opt[1]: 'seccomp=unconfined': "
+        "Nebula takes only `no-new-privileges` here; other security options change the "
+        "container's confinement, which Nebula does not grant yet"
+    ]
 
 
 def test_only_the_hosts_namespaces_are_taken(tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ from nebula.daemon.faults import Faults
 from nebula.daemon.health import HealthMonitor
 from nebula.engine.load import load_desired
 from nebula.errors import ProviderError
-from nebula.providers.docker import DockerProvider
+from nebula.providers.docker import ContainerEvent, DockerProvider
 from nebula.providers.docker.http import EngineReader
 from nebula.store import Store, installation_runs
 from test_daemon import IMAGE
@@ -728,8 +728,8 @@ def test_an_error_handling_an_event_is_raised_not_swallowed(
     stop = threading.Event()
     raised: list[BaseException] = []
 
-    def on_event(action: str, _id: str, _at: float) -> None:
-        raise ValueError(f"cannot handle {action}")
+    def on_event(event: ContainerEvent) -> None:
+        raise ValueError(f"cannot handle {event.action} of {event.name}")
 
     def follow() -> None:
         try:
@@ -743,7 +743,9 @@ def test_an_error_handling_an_event_is_raised_not_swallowed(
         time.sleep(1.0)  # subscribed
         engine.containers.create(IMAGE, labels={"io.nebula.managed": "true"}, name="ev-app")
         follower.join(20)
-        assert not follower.is_alive() and [str(e) for e in raised] == ["cannot handle create"]
+        assert not follower.is_alive() and [str(e) for e in raised] == [
+            "cannot handle create of ev-app"
+        ]
     finally:
         stop.set()
         provider.close()

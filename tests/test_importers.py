@@ -28,7 +28,7 @@ VPN_ROUTED = (
 # The grants packages of the fixture stores need (their installations' `allow:`).
 GRANTS = {
     "s-wg-easy": ["cap_add", "sysctls"],
-    "s-homeassistant": ["host_network", "cap_add", "devices"],
+    "s-homeassistant": ["host_network", "cap_add", "devices", "host_system"],
 }
 EXPECTED = {  # imported under the prefix "s-" (several are named like built-in packages)
     "runtipi": (
@@ -545,9 +545,9 @@ def test_an_app_using_powers_over_the_host_keeps_them_for_its_installation_to_gr
     report = convert("casaos", repo / "catalog", prefix="s-")
     [result] = [a for a in report.imported if a.app == "HomeAssistant"]
     assert (
-        "needs the grants host_network, cap_add, devices: an installation gives them with "
-        "`allow: [host_network, cap_add, devices]`"
-    ) in result.notes
+        "needs the grants host_network, cap_add, devices, host_system: an installation gives "
+        "them with `allow: [host_network, cap_add, devices, host_system]`"
+    ) in result.notes  # host_system: it binds the node's /run/dbus
     service = package(repo / "catalog", "s-homeassistant")["compose"]["services"]["homeassistant"]
     assert service["network_mode"] == "host"
     assert service["cap_add"] == ["NET_ADMIN", "NET_RAW"]
@@ -563,22 +563,48 @@ def test_an_app_using_powers_over_the_host_keeps_them_for_its_installation_to_gr
     home = repo / "packages" / "home.yaml"
     home.write_text("package: s-homeassistant\n")
     out = run("validate", str(repo), code=2)
-    assert "invalid config (3 problems)" in out
+    assert "invalid config (4 problems)" in out
     assert (
         "packages/home.yaml:1:1: package: service 'homeassistant' uses `network_mode` "
         "(catalog/s-homeassistant/2024.9.3.yaml:10), a power over the host Nebula gives only "
         "when granted; add `allow: [host_network]` to packages/home.yaml to grant it"
     ) in out
+    for grant in ("cap_add", "devices", "host_system"):
+        assert f"add `allow: [{grant}]` to packages/home.yaml" in out
     for grant in ("cap_add", "devices"):
         assert f"uses `{grant}`" in out and f"add `allow: [{grant}]` to packages/home.yaml" in out
 
     # granted, it validates and plans the container on the host's network with its powers
-    home.write_text("package: s-homeassistant\nallow: [host_network, cap_add, devices]\n")
+    home.write_text(
+        "package: s-homeassistant\nallow: [host_network, cap_add, devices, host_system]\n"
+    )
     assert "1 installation valid" in run("validate", str(repo))
     plan = json.loads(run("plan", str(repo), "--docker-host", docker_host, "--output", "json"))
     [container] = [c for c in plan["changes"] if c["kind"] == "container"]
     assert (container["name"], container["action"]) == ("home-homeassistant", "create")
-    assert "granted: host_network, cap_add, devices" in container["reason"]
+    assert "granted: host_network, cap_add, devices, host_system" in container["reason"]
+
+
+def test_an_app_binding_the_docker_socket_keeps_it_for_its_installation_to_grant(
+    tmp_path: Path,
+) -> None:
+    runtipi_app(
+        tmp_path / "store",
+        "dozzle",
+        [{"name": "dozzle", "image": "amir20/dozzle:v8.5.0", "isMain": True, "internalPort": 8080,
+          "volumes": [{"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock",
+                       "readOnly": True},
+                      {"hostPath": "/etc/localtime", "containerPath": "/etc/localtime",
+                       "readOnly": True}]}],
+    )  # fmt: skip
+    report = convert("runtipi", tmp_path / "catalog", tmp_path / "store")
+    [result] = report.imported
+    assert (
+        "needs the grants docker_socket: an installation gives them with "
+        "`allow: [docker_socket]`" in result.notes
+    )
+    service = package(tmp_path / "catalog", "dozzle")["compose"]["services"]["dozzle"]
+    assert "/var/run/docker.sock:/var/run/docker.sock:ro" in service["volumes"]
 
 
 def test_a_service_on_the_host_network_publishes_nothing(tmp_path: Path) -> None:

@@ -15,7 +15,9 @@ from nebula.cli.app import app
 from nebula.engine.load import load_desired
 from nebula.engine.memo import input_key
 from nebula.errors import ConfigError
-from nebula.kinds.packages.types import ContainerSpec
+from nebula.kinds.packages.repo_files import MAX_TREE_BYTES, MAX_TREE_ENTRIES
+from nebula.kinds.packages.types import ContainerSpec, RepoFolder
+from nebula.paths import repo_files_dir
 
 
 def write_app(root: Path, compose: str, files: dict[str, str] | None = None) -> Path:
@@ -195,7 +197,7 @@ def test_configs_and_binds_leaving_the_folder_are_refused_at_their_line(tmp_path
     web:
       image: nginx:1.27
       configs: [app_config, missing, {source: app_config, target: relative/path}]
-      volumes: ["../app.yaml:/etc/x", "./conf:/etc/conf", "~/x:/etc/y"]
+      volumes: ["../app.yaml:/etc/x", "./data:/data", "~/x:/etc/y", "./app.ini:/etc/app.ini"]
   configs:
     app_config: {file: /etc/hostname}
 """,
@@ -209,9 +211,11 @@ def test_configs_and_binds_leaving_the_folder_are_refused_at_their_line(tmp_path
         at.format(5, 29, "configs[1]") + "config 'missing' is not declared under compose.configs",
         at.format(5, 38, "configs[2]") + "target 'relative/path' must be an absolute path",
         at.format(6, 17, "volumes[0]") + f"'../app.yaml': resolves outside {folder}; refused",
-        at.format(6, 39, "volumes[1]") + "'./conf': not a regular file (a folder); refused",
-        at.format(6, 59, "volumes[2]") + "bind mount '~/x': use an absolute host path, a file "
+        at.format(6, 39, "volumes[1]") + "'./data': no such file or folder in packages/app/; "
+        "keep data the app writes in a named volume (`data:/data`)",
+        at.format(6, 55, "volumes[2]") + "bind mount '~/x': use an absolute host path, a file "
         "of the installation's folder (./NAME) or a named volume",
+        at.format(6, 69, "volumes[3]") + "'./app.ini': no such file or folder in packages/app/",
     ]
 
 
@@ -241,3 +245,109 @@ def test_an_env_file_line_may_use_the_lines_before_it(tmp_path: Path) -> None:
     write_app(tmp_path, app, {"common.env": "A=1\nD=$A\nE=${A}x\nF=${PORT}\n", "web.env": ""})
     env = dict(containers_of(tmp_path)["worker"].environment)
     assert (env["D"], env["E"], env["F"]) == ("1", "1x", "8080")
+
+
+FOLDER_APP = """compose:
+  services:
+    web:
+      image: {image}
+      command: [sleep, "3600"]
+      init: true
+      volumes: ["./site:/srv/site:ro"]
+    other:
+      image: {image}
+      command: [sleep, "3600"]
+      init: true
+      volumes: ["./other.conf:/etc/other.conf"]
+"""
+SITE = {
+    "site/index.html": "<h1>home</h1>\n",
+    "site/sub/page.txt": "first\n",
+    "site/run.sh": "#!/bin/sh\necho ran\n",
+    "other.conf": "x\n",
+}
+
+
+def test_a_folder_bound_from_the_repo_is_mounted_whole_and_its_old_copies_are_deleted(
+    tmp_path: Path, docker_host: str, test_image: str
+) -> None:
+    write_app(tmp_path, FOLDER_APP.format(image=test_image), SITE)
+    (tmp_path / "packages" / "app" / "site" / "run.sh").chmod(0o755)
+    (tmp_path / "packages" / "app" / "site" / "empty").mkdir()
+    cli = CliRunner()
+    database = ["--docker-host", docker_host, "--database-url", f"sqlite:///{tmp_path}/n.db"]
+
+    def apply(*extra: str) -> None:
+        result = cli.invoke(app, ["apply", str(tmp_path), *database, *extra])
+        assert result.exit_code == 0, result.output
+
+    def materialised() -> set[str]:
+        return {entry.name for entry in repo_files_dir().iterdir()}
+
+    def folder_digest() -> str:
+        (folder,) = containers_of(tmp_path)["web"].files
+        assert isinstance(folder, RepoFolder)
+        return folder.digest
+
+    apply()
+    engine = docker.APIClient(base_url=docker_host, version=servers.DOCKER_API_VERSION)
+
+    def run(*command: str) -> str:
+        exec_id = engine.exec_create("app-web", list(command))
+        return engine.exec_start(exec_id).decode()
+
+    assert run("cat", "/srv/site/index.html", "/srv/site/sub/page.txt") == "<h1>home</h1>\nfirst\n"
+    assert run("/srv/site/run.sh") == "ran\n"  # the executable bit is kept
+    assert run("stat", "-c", "%a", "/srv/site/index.html", "/srv/site/empty").split() == [
+        "444",
+        "555",
+    ]
+    assert "Read-only file system" in run("sh", "-c", "touch /srv/site/new 2>&1")
+    first = folder_digest()
+    assert first in materialised()
+    ids = {name: engine.inspect_container(name)["Id"] for name in ("app-web", "app-other")}
+
+    (tmp_path / "packages" / "app" / "site" / "sub" / "page.txt").write_text("second\n")
+    apply()
+    assert engine.inspect_container("app-other")["Id"] == ids["app-other"]
+    assert engine.inspect_container("app-web")["Id"] != ids["app-web"]
+    assert run("cat", "/srv/site/sub/page.txt") == "second\n"
+    assert folder_digest() != first
+    assert folder_digest() in materialised()
+    assert first not in materialised()  # no container binds the old copy any more
+
+    (tmp_path / "packages" / "app.yaml").unlink()
+    apply("--yes")
+    assert materialised() == set()
+
+
+def test_a_bound_folder_holding_a_symlink_or_too_much_is_refused_at_its_line(
+    tmp_path: Path,
+) -> None:
+    write_app(
+        tmp_path,
+        """compose:
+  services:
+    web:
+      image: nginx:1.27
+      volumes: [./linked:/a, ./many:/b, ./large:/c, "./fifo:/d"]
+""",
+        {"linked/sub/app.conf": "x\n", "large/a.bin": "", "fifo/ok.txt": ""},
+    )
+    folder = tmp_path / "packages" / "app"
+    (folder / "linked" / "sub" / "to-conf").symlink_to("app.conf")
+    (folder / "many").mkdir()
+    for i in range(MAX_TREE_ENTRIES + 1):
+        (folder / "many" / f"{i}.txt").touch()
+    os.truncate(folder / "large" / "a.bin", MAX_TREE_BYTES + 1)  # sparse: no disk used
+    os.mkfifo(folder / "fifo" / "pipe")
+    at = "packages/app.yaml:5:{}: compose.services.web.volumes[{}]: "
+    assert errors_of(tmp_path) == [
+        at.format(17, 0) + "'./linked': sub/to-conf: a symlink; a bound folder holds only "
+        "files and folders: copy the file in, or bind it on its own; refused",
+        at.format(30, 1) + "'./many': holds more than 1,000 files and folders, the most a "
+        "bound folder may; refused",
+        at.format(41, 2) + "'./large': its files hold more than 16,777,216 bytes, the most a "
+        "bound folder may; refused",
+        at.format(53, 3) + "'./fifo': pipe: not a regular file (a FIFO); refused",
+    ]

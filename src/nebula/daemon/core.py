@@ -39,7 +39,7 @@ from nebula.engine.load import load_desired
 from nebula.errors import ConfigError, NebulaError
 from nebula.kinds.base import Desired, World
 from nebula.plan import Plan
-from nebula.providers.docker import DockerProvider
+from nebula.providers.docker import ContainerEvent, DockerProvider
 from nebula.secrets import open_vault
 from nebula.secrets.resolve import vault_secrets
 from nebula.store import Store, SyncStatus
@@ -147,13 +147,13 @@ class Daemon:
             else:
                 self.request_sync("drift")
 
-    def _on_docker_event(self, action: str, container_id: str, _at: float) -> None:
+    def _on_docker_event(self, event: ContainerEvent) -> None:
         """Drift: a managed container went away or stopped. A container the daemon removed
         itself (replaced, or failed to start) is not drift: reacting to it would retry a failing
         change in a tight loop; the interval re-check retries it instead."""
-        if action == "reconnect":
+        if event.action == "reconnect":
             self.faults.clear("docker-events")  # the stream is back
-        if action in _DRIFT_ACTIONS and not self.provider.removed_by_us(container_id):
+        if event.action in _DRIFT_ACTIONS and not self.provider.removed_by_us(event.container_id):
             self.request_sync("drift")
 
     def _watch_folder(self) -> None:

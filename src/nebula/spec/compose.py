@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from nebula.spec.base import Duration, StrictModel, Text
 from nebula.spec.names import COMPOSE_NAME, COMPOSE_NAME_RULE, excerpt
@@ -29,6 +29,16 @@ def _service_name(value: str) -> str:
 
 ServiceName = Annotated[str, AfterValidator(_service_name)]
 Number = int | float | Text  # a count or size, or a `${VAR}` giving one: parsed once interpolated
+
+
+def _octal(mode: object) -> object:
+    """A mode written as text is octal, as compose reads it (`"0440"`, `"440"`)."""
+    if isinstance(mode, str) and mode.strip().isdigit():
+        return int(mode.strip(), 8)
+    return mode
+
+
+FileMode = Annotated[int, BeforeValidator(_octal), Field(ge=0, le=0o777)]
 
 _PRIVILEGED = (
     "it gives the container powers over the host, which Nebula does not grant yet; "
@@ -202,8 +212,6 @@ class Logging(ComposeModel):
 _SERVICE_UNSUPPORTED: dict[str, str] = {
     "label_file": "label files are not read (env_file and configs are); list the labels under "
     "`labels:`",
-    "secrets": "compose secrets are not served as files yet; pass the secret as environment, "
-    "`NAME: ${secret:NAME}`",
     "extends": "write the service out in full",
     "links": "every service is reachable by its name on the installation's network; use that",
     "external_links": "join the other installation through `dependencies:`, or publish a port",
@@ -222,7 +230,6 @@ _SERVICE_UNSUPPORTED: dict[str, str] = {
             "device_cgroup_rules",
             "uts",
             "userns_mode",
-            "security_opt",
             "cgroup",
             "cgroup_parent",
             "credential_spec",
@@ -313,15 +320,7 @@ class ServiceConfig(ComposeModel):
 
     source: Text
     target: Text | None = Field(default=None, description="default: /SOURCE")
-    mode: int = Field(default=0o444, ge=0, le=0o777, description="e.g. 0440")
-
-    @field_validator("mode", mode="before")
-    @classmethod
-    def _octal(cls, mode: object) -> object:
-        """A mode written as text is octal, as compose reads it (`"0440"`, `"440"`)."""
-        if isinstance(mode, str) and mode.strip().isdigit():
-            return int(mode.strip(), 8)
-        return mode
+    mode: FileMode = Field(default=0o444, description="e.g. 0440")
 
 
 class ConfigDeclaration(ComposeModel):
@@ -336,6 +335,53 @@ class ConfigDeclaration(ComposeModel):
     }
 
     file: Text = Field(description="a file of the installation's folder (packages/NAME/)")
+
+
+class ServiceSecret(ComposeModel):
+    """Compose's long syntax of a service's `secrets:` entry."""
+
+    source: Text
+    target: Text | None = Field(
+        default=None, description="default: /run/secrets/SOURCE; a bare name goes there too"
+    )
+    uid: Text | None = Field(default=None, description="owner; default: the service's user id")
+    gid: Text | None = Field(default=None, description="group; default: the service's group id")
+    mode: FileMode = Field(default=0o400, description="e.g. 0440")
+
+
+class SecretDeclaration(ComposeModel):
+    """A top-level `secrets:` entry: a value of Nebula's vault, never a file of the repo."""
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "file": "a secret kept as a file of the config repo is plain text in git; store it in "
+        "the vault (`nebula secrets set NAME < FILE`) and declare it `external: true`",
+        "content": "a secret written into the compose file is plain text in git; store it in "
+        "the vault (`nebula secrets set NAME`) and declare it `external: true`",
+        "driver": "secrets come from Nebula's vault; leave it out",
+        "driver_opts": "secrets come from Nebula's vault; leave it out",
+        "template_driver": "not supported yet; leave it out",
+        "labels": "secrets are not objects on the engine; leave it out",
+    }
+
+    external: bool = Field(
+        default=False, description="true: the vault's secret of this name (or of `name:`)"
+    )
+    name: Text | None = Field(default=None, description="the vault secret's name, if not the key")
+    environment: Text | None = Field(
+        default=None,
+        description="a variable whose value is served, e.g. one given as ${secret:NAME}",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if self.external == (self.environment is not None):
+            raise ValueError(
+                "give `external: true` (the vault's secret of this name) or `environment: VAR` "
+                "(a variable of the installation), one of the two"
+            )
+        if self.name is not None and not self.external:
+            raise ValueError("`name:` names a vault secret: use it with `external: true`")
+        return self
 
 
 class Service(ComposeModel):
@@ -358,6 +404,9 @@ class Service(ComposeModel):
     volumes: list[Text | VolumeMount] = []
     configs: list[Text | ServiceConfig] = Field(
         default=[], description="top-level configs mounted read-only, at /NAME by default"
+    )
+    secrets: list[Text | ServiceSecret] = Field(
+        default=[], description="top-level secrets served as files, at /run/secrets/NAME"
     )
     command: Text | list[Text] | None = None
     entrypoint: Text | list[Text] | None = None
@@ -400,6 +449,9 @@ class Service(ComposeModel):
     develop: Any = Field(default=None, description="ignored: `compose watch` is for development")
     read_only: bool = False
     cap_drop: list[Text] = []
+    security_opt: list[Text] = Field(
+        default=[], description="`no-new-privileges` only: it confines, where others loosen"
+    )
     domainname: Text | None = None
     dns_search: Text | list[Text] = []
     dns_opt: list[Text] = []
@@ -487,8 +539,6 @@ class Compose(ComposeModel):
     installation's name is the project's."""
 
     unsupported: ClassVar[dict[str, str]] = {
-        "secrets": "compose secrets are not served as files yet; keep the value in the vault "
-        "(`nebula secrets set NAME`) and pass it as environment, `NAME: ${secret:NAME}`",
         "include": "write the included services into this file",
         "models": "AI models are not provisioned; run the model server as a service",
     }
@@ -499,3 +549,4 @@ class Compose(ComposeModel):
     volumes: dict[str, VolumeDeclaration | None] = {}
     networks: dict[str, NetworkDeclaration | None] = {}
     configs: dict[str, ConfigDeclaration] = {}
+    secrets: dict[str, SecretDeclaration] = {}

@@ -53,7 +53,15 @@ class Expose(StrictModel):
 
 
 Grant = Literal[
-    "host_network", "privileged", "cap_add", "devices", "sysctls", "host_pid", "host_ipc"
+    "host_network",
+    "privileged",
+    "cap_add",
+    "devices",
+    "sysctls",
+    "host_pid",
+    "host_ipc",
+    "docker_socket",
+    "host_system",
 ]
 
 
@@ -82,7 +90,9 @@ class Installation(StrictModel):
     allow: list[Grant] = Field(
         default=[],
         description="powers over the host its app may use: host_network (network_mode: host), "
-        "privileged, cap_add, devices, sysctls, host_pid (pid: host), host_ipc (ipc: host)",
+        "privileged, cap_add, devices, sysctls, host_pid (pid: host), host_ipc (ipc: host), "
+        "docker_socket (a bind of the Docker socket), host_system (a bind of /, /etc, /proc, "
+        "/sys, /dev and the node's other system folders)",
     )
 
     @model_validator(mode="after")

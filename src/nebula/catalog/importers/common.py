@@ -31,6 +31,7 @@ from typing import Any
 from nebula.catalog.categories import CATEGORIES
 from nebula.errors import ConfigError
 from nebula.spec.compose import Service
+from nebula.spec.host_paths import bind_grant
 from nebula.spec.interpolate import InterpolationError, references
 from nebula.spec.yamlfile import parse_yaml
 
@@ -51,6 +52,20 @@ def on_host_network(service: dict[str, Any]) -> bool:
     return service.get("network_mode") == "host"
 
 
+def bind_grants(service: dict[str, Any]) -> set[str | None]:
+    """The grants the service's binds of host paths need (`spec.host_paths`)."""
+    found: set[str | None] = set()
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict):
+            source, read_only = str(volume.get("source") or ""), bool(volume.get("read_only"))
+        else:
+            source, _, rest = str(volume).partition(":")
+            read_only = rest.endswith(":ro")
+        if source.startswith("/"):
+            found.add(bind_grant(source, read_only))
+    return found
+
+
 # A grant (an installation's `allow:`) → whether a converted service uses the power it gives.
 GRANTS: dict[str, Callable[[dict[str, Any]], bool]] = {
     "host_network": on_host_network,
@@ -60,6 +75,8 @@ GRANTS: dict[str, Callable[[dict[str, Any]], bool]] = {
     "sysctls": lambda service: bool(service.get("sysctls")),
     "host_pid": lambda service: service.get("pid") == "host",
     "host_ipc": lambda service: service.get("ipc") == "host",
+    "docker_socket": lambda service: "docker_socket" in bind_grants(service),
+    "host_system": lambda service: "host_system" in bind_grants(service),
 }
 # Keys Nebula names or manages itself: dropped without a note.
 SILENT_KEYS = {"container_name", "hostname", "version", "name"}

@@ -88,11 +88,16 @@ def apply_plan(
 
     The secrets the installations refer to are decrypted once, up front, from `vault` (default:
     the vault in `store`); a wrong master key, a tampered secret or one changed since the plan
-    stops the apply before anything is touched.
+    stops the apply before anything is touched. The files of the config repo no container
+    binds any more are deleted at the end.
     """
     report = progress or (lambda _i, _m: None)
     result = _apply(snapshot, provider, store, report, commit=commit, vault=vault)
     settle(snapshot, store)
+    # no container is being created any more: the repo's files none binds can go (cleanup
+    # only; one that fails is tried again by the next apply)
+    with contextlib.suppress(ProviderError, OSError):
+        provider.prune_files()
     return result
 
 
@@ -193,6 +198,7 @@ def _handed_over(desired: DesiredInstallation) -> Iterator[str]:
         yield from container.command or ()
         yield from container.entrypoint or ()
         yield from container.healthcheck.test if container.healthcheck else ()
+        yield from (file.value for file in container.secret_files)
     yield from (value for _, value in desired.hook_env)
     for hooks in (desired.post_install, desired.pre_upgrade, desired.post_upgrade):
         yield from hooks

@@ -218,6 +218,19 @@ def parse_mount(value: str | VolumeMount) -> Mount:
     return mount
 
 
+def parse_security_opt(text: str) -> str:
+    """`no-new-privileges` (`:true`, `=true`, `:false`): the one security option that only
+    confines the container; the others (seccomp, apparmor, label, ...) loosen or replace its
+    confinement."""
+    name, _, value = text.partition(":") if ":" in text else text.partition("=")
+    if name != "no-new-privileges" or value not in ("", "true", "false"):
+        raise ValueError(
+            f"{excerpt(text)}: Nebula takes only `no-new-privileges` here; other security "
+            "options change the container's confinement, which Nebula does not grant yet"
+        )
+    return f"no-new-privileges:{value or 'true'}"
+
+
 def parse_healthcheck(check: Healthcheck, test: list[str] | str | None) -> HealthSpec | None:
     if check.disable:
         return HealthSpec(("NONE",))

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import get_args
 
-from nebula.kinds.packages.types import ContainerSpec
-from nebula.spec.compose import Compose, Service
+from nebula.kinds.packages.compose import parse_mount
+from nebula.kinds.packages.types import ContainerSpec, Mount
+from nebula.spec.compose import Compose, Service, VolumeMount
 from nebula.spec.installation import Grant
 
 GRANTS: tuple[str, ...] = get_args(Grant)  # every grant, in the order they are listed
@@ -43,4 +44,13 @@ def _powers(name: str, service: Service) -> ContainerSpec:
         sysctls=tuple((str(sysctl), "") for sysctl in service.sysctls),
         pid_mode=service.pid,
         ipc_mode=service.ipc,
+        mounts=tuple(mount for volume in service.volumes if (mount := _mount(volume))),
     )
+
+
+def _mount(volume: str | VolumeMount) -> Mount | None:
+    """A volume as written (one holding a `${VAR}` may not parse yet: validation sees it)."""
+    try:
+        return parse_mount(volume)
+    except ValueError:
+        return None

@@ -1,19 +1,32 @@
 """Files an installation takes from the config repo: its folder, and compose's env-file format.
 
 An installation `packages/NAME.yaml` may keep files in the folder `packages/NAME/` beside it;
-`env_file:`, `configs:` and relative bind mounts name files inside it. Every file is read
-through `nebula.paths.read_file`: a path leaving the folder (`..`, absolute, a symlink leading
-out), anything but a regular file, and a file over 1 MiB are refused.
+`env_file:`, `configs:` and relative bind mounts name files inside it (a relative bind mount
+may name a folder too). Every file is read through `nebula.paths.read_file`: a path leaving the
+folder (`..`, absolute, a symlink leading out), anything but a regular file, and a file over
+1 MiB are refused. A bound folder holds only files and folders (no symlink), within limits.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
-from nebula.paths import UnsafePathError, folder_within, read_file
+from nebula.kinds.packages.types import TreeEntry
+from nebula.paths import UnsafePathError, folder_within, read_file, within
 from nebula.spec.names import excerpt
+
+MAX_TREE_ENTRIES = 1000
+"""The most files and sub-folders a bound folder may hold."""
+MAX_TREE_BYTES = 16 * 1024 * 1024
+"""The most bytes a bound folder's files may hold together."""
+
+_Read = TypeVar("_Read")
 
 
 def installation_folder(root: Path, file: str) -> Path:
@@ -30,19 +43,75 @@ class MissingFileError(ValueError):
 def read_repo_file(folder: Path, path: str) -> bytes:
     """The bytes of `path` inside the installation's `folder`; ValueError saying why not
     (`MissingFileError` when there is no such file)."""
+    return _read(folder, path, lambda inside: read_file(inside / path, inside))
+
+
+def read_repo_tree(folder: Path, path: str) -> tuple[TreeEntry, ...] | None:
+    """The files and sub-folders of the folder `path` inside the installation's `folder`, or
+    None when `path` is no folder (it is read as a file). ValueError saying why not: a
+    symlink, device or FIFO inside it, or more than the limits (`MAX_TREE_ENTRIES`,
+    `MAX_TREE_BYTES`)."""
+    return _read(folder, path, lambda inside: _tree(inside, path))
+
+
+def _read(folder: Path, path: str, read: Callable[[Path], _Read]) -> _Read:
+    """`read` of the installation's `folder` resolved, its errors as ValueError saying why."""
     if PurePosixPath(path).is_absolute():
         raise ValueError(f"{excerpt(path)} is absolute: name a file inside {_shown(folder)}/")
     try:
         inside = folder_within(folder.parent, folder.name)
         if inside is None:
             raise MissingFileError(f"{excerpt(path)}: there is no folder {_shown(folder)}/")
-        return read_file(inside / path, inside)
+        return read(inside)
     except UnsafePathError as exc:
         raise ValueError(f"{excerpt(path)}: {exc.reason}") from None
     except FileNotFoundError:
         raise MissingFileError(f"{excerpt(path)}: no such file in {_shown(folder)}/") from None
     except OSError as exc:
         raise ValueError(f"{excerpt(path)}: cannot read it: {exc.strerror or exc}") from None
+
+
+def _tree(inside: Path, path: str) -> tuple[TreeEntry, ...] | None:
+    top = within(inside, path)
+    if not top.exists():
+        raise MissingFileError(f"{excerpt(path)}: no such file or folder in {_shown(inside)}/")
+    if not top.is_dir():
+        return None
+    entries: list[TreeEntry] = []
+    total = 0
+    pending = [top]
+    while pending:
+        current = pending.pop()
+        for item in sorted(os.scandir(current), key=lambda item: item.name):
+            inner = Path(item.path).relative_to(top).as_posix()
+            named = f"{excerpt(path)}: {inner}"
+            if len(entries) == MAX_TREE_ENTRIES:
+                raise ValueError(
+                    f"{excerpt(path)}: holds more than {MAX_TREE_ENTRIES:,} files and folders, "
+                    "the most a bound folder may; refused"
+                )
+            info = item.stat(follow_symlinks=False)
+            if stat.S_ISDIR(info.st_mode):
+                entries.append(TreeEntry(inner, 0o555))
+                pending.append(Path(item.path))
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                raise ValueError(
+                    f"{named}: a symlink; a bound folder holds only files and folders: copy "
+                    "the file in, or bind it on its own; refused"
+                )
+            total += info.st_size
+            if total > MAX_TREE_BYTES:
+                raise ValueError(
+                    f"{excerpt(path)}: its files hold more than {MAX_TREE_BYTES:,} bytes, the "
+                    "most a bound folder may; refused"
+                )
+            try:  # refuses a FIFO, device or socket by its kind, unread
+                content = read_file(Path(item.path), inside, MAX_TREE_BYTES)
+            except UnsafePathError as exc:
+                raise ValueError(f"{named}: {exc.reason}") from None
+            entries.append(TreeEntry(inner, 0o555 if info.st_mode & 0o111 else 0o444, content))
+    return tuple(entries)
 
 
 def _shown(folder: Path) -> str:

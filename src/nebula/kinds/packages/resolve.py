@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import pathlib
 import posixpath
+import re
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from nebula.kinds.packages.compose import (
     parse_healthcheck,
     parse_mount,
     parse_ports,
+    parse_security_opt,
     parse_tmpfs,
     split_command,
 )
@@ -42,6 +44,7 @@ from nebula.kinds.packages.repo_files import (
     installation_folder,
     parse_env_file,
     read_repo_file,
+    read_repo_tree,
 )
 from nebula.kinds.packages.types import (
     RESERVED_LABEL_PREFIX,
@@ -53,6 +56,8 @@ from nebula.kinds.packages.types import (
     NetworkSpec,
     PortBinding,
     RepoFile,
+    RepoFolder,
+    SecretFile,
     Ulimit,
     VolumeSpec,
     build_tag,
@@ -67,6 +72,7 @@ from nebula.spec.compose import (
     PortMapping,
     Service,
     ServiceConfig,
+    ServiceSecret,
     VolumeMount,
 )
 from nebula.spec.config import NebulaConfig
@@ -89,7 +95,7 @@ DEFAULT_NETWORK = "default"
 _Model = TypeVar("_Model", PortMapping, VolumeMount)
 _Parsed = TypeVar("_Parsed")
 HOOK_KINDS = ("post_install", "pre_upgrade", "post_upgrade", "pre_uninstall")
-_SECRETS_GO_TO = ("environment", "command", "entrypoint", "healthcheck")
+_SECRETS_GO_TO = ("environment", "command", "entrypoint", "healthcheck", "secrets")
 _GRANT_KEYS = {  # a grant → the compose key that needs it
     "host_network": "network_mode",
     "privileged": "privileged",
@@ -98,6 +104,8 @@ _GRANT_KEYS = {  # a grant → the compose key that needs it
     "sysctls": "sysctls",
     "host_pid": "pid",
     "host_ipc": "ipc",
+    "docker_socket": "volumes",
+    "host_system": "volumes",
 }
 
 
@@ -532,6 +540,7 @@ class _Resolver:
             mounts=tuple(mounts),
             files=tuple(files),
             build=build,
+            secret_files=self._secret_files(service, compose, base),
             healthcheck=health,
             restart=service.restart,
             labels=labels,
@@ -576,6 +585,9 @@ class _Resolver:
             logging=self._logging(service, base),
             read_only=service.read_only,
             cap_drop=self._each(service.cap_drop, (*base, "cap_drop"), str),
+            security_opt=self._each(
+                service.security_opt, (*base, "security_opt"), parse_security_opt
+            ),
             domainname=self._optional(service.domainname, (*base, "domainname")),
             dns_search=self._each(service.dns_search, (*base, "dns_search"), str),
             dns_opt=self._each(service.dns_opt, (*base, "dns_opt"), str),
@@ -855,7 +867,7 @@ class _Resolver:
 
     def _mounts(
         self, service: Service, compose: Compose, base: Path, volumes: dict[str, VolumeSpec]
-    ) -> tuple[list[Mount], list[RepoFile]]:
+    ) -> tuple[list[Mount], list[RepoFile | RepoFolder]]:
         """The service's volumes (named volumes are added to `volumes`) and the files it
         takes from the installation's folder (`configs:`, relative bind mounts)."""
         mounts: list[Mount] = []
@@ -885,7 +897,7 @@ class _Resolver:
                         )
                     )
                     continue
-                files += self._repo_files(mount.source, mount.target, 0o444, path)
+                files += self._repo_files(mount.source, mount.target, 0o444, path, bound=True)
                 continue
             if mount.type == "volume":
                 decl = compose.volumes.get(mount.source)
@@ -905,9 +917,11 @@ class _Resolver:
             mounts.append(mount)
         return mounts, files
 
-    def _configs(self, service: Service, compose: Compose, base: Path) -> list[RepoFile]:
+    def _configs(
+        self, service: Service, compose: Compose, base: Path
+    ) -> list[RepoFile | RepoFolder]:
         """The service's `configs:`: files of the installation's folder, read-only."""
-        files = []
+        files: list[RepoFile | RepoFolder] = []
         for i, given in enumerate(service.configs):
             path: Path = (*base, "configs", i)
             entry = given if isinstance(given, ServiceConfig) else ServiceConfig(source=given)
@@ -927,19 +941,82 @@ class _Resolver:
             files += self._repo_files(name, target, entry.mode, path)
         return files
 
-    def _repo_files(self, name: str, target: str, mode: int, path: Path) -> list[RepoFile]:
-        """The file `name` of the installation's folder, to mount at `target` (none when it
-        cannot be read: the issue is recorded)."""
+    def _secret_files(
+        self, service: Service, compose: Compose, base: Path
+    ) -> tuple[SecretFile, ...]:
+        """The service's `secrets:`: vault secrets (or variables holding one) served as files.
+        Their owner defaults to the service's numeric `user:`, so a non-root app can read them."""
+        user, _, group = (self._optional(service.user, (*base, "user")) or "").partition(":")
+        uid, gid = (part if part.isdecimal() else "0" for part in (user, group))
+        files = []
+        for i, given in enumerate(service.secrets):
+            path: Path = (*base, "secrets", i)
+            entry = given if isinstance(given, ServiceSecret) else ServiceSecret(source=given)
+            declared = compose.secrets.get(entry.source)
+            if declared is None:
+                hint = _did_you_mean(entry.source, list(compose.secrets))
+                self.issues.append(
+                    self._issue(
+                        path,
+                        f"secret {excerpt(entry.source)} is not declared under compose.secrets"
+                        f"{hint}",
+                    )
+                )
+                continue
+            where: Path = ("compose", "secrets", entry.source)
+            if declared.environment is not None:
+                value = self.values.get(declared.environment)
+                if value is None:
+                    self.issues.append(
+                        self._issue(
+                            (*where, "environment"),
+                            f"{excerpt(declared.environment)} is not a variable of the "
+                            f"installation{_did_you_mean(declared.environment, self.values)}",
+                        )
+                    )
+                    continue
+            else:
+                name = self._optional(declared.name, (*where, "name")) or entry.source
+                value = self._text(f"${{secret:{name}}}", where)
+            target = self._optional(entry.target, (*path, "target")) or entry.source
+            owner = [
+                self._parsed(given or default, (*path, key), _user_id)
+                for key, given, default in (("uid", entry.uid, uid), ("gid", entry.gid, gid))
+            ]
+            files.append(
+                SecretFile(
+                    source=entry.source,
+                    target=target if target.startswith("/") else f"/run/secrets/{target}",
+                    uid=owner[0] or 0,
+                    gid=owner[1] or 0,
+                    mode=entry.mode,
+                    value=value,
+                )
+            )
+        return tuple(files)
+
+    def _repo_files(
+        self, name: str, target: str, mode: int, path: Path, *, bound: bool = False
+    ) -> list[RepoFile | RepoFolder]:
+        """The file `name` of the installation's folder (or, `bound` by a relative bind mount,
+        the file or folder), to mount at `target` (none when it cannot be read: the issue is
+        recorded)."""
         if not target.startswith("/"):
             self.issues.append(
                 self._issue(path, f"target {excerpt(target)} must be an absolute path")
             )
             return []
         try:
+            tree = read_repo_tree(self.folder, name) if bound else None
+            if tree is not None:
+                return [RepoFolder(name, target, tree)]
             return [RepoFile(name, target, mode, read_repo_file(self.folder, name))]
+        except MissingFileError as exc:
+            hint = _named_volume_hint(name, target) if bound else ""
+            self.issues.append(self._issue(path, f"{exc}{hint}"))
         except ValueError as exc:
             self.issues.append(self._issue(path, str(exc)))
-            return []
+        return []
 
     def _env_files(self, service: Service, base: Path) -> dict[str, str]:
         """The variables of the service's env files, in order (a later file wins)."""
@@ -1063,6 +1140,16 @@ class _Resolver:
             )
 
 
+def _named_volume_hint(source: str, target: str) -> str:
+    """For a missing relative bind that looks like a data folder (`./data`, no file suffix):
+    where such data belongs instead."""
+    name = pathlib.PurePosixPath(source).name
+    if pathlib.PurePosixPath(name).suffix:
+        return ""
+    volume = name if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) else "data"
+    return f"; keep data the app writes in a named volume (`{volume}:{target}`)"
+
+
 def _device_text(device: DeviceMapping) -> str:
     """The long device syntax written short, to be interpolated and parsed as one."""
     return f"{device.source}:{device.target or device.source}:{device.permissions}"
@@ -1142,6 +1229,16 @@ def _clashes(desired: Sequence[DesiredInstallation]) -> list[ConfigIssue]:
                     )
                 )
     return issues
+
+
+def _user_id(text: str) -> int:
+    """A numeric user or group id (a secret's owner); a name cannot be looked up on the host."""
+    if not text.isdecimal():
+        raise ValueError(
+            f"{excerpt(text)} is not a numeric id: give the owner of the secret's file as a "
+            'number (`uid: "1000"`)'
+        )
+    return int(text)
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:

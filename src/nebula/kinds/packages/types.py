@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from nebula.plan import Action
+from nebula.spec.host_paths import bind_grant
 from nebula.stand_ins import MASK
 
 LABEL_MANAGED = "io.nebula.managed"
@@ -131,6 +132,56 @@ def build_tag(installation: str, service: str, build: BuildSpec) -> str:
 
 
 @dataclass(frozen=True)
+class SecretFile:
+    """A compose secret served as a file at `target` (`/run/secrets/NAME`): `value` is the
+    secret's stand-in, revealed only when apply writes the file to memory (tmpfs), never to
+    disk."""
+
+    source: str  # the compose secret's name
+    target: str
+    uid: int
+    gid: int
+    mode: int
+    value: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.source}={self.value}:{self.target}:{self.uid}:{self.gid}:{self.mode:o}"
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """A file or sub-folder of a `RepoFolder`: its `/`-separated path inside the folder, its
+    mode (0o555 for a folder or an executable file, else 0o444) and a file's content."""
+
+    path: str
+    mode: int
+    content: bytes | None = field(default=None, repr=False)  # None: a sub-folder
+
+
+@dataclass(frozen=True)
+class RepoFolder:
+    """A folder of the installation's folder mounted read-only at `target` (a relative bind
+    mount), with everything in it. Like a `RepoFile`, its content is part of the spec through
+    `digest`, and apply writes it under Nebula's own files folder, named by digest."""
+
+    source: str  # as written, inside the installation's folder
+    target: str
+    entries: tuple[TreeEntry, ...] = field(repr=False)
+
+    @property
+    def digest(self) -> str:
+        listed = b"".join(
+            f"{e.path}\0{e.mode:o}\0{-1 if e.content is None else len(e.content)}\0".encode()
+            + (e.content or b"")
+            for e in sorted(self.entries, key=lambda e: e.path)
+        )
+        return _hash_bytes(b"folder\0" + listed)
+
+    def __str__(self) -> str:
+        return f"{self.source}/@{self.digest}:{self.target}"
+
+
+@dataclass(frozen=True)
 class HealthSpec:
     test: tuple[str, ...]
     interval: float | None = None
@@ -185,7 +236,8 @@ class ContainerSpec:
     environment: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     ports: tuple[PortBinding, ...] = ()
     mounts: tuple[Mount, ...] = ()
-    files: tuple[RepoFile, ...] = ()
+    files: tuple[RepoFile | RepoFolder, ...] = ()
+    secret_files: tuple[SecretFile, ...] = field(default=(), repr=False)
     build: BuildSpec | None = None  # `image` is then its `build_tag`
     healthcheck: HealthSpec | None = None
     restart: str = "no"
@@ -214,6 +266,7 @@ class ContainerSpec:
     logging: LogConfig | None = None
     read_only: bool = False
     cap_drop: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()  # no-new-privileges only
     domainname: str | None = None
     dns_search: tuple[str, ...] = ()
     dns_opt: tuple[str, ...] = ()
@@ -238,6 +291,8 @@ class ContainerSpec:
             "host_pid": self.pid_mode == "host",
             "host_ipc": self.ipc_mode == "host",
         }
+        binds = {bind_grant(m.source, m.read_only) for m in self.mounts if m.type == "bind"}
+        used |= {grant: grant in binds for grant in ("docker_socket", "host_system")}
         return tuple(grant for grant, needed in used.items() if needed)
 
     def summary(self) -> dict[str, Any]:
@@ -269,6 +324,7 @@ class ContainerSpec:
         optional = {  # each only when set (0 is Docker's unset): older containers keep their hash
             "device_requests": [str(d) for d in self.device_requests],
             "files": [str(f) for f in self.files],
+            "secrets": [str(f) for f in self.secret_files],
             "expose": list(self.expose),
             "hostname": self.hostname,
             "platform": self.platform,
@@ -287,6 +343,7 @@ class ContainerSpec:
             "logging": logging,
             "read_only": self.read_only,
             "cap_drop": list(self.cap_drop),
+            "security_opt": list(self.security_opt),
             "domainname": self.domainname,
             "dns_search": list(self.dns_search),
             "dns_opt": list(self.dns_opt),

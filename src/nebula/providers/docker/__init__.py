@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tarfile
 import threading
 import time
@@ -41,12 +42,20 @@ from nebula.kinds.packages.types import (
     ObservedNetwork,
     ObservedVolume,
     RepoFile,
+    RepoFolder,
+    SecretFile,
     VolumeSpec,
     canonical_json,
     reveal,
 )
 from nebula.paths import repo_files_dir
 from nebula.providers.docker.http import EngineReader
+from nebula.providers.docker.secret_files import (
+    SecretsFolderError,
+    default_secrets_dir,
+    remove_secret_files,
+    write_secret_files,
+)
 
 if TYPE_CHECKING:
     import docker
@@ -58,6 +67,34 @@ BUILD_LOG_LINES = 50  # the tail of a build's output kept for the sync record
 
 
 @dataclass(frozen=True)
+class ContainerEvent:
+    """One event of a managed container: `action` as Docker names it (`die`, `oom`,
+    `health_status: unhealthy`, ...), with the container's name, installation and service."""
+
+    action: str
+    container_id: str
+    at: float  # unix time
+    name: str = ""
+    installation: str = ""
+    service: str = ""
+    exit_code: int | None = None
+
+    @classmethod
+    def of(cls, event: dict[str, Any]) -> ContainerEvent:
+        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+        code = attributes.get("exitCode")
+        return cls(
+            action=event.get("Action") or "",
+            container_id=event.get("id") or "",
+            at=event.get("timeNano", 0) / 1e9 or time.time(),
+            name=attributes.get("name", ""),
+            installation=attributes.get(LABEL_INSTALLATION, ""),
+            service=attributes.get(LABEL_SERVICE, ""),
+            exit_code=int(code) if code not in (None, "") else None,
+        )
+
+
+@dataclass(frozen=True)
 class ContainerStatus:
     state: str  # running | exited | created | ...
     health: str | None
@@ -66,10 +103,15 @@ class ContainerStatus:
 
 class DockerProvider:
     def __init__(
-        self, base_url: str | None = None, timeout: float = 120.0, files_dir: Path | None = None
+        self,
+        base_url: str | None = None,
+        timeout: float = 120.0,
+        files_dir: Path | None = None,
+        secrets_dir: Path | None = None,
     ) -> None:
         self.base_url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self.files_dir = files_dir or repo_files_dir()  # the repo's files, bound into containers
+        self.secrets_dir = secrets_dir  # compose secrets, in memory; None: the default
         self._api: docker.APIClient | None = None
         self._timeout = timeout
         self._watcher: _EventWatcher | None = None
@@ -122,13 +164,12 @@ class DockerProvider:
 
     def observe(self) -> Observed:
         """Everything Nebula manages on this engine, in three list requests."""
+        raw_containers = self._managed_containers()
         if self._reader is not None:
-            raw_containers = self._reader.get("/containers/json?all=1", _MANAGED_FILTER)
             raw_networks = self._reader.get("/networks", _MANAGED_FILTER)
             raw_volumes = self._reader.get("/volumes", _MANAGED_FILTER).get("Volumes") or []
         else:
             with self._call("managed containers"):
-                raw_containers = self.api.containers(all=True, filters=_MANAGED_FILTER)
                 raw_networks = self.api.networks(filters=_MANAGED_FILTER)
                 raw_volumes = self.api.volumes(filters=_MANAGED_FILTER).get("Volumes") or []
         # sorted: the engine lists in no stable order, and plans must be deterministic
@@ -155,10 +196,34 @@ class DockerProvider:
         )
         return Observed(containers, networks, volumes)
 
+    def _managed_containers(self) -> list[dict[str, Any]]:
+        """The engine's list of every container Nebula manages, running or not."""
+        if self._reader is not None:
+            listed: list[dict[str, Any]] = self._reader.get(
+                "/containers/json?all=1", _MANAGED_FILTER
+            )
+            return listed
+        with self._call("managed containers"):
+            return list(self.api.containers(all=True, filters=_MANAGED_FILTER))
+
     def status(self, container_id: str) -> ContainerStatus:
         with self._call(f"container {container_id[:12]}"):
             state = self.api.inspect_container(container_id)["State"]
         return _status(state)
+
+    def inspect(self, container: str) -> dict[str, Any]:
+        """The engine's whole view of a container (by name or id)."""
+        with self._call(f"container {container}"):
+            info: dict[str, Any] = self.api.inspect_container(container)
+        return info
+
+    def restart_container(self, container: str, timeout: float = 10.0) -> None:
+        with self._call(f"container {container}"):
+            self.api.restart(container, timeout=int(timeout))
+
+    def stop_container(self, container: str, timeout: float = 10.0) -> None:
+        with self._call(f"container {container}"):
+            self.api.stop(container, timeout=int(timeout))
 
     def logs(self, container_id: str, lines: int = 20) -> str:
         with self._call(f"container {container_id[:12]}"):
@@ -338,6 +403,10 @@ class DockerProvider:
                 Mount(f.target, str(self._materialise(f, spec.name)), type="bind", read_only=True)
                 for f in spec.files
             ]
+            + [
+                Mount(f.target, str(path), type="bind", read_only=True)
+                for f, path in self._secret_files(spec, values)
+            ]
             or None,
             restart_policy={"Name": restart_name, "MaximumRetryCount": int(retries or 0)},
             init=spec.init,
@@ -355,6 +424,7 @@ class DockerProvider:
             else None,
             read_only=spec.read_only or None,
             cap_drop=list(spec.cap_drop) or None,
+            security_opt=list(spec.security_opt) or None,
             dns_search=list(spec.dns_search) or None,
             dns_opt=list(spec.dns_opt) or None,
             network_mode=spec.network_mode,
@@ -421,24 +491,72 @@ class DockerProvider:
                 api.connect_container_to_network(container_id, net, aliases=list(aliases))
         return container_id
 
-    def _materialise(self, file: RepoFile, container: str) -> Path:
-        """The file written under `files_dir`, named by its digest (content and mode): an
-        unchanged file is written once, and a changed one never alters what a running
-        container sees."""
+    def _materialise(self, file: RepoFile | RepoFolder, container: str) -> Path:
+        """The file or folder written under `files_dir`, named by its digest (content and
+        modes): an unchanged one is written once, and a changed one never alters what a running
+        container sees. It is written under a temporary name and renamed into place, so a
+        digest's entry is always whole."""
         if not self.is_local:
             raise ProviderError(
                 f"container {container}",
-                f"{file.source} is a file of the config repo, bound from this machine: the "
+                f"{file.source} is from the config repo, bound from this machine: the "
                 f"Docker Engine at {self.base_url} must run here (unix://)",
             )
         path = self.files_dir / file.digest
         if not path.exists():
             self.files_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}")
-            partial.write_bytes(file.content)
-            partial.chmod(file.mode)
-            partial.replace(path)
+            if isinstance(file, RepoFile):
+                partial.write_bytes(file.content)
+                partial.chmod(file.mode)
+            else:
+                _write_tree(partial, file)
+            try:
+                partial.replace(path)
+            except OSError:
+                _remove(partial)
+                if not path.exists():
+                    raise
+                # else a folder another thread put there first: the same content
         return path
+
+    def _secret_files(
+        self, spec: ContainerSpec, values: Mapping[str, str]
+    ) -> list[tuple[SecretFile, Path]]:
+        """The container's compose secrets written to memory, beside the engine (a bind)."""
+        if not spec.secret_files:
+            return []
+        resource = f"container {spec.name}"
+        if not self.is_local:
+            raise ProviderError(
+                resource,
+                f"compose secrets are files bound from this machine: the Docker Engine at "
+                f"{self.base_url} must run here (unix://)",
+            )
+        try:
+            return write_secret_files(self._secrets_folder(spec.name), spec.secret_files, values)
+        except (SecretsFolderError, OSError) as exc:
+            raise ProviderError(resource, f"cannot serve its secrets: {exc}") from None
+
+    def _secrets_folder(self, container: str) -> Path:
+        if self.secrets_dir is None:
+            self.secrets_dir = default_secrets_dir()
+        return self.secrets_dir / container
+
+    def prune_files(self) -> list[str]:
+        """Delete the entries of `files_dir` that no managed container binds any more (one
+        list call); the names deleted. Run it when no container is being created."""
+        if not self.is_local or not self.files_dir.is_dir():
+            return []
+        used = {  # by name alone: however the folder's path was spelt, a used entry stays
+            Path(mount.get("Source") or "/").name
+            for container in self._managed_containers()
+            for mount in container.get("Mounts") or []
+        }
+        unused = sorted(entry.name for entry in self.files_dir.iterdir() if entry.name not in used)
+        for name in unused:
+            _remove(self.files_dir / name)
+        return unused
 
     def start_container(self, container_id: str, name: str) -> None:
         self.watcher()  # subscribe before the start, so no event is missed
@@ -457,6 +575,7 @@ class DockerProvider:
                     stop_timeout = config.get("StopTimeout") or stop_timeout
                 self.api.stop(container_id, timeout=int(stop_timeout))
                 self.api.remove_container(container_id, v=False, force=True)
+            remove_secret_files(self._secrets_folder(name))
         except ProviderError:
             self._removed.remove(container_id)  # not removed after all: later events are drift
             raise
@@ -502,20 +621,20 @@ class DockerProvider:
 
     def follow(
         self,
-        on_event: Callable[[str, str, float], None],
+        on_event: Callable[[ContainerEvent], None],
         stop: threading.Event,
         lost: Callable[[ProviderError], object],
     ) -> None:
-        """Call `on_event(action, container_id, unix_time)` for every event of a managed
-        container until `stop` is set. Losing the engine is told to `lost`; this reconnects every
-        second and reports a `reconnect` event once it is back. Any other error (one `on_event`
-        raises, the engine refusing the request) ends this and is raised."""
-        for action, container_id, at in self._managed_events(stop, lost):
-            on_event(action, container_id, at)
+        """Call `on_event` for every event of a managed container until `stop` is set. Losing
+        the engine is told to `lost`; this reconnects every second and reports a `reconnect`
+        event once it is back. Any other error (one `on_event` raises, the engine refusing the
+        request) ends this and is raised."""
+        for event in self._managed_events(stop, lost):
+            on_event(event)
 
     def _managed_events(
         self, stop: threading.Event, lost: Callable[[ProviderError], object]
-    ) -> Iterator[tuple[str, str, float]]:
+    ) -> Iterator[ContainerEvent]:
         import requests.exceptions
         import urllib3.exceptions
 
@@ -531,13 +650,12 @@ class DockerProvider:
                     decode=True, filters={"type": "container", "label": f"{LABEL_MANAGED}=true"}
                 )
                 if gone:
-                    yield "reconnect", "", time.time()
+                    yield ContainerEvent("reconnect", "", time.time())
                     gone = False
                 for event in stream:
                     if stop.is_set():
                         return
-                    at = event.get("timeNano", 0) / 1e9 or time.time()
-                    yield event.get("Action") or "", event.get("id") or "", at
+                    yield ContainerEvent.of(event)
             except ProviderError as exc:
                 lost(exc)
             except disconnects as exc:
@@ -624,6 +742,31 @@ class _EventWatcher:
 
     def close(self) -> None:
         self._stream.close()
+
+
+def _write_tree(path: Path, folder: RepoFolder) -> None:
+    """The folder's files and sub-folders written at `path`, read-only once complete."""
+    path.mkdir(mode=0o700)
+    for entry in sorted(folder.entries, key=lambda e: e.path):  # a folder before what it holds
+        if entry.content is None:
+            (path / entry.path).mkdir(mode=0o700)
+        else:
+            (path / entry.path).write_bytes(entry.content)
+            (path / entry.path).chmod(entry.mode)
+    for entry in folder.entries:
+        if entry.content is None:
+            (path / entry.path).chmod(entry.mode)
+    path.chmod(0o555)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or a read-only folder tree of Nebula's files folder."""
+    if not path.is_dir() or path.is_symlink():
+        path.unlink(missing_ok=True)
+        return
+    for folder, _, _ in os.walk(path):
+        os.chmod(folder, 0o700)  # read-only folders: their entries could not be unlinked
+    shutil.rmtree(path)
 
 
 def _by_name(resource: ObservedContainer | ObservedNetwork | ObservedVolume) -> str:
