@@ -643,13 +643,13 @@ class _Resolver:
             )
             return None
         try:
-            files = read_context(self.folder, context)
+            entries = read_context(self.folder, context)
         except ValueError as exc:
             self.issues.append(self._issue(at, str(exc)))
             return None
         dockerfile = self._text(build.dockerfile, (*path, "dockerfile"))
         name = posixpath.normpath(dockerfile)
-        if not any(file.path == name for file in files):
+        if not any(e.path == name and e.content is not None for e in entries):
             self.issues.append(
                 self._issue(
                     at if isinstance(given, str) else (*path, "dockerfile"),
@@ -661,7 +661,7 @@ class _Resolver:
             return None
         return BuildSpec(
             context,
-            files,
+            entries,
             name,
             self._build_args(build, (*path, "args")),
             self._optional(build.target, (*path, "target")),

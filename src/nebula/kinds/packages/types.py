@@ -95,43 +95,6 @@ class RepoFile:
 
 
 @dataclass(frozen=True)
-class BuildFile:
-    """A file of a build context: its path inside the context (POSIX), mode and content."""
-
-    path: str
-    mode: int
-    content: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class BuildSpec:
-    """An image built from a folder of the installation's folder (compose `build:`). The
-    files are read when resolving, so `digest` (every path, mode and content, and how it is
-    built) names the image the plan shows, and apply sends exactly what was planned."""
-
-    context: str  # as written, inside the installation's folder
-    files: tuple[BuildFile, ...] = field(repr=False)
-    dockerfile: str = "Dockerfile"
-    args: tuple[tuple[str, str], ...] = ()
-    target: str | None = None
-    platform: str | None = None
-    also_tagged: str | None = None  # the service's `image:`, which compose tags the build as
-
-    @property
-    def digest(self) -> str:
-        files = [[f.path, f.mode, hashlib.sha256(f.content).hexdigest()] for f in self.files]
-        how = [self.dockerfile, list(self.args), self.target, self.platform, self.also_tagged]
-        return _hash(canonical_json([files, how]))
-
-
-def build_tag(installation: str, service: str, build: BuildSpec) -> str:
-    """The image a build makes: `nebula-build/INSTALLATION-SERVICE:DIGEST12` (an unchanged
-    context keeps its tag, so it is never built again)."""
-    repository = re.sub(r"[^a-z0-9]+", "-", f"{installation}-{service}".lower()).strip("-")
-    return f"nebula-build/{repository}:{build.digest[:12]}"
-
-
-@dataclass(frozen=True)
 class SecretFile:
     """A compose secret served as a file at `target` (`/run/secrets/NAME`): `value` is the
     secret's stand-in, revealed only when apply writes the file to memory (tmpfs), never to
@@ -179,6 +142,37 @@ class RepoFolder:
 
     def __str__(self) -> str:
         return f"{self.source}/@{self.digest}:{self.target}"
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """An image built from a folder of the installation's folder (compose `build:`). The
+    files are read when resolving, so `digest` (every path, mode and content, and how it is
+    built) names the image the plan shows, and apply sends exactly what was planned."""
+
+    context: str  # as written, inside the installation's folder
+    entries: tuple[TreeEntry, ...] = field(repr=False)
+    dockerfile: str = "Dockerfile"
+    args: tuple[tuple[str, str], ...] = ()
+    target: str | None = None
+    platform: str | None = None
+    also_tagged: str | None = None  # the service's `image:`, which compose tags the build as
+
+    @property
+    def digest(self) -> str:
+        listed = [
+            [e.path, e.mode, None if e.content is None else hashlib.sha256(e.content).hexdigest()]
+            for e in sorted(self.entries, key=lambda e: e.path)
+        ]
+        how = [self.dockerfile, list(self.args), self.target, self.platform, self.also_tagged]
+        return _hash(canonical_json([listed, how]))
+
+
+def build_tag(installation: str, service: str, build: BuildSpec) -> str:
+    """The image a build makes: `nebula-build/INSTALLATION-SERVICE:DIGEST12` (an unchanged
+    context keeps its tag, so it is never built again)."""
+    repository = re.sub(r"[^a-z0-9]+", "-", f"{installation}-{service}".lower()).strip("-")
+    return f"nebula-build/{repository}:{build.digest[:12]}"
 
 
 @dataclass(frozen=True)

@@ -835,14 +835,19 @@ def _device_request(request: DeviceRequest) -> docker.types.DeviceRequest:
 
 
 def _context_tar(build: BuildSpec) -> io.BytesIO:
-    """The build context as the engine takes it: a tar of its files (times zeroed: the
-    content decides, as it decides the tag)."""
+    """The build context as the engine takes it: a tar of its files and folders (times
+    zeroed: the content decides, as it decides the tag)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for file in build.files:
-            info = tarfile.TarInfo(file.path)
-            info.size, info.mode = len(file.content), file.mode
-            tar.addfile(info, io.BytesIO(file.content))
+        for entry in build.entries:
+            info = tarfile.TarInfo(entry.path)
+            info.mode = entry.mode
+            if entry.content is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(entry.content)
+                tar.addfile(info, io.BytesIO(entry.content))
     buffer.seek(0)
     return buffer
 
