@@ -3,14 +3,17 @@
 Each file of `fixtures/compose_corpus/` goes through compose (`docker-compose config --format
 json`, compose-go: the reference) and, as an inline installation named like the compose
 project, through Nebula's loader and resolver; the services must come out the same: image,
-ports, environment, volumes, command, entrypoint, limits and healthcheck. A file under `refused/` uses
-a key Nebula does not support: it must be refused, naming the key.
+ports, environment, volumes, command, entrypoint, limits, healthcheck and build (a file's folder
+of the same name, if any, is the installation's folder: its build contexts). A file under
+`refused/` uses a key Nebula does not support: it must be refused, naming the key.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,8 @@ def nebula_containers(file: Path, root: Path) -> dict[str, ContainerSpec]:
     """The containers Nebula plans for `file` as the inline installation `PROJECT`."""
     (root / "packages").mkdir(parents=True)
     (root / "nebula.yaml").write_text("")
+    if file.with_suffix("").is_dir():
+        shutil.copytree(file.with_suffix(""), root / "packages" / PROJECT)
     lines = file.read_text().splitlines()
     body = "".join(f"  {line}\n" if line.strip() else "\n" for line in lines)
     granted = f"allow: {list(GRANTS)}\n"  # what is compared is the reading, not the grants
@@ -78,13 +83,22 @@ def unescaped(value: Any) -> Any:
     return value
 
 
-def from_compose(service: dict[str, Any], volumes: dict[str, Any]) -> dict[str, Any]:
+def from_compose(service: dict[str, Any], volumes: dict[str, Any], workdir: Path) -> dict[str, Any]:
     service = unescaped(service)
     health = service.get("healthcheck")
     if health is not None and health.get("disable"):
         health = {"test": ["NONE"]}
+    build = service.get("build")
     return {
-        "image": service["image"],
+        "image": service.get("image"),  # with `build:`, the name the build gets too
+        "build": None
+        if build is None
+        else (
+            os.path.relpath(build["context"], workdir),
+            build["dockerfile"],
+            build.get("args", {}),
+            build.get("target"),
+        ),
         "ports": sorted(
             (
                 port["target"],
@@ -135,8 +149,12 @@ def compose_limits(service: dict[str, Any]) -> tuple[float | None, int | None, i
 
 def from_nebula(container: ContainerSpec) -> dict[str, Any]:
     health = container.healthcheck
+    build = container.build
     return {
-        "image": container.image,
+        "image": container.image if build is None else build.also_tagged,
+        "build": None
+        if build is None
+        else (os.path.normpath(build.context), build.dockerfile, dict(build.args), build.target),
         "ports": sorted(
             (p.container_port, p.host_port, p.protocol, p.host_ip) for p in container.ports
         ),
@@ -163,7 +181,7 @@ def test_nebula_reads_the_compose_file_as_compose_does(file: Path, tmp_path: Pat
     containers = nebula_containers(file, tmp_path / "repo")
     assert sorted(containers) == sorted(config["services"])
     for name, service in config["services"].items():
-        expected = from_compose(service, config.get("volumes", {}))
+        expected = from_compose(service, config.get("volumes", {}), tmp_path / "compose")
         assert from_nebula(containers[name]) == expected, name
 
 

@@ -46,7 +46,7 @@ def test_unsupported_keys_are_refused_at_their_line_with_why_and_what_instead(
   services:
     web:
       image: nginx:1.27
-      build: .
+      build: {context: ., ssh: [default]}
       label_file: .labels
       scale: 2
       links: [db]
@@ -58,9 +58,9 @@ def test_unsupported_keys_are_refused_at_their_line_with_why_and_what_instead(
     )
     errors = errors_of(tmp_path)
     assert errors == [
-        "packages/app.yaml:5:7: compose.services.web.build: 'build' is a compose key Nebula does "
-        "not support yet: Nebula runs published images and builds none yet; build and push the "
-        "image, then give it as `image:`",
+        "packages/app.yaml:5:27: compose.services.web.build.ssh: 'ssh' is a compose key Nebula "
+        "does not support yet: no SSH agent is forwarded to builds; put what the build fetches "
+        "into the context folder",
         "packages/app.yaml:6:7: compose.services.web.label_file: 'label_file' is a compose key "
         "Nebula does not support yet: label files are not read (env_file and configs are); list "
         "the labels under `labels:`",
@@ -101,7 +101,7 @@ def test_a_misspelt_key_gets_a_suggestion_only_when_the_value_fits_it(tmp_path: 
     )
     # `volumes` takes a list, never a word: no suggestion, the valid fields
     assert second.startswith("packages/app.yaml:6:7: compose.services.web.volume: unknown field;")
-    assert "did you mean" not in second and "valid fields: cap_add, cap_drop," in second
+    assert "did you mean" not in second and "valid fields: build, cap_add, cap_drop," in second
 
 
 def test_version_name_extensions_and_develop_are_ignored_as_compose_ignores_them(

@@ -141,6 +141,25 @@ def test_a_push_brings_a_new_installation_up_and_is_recorded(
     assert notes["commit"] == sha and notes["status"] == "running"
 
 
+def test_the_output_of_a_build_is_in_the_sync_record(
+    lab: tuple[Repo, Daemon], engine: docker.DockerClient
+) -> None:
+    repo, daemon = lab
+    (repo.work / "packages" / "site").mkdir()
+    dockerfile = f"FROM {IMAGE}\nRUN echo assembling the site\n"
+    compose = "compose:\n  services:\n    web: {build: ., init: true, restart: unless-stopped}\n"
+    sha = repo.push(
+        "add site", {"packages/site.yaml": compose, "packages/site/Dockerfile": dockerfile}
+    )
+    daemon.request_sync("hook")
+    eventually(lambda: daemon.syncs(1)[0].commit == sha and daemon.syncs(1)[0].status != "running")
+    last = daemon.syncs(1)[0]
+    assert last.status == "succeeded", last.errors
+    (built,) = [c for c in last.changes if c["name"] == "site-web"]
+    assert "assembling the site" in built["log"]
+    assert running(engine) == {"web-web", "site-web"}
+
+
 def test_a_broken_commit_is_reported_with_file_and_line_and_changes_nothing(
     lab: tuple[Repo, Daemon], engine: docker.DockerClient
 ) -> None:

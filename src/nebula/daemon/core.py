@@ -276,7 +276,7 @@ class Daemon:
             status=status,
             errors=errors,
             summary=plan.counts(),
-            changes=plan.change_records(),
+            changes=outcome.change_records(),
         )
         if commit is not None:
             self.store.set_setting("applied_commit", commit.sha)

@@ -42,9 +42,12 @@ def input_key(root: Path, catalog_dirs: list[Path]) -> str:
                 digest.update(read_file(path, root))
             except UnsafePathError as exc:  # refused unread; the full load reports it
                 digest.update(str(exc).encode())
-    for path in _installation_files(root):  # env files, configs: their content is the spec
+    for path in _installation_files(root):  # env files, configs, build contexts: the spec
         digest.update(f"\n{path}\n".encode())
         try:
+            # a mode is part of a build's context, and a file of one may be too large to read
+            info = os.lstat(path)
+            digest.update(f"{info.st_mode:o} {info.st_size} {info.st_mtime_ns}\n".encode())
             digest.update(read_file(path, root))
         except (UnsafePathError, OSError) as exc:
             digest.update(str(exc).encode())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Any
 
 from nebula.kinds.base import Applied, Desired, World
 from nebula.kinds.registry import KINDS, kind
@@ -47,6 +48,19 @@ class Outcome:
     def of(self, kind: str) -> Applied:
         """What `kind`'s apply did (an empty `Applied` when it was not applied)."""
         return next((a for a in self.applied or () if a.kind == kind), Applied(kind))
+
+    def change_records(self) -> list[dict[str, Any]]:
+        """The plan's pending changes as recorded in a sync (`Plan.change_records`), each with
+        the `log` its apply left, if any (an image's build output)."""
+        logs = {(a.kind, name): log for a in self.applied or () for name, log in a.logs}
+        records = []
+        for part in self.plan.parts:
+            for change in part.pending:
+                record = change.to_dict()
+                if (part.kind, change.name) in logs:
+                    record["log"] = logs[part.kind, change.name]
+                records.append(record)
+        return records
 
     @property
     def errors(self) -> list[str]:

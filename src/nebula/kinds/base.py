@@ -120,6 +120,8 @@ class Applied:
     errors: tuple[str, ...] = ()
     detail: Any = field(default=None, compare=False, repr=False)
     temporary: bool = False  # some errors may go away by themselves: worth trying again soon
+    # what a change printed (an image's build), by the change's name, for the sync record
+    logs: tuple[tuple[str, str], ...] = ()
 
 
 class Kind(Protocol):

@@ -210,8 +210,6 @@ class Logging(ComposeModel):
 
 
 _SERVICE_UNSUPPORTED: dict[str, str] = {
-    "build": "Nebula runs published images and builds none yet; build and push the image, "
-    "then give it as `image:`",
     "label_file": "label files are not read (env_file and configs are); list the labels under "
     "`labels:`",
     "extends": "write the service out in full",
@@ -276,6 +274,39 @@ class EnvFile(ComposeModel):
 
     path: Text
     required: bool = Field(default=True, description="false: a missing file is passed over")
+
+
+class Build(ComposeModel):
+    """Compose's long `build:` syntax: a context folder of the installation's folder."""
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "dockerfile_inline": "write the Dockerfile into the context folder and give `dockerfile:`",
+        "additional_contexts": "a build has one context; copy what it needs into its folder",
+        "ssh": "no SSH agent is forwarded to builds; put what the build fetches into the "
+        "context folder",
+        "secrets": "builds get no secrets; put what the build needs into the context folder, "
+        "or build the image elsewhere and give it as `image:`",
+        "tags": "the build is tagged by its content (and as `image:` when given); give `image:`",
+        "platforms": "one image is built, for the service's `platform:` (the node's by default); "
+        "give `platform:` on the service",
+        "cache_from": "the engine's own build cache is used; leave it out",
+        "cache_to": "the engine's own build cache is used; leave it out",
+        "no_cache": "a context is built once per content; change a file to build again",
+        "pull": "the base image is pulled when the engine does not have it; leave it out",
+        "network": "builds use the engine's default network; leave it out",
+        "labels": "not supported yet; write `LABEL` lines in the Dockerfile",
+        "privileged": _PRIVILEGED,
+        "entitlements": _PRIVILEGED,
+        **{
+            key: "not supported yet; leave it out"
+            for key in ("extra_hosts", "isolation", "shm_size", "ulimits", "provenance", "sbom")
+        },
+    }
+
+    context: Text = Field(default=".", description="a folder of the installation's folder")
+    dockerfile: Text = Field(default="Dockerfile", description="inside the context")
+    args: list[Text] | dict[str, Scalar] = {}
+    target: Text | None = None
 
 
 class ServiceConfig(ComposeModel):
@@ -358,7 +389,12 @@ class Service(ComposeModel):
 
     unsupported: ClassVar[dict[str, str]] = _SERVICE_UNSUPPORTED
 
-    image: Text
+    image: Text | None = Field(
+        default=None, description="the image to run; with `build:`, a name the build gets too"
+    )
+    build: Text | Build | None = Field(
+        default=None, description="a context folder of the installation's folder (packages/NAME/)"
+    )
     ports: list[int | Text | PortMapping] = []
     environment: list[Text] | dict[str, Scalar] = {}
     env_file: Text | list[Text | EnvFile] = Field(
@@ -429,6 +465,15 @@ class Service(ComposeModel):
     sysctls: list[Text] | dict[str, Text] = Field(default={}, description="grant sysctls")
     pid: Text | None = Field(default=None, description="host (grant host_pid)")
     ipc: Text | None = Field(default=None, description="host (grant host_ipc)")
+
+    @model_validator(mode="after")
+    def _image_or_build(self) -> Self:
+        if self.image is None and self.build is None:
+            raise ValueError(
+                "give `image:` (an image to pull), or `build:` (a context folder of the "
+                "installation's folder to build it from)"
+            )
+        return self
 
     @field_validator("network_mode", "pid", "ipc")
     @classmethod

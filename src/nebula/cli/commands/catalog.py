@@ -114,7 +114,8 @@ def show(
     for service_name, service in package.compose.services.items():
         ports = ", ".join(str(p) for p in service.ports)
         console().print(
-            f"  {service_name}: {service.image}" + (f"  ports {ports}" if ports else ""),
+            f"  {service_name}: {service.image or 'built from its folder'}"
+            + (f"  ports {ports}" if ports else ""),
             markup=False,
         )
     if grants:

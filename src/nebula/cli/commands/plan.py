@@ -353,6 +353,7 @@ def _result_json(result: ApplyResult) -> dict[str, Any]:
                 "error": r.error,
                 "changes": [c.to_dict() for c in r.changes],
                 "hook_output": r.hook_output,
+                "builds": dict(r.builds),
             }
             for r in result.installations
         ],

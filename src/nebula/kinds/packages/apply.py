@@ -62,6 +62,7 @@ class InstallationResult:
     seconds: float
     error: str | None = None
     hook_output: str | None = None
+    builds: tuple[tuple[str, str], ...] = ()  # container, the tail of its image's build output
 
 
 @dataclass(frozen=True)
@@ -259,11 +260,12 @@ class _Runner:
             ),
         )
         container_ids: list[str] = []
+        built: dict[str, str] = {}
         hooks = _Hooks(self, desired, previous if upgrade else None)
         try:
             if upgrade:
                 hooks.run("pre_upgrade", desired.pre_upgrade)  # before any container changes
-            container_ids = self._deploy(desired, changes)
+            container_ids = self._deploy(desired, changes, built)
             if desired.post_install and not self.store.post_install_done(name):
                 hooks.run("post_install", desired.post_install)
                 self.store.mark_post_install_done(name)
@@ -283,14 +285,26 @@ class _Runner:
             )
             self.progress(name, f"failed: {error}")
             return InstallationResult(
-                name, False, False, pending, time.monotonic() - started, error
+                name,
+                False,
+                False,
+                pending,
+                time.monotonic() - started,
+                error,
+                builds=tuple(built.items()),
             )
         self.store.finish_deployment(
             deployment, ok=True, reason=None, container_ids=container_ids, hook_output=hooks.output
         )
         self.progress(name, "running")
         return InstallationResult(
-            name, True, False, pending, time.monotonic() - started, hook_output=hooks.output
+            name,
+            True,
+            False,
+            pending,
+            time.monotonic() - started,
+            hook_output=hooks.output,
+            builds=tuple(built.items()),
         )
 
     def remove_containers(
@@ -344,8 +358,13 @@ class _Runner:
         return dataclasses.replace(removing, seconds=time.monotonic() - started)
 
     def _deploy(
-        self, desired: DesiredInstallation, changes: tuple[ResourceChange, ...]
+        self,
+        desired: DesiredInstallation,
+        changes: tuple[ResourceChange, ...],
+        built: dict[str, str],
     ) -> list[str]:
+        """Make the containers match; the images it builds leave their output in `built`
+        (by container)."""
         name = desired.name
         for change in changes:
             if change.action is Action.CREATE and isinstance(change.desired, NetworkSpec):
@@ -371,8 +390,17 @@ class _Runner:
             if c.kind is Resource.CONTAINER and isinstance(c.desired, ContainerSpec)
         }
         for change in by_service.values():
-            if change.action in (Action.CREATE, Action.UPDATE):
-                self.provider.ensure_image(change.desired.image, change.desired.platform)  # type: ignore[union-attr]
+            spec = change.desired
+            if change.action not in (Action.CREATE, Action.UPDATE):
+                continue
+            assert isinstance(spec, ContainerSpec)  # by_service holds containers only
+            if spec.build is None:
+                self.provider.ensure_image(spec.image, spec.platform)
+                continue
+            self.progress(name, f"building {spec.image} from {spec.build.context}")
+            output = self.provider.ensure_built(spec.image, spec.build)
+            if output is not None:
+                built[spec.name] = output
 
         ids: dict[str, str] = {}
         fresh: list[tuple[str, str]] = []  # containers this apply made: id, name

@@ -138,9 +138,10 @@ def _container_change(
         )
 
     if current is None:
-        return change(
-            Action.CREATE, f"new installation from {source}" if new_installation else "new service"
-        )
+        reason = f"new installation from {source}" if new_installation else "new service"
+        if spec.build is not None:  # the image's tag is the context's hash: show it
+            reason += f" ({spec.image}, built from {spec.build.context})"
+        return change(Action.CREATE, reason)
     if current.spec_hash != spec.spec_hash:
         return change(Action.UPDATE, describe_changes(current.spec, spec.summary()))
     if current.state == "created":

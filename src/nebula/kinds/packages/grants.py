@@ -36,7 +36,7 @@ def _powers(name: str, service: Service) -> ContainerSpec:
         installation="",
         service=name,
         name=name,
-        image=service.image,
+        image=service.image or "",
         network_mode=service.network_mode,
         privileged=service.privileged,
         cap_add=tuple(service.cap_add),

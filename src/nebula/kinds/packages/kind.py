@@ -44,4 +44,5 @@ class Packages:
         )
         world.forget_observed()
         errors = tuple(f"{r.name}: {r.error}" for r in result.installations if not r.ok)
-        return Applied(self.name, part.pending, errors, detail=result)
+        logs = tuple(build for r in result.installations for build in r.builds)
+        return Applied(self.name, part.pending, errors, detail=result, logs=logs)

@@ -185,7 +185,7 @@ def _images_and_ports(entry: CatalogEntry) -> Iterator[Finding]:
     for service_name, service in entry.package.compose.services.items():
         base: YamlPath = ("compose", "services", service_name)
         try:
-            image = interpolate(service.image, values)
+            image = None if service.image is None else interpolate(service.image, values)
         except InterpolationError:
             image = None  # depends on a value only the installation gives
         if image is not None:

@@ -26,6 +26,24 @@ MAX_TREE_ENTRIES = 1000
 MAX_TREE_BYTES = 16 * 1024 * 1024
 """The most bytes a bound folder's files may hold together."""
 
+
+@dataclass(frozen=True)
+class TreeKind:
+    """What a folder read whole is for: its name in errors, what to do about a symlink in it,
+    its limits, and whether its entries keep their own modes (else 0o555 for a folder or an
+    executable file and 0o444 for another, as a read-only bind shows them)."""
+
+    name: str
+    symlink_hint: str
+    max_entries: int
+    max_bytes: int
+    own_modes: bool = False
+
+
+BOUND_FOLDER = TreeKind(
+    "a bound folder", "copy the file in, or bind it on its own", MAX_TREE_ENTRIES, MAX_TREE_BYTES
+)
+
 _Read = TypeVar("_Read")
 
 
@@ -46,12 +64,13 @@ def read_repo_file(folder: Path, path: str) -> bytes:
     return _read(folder, path, lambda inside: read_file(inside / path, inside))
 
 
-def read_repo_tree(folder: Path, path: str) -> tuple[TreeEntry, ...] | None:
+def read_repo_tree(
+    folder: Path, path: str, kind: TreeKind = BOUND_FOLDER
+) -> tuple[TreeEntry, ...] | None:
     """The files and sub-folders of the folder `path` inside the installation's `folder`, or
     None when `path` is no folder (it is read as a file). ValueError saying why not: a
-    symlink, device or FIFO inside it, or more than the limits (`MAX_TREE_ENTRIES`,
-    `MAX_TREE_BYTES`)."""
-    return _read(folder, path, lambda inside: _tree(inside, path))
+    symlink, device or FIFO inside it, or more than the `kind`'s limits."""
+    return _read(folder, path, lambda inside: _tree(inside, path, kind))
 
 
 def _read(folder: Path, path: str, read: Callable[[Path], _Read]) -> _Read:
@@ -71,7 +90,7 @@ def _read(folder: Path, path: str, read: Callable[[Path], _Read]) -> _Read:
         raise ValueError(f"{excerpt(path)}: cannot read it: {exc.strerror or exc}") from None
 
 
-def _tree(inside: Path, path: str) -> tuple[TreeEntry, ...] | None:
+def _tree(inside: Path, path: str, kind: TreeKind) -> tuple[TreeEntry, ...] | None:
     top = within(inside, path)
     if not top.exists():
         raise MissingFileError(f"{excerpt(path)}: no such file or folder in {_shown(inside)}/")
@@ -85,33 +104,39 @@ def _tree(inside: Path, path: str) -> tuple[TreeEntry, ...] | None:
         for item in sorted(os.scandir(current), key=lambda item: item.name):
             inner = Path(item.path).relative_to(top).as_posix()
             named = f"{excerpt(path)}: {inner}"
-            if len(entries) == MAX_TREE_ENTRIES:
+            if len(entries) == kind.max_entries:
                 raise ValueError(
-                    f"{excerpt(path)}: holds more than {MAX_TREE_ENTRIES:,} files and folders, "
-                    "the most a bound folder may; refused"
+                    f"{excerpt(path)}: holds more than {kind.max_entries:,} files and folders, "
+                    f"the most {kind.name} may; refused"
                 )
             info = item.stat(follow_symlinks=False)
             if stat.S_ISDIR(info.st_mode):
-                entries.append(TreeEntry(inner, 0o555))
+                entries.append(TreeEntry(inner, _mode(info.st_mode, kind)))
                 pending.append(Path(item.path))
                 continue
             if stat.S_ISLNK(info.st_mode):
                 raise ValueError(
-                    f"{named}: a symlink; a bound folder holds only files and folders: copy "
-                    "the file in, or bind it on its own; refused"
+                    f"{named}: a symlink; {kind.name} holds only files and folders: "
+                    f"{kind.symlink_hint}; refused"
                 )
             total += info.st_size
-            if total > MAX_TREE_BYTES:
+            if total > kind.max_bytes:
                 raise ValueError(
-                    f"{excerpt(path)}: its files hold more than {MAX_TREE_BYTES:,} bytes, the "
-                    "most a bound folder may; refused"
+                    f"{excerpt(path)}: its files hold more than {kind.max_bytes:,} bytes, the "
+                    f"most {kind.name} may; refused"
                 )
             try:  # refuses a FIFO, device or socket by its kind, unread
-                content = read_file(Path(item.path), inside, MAX_TREE_BYTES)
+                content = read_file(Path(item.path), inside, kind.max_bytes)
             except UnsafePathError as exc:
                 raise ValueError(f"{named}: {exc.reason}") from None
-            entries.append(TreeEntry(inner, 0o555 if info.st_mode & 0o111 else 0o444, content))
+            entries.append(TreeEntry(inner, _mode(info.st_mode, kind), content))
     return tuple(entries)
+
+
+def _mode(mode: int, kind: TreeKind) -> int:
+    if kind.own_modes:
+        return stat.S_IMODE(mode)
+    return 0o555 if stat.S_ISDIR(mode) or mode & 0o111 else 0o444
 
 
 def _shown(folder: Path) -> str:

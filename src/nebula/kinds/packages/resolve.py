@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import pathlib
+import posixpath
 import re
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 
 from nebula.catalog import Catalog, CatalogEntry
 from nebula.errors import ConfigError, ConfigIssue
+from nebula.kinds.packages.build_context import is_remote, read_context
 from nebula.kinds.packages.checks import check_installations
 from nebula.kinds.packages.compose import (
     check_image,
@@ -46,6 +48,7 @@ from nebula.kinds.packages.repo_files import (
 )
 from nebula.kinds.packages.types import (
     RESERVED_LABEL_PREFIX,
+    BuildSpec,
     ContainerSpec,
     DesiredInstallation,
     LogConfig,
@@ -57,9 +60,11 @@ from nebula.kinds.packages.types import (
     SecretFile,
     Ulimit,
     VolumeSpec,
+    build_tag,
 )
 from nebula.spec.base import check_ip_address
 from nebula.spec.compose import (
+    Build,
     Compose,
     DeviceMapping,
     EnvFile,
@@ -490,11 +495,8 @@ class _Resolver:
         volumes: dict[str, VolumeSpec],
     ) -> ContainerSpec:
         base: Path = ("compose", "services", service_name)
-        image = self._text(service.image, (*base, "image"))
-        try:
-            check_image(image)
-        except ValueError as exc:
-            self.issues.append(self._issue((*base, "image"), str(exc)))
+        platform = self._optional(service.platform, (*base, "platform"))
+        image, build = self._image(service_name, service, base, platform)
 
         environment = self._environment(service, base)
         ports = self._ports(service, base)
@@ -537,6 +539,7 @@ class _Resolver:
             ports=tuple(ports),
             mounts=tuple(mounts),
             files=tuple(files),
+            build=build,
             secret_files=self._secret_files(service, compose, base),
             healthcheck=health,
             restart=service.restart,
@@ -557,7 +560,7 @@ class _Resolver:
                 for port in ports
             ),
             hostname=self._optional(service.hostname, (*base, "hostname")),
-            platform=self._optional(service.platform, (*base, "platform")),
+            platform=platform,
             stop_signal=self._optional(service.stop_signal, (*base, "stop_signal")),
             stop_grace_period=service.stop_grace_period,
             stdin_open=service.stdin_open,
@@ -603,6 +606,93 @@ class _Resolver:
         self._check_grants(container, base)
         self._secrets_stay_inside(container, base)
         return container
+
+    def _image(
+        self, service_name: str, service: Service, base: Path, platform: str | None
+    ) -> tuple[str, BuildSpec | None]:
+        """The image the service runs: its `image:`, or the tag of its `build:`."""
+        image = self._optional(service.image, (*base, "image"))
+        if image is not None:
+            try:
+                check_image(image)
+            except ValueError as exc:
+                self.issues.append(self._issue((*base, "image"), str(exc)))
+        if service.build is None:
+            assert image is not None  # the Service model asks for one of image and build
+            return image, None
+        build = self._build(service.build, (*base, "build"), platform, image)
+        if build is None:  # the issue is recorded
+            return image or "", None
+        return build_tag(self.name, service_name, build), build
+
+    def _build(
+        self, given: str | Build, path: Path, platform: str | None, image: str | None
+    ) -> BuildSpec | None:
+        """The service's `build:`, its context read from the installation's folder."""
+        build = given if isinstance(given, Build) else Build(context=given)
+        at = path if isinstance(given, str) else (*path, "context")
+        context = self._text(build.context, at)
+        folder = f"{self.folder.parent.name}/{self.folder.name}/"
+        if is_remote(context):
+            self.issues.append(
+                self._issue(
+                    at,
+                    f"{excerpt(context)} is a remote build context, which Nebula does not "
+                    f"fetch; put the sources in a folder of {folder} and give its path",
+                )
+            )
+            return None
+        try:
+            entries = read_context(self.folder, context)
+        except ValueError as exc:
+            self.issues.append(self._issue(at, str(exc)))
+            return None
+        dockerfile = self._text(build.dockerfile, (*path, "dockerfile"))
+        name = posixpath.normpath(dockerfile)
+        if not any(e.path == name and e.content is not None for e in entries):
+            self.issues.append(
+                self._issue(
+                    at if isinstance(given, str) else (*path, "dockerfile"),
+                    f"no Dockerfile {excerpt(dockerfile)} in the build context "
+                    f"{excerpt(context)}; add it to that folder, or give `dockerfile:` the "
+                    "path of one inside it",
+                )
+            )
+            return None
+        return BuildSpec(
+            context,
+            entries,
+            name,
+            self._build_args(build, (*path, "args")),
+            self._optional(build.target, (*path, "target")),
+            platform,
+            image,
+        )
+
+    def _build_args(self, build: Build, path: Path) -> tuple[tuple[str, str], ...]:
+        items: list[tuple[str, str | None, Path]]
+        if isinstance(build.args, list):
+            items = []
+            for i, entry in enumerate(build.args):
+                key, sep, value = entry.partition("=")
+                items.append((key, value if sep else None, (*path, i)))
+        else:
+            items = [(key, value, (*path, key)) for key, value in build.args.items()]
+        args = {}
+        for key, raw, at in items:
+            if raw is None:
+                self.issues.append(self._issue(at, f"{key} has no value; write {key}=VALUE"))
+                continue
+            args[key] = self._text(raw, at)
+            if MASK in args[key]:
+                self.issues.append(
+                    self._issue(
+                        at,
+                        "a secret cannot be a build argument: the image keeps its build "
+                        "arguments in its history; pass the secret as environment instead",
+                    )
+                )
+        return tuple(sorted(args.items()))
 
     def _check_grants(self, container: ContainerSpec, base: Path) -> None:
         """Each power over the host the service uses must be granted by the installation."""

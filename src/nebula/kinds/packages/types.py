@@ -145,6 +145,37 @@ class RepoFolder:
 
 
 @dataclass(frozen=True)
+class BuildSpec:
+    """An image built from a folder of the installation's folder (compose `build:`). The
+    files are read when resolving, so `digest` (every path, mode and content, and how it is
+    built) names the image the plan shows, and apply sends exactly what was planned."""
+
+    context: str  # as written, inside the installation's folder
+    entries: tuple[TreeEntry, ...] = field(repr=False)
+    dockerfile: str = "Dockerfile"
+    args: tuple[tuple[str, str], ...] = ()
+    target: str | None = None
+    platform: str | None = None
+    also_tagged: str | None = None  # the service's `image:`, which compose tags the build as
+
+    @property
+    def digest(self) -> str:
+        listed = [
+            [e.path, e.mode, None if e.content is None else hashlib.sha256(e.content).hexdigest()]
+            for e in sorted(self.entries, key=lambda e: e.path)
+        ]
+        how = [self.dockerfile, list(self.args), self.target, self.platform, self.also_tagged]
+        return _hash(canonical_json([listed, how]))
+
+
+def build_tag(installation: str, service: str, build: BuildSpec) -> str:
+    """The image a build makes: `nebula-build/INSTALLATION-SERVICE:DIGEST12` (an unchanged
+    context keeps its tag, so it is never built again)."""
+    repository = re.sub(r"[^a-z0-9]+", "-", f"{installation}-{service}".lower()).strip("-")
+    return f"nebula-build/{repository}:{build.digest[:12]}"
+
+
+@dataclass(frozen=True)
 class HealthSpec:
     test: tuple[str, ...]
     interval: float | None = None
@@ -201,6 +232,7 @@ class ContainerSpec:
     mounts: tuple[Mount, ...] = ()
     files: tuple[RepoFile | RepoFolder, ...] = ()
     secret_files: tuple[SecretFile, ...] = field(default=(), repr=False)
+    build: BuildSpec | None = None  # `image` is then its `build_tag`
     healthcheck: HealthSpec | None = None
     restart: str = "no"
     labels: tuple[tuple[str, str], ...] = ()

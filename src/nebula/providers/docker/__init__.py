@@ -10,11 +10,13 @@ naming the resource.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import re
 import shutil
+import tarfile
 import threading
 import time
 from collections import deque
@@ -31,6 +33,7 @@ from nebula.kinds.packages.types import (
     LABEL_SERVICE,
     LABEL_SPEC,
     LABEL_SPEC_HASH,
+    BuildSpec,
     ContainerSpec,
     DeviceRequest,
     NetworkSpec,
@@ -60,6 +63,7 @@ if TYPE_CHECKING:
 _MANAGED_FILTER = {"label": [f"{LABEL_MANAGED}=true"]}
 _EXITED = re.compile(r"Exited \((-?\d+)\)")
 _NS = 1_000_000_000
+BUILD_LOG_LINES = 50  # the tail of a build's output kept for the sync record
 
 
 @dataclass(frozen=True)
@@ -251,6 +255,49 @@ class DockerProvider:
         except docker.errors.APIError as exc:
             raise ProviderError(f"image {image}", _explain(exc)) from None
         self._images.add((image, platform))
+
+    def ensure_built(self, image: str, build: BuildSpec) -> str | None:
+        """Build `image` from `build` unless the engine has it already (its tag is the
+        context's content hash); the tail of the build's output, or None when not built. A
+        failed build is a `ProviderError` with the last lines of its output."""
+        import docker.errors
+
+        if (image, build.platform) in self._images:
+            return None
+        output: str | None = None
+        with self._call(f"image {image}"):
+            try:
+                self.api.inspect_image(image)
+            except docker.errors.NotFound:
+                output = self._build(image, build)
+            if build.also_tagged is not None:
+                self.api.tag(image, *_split_reference(build.also_tagged))
+        self._images.add((image, build.platform))
+        return output
+
+    def _build(self, image: str, build: BuildSpec) -> str:
+        lines: deque[str] = deque(maxlen=BUILD_LOG_LINES)
+        stream = self.api.build(
+            fileobj=_context_tar(build),
+            custom_context=True,
+            tag=image,
+            dockerfile=build.dockerfile,
+            buildargs=dict(build.args) or None,
+            target=build.target,
+            platform=build.platform,
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        for chunk in stream:
+            lines.extend(line for line in str(chunk.get("stream") or "").splitlines() if line)
+            if "error" in chunk:
+                tail = "\n".join([*list(lines)[-10:], str(chunk["error"]).strip()])
+                raise ProviderError(
+                    f"image {image}",
+                    f"build failed (fix the Dockerfile or its context); last lines:\n{tail}",
+                )
+        return "\n".join(lines)
 
     @property
     def is_local(self) -> bool:
@@ -785,6 +832,24 @@ def _device_request(request: DeviceRequest) -> docker.types.DeviceRequest:
         capabilities=[list(request.capabilities)],
         options=dict(request.options) or None,
     )
+
+
+def _context_tar(build: BuildSpec) -> io.BytesIO:
+    """The build context as the engine takes it: a tar of its files and folders (times
+    zeroed: the content decides, as it decides the tag)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for entry in build.entries:
+            info = tarfile.TarInfo(entry.path)
+            info.mode = entry.mode
+            if entry.content is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(entry.content)
+                tar.addfile(info, io.BytesIO(entry.content))
+    buffer.seek(0)
+    return buffer
 
 
 def _labels(installation: str) -> dict[str, str]:
