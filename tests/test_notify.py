@@ -133,6 +133,24 @@ def test_refused_webhook_is_tried_a_bounded_number_of_times(
     assert discord.messages == []
 
 
+def test_a_retry_goes_only_to_the_urls_that_failed(
+    smtp: SmtpServer, discord: DiscordDouble, time_: Time
+) -> None:
+    notifier = Notifier(
+        {"ops": [smtp.apprise_url("ops@example.org"), discord_url("999000111222333444")]},
+        attempts=3,
+        sleep=time_.sleep,
+    )
+
+    delivery = notifier.send("ops", "blog is down", "details")
+
+    assert (delivery.ok, delivery.attempts) == (False, 3)
+    assert delivery.error is not None
+    assert delivery.error.startswith("discord://")
+    assert "mailto" not in delivery.error
+    assert len(smtp.mails) == 1  # mailed once, not once per try
+
+
 def test_one_broken_channel_does_not_stop_the_others(
     smtp: SmtpServer, discord: DiscordDouble, time_: Time
 ) -> None:

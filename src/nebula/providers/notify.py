@@ -159,6 +159,8 @@ class Notifier:
         backoff: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if attempts < 1:
+            raise ValueError(f"attempts must be at least 1, not {attempts}")
         self._channels = {name: _channel(urls) for name, urls in channels.items()}
         self._attempts = attempts
         self._backoff = backoff
