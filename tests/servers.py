@@ -1,5 +1,5 @@
 """Real servers for the test suite: a private Docker Engine, a throwaway PostgreSQL cluster, the
-busybox test image, Caddy, Pebble and PowerDNS.
+busybox test image, Caddy, Pebble, PowerDNS and an SMTP server.
 
 Plain context managers; `conftest.py` turns them into fixtures. Nothing is mocked: each server is
 the Debian binary, listening on a unix socket in a temp dir or on loopback, and torn down with
@@ -10,8 +10,11 @@ command in the reason, except when services are required (`CI=true` or
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import email
+import email.policy
 import glob
 import json
 import os
@@ -24,6 +27,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,6 +38,8 @@ import docker
 import httpx
 import pytest
 import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from sqlalchemy.pool import NullPool
 
 MANAGED_LABEL = "io.nebula.managed"
@@ -679,3 +685,76 @@ def _answers(socket_path: Path) -> bool:
             return client.get("/api/v1/status").status_code == 200
     except httpx.TransportError:
         return False
+
+
+@dataclasses.dataclass
+class Mail:
+    sender: str
+    recipients: list[str]
+    message: email.message.EmailMessage
+
+
+@dataclasses.dataclass
+class SmtpServer:
+    """A running SMTP server (aiosmtpd) on loopback: plain SMTP, no TLS, AUTH with `user` and
+    `password` only. Received mails are in `mails`; while `gate` is clear, a mail's DATA is
+    held unanswered (a slow server)."""
+
+    port: int
+    user: str
+    password: str
+    mails: list[Mail] = dataclasses.field(default_factory=list)
+    gate: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def apprise_url(self, to: str, sender: str = "nebula@example.org") -> str:
+        """Apprise's URL for sending mail through this server."""
+        return (
+            f"mailto://{self.user}:{self.password}@127.0.0.1:{self.port}"
+            f"?mode=insecure&from={sender}&to={to}"
+        )
+
+
+class _SmtpHandler:
+    def __init__(self, server: SmtpServer) -> None:
+        self.server = server
+
+    async def handle_DATA(  # noqa: N802  (the name aiosmtpd calls)
+        self, smtp: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        await asyncio.get_running_loop().run_in_executor(None, self.server.gate.wait)
+        message = email.message_from_bytes(
+            envelope.original_content or b"", policy=email.policy.default
+        )
+        assert isinstance(message, email.message.EmailMessage)
+        mail = Mail(str(envelope.mail_from), list(envelope.rcpt_tos), message)
+        self.server.mails.append(mail)
+        return "250 OK"
+
+
+@contextlib.contextmanager
+def smtp_server(user: str = "nebula", password: str = "smtp-pass-7f3a") -> Iterator[SmtpServer]:
+    server = SmtpServer(_free_port(), user, password)
+    server.gate.set()
+
+    def authenticate(
+        smtp: SMTP, session: Session, envelope: Envelope, mechanism: str, data: object
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            user.encode(),
+            password.encode(),
+        )
+        return AuthResult(success=ok, handled=False)
+
+    controller = Controller(
+        _SmtpHandler(server),
+        hostname="127.0.0.1",
+        port=server.port,
+        authenticator=authenticate,
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        yield server
+    finally:
+        server.gate.set()
+        controller.stop()
