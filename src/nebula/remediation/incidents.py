@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from nebula.remediation.alerts import Alert
 from nebula.remediation.silences import Silences
@@ -265,9 +265,8 @@ def _check_severity(severity: str) -> None:
 
 
 def _status(status: str) -> IncidentStatus:
-    for known in get_args(IncidentStatus):
-        if status == known:
-            return known  # type: ignore[no-any-return]
+    if status in get_args(IncidentStatus):
+        return cast(IncidentStatus, status)
     raise ValueError(
         f"incident status {status!r}: use one of {', '.join(get_args(IncidentStatus))}"
     )
