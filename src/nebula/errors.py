@@ -71,5 +71,13 @@ class StoreError(NebulaError):
     """The state database cannot be opened, migrated or written."""
 
 
+class NotFoundError(StoreError):
+    """What a request names (an incident, a silence, a runbook execution) is not in the store."""
+
+
+class StateError(StoreError):
+    """A request conflicts with the state of what it names (resolving a resolved incident)."""
+
+
 class SyncError(NebulaError):
     """Git could not fetch or check out the config repo; the message carries git's own reason."""

@@ -29,7 +29,15 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from nebula.store.records import DeploymentStatus, InstallationStatus, SyncStatus
+from nebula.store.records import (
+    AlertStatus,
+    Approval,
+    DeploymentStatus,
+    ExecutionStatus,
+    IncidentStatus,
+    InstallationStatus,
+    SyncStatus,
+)
 
 
 def new_id() -> str:
@@ -80,7 +88,9 @@ class Base(DeclarativeBase):
     type_annotation_map = {
         datetime: UTCDateTime(),
         dict[str, Any]: JSONDocument,
+        dict[str, str]: JSONDocument,
         list[str]: JSONDocument,
+        list[list[str]]: JSONDocument,
     }
 
 
@@ -404,3 +414,123 @@ class DnsRecord(Base):
     provider_id: Mapped[str | None] = mapped_column(String(255))
     owned: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- remediation: incidents and their timelines, silences, runbooks and their runs -------------
+
+
+class Incident(Base):
+    """An incident, after the seed's `incidents`: opened by an alert, joined by the alerts of
+    its `group_key`, re-opened (`reopened` + 1) when they come back soon after it resolved."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    service_name: Mapped[str] = mapped_column(String(255))
+    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[IncidentStatus] = mapped_column(_status("incident_status", IncidentStatus))
+    title: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str | None] = mapped_column(Text)
+    runbook_id: Mapped[str | None] = mapped_column(String(255))
+    resolution: Mapped[str | None] = mapped_column(Text)
+    group_key: Mapped[str] = mapped_column(String(500), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # of the alert that opened it
+    labels: Mapped[dict[str, str]]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(255))
+    reopened: Mapped[int] = mapped_column(default=0)
+    escalated: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    last_alert_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+
+
+class IncidentEvent(Base):
+    """One entry of an incident's timeline: an alert, a fold of duplicates, a runbook step, a
+    notification, a silence, a person's action."""
+
+    __tablename__ = "incident_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any]]
+
+
+class IncidentAlert(Base):
+    """An alert (by fingerprint) of an incident, and whether it still fires."""
+
+    __tablename__ = "incident_alerts"
+
+    incident_id: Mapped[str] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True
+    )
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(32))
+    labels: Mapped[dict[str, str]]
+    annotations: Mapped[dict[str, Any]]
+    status: Mapped[AlertStatus] = mapped_column(_status("alert_status", AlertStatus))
+    received: Mapped[int] = mapped_column(default=1)  # how many times it was received
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime]
+
+
+class SilenceRow(Base):
+    """A silence: alerts matching every matcher ([label, op, value]) are muted until `ends_at`
+    (set to the time of removal when removed early)."""
+
+    __tablename__ = "silences"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    matchers: Mapped[list[list[str]]]
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime] = mapped_column(index=True)
+    comment: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(255))
+    ended_by: Mapped[str | None] = mapped_column(String(255))  # who removed it early
+
+
+class RunbookRow(Base):
+    """A runbook of the config repo or a built-in one, as last loaded."""
+
+    __tablename__ = "runbooks"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    file: Mapped[str] = mapped_column(String(500))
+    digest: Mapped[str] = mapped_column(String(128))
+    definition: Mapped[dict[str, Any]]
+    builtin: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RunbookExecution(Base):
+    """One run of a runbook, after the seed's `runbook_executions`. `step_states` holds each
+    step's state (by the step's key) as it goes, so a run interrupted by a crash shows where it
+    stopped; `approval` is the state of a step waiting for a person."""
+
+    __tablename__ = "runbook_executions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    incident_id: Mapped[str | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), index=True
+    )
+    runbook_name: Mapped[str] = mapped_column(String(255), index=True)
+    status: Mapped[ExecutionStatus] = mapped_column(_status("execution_status", ExecutionStatus))
+    steps_completed: Mapped[int] = mapped_column(default=0)
+    steps_total: Mapped[int]
+    output: Mapped[dict[str, Any]]
+    trigger: Mapped[dict[str, Any]]
+    step_states: Mapped[dict[str, Any]]
+    approval: Mapped[Approval] = mapped_column(_status("approval", Approval), default="none")
+    approval_by: Mapped[str | None] = mapped_column(String(255))
+    approval_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    node: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    completed_at: Mapped[datetime | None]

@@ -9,6 +9,12 @@ from typing import Any, Literal
 InstallationStatus = Literal["installing", "running", "stopped", "error"]
 DeploymentStatus = Literal["pending", "deploying", "live", "failed"]
 SyncStatus = Literal["running", "succeeded", "failed", "held", "superseded", "skipped"]
+IncidentStatus = Literal["open", "acknowledged", "resolved"]
+AlertStatus = Literal["firing", "resolved"]
+ExecutionStatus = Literal["running", "waiting", "succeeded", "failed", "interrupted", "rejected"]
+Approval = Literal["none", "pending", "approved", "rejected"]
+Matcher = tuple[str, str, str]
+"""A silence's matcher: (label, operator, value); the operator is `=`, `!=`, `=~` or `!~`."""
 
 
 @dataclass(frozen=True)
@@ -74,3 +80,90 @@ class SyncInfo:
     started_at: datetime
     finished_at: datetime | None
     duration_ms: int | None
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One entry of an incident's timeline; `detail` is masked like audit details."""
+
+    id: int
+    at: datetime
+    kind: str  # alert, folded, reopened, silenced, runbook, step, notification, ...
+    message: str
+    actor: str | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IncidentInfo:
+    """An incident, after the seed's `incidents`; `timeline` is filled only by a lookup of one
+    incident, oldest entry first."""
+
+    id: str
+    service_name: str
+    severity: str
+    status: IncidentStatus
+    title: str
+    description: str | None
+    group_key: str
+    fingerprint: str
+    labels: dict[str, str]
+    runbook_id: str | None
+    resolution: str | None
+    created_at: datetime
+    resolved_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    reopened: int
+    last_alert_at: datetime
+    escalated: bool
+    timeline: tuple[TimelineEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class SilenceInfo:
+    """A silence: alerts whose labels match every matcher are muted from `starts_at` to
+    `ends_at`."""
+
+    id: str
+    matchers: tuple[Matcher, ...]
+    starts_at: datetime
+    ends_at: datetime
+    comment: str
+    created_by: str
+    ended_by: str | None = None  # who removed it before its time
+
+
+@dataclass(frozen=True)
+class RunbookRecord:
+    """A runbook as loaded from the config repo (or a built-in one): `definition` is its
+    validated document, `digest` the hash of its file."""
+
+    name: str
+    file: str
+    digest: str
+    definition: dict[str, Any]
+    builtin: bool
+
+
+@dataclass(frozen=True)
+class ExecutionInfo:
+    """One run of a runbook, after the seed's `runbook_executions`; `step_states` maps each
+    step's key to its state as last recorded, so a run can go on after a crash."""
+
+    id: str
+    runbook_name: str
+    incident_id: str | None
+    status: ExecutionStatus
+    steps_completed: int
+    steps_total: int
+    trigger: dict[str, Any]
+    step_states: dict[str, Any]
+    output: dict[str, Any]
+    approval: Approval
+    approval_by: str | None
+    approval_at: datetime | None
+    error: str | None
+    node: str | None
+    started_at: datetime
+    completed_at: datetime | None

@@ -16,22 +16,29 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from nebula.errors import StoreError
+from nebula.errors import NotFoundError, StateError, StoreError
 from nebula.store import applylock, db
+from nebula.store.mask import mask_detail
 from nebula.store.models import (
     DaemonSetting,
     Deployment,
     HookRunRow,
     Installation,
     MarketplacePackage,
+    RunbookExecution,
+    RunbookRow,
     Sync,
     new_id,
     utcnow,
 )
 from nebula.store.records import (
+    Approval,
     DeploymentInfo,
+    ExecutionInfo,
+    ExecutionStatus,
     InstallationInfo,
     PackageRecord,
+    RunbookRecord,
     SyncInfo,
     SyncStatus,
 )
@@ -432,6 +439,186 @@ class Store:
                 session.add(DaemonSetting(key=key, value=value))
             else:
                 row.value = value
+
+    # -- runbooks and their executions -----------------------------------------------------
+
+    def runbooks(self) -> list[RunbookRecord]:
+        """The runbooks as last loaded, by name."""
+        with self.transaction() as session:
+            rows = session.scalars(select(RunbookRow).order_by(RunbookRow.name))
+            return [
+                RunbookRecord(row.name, row.file, row.digest, dict(row.definition), row.builtin)
+                for row in rows
+            ]
+
+    def replace_runbooks(self, records: Iterable[RunbookRecord]) -> None:
+        """Make the stored runbooks exactly `records`: the others are removed, and a row's
+        `updated_at` moves only when the runbook changed. Their executions stay."""
+        now = utcnow()
+        wanted = {record.name: record for record in records}
+        with self.transaction() as session:
+            for row in session.scalars(select(RunbookRow)):
+                record = wanted.pop(row.name, None)
+                if record is None:
+                    session.delete(row)
+                elif (row.file, row.digest, row.definition, row.builtin) != (
+                    record.file,
+                    record.digest,
+                    record.definition,
+                    record.builtin,
+                ):
+                    row.file, row.digest, row.builtin = record.file, record.digest, record.builtin
+                    row.definition, row.updated_at = record.definition, now
+            session.add_all(
+                RunbookRow(
+                    name=r.name,
+                    file=r.file,
+                    digest=r.digest,
+                    definition=r.definition,
+                    builtin=r.builtin,
+                    updated_at=now,
+                )
+                for r in wanted.values()
+            )
+
+    def start_execution(
+        self,
+        runbook_name: str,
+        *,
+        steps_total: int,
+        trigger: dict[str, Any],
+        incident_id: str | None = None,
+        node: str | None = None,
+    ) -> ExecutionInfo:
+        """Record a run of a runbook that begins now (`running`); `trigger` (what started it)
+        is masked."""
+        with self.transaction() as session:
+            row = RunbookExecution(
+                id=new_id(),
+                runbook_name=runbook_name,
+                incident_id=incident_id,
+                status="running",
+                steps_completed=0,
+                steps_total=steps_total,
+                output={},
+                trigger=mask_detail(trigger),
+                step_states={},
+                approval="none",
+                node=node,
+                started_at=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return _execution_info(row)
+
+    def record_step(
+        self,
+        execution_id: str,
+        key: str,
+        state: dict[str, Any],
+        *,
+        steps_completed: int,
+        status: ExecutionStatus = "running",
+        approval: Approval | None = None,
+        approval_by: str | None = None,
+    ) -> ExecutionInfo:
+        """Set one step's state (masked) and the run's progress in one transaction, so a run
+        cut short by a crash shows exactly where it stopped. `approval`: the approval state
+        moves with it (`pending` with `status` `waiting` while a step waits for a person)."""
+        with self.transaction() as session:
+            row = _execution_row(session, execution_id, for_update=True)
+            row.step_states = {**row.step_states, key: mask_detail(state)}
+            row.steps_completed, row.status = steps_completed, status
+            if approval is not None:
+                row.approval, row.approval_by = approval, approval_by
+                row.approval_at = None if approval == "pending" else utcnow()
+            return _execution_info(row)
+
+    def decide_approval(self, execution_id: str, approved: bool, actor: str) -> ExecutionInfo:
+        """A person's answer to the step an execution waits on; `StateError` when it waits for
+        none (never asked, or answered already)."""
+        with self.transaction() as session:
+            row = _execution_row(session, execution_id, for_update=True)
+            if row.approval != "pending":
+                raise StateError(
+                    f"execution {execution_id} is not waiting for an approval "
+                    f"(its approval is {row.approval}, its status {row.status})"
+                )
+            row.approval = "approved" if approved else "rejected"
+            row.approval_by, row.approval_at = actor, utcnow()
+            return _execution_info(row)
+
+    def finish_execution(
+        self,
+        execution_id: str,
+        status: ExecutionStatus,
+        *,
+        output: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> ExecutionInfo:
+        """Close a run with its final `status`, its `output` (masked) and why it failed."""
+        with self.transaction() as session:
+            row = _execution_row(session, execution_id, for_update=True)
+            row.status, row.error, row.completed_at = status, error, utcnow()
+            row.output = mask_detail(output or {})
+            return _execution_info(row)
+
+    def execution(self, execution_id: str) -> ExecutionInfo | None:
+        with self.transaction() as session:
+            row = session.get(RunbookExecution, execution_id)
+            return _execution_info(row) if row is not None else None
+
+    def executions(
+        self, *, runbook: str | None = None, incident_id: str | None = None, limit: int = 50
+    ) -> list[ExecutionInfo]:
+        """The latest runs, newest first; of one runbook or one incident if given."""
+        query = select(RunbookExecution).order_by(RunbookExecution.started_at.desc()).limit(limit)
+        if runbook is not None:
+            query = query.where(RunbookExecution.runbook_name == runbook)
+        if incident_id is not None:
+            query = query.where(RunbookExecution.incident_id == incident_id)
+        with self.transaction() as session:
+            return [_execution_info(row) for row in session.scalars(query)]
+
+    def interrupt_executions(self, reason: str) -> list[str]:
+        """Mark every run still `running` (its process died) `interrupted`; their ids. Runs
+        `waiting` for an approval keep waiting."""
+        with self.transaction() as session:
+            ids = session.scalars(
+                update(RunbookExecution)
+                .where(RunbookExecution.status == "running")
+                .values(status="interrupted", error=reason, completed_at=utcnow())
+                .returning(RunbookExecution.id)
+            ).all()
+            return list(ids)
+
+
+def _execution_row(session: Session, execution_id: str, *, for_update: bool) -> RunbookExecution:
+    row = session.get(RunbookExecution, execution_id, with_for_update=for_update)
+    if row is None:
+        raise NotFoundError(f"no runbook execution {execution_id}")
+    return row
+
+
+def _execution_info(row: RunbookExecution) -> ExecutionInfo:
+    return ExecutionInfo(
+        id=row.id,
+        runbook_name=row.runbook_name,
+        incident_id=row.incident_id,
+        status=row.status,
+        steps_completed=row.steps_completed,
+        steps_total=row.steps_total,
+        trigger=dict(row.trigger),
+        step_states=dict(row.step_states),
+        output=dict(row.output),
+        approval=row.approval,
+        approval_by=row.approval_by,
+        approval_at=row.approval_at,
+        error=row.error,
+        node=row.node,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+    )
 
 
 def _sync_info(row: Sync) -> SyncInfo:
