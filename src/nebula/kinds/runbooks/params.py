@@ -7,7 +7,7 @@ executor validates the rendered params against the same model.
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Literal, Self, get_args
 
 from pydantic import Field, model_validator
 
@@ -19,11 +19,15 @@ class LogParams(StrictModel):
     message: str
 
 
+DockerCommand = Literal["restart", "start", "stop", "recreate", "exec", "logs", "usage"]
+DOCKER_COMMANDS: tuple[str, ...] = get_args(DockerCommand)
+
+
 class DockerParams(StrictModel):
     """`usage` reports the biggest volumes and unused images Nebula owns (it deletes nothing);
     the other commands act on one container."""
 
-    command: Literal["restart", "start", "stop", "recreate", "exec", "logs", "usage"]
+    command: DockerCommand
     container: str | None = Field(
         default=None, description="the container's name or id, e.g. {{ service.container }}"
     )

@@ -13,7 +13,7 @@ from typing import Any, Literal, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from nebula.kinds.runbooks.params import ACTIONS
+from nebula.kinds.runbooks.params import ACTIONS, DOCKER_COMMANDS
 from nebula.spec.base import Duration, StrictModel
 from nebula.spec.names import Name, excerpt
 from nebula.spec.remediation import Cron
@@ -66,7 +66,16 @@ class Step(StrictModel):
     def _known_action(cls, action: str) -> str:
         if action not in ACTIONS:
             close = difflib.get_close_matches(action, ACTIONS, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "actions: " + ", ".join(ACTIONS)
+            docker = difflib.get_close_matches(action, DOCKER_COMMANDS, n=1)
+            if close:
+                hint = f"did you mean {close[0]!r}?"
+            elif docker:
+                command = docker[0]
+                hint = (
+                    f"for `docker {command}` write action: docker, params: {{command: {command}}}"
+                )
+            else:
+                hint = "actions: " + ", ".join(ACTIONS)
             raise ValueError(f"unknown action {excerpt(action)}; {hint}")
         return action
 
