@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from jinja2.exceptions import SecurityError
 from typer.testing import CliRunner
 
 from nebula.cli.app import app
@@ -233,6 +234,13 @@ def test_a_refused_template_never_runs(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="calls are not allowed"):
         render(f"{{{{ __import__('os').system('touch {marker}') }}}}", {})
     assert not marker.exists()
+
+
+def test_repeating_text_is_refused_when_it_runs() -> None:
+    context = {"service": {"name": "blog-web", "restart_count": 2}}
+    assert render("{{ service.restart_count * 2 }}", context) == "4"
+    with pytest.raises(SecurityError):
+        render("{{ service.name * 100000000 }}", context)
 
 
 def test_a_bad_cron_is_refused(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import ChainableUndefined, nodes
-from jinja2.exceptions import TemplateSyntaxError, UndefinedError
+from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.parser import Parser
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -71,8 +71,19 @@ _ALLOWED_NODES: tuple[type[nodes.Node], ...] = (
 )
 
 
+class _Sandbox(SandboxedEnvironment):
+    """Jinja2's sandbox, refusing also `*` on text and lists (`'x' * 10**9` fills memory)."""
+
+    intercepted_binops = frozenset({"*"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if isinstance(left, str | list | tuple) or isinstance(right, str | list | tuple):
+            raise SecurityError("repeating text or lists with '*' is not allowed")
+        return super().call_binop(context, operator, left, right)
+
+
 def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+    env = _Sandbox(undefined=ChainableUndefined, autoescape=False)
     env.globals.clear()  # no range, lipsum, cycler, joiner, namespace, dict
     env.filters = {name: env.filters[name] for name in FILTERS}
     env.tests = {name: env.tests[name] for name in TESTS}
@@ -97,7 +108,8 @@ def check_condition(text: str) -> None:
 
 
 def render(text: str, context: Mapping[str, Any]) -> str:
-    """Template `text` rendered with `context`; missing names render empty."""
+    """Template `text` rendered with `context`; missing names render empty. What only the
+    values can tell (`'x' * 3`) raises jinja2's `SecurityError`."""
     return str(_checked_template(text).render(context))
 
 
