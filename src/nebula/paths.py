@@ -39,6 +39,13 @@ def builtin_catalog_dir() -> Path:
     return shipped if shipped.is_dir() else here.parents[1] / "catalog"
 
 
+def builtin_runbooks_dir() -> Path:
+    """The built-in runbooks: shipped inside the wheel, or the source checkout's `runbooks/`."""
+    here = Path(__file__).resolve().parent
+    shipped = here / "builtin_runbooks"
+    return shipped if shipped.is_dir() else here.parents[1] / "runbooks"
+
+
 def repo_files_dir() -> Path:
     """Where apply writes the files installations take from the config repo, to bind them."""
     import platformdirs

@@ -16,6 +16,7 @@ from nebula.cli.commands import (
     install,
     login,
     plan,
+    runbooks,
     schema,
     secrets,
     status,
@@ -63,6 +64,7 @@ for name, group in {
     "audit": audit.app,
     "dns": dns.app,
     "domains": dns.domains_app,
+    "runbooks": runbooks.app,
 }.items():
     app.add_typer(group, name=name)
 

@@ -14,6 +14,7 @@ from nebula.kinds.base import Desired
 from nebula.kinds.dns.desired import desired_zones
 from nebula.kinds.packages.resolve import resolve
 from nebula.kinds.routes.desired import exposed_routes
+from nebula.kinds.runbooks.desired import desired_runbooks
 from nebula.spec.repo import RepoSpec, load_repo
 
 FingerprintSource = Callable[[], Mapping[str, str]]
@@ -41,4 +42,5 @@ def load_desired(root: Path, fingerprints: FingerprintSource | None = None) -> D
         secrets = fingerprints() if mentioned else {}
     installations = resolve(repo, catalog, secrets)
     routes = exposed_routes(repo, installations)
-    return Desired(repo, catalog, installations, routes, tuple(desired_zones(repo)))
+    runbooks = desired_runbooks(repo)
+    return Desired(repo, catalog, installations, routes, tuple(desired_zones(repo)), runbooks)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from nebula.kinds.dns.types import DesiredZone
     from nebula.kinds.packages.types import DesiredInstallation, Observed
     from nebula.kinds.routes.types import ExposedRoute
+    from nebula.kinds.runbooks.types import DesiredRunbook
     from nebula.providers.docker import DockerProvider
     from nebula.spec.package import Package
     from nebula.spec.repo import RepoSpec
@@ -42,6 +43,7 @@ class Desired:
     installations: list[DesiredInstallation]
     routes: tuple[ExposedRoute, ...] = ()  # exposed hostnames, for the proxy
     zones: tuple[DesiredZone, ...] = ()  # DNS zones with their desired records
+    runbooks: tuple[DesiredRunbook, ...] = ()  # the repo's and the enabled built-ins, by name
 
     def packages(self) -> list[Package]:
         """The catalog packages the installations use, at the versions they use."""

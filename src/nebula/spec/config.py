@@ -10,6 +10,12 @@ from pydantic import Field, IPvAnyAddress, field_validator, model_validator
 from nebula.spec.base import Duration, IpAddress, StrictModel, Text
 from nebula.spec.names import Name
 from nebula.spec.proxy import Proxy
+from nebula.spec.remediation import (
+    BuiltinRunbook,
+    MaintenanceWindow,
+    NotificationChannel,
+    Remediation,
+)
 
 
 class DockerEndpoint(StrictModel):
@@ -72,6 +78,16 @@ class NebulaConfig(StrictModel):
         default=None,
         description="the Caddy that serves exposed hostnames over HTTPS; unset: Caddy's "
         "defaults (admin on 127.0.0.1:2019, ports 80 and 443) once anything is exposed",
+    )
+    runbooks: list[BuiltinRunbook] = Field(
+        default=[], description="built-in runbooks to enable, by name"
+    )
+    notifications: dict[Name, NotificationChannel] = Field(
+        default={}, description="notification channels runbooks name, e.g. discord, email"
+    )
+    remediation: Remediation = Remediation()
+    maintenance: list[MaintenanceWindow] = Field(
+        default=[], description="times when runbooks and notifications stay quiet"
     )
 
     def node(self, name: str | None) -> Node | None:

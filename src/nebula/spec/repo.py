@@ -1,5 +1,5 @@
 """Read a whole config repo: `nebula.yaml`, every `packages/*.yaml` and `domains/*.yaml`, all
-errors at once."""
+errors at once; `runbooks/*.yml` are parsed here and validated by the runbooks kind."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ CONFIG_FILE = "nebula.yaml"
 PACKAGES_DIR = "packages"
 LOCAL_CATALOG_DIR = "catalog"
 DOMAINS_DIR = "domains"
+RUNBOOKS_DIR = "runbooks"
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class RepoSpec:
     config: NebulaConfig
     installations: tuple[InstallationSource, ...]
     domains: tuple[DomainSource, ...] = ()
+    runbooks: tuple[YamlDocument, ...] = ()  # parsed; the runbooks kind validates them
 
     @property
     def local_catalog(self) -> Path | None:
@@ -156,13 +158,25 @@ def load_repo(root: Path) -> RepoSpec:
         seen[name] = doc.file
         installations.append(InstallationSource(name, spec, doc))
     domains = _load_domains(root, issues)
+    runbooks = _parse_all(root, RUNBOOKS_DIR, issues)
     try:
         local_catalog_dir(root)
     except ConfigError as exc:
         issues.extend(exc.issues)
     if issues:
         raise ConfigError(issues)
-    return RepoSpec(root=root, config=config, installations=tuple(installations), domains=domains)
+    return RepoSpec(root, config, tuple(installations), domains, runbooks)
+
+
+def _parse_all(root: Path, folder: str, issues: list[ConfigIssue]) -> tuple[YamlDocument, ...]:
+    """Every YAML file of `root/folder`, parsed; problems are added to `issues`."""
+    docs = []
+    for path in _yaml_files(root, folder, issues):
+        try:
+            docs.append(read_document(path, root))
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+    return tuple(docs)
 
 
 def _load_domains(root: Path, issues: list[ConfigIssue]) -> tuple[DomainSource, ...]:
