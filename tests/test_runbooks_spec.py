@@ -15,10 +15,10 @@ from nebula.engine.load import load_desired
 from nebula.errors import ConfigError
 from nebula.kinds.runbooks.expressions import evaluate, render
 from nebula.kinds.runbooks.kind import runbooks_part
-from nebula.kinds.runbooks.types import RunbookRecord
 from nebula.paths import builtin_runbooks_dir
 from nebula.spec.remediation import builtin_runbook_names
 from nebula.spec.repo import load_repo
+from nebula.store.records import RunbookRecord
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "SEED.md"
 CHANNELS = """\

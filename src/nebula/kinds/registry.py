@@ -15,6 +15,7 @@ KINDS: dict[str, str] = {
     "packages": "nebula.kinds.packages.kind:Packages",
     "routes": "nebula.kinds.routes.kind:Routes",  # after packages: routes dial their containers
     "dns": "nebula.kinds.dns.kind:Dns",
+    "runbooks": "nebula.kinds.runbooks.kind:Runbooks",
 }
 
 

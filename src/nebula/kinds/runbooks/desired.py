@@ -9,11 +9,12 @@ import json
 from nebula.errors import ConfigError, ConfigIssue
 from nebula.kinds.runbooks.check import runbook_issues
 from nebula.kinds.runbooks.spec import Runbook
-from nebula.kinds.runbooks.types import DesiredRunbook, RunbookRecord
+from nebula.kinds.runbooks.types import DesiredRunbook
 from nebula.paths import builtin_runbooks_dir
 from nebula.spec.repo import RepoSpec, read_document
 from nebula.spec.validate import validate_document
 from nebula.spec.yamlfile import YamlDocument
+from nebula.store.records import RunbookRecord
 
 
 def desired_runbooks(repo: RepoSpec) -> tuple[DesiredRunbook, ...]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nebula.kinds.runbooks.types import RunbookChange, RunbookRecord
+from nebula.kinds.runbooks.types import RunbookChange
 from nebula.plan import Action
+from nebula.store.records import RunbookRecord
 
 
 def runbook_changes(

@@ -4,21 +4,13 @@ reads them. Nothing outside Nebula changes, so the prune guard never holds a pla
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar, Protocol, cast
+from typing import ClassVar
 
 from nebula.errors import NebulaError
 from nebula.kinds.base import Applied, Desired, World
 from nebula.kinds.runbooks.diff import runbook_changes
-from nebula.kinds.runbooks.types import RunbookRecord
 from nebula.plan import Part
-
-
-class RunbookStore(Protocol):
-    """What the kind needs of the store."""
-
-    def runbooks(self) -> list[RunbookRecord]: ...
-
-    def replace_runbooks(self, records: Sequence[RunbookRecord]) -> None: ...
+from nebula.store.records import RunbookRecord
 
 
 def runbooks_part(desired: Sequence[RunbookRecord], stored: Sequence[RunbookRecord]) -> Part:
@@ -33,7 +25,7 @@ class Runbooks:
     def plan(self, desired: Desired, world: World) -> Part:
         records = [r.record for r in desired.runbooks]
         try:
-            stored = _store(world).runbooks()
+            stored = world.store.runbooks()
         except NebulaError as exc:
             return Part(self.name, problems=(f"runbooks: cannot read the store: {exc}",))
         return runbooks_part(records, stored)
@@ -42,11 +34,7 @@ class Runbooks:
         if not part.has_changes:
             return Applied(self.name)
         try:
-            _store(world).replace_runbooks(part.detail)
+            world.store.replace_runbooks(part.detail)
         except NebulaError as exc:
             return Applied(self.name, errors=(f"runbooks: cannot record the runbooks: {exc}",))
         return Applied(self.name, part.pending)
-
-
-def _store(world: World) -> RunbookStore:
-    return cast(RunbookStore, world.store)

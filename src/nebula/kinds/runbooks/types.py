@@ -8,18 +8,7 @@ from typing import Any
 
 from nebula.kinds.runbooks.spec import Runbook
 from nebula.plan import Action
-
-
-@dataclass(frozen=True)
-class RunbookRecord:
-    """One runbook as loaded: `definition` is its validated model as JSON data (what the
-    executor reads back), `digest` a hash of it, `file` where it was written."""
-
-    name: str
-    file: str
-    digest: str
-    definition: dict[str, Any]
-    builtin: bool
+from nebula.store.records import RunbookRecord
 
 
 @dataclass(frozen=True)
