@@ -40,6 +40,7 @@ from nebula.errors import ConfigError, NebulaError
 from nebula.kinds.base import Desired, World
 from nebula.plan import Plan
 from nebula.providers.docker import ContainerEvent, DockerProvider
+from nebula.remediation.service import Remediation
 from nebula.secrets import open_vault
 from nebula.secrets.resolve import vault_secrets
 from nebula.store import Store, SyncStatus
@@ -90,6 +91,15 @@ class Daemon:
         self.dns = DnsKeeper(self.bus)
         folder = Path(config.source) if source is None else source.clone_dir / config.subfolder
         self.marketplace = Marketplace(store, source, folder, lambda: self.request_sync("manual"))
+        self.remediation = Remediation(
+            store,
+            provider,
+            self.bus.publish,
+            node=socket.gethostname(),
+            recreate=self._recreate,
+            busy=self._busy,
+        )
+        self._configured: _Good | None = None  # the state remediation was last configured with
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -111,6 +121,7 @@ class Daemon:
             "docker-events",
         )
         self._spawn(lambda: self.proxy.watch(self._stop, self._desired), "certificates")
+        self._spawn(self._remediate, "remediation")
         if self.config.watch:
             self._spawn(self._watch_folder, "watch")
         self.request_sync("start")
@@ -129,6 +140,7 @@ class Daemon:
             self._wake.notify_all()
         self._threads[0].join(timeout)
         self.health.stop()
+        self.remediation.close()
         self.bus.close()
 
     # -- requests --------------------------------------------------------------------------
@@ -153,8 +165,57 @@ class Daemon:
         change in a tight loop; the interval re-check retries it instead."""
         if event.action == "reconnect":
             self.faults.clear("docker-events")  # the stream is back
-        if event.action in _DRIFT_ACTIONS and not self.provider.removed_by_us(event.container_id):
+        if self.provider.removed_by_us(event.container_id):
+            return
+        if event.action in _DRIFT_ACTIONS:
             self.request_sync("drift")
+        self.remediation.on_container_event(event)
+
+    def _remediate(self) -> None:
+        """Runbooks cut short by the last stop go on; then the daemon's events that are
+        alerts (health, syncs, certificates) go to remediation as they come."""
+        events = self.bus.subscribe()
+        resumed = self.remediation.resume_interrupted()
+        if resumed:
+            log.warning("%d runbook run(s) were cut short by the last stop; resuming", len(resumed))
+        for event in events:
+            if self._stop.is_set():
+                return
+            self.remediation.observe(event.kind, event.data)
+
+    def _configure_remediation(self, good: _Good) -> None:
+        if self._configured is good:
+            return
+        try:
+            self.remediation.configure(good.desired, vault_secrets(self.store))
+            self._configured = good
+            self.faults.clear("remediation")
+        except NebulaError as exc:  # e.g. a channel's secret missing: runbooks still run
+            self.faults.report("remediation", exc)
+
+    def _busy(self, container: str) -> bool:
+        """Whether the sync is changing the installation `container` belongs to right now."""
+        good = self._good
+        if good is None:
+            return False
+        owner = next(
+            (
+                i.name
+                for i in good.desired.installations
+                for c in i.containers
+                if c.name == container
+            ),
+            None,
+        )
+        return owner is not None and any(
+            i.name == owner and i.status == "installing" for i in self.store.installations()
+        )
+
+    def _recreate(self, container: str) -> None:
+        """A runbook's `recreate`: the container goes, and a sync makes it again from the spec."""
+        info = self.provider.inspect(container)
+        self.provider.remove_container(info["Id"], container, stop_timeout=10.0)
+        self.request_sync("drift")
 
     def _watch_folder(self) -> None:
         from watchfiles import watch
@@ -211,6 +272,7 @@ class Daemon:
         if good is None:
             return
         self.health.watch(good.desired.installations)
+        self._configure_remediation(good)
         commit = good.commit
         if (
             self._held is not None

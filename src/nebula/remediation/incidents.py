@@ -76,7 +76,7 @@ class Incidents:
     ) -> None:
         self._store = IncidentStore(store)
         self._silences = Silences(store, clock)
-        self._reopen_window = timedelta(seconds=reopen_window)
+        self.reopen_window = timedelta(seconds=reopen_window)  # nebula.yaml may change it
         self._clock = clock
         self._lock = threading.Lock()
 
@@ -122,7 +122,7 @@ class Incidents:
                 unresolved.id, facts, at=now, severity=severity, event=event
             )
             return Received(incident, "folded" if duplicate else "joined")
-        recent = self._store.resolved_since(alert.group_key, now - self._reopen_window)
+        recent = self._store.resolved_since(alert.group_key, now - self.reopen_window)
         if recent is not None:
             ago = int((now - (recent.resolved_at or now)).total_seconds())
             event = Event(

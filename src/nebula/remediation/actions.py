@@ -1,0 +1,185 @@
+"""The runbook actions, by name: each takes its rendered, validated params and the run.
+
+Actions are thin: they reach Docker, the notifier and the incidents through `Services`, which
+nebulad builds (the restart cap and the reconciler's lock live there, not in each runbook).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from nebula.errors import ProviderError
+from nebula.remediation.executor import Action, ActionError, ActionResult, RunContext
+
+log = logging.getLogger("nebulad.runbooks")
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING}
+_LEVELS |= {"warning": logging.WARNING, "error": logging.ERROR}
+
+
+@dataclass
+class Services:
+    """The runtime the actions act through (nebulad's; tests build their own)."""
+
+    docker: Any  # DockerProvider
+    notify: Callable[[list[str], str, str], list[Any]]  # channels, title, body -> deliveries
+    incidents: Any  # remediation.incidents.Incidents, or None
+    restart_allowed: Callable[[str], str | None]  # container -> why not (the cap), or None
+    recreate: Callable[[str], None]  # container -> recreated from the repo's spec by a sync
+    busy: Callable[[str], bool]  # container -> the sync is changing it now
+    ssh: Callable[[str, str, float], tuple[int, str]] | None = None  # node, command, timeout
+
+
+def log_action(params: Any, run: RunContext) -> ActionResult:
+    log.log(_LEVELS.get(params.level, logging.INFO), "%s", params.message)
+    return ActionResult(True, params.message)
+
+
+def docker_action(params: Any, run: RunContext) -> ActionResult:
+    services: Services = run.services
+    container = params.container
+    _wait_for_the_sync(services, container, run)
+    docker = services.docker
+    try:
+        if params.command in ("restart", "start", "recreate"):
+            refused = services.restart_allowed(container)
+            if refused:
+                raise ActionError(refused)
+        if params.command == "restart":
+            docker.restart_container(container)
+        elif params.command == "stop":
+            docker.stop_container(container)
+        elif params.command == "start":
+            docker.start_container(container, container)
+        elif params.command == "recreate":
+            services.recreate(container)
+        elif params.command == "logs":
+            text = docker.logs(container, lines=params.lines)
+            return ActionResult(True, text, {"logs": text})
+        elif params.command == "exec":
+            command = (
+                tuple(params.cmd) if isinstance(params.cmd, list) else ("sh", "-c", params.cmd)
+            )
+            code, output = docker.exec_run(container, command, run.remaining())
+            return ActionResult(code == 0, output, {"exit_code": code})
+    except ProviderError as exc:
+        raise ActionError(str(exc)) from None
+    return ActionResult(True, f"{params.command} {container}")
+
+
+def _wait_for_the_sync(services: Services, container: str, run: RunContext) -> None:
+    """A container the sync is changing is left to it: the action waits until it is done."""
+    while services.busy(container):
+        if run.remaining() <= 0 or run.stop.wait(0.5):
+            raise ActionError(f"{container} is being changed by the sync; left to it")
+
+
+def wait_action(params: Any, run: RunContext) -> ActionResult:
+    seconds = min(params.duration, run.remaining())
+    if run.stop.wait(seconds):
+        raise ActionError("nebulad stopped")
+    return ActionResult(True, f"waited {seconds:g}s")
+
+
+def health_check_action(params: Any, run: RunContext) -> ActionResult:
+    timeout = min(params.timeout, run.remaining()) or 0.1
+    if params.url:
+        try:
+            response = httpx.get(params.url, timeout=timeout, follow_redirects=False)
+        except httpx.HTTPError as exc:
+            return ActionResult(False, f"{params.url}: {exc or type(exc).__name__}")
+        ok = response.status_code == params.expected_status
+        detail = f"{params.url}: {response.status_code} (expected {params.expected_status})"
+        return ActionResult(ok, detail, {"status": response.status_code})
+    try:
+        with socket.create_connection((params.host, params.port), timeout=timeout):
+            return ActionResult(True, f"{params.host}:{params.port} accepts connections")
+    except OSError as exc:
+        return ActionResult(False, f"{params.host}:{params.port}: {exc.strerror or exc}")
+
+
+def http_action(params: Any, run: RunContext) -> ActionResult:
+    try:
+        response = httpx.request(
+            params.method,
+            params.url,
+            headers=params.headers,
+            content=params.body,
+            timeout=min(params.timeout, run.remaining()) or 0.1,
+        )
+    except httpx.HTTPError as exc:
+        raise ActionError(f"{params.url}: {exc or type(exc).__name__}") from None
+    expected = params.expected_status
+    ok = response.is_success if expected is None else response.status_code == expected
+    body = response.text[:2000]
+    return ActionResult(ok, f"{response.status_code} {body}", {"status": response.status_code})
+
+
+def shell_action(params: Any, run: RunContext) -> ActionResult:
+    timeout = min(params.timeout, run.remaining())
+    try:
+        done = subprocess.run(
+            ["sh", "-c", params.command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ActionError(f"timed out after {timeout:g}s") from None
+    output = (done.stdout + done.stderr).strip()
+    return ActionResult(done.returncode == 0, output, {"exit_code": done.returncode})
+
+
+def ssh_action(params: Any, run: RunContext) -> ActionResult:
+    services: Services = run.services
+    if services.ssh is None:
+        raise ActionError("ssh is not available on this node")
+    timeout = min(params.timeout, run.remaining())
+    code, output = services.ssh(params.node, params.command, timeout)
+    return ActionResult(code == 0, output, {"exit_code": code})
+
+
+def notify_action(params: Any, run: RunContext) -> ActionResult:
+    services: Services = run.services
+    channels = params.targets
+    deliveries = services.notify(channels, params.title or "Nebula", params.message)
+    failed = [d for d in deliveries if not d.ok]
+    lines = [f"{d.channel}: {'sent' if d.ok else d.error}" for d in deliveries]
+    return ActionResult(not failed, "; ".join(lines), {"sent": len(deliveries) - len(failed)})
+
+
+def incident_action(params: Any, run: RunContext) -> ActionResult:
+    services: Services = run.services
+    incident = run.context.get("incident") or {}
+    if services.incidents is None or not incident.get("id"):
+        raise ActionError("this execution has no incident")
+    incident_id = incident["id"]
+    if params.severity:
+        services.incidents.set_severity(incident_id, params.severity, "runbook")
+    if params.annotate:
+        services.incidents.note(incident_id, "note", params.annotate)
+    if params.resolve:
+        services.incidents.resolve(
+            incident_id, "runbook", params.resolution or "resolved by runbook"
+        )
+    return ActionResult(True, "incident updated")
+
+
+ACTIONS: dict[str, Action] = {
+    "log": log_action,
+    "docker": docker_action,
+    "wait": wait_action,
+    "health_check": health_check_action,
+    "http": http_action,
+    "shell": shell_action,
+    "ssh": ssh_action,
+    "notify": notify_action,
+    "incident": incident_action,
+}
