@@ -165,8 +165,8 @@ class Daemon:
         change in a tight loop; the interval re-check retries it instead."""
         if event.action == "reconnect":
             self.faults.clear("docker-events")  # the stream is back
-        if self.provider.removed_by_us(event.container_id):
-            return
+        if self.provider.removed_by_us(event.container_id) or self.provider.restarting(event):
+            return  # its own change (a replacement, a runbook's restart), not drift
         if event.action in _DRIFT_ACTIONS:
             self.request_sync("drift")
         self.remediation.on_container_event(event)

@@ -242,7 +242,7 @@ class Remediator:
             self._note(incident_id, "runbook", f"runbook {runbook.name} started ({execution})")
         else:
             execution = resume.id
-            done = {k: StepState.from_dict(v) for k, v in resume.step_states.items()}
+            done = {k: StepState.from_dict(k, v) for k, v in resume.step_states.items()}
             waiting = [k for k, state in done.items() if state.status == "waiting"]
             if resume.approval == "approved":
                 approved = frozenset(waiting)
@@ -286,7 +286,9 @@ class Remediator:
         self, runbook: Runbook, incident_id: str, context: dict[str, Any], failures: int
     ) -> None:
         assert runbook.escalation is not None
-        service = context.get("service", {}).get("name") or "a service"
+        about = context.get("service", {})
+        service = "/".join(p for p in (about.get("installation"), about.get("name")) if p)
+        service = service or "a service"
         title = f"Nebula: {runbook.name} could not recover {service}"
         body = f"{failures} runs of {runbook.name} failed; incident {incident_id} needs a person."
         if not self.incidents.escalate(incident_id, f"escalated after {failures} failed runs"):

@@ -49,8 +49,8 @@ class StepState:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        """As the store keeps it, under the step's key."""
         return {
-            "key": self.key,
             "status": self.status,
             "output": self.output,
             "outputs": self.outputs,
@@ -59,9 +59,9 @@ class StepState:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> StepState:
+    def from_dict(cls, key: str, data: Mapping[str, Any]) -> StepState:
         return cls(
-            key=data["key"],
+            key=key,
             status=data["status"],
             output=data.get("output", ""),
             outputs=dict(data.get("outputs") or {}),

@@ -8,6 +8,7 @@ runbooks and their executions out.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from nebula.store import Store
 
 log = logging.getLogger("nebulad.remediation")
+_TOLD = frozenset({"opened", "reopened", "resolved"})
 
 
 class RemediationError(NebulaError):
@@ -63,6 +65,7 @@ class Remediation:
         self._notifier: Notifier | None = None
         self._channels: dict[str, list[str]] = {}
         self._maintenance: list[MaintenanceWindow] = []
+        self._told: tuple[str, ...] = ()  # channels told of incidents opening and resolving
         self._containers: dict[str, list[str]] = {}  # installation -> its containers
         self.engine = Remediator(
             store,
@@ -90,6 +93,7 @@ class Remediation:
         )
         self.incidents.reopen_window = timedelta(seconds=limits.reopen_window)
         self._maintenance = list(config.maintenance)
+        self._told = tuple(limits.notify)
         self._containers = {i.name: [c.name for c in i.containers] for i in desired.installations}
         channels = {
             name: [interpolate(url, {}, _Secrets(secret)) for url in channel.urls]
@@ -114,7 +118,24 @@ class Remediation:
                 why = window.comment or f"maintenance window {dict(window.match)}"
                 self.incidents.note(received.incident.id, "silenced", f"in {why}: nothing runs")
             return received
-        return self.engine.receive(alert)
+        received = self.engine.receive(alert)
+        if received.incident is not None and received.outcome in _TOLD and self._told:
+            threading.Thread(
+                target=self._tell, args=(received.incident, received.outcome), daemon=True
+            ).start()
+        return received
+
+    def _tell(self, incident: IncidentInfo, outcome: str) -> None:
+        """Tell `remediation.notify`'s channels that an incident opened, re-opened or resolved;
+        each delivery goes on its timeline."""
+        title = f"Nebula: incident {outcome}: {incident.title}"
+        body = (
+            f"{incident.title}\nseverity: {incident.severity}\nservice: {incident.service_name}"
+            f"\nincident: {incident.id}"
+        )
+        for delivery in self.notify(list(self._told), title, body):
+            sent = "sent" if delivery.ok else f"not sent: {delivery.error}"
+            self.incidents.note(incident.id, "notification", f"{delivery.channel}: {sent}")
 
     def observe(self, kind: str, data: Mapping[str, Any]) -> None:
         """One of nebulad's events; those that are alerts are received."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Self
 
-from pydantic import Field, IPvAnyAddress, field_validator, model_validator
+from pydantic import Field, IPvAnyAddress, ValidationInfo, field_validator, model_validator
 
 from nebula.spec.base import Duration, IpAddress, StrictModel, Text
 from nebula.spec.names import Name
@@ -106,6 +107,17 @@ class NebulaConfig(StrictModel):
         if repeated:
             raise ValueError(f"node names must be unique: {', '.join(repeated)} repeated")
         return nodes
+
+    @field_validator("remediation")
+    @classmethod
+    def _declared_channels(cls, remediation: Remediation, info: ValidationInfo) -> Remediation:
+        declared = sorted(info.data.get("notifications") or {})
+        for name in remediation.notify:
+            if name not in declared:
+                close = difflib.get_close_matches(name, declared, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "declare it under notifications:"
+                raise ValueError(f"notify: no channel {name!r} in notifications; {hint}")
+        return remediation
 
     @model_validator(mode="before")
     @classmethod

@@ -71,6 +71,9 @@ class Remediation(StrictModel):
         default=3600.0,
         description="an alert coming back within this time re-opens its resolved incident",
     )
+    notify: list[Name] = Field(
+        default=[], description="channels told when an incident opens, re-opens or resolves"
+    )
 
 
 class MaintenanceWindow(StrictModel):

@@ -119,6 +119,7 @@ class DockerProvider:
         self._api_lock = threading.Lock()  # one client, even when threads ask for it at once
         self._images: set[tuple[str, str | None]] = set()  # (image, platform) present
         self._removed: deque[str] = deque(maxlen=1024)  # containers this process removed
+        self._restarting: set[str] = set()  # containers this process is restarting
         self._reader: EngineReader | None = None
         if EngineReader.supports(self.base_url, dict(os.environ)):
             self._reader = EngineReader(self.base_url, timeout)
@@ -218,8 +219,25 @@ class DockerProvider:
         return info
 
     def restart_container(self, container: str, timeout: float = 10.0) -> None:
+        """Restart a container (by name or id); its events until Docker's `restart` event are
+        this restart's (`restarting`), not drift."""
         with self._call(f"container {container}"):
-            self.api.restart(container, timeout=int(timeout))
+            container_id = self.api.inspect_container(container)["Id"]
+            self._restarting.add(container_id)
+            try:
+                self.api.restart(container_id, timeout=int(timeout))
+            except Exception:
+                self._restarting.discard(container_id)
+                raise
+
+    def restarting(self, event: ContainerEvent) -> bool:
+        """Whether `event` is part of a restart this provider asked for (its kill, die, stop
+        and start); Docker's `restart` event ends it."""
+        if event.container_id not in self._restarting:
+            return False
+        if event.action == "restart":
+            self._restarting.discard(event.container_id)
+        return True
 
     def stop_container(self, container: str, timeout: float = 10.0) -> None:
         with self._call(f"container {container}"):
