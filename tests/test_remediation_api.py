@@ -9,11 +9,13 @@ and the runbooks are those the config repo below loads, recorded as the runbooks
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -347,3 +349,20 @@ def test_the_cli_adds_lists_and_removes_silences(nebulad: Nebulad) -> None:
     assert "is not a duration" in run("silence", "add", "-m", "a=b", "--for", "soon", code=1)
     assert f"Silence {silence['id']} ended." in run("silence", "rm", silence["id"])
     assert "No silences in force." in run("silence", "list")
+
+
+def test_the_event_stream_says_what_each_alert_did(nebulad: Nebulad) -> None:
+    with nebulad.tcp("read") as viewer, viewer.stream("GET", "/events") as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == ": subscribed"
+        with nebulad.tcp() as ops:
+            incident_id = fire(ops, "oom_killed", installation="blog")["incident"]["id"]
+        events = list(islice((li for li in lines if li.startswith(("event:", "data:"))), 2))
+    assert events[0] == "event: incident"
+    data = json.loads(events[1].removeprefix("data: "))
+    assert (data["id"], data["status"], data["alert"], data["outcome"]) == (
+        incident_id,
+        "open",
+        "oom_killed",
+        "opened",
+    )

@@ -35,6 +35,10 @@ app = typer.Typer(
     "  nebula runbooks approve 5d0c…",
     no_args_is_help=True,
 )
+_WAITING = (
+    " for a person: `nebula runbooks history` shows the run, "
+    "`nebula runbooks approve|reject ID` answers it"
+)
 ExecutionId = Annotated[
     str, typer.Argument(help="The run waiting for approval (see `nebula runbooks history`).")
 ]
@@ -150,7 +154,7 @@ def run(
         console().print(
             f"Runbook {_escape(name)} [{_RUN_STYLE.get(status, 'white')}]{status}[/]"
             + _escape(error)
-            + (": approve it with `nebula runbooks approve EXEC`" if status == "waiting" else "")
+            + (_WAITING if status == "waiting" else "")
         )
     if not dry_run and answer.get("status") in ("failed", "interrupted"):
         raise typer.Exit(EXIT_FAILED)
