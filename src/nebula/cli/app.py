@@ -6,12 +6,14 @@ import typer
 
 from nebula import __version__
 from nebula.cli.commands import (
+    alerts,
     audit,
     catalog,
     certs,
     daemon,
     daemon_run,
     dns,
+    incidents,
     init,
     install,
     login,
@@ -65,6 +67,9 @@ for name, group in {
     "dns": dns.app,
     "domains": dns.domains_app,
     "runbooks": runbooks.app,
+    "incidents": incidents.app,
+    "alert": alerts.alert_app,
+    "silence": alerts.silence_app,
 }.items():
     app.add_typer(group, name=name)
 

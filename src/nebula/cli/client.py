@@ -21,6 +21,7 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -122,6 +123,52 @@ class DaemonClient:
     def rollback(self, commit: str) -> dict[str, Any]:
         return self._call("POST", "/rollback", json={"commit": commit})
 
+    # -- remediation (see `nebula.daemon.remediation_api`) -----------------------------------
+
+    def incidents(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
+        return list(self._call("GET", "/incidents", params=params)["incidents"])
+
+    def incident(self, incident_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/incidents/{_segment(incident_id)}")
+
+    def acknowledge_incident(self, incident_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/incidents/{_segment(incident_id)}/acknowledge")
+
+    def resolve_incident(self, incident_id: str, resolution: str = "") -> dict[str, Any]:
+        path = f"/incidents/{_segment(incident_id)}/resolve"
+        return self._call("POST", path, json={"resolution": resolution})
+
+    def fire_alert(self, alert: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/alerts", json=alert)
+
+    def silences(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/silences")["silences"])
+
+    def add_silence(self, matchers: list[str], duration: str, comment: str) -> dict[str, Any]:
+        body = {"matchers": matchers, "duration": duration, "comment": comment}
+        return self._call("POST", "/silences", json=body)
+
+    def remove_silence(self, silence_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/silences/{_segment(silence_id)}")
+
+    def run_runbook(self, name: str, labels: dict[str, str], dry_run: bool) -> dict[str, Any]:
+        body = {"labels": labels, "dry_run": dry_run}
+        return self._call("POST", f"/runbooks/{_segment(name)}/run", json=body)
+
+    def executions(
+        self, runbook: str | None = None, incident: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        params = {"runbook": runbook, "incident": incident, "limit": limit}
+        found = self._call(
+            "GET", "/runbooks/executions", params={k: v for k, v in params.items() if v}
+        )
+        return list(found["executions"])
+
+    def decide(self, execution_id: str, approved: bool) -> dict[str, Any]:
+        verb = "approve" if approved else "reject"
+        return self._call("POST", f"/runbooks/executions/{_segment(execution_id)}/{verb}")
+
     def events(self) -> Generator[StreamItem, None, None]:
         """The event stream, with its comments (the first says the subscription exists)."""
         try:
@@ -183,6 +230,11 @@ class DaemonClient:
             hint = "log in with `nebula login URL`, or set NEBULA_TOKEN to an API key"
             message = f"nebulad {self.where} refused the request ({message}): {hint}"
         return DaemonError(response.status_code, message)
+
+
+def _segment(text: str) -> str:
+    """`text` as one segment of a URL path: a `/` or `?` in an id never reaches another route."""
+    return quote(text, safe="")
 
 
 def parse_sse(lines: Iterator[str]) -> Iterator[StreamItem]:

@@ -28,7 +28,8 @@ Routes (JSON in and out; every error is `{"error": message}`, never HTML):
     DELETE /api/v1/marketplace/installations/{name}   202 {commit, ...}; 409 while depended on
     GET  /metrics                       Prometheus text format (prometheus_client's registry)
 
-plus the identity routes of `daemon.auth_api` (login, refresh, logout, whoami, users, API keys).
+plus the identity routes of `daemon.auth_api` (login, refresh, logout, whoami, users, API keys)
+and the remediation routes of `daemon.remediation_api` (incidents, alerts, silences, runbooks).
 
 Auth (see `daemon.auth`): every route is declared with `route(path, endpoint, methods,
 role=...)`, naming the least role that may call it: GET = viewer, a change = operator, users and
@@ -43,8 +44,9 @@ with rate limits per client address and per credential (429 with `Retry-After`).
 needs a viewer like any read: a Prometheus scraper gets a `read` API key.
 
 Records are dataclasses, serialised with `dataclasses.asdict`; datetimes become ISO 8601
-strings. `ControlError` maps to 404 (not_found), 409 (conflict) or 400 (invalid); any other
-`NebulaError` to 500 with its message; anything else to 500 with a pointer to the daemon's log.
+strings. `ControlError` and `RemediationError` map to 404 (not_found), 409 (conflict) or 400
+(invalid), the store's `NotFoundError` to 404 and `StateError` to 409; any other `NebulaError`
+to 500 with its message; anything else to 500 with a pointer to the daemon's log.
 
 Request bodies: a body sent to any route but the webhook must be JSON (`Content-Type:
 application/json`), else 415 — so a browser's cross-site form post gets nowhere. It is read
@@ -98,6 +100,7 @@ from nebula.daemon.auth import PUBLIC, Authenticate, GuardedRoute, principal_of,
 from nebula.daemon.auth_api import auth_routes
 from nebula.daemon.control import ControlError, DaemonControl, Event
 from nebula.daemon.jsonbody import BodyError, loads
+from nebula.daemon.remediation_api import remediation_routes
 from nebula.daemon.webhook import (
     BodyTurns,
     Deliveries,
@@ -106,10 +109,11 @@ from nebula.daemon.webhook import (
     precheck,
     verify,
 )
-from nebula.errors import NebulaError
+from nebula.errors import NebulaError, NotFoundError, StateError
 from nebula.identity.principal import Role
 from nebula.identity.ratelimit import RateLimit, RateLimiter
 from nebula.identity.sessions import Sessions
+from nebula.remediation.service import RemediationError
 
 log = logging.getLogger("nebula.daemon.api")
 
@@ -127,6 +131,7 @@ MAX_ID = 2**63 - 1  # the largest id the store can hold
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 API_TRIGGERS = frozenset({"manual", "hook"})  # webhooks come through /webhook, verified
 _CONTROL_STATUS = {"not_found": 404, "conflict": 409, "invalid": 400}
+_STORE_STATUS: dict[type[Exception], int] = {NotFoundError: 404, StateError: 409}
 # Per client address and per credential, on TCP: a dashboard polling every second is far below.
 DEFAULT_RATE_LIMIT = RateLimit(rate=20.0, burst=100)
 
@@ -181,6 +186,7 @@ def create_app(
         route(f"{MARKET}/installations/{{name}}", api.uninstall, ["DELETE"], role=operator),
         route("/metrics", _metrics, ["GET"], role=viewer),
         *auth_routes(sessions, _json_body, _json),
+        *remediation_routes(control, _json_body, _json),
     ]
     unguarded = [getattr(r, "path", r) for r in routes if not isinstance(r, GuardedRoute)]
     if unguarded:
@@ -210,6 +216,9 @@ def create_app(
         exception_handlers={
             HTTPException: _http_error,
             ControlError: _control_error,
+            RemediationError: _control_error,
+            NotFoundError: _control_error,
+            StateError: _control_error,
             NebulaError: _nebula_error,
             Exception: _internal_error,
         },
@@ -557,8 +566,12 @@ def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def _control_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ControlError)
-    return _json({"error": str(exc)}, status=_CONTROL_STATUS.get(exc.reason, 400))
+    """A request refused for a reason the caller can act on: 404, 409 or 400."""
+    if isinstance(exc, ControlError | RemediationError):
+        status = _CONTROL_STATUS.get(exc.reason, 400)
+    else:
+        status = _STORE_STATUS.get(type(exc), 400)
+    return _json({"error": str(exc)}, status=status)
 
 
 def _nebula_error(request: Request, exc: Exception) -> Response:

@@ -52,6 +52,15 @@ ACTIONS: dict[tuple[str, str], tuple[str, bool]] = {
     ("POST", f"{PREFIX}/marketplace/install"): ("marketplace.install", False),
     ("DELETE", f"{PREFIX}/marketplace/installations/{{name}}"): ("marketplace.uninstall", True),
     ("POST", f"{PREFIX}/resources/domains/{{domain}}/ssl"): ("domain.ssl-check", True),
+    ("POST", f"{PREFIX}/incidents/{{incident_id}}/acknowledge"): ("incident.acknowledge", True),
+    ("POST", f"{PREFIX}/incidents/{{incident_id}}/resolve"): ("incident.resolve", True),
+    ("POST", f"{PREFIX}/alerts"): ("alert.fire", True),
+    ("POST", f"{PREFIX}/alerts/alertmanager"): ("alert.alertmanager", True),
+    ("POST", f"{PREFIX}/silences"): ("silence.add", True),
+    ("DELETE", f"{PREFIX}/silences/{{silence_id}}"): ("silence.remove", True),
+    ("POST", f"{PREFIX}/runbooks/{{name}}/run"): ("runbook.run", True),
+    ("POST", f"{PREFIX}/runbooks/executions/{{execution_id}}/approve"): ("runbook.approve", True),
+    ("POST", f"{PREFIX}/runbooks/executions/{{execution_id}}/reject"): ("runbook.reject", True),
 }
 _ACTOR_KIND = {
     "password": "user",

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from nebula.errors import NebulaError
-from nebula.store.records import SyncInfo
+from nebula.store.records import ExecutionInfo, IncidentInfo, RunbookRecord, SilenceInfo, SyncInfo
 
 SyncTrigger = Literal[
     "start", "poll", "webhook", "hook", "watch", "manual", "drift", "rollback", "approve"
@@ -55,6 +55,13 @@ class Event:
     - `suspended`, `resumed`: no data; `rollback`: commit
     - `health`: installation, check, status (healthy | unhealthy), previous (None at the first
       result), detail, consecutive_failures: a health check changed status
+    - `incident`: id (None when no incident was touched), status, alert (its name), outcome
+      (opened, joined, folded, reopened, cleared, resolved, silenced, ignored): an alert was
+      received
+    - `runbook`: id (the execution), runbook, status (running, then succeeded, failed or
+      waiting: for a step's approval): a runbook run started or ended
+    - `runbook_step`: id (the execution), step (its name), status (running, then ok, failed,
+      skipped): one step of a run
     - `heartbeat`: no data, when nothing else happened for a while
     """
 
@@ -132,4 +139,57 @@ class DaemonControl(Protocol):
 
     def subscribe(self) -> Iterator[Event]:
         """Events from the moment of the call, until the daemon stops or the iterator is closed."""
+        ...
+
+    # Remediation. Errors: `RemediationError` (not_found, conflict, invalid), and the store's
+    # `NotFoundError` / `StateError` (acknowledging a resolved incident, a silence ended).
+
+    def incidents(self, status: str | None, limit: int) -> list[IncidentInfo]:
+        """The newest incidents first, without timelines; of one status if given."""
+        ...
+
+    def incident(self, incident_id: str) -> IncidentInfo:
+        """One incident with its timeline, oldest entry first."""
+        ...
+
+    def acknowledge_incident(self, incident_id: str, actor: str) -> IncidentInfo: ...
+
+    def resolve_incident(self, incident_id: str, actor: str, resolution: str) -> IncidentInfo: ...
+
+    def fire_alert(self, request: dict[str, Any], actor: str) -> dict[str, Any]:
+        """An alert by hand ({name, labels, annotations, status}): {outcome, incident}."""
+        ...
+
+    def alertmanager(self, payload: Any) -> list[dict[str, Any]]:
+        """Alertmanager's webhook payload: {outcome, incident} for each of its alerts, in order."""
+        ...
+
+    def silences(self) -> list[SilenceInfo]:
+        """The silences in force."""
+        ...
+
+    def add_silence(
+        self, matchers: list[str], duration: float, comment: str, actor: str
+    ) -> SilenceInfo: ...
+
+    def remove_silence(self, silence_id: str, actor: str) -> None: ...
+
+    def runbooks(self) -> list[RunbookRecord]:
+        """The runbooks of the last synced commit."""
+        ...
+
+    def run_runbook(
+        self, name: str, labels: dict[str, str], actor: str, dry_run: bool
+    ) -> dict[str, Any]:
+        """Run a runbook now (to its end), or with `dry_run` list the steps it would take."""
+        ...
+
+    def executions(
+        self, runbook: str | None, incident_id: str | None, limit: int
+    ) -> list[ExecutionInfo]: ...
+
+    def execution(self, execution_id: str) -> ExecutionInfo: ...
+
+    def decide(self, execution_id: str, approved: bool, actor: str) -> ExecutionInfo:
+        """Approve (the run goes on) or reject the step an execution waits on."""
         ...

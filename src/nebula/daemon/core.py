@@ -45,6 +45,7 @@ from nebula.secrets import open_vault
 from nebula.secrets.resolve import vault_secrets
 from nebula.store import Store, SyncStatus
 from nebula.store.applylock import WaitStoppedError
+from nebula.store.records import ExecutionInfo, IncidentInfo, RunbookRecord, SilenceInfo
 
 log = logging.getLogger("nebulad")
 
@@ -535,6 +536,58 @@ class Daemon:
 
     def subscribe(self) -> Iterator[Event]:
         return self.bus.subscribe(heartbeat=15.0)
+
+    def incidents(self, status: str | None, limit: int) -> list[IncidentInfo]:
+        return self.remediation.incidents.list(status, limit)
+
+    def incident(self, incident_id: str) -> IncidentInfo:
+        return self.remediation.incident(incident_id)
+
+    def acknowledge_incident(self, incident_id: str, actor: str) -> IncidentInfo:
+        return self.remediation.incidents.acknowledge(incident_id, actor)
+
+    def resolve_incident(self, incident_id: str, actor: str, resolution: str) -> IncidentInfo:
+        return self.remediation.incidents.resolve(incident_id, actor, resolution)
+
+    def fire_alert(self, request: dict[str, Any], actor: str) -> dict[str, Any]:
+        received = self.remediation.fire(request, actor)
+        return {"outcome": received.outcome, "incident": received.incident}
+
+    def alertmanager(self, payload: Any) -> list[dict[str, Any]]:
+        return [
+            {"outcome": r.outcome, "incident": r.incident}
+            for r in self.remediation.alertmanager(payload)
+        ]
+
+    def silences(self) -> list[SilenceInfo]:
+        return self.remediation.silences.active()
+
+    def add_silence(
+        self, matchers: list[str], duration: float, comment: str, actor: str
+    ) -> SilenceInfo:
+        return self.remediation.add_silence(matchers, duration, comment, actor)
+
+    def remove_silence(self, silence_id: str, actor: str) -> None:
+        self.remediation.silences.remove(silence_id, actor)
+
+    def runbooks(self) -> list[RunbookRecord]:
+        return self.remediation.runbooks()
+
+    def run_runbook(
+        self, name: str, labels: dict[str, str], actor: str, dry_run: bool
+    ) -> dict[str, Any]:
+        return self.remediation.run(name, labels, actor, dry_run)
+
+    def executions(
+        self, runbook: str | None, incident_id: str | None, limit: int
+    ) -> list[ExecutionInfo]:
+        return self.remediation.executions(runbook, incident_id, limit)
+
+    def execution(self, execution_id: str) -> ExecutionInfo:
+        return self.remediation.execution(execution_id)
+
+    def decide(self, execution_id: str, approved: bool, actor: str) -> ExecutionInfo:
+        return self.remediation.decide(execution_id, approved, actor)
 
 
 _ORDER = ("rollback", "approve", "manual", "hook", "webhook", "watch", "poll", "start", "drift")

@@ -247,7 +247,8 @@ class Remediator:
             if resume.approval == "approved":
                 approved = frozenset(waiting)
         self.publish("runbook", id=execution, runbook=runbook.name, status="running")
-        record = _Record(self, execution, incident_id, runbook, len(done))
+        finished_before = Finished("waiting", done).completed  # not the step awaiting approval
+        record = _Record(self, execution, incident_id, runbook, finished_before)
         finished = self.executor.run(runbook, context, record, done, approved)
         if finished.status != "waiting":
             self.store.finish_execution(

@@ -239,7 +239,7 @@ class Remediation:
         except NebulaError as exc:
             raise RemediationError("conflict", str(exc)) from None
         if approved:
-            self.engine.resume(execution)
+            self.engine.resume(decided)  # approved: the waiting step runs now
         else:
             self.store.finish_execution(execution_id, "rejected", error=f"rejected by {actor}")
             if execution.incident_id:
