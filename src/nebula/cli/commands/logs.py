@@ -32,7 +32,13 @@ def logs(
         bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
     ] = False,
     tail: Annotated[
-        str, typer.Option("--tail", "-n", help="Lines to show from the end of each service's log.")
+        str,
+        typer.Option(
+            "--tail",
+            "-n",
+            metavar="N|all",
+            help="Lines to show from the end of each service's log: a number, or all.",
+        ),
     ] = "100",
     since: Annotated[
         str | None,
