@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from nebula.cli.output import OutputFormat
+from nebula.cli.output import EXIT_INVALID, OutputFormat, abort
 
 RepoDir = Annotated[
     Path,
@@ -36,3 +38,23 @@ DockerHost = Annotated[
 Output = Annotated[
     OutputFormat, typer.Option("--output", "-o", help="table for people, json for scripts.")
 ]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(?:\d+[smhdw])+")
+
+
+def parse_since(text: str) -> datetime:
+    """A `--since`: a duration ago (30m, 2h, 7d, 1d12h) or a time (UTC unless it says)."""
+    text = text.strip()
+    if _DURATION.fullmatch(text):
+        seconds = sum(int(n) * _UNITS[u] for n, u in re.findall(r"(\d+)([smhdw])", text))
+        return datetime.now(UTC) - timedelta(seconds=seconds)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        abort(
+            f"--since {text!r} is neither a duration (30m, 2h, 7d, 1d12h) "
+            "nor a time (2026-01-31, 2026-01-31T12:00)",
+            EXIT_INVALID,
+        )
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

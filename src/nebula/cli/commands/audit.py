@@ -6,13 +6,11 @@ Both read the state database directly (the one nebulad and `nebula apply` write 
 from __future__ import annotations
 
 import json
-import re
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from nebula.cli.options import DatabaseUrl, Output
+from nebula.cli.options import DatabaseUrl, Output, parse_since
 from nebula.cli.output import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -76,7 +74,7 @@ def audit(
     """List the newest audit entries, oldest first. Secrets in them are masked (••••)."""
     if ctx.invoked_subcommand is not None:
         return
-    start = _since(since) if since is not None else None
+    start = parse_since(since) if since is not None else None
     from nebula.engine.queries import audit_entries
 
     with handle_errors(output), open_store(database_url) as store:
@@ -134,24 +132,6 @@ def verify(
 
 
 _TAMPERED = "tampered: the stored detail is not a JSON object (see `nebula audit verify`)"
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(?:\d+[smhdw])+")
-
-
-def _since(text: str) -> datetime:
-    text = text.strip()
-    if _DURATION.fullmatch(text):
-        seconds = sum(int(n) * _UNITS[u] for n, u in re.findall(r"(\d+)([smhdw])", text))
-        return datetime.now(UTC) - timedelta(seconds=seconds)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        abort(
-            f"--since {text!r} is neither a duration (30m, 2h, 7d, 1d12h) "
-            "nor a time (2026-01-31, 2026-01-31T12:00)",
-            EXIT_INVALID,
-        )
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _json(entry: AuditRecord) -> dict[str, Any]:

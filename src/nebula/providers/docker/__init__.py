@@ -16,6 +16,7 @@ import math
 import os
 import re
 import shutil
+import struct
 import tarfile
 import threading
 import time
@@ -25,6 +26,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from nebula.errors import ProviderError
 from nebula.kinds.packages.types import (
@@ -59,6 +61,7 @@ from nebula.providers.docker.secret_files import (
 
 if TYPE_CHECKING:
     import docker
+    import requests
 
 _MANAGED_FILTER = {"label": [f"{LABEL_MANAGED}=true"]}
 _EXITED = re.compile(r"Exited \((-?\d+)\)")
@@ -247,6 +250,42 @@ class DockerProvider:
         with self._call(f"container {container_id[:12]}"):
             raw: bytes = self.api.logs(container_id, tail=lines)
         return raw.decode(errors="replace").strip()
+
+    def log_stream(
+        self, container: str, *, follow: bool, tail: int | None, since: float | None
+    ) -> LogStream:
+        """A container's log (stdout and stderr, in the order written), each line with
+        Docker's timestamp: the last `tail` lines (None: all) since `since` (unix time), then,
+        if `follow`, each new line until the container stops or the stream is closed.
+
+        The SDK's `logs()` drops which stream a frame came from (its `demux` is for exec and
+        attach only), so this reads Docker's multiplexed frames itself."""
+        params: dict[str, str | int] = {
+            "stdout": 1,
+            "stderr": 1,
+            "timestamps": 1,
+            "follow": int(follow),
+            "tail": "all" if tail is None else tail,
+        }
+        if since is not None:
+            params["since"] = f"{since:.6f}"
+        resource = f"container {container}"
+        with self._call(resource):
+            tty = bool(self.api.inspect_container(container)["Config"].get("Tty"))
+            path = f"/v{self.api.api_version}/containers/{quote(container)}/logs"
+            response = self.api.get(
+                self.api.base_url + path,
+                params=params,
+                stream=True,
+                timeout=None if follow else self._timeout,  # a quiet service is no failure
+            )
+        if response.status_code != 200:
+            message = response.text
+            with suppress(ValueError):
+                message = response.json().get("message", message)
+            response.close()
+            raise ProviderError(resource, f"logs: {response.status_code} {message}")
+        return LogStream(container, response, tty)
 
     # -- change ----------------------------------------------------------------------------
 
@@ -687,6 +726,66 @@ class DockerProvider:
     ) -> ContainerStatus:
         """Block until the container's status satisfies `until`, or `timeout` passes."""
         return self.watcher().wait(container_id, until, timeout)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a container's log."""
+
+    container: str
+    stream: str  # stdout | stderr
+    time: str  # as Docker stamped it: RFC 3339 in UTC, nanoseconds, fixed width (sorts as text)
+    message: str
+
+
+class LogStream:
+    """The lines of one `DockerProvider.log_stream` request. `close()`, from any thread, ends
+    the iteration (a followed stream otherwise waits in a read for the next line)."""
+
+    def __init__(self, container: str, response: requests.Response, tty: bool) -> None:
+        from docker.types import CancellableStream
+
+        self.container = container
+        frames = _raw_frames(response) if tty else _multiplexed_frames(response)
+        # CancellableStream: close() shuts the socket down, and the read it ends stops quietly
+        self._frames = CancellableStream(frames, response)
+
+    def __iter__(self) -> Iterator[LogLine]:
+        pending = {"stdout": b"", "stderr": b""}
+        for stream, data in self._frames:
+            *lines, pending[stream] = (pending[stream] + data).split(b"\n")
+            for line in lines:
+                yield self._line(stream, line)
+        for stream, rest in pending.items():
+            if rest:
+                yield self._line(stream, rest)
+
+    def _line(self, stream: str, line: bytes) -> LogLine:
+        stamp, _, message = line.partition(b" ")
+        text = message.decode(errors="replace").rstrip("\r")
+        return LogLine(self.container, stream, stamp.decode(errors="replace"), text)
+
+    def close(self) -> None:
+        self._frames.close()
+
+
+_FRAME_STREAMS = {1: "stdout", 2: "stderr"}
+
+
+def _multiplexed_frames(response: requests.Response) -> Iterator[tuple[str, bytes]]:
+    """Docker's frames: an 8-byte header (stream, 3 zero bytes, big-endian length), then data."""
+    while len(header := response.raw.read(8)) == 8:
+        kind, length = struct.unpack(">BxxxL", header)
+        data = response.raw.read(length)
+        if len(data) < length:
+            return
+        yield _FRAME_STREAMS.get(kind, "stdout"), data
+
+
+def _raw_frames(response: requests.Response) -> Iterator[tuple[str, bytes]]:
+    """A TTY container's log: no frames, everything is stdout."""
+    for chunk in response.iter_content(chunk_size=None):
+        yield "stdout", chunk
 
 
 class _EventWatcher:
