@@ -53,7 +53,7 @@ def test_invalid_config_exits_2_with_file_line_and_json_errors(tmp_path: Path) -
         "compose:\n  services:\n    web:\n      imagee: nginx\n"
     )
     out = run("validate", str(tmp_path), code=2)
-    assert "invalid config (2 problems)" in out
+    assert "invalid config (1 problem)" in out  # the suggestion alone, not "image missing" too
     assert (
         "packages/web.yaml:4:7: compose.services.web.imagee: unknown field; did you mean 'image'?"
         in out
