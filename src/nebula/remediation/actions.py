@@ -43,6 +43,8 @@ def log_action(params: Any, run: RunContext) -> ActionResult:
 
 def docker_action(params: Any, run: RunContext) -> ActionResult:
     services: Services = run.services
+    if params.command == "usage":
+        return _usage(services, params.lines)
     container = params.container
     _wait_for_the_sync(services, container, run)
     docker = services.docker
@@ -71,6 +73,25 @@ def docker_action(params: Any, run: RunContext) -> ActionResult:
     except ProviderError as exc:
         raise ActionError(str(exc)) from None
     return ActionResult(True, f"{params.command} {container}")
+
+
+def _usage(services: Services, limit: int) -> ActionResult:
+    """What takes Docker's disk: reported, never deleted."""
+    try:
+        volumes, images = services.docker.usage(limit)
+    except ProviderError as exc:
+        raise ActionError(str(exc)) from None
+    lines = ["volumes Nebula manages:"] + [f"  {n}  {_size(b)}" for n, b in volumes]
+    lines += ["unused images:"] + [f"  {n}  {_size(b)}" for n, b in images]
+    shown = {"volumes": dict(volumes), "images": dict(images)}
+    return ActionResult(True, "\n".join(lines), shown)
+
+
+def _size(size: int) -> str:
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
 
 
 def _wait_for_the_sync(services: Services, container: str, run: RunContext) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from nebula.kinds.runbooks.expressions import evaluate
 from nebula.kinds.runbooks.spec import Runbook, Step
+from nebula.remediation import metrics
 from nebula.remediation.actions import ACTIONS, Services
 from nebula.remediation.alerts import Alert
 from nebula.remediation.executor import Executor, Finished, StepState
@@ -83,10 +84,11 @@ class Remediator:
         self.stop = threading.Event()
         self.executor = Executor(ACTIONS, self.services, self.stop)
         self._workers: ThreadPoolExecutor | None = None  # made at the first run (limits known)
+        self._scheduler: Any = None  # APScheduler's, once a runbook has a schedule
         self._lock = threading.Lock()
         self._runbooks: list[Runbook] = []
         self._endpoints: dict[str, str] = {}
-        self._firing: dict[str, Alert] = {}  # fingerprint -> the alert, while it fires
+        self._firing: dict[str, tuple[Alert, str]] = {}  # fingerprint -> alert, incident id
         self._groups: dict[tuple[str, str], _Group] = {}
         self._restarts: dict[str, deque[float]] = {}
 
@@ -97,9 +99,12 @@ class Remediator:
         with self._lock:
             self._runbooks = list(runbooks)
             self._endpoints = dict(endpoints)
+        self._schedule(runbooks)
 
     def close(self) -> None:
         self.stop.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
         with self._lock:
             for group in self._groups.values():
                 if group.retry is not None:
@@ -120,12 +125,15 @@ class Remediator:
 
     def receive(self, alert: Alert) -> Received:
         received = self.incidents.receive(alert)
+        incident = received.incident
         with self._lock:
-            if alert.status == "firing":
-                self._firing[alert.fingerprint] = alert
+            if alert.status == "firing" and incident is not None:
+                self._firing[alert.fingerprint] = (alert, incident.id)
             else:
                 self._firing.pop(alert.fingerprint, None)
-        incident = received.incident
+        if received.outcome == "resolved" and incident is not None and incident.resolved_at:
+            recovered = incident.resolved_at - incident.created_at
+            metrics.TIME_TO_RECOVERY.observe(recovered.total_seconds())
         self.publish(
             "incident",
             outcome=received.outcome,
@@ -138,35 +146,122 @@ class Remediator:
         return received
 
     def _trigger(self, alert: Alert, incident: Any) -> None:
-        for runbook in self._matching(alert):
-            key = (runbook.name, alert.group_key)
-            with self._lock:
-                group = self._groups.setdefault(key, _Group())
-                if group.running:
-                    continue
-                wait = group.last_finished + self.safety.cooldown - self.clock()
-                if wait > 0:
-                    self._retry_later(key, alert.fingerprint, wait)
-                    continue
-                group.running = True  # taken: no second run of it for this group
-            context = self.context(alert, incident)
-            if runbook.trigger.condition and not _holds(runbook.trigger.condition, context):
+        for runbook in self._matching("alert", alert.name):
+            key = (runbook.name, alert.fingerprint)  # one run at a time per runbook and alert
+            wait = self._take(key)
+            if wait is None:
+                continue
+            if wait > 0:
                 with self._lock:
-                    group.running = False
+                    self._retry_later(key, alert.fingerprint, wait)
+                continue
+            context = self.context(alert, incident)
+            if not self._holds(runbook, context, key):
                 continue
             self._pool().submit(self._execute, runbook, context, incident.id, key, alert)
 
-    def _matching(self, alert: Alert) -> list[Runbook]:
+    def _take(self, key: tuple[str, str]) -> float | None:
+        """Take the run of `key`: 0 when taken; None when one runs already; else the seconds
+        of cooldown left."""
         with self._lock:
-            runbooks = list(self._runbooks)
-        found = []
-        for runbook in runbooks:
-            trigger = runbook.trigger
-            if trigger.type != "alert":
-                continue
-            if trigger.alert is None or alert.name == trigger.alert:
-                found.append(runbook)
-        return found
+            group = self._groups.setdefault(key, _Group())
+            if group.running:
+                return None
+            wait = group.last_finished + self.safety.cooldown - self.clock()
+            if wait > 0:
+                return wait
+            group.running = True
+            return 0.0
+
+    def _holds(self, runbook: Runbook, context: dict[str, Any], key: tuple[str, str]) -> bool:
+        """Whether the trigger's condition holds; if not, the run taken is given back."""
+        condition = runbook.trigger.condition
+        if condition is None or _holds(condition, context):
+            return True
+        with self._lock:
+            self._groups[key].running = False
+        return False
+
+    # -- events and schedules --------------------------------------------------------------
+
+    def on_event(self, kind: str, data: Mapping[str, Any]) -> None:
+        """One of nebulad's events: runbooks triggered by it (`kind`, or `kind.status`) run."""
+        names = {kind, f"{kind}.{data.get('status')}"}
+        for runbook in self._runbooks_of("event"):
+            if runbook.trigger.event in names:
+                event = {"kind": kind, **data}
+                self._start(runbook, {"event": event}, {"event": event})
+
+    def _scheduled(self, name: str) -> None:
+        runbook = next((r for r in self._runbooks_of("schedule") if r.name == name), None)
+        if runbook is not None:
+            self._start(runbook, {"schedule": runbook.trigger.schedule}, {"schedule": name})
+
+    def _start(self, runbook: Runbook, facts: dict[str, Any], trigger: dict[str, Any]) -> None:
+        """Run a runbook that answers no alert (an event, a schedule), unless one runs already
+        or its cooldown is not over."""
+        key = (runbook.name, runbook.trigger.type)
+        if self._take(key) != 0.0:
+            return
+        context = {**facts, "now": datetime.now(UTC).isoformat(timespec="seconds")}
+        if not self._holds(runbook, context, key):
+            return
+
+        def run() -> None:
+            try:
+                self.run(runbook, context, None, trigger)
+            except Exception:
+                log.exception("runbook %s broke", runbook.name)
+            with self._lock:
+                self._groups[key].running = False
+                self._groups[key].last_finished = self.clock()
+
+        self._pool().submit(run)
+
+    def next_runs(self) -> dict[str, datetime]:
+        """When each scheduled runbook runs next."""
+        if self._scheduler is None:
+            return {}
+        return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
+
+    def run_now(self, name: str) -> None:
+        """Bring a scheduled runbook's next run to now (its schedule then goes on as before)."""
+        if self._scheduler is not None:
+            self._scheduler.get_job(name).modify(next_run_time=datetime.now(UTC))
+
+    def _schedule(self, runbooks: Sequence[Runbook]) -> None:
+        """One cron job per scheduled runbook (APScheduler, in UTC), made anew on each update."""
+        scheduled = [r for r in runbooks if r.trigger.type == "schedule"]
+        if self._scheduler is None and not scheduled:
+            return
+        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.triggers.cron import CronTrigger
+
+        if self._scheduler is None:
+            self._scheduler = BackgroundScheduler(timezone="UTC")
+            self._scheduler.start()
+        self._scheduler.remove_all_jobs()
+        for runbook in scheduled:
+            assert runbook.trigger.schedule is not None
+            self._scheduler.add_job(
+                self._scheduled,
+                CronTrigger.from_crontab(runbook.trigger.schedule, timezone="UTC"),
+                args=[runbook.name],
+                id=runbook.name,
+                max_instances=1,
+                coalesce=True,
+            )
+
+    def _matching(self, trigger: str, alert: str) -> list[Runbook]:
+        return [
+            r
+            for r in self._runbooks_of(trigger)
+            if r.trigger.alert is None or r.trigger.alert == alert
+        ]
+
+    def _runbooks_of(self, trigger: str) -> list[Runbook]:
+        with self._lock:
+            return [r for r in self._runbooks if r.trigger.type == trigger]
 
     def _retry_later(self, key: tuple[str, str], fingerprint: str, wait: float) -> None:
         """Look at the alert again once the cooldown is over (called under the lock)."""
@@ -177,11 +272,13 @@ class Remediator:
         def again() -> None:
             with self._lock:
                 group.retry = None
-                alert = self._firing.get(fingerprint)
-            if alert is not None and not self.stop.is_set():
-                incident = self.incidents.receive(alert).incident
-                if incident is not None:
-                    self._trigger(alert, incident)
+                firing = self._firing.get(fingerprint)
+            if firing is None or self.stop.is_set():
+                return
+            alert, incident_id = firing
+            incident = self.incidents.get(incident_id)
+            if incident is not None and incident.status != "resolved":
+                self._trigger(alert, incident)
 
         group.retry = threading.Timer(wait, again)
         group.retry.daemon = True
@@ -264,6 +361,7 @@ class Remediator:
                 + (f": {finished.error}" if finished.error else ""),
             )
         self.publish("runbook", id=execution, runbook=runbook.name, status=finished.status)
+        metrics.RUNBOOK_EXECUTIONS.labels(runbook=runbook.name, result=finished.status).inc()
         return finished
 
     def resume(self, execution: ExecutionInfo) -> None:
@@ -354,6 +452,7 @@ class Remediator:
                 "restart_count": self.restart_count(container),
                 "health_endpoint": self._endpoints.get(installation, ""),
                 "image": (state.get("Config") or {}).get("Image", ""),
+                "memory_limit": _bytes((state.get("HostConfig") or {}).get("Memory") or 0),
                 "node": labels.get("node", ""),
             },
             "alert": {
@@ -376,6 +475,14 @@ class Remediator:
             else {},
             "now": datetime.now(UTC).isoformat(timespec="seconds"),
         }
+
+
+def _bytes(size: int) -> str:
+    """A memory limit as people write it (`256 MiB`); "" when none is set."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:g} {unit}"
+    return f"{size} B" if size else ""
 
 
 def _holds(condition: str, context: Mapping[str, Any]) -> bool:

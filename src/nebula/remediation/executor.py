@@ -24,6 +24,8 @@ from nebula.kinds.runbooks.spec import Runbook, Step
 
 StepStatus = Literal["ok", "failed", "skipped", "waiting"]
 OUTPUT_LIMIT = 4000  # characters of a step's output kept
+# Params a shell runs: the values templates put in are quoted, one word each.
+SHELL_PARAMS = frozenset({("shell", "command"), ("ssh", "command"), ("docker", "cmd")})
 
 
 @dataclass
@@ -195,7 +197,12 @@ class Executor:
         return state
 
     def _params(self, step: Step, context: dict[str, Any]) -> BaseModel:
-        rendered = _render_all(step.params, context)
+        rendered = {
+            key: render(value, context, shell=True)
+            if (step.action, key) in SHELL_PARAMS and isinstance(value, str)
+            else _render_all(value, context)
+            for key, value in step.params.items()
+        }
         try:
             return PARAMS[step.action].model_validate(rendered)
         except ValidationError as exc:

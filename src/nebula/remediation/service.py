@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from nebula.errors import NebulaError
 from nebula.kinds.packages.types import HttpCheck
 from nebula.kinds.runbooks.spec import Runbook
-from nebula.remediation import sources
+from nebula.remediation import metrics, sources
 from nebula.remediation.alerts import Alert, from_alertmanager
 from nebula.remediation.engine import Remediator, Safety
 from nebula.remediation.executor import Finished, StepState
@@ -67,6 +67,7 @@ class Remediation:
         self._maintenance: list[MaintenanceWindow] = []
         self._told: tuple[str, ...] = ()  # channels told of incidents opening and resolving
         self._containers: dict[str, list[str]] = {}  # installation -> its containers
+        metrics.INCIDENTS_OPEN.set_function(self._open_incidents)
         self.engine = Remediator(
             store,
             self.incidents,
@@ -149,6 +150,7 @@ class Remediation:
             alert = sources.from_certificate(data)
         if alert is not None:
             self.receive(alert)
+        self.engine.on_event(kind, data)
 
     def on_container_event(self, event: ContainerEvent) -> None:
         alert = sources.from_container_event(event, self.node)
@@ -275,10 +277,21 @@ class Remediation:
         if notifier is None:
             from nebula.providers.notify import Delivery
 
-            return [
-                Delivery(c, False, 0, "no notification channels are declared") for c in channels
-            ]
-        return notifier.send_many(channels, title, body)
+            why = "no notification channels are declared"
+            deliveries = [Delivery(c, False, 0, why) for c in channels]
+        else:
+            deliveries = notifier.send_many(channels, title, body)
+        for delivery in deliveries:
+            result = "sent" if delivery.ok else "failed"
+            metrics.NOTIFICATIONS.labels(channel=delivery.channel, result=result).inc()
+            if not delivery.ok:
+                log.warning("notification to %s not sent: %s", delivery.channel, delivery.error)
+        return deliveries
+
+    def _open_incidents(self) -> float:
+        return float(
+            sum(len(self.incidents.list(s, limit=100_000)) for s in ("open", "acknowledged"))
+        )
 
     # -- maintenance -----------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ well again), or None when it is nothing to act on.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -98,10 +99,20 @@ def from_certificate(data: Mapping[str, Any]) -> Alert:
     """A certificate close to expiry (the daemon's `certificate_expiring` event)."""
     host = str(data.get("host") or "")
     labels = {"host": host, "installation": str(data.get("installation") or "")}
+    expires = data.get("expires_at")
+    left = ""
+    if isinstance(expires, str):
+        with contextlib.suppress(ValueError):
+            left = str((datetime.fromisoformat(expires) - datetime.now(UTC)).days)
     return Alert(
         name="certificate_expiring",
         labels=labels | {"severity": "warning"},
-        annotations={"summary": f"the certificate of {host} expires soon", **_texts(data)},
+        annotations={
+            **_texts(data),
+            "summary": f"the certificate of {host} expires soon",
+            "expires": str(expires or ""),
+            "days_left": left,
+        },
         status="firing",
         source="tls",
         starts_at=_at(),

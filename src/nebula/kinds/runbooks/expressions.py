@@ -16,7 +16,8 @@ Names missing from the context are empty: a condition over them is false, never 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+import shlex
+from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -27,8 +28,11 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from nebula.spec.names import excerpt
 
-CONTEXT_NAMES = frozenset({"service", "alert", "labels", "incident", "steps", "now"})
-"""The top-level names the executor gives templates and conditions."""
+CONTEXT_NAMES = frozenset(
+    {"service", "alert", "labels", "incident", "steps", "now", "event", "schedule"}
+)
+"""The top-level names the executor gives templates and conditions (`event`: an event
+trigger's event; `schedule`: a scheduled one's cron expression)."""
 
 FILTERS: tuple[str, ...] = ("default", "first", "int", "join", "last", "length", "lower")
 FILTERS += ("replace", "round", "string", "trim", "upper")
@@ -82,8 +86,8 @@ class _Sandbox(SandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
-def _environment() -> SandboxedEnvironment:
-    env = _Sandbox(undefined=ChainableUndefined, autoescape=False)
+def _environment(finalize: Callable[[Any], Any] | None = None) -> SandboxedEnvironment:
+    env = _Sandbox(undefined=ChainableUndefined, autoescape=False, finalize=finalize)
     env.globals.clear()  # no range, lipsum, cycler, joiner, namespace, dict
     env.filters = {name: env.filters[name] for name in FILTERS}
     env.tests = {name: env.tests[name] for name in TESTS}
@@ -91,6 +95,9 @@ def _environment() -> SandboxedEnvironment:
 
 
 _ENV = _environment()
+# For a command a shell runs: every value a template puts in is one quoted word, so a value
+# (an alert's label, from whoever can post alerts) can never add a command of its own.
+_SHELL_ENV = _environment(lambda value: shlex.quote("" if value is None else str(value)))
 _JS_OPERATOR = re.compile(r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|&&|\|\||!(?!=)""")
 _WORDS = {"&&": " and ", "||": " or ", "!": " not "}
 _WRAPPED = re.compile(r"\s*\{\{(.*)\}\}\s*", re.DOTALL)
@@ -107,10 +114,11 @@ def check_condition(text: str) -> None:
     _checked_condition(text)
 
 
-def render(text: str, context: Mapping[str, Any]) -> str:
-    """Template `text` rendered with `context`; missing names render empty. What only the
-    values can tell (`'x' * 3`) raises jinja2's `SecurityError`."""
-    return str(_checked_template(text).render(context))
+def render(text: str, context: Mapping[str, Any], shell: bool = False) -> str:
+    """Template `text` rendered with `context`; missing names render empty. With `shell`,
+    each value put in is quoted as one shell word. What only the values can tell (`'x' * 3`)
+    raises jinja2's `SecurityError`."""
+    return str(_checked_template(text, shell).render(context))
 
 
 def evaluate(condition: str, context: Mapping[str, Any]) -> bool:
@@ -123,9 +131,9 @@ def evaluate(condition: str, context: Mapping[str, Any]) -> bool:
 
 
 @lru_cache(maxsize=1024)
-def _checked_template(text: str) -> Any:
+def _checked_template(text: str, shell: bool = False) -> Any:
     _check(_parse(lambda: _ENV.parse(text)))
-    return _ENV.from_string(text)
+    return (_SHELL_ENV if shell else _ENV).from_string(text)
 
 
 @lru_cache(maxsize=1024)

@@ -20,6 +20,11 @@ from nebula.spec.remediation import Cron
 
 _NOT_KEY = re.compile(r"[^a-z0-9]+")
 _FIELD_OF_TYPE = {"alert": "alert", "event": "event", "schedule": "schedule"}
+# nebulad's events a runbook may answer (see daemon.control.Event), with `.STATUS` optional
+EVENT_KINDS = (
+    "sync_started", "sync_finished", "sync_held", "health", "certificate_expiring",
+    "dns_changed", "proxy_changed", "incident", "runbook", "suspended", "resumed", "rollback",
+)  # fmt: skip
 
 
 class Trigger(StrictModel):
@@ -31,8 +36,20 @@ class Trigger(StrictModel):
         default=None, description="over the alert's context: service, alert, labels"
     )
     alert: str | None = Field(default=None, description="the alert it answers, e.g. unhealthy")
-    event: str | None = Field(default=None, description="an event kind, e.g. sync.failed")
+    event: str | None = Field(
+        default=None, description="a daemon event: KIND or KIND.STATUS, e.g. sync_finished.failed"
+    )
     schedule: Cron | None = Field(default=None, description="a cron expression: '0 3 * * *'")
+
+    @field_validator("event")
+    @classmethod
+    def _known_event(cls, event: str | None) -> str | None:
+        kind = (event or "").partition(".")[0]
+        if event is not None and kind not in EVENT_KINDS:
+            close = difflib.get_close_matches(kind, EVENT_KINDS, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "events: " + ", ".join(EVENT_KINDS)
+            raise ValueError(f"no event {excerpt(kind)} (write KIND or KIND.STATUS); {hint}")
+        return event
 
     @model_validator(mode="after")
     def _fields_of_type(self) -> Self:

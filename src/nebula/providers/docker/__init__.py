@@ -221,6 +221,25 @@ class DockerProvider:
             info: dict[str, Any] = self.api.inspect_container(container)
         return info
 
+    def usage(self, limit: int) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        """The `limit` biggest volumes Nebula manages and unused images (no container uses
+        them), each (name, bytes), biggest first; from one `/system/df` request."""
+        with self._call(f"Docker Engine at {self.base_url}"):
+            found = self.api.df()
+        volumes = [
+            (v["Name"], (v.get("UsageData") or {}).get("Size", 0))
+            for v in found.get("Volumes") or []
+            if (v.get("Labels") or {}).get(LABEL_MANAGED) == "true"
+        ]
+        images = [
+            (", ".join(i.get("RepoTags") or []) or i["Id"][:19], i.get("Size", 0))
+            for i in found.get("Images") or []
+            if i.get("Containers", 0) == 0
+        ]
+        volumes.sort(key=lambda pair: -pair[1])
+        images.sort(key=lambda pair: -pair[1])
+        return volumes[:limit], images[:limit]
+
     def restart_container(self, container: str, timeout: float = 10.0) -> None:
         """Restart a container (by name or id); its events until Docker's `restart` event are
         this restart's (`restarting`), not drift."""

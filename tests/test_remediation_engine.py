@@ -1,0 +1,110 @@
+"""Runbooks triggered by nebulad's events and by cron schedules, run by the remediation engine
+against a real store (no containers needed: their steps run on the node)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from nebula.engine.load import load_desired
+from nebula.providers.docker import DockerProvider
+from nebula.remediation.service import Remediation
+from nebula.store import Store
+
+ON_FAILED_SYNC = """name: on-failed-sync
+trigger: {type: event, event: sync_finished.failed}
+steps:
+  - name: Say
+    action: shell
+    params: {command: "echo sync {{ event.status }}: {{ event.errors | length }} errors"}
+"""
+
+NIGHTLY = """name: nightly
+trigger: {type: schedule, schedule: "0 3 * * *"}
+steps:
+  - name: Say
+    action: shell
+    params: {command: "echo scheduled {{ schedule }}"}
+"""
+
+
+@pytest.fixture
+def remediation(tmp_path: Path) -> Iterator[Remediation]:
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "nebula.yaml").write_text("remediation: {cooldown: 0s}\n")
+    (tmp_path / "runbooks" / "on-failed-sync.yml").write_text(ON_FAILED_SYNC)
+    (tmp_path / "runbooks" / "nightly.yml").write_text(NIGHTLY)
+    store = Store(f"sqlite:///{tmp_path}/nebula.db")
+    service = Remediation(store, DockerProvider("unix:///nonexistent.sock"), lambda *a, **k: None)
+    service.configure(load_desired(tmp_path), lambda name: "")
+    yield service
+    service.close()
+    store.close()
+
+
+def wait_for(check: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "not reached in time"
+        time.sleep(0.05)
+
+
+def test_an_event_runs_the_runbooks_answering_it_with_the_event_in_their_context(
+    remediation: Remediation,
+) -> None:
+    remediation.observe("sync_finished", {"status": "succeeded", "errors": []})  # not this one
+    remediation.observe("sync_finished", {"status": "failed", "errors": ["a:1: x", "b:2: y"]})
+    store = remediation.store
+    wait_for(
+        lambda: any(e.status == "succeeded" for e in store.executions(runbook="on-failed-sync"))
+    )
+    (execution,) = store.executions(runbook="on-failed-sync")
+    assert execution.step_states["say"]["output"] == "sync failed: 2 errors"
+    assert execution.incident_id is None
+
+
+def test_a_scheduled_runbook_is_due_at_its_cron_time_and_runs_then(
+    remediation: Remediation,
+) -> None:
+    next_runs = remediation.engine.next_runs()
+    assert set(next_runs) == {"nightly"}
+    due = next_runs["nightly"]
+    assert (due.hour, due.minute) == (3, 0) and due > datetime.now(UTC)
+    remediation.engine.run_now("nightly")  # as if 03:00 had come
+    store = remediation.store
+    wait_for(lambda: any(e.status == "succeeded" for e in store.executions(runbook="nightly")))
+    (execution,) = store.executions(runbook="nightly")
+    assert execution.step_states["say"]["output"] == "scheduled 0 3 * * *"
+
+
+ECHO_LABEL = """name: echo-label
+trigger: {type: alert, alert: custom}
+steps:
+  - name: Say
+    action: shell
+    params: {command: "echo {{ labels.service }}"}
+"""
+
+
+def test_a_value_put_into_a_shell_command_is_one_word_never_a_command(tmp_path: Path) -> None:
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "nebula.yaml").write_text("")
+    (tmp_path / "runbooks" / "echo-label.yml").write_text(ECHO_LABEL)
+    store = Store(f"sqlite:///{tmp_path}/nebula.db")
+    service = Remediation(store, DockerProvider("unix:///nonexistent.sock"), lambda *a, **k: None)
+    service.configure(load_desired(tmp_path), lambda name: "")
+    try:
+        pwned = tmp_path / "pwned"
+        hostile = f"web; touch {pwned} $(touch {pwned}) `touch {pwned}`"
+        service.fire({"name": "custom", "labels": {"service": hostile}}, "test")
+        wait_for(lambda: any(e.status == "succeeded" for e in store.executions()))
+        (execution,) = store.executions()
+        assert execution.step_states["say"]["output"] == hostile
+        assert not pwned.exists()
+    finally:
+        service.close()
+        store.close()
