@@ -30,7 +30,8 @@ class Services:
     docker: Any  # DockerProvider
     notify: Callable[[list[str], str, str], list[Any]]  # channels, title, body -> deliveries
     incidents: Any  # remediation.incidents.Incidents, or None
-    restart_allowed: Callable[[str], str | None]  # container -> why not (the cap), or None
+    # container name, runbook -> why it may not be restarted now (the cap), or None
+    restart_allowed: Callable[[str, Any], str | None]
     recreate: Callable[[str], None]  # container -> recreated from the repo's spec by a sync
     busy: Callable[[str], bool]  # container -> the sync is changing it now
     ssh: Callable[[str, str, float], tuple[int, str]] | None = None  # node, command, timeout
@@ -50,7 +51,8 @@ def docker_action(params: Any, run: RunContext) -> ActionResult:
     docker = services.docker
     try:
         if params.command in ("restart", "start", "recreate"):
-            refused = services.restart_allowed(container)
+            name = str(docker.inspect(container)["Name"]).lstrip("/")  # an id counts as its name
+            refused = services.restart_allowed(name, run.runbook)
             if refused:
                 raise ActionError(refused)
         if params.command == "restart":

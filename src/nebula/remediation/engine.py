@@ -31,6 +31,7 @@ from nebula.remediation.incidents import Incidents, Received
 from nebula.store.records import ExecutionInfo
 
 log = logging.getLogger("nebulad.remediation")
+_KEPT = 86400.0  # seconds restarts are remembered (longer than any sensible window)
 _ACTED_ON = frozenset({"opened", "joined", "folded", "reopened"})  # a firing alert's outcomes
 
 
@@ -148,30 +149,33 @@ class Remediator:
     def _trigger(self, alert: Alert, incident: Any) -> None:
         for runbook in self._matching("alert", alert.name):
             key = (runbook.name, alert.fingerprint)  # one run at a time per runbook and alert
-            wait = self._take(key)
+            wait = self._take(key, self._cooldown(runbook))
             if wait is None:
                 continue
             if wait > 0:
                 with self._lock:
                     self._retry_later(key, alert.fingerprint, wait)
                 continue
-            context = self.context(alert, incident)
+            context = self.context(alert, incident, runbook)
             if not self._holds(runbook, context, key):
                 continue
             self._pool().submit(self._execute, runbook, context, incident.id, key, alert)
 
-    def _take(self, key: tuple[str, str]) -> float | None:
+    def _take(self, key: tuple[str, str], cooldown: float) -> float | None:
         """Take the run of `key`: 0 when taken; None when one runs already; else the seconds
         of cooldown left."""
         with self._lock:
             group = self._groups.setdefault(key, _Group())
             if group.running:
                 return None
-            wait = group.last_finished + self.safety.cooldown - self.clock()
+            wait = group.last_finished + cooldown - self.clock()
             if wait > 0:
                 return wait
             group.running = True
             return 0.0
+
+    def _cooldown(self, runbook: Runbook) -> float:
+        return self.safety.cooldown if runbook.cooldown is None else runbook.cooldown
 
     def _holds(self, runbook: Runbook, context: dict[str, Any], key: tuple[str, str]) -> bool:
         """Whether the trigger's condition holds; if not, the run taken is given back."""
@@ -201,7 +205,7 @@ class Remediator:
         """Run a runbook that answers no alert (an event, a schedule), unless one runs already
         or its cooldown is not over."""
         key = (runbook.name, runbook.trigger.type)
-        if self._take(key) != 0.0:
+        if self._take(key, self._cooldown(runbook)) != 0.0:
             return
         context = {**facts, "now": datetime.now(UTC).isoformat(timespec="seconds")}
         if not self._holds(runbook, context, key):
@@ -313,7 +317,7 @@ class Remediator:
             )
             group.escalated = group.escalated or escalate
             if alert.fingerprint in self._firing and not self.stop.is_set():
-                self._retry_later(key, alert.fingerprint, self.safety.cooldown)
+                self._retry_later(key, alert.fingerprint, self._cooldown(runbook))
         if escalate and runbook.escalation is not None:
             self._escalate(runbook, incident_id, context, group.failures)
 
@@ -376,7 +380,7 @@ class Remediator:
         runbook = Runbook.model_validate(record.definition)
         alert = _alert_of(execution.trigger)
         incident = self.incidents.get(execution.incident_id) if execution.incident_id else None
-        context = self.context(alert, incident)
+        context = self.context(alert, incident, runbook)
         self._pool().submit(
             self.run, runbook, context, execution.incident_id, execution.trigger, execution
         )
@@ -403,31 +407,46 @@ class Remediator:
 
     # -- safety ----------------------------------------------------------------------------
 
-    def _restart_allowed(self, container: str) -> str | None:
-        """Why `container` may not be restarted now (the cap), or None: then it is counted."""
+    def _restart_allowed(self, container: str, runbook: Runbook | None) -> str | None:
+        """Why `container` (its name) may not be restarted now (the cap, the runbook's or
+        nebula.yaml's), or None: then this restart is counted."""
+        most, window = self._limits(runbook)
         now = self.clock()
         with self._lock:
             recent = self._restarts.setdefault(container, deque())
-            while recent and recent[0] <= now - self.safety.restart_window:
+            while recent and recent[0] <= now - _KEPT:
                 recent.popleft()
-            if len(recent) >= self.safety.max_restarts:
+            count = sum(1 for at in recent if at > now - window)
+            if count >= most:
                 return (
-                    f"restart cap reached: {container} was restarted {len(recent)} times in "
-                    f"the last {self.safety.restart_window:g}s; left alone until then"
+                    f"restart cap reached: {container} was restarted {count} times in "
+                    f"the last {window:g}s; left alone until then"
                 )
             recent.append(now)
         return None
 
-    def restart_count(self, container: str) -> int:
+    def restart_count(self, container: str, runbook: Runbook | None = None) -> int:
+        """Restarts runbooks made of `container` within the (runbook's) restart window."""
+        window = self._limits(runbook)[1]
         now = self.clock()
         with self._lock:
-            recent = self._restarts.get(container, deque())
-            return sum(1 for at in recent if at > now - self.safety.restart_window)
+            return sum(1 for at in self._restarts.get(container, ()) if at > now - window)
+
+    def _limits(self, runbook: Runbook | None) -> tuple[int, float]:
+        """(max restarts, window): the runbook's own, else nebula.yaml's."""
+        most = runbook.max_restarts if runbook is not None else None
+        window = runbook.restart_window if runbook is not None else None
+        return (
+            self.safety.max_restarts if most is None else most,
+            self.safety.restart_window if window is None else window,
+        )
 
     # -- context ---------------------------------------------------------------------------
 
-    def context(self, alert: Alert, incident: Any | None) -> dict[str, Any]:
-        """What templates and conditions see."""
+    def context(
+        self, alert: Alert, incident: Any | None, runbook: Runbook | None = None
+    ) -> dict[str, Any]:
+        """What templates and conditions see (`runbook`: whose restart window counts)."""
         labels = dict(alert.labels)
         installation = labels.get("installation", "")
         service = labels.get("service", "")
@@ -449,7 +468,7 @@ class Remediator:
                 "container": container,
                 "container_id": state.get("Id", ""),
                 "health": docker_health or ("unhealthy" if unhealthy else "healthy"),
-                "restart_count": self.restart_count(container),
+                "restart_count": self.restart_count(container, runbook),
                 "health_endpoint": self._endpoints.get(installation, ""),
                 "image": (state.get("Config") or {}).get("Image", ""),
                 "memory_limit": _bytes((state.get("HostConfig") or {}).get("Memory") or 0),

@@ -103,6 +103,7 @@ class RunContext:
     deadline: float  # monotonic time the step must finish by
     stop: threading.Event
     services: Any  # the remediation runtime (docker, notifier, incidents, ...): see actions
+    runbook: Runbook | None = None  # whose step this is (its own limits)
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -153,7 +154,9 @@ class Executor:
                 continue
             if self.stop.is_set():
                 return Finished("interrupted", states, "nebulad stopped")
-            state = self._step(step, index, context, log, approved)
+            state = self._step(
+                runbook, step, index=index, context=context, log=log, approved=approved
+            )
             states[step.key] = state
             context["steps"][step.key] = state.view()
             if state.status == "waiting":
@@ -168,7 +171,9 @@ class Executor:
 
     def _step(
         self,
+        runbook: Runbook,
         step: Step,
+        *,
         index: int,
         context: dict[str, Any],
         log: ExecutionLog,
@@ -189,7 +194,7 @@ class Executor:
             return StepState(step.key, "failed", error=str(exc))
         state = StepState(step.key, "failed")
         for attempt in range(1, step.retries + 2):
-            state = self._attempt(step, params, context)
+            state = self._attempt(runbook, step, params, context)
             state.attempts = attempt
             if state.status == "ok" or attempt > step.retries or self.stop.is_set():
                 break
@@ -210,9 +215,11 @@ class Executor:
             where = ".".join(str(p) for p in problem["loc"])
             raise ValueError(f"params.{where}: {problem['msg']} (once rendered)") from None
 
-    def _attempt(self, step: Step, params: BaseModel, context: dict[str, Any]) -> StepState:
+    def _attempt(
+        self, runbook: Runbook, step: Step, params: BaseModel, context: dict[str, Any]
+    ) -> StepState:
         timeout = step.timeout or DEFAULT_STEP_TIMEOUT
-        run = RunContext(context, time.monotonic() + timeout, self.stop, self.services)
+        run = RunContext(context, time.monotonic() + timeout, self.stop, self.services, runbook)
         action = self.actions[step.action]
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"step-{step.key}")
         future = pool.submit(action, params, run)
