@@ -1,5 +1,5 @@
 """Real servers for the test suite: a private Docker Engine, a throwaway PostgreSQL cluster, the
-busybox test image, Caddy, Pebble, PowerDNS and an SMTP server.
+busybox test image, Caddy, Pebble, PowerDNS, Prometheus Alertmanager and an SMTP server.
 
 Plain context managers; `conftest.py` turns them into fixtures. Nothing is mocked: each server is
 the Debian binary, listening on a unix socket in a temp dir or on loopback, and torn down with
@@ -646,6 +646,70 @@ def powerdns_server() -> Iterator[PowerDnsServer]:
             log,
             headers={"X-API-Key": server.api_key},
         )
+        yield server
+    finally:
+        _stop(proc)
+        _remove_tree(root)
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertmanagerServer:
+    """A running Prometheus Alertmanager: its API at `url`; it sends every alert to one webhook,
+    and its `log` says how each delivery went (a refusal with the status and body it got)."""
+
+    url: str
+    log: Path
+
+    def post(self, alerts: list[dict[str, object]]) -> None:
+        """Post alerts to its API as Prometheus does (`endsAt` in the past: resolved)."""
+        httpx.post(f"{self.url}/api/v2/alerts", json=alerts, timeout=10).raise_for_status()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def alertmanager_server(webhook: str, credentials: str) -> Iterator[AlertmanagerServer]:
+    """A throwaway `prometheus-alertmanager` (Debian package) on a free loopback port, without
+    clustering, that sends each alert (a group per label set) to `webhook` with `credentials`
+    as its bearer token: a second after it fires, at once when it resolves, then hourly."""
+    binary = _which("prometheus-alertmanager", "prometheus-alertmanager")
+    root = _owned_tmpdir("nebula-alertmanager-", "prometheus")
+    config = {
+        "route": {
+            "receiver": "webhook",
+            "group_by": ["..."],
+            "group_wait": "1s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+        },
+        "receivers": [
+            {
+                "name": "webhook",
+                "webhook_configs": [
+                    {
+                        "url": webhook,
+                        "send_resolved": True,
+                        "http_config": {"authorization": {"credentials": credentials}},
+                    }
+                ],
+            }
+        ],
+    }
+    (root / "alertmanager.yml").write_text(json.dumps(config))  # JSON is YAML
+    server = AlertmanagerServer(f"http://127.0.0.1:{_free_port()}", root / "alertmanager.log")
+    command = [
+        *_as_user("prometheus"),
+        binary,
+        f"--config.file={root}/alertmanager.yml",
+        f"--storage.path={root}/data",
+        f"--web.listen-address={server.url.removeprefix('http://')}",
+        "--cluster.listen-address=",  # no gossip with other Alertmanagers
+    ]
+    with server.log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={"PATH": _PATH})
+    try:
+        _wait_http(f"{server.url}/-/ready", proc, server.log)
         yield server
     finally:
         _stop(proc)
