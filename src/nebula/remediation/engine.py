@@ -11,6 +11,7 @@ failed runs the incident is escalated once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -300,7 +301,7 @@ class Remediator:
     ) -> None:
         finished: Finished | None = None
         try:
-            finished = self.run(runbook, context, incident_id, trigger=_trigger_of(alert))
+            finished = self.run(runbook, context, incident_id, trigger=trigger_of(alert))
         except Exception:
             log.exception("runbook %s broke", runbook.name)
         with self._lock:
@@ -366,7 +367,7 @@ class Remediator:
             )
         self.publish("runbook", id=execution, runbook=runbook.name, status=finished.status)
         metrics.RUNBOOK_EXECUTIONS.labels(runbook=runbook.name, result=finished.status).inc()
-        return finished
+        return dataclasses.replace(finished, execution=execution)
 
     def resume(self, execution: ExecutionInfo) -> None:
         """Carry on an execution (approved, or interrupted by a stop) in a worker, from the
@@ -512,7 +513,7 @@ def _holds(condition: str, context: Mapping[str, Any]) -> bool:
         return False
 
 
-def _trigger_of(alert: Alert) -> dict[str, Any]:
+def trigger_of(alert: Alert) -> dict[str, Any]:
     """What started a run, kept with it: enough to rebuild its context when it resumes."""
     return {
         "alert": {

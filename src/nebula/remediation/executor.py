@@ -114,6 +114,7 @@ class Finished:
     status: Literal["succeeded", "failed", "waiting", "interrupted"]
     steps: dict[str, StepState]
     error: str = ""
+    execution: str = ""  # its id in the store, once recorded
 
     @property
     def completed(self) -> int:

@@ -19,7 +19,7 @@ from nebula.kinds.packages.types import HttpCheck
 from nebula.kinds.runbooks.spec import Runbook
 from nebula.remediation import metrics, sources
 from nebula.remediation.alerts import Alert, from_alertmanager
-from nebula.remediation.engine import Remediator, Safety
+from nebula.remediation.engine import Remediator, Safety, trigger_of
 from nebula.remediation.executor import Finished, StepState
 from nebula.remediation.incidents import Incidents, Received
 from nebula.remediation.silences import Silences, parse_matcher
@@ -219,8 +219,14 @@ class Remediation:
         context = self.engine.context(alert, None)
         if dry_run:
             return {"runbook": name, "dry_run": True, "steps": _dry_run(runbook, context)}
-        finished = self.engine.run(runbook, context, None, trigger={"manual": actor})
-        return {"runbook": name, "status": finished.status, "error": finished.error}
+        trigger = {**trigger_of(alert), "manual": actor}  # labels kept: a resumed run has them
+        finished = self.engine.run(runbook, context, None, trigger=trigger)
+        return {
+            "runbook": name,
+            "execution": finished.execution,
+            "status": finished.status,
+            "error": finished.error,
+        }
 
     def executions(
         self, runbook: str | None = None, incident_id: str | None = None, limit: int = 50

@@ -35,10 +35,7 @@ app = typer.Typer(
     "  nebula runbooks approve 5d0c…",
     no_args_is_help=True,
 )
-_WAITING = (
-    " for a person: `nebula runbooks history` shows the run, "
-    "`nebula runbooks approve|reject ID` answers it"
-)
+_WAITING = " for a person: `nebula runbooks approve|reject {id}` answers it"
 ExecutionId = Annotated[
     str, typer.Argument(help="The run waiting for approval (see `nebula runbooks history`).")
 ]
@@ -154,7 +151,8 @@ def run(
         console().print(
             f"Runbook {_escape(name)} [{_RUN_STYLE.get(status, 'white')}]{status}[/]"
             + _escape(error)
-            + (_WAITING if status == "waiting" else "")
+            + (_WAITING.format(id=answer.get("execution", "ID")) if status == "waiting" else "")
+            + f" (run {answer.get('execution', '?')})"
         )
     if not dry_run and answer.get("status") in ("failed", "interrupted"):
         raise typer.Exit(EXIT_FAILED)
