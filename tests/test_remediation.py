@@ -86,6 +86,12 @@ def start(
     return daemon, store
 
 
+def running_id(engine: docker.DockerClient, name: str) -> str | None:
+    """The id of the container `name` while it runs (None while it is gone or stopped)."""
+    found = engine.containers.list(filters={"name": f"^{name}$", "status": "running"})
+    return found[0].id if found else None
+
+
 def healthy(store: Store, installation: str) -> bool:
     return any(h.status == "healthy" for h in installation_runs.health(store, installation))
 
@@ -229,6 +235,43 @@ def test_a_service_that_keeps_failing_hits_the_cap_and_escalates_exactly_once(
         assert incident.escalated and incident.status == "open"
         kinds = [e.kind for e in incident.timeline]
         assert kinds.count("escalated") == 1 and kinds.count("notification") == 2
+    finally:
+        daemon.stop()
+        store.close()
+
+
+RECREATE_RUNBOOK = """name: recreate-web
+trigger: {type: manual}
+steps:
+  - name: Recreate
+    action: docker
+    params: {command: recreate, container: "{{ service.container }}"}
+  - name: Report
+    action: docker
+    params: {command: usage, lines: 5}
+"""
+
+
+def test_a_manual_run_recreates_a_container_from_the_repo_and_reports_disk_usage(
+    tmp_path: Path, docker_host: str, engine: docker.DockerClient
+) -> None:
+    port = servers.free_port()
+    config = "defaults: {health_timeout: 30s}\n"
+    app = STUBBORN.format(image=IMAGE, port=port)
+    daemon, store = start(
+        tmp_path, docker_host, config, app, {"runbooks/recreate-web.yml": RECREATE_RUNBOOK}
+    )
+    try:
+        eventually(lambda: healthy(store, "blog"), timeout=30)
+        before = engine.containers.get("blog-web").id
+        labels = {"installation": "blog", "service": "web"}
+        answer = daemon.remediation.run("recreate-web", labels, "test")
+        assert answer["status"] == "succeeded", answer
+        # the sync made it again from the repo's spec: a new container, running
+        eventually(lambda: running_id(engine, "blog-web") not in (None, before), timeout=60)
+        report = store.execution(answer["execution"]).step_states["report"]["output"]
+        assert "volumes Nebula manages:" in report and "blog_state" in report
+        assert store.execution(answer["execution"]).trigger["alert"]["labels"] == labels
     finally:
         daemon.stop()
         store.close()
