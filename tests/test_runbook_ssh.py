@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,18 +48,21 @@ def run_on_node(
     *,
     known_hosts: Path | None = None,
     key_file: Path | None = None,
+    agent: bool = False,
     timeout: str = "30s",
 ) -> tuple[str, dict[str, Any]]:
-    """Run `command` on the node through a repo runbook's ssh step: how the run ended and the
-    step's recorded state."""
+    """Run `command` on the node through a repo runbook's ssh step (logging in with `key_file`,
+    by default the server's client key, or with the ssh agent's keys): how the run ended and
+    the step's recorded state."""
+    login = "" if agent else f", key_file: {key_file or sshd.client_key}"
     repo = tmp_path / "repo"
     (repo / "runbooks").mkdir(parents=True)
     (repo / "nebula.yaml").write_text(
         "nodes:\n"
         "  - name: lab\n"
         "    address: 127.0.0.1\n"
-        f"    ssh: {{user: {sshd.user}, port: {sshd.port}, key_file: {key_file or sshd.client_key},"
-        f" known_hosts: {known_hosts or sshd.known_hosts}}}\n"
+        f"    ssh: {{user: {sshd.user}, port: {sshd.port}, known_hosts: "
+        f"{known_hosts or sshd.known_hosts}{login}}}\n"
     )
     (repo / "runbooks" / "node.yml").write_text(
         RUNBOOK.format(command=f"'{command}'", timeout=timeout)
@@ -113,6 +117,29 @@ def test_a_command_that_exits_non_zero_fails_its_step_with_what_it_printed(
     assert step["outputs"] == {"exit_code": 3}
 
 
+def test_without_a_key_file_the_ssh_agents_keys_log_in(
+    tmp_path: Path, sshd: SshdServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent_socket = tmp_path / "agent.sock"
+    agent = subprocess.Popen(
+        ["ssh-agent", "-D", "-a", str(agent_socket)], stdout=subprocess.DEVNULL
+    )
+    try:
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(agent_socket))
+        while not agent_socket.exists():
+            assert agent.poll() is None, "ssh-agent exited"
+            time.sleep(0.05)
+        subprocess.run(["ssh-add", "-q", str(sshd.client_key)], check=True)
+
+        status, step = run_on_node(tmp_path, sshd, "echo by agent", agent=True)
+    finally:
+        agent.terminate()
+        agent.wait()
+
+    assert status == "succeeded"
+    assert step["output"] == "by agent"
+
+
 def test_an_unknown_host_key_is_refused_with_its_fingerprint_and_nothing_runs(
     tmp_path: Path, sshd: SshdServer
 ) -> None:
@@ -160,14 +187,14 @@ def test_a_command_that_outlasts_its_timeout_fails_its_step(
     pid_file = tmp_path / "pid"
     command = f"echo $$ > {pid_file}; echo started; exec sleep 60"
     try:
-        status, step = run_on_node(tmp_path, sshd, command, timeout="3s")
+        status, step = run_on_node(tmp_path, sshd, command, timeout="5s")
     finally:
         if pid_file.exists():  # the command is left to the node: end it here
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid_file.read_text()), signal.SIGTERM)
 
     assert status == "failed"
-    assert step["error"].endswith("timed out after 3s; it printed: started")
+    assert step["error"].endswith("timed out after 5s; it printed: started")
 
 
 def test_a_relative_key_file_is_refused_at_its_line(tmp_path: Path) -> None:
