@@ -88,9 +88,10 @@ def fingerprint(public_key_line: str) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
-def new_key(path: Path) -> Path:
+def new_key(path: Path, passphrase: str = "") -> Path:
     subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)], check=True
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-C", "", "-f", str(path)],
+        check=True,
     )
     return path
 
@@ -179,6 +180,29 @@ def test_a_key_the_node_does_not_accept_is_refused_naming_the_key_file(
 
     assert status == "failed"
     assert f"login as {sshd.user} refused with key_file {stranger}" in step["error"]
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("missing", "No such file or directory"),
+        ("client.pub", "not a private key"),
+        ("encrypted", "it is encrypted: add it to the ssh agent"),
+    ],
+)
+def test_a_key_file_that_cannot_be_used_is_named_with_why(
+    tmp_path: Path, sshd: SshdServer, key: str, why: str
+) -> None:
+    key_file = {
+        "missing": tmp_path / "missing",
+        "client.pub": sshd.client_key.with_suffix(".pub"),
+        "encrypted": new_key(tmp_path / "encrypted", "passphrase"),
+    }[key]
+
+    status, step = run_on_node(tmp_path, sshd, "true", key_file=key_file)
+
+    assert status == "failed"
+    assert f"key_file {key_file}: {why}" in step["error"]
 
 
 def test_a_command_that_outlasts_its_timeout_fails_its_step(

@@ -42,7 +42,7 @@ class _Refuse(paramiko.MissingHostKeyPolicy):
 
 
 def run_command(node: Node, command: str, timeout: float) -> tuple[int, str]:
-    """Run `command` on `node` through its login shell; its exit code and its output (stdout
+    """Run `command` on `node` with its user's shell; its exit code and its output (stdout
     and stderr as they came, the last `KEEP` bytes, trimmed). `ProviderError` when it could not
     run or did not end within `timeout` seconds (connecting included)."""
     deadline = time.monotonic() + timeout
@@ -58,16 +58,42 @@ def run_command(node: Node, command: str, timeout: float) -> tuple[int, str]:
         client.close()
 
 
+def _key(node: Node) -> paramiko.PKey | None:
+    """The node's key_file, read; None to log in with the ssh agent's keys."""
+    key_file = node.ssh.key_file
+    if key_file is None:
+        if not os.environ.get("SSH_AUTH_SOCK"):
+            raise ProviderError(
+                _where(node),
+                "no key_file is set and no ssh agent runs for nebulad (SSH_AUTH_SOCK is unset): "
+                "set the node's ssh.key_file",
+                temporary=False,
+            )
+        return None
+    try:
+        return paramiko.PKey.from_path(os.path.expanduser(key_file))
+    except OSError as exc:
+        cause = exc.strerror
+    except TypeError:  # what cryptography raises for a key that needs a passphrase
+        cause = (
+            "it is encrypted: add it to the ssh agent and leave key_file unset, or give an "
+            "unencrypted key readable only by nebulad's user"
+        )
+    except (ValueError, paramiko.SSHException):
+        cause = "not a private key (OpenSSH or PEM; ed25519, ecdsa or rsa)"
+    raise ProviderError(_where(node), f"key_file {key_file}: {cause}", temporary=False)
+
+
 def _connect(client: paramiko.SSHClient, node: Node, known_hosts: str, timeout: float) -> None:
     ssh = node.ssh
-    key_file = os.path.expanduser(ssh.key_file) if ssh.key_file else None
+    key = _key(node)
     try:
         client.connect(
             str(node.address),
             port=ssh.port,
             username=ssh.user,
-            key_filename=key_file,
-            allow_agent=key_file is None,
+            pkey=key,
+            allow_agent=key is None,
             look_for_keys=False,
             timeout=timeout,
             banner_timeout=timeout,
@@ -82,15 +108,8 @@ def _connect(client: paramiko.SSHClient, node: Node, known_hosts: str, timeout: 
             "reinstalled, replace its line there after checking the new key",
             temporary=False,
         ) from None
-    except paramiko.PasswordRequiredException:
-        raise ProviderError(
-            _where(node),
-            f"key_file {ssh.key_file} is encrypted: add it to the ssh agent and leave key_file "
-            "unset, or give an unencrypted key readable only by nebulad's user",
-            temporary=False,
-        ) from None
     except paramiko.AuthenticationException:
-        by = f"key_file {ssh.key_file}" if key_file else "the ssh agent's keys (no key_file)"
+        by = f"key_file {ssh.key_file}" if key else "the ssh agent's keys (no key_file)"
         raise ProviderError(
             _where(node),
             f"login as {ssh.user} refused with {by}: put the public key in that user's "
@@ -100,10 +119,6 @@ def _connect(client: paramiko.SSHClient, node: Node, known_hosts: str, timeout: 
     except TimeoutError:
         raise ProviderError(_where(node), f"timed out after {timeout:g}s connecting") from None
     except (paramiko.SSHException, OSError) as exc:
-        if isinstance(exc, FileNotFoundError | PermissionError) and exc.filename == key_file:
-            raise ProviderError(
-                _where(node), f"key_file {ssh.key_file}: {exc.strerror}", temporary=False
-            ) from None
         cause = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise ProviderError(_where(node), f"cannot connect: {cause}") from None
 
