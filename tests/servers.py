@@ -1,5 +1,6 @@
 """Real servers for the test suite: a private Docker Engine, a throwaway PostgreSQL cluster, the
-busybox test image, Caddy, Pebble, PowerDNS, Prometheus Alertmanager and an SMTP server.
+busybox test image, Caddy, Pebble, PowerDNS, Prometheus Alertmanager, an SMTP server and an
+OpenSSH server.
 
 Plain context managers; `conftest.py` turns them into fixtures. Nothing is mocked: each server is
 the Debian binary, listening on a unix socket in a temp dir or on loopback, and torn down with
@@ -18,6 +19,7 @@ import email.policy
 import glob
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -822,3 +824,77 @@ def smtp_server(user: str = "nebula", password: str = "smtp-pass-7f3a") -> Itera
     finally:
         server.gate.set()
         controller.stop()
+
+
+# -- OpenSSH server ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SshdServer:
+    """A running sshd on 127.0.0.1:`port` that lets `user` (whoever runs the tests) in with
+    `client_key` only. `known_hosts` holds its host key (`host_key`, an OpenSSH public key line)."""
+
+    port: int
+    user: str
+    client_key: Path
+    known_hosts: Path
+    host_key: str
+
+
+@contextlib.contextmanager
+def sshd_server() -> Iterator[SshdServer]:
+    """OpenSSH's sshd (Debian `openssh-server`) with its own host key, config and authorized
+    keys in a temp dir; as root it needs `/run/sshd` (its privilege separation folder)."""
+    sshd = _which("sshd", "openssh-server")
+    keygen = _which("ssh-keygen", "openssh-client")
+    root = Path(tempfile.mkdtemp(prefix="nebula-sshd-"))
+    for key in ("host", "client"):
+        _run([keygen, "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(root / key)])
+    (root / "authorized_keys").write_text((root / "client.pub").read_text())
+    host_key = (root / "host.pub").read_text().strip()
+    port = _free_port()
+    server = SshdServer(
+        port,
+        pwd.getpwuid(os.geteuid()).pw_name,
+        root / "client",
+        root / "known_hosts",
+        host_key,
+    )
+    server.known_hosts.write_text(f"[127.0.0.1]:{port} {host_key}\n")
+    config = root / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root / 'host'}\n"
+        f"PidFile {root / 'sshd.pid'}\nAuthorizedKeysFile {root / 'authorized_keys'}\n"
+        "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
+    )
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    log = root / "sshd.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sshd, "-D", "-e", "-f", str(config)], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        _wait_ssh(port, proc, log)
+        yield server
+    finally:
+        _stop(proc)
+        _remove_tree(root)
+
+
+def _wait_ssh(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the server sends its SSH banner."""
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sshd exited with {proc.returncode}:\n{_tail(log)}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+                if sock.recv(4).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"sshd not ready after 30 s:\n{_tail(log)}")
+        time.sleep(0.05)

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from nebula.errors import ProviderError
+from nebula.errors import NebulaError, ProviderError
 from nebula.remediation.executor import Action, ActionError, ActionResult, RunContext
 
 log = logging.getLogger("nebulad.runbooks")
@@ -165,7 +165,10 @@ def ssh_action(params: Any, run: RunContext) -> ActionResult:
     if services.ssh is None:
         raise ActionError("ssh is not available on this node")
     timeout = min(params.timeout, run.remaining())
-    code, output = services.ssh(params.node, params.command, timeout)
+    try:
+        code, output = services.ssh(params.node, params.command, timeout)
+    except NebulaError as exc:
+        raise ActionError(str(exc)) from None
     return ActionResult(code == 0, output, {"exit_code": code})
 
 

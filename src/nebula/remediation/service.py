@@ -23,6 +23,7 @@ from nebula.remediation.engine import Remediator, Safety, trigger_of
 from nebula.remediation.executor import Finished, StepState
 from nebula.remediation.incidents import Incidents, Received
 from nebula.remediation.silences import Silences, parse_matcher
+from nebula.spec.config import Node
 from nebula.spec.interpolate import interpolate
 from nebula.spec.remediation import MaintenanceWindow
 from nebula.store.records import ExecutionInfo, IncidentInfo, RunbookRecord, SilenceInfo
@@ -78,6 +79,8 @@ class Remediation:
             busy=busy,
             clock=clock,
         )
+        self._nodes: dict[str, Node] = {}
+        self.engine.services.ssh = self._ssh
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -96,6 +99,7 @@ class Remediation:
         self._maintenance = list(config.maintenance)
         self._told = tuple(limits.notify)
         self._containers = {i.name: [c.name for c in i.containers] for i in desired.installations}
+        self._nodes = {n.name: n for n in config.nodes}
         channels = {
             name: [interpolate(url, {}, _Secrets(secret)) for url in channel.urls]
             for name, channel in config.notifications.items()
@@ -298,6 +302,18 @@ class Remediation:
         return float(
             sum(len(self.incidents.list(s, limit=100_000)) for s in ("open", "acknowledged"))
         )
+
+    # -- ssh -------------------------------------------------------------------------------
+
+    def _ssh(self, node: str, command: str, timeout: float) -> tuple[int, str]:
+        """The ssh action: `command` on a node of the last good commit's `nodes:`."""
+        from nebula.providers.ssh import run_command
+
+        found = self._nodes.get(node)
+        if found is None:
+            known = ", ".join(self._nodes) or "none yet"
+            raise NebulaError(f"no node {node!r} in nebula.yaml's nodes (nodes: {known})")
+        return run_command(found, command, timeout)
 
     # -- maintenance -----------------------------------------------------------------------
 

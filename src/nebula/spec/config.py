@@ -54,6 +54,29 @@ class Defaults(StrictModel):
         return self
 
 
+class NodeSsh(StrictModel):
+    """How runbooks' `ssh` steps log in to a node: by key, to a host key known beforehand."""
+
+    user: str = Field(default="root", pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")
+    port: int = Field(default=22, ge=1, le=65535)
+    key_file: str | None = Field(
+        default=None,
+        description="the private key (unencrypted) on the machine nebulad runs on; unset: the "
+        "keys of the ssh agent (SSH_AUTH_SOCK)",
+    )
+    known_hosts: str = Field(
+        default="~/.ssh/known_hosts",
+        description="the host keys the node's must be among; an unknown or changed key is refused",
+    )
+
+    @field_validator("key_file", "known_hosts")
+    @classmethod
+    def _absolute(cls, path: str | None) -> str | None:
+        if path is not None and not path.startswith(("/", "~")):
+            raise ValueError(f"{path!r} is relative: give an absolute path or one under ~")
+        return path
+
+
 class Node(StrictModel):
     """A machine of the homelab that runs installations."""
 
@@ -63,6 +86,7 @@ class Node(StrictModel):
     )
     gpu: bool = Field(default=False, description="the node has a GPU installations may request")
     labels: dict[str, Text] = {}
+    ssh: NodeSsh = NodeSsh()
 
 
 LOCAL_NODE = Node(name="local", address=IPv4Address("127.0.0.1"))
