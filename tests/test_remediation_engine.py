@@ -3,6 +3,7 @@ against a real store (no containers needed: their steps run on the node)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,6 +13,8 @@ import pytest
 
 from nebula.engine.load import load_desired
 from nebula.providers.docker import DockerProvider
+from nebula.remediation.actions import ACTIONS
+from nebula.remediation.executor import Executor, StepState, Task
 from nebula.remediation.service import Remediation
 from nebula.store import Store
 
@@ -108,3 +111,71 @@ def test_a_value_put_into_a_shell_command_is_one_word_never_a_command(tmp_path: 
     finally:
         service.close()
         store.close()
+
+
+class Step:
+    """A step as the executor reads it (a workflow's or a runbook's)."""
+
+    def __init__(self, key: str, command: str, retries: int = 0) -> None:
+        self.key = self.name = key
+        self.action, self.params = "shell", {"command": command}
+        self.condition, self.timeout, self.retries = None, 30.0, retries
+        self.requires_approval = False
+
+
+class Log:
+    def __init__(self) -> None:
+        self.finished: list[str] = []
+
+    def step_started(self, step: Step, index: int) -> None:
+        pass
+
+    def step_finished(self, step: Step, index: int, state: StepState) -> None:
+        self.finished.append(step.key)
+
+    def waiting_for_approval(self, step: Step, index: int) -> None:
+        raise AssertionError("no step asks for approval")
+
+
+def executor() -> Executor:
+    return Executor(ACTIONS, None, threading.Event(), sleep=lambda seconds: None)
+
+
+def test_a_diamond_runs_its_middle_in_parallel_and_its_end_once_both_are_done(
+    tmp_path: Path,
+) -> None:
+    # b and c each wait for the other to have started: they finish only if they run at once
+    both = f"touch {tmp_path}/$0; until [ -e {tmp_path}/b ] && [ -e {tmp_path}/c ]; do sleep 0.05; done"
+    tasks = [
+        Task(Step("a", "echo a")),
+        Task(Step("b", f"sh -c '{both}' b"), needs=("a",)),
+        Task(Step("c", f"sh -c '{both}' c"), needs=("a",)),
+        Task(Step("d", "echo d"), needs=("b", "c")),
+    ]
+    log = Log()
+    finished = executor().run(None, tasks, {}, log)
+    assert finished.status == "succeeded", finished.error
+    assert log.finished[0] == "a" and log.finished[-1] == "d"
+    assert {s: finished.steps[s].status for s in "abcd"} == dict.fromkeys("abcd", "ok")
+
+
+def test_retries_until_the_third_try_and_a_failure_skips_only_its_dependants(
+    tmp_path: Path,
+) -> None:
+    flaky = f"echo x >> {tmp_path}/tries; [ $(wc -l < {tmp_path}/tries) -ge 3 ]"
+    tasks = [
+        Task(Step("flaky", flaky, retries=3), delay=0.5, doubling=True),
+        Task(Step("broken", "echo no; exit 3")),
+        Task(Step("after_broken", "echo never"), needs=("broken",)),
+        Task(Step("after_that", "echo never"), needs=("after_broken",)),
+        Task(Step("beside", "echo fine"), needs=("flaky",)),
+    ]
+    slept: list[float] = []
+    run = Executor(ACTIONS, None, threading.Event(), sleep=slept.append)
+    finished = run.run(None, tasks, {}, Log())
+    assert finished.steps["flaky"].status == "ok" and finished.steps["flaky"].attempts == 3
+    assert slept == [0.5, 1.0]  # the backoff doubles
+    assert finished.steps["beside"].status == "ok"
+    assert [finished.steps[k].status for k in ("after_broken", "after_that")] == ["skipped"] * 2
+    assert finished.steps["after_broken"].output == "needs broken, which failed"
+    assert finished.status == "failed" and finished.error == "step 'broken' failed: no"

@@ -27,7 +27,7 @@ from nebula.kinds.runbooks.spec import Runbook, Step
 from nebula.remediation import metrics
 from nebula.remediation.actions import ACTIONS, Services
 from nebula.remediation.alerts import Alert
-from nebula.remediation.executor import Executor, Finished, StepState
+from nebula.remediation.executor import Executor, Finished, StepState, runbook_tasks
 from nebula.remediation.incidents import Incidents, Received
 from nebula.store.records import ExecutionInfo
 
@@ -351,7 +351,8 @@ class Remediator:
         self.publish("runbook", id=execution, runbook=runbook.name, status="running")
         finished_before = Finished("waiting", done).completed  # not the step awaiting approval
         record = _Record(self, execution, incident_id, runbook, finished_before)
-        finished = self.executor.run(runbook, context, record, done, approved)
+        tasks = runbook_tasks(runbook)
+        finished = self.executor.run(runbook, tasks, context, record, done=done, approved=approved)
         if finished.status != "waiting":
             self.store.finish_execution(
                 execution,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -103,7 +103,7 @@ class RunContext:
     deadline: float  # monotonic time the step must finish by
     stop: threading.Event
     services: Any  # the remediation runtime (docker, notifier, incidents, ...): see actions
-    runbook: Runbook | None = None  # whose step this is (its own limits)
+    runbook: Any = None  # the runbook or workflow whose step this is (its own limits)
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -124,6 +124,34 @@ class Finished:
 DEFAULT_STEP_TIMEOUT = 300.0
 
 
+@dataclass(frozen=True)
+class Task:
+    """One step as the executor runs it: a runbook's or a workflow's step, with the steps it
+    needs (a DAG), whether its dependants run even when it fails, and how long to wait before
+    its first retry (`doubling`: each next wait twice as long)."""
+
+    step: Any  # the spec's step: name, key, action, params, condition, timeout, retries, ...
+    needs: tuple[str, ...] = ()
+    tolerated: bool = False  # its failure does not stop its dependants
+    delay: float = 5.0
+    doubling: bool = False
+
+    @property
+    def key(self) -> str:
+        return str(self.step.key)
+
+
+def runbook_tasks(runbook: Runbook) -> list[Task]:
+    """A runbook's steps are a chain: each needs the one before it."""
+    before = ["", *(step.key for step in runbook.steps)]
+    return [
+        Task(
+            step, (before[i],) if before[i] else (), step.on_failure == "continue", step.retry_delay
+        )
+        for i, step in enumerate(runbook.steps)
+    ]
+
+
 class Executor:
     def __init__(
         self,
@@ -131,55 +159,109 @@ class Executor:
         services: Any,
         stop: threading.Event,
         sleep: Callable[[float], None] | None = None,
+        width: int = 8,
     ) -> None:
         self.actions = actions
         self.services = services
         self.stop = stop
         self.sleep = sleep or stop.wait
+        self.width = width  # steps of one run running at once
 
     def run(
         self,
-        runbook: Runbook,
+        owner: Any,
+        tasks: Sequence[Task],
         context: dict[str, Any],
         log: ExecutionLog,
+        *,
         done: Mapping[str, StepState] | None = None,
         approved: frozenset[str] = frozenset(),
     ) -> Finished:
-        """Run the steps not in `done` (finished before: kept, never run again). A step that
-        requires approval waits unless its key is in `approved`."""
-        states: dict[str, StepState] = dict(done or {})
+        """Run the tasks not in `done` (finished before: kept, never run again), each once the
+        steps it needs have finished, as many at once as are ready (up to `width`). A failed
+        step skips its dependants unless it is tolerated; a step skipped by its condition does
+        not. A step that requires approval waits unless its key is in `approved`. `owner` is
+        the runbook or workflow (its own limits)."""
+        states: dict[str, StepState] = {
+            k: v for k, v in (done or {}).items() if v.status != "waiting"
+        }
         context = {**context, "steps": {k: s.view() for k, s in states.items()}}
-        failed = ""
-        for index, step in enumerate(runbook.steps):
-            if step.key in states and states[step.key].status != "waiting":
-                continue
-            if self.stop.is_set():
-                return Finished("interrupted", states, "nebulad stopped")
-            state = self._step(
-                runbook, step, index=index, context=context, log=log, approved=approved
-            )
-            states[step.key] = state
-            context["steps"][step.key] = state.view()
-            if state.status == "waiting":
-                return Finished("waiting", states)
-            log.step_finished(step, index, state)
-            if state.status == "failed" and step.on_failure == "stop":
-                failed = f"step {step.name!r} failed: {state.error}"
-                break
-            if state.status == "failed":
-                failed = failed or f"step {step.name!r} failed: {state.error}"
-        return Finished("failed" if failed else "succeeded", states, failed)
+        index = {task.key: i for i, task in enumerate(tasks)}
+        by_key = {task.key: task for task in tasks}
+        pending = [task for task in tasks if task.key not in states]
+        running: dict[Future[StepState], Task] = {}
+        pool = ThreadPoolExecutor(max_workers=self.width, thread_name_prefix="step")
+        lock = threading.Lock()  # the context's steps, read by steps starting in parallel
+        try:
+            while pending or running:
+                for task in [t for t in pending if all(n in states for n in t.needs)]:
+                    pending.remove(task)
+                    blocker = next((n for n in task.needs if _blocks(states[n], by_key[n])), None)
+                    if blocker is not None:
+                        state = StepState(
+                            task.key, "skipped", output=f"needs {blocker}, which failed"
+                        )
+                        state.outputs["blocked"] = True
+                        states[task.key] = state
+                        context["steps"][task.key] = state.view()
+                        log.step_finished(task.step, index[task.key], state)
+                        continue
+                    if self.stop.is_set():
+                        pending.append(task)
+                        break
+                    with lock:
+                        seen = {**context, "steps": dict(context["steps"])}
+                    future = pool.submit(
+                        self._step,
+                        owner,
+                        task,
+                        index=index[task.key],
+                        context=seen,
+                        log=log,
+                        approved=approved,
+                    )
+                    running[future] = task
+                if not running:
+                    break  # what is left waits for an approval, a stop or a failed need
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    task = running.pop(future)
+                    state = future.result()
+                    states[task.key] = state
+                    with lock:
+                        context["steps"][task.key] = state.view()
+                    if state.status != "waiting":
+                        log.step_finished(task.step, index[task.key], state)
+        finally:
+            pool.shutdown(wait=True)
+        if any(s.status == "waiting" for s in states.values()):
+            return Finished("waiting", states)
+        if self.stop.is_set() and len(states) < len(tasks):
+            return Finished("interrupted", states, "nebulad stopped")
+        failed = [
+            f"step {by_key[k].step.name!r} failed: {s.error}"
+            for k, s in states.items()
+            if s.status == "failed" and not by_key[k].tolerated
+        ]
+        tolerated = [
+            f"step {by_key[k].step.name!r} failed: {s.error}"
+            for k, s in states.items()
+            if s.status == "failed" and by_key[k].tolerated
+        ]
+        error = "; ".join(failed or tolerated)
+        return Finished("failed" if error else "succeeded", states, error)
 
     def _step(
         self,
-        runbook: Runbook,
-        step: Step,
+        owner: Any,
+        task: Task,
         *,
         index: int,
         context: dict[str, Any],
         log: ExecutionLog,
         approved: frozenset[str],
     ) -> StepState:
+        step = task.step
         try:
             if step.condition and not evaluate(step.condition, context):
                 return StepState(step.key, "skipped", output="condition is false")
@@ -194,15 +276,17 @@ class Executor:
         except ValueError as exc:
             return StepState(step.key, "failed", error=str(exc))
         state = StepState(step.key, "failed")
+        delay = task.delay
         for attempt in range(1, step.retries + 2):
-            state = self._attempt(runbook, step, params, context)
+            state = self._attempt(owner, step, params, context)
             state.attempts = attempt
             if state.status == "ok" or attempt > step.retries or self.stop.is_set():
                 break
-            self.sleep(step.retry_delay)
+            self.sleep(delay)
+            delay = delay * 2 if task.doubling else delay
         return state
 
-    def _params(self, step: Step, context: dict[str, Any]) -> BaseModel:
+    def _params(self, step: Any, context: dict[str, Any]) -> BaseModel:
         rendered = {
             key: render(value, context, shell=True)
             if (step.action, key) in SHELL_PARAMS and isinstance(value, str)
@@ -217,10 +301,10 @@ class Executor:
             raise ValueError(f"params.{where}: {problem['msg']} (once rendered)") from None
 
     def _attempt(
-        self, runbook: Runbook, step: Step, params: BaseModel, context: dict[str, Any]
+        self, owner: Any, step: Any, params: BaseModel, context: dict[str, Any]
     ) -> StepState:
         timeout = step.timeout or DEFAULT_STEP_TIMEOUT
-        run = RunContext(context, time.monotonic() + timeout, self.stop, self.services, runbook)
+        run = RunContext(context, time.monotonic() + timeout, self.stop, self.services, owner)
         action = self.actions[step.action]
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"step-{step.key}")
         future = pool.submit(action, params, run)
@@ -241,6 +325,13 @@ class Executor:
             outputs=result.outputs,
             error="" if result.ok else result.output[-OUTPUT_LIMIT:],
         )
+
+
+def _blocks(state: StepState, task: Task) -> bool:
+    """Whether a finished need keeps its dependants from running: it failed (and is not
+    tolerated), or was itself skipped for a failed need."""
+    failed = state.status == "failed" and not task.tolerated
+    return failed or bool(state.status == "skipped" and state.outputs.get("blocked"))
 
 
 def _render_all(value: Any, context: Mapping[str, Any]) -> Any:
