@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import docker
+import pytest
 from typer.testing import CliRunner
 
 from nebula.cli.app import app
@@ -53,22 +55,35 @@ GUARDED = (
 )
 
 
-def start(tmp_path: Path, data_dir: Path, docker_host: str, runbook: str) -> Nebulad:
-    """nebulad following a repo of two installations (`blog` and `wiki`, a service `web` each)
-    and `runbook`, once it has applied it."""
-    repo = Repo(tmp_path)
-    (repo.work / "runbooks").mkdir()
-    files: dict[str, str | None] = {
-        "packages/blog.yaml": APP,
-        "packages/wiki.yaml": APP,
-        "runbooks/fix.yml": runbook,
-    }
-    repo.push("homelab", files)
-    nebulad = Nebulad(repo.bare, data_dir, docker_host, *OPTIONS)
-    nebulad.start()
-    nebulad.wait_ready()
-    eventually(lambda: nebulad.status()["applied_commit"] is not None, 60, "apply", nebulad.tail)
-    return nebulad
+@pytest.fixture
+def homelab(
+    tmp_path: Path,
+    data_dir: Path,
+    docker_host: str,
+    engine: docker.DockerClient,
+    daemons: list[Nebulad],
+) -> Callable[[str], Nebulad]:
+    """Starts nebulad following a repo of two installations (`blog` and `wiki`, a service `web`
+    each) and a runbook; returns it once it has applied them."""
+
+    def start(runbook: str) -> Nebulad:
+        repo = Repo(tmp_path)
+        (repo.work / "runbooks").mkdir()
+        files: dict[str, str | None] = {
+            "packages/blog.yaml": APP,
+            "packages/wiki.yaml": APP,
+            "runbooks/fix.yml": runbook,
+        }
+        repo.push("homelab", files)
+        nebulad = Nebulad(repo.bare, data_dir, docker_host, *OPTIONS)
+        daemons.append(nebulad)
+        nebulad.start()
+        nebulad.wait_ready()
+        status = nebulad.status
+        eventually(lambda: status()["applied_commit"] is not None, 60, "apply", nebulad.tail)
+        return nebulad
+
+    return start
 
 
 def nebula(nebulad: Nebulad, *args: str) -> Any:
@@ -106,17 +121,13 @@ def timeline(nebulad: Nebulad, incident: str) -> list[str]:
     return [f"{e['kind']}: {e['message']}" for e in shown["timeline"]]
 
 
-def test_sigkill_mid_runbook_resumes_at_the_first_unfinished_step(
-    tmp_path: Path,
-    data_dir: Path,
-    docker_host: str,
-    engine: docker.DockerClient,
-    daemons: list[Nebulad],
+@pytest.mark.parametrize("signal", ["SIGKILL", "SIGTERM"])
+def test_a_run_cut_short_by_a_stop_resumes_at_the_first_unfinished_step(
+    homelab: Callable[[str], Nebulad], engine: docker.DockerClient, signal: str
 ) -> None:
-    nebulad = start(tmp_path, data_dir, docker_host, SLOW)
-    daemons.append(nebulad)
+    nebulad = homelab(SLOW)
     incident = fire(nebulad, "stuck", "blog")
-    # killed while it pauses: the first mark is written and recorded, the second is not
+    # stopped while it pauses: the first mark is written and recorded, the second is not
     eventually(
         lambda: [r["steps_completed"] for r in runs(nebulad, incident)] == [1],
         30,
@@ -124,7 +135,11 @@ def test_sigkill_mid_runbook_resumes_at_the_first_unfinished_step(
         nebulad.tail,
     )
     assert markers(engine, "blog-web") == ["one"]
-    nebulad.kill()
+    if signal == "SIGKILL":
+        nebulad.kill()
+    else:  # a clean stop ends the pause at once, but the run is not over
+        nebulad.stop()
+        assert nebulad.proc is not None and nebulad.proc.returncode == 0, nebulad.tail()
 
     nebulad.start()
     nebulad.wait_ready()
@@ -162,14 +177,9 @@ def test_sigkill_mid_runbook_resumes_at_the_first_unfinished_step(
 
 
 def test_a_step_waiting_for_approval_survives_a_restart(
-    tmp_path: Path,
-    data_dir: Path,
-    docker_host: str,
-    engine: docker.DockerClient,
-    daemons: list[Nebulad],
+    homelab: Callable[[str], Nebulad], engine: docker.DockerClient
 ) -> None:
-    nebulad = start(tmp_path, data_dir, docker_host, GUARDED)
-    daemons.append(nebulad)
+    nebulad = homelab(GUARDED)
     approved = fire(nebulad, "risky", "blog")
     rejected = fire(nebulad, "risky", "wiki")
     eventually(

@@ -250,7 +250,8 @@ class Remediator:
         finished_before = Finished("waiting", done).completed  # not the step awaiting approval
         record = _Record(self, execution, incident_id, runbook, finished_before)
         finished = self.executor.run(runbook, context, record, done, approved)
-        if finished.status != "waiting":
+        # interrupted: left `running`, so the next start marks it and resumes it
+        if finished.status not in ("waiting", "interrupted"):
             self.store.finish_execution(
                 execution,
                 finished.status,

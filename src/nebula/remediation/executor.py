@@ -152,6 +152,8 @@ class Executor:
             if self.stop.is_set():
                 return Finished("interrupted", states, "nebulad stopped")
             state = self._step(step, index, context, log, approved)
+            if state.status == "failed" and self.stop.is_set():  # cut short: not its failure
+                return Finished("interrupted", states, "nebulad stopped")
             states[step.key] = state
             context["steps"][step.key] = state.view()
             if state.status == "waiting":
