@@ -53,6 +53,7 @@ class _Group:
     failures: int = 0
     escalated: bool = False
     retry: threading.Timer | None = None
+    waiting: str = ""  # a run of it waiting for a person: no other starts meanwhile
 
 
 class Remediator:
@@ -163,10 +164,17 @@ class Remediator:
             self._pool().submit(self._execute, runbook, context, incident.id, key, alert)
 
     def _take(self, key: tuple[str, str], cooldown: float) -> float | None:
-        """Take the run of `key`: 0 when taken; None when one runs already; else the seconds
-        of cooldown left."""
+        """Take the run of `key`: 0 when taken; None when one runs already (or waits for a
+        person); else the seconds of cooldown left."""
         with self._lock:
             group = self._groups.setdefault(key, _Group())
+            waiting = group.waiting
+        if waiting:
+            execution = self.store.execution(waiting)
+            if execution is not None and execution.status == "waiting":
+                return None
+        with self._lock:
+            group.waiting = ""
             if group.running:
                 return None
             wait = group.last_finished + cooldown - self.clock()
@@ -317,7 +325,9 @@ class Remediator:
                 and group.failures >= runbook.escalation.after_failures
             )
             group.escalated = group.escalated or escalate
-            if alert.fingerprint in self._firing and not self.stop.is_set():
+            waiting = finished is not None and finished.status == "waiting"
+            group.waiting = finished.execution if waiting and finished else ""
+            if alert.fingerprint in self._firing and not self.stop.is_set() and not waiting:
                 self._retry_later(key, alert.fingerprint, self._cooldown(runbook))
         if escalate and runbook.escalation is not None:
             self._escalate(runbook, incident_id, context, group.failures)
@@ -353,7 +363,8 @@ class Remediator:
         record = _Record(self, execution, incident_id, runbook, finished_before)
         tasks = runbook_tasks(runbook)
         finished = self.executor.run(runbook, tasks, context, record, done=done, approved=approved)
-        if finished.status != "waiting":
+        # interrupted: left `running`, so the next start marks it and resumes it
+        if finished.status not in ("waiting", "interrupted"):
             self.store.finish_execution(
                 execution,
                 finished.status,

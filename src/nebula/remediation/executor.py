@@ -190,6 +190,7 @@ class Executor:
         by_key = {task.key: task for task in tasks}
         pending = [task for task in tasks if task.key not in states]
         running: dict[Future[StepState], Task] = {}
+        waiting: dict[str, StepState] = {}  # steps waiting for a person
         pool = ThreadPoolExecutor(max_workers=self.width, thread_name_prefix="step")
         lock = threading.Lock()  # the context's steps, read by steps starting in parallel
         try:
@@ -227,15 +228,19 @@ class Executor:
                 for future in finished:
                     task = running.pop(future)
                     state = future.result()
+                    if state.status == "failed" and self.stop.is_set():
+                        continue  # cut short by a stop, not failed: it runs again on resuming
+                    if state.status == "waiting":
+                        waiting[task.key] = state  # its dependants wait with it
+                        continue
                     states[task.key] = state
                     with lock:
                         context["steps"][task.key] = state.view()
-                    if state.status != "waiting":
-                        log.step_finished(task.step, index[task.key], state)
+                    log.step_finished(task.step, index[task.key], state)
         finally:
             pool.shutdown(wait=True)
-        if any(s.status == "waiting" for s in states.values()):
-            return Finished("waiting", states)
+        if waiting:
+            return Finished("waiting", {**states, **waiting})
         if self.stop.is_set() and len(states) < len(tasks):
             return Finished("interrupted", states, "nebulad stopped")
         failed = [

@@ -250,14 +250,17 @@ class Remediation:
             decided = self.store.decide_approval(execution_id, approved, actor)
         except NebulaError as exc:
             raise RemediationError("conflict", str(exc)) from None
+        verdict = "approved" if approved else "rejected"
+        if execution.incident_id:
+            self.incidents.note(
+                execution.incident_id, "runbook", f"{execution.runbook_name}: {actor} {verdict}"
+            )
         if approved:
             self.engine.resume(decided)  # approved: the waiting step runs now
         else:
-            self.store.finish_execution(execution_id, "rejected", error=f"rejected by {actor}")
-            if execution.incident_id:
-                self.incidents.note(
-                    execution.incident_id, "runbook", f"{execution.runbook_name}: {actor} rejected"
-                )
+            return self.store.finish_execution(
+                execution_id, "rejected", error=f"rejected by {actor}"
+            )
         return decided
 
     def resume_interrupted(self) -> list[str]:
