@@ -77,13 +77,15 @@ RESTART_RUNBOOK = {
 # -- the config repo -------------------------------------------------------------------------
 
 
-def service(image: str, healthcheck: bool) -> dict[str, Any]:
-    """One cheap service: busybox httpd; with `healthcheck`, unhealthy while FLAG exists."""
+def service(image: str, health_interval: float | None) -> dict[str, Any]:
+    """One cheap service: busybox httpd; with a `health_interval`, unhealthy while FLAG
+    exists."""
     body: dict[str, Any] = {"image": image, "init": True}
-    if healthcheck:
+    if health_interval is not None:
         body["command"] = ["sh", "-c", f"rm -f {FLAG}; exec httpd -f -p 8080 -h /www"]
         test = ["CMD", "test", "!", "-e", FLAG]
-        body["healthcheck"] = {"test": test, "interval": "1s", "timeout": "1s", "retries": 1}
+        every = f"{health_interval:g}s"
+        body["healthcheck"] = {"test": test, "interval": every, "timeout": "1s", "retries": 1}
     return body
 
 
@@ -117,14 +119,14 @@ def write_repo(
     installations: Sequence[str],
     *,
     services: int,
-    healthcheck: bool,
+    health_interval: float | None,
     runbooks: Sequence[dict[str, Any]],
 ) -> None:
     """nebula.yaml (remediation left at its defaults), one inline compose app per installation
     of `services` services, and `runbooks/*.yml`: exactly these (others removed)."""
     config = {"defaults": {"bind_address": "127.0.0.1", "parallelism": 8}}
     (work / "nebula.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    compose = {"services": {f"s{j:02d}": service(image, healthcheck) for j in range(services)}}
+    compose = {"services": {f"s{j:02d}": service(image, health_interval) for j in range(services)}}
     (work / "packages").mkdir(parents=True, exist_ok=True)
     for name in installations:
         text = yaml.safe_dump({"compose": compose}, sort_keys=False)
@@ -139,7 +141,7 @@ def write_repo(
 
 def publish(repo: Repo, message: str) -> str:
     repo.git("add", "-A")
-    repo.git("commit", "-q", "-m", message)
+    repo.git("commit", "-q", "--allow-empty", "-m", message)
     repo.push()
     return repo.head()
 
@@ -325,7 +327,7 @@ def phase_restart(args: argparse.Namespace, url: str, image: str, tmp: Path, r: 
     started = time.perf_counter()
     repo = Repo(tmp / "restart", stacks.private_env(tmp / "xdg-git-restart"))
     names = stacks.stack_names("flip", args.flips)
-    write_repo(repo.work, image, names, services=1, healthcheck=True, runbooks=[RESTART_RUNBOOK])
+    write_repo(repo.work, image, names, services=1, health_interval=1, runbooks=[RESTART_RUNBOOK])
     sha = publish(repo, "one-service apps and a restart runbook")
     events = EventLog(url)
     try:
@@ -413,7 +415,7 @@ def phase_storm(args: argparse.Namespace, url: str, image: str, tmp: Path, r: Re
         image,
         names,
         services=args.storm_services,
-        healthcheck=True,
+        health_interval=args.storm_health_interval,
         runbooks=[RESTART_RUNBOOK],
     )
     sha = publish(repo, "the storm's apps and a restart runbook")
@@ -422,7 +424,7 @@ def phase_storm(args: argparse.Namespace, url: str, image: str, tmp: Path, r: Re
         with running_daemon(tmp / "storm-daemon", repo.bare, url) as daemon:
             daemon.start()
             until(lambda: daemon.idle_at(sha), args.phase_timeout, "all applied", daemon)
-            ids = list(all_healthy(url, count, 120, daemon).values())
+            ids = list(all_healthy(url, count, args.phase_timeout, daemon).values())
             sampler = Sampler(daemon, r.storm_api)
             since = engine_ns(url)
             flip(url, ids)
@@ -461,7 +463,7 @@ def phase_idle(args: argparse.Namespace, url: str, image: str, tmp: Path, r: Res
     }
     try:
         for i, (label, loaded) in enumerate([("setup", []), *runbooks.items()]):
-            write_repo(repo.work, image, names, services=1, healthcheck=False, runbooks=loaded)
+            write_repo(repo.work, image, names, services=1, health_interval=None, runbooks=loaded)
             sha = publish(repo, f"{args.idle_installations} apps, {len(loaded)} runbooks")
             with running_daemon(tmp / f"idle-daemon-{i}", repo.bare, url) as daemon:
                 daemon.start()
@@ -635,6 +637,13 @@ def main() -> None:
     parser.add_argument("--storm-installations", type=int, default=10)
     parser.add_argument("--storm-services", type=int, default=10)
     parser.add_argument("--storm-timeout", type=float, default=180.0)
+    parser.add_argument(
+        "--storm-health-interval",
+        type=float,
+        default=10.0,
+        help="seconds between the storm's healthchecks (100 probes a second would be 100 "
+        "runc execs a second: more than 2 cores do)",
+    )
     parser.add_argument("--idle-installations", type=int, default=50)
     parser.add_argument("--idle-runbooks", type=int, default=20)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
