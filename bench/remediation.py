@@ -258,11 +258,10 @@ def all_healthy(url: str, count: int, timeout: float, daemon: Daemon | None) -> 
 
 
 def restart_latencies(
-    url: str, events: EventLog, ids: Sequence[str], timeout: float
-) -> stacks.Series:
+    url: str, events: EventLog, ids: Sequence[str], series: stacks.Series, timeout: float = 30
+) -> None:
     """Flip each container in turn: seconds from its unhealthy event to the restart's first
     event; the next once it is healthy again."""
-    series = stacks.Series("")
     for container_id in ids:
         since = engine_ns(url)
         flip(url, [container_id])
@@ -270,7 +269,6 @@ def restart_latencies(
         issued = events.first(container_id, RESTART_ISSUED, sick.ns, timeout)
         series.add((issued.ns - sick.ns) / 1e9)
         events.first(container_id, HEALTHY, issued.ns, timeout)
-    return series
 
 
 # -- autoheal --------------------------------------------------------------------------------
@@ -318,7 +316,10 @@ class Results:
     storm_max_running: int = 0
     storm_recovered: int = 0
     storm_recovery_s: float | None = None
-    storm_api: stacks.Series = field(default_factory=lambda: stacks.Series("GET /api/v1/incidents"))
+    storm_api: stacks.Series = field(default_factory=lambda: stacks.Series("whole storm"))
+    storm_api_busy: stacks.Series = field(
+        default_factory=lambda: stacks.Series("while runbooks ran")
+    )
     idle: dict[str, Idle] = field(default_factory=dict)
     phase_s: dict[str, float] = field(default_factory=dict)
 
@@ -335,12 +336,10 @@ def phase_restart(args: argparse.Namespace, url: str, image: str, tmp: Path, r: 
             daemon.start()
             until(lambda: daemon.idle_at(sha), args.phase_timeout, "all applied", daemon)
             ids = list(all_healthy(url, args.flips, 60, daemon).values())
-            r.nebula = restart_latencies(url, events, ids, 30)
-            r.nebula.name = "nebulad"
+            restart_latencies(url, events, ids, r.nebula)
         with autoheal(args.autoheal, url, tmp / "autoheal.log", stacks.private_env(tmp / "ah")):
             ids = list(all_healthy(url, args.flips, 60, None).values())
-            r.autoheal = restart_latencies(url, events, ids, 30)
-            r.autoheal.name = "autoheal"
+            restart_latencies(url, events, ids, r.autoheal)
     finally:
         events.close()
         stacks.sweep(url)
@@ -374,10 +373,12 @@ def get(client: httpx.Client, path: str, key: str) -> list[dict[str, Any]]:
 
 
 class Sampler:
-    """`GET /api/v1/incidents` on the daemon's socket, one after another, until stopped."""
+    """`GET /api/v1/incidents` on the daemon's socket, one after another, until stopped:
+    (wall time sent, seconds) of each."""
 
-    def __init__(self, daemon: Daemon, series: stacks.Series) -> None:
-        self._daemon, self._series = daemon, series
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        self.samples: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -385,9 +386,9 @@ class Sampler:
     def _run(self) -> None:
         with api(self._daemon) as client:
             while not self._stop.is_set():
-                before = time.perf_counter()
+                sent, before = time.time(), time.perf_counter()
                 get(client, "/incidents?limit=100", "incidents")
-                self._series.add(time.perf_counter() - before)
+                self.samples.append((sent, time.perf_counter() - before))
                 self._stop.wait(0.01)
 
     def stop(self) -> None:
@@ -425,7 +426,7 @@ def phase_storm(args: argparse.Namespace, url: str, image: str, tmp: Path, r: Re
             daemon.start()
             until(lambda: daemon.idle_at(sha), args.phase_timeout, "all applied", daemon)
             ids = list(all_healthy(url, count, args.phase_timeout, daemon).values())
-            sampler = Sampler(daemon, r.storm_api)
+            sampler = Sampler(daemon)
             since = engine_ns(url)
             flip(url, ids)
             deadline = time.monotonic() + args.storm_timeout
@@ -444,6 +445,14 @@ def phase_storm(args: argparse.Namespace, url: str, image: str, tmp: Path, r: Re
                 r.storm_incidents = len(get(client, "/incidents?limit=1000", "incidents"))
                 executions = get(client, "/runbooks/executions?limit=1000", "executions")
             r.storm_executions = len(executions)
+            busy_until = max(
+                (datetime.fromisoformat(e["completed_at"]).timestamp() for e in executions),
+                default=0.0,
+            )
+            for sent, seconds in sampler.samples:
+                r.storm_api.add(seconds)
+                if sent <= busy_until:
+                    r.storm_api_busy.add(seconds)
             r.storm_max_running = most_at_once(executions)
     finally:
         events.close()
@@ -528,7 +537,8 @@ def report(args: argparse.Namespace, r: Results, load_before: dict[str, Any]) ->
             "autoheal_over_nebulad_p50": round(speedup, 2),
         }
     if r.storm_containers:
-        p99 = r.storm_api.percentile(99)
+        busy = r.storm_api_busy if r.storm_api_busy.values else r.storm_api
+        p99 = busy.percentile(99)
         all_back = r.storm_recovered == r.storm_containers
         held = r.storm_max_running <= CONCURRENCY
         passed["storm"] = all_back and held and p99 < TARGET_API_P99_S
@@ -547,12 +557,18 @@ def report(args: argparse.Namespace, r: Results, load_before: dict[str, Any]) ->
                     stacks.verdict(held),
                 ],
                 [
-                    f"GET /api/v1/incidents p99 s ({len(r.storm_api.values)} requests)",
+                    f"GET /api/v1/incidents p99 s, {busy.name} ({len(busy.values)} requests)",
                     p99,
                     f"< {TARGET_API_P99_S:g}",
                     stacks.verdict(p99 < TARGET_API_P99_S),
                 ],
-                ["  its p50 s", r.storm_api.median, "", ""],
+                ["  its p50 s", busy.median, "", ""],
+                [
+                    f"  p99 s, whole storm ({len(r.storm_api.values)} requests)",
+                    r.storm_api.percentile(99),
+                    "",
+                    "",
+                ],
                 [
                     "services recovered",
                     f"{r.storm_recovered} of {r.storm_containers}",
@@ -568,9 +584,16 @@ def report(args: argparse.Namespace, r: Results, load_before: dict[str, Any]) ->
             "executions": r.storm_executions,
             "max_running": r.storm_max_running,
             "concurrency": CONCURRENCY,
-            "api_p99_s": round(p99, 4),
-            "api_p50_s": round(r.storm_api.median, 4),
-            "api_requests": len(r.storm_api.values),
+            "api_while_runbooks_ran": {
+                "p99_s": round(p99, 4),
+                "p50_s": round(busy.median, 4),
+                "requests": len(busy.values),
+            },
+            "api_whole_storm": {
+                "p99_s": round(r.storm_api.percentile(99), 4),
+                "p50_s": round(r.storm_api.median, 4),
+                "requests": len(r.storm_api.values),
+            },
             "recovered": r.storm_recovered,
             "recovery_s": r.storm_recovery_s and round(r.storm_recovery_s, 2),
         }
