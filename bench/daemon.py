@@ -328,6 +328,42 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+@dataclass(frozen=True)
+class Idle:
+    """What a running nebulad cost over a window: CPU in % of one core, RSS in MB."""
+
+    window_s: float
+    cpu_pct: float
+    children_cpu_pct: float  # the git processes it ran (reaped children)
+    rss_mb: float  # at the end of the window
+    rss_max_mb: float  # the highest of the samples taken every second
+    syncs: int  # recorded in the window
+
+
+def measure_idle(daemon: Daemon, seconds: float) -> Idle:
+    """Watch `daemon` for `seconds`: utime+stime from /proc/PID/stat at both ends, VmRSS every
+    second."""
+    assert daemon.proc is not None
+    pid = daemon.proc.pid
+    syncs_before = len(daemon.syncs(1000))
+    cpu0, children0 = stacks.cpu_ticks(pid)
+    t0 = time.perf_counter()
+    samples = []
+    while time.perf_counter() - t0 < seconds:
+        time.sleep(min(1.0, max(0.0, seconds - (time.perf_counter() - t0))))
+        samples.append(rss_mb(pid))
+    cpu1, children1 = stacks.cpu_ticks(pid)
+    window = time.perf_counter() - t0
+    return Idle(
+        window_s=window,
+        cpu_pct=(cpu1 - cpu0) / stacks.CLK_TCK / window * 100,
+        children_cpu_pct=(children1 - children0) / stacks.CLK_TCK / window * 100,
+        rss_mb=samples[-1],
+        rss_max_mb=max(samples),
+        syncs=len(daemon.syncs(1000)) - syncs_before,
+    )
+
+
 def phase_idle(args: argparse.Namespace, url: str, image: str, tmp: Path, r: Results) -> None:
     repo = Repo(tmp / "idle", stacks.private_env(tmp / "xdg-git-idle"))
     names = stacks.stack_names("idle", args.idle_installations)
@@ -344,24 +380,11 @@ def phase_idle(args: argparse.Namespace, url: str, image: str, tmp: Path, r: Res
             if running != args.idle_installations:
                 raise RuntimeError(f"{running} running, not {args.idle_installations}")
             time.sleep(2)  # the last events of the apply are handled
-            assert daemon.proc is not None
-            pid = daemon.proc.pid
-            syncs_before = len(daemon.syncs(1000))
-            cpu0, children0 = stacks.cpu_ticks(pid)
-            t0 = time.perf_counter()
-            samples = []
-            while time.perf_counter() - t0 < args.idle_seconds:
-                time.sleep(min(1.0, max(0.0, args.idle_seconds - (time.perf_counter() - t0))))
-                samples.append(rss_mb(pid))
-            cpu1, children1 = stacks.cpu_ticks(pid)
-            r.idle_window_s = time.perf_counter() - t0
-            r.idle_cpu_pct = (cpu1 - cpu0) / stacks.CLK_TCK / r.idle_window_s * 100
-            r.idle_children_cpu_pct = (
-                (children1 - children0) / stacks.CLK_TCK / r.idle_window_s * 100
-            )
-            r.idle_rss_mb = samples[-1]
-            r.idle_rss_max_mb = max(samples)
-            r.idle_syncs = len(daemon.syncs(1000)) - syncs_before
+            idle = measure_idle(daemon, args.idle_seconds)
+            r.idle_window_s, r.idle_cpu_pct = idle.window_s, idle.cpu_pct
+            r.idle_children_cpu_pct = idle.children_cpu_pct
+            r.idle_rss_mb, r.idle_rss_max_mb = idle.rss_mb, idle.rss_max_mb
+            r.idle_syncs = idle.syncs
             if daemon.status() is None or not daemon.idle_at(sha):
                 raise RuntimeError("nebulad is not idle at the end of the window")
     finally:
