@@ -9,7 +9,7 @@ templates, conditions, channels and nodes.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
@@ -53,13 +53,14 @@ class On(StrictModel):
         return self
 
     def next_time(self, after: datetime) -> datetime | None:
-        """When the schedule fires next after `after` (UTC); None without a schedule."""
+        """When the schedule fires next, strictly after `after` (UTC); None without one."""
         if self.schedule is None:
             return None
         from apscheduler.triggers.cron import CronTrigger
 
         trigger = CronTrigger.from_crontab(self.schedule, timezone="UTC")
-        fire: datetime | None = trigger.get_next_fire_time(None, after)
+        # cron fires on whole minutes: a second later skips `after` itself and nothing else
+        fire: datetime | None = trigger.get_next_fire_time(None, after + timedelta(seconds=1))
         return fire
 
 
