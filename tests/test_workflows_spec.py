@@ -13,8 +13,10 @@ from typer.testing import CliRunner
 from nebula.cli.app import app
 from nebula.engine.load import load_desired
 from nebula.errors import ConfigError
-from nebula.kinds.workflows.kind import workflows_part
+from nebula.kinds.base import World
+from nebula.kinds.workflows.kind import Workflows, workflows_part
 from nebula.kinds.workflows.types import layers
+from nebula.store import Store
 from nebula.store.records import WorkflowRecord
 
 CONFIG = "notifications:\n  discord: {urls: ['${secret:discord.webhook}']}\n"
@@ -236,6 +238,37 @@ def test_plan_creates_updates_and_deletes_workflows_by_name() -> None:
     assert part.detail == desired
     assert part.unsafe(None) is None  # workflows hold no data: the prune guard never holds them
     assert not workflows_part(stored, stored).has_changes
+
+
+def test_apply_records_the_workflows_and_a_second_plan_has_nothing_to_do(
+    tmp_path: Path, database_url: str
+) -> None:
+    root = write_repo(
+        tmp_path / "repo", {"nightly.yaml": DIAMOND, "probe.yml": workflow(step("a"))}
+    )
+    with Store(database_url) as store:
+        world = World(open_store=lambda: store)
+        desired = load_desired(root)
+        part = Workflows().plan(desired, world)
+        assert [(c.name, c.action) for c in part.pending] == [
+            ("nightly-backup", "create"),
+            ("probe", "create"),
+        ]
+        assert Workflows().apply(part, desired, world).changes == part.pending
+        assert store.workflows() == [w.record for w in desired.workflows]
+        assert not Workflows().plan(desired, world).has_changes
+
+        (root / "workflows" / "probe.yml").unlink()
+        (root / "workflows" / "nightly.yaml").write_text(DIAMOND.replace("0 3", "0 4"))
+        desired = load_desired(root)
+        part = Workflows().plan(desired, world)
+        assert [(c.name, c.action) for c in part.pending] == [
+            ("nightly-backup", "update"),
+            ("probe", "delete"),
+        ]
+        Workflows().apply(part, desired, world)
+        [stored] = store.workflows()
+        assert stored.definition["on"]["schedule"] == "0 4 * * *"
 
 
 def test_cli_validate_and_list(tmp_path: Path) -> None:

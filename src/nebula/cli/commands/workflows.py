@@ -55,17 +55,8 @@ def _show(workflows: tuple[DesiredWorkflow, ...], output: OutputFormat) -> None:
     print_list(
         output,
         rows,
-        ("name", "triggers", "next run (UTC)", "steps", "file"),
-        (
-            (
-                r["name"],
-                ", ".join(r["triggers"]),
-                _minute(r["next"]),
-                str(r["steps"]),
-                r["file"],
-            )
-            for r in rows
-        ),
+        ("name", "triggers", "next run (UTC)", "steps"),
+        ((r["name"], ", ".join(r["triggers"]), _minute(r["next"]), str(r["steps"])) for r in rows),
         "no workflows: add workflows/*.yaml to the config repo",
     )
 
