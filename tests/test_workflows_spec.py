@@ -116,6 +116,12 @@ def test_unknown_needs_and_duplicate_ids_are_named(tmp_path: Path) -> None:
         "workflows/probe.yaml:12:5: steps[2].id: another step is also 'dump'; give each step "
         "its own id (first on line 8)"
     )
+    [error] = errors_of(
+        write_repo(tmp_path, {"probe.yaml": workflow(step("a") + step("b", "[a, a]"))})
+    )
+    assert (
+        error == "workflows/probe.yaml:9:16: steps[1].needs[1]: 'a' is needed twice; name it once"
+    )
     text = text.replace("  - id: dump\n    needs: [nothing]", "  - id: load\n    needs: [nothing]")
     assert errors_of(write_repo(tmp_path, {"probe.yaml": text})) == [
         "workflows/probe.yaml:9:13: steps[1].needs[0]: no step 'stop_bd' in this workflow; "

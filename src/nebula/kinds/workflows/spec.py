@@ -95,7 +95,7 @@ class WorkflowStep(StrictModel):
         for index, need in enumerate(needs):
             if seen.setdefault(need, index) != index:
                 raise PydanticCustomError(
-                    "need_twice", f"{need} is needed twice; name it once", {"at": (index,)}
+                    "need_twice", f"{need!r} is needed twice; name it once", {"at": (index,)}
                 )
         return needs
 
