@@ -25,6 +25,7 @@ from nebula.cli.commands import (
     status,
     users,
     validate,
+    workflows,
 )
 
 app = typer.Typer(
@@ -69,6 +70,7 @@ for name, group in {
     "dns": dns.app,
     "domains": dns.domains_app,
     "runbooks": runbooks.app,
+    "workflows": workflows.app,
     "incidents": incidents.app,
     "alert": alerts.alert_app,
     "silence": alerts.silence_app,

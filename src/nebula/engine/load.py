@@ -15,6 +15,7 @@ from nebula.kinds.dns.desired import desired_zones
 from nebula.kinds.packages.resolve import resolve
 from nebula.kinds.routes.desired import exposed_routes
 from nebula.kinds.runbooks.desired import desired_runbooks
+from nebula.kinds.workflows.desired import desired_workflows
 from nebula.spec.repo import RepoSpec, load_repo
 
 FingerprintSource = Callable[[], Mapping[str, str]]
@@ -43,4 +44,6 @@ def load_desired(root: Path, fingerprints: FingerprintSource | None = None) -> D
     installations = resolve(repo, catalog, secrets)
     routes = exposed_routes(repo, installations)
     runbooks = desired_runbooks(repo)
-    return Desired(repo, catalog, installations, routes, tuple(desired_zones(repo)), runbooks)
+    zones = tuple(desired_zones(repo))
+    workflows = desired_workflows(repo)
+    return Desired(repo, catalog, installations, routes, zones, runbooks, workflows)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from nebula.kinds.packages.types import DesiredInstallation, Observed
     from nebula.kinds.routes.types import ExposedRoute
     from nebula.kinds.runbooks.types import DesiredRunbook
+    from nebula.kinds.workflows.types import DesiredWorkflow
     from nebula.providers.docker import DockerProvider
     from nebula.spec.package import Package
     from nebula.spec.repo import RepoSpec
@@ -44,6 +45,7 @@ class Desired:
     routes: tuple[ExposedRoute, ...] = ()  # exposed hostnames, for the proxy
     zones: tuple[DesiredZone, ...] = ()  # DNS zones with their desired records
     runbooks: tuple[DesiredRunbook, ...] = ()  # the repo's and the enabled built-ins, by name
+    workflows: tuple[DesiredWorkflow, ...] = ()  # by name
 
     def packages(self) -> list[Package]:
         """The catalog packages the installations use, at the versions they use."""

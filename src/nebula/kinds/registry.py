@@ -16,6 +16,7 @@ KINDS: dict[str, str] = {
     "routes": "nebula.kinds.routes.kind:Routes",  # after packages: routes dial their containers
     "dns": "nebula.kinds.dns.kind:Dns",
     "runbooks": "nebula.kinds.runbooks.kind:Runbooks",
+    "workflows": "nebula.kinds.workflows.kind:Workflows",
 }
 
 

@@ -1,5 +1,6 @@
 """Read a whole config repo: `nebula.yaml`, every `packages/*.yaml` and `domains/*.yaml`, all
-errors at once; `runbooks/*.yml` are parsed here and validated by the runbooks kind."""
+errors at once; `runbooks/*.yml` and `workflows/*.yaml` are parsed here and validated by their
+kinds."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ PACKAGES_DIR = "packages"
 LOCAL_CATALOG_DIR = "catalog"
 DOMAINS_DIR = "domains"
 RUNBOOKS_DIR = "runbooks"
+WORKFLOWS_DIR = "workflows"
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class RepoSpec:
     installations: tuple[InstallationSource, ...]
     domains: tuple[DomainSource, ...] = ()
     runbooks: tuple[YamlDocument, ...] = ()  # parsed; the runbooks kind validates them
+    workflows: tuple[YamlDocument, ...] = ()  # parsed; the workflows kind validates them
 
     @property
     def local_catalog(self) -> Path | None:
@@ -159,13 +162,14 @@ def load_repo(root: Path) -> RepoSpec:
         installations.append(InstallationSource(name, spec, doc))
     domains = _load_domains(root, issues)
     runbooks = _parse_all(root, RUNBOOKS_DIR, issues)
+    workflows = _parse_all(root, WORKFLOWS_DIR, issues)
     try:
         local_catalog_dir(root)
     except ConfigError as exc:
         issues.extend(exc.issues)
     if issues:
         raise ConfigError(issues)
-    return RepoSpec(root, config, tuple(installations), domains, runbooks)
+    return RepoSpec(root, config, tuple(installations), domains, runbooks, workflows)
 
 
 def _parse_all(root: Path, folder: str, issues: list[ConfigIssue]) -> tuple[YamlDocument, ...]:

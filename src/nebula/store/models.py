@@ -509,6 +509,18 @@ class RunbookRow(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class WorkflowRow(Base):
+    """A workflow of the config repo, as last loaded."""
+
+    __tablename__ = "workflows"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    file: Mapped[str] = mapped_column(String(500))
+    digest: Mapped[str] = mapped_column(String(128))
+    definition: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class RunbookExecution(Base):
     """One run of a runbook, after the seed's `runbook_executions`. `step_states` holds each
     step's state (by the step's key) as it goes, so a run interrupted by a crash shows where it

@@ -147,6 +147,17 @@ class RunbookRecord:
 
 
 @dataclass(frozen=True)
+class WorkflowRecord:
+    """A workflow as loaded from the config repo: `definition` is its validated document,
+    `digest` the hash of that document."""
+
+    name: str
+    file: str
+    digest: str
+    definition: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class ExecutionInfo:
     """One run of a runbook, after the seed's `runbook_executions`; `step_states` maps each
     step's key to its state as last recorded, so a run can go on after a crash."""

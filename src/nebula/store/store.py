@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,6 +28,7 @@ from nebula.store.models import (
     RunbookExecution,
     RunbookRow,
     Sync,
+    WorkflowRow,
     new_id,
     utcnow,
 )
@@ -41,7 +42,11 @@ from nebula.store.records import (
     RunbookRecord,
     SyncInfo,
     SyncStatus,
+    WorkflowRecord,
 )
+
+_Definition = TypeVar("_Definition", RunbookRow, WorkflowRow)
+"""A table of definitions loaded from the config repo, by name."""
 
 _PACKAGE_FIELDS = (
     "display_name",
@@ -454,30 +459,26 @@ class Store:
     def replace_runbooks(self, records: Iterable[RunbookRecord]) -> None:
         """Make the stored runbooks exactly `records`: the others are removed, and a row's
         `updated_at` moves only when the runbook changed. Their executions stay."""
+        self._replace_definitions(RunbookRow, records, ("file", "digest", "definition", "builtin"))
+
+    def _replace_definitions(
+        self, table: type[_Definition], records: Iterable[Any], fields: tuple[str, ...]
+    ) -> None:
+        """Make `table` hold exactly `records` (by name); a row's `updated_at` moves only when
+        one of its `fields` changed."""
         now = utcnow()
         wanted = {record.name: record for record in records}
         with self.transaction() as session:
-            for row in session.scalars(select(RunbookRow)):
+            for row in session.scalars(select(table)):
                 record = wanted.pop(row.name, None)
                 if record is None:
                     session.delete(row)
-                elif (row.file, row.digest, row.definition, row.builtin) != (
-                    record.file,
-                    record.digest,
-                    record.definition,
-                    record.builtin,
-                ):
-                    row.file, row.digest, row.builtin = record.file, record.digest, record.builtin
-                    row.definition, row.updated_at = record.definition, now
+                elif any(getattr(row, f) != getattr(record, f) for f in fields):
+                    for f in fields:
+                        setattr(row, f, getattr(record, f))
+                    row.updated_at = now
             session.add_all(
-                RunbookRow(
-                    name=r.name,
-                    file=r.file,
-                    digest=r.digest,
-                    definition=r.definition,
-                    builtin=r.builtin,
-                    updated_at=now,
-                )
+                table(name=r.name, updated_at=now, **{f: getattr(r, f) for f in fields})
                 for r in wanted.values()
             )
 
@@ -591,6 +592,21 @@ class Store:
                 .returning(RunbookExecution.id)
             ).all()
             return list(ids)
+
+    # -- workflows -------------------------------------------------------------------------
+
+    def workflows(self) -> list[WorkflowRecord]:
+        """The workflows as last loaded, by name."""
+        with self.transaction() as session:
+            rows = session.scalars(select(WorkflowRow).order_by(WorkflowRow.name))
+            return [
+                WorkflowRecord(row.name, row.file, row.digest, dict(row.definition)) for row in rows
+            ]
+
+    def replace_workflows(self, records: Iterable[WorkflowRecord]) -> None:
+        """Make the stored workflows exactly `records`: the others are removed, and a row's
+        `updated_at` moves only when the workflow changed."""
+        self._replace_definitions(WorkflowRow, records, ("file", "digest", "definition"))
 
 
 def _execution_row(session: Session, execution_id: str, *, for_update: bool) -> RunbookExecution:

@@ -1,5 +1,5 @@
 """What a runbook's models alone cannot check, each problem at its file:line: every step's
-params against its action's model, every template and condition through the sandbox's static
+params against its action's model (`step_issues`, which workflows' steps share), every template and condition through the sandbox's static
 check, and the channels and nodes it names against `nebula.yaml`."""
 
 from __future__ import annotations
@@ -24,24 +24,44 @@ def runbook_issues(doc: YamlDocument, runbook: Runbook, config: NebulaConfig) ->
     issues: list[ConfigIssue] = []
     if runbook.trigger.condition is not None:
         issues += _expression(doc, ("trigger", "condition"), runbook.trigger.condition, True)
-    channels = sorted(config.notifications)
     for index, step in enumerate(runbook.steps):
         at: Path = ("steps", index)
-        if step.condition is not None:
-            issues += _expression(doc, (*at, "condition"), step.condition, True)
-        for path, text in _strings(step.params, (*at, "params")):
-            issues += _expression(doc, path, text, False)
-        issues += _params(doc, (*at, "params"), step.action, step.params)
-        if step.action == "notify":
-            issues += _named(doc, _channels(step.params, (*at, "params")), channels, "channel")
-        if step.action == "ssh":
-            node = [((*at, "params", "node"), step.params.get("node"))]
-            issues += _named(doc, node, [n.name for n in config.nodes], "node")
+        issues += step_issues(
+            doc, at, action=step.action, params=step.params, condition=step.condition, config=config
+        )
+    channels = sorted(config.notifications)
     if runbook.escalation is not None:
         notify = enumerate(runbook.escalation.notify)
         issues += _named(
             doc, [(("escalation", "notify", i), n) for i, n in notify], channels, "channel"
         )
+    return issues
+
+
+def step_issues(
+    doc: YamlDocument,
+    at: Path,
+    *,
+    action: str,
+    params: dict[str, Any],
+    condition: str | None,
+    config: NebulaConfig,
+) -> list[ConfigIssue]:
+    """The problems of the step at `at` (of a runbook or a workflow): its condition and the
+    templates of its params through the sandbox, its params against its action's model, and
+    the channels or node it names against `nebula.yaml`."""
+    issues: list[ConfigIssue] = []
+    if condition is not None:
+        issues += _expression(doc, (*at, "condition"), condition, True)
+    for path, text in strings(params, (*at, "params")):
+        issues += _expression(doc, path, text, False)
+    issues += _params(doc, (*at, "params"), action, params)
+    if action == "notify":
+        channels = sorted(config.notifications)
+        issues += _named(doc, _channels(params, (*at, "params")), channels, "channel")
+    if action == "ssh":
+        node = [((*at, "params", "node"), params.get("node"))]
+        issues += _named(doc, node, [n.name for n in config.nodes], "node")
     return issues
 
 
@@ -61,16 +81,16 @@ def _expression(doc: YamlDocument, path: Path, text: str, condition: bool) -> li
     return []
 
 
-def _strings(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
+def strings(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
     """Every string in `value` (nested mappings and lists too), with its path."""
     if isinstance(value, str):
         yield path, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _strings(item, (*path, key))
+            yield from strings(item, (*path, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _strings(item, (*path, index))
+            yield from strings(item, (*path, index))
 
 
 def _params(doc: YamlDocument, at: Path, action: str, params: dict[str, Any]) -> list[ConfigIssue]:

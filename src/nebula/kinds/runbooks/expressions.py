@@ -30,9 +30,11 @@ from nebula.spec.names import excerpt
 
 CONTEXT_NAMES = frozenset(
     {"service", "alert", "labels", "incident", "steps", "now", "event", "schedule"}
+    | {"workflow", "run"}
 )
 """The top-level names the executor gives templates and conditions (`event`: an event
-trigger's event; `schedule`: a scheduled one's cron expression)."""
+trigger's event; `schedule`: a scheduled one's cron expression; `workflow` and `run`: the
+workflow a step belongs to and its run)."""
 
 FILTERS: tuple[str, ...] = ("default", "first", "int", "join", "last", "length", "lower")
 FILTERS += ("replace", "round", "string", "trim", "upper")
@@ -128,6 +130,27 @@ def evaluate(condition: str, context: Mapping[str, Any]) -> bool:
         return bool(expression(**context))
     except (UndefinedError, TypeError):  # e.g. a missing restart_count compared with 3
         return False
+
+
+def step_references(text: str, condition: bool = False) -> frozenset[str]:
+    """The keys of the steps that `text`, a checked template (or condition), reads:
+    `steps.KEY…` or `steps['KEY']…`."""
+    source = f"{{{{ {_javascript_operators(_unwrapped(text))} }}}}" if condition else text
+    try:
+        tree = _ENV.parse(source)
+    except TemplateSyntaxError:  # a condition whose strings hold "}}": it names no step
+        return frozenset()
+    found = set()
+    for node in _walk(tree):
+        if isinstance(node, nodes.Getattr | nodes.Getitem) and _is_steps(node.node):
+            key = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+            if isinstance(key, str):
+                found.add(key)
+    return frozenset(found)
+
+
+def _is_steps(node: nodes.Node) -> bool:
+    return isinstance(node, nodes.Name) and node.name == "steps"
 
 
 @lru_cache(maxsize=1024)

@@ -27,6 +27,32 @@ EVENT_KINDS = (
 )  # fmt: skip
 
 
+def check_event(event: str) -> str:
+    """`event` if it names a daemon event (`KIND` or `KIND.STATUS`), else ValueError."""
+    kind = event.partition(".")[0]
+    if kind not in EVENT_KINDS:
+        close = difflib.get_close_matches(kind, EVENT_KINDS, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "events: " + ", ".join(EVENT_KINDS)
+        raise ValueError(f"no event {excerpt(kind)} (write KIND or KIND.STATUS); {hint}")
+    return event
+
+
+def check_action(action: str) -> str:
+    """`action` if it is one of `ACTIONS`, else ValueError with the nearest one."""
+    if action not in ACTIONS:
+        close = difflib.get_close_matches(action, ACTIONS, n=1)
+        docker = difflib.get_close_matches(action, DOCKER_COMMANDS, n=1)
+        if close:
+            hint = f"did you mean {close[0]!r}?"
+        elif docker:
+            command = docker[0]
+            hint = f"for `docker {command}` write action: docker, params: {{command: {command}}}"
+        else:
+            hint = "actions: " + ", ".join(ACTIONS)
+        raise ValueError(f"unknown action {excerpt(action)}; {hint}")
+    return action
+
+
 class Trigger(StrictModel):
     """When a runbook runs: an alert (narrowed by `alert` and `condition`), an event, a cron
     schedule, or only when asked (`manual`)."""
@@ -44,12 +70,7 @@ class Trigger(StrictModel):
     @field_validator("event")
     @classmethod
     def _known_event(cls, event: str | None) -> str | None:
-        kind = (event or "").partition(".")[0]
-        if event is not None and kind not in EVENT_KINDS:
-            close = difflib.get_close_matches(kind, EVENT_KINDS, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "events: " + ", ".join(EVENT_KINDS)
-            raise ValueError(f"no event {excerpt(kind)} (write KIND or KIND.STATUS); {hint}")
-        return event
+        return None if event is None else check_event(event)
 
     @model_validator(mode="after")
     def _fields_of_type(self) -> Self:
@@ -81,20 +102,7 @@ class Step(StrictModel):
     @field_validator("action")
     @classmethod
     def _known_action(cls, action: str) -> str:
-        if action not in ACTIONS:
-            close = difflib.get_close_matches(action, ACTIONS, n=1)
-            docker = difflib.get_close_matches(action, DOCKER_COMMANDS, n=1)
-            if close:
-                hint = f"did you mean {close[0]!r}?"
-            elif docker:
-                command = docker[0]
-                hint = (
-                    f"for `docker {command}` write action: docker, params: {{command: {command}}}"
-                )
-            else:
-                hint = "actions: " + ", ".join(ACTIONS)
-            raise ValueError(f"unknown action {excerpt(action)}; {hint}")
-        return action
+        return check_action(action)
 
     @field_validator("name")
     @classmethod
