@@ -8,6 +8,7 @@ runbooks and their executions out.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -68,6 +69,8 @@ class Remediation:
         self._maintenance: list[MaintenanceWindow] = []
         self._told: tuple[str, ...] = ()  # channels told of incidents opening and resolving
         self._containers: dict[str, list[str]] = {}  # installation -> its containers
+        self._intake: queue.Queue[Alert | None] = queue.Queue()
+        threading.Thread(target=self._take_in, name="alerts", daemon=True).start()
         metrics.INCIDENTS_OPEN.set_function(self._open_incidents)
         self.engine = Remediator(
             store,
@@ -111,6 +114,7 @@ class Remediation:
             self._notifier = Notifier(channels)
 
     def close(self) -> None:
+        self._intake.put(None)
         self.engine.close()
 
     # -- alerts in -------------------------------------------------------------------------
@@ -157,9 +161,17 @@ class Remediation:
         self.engine.on_event(kind, data)
 
     def on_container_event(self, event: ContainerEvent) -> None:
+        """Queued: the thread reading Docker's events never waits on the store."""
         alert = sources.from_container_event(event, self.node)
         if alert is not None:
-            self.receive(alert)
+            self._intake.put(alert)
+
+    def _take_in(self) -> None:
+        while (alert := self._intake.get()) is not None:
+            try:
+                self.receive(alert)
+            except Exception:  # one alert never stops the next
+                log.exception("alert %s on %s not handled", alert.name, dict(alert.labels))
 
     def fire(self, request: Mapping[str, Any], actor: str) -> Received:
         """`nebula alert fire`: an alert by hand, to try runbooks."""
