@@ -117,7 +117,7 @@ class Step:
     """A step as the executor reads it (a workflow's or a runbook's)."""
 
     def __init__(self, key: str, command: str, retries: int = 0) -> None:
-        self.key = self.name = key
+        self.key = self.name = self.title = key
         self.action, self.params = "shell", {"command": command}
         self.condition, self.timeout, self.retries = None, 30.0, retries
         self.requires_approval = False

@@ -133,6 +133,7 @@ class Task:
     step: Any  # the spec's step: name, key, action, params, condition, timeout, retries, ...
     needs: tuple[str, ...] = ()
     tolerated: bool = False  # its failure does not stop its dependants
+    fails_run: bool = True  # its failure makes the run failed (tolerated or not)
     delay: float = 5.0
     doubling: bool = False
 
@@ -146,7 +147,10 @@ def runbook_tasks(runbook: Runbook) -> list[Task]:
     before = ["", *(step.key for step in runbook.steps)]
     return [
         Task(
-            step, (before[i],) if before[i] else (), step.on_failure == "continue", step.retry_delay
+            step,
+            (before[i],) if before[i] else (),
+            tolerated=step.on_failure == "continue",
+            delay=step.retry_delay,
         )
         for i, step in enumerate(runbook.steps)
     ]
@@ -243,17 +247,11 @@ class Executor:
             return Finished("waiting", {**states, **waiting})
         if self.stop.is_set() and len(states) < len(tasks):
             return Finished("interrupted", states, "nebulad stopped")
-        failed = [
-            f"step {by_key[k].step.name!r} failed: {s.error}"
-            for k, s in states.items()
-            if s.status == "failed" and not by_key[k].tolerated
-        ]
-        tolerated = [
-            f"step {by_key[k].step.name!r} failed: {s.error}"
-            for k, s in states.items()
-            if s.status == "failed" and by_key[k].tolerated
-        ]
-        error = "; ".join(failed or tolerated)
+        error = "; ".join(
+            f"step {by_key[k].step.title!r} failed: {state.error}"
+            for k, state in states.items()
+            if state.status == "failed" and by_key[k].fails_run
+        )
         return Finished("failed" if error else "succeeded", states, error)
 
     def _step(

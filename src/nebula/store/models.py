@@ -33,6 +33,7 @@ from nebula.store.records import (
     AlertStatus,
     Approval,
     DeploymentStatus,
+    ExecutionKind,
     ExecutionStatus,
     IncidentStatus,
     InstallationStatus,
@@ -532,7 +533,10 @@ class RunbookExecution(Base):
     incident_id: Mapped[str | None] = mapped_column(
         ForeignKey("incidents.id", ondelete="SET NULL"), index=True
     )
-    runbook_name: Mapped[str] = mapped_column(String(255), index=True)
+    runbook_name: Mapped[str] = mapped_column(String(255), index=True)  # or the workflow's
+    kind: Mapped[ExecutionKind] = mapped_column(
+        _status("execution_kind", ExecutionKind), default="runbook", index=True
+    )
     status: Mapped[ExecutionStatus] = mapped_column(_status("execution_status", ExecutionStatus))
     steps_completed: Mapped[int] = mapped_column(default=0)
     steps_total: Mapped[int]

@@ -11,7 +11,10 @@ DeploymentStatus = Literal["pending", "deploying", "live", "failed"]
 SyncStatus = Literal["running", "succeeded", "failed", "held", "superseded", "skipped"]
 IncidentStatus = Literal["open", "acknowledged", "resolved"]
 AlertStatus = Literal["firing", "resolved"]
-ExecutionStatus = Literal["running", "waiting", "succeeded", "failed", "interrupted", "rejected"]
+ExecutionStatus = Literal[
+    "running", "waiting", "succeeded", "failed", "interrupted", "rejected", "cancelled"
+]
+ExecutionKind = Literal["runbook", "workflow"]
 Approval = Literal["none", "pending", "approved", "rejected"]
 Matcher = tuple[str, str, str]
 """A silence's matcher: (label, operator, value); the operator is `=`, `!=`, `=~` or `!~`."""
@@ -178,3 +181,4 @@ class ExecutionInfo:
     node: str | None
     started_at: datetime
     completed_at: datetime | None
+    kind: ExecutionKind = "runbook"

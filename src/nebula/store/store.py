@@ -36,6 +36,7 @@ from nebula.store.records import (
     Approval,
     DeploymentInfo,
     ExecutionInfo,
+    ExecutionKind,
     ExecutionStatus,
     InstallationInfo,
     PackageRecord,
@@ -490,6 +491,7 @@ class Store:
         trigger: dict[str, Any],
         incident_id: str | None = None,
         node: str | None = None,
+        kind: ExecutionKind = "runbook",
     ) -> ExecutionInfo:
         """Record a run of a runbook that begins now (`running`); `trigger` (what started it)
         is masked."""
@@ -497,6 +499,7 @@ class Store:
             row = RunbookExecution(
                 id=new_id(),
                 runbook_name=runbook_name,
+                kind=kind,
                 incident_id=incident_id,
                 status="running",
                 steps_completed=0,
@@ -570,10 +573,21 @@ class Store:
             return _execution_info(row) if row is not None else None
 
     def executions(
-        self, *, runbook: str | None = None, incident_id: str | None = None, limit: int = 50
+        self,
+        *,
+        runbook: str | None = None,
+        incident_id: str | None = None,
+        limit: int = 50,
+        kind: ExecutionKind = "runbook",
     ) -> list[ExecutionInfo]:
-        """The latest runs, newest first; of one runbook or one incident if given."""
-        query = select(RunbookExecution).order_by(RunbookExecution.started_at.desc()).limit(limit)
+        """The latest runs of runbooks (or workflows), newest first; of one runbook (workflow)
+        or one incident if given."""
+        query = (
+            select(RunbookExecution)
+            .where(RunbookExecution.kind == kind)
+            .order_by(RunbookExecution.started_at.desc())
+            .limit(limit)
+        )
         if runbook is not None:
             query = query.where(RunbookExecution.runbook_name == runbook)
         if incident_id is not None:
@@ -634,6 +648,7 @@ def _execution_info(row: RunbookExecution) -> ExecutionInfo:
         node=row.node,
         started_at=row.started_at,
         completed_at=row.completed_at,
+        kind=row.kind,
     )
 
 

@@ -95,6 +95,10 @@ class Step(StrictModel):
     requires_approval: bool = False
 
     @property
+    def title(self) -> str:
+        return self.name
+
+    @property
     def key(self) -> str:
         """What `steps.<key>` calls this step: "Check health" → "check_health"."""
         return _NOT_KEY.sub("_", self.name.lower()).strip("_")

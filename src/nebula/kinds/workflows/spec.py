@@ -83,6 +83,15 @@ class WorkflowStep(StrictModel):
     def title(self) -> str:
         return self.name or self.id
 
+    @property
+    def key(self) -> str:
+        """What the step engine and templates (`steps.<key>`) call it: its id."""
+        return self.id
+
+    @property
+    def requires_approval(self) -> bool:
+        return False
+
     @field_validator("action")
     @classmethod
     def _known_action(cls, action: str) -> str:
