@@ -445,6 +445,19 @@ class DockerProvider:
                 removed.append(volume.name)
         return removed
 
+    def volume_mountpoint(self, name: str) -> Path:
+        """Where the engine keeps the volume's files (its `Mountpoint`)."""
+        with self._call(f"volume {name}"):
+            return Path(self.api.inspect_volume(name)["Mountpoint"])
+
+    def pause_container(self, container: str) -> None:
+        with self._call(f"container {container}"):
+            self.api.pause(container)
+
+    def unpause_container(self, container: str) -> None:
+        with self._call(f"container {container}"):
+            self.api.unpause(container)
+
     def create_container(
         self, spec: ContainerSpec, secrets: Mapping[str, str] | None = None
     ) -> str:
