@@ -209,23 +209,18 @@ def _held(docker: DockerProvider, installation: str, hold: Hold) -> Iterator[Non
         for c in docker.observe().containers
         if c.installation == installation and c.state == "running"
     ]
+    pause = hold == "pause"
     held = []
     try:
         for container in running:
-            if hold == "pause":
-                docker.pause_container(container.id)
-            else:
-                docker.stop_container(container.id)
+            docker.hold_container(container.id, container.name, pause)
             held.append(container)
         yield
     finally:
         failed = []
         for container in reversed(held):
             try:
-                if hold == "pause":
-                    docker.unpause_container(container.id)
-                else:
-                    docker.start_container(container.id, container.name)
+                docker.release_container(container.id, container.name, pause)
             except ProviderError as exc:
                 failed.append(str(exc))
         if failed:

@@ -74,7 +74,7 @@ class Restic:
         """Check the repository opens with the password; with `create`, a repository that is
         not there yet is initialised. Whether it was created."""
         try:
-            self._run(["cat", "config"], timeout)
+            self._run(["cat", "config", "--no-lock"], timeout)  # a check: no lock needed
             return False
         except NoRepositoryError as missing:
             if not create:
