@@ -16,6 +16,8 @@ from nebula.cli.app import app
 from nebula.engine import backup as backups
 from test_daemon import IMAGE, engine, eventually
 from test_remediation import start
+from test_runbooks_spec import errors_of, runbook
+from test_runbooks_spec import write_repo as write_runbooks
 from test_secret_refs import write_repo
 
 __all__ = ["engine"]  # the fixture
@@ -37,7 +39,7 @@ WRITE = (
 SUMS = "cd /data && find . -type f -exec sha256sum {} + | sort && readlink link"
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def _restic() -> None:
     servers._which("restic", "restic")
 
@@ -69,7 +71,11 @@ class Cli:
 
 @pytest.fixture
 def nebula(
-    tmp_path: Path, docker_host: str, engine: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    docker_host: str,
+    engine: docker.DockerClient,
+    monkeypatch: pytest.MonkeyPatch,
+    _restic: None,
 ) -> Cli:
     """The installation `notes` applied, its volume holding known files; the vault holds the
     repository's password as `restic_pw`."""
@@ -189,6 +195,7 @@ steps:
 }
 
 
+@pytest.mark.usefixtures("_restic")
 def test_runbooks_back_up_with_retention_and_restore_through_nebulad(
     tmp_path: Path, docker_host: str, engine: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -216,3 +223,16 @@ def test_runbooks_back_up_with_retention_and_restore_through_nebulad(
     finally:
         daemon.stop()
         store.close()
+
+
+def test_a_password_in_the_repo_or_a_bad_retention_is_refused_at_its_line(tmp_path: Path) -> None:
+    steps = (
+        "  - name: Backup\n    action: backup\n    params:\n      installation: blog\n"
+        "      repository: /srv/backups\n      password: hunter2\n      stop: maybe\n"
+        "      forget: {}\n"
+    )
+    errors = errors_of(write_runbooks(tmp_path, {"backup.yml": runbook(steps)}))
+    assert errors[0].startswith("runbooks/backup.yml:9:7: steps[0].params.password: write the ")
+    assert "as ${secret:NAME}" in errors[0] and "hunter2" not in " ".join(errors)
+    assert any(e.startswith("runbooks/backup.yml:10:7: steps[0].params.stop") for e in errors)
+    assert any("forget: give keep_last, keep_daily" in e for e in errors), errors
