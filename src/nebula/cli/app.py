@@ -8,6 +8,7 @@ from nebula import __version__
 from nebula.cli.commands import (
     alerts,
     audit,
+    backup,
     catalog,
     certs,
     daemon,
@@ -45,6 +46,8 @@ for command in (
     plan.apply,
     status.status,
     logs.logs,
+    backup.backup,
+    backup.restore,
     install.install,
     install.upgrade,
     install.uninstall,

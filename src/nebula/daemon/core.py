@@ -168,6 +168,8 @@ class Daemon:
             self.faults.clear("docker-events")  # the stream is back
         if self.provider.removed_by_us(event.container_id) or self.provider.restarting(event):
             return  # its own change (a replacement, a runbook's restart), not drift
+        if self.provider.held(event):
+            return  # stopped or paused for a backup, and started again by it
         if event.action in _DRIFT_ACTIONS:
             self.request_sync("drift")
         self.remediation.on_container_event(event)

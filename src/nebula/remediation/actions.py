@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from nebula.engine import backup
 from nebula.errors import NebulaError, ProviderError
 from nebula.remediation.executor import Action, ActionError, ActionResult, RunContext
 
@@ -35,6 +36,7 @@ class Services:
     recreate: Callable[[str], None]  # container -> recreated from the repo's spec by a sync
     busy: Callable[[str], bool]  # container -> the sync is changing it now
     ssh: Callable[[str, str, float], tuple[int, str]] | None = None  # node, command, timeout
+    secret: Callable[[str], str] | None = None  # a vault secret's value, by name
 
 
 def log_action(params: Any, run: RunContext) -> ActionResult:
@@ -198,6 +200,57 @@ def incident_action(params: Any, run: RunContext) -> ActionResult:
     return ActionResult(True, "incident updated")
 
 
+def backup_action(params: Any, run: RunContext) -> ActionResult:
+    services: Services = run.services
+    try:
+        done = backup.backup(
+            services.docker,
+            params.repository,
+            _password(services, params.secret_name),
+            params.installation,
+            volumes=params.volumes,
+            hold=params.stop,
+            tags=params.tags,
+            keep=_retention(params.forget),
+            timeout=run.remaining(),
+        )
+    except NebulaError as exc:
+        raise ActionError(str(exc)) from None
+    return ActionResult(True, done.summary(), {"snapshots": done.snapshots})
+
+
+def restore_action(params: Any, run: RunContext) -> ActionResult:
+    services: Services = run.services
+    try:
+        done = backup.restore(
+            services.docker,
+            params.repository,
+            _password(services, params.secret_name),
+            params.installation,
+            snapshot=params.snapshot,
+            volumes=params.volumes,
+            timeout=run.remaining(),
+        )
+    except NebulaError as exc:
+        raise ActionError(str(exc)) from None
+    return ActionResult(True, done.summary(), {"snapshots": done.snapshots})
+
+
+def _password(services: Services, name: str) -> str:
+    if services.secret is None:
+        raise ActionError("the vault is not open yet: no commit has been applied")
+    return services.secret(name)
+
+
+def _retention(forget: Any) -> backup.Retention | None:
+    """The params' `forget:` as restic's retention (None: keep every snapshot)."""
+    if forget is None:
+        return None
+    return backup.Retention(
+        forget.keep_last, forget.keep_daily, forget.keep_weekly, forget.keep_monthly
+    )
+
+
 ACTIONS: dict[str, Action] = {
     "log": log_action,
     "docker": docker_action,
@@ -208,4 +261,6 @@ ACTIONS: dict[str, Action] = {
     "ssh": ssh_action,
     "notify": notify_action,
     "incident": incident_action,
+    "backup": backup_action,
+    "restore": restore_action,
 }

@@ -90,6 +90,7 @@ class Remediation:
     def configure(self, desired: Desired, secret: Callable[[str], str]) -> None:
         """The runbooks, channels, limits and windows of a good commit."""
         config = desired.repo.config
+        self.engine.services.secret = secret
         self.engine.update(
             [r.spec for r in desired.runbooks],
             {i.name: url for i in desired.installations if (url := _endpoint(i.health_checks))},

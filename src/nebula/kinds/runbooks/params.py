@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Literal, Self, get_args
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from nebula.spec.base import Duration, StrictModel
+from nebula.spec.interpolate import SECRET_REFERENCE
 
 
 class LogParams(StrictModel):
@@ -118,6 +119,78 @@ class IncidentParams(StrictModel):
         return self
 
 
+class Forget(StrictModel):
+    """Retention after a backup (`restic forget --prune`), per volume: the newest `keep_last`
+    snapshots, and the newest of each of the last `keep_daily` days, weeks, months."""
+
+    keep_last: int | None = Field(default=None, ge=1)
+    keep_daily: int | None = Field(default=None, ge=1)
+    keep_weekly: int | None = Field(default=None, ge=1)
+    keep_monthly: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not any((self.keep_last, self.keep_daily, self.keep_weekly, self.keep_monthly)):
+            raise ValueError("give keep_last, keep_daily, keep_weekly or keep_monthly")
+        return self
+
+
+class _Repository(StrictModel):
+    installation: str
+    repository: str = Field(
+        description="a restic repository: a folder, or s3:..., sftp:..., b2:..., rest:..."
+    )
+    password: str = Field(description="the repository's password: ${secret:NAME}")
+    volumes: list[str] = Field(
+        default=[], description="named volumes (Docker's name or the compose one); default: all"
+    )
+
+    @field_validator("password")
+    @classmethod
+    def _a_secret(cls, password: str) -> str:
+        if not SECRET_REFERENCE.fullmatch(password.strip()):
+            raise ValueError(
+                "write the password as ${secret:NAME} (stored with `nebula secrets set NAME`); "
+                "a password in the repo would be readable by anyone with the repo"
+            )
+        return password.strip()
+
+    @property
+    def secret_name(self) -> str:
+        return self.password[len("${secret:") : -1]
+
+
+class BackupParams(_Repository):
+    """A snapshot of each volume; the repository is created on the first backup."""
+
+    stop: bool | Literal["pause"] = Field(
+        default=False,
+        description="true: the installation is stopped during the backup, pause: paused; "
+        "it always runs again afterwards",
+    )
+    tags: list[str] = []
+    forget: Forget | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _plain_tags(cls, tags: list[str]) -> list[str]:
+        for tag in tags:
+            if not tag or "," in tag or tag.split("=")[0] in ("installation", "volume"):
+                raise ValueError(
+                    f"tag {tag!r}: a tag is non-empty text without commas, and installation= "
+                    "and volume= are Nebula's own"
+                )
+        return tags
+
+
+class RestoreParams(_Repository):
+    """Each volume's contents replaced by a snapshot's; the installation is stopped meanwhile."""
+
+    snapshot: str = Field(
+        default="latest", description="latest (of each volume), or a snapshot id of one volume"
+    )
+
+
 PARAMS: dict[str, type[StrictModel]] = {
     "log": LogParams,
     "docker": DockerParams,
@@ -128,5 +201,7 @@ PARAMS: dict[str, type[StrictModel]] = {
     "ssh": SshParams,
     "notify": NotifyParams,
     "incident": IncidentParams,
+    "backup": BackupParams,
+    "restore": RestoreParams,
 }
 ACTIONS = tuple(PARAMS)

@@ -42,9 +42,9 @@ def check_action(action: str) -> str:
     if action not in ACTIONS:
         close = difflib.get_close_matches(action, ACTIONS, n=1)
         docker = difflib.get_close_matches(action, DOCKER_COMMANDS, n=1)
-        if close:
+        if close and not (docker and _likeness(action, docker[0]) > _likeness(action, close[0])):
             hint = f"did you mean {close[0]!r}?"
-        elif docker:
+        elif docker:  # `restat` is docker's restart rather than the restore action
             command = docker[0]
             hint = f"for `docker {command}` write action: docker, params: {{command: {command}}}"
         else:
@@ -114,6 +114,10 @@ class Step(StrictModel):
         if not _NOT_KEY.sub("", name.lower()):
             raise ValueError("a step's name needs a letter or digit (steps.<key> is made of them)")
         return name
+
+
+def _likeness(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a, b).ratio()
 
 
 class Escalation(StrictModel):

@@ -123,6 +123,7 @@ class DockerProvider:
         self._images: set[tuple[str, str | None]] = set()  # (image, platform) present
         self._removed: deque[str] = deque(maxlen=1024)  # containers this process removed
         self._restarting: set[str] = set()  # containers this process is restarting
+        self._held: set[str] = set()  # containers this process stopped or paused for a while
         self._reader: EngineReader | None = None
         if EngineReader.supports(self.base_url, dict(os.environ)):
             self._reader = EngineReader(self.base_url, timeout)
@@ -444,6 +445,46 @@ class DockerProvider:
                     self.api.remove_volume(volume.name)
                 removed.append(volume.name)
         return removed
+
+    def volume_mountpoint(self, name: str) -> Path:
+        """Where the engine keeps the volume's files (its `Mountpoint`)."""
+        with self._call(f"volume {name}"):
+            return Path(self.api.inspect_volume(name)["Mountpoint"])
+
+    def hold_container(self, container_id: str, name: str, pause: bool) -> None:
+        """Stop or pause a container for a while (a consistent backup); its events until it
+        runs again are this hold's (`held`), not drift."""
+        self._held.add(container_id)
+        try:
+            with self._call(f"container {name}"):
+                if pause:
+                    self.api.pause(container_id)
+                else:
+                    self.api.stop(container_id)
+        except ProviderError:
+            self._held.discard(container_id)
+            raise
+
+    def release_container(self, container_id: str, name: str, pause: bool) -> None:
+        """Start or unpause a container `hold_container` stopped or paused."""
+        try:
+            with self._call(f"container {name}"):
+                if pause:
+                    self.api.unpause(container_id)
+                else:
+                    self.api.start(container_id)
+        except ProviderError:
+            self._held.discard(container_id)
+            raise
+
+    def held(self, event: ContainerEvent) -> bool:
+        """Whether `event` is part of a hold this provider made (its stop or pause); the
+        container's `start` or `unpause` ends it."""
+        if event.container_id not in self._held:
+            return False
+        if event.action in ("start", "unpause"):
+            self._held.discard(event.container_id)
+        return True
 
     def create_container(
         self, spec: ContainerSpec, secrets: Mapping[str, str] | None = None
