@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from nebula.kinds.runbooks.expressions import evaluate, render
 from nebula.kinds.runbooks.params import PARAMS
-from nebula.kinds.runbooks.spec import Runbook, Step
+from nebula.kinds.runbooks.spec import Runbook
 
 StepStatus = Literal["ok", "failed", "skipped", "waiting"]
 OUTPUT_LIMIT = 4000  # characters of a step's output kept
@@ -43,6 +43,7 @@ class StepState:
     def view(self) -> dict[str, Any]:
         return {
             **self.outputs,
+            "outputs": self.outputs,
             "ok": self.status == "ok",
             "failed": self.status == "failed",
             "skipped": self.status == "skipped",
@@ -90,9 +91,9 @@ class Action(Protocol):
 class ExecutionLog(Protocol):
     """Where an execution's progress goes (the store, the incident's timeline)."""
 
-    def step_started(self, step: Step, index: int) -> None: ...
-    def step_finished(self, step: Step, index: int, state: StepState) -> None: ...
-    def waiting_for_approval(self, step: Step, index: int) -> None: ...
+    def step_started(self, step: Any, index: int) -> None: ...
+    def step_finished(self, step: Any, index: int, state: StepState) -> None: ...
+    def waiting_for_approval(self, step: Any, index: int) -> None: ...
 
 
 @dataclass

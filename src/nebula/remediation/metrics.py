@@ -25,3 +25,15 @@ NOTIFICATIONS = Counter(
     "Notifications sent to a channel, by channel and result: sent or failed.",
     ["channel", "result"],
 )
+WORKFLOW_RUNS = Counter(
+    "nebula_workflow_runs",
+    "Workflow runs that ended, by workflow and result (succeeded, failed, cancelled, "
+    "interrupted, or skipped: a start while a run was going under `concurrency: skip`).",
+    ["workflow", "result"],
+)
+WORKFLOW_DURATION = Histogram(
+    "nebula_workflow_run_seconds",
+    "Time a workflow run took, by workflow.",
+    ["workflow"],
+    buckets=(1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0),
+)

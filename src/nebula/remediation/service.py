@@ -24,6 +24,7 @@ from nebula.remediation.engine import Remediator, Safety, trigger_of
 from nebula.remediation.executor import Finished, StepState
 from nebula.remediation.incidents import Incidents, Received
 from nebula.remediation.silences import Silences, parse_matcher
+from nebula.remediation.workflows import Workflows
 from nebula.spec.config import Node
 from nebula.spec.interpolate import interpolate
 from nebula.spec.remediation import MaintenanceWindow
@@ -82,6 +83,7 @@ class Remediation:
             busy=busy,
             clock=clock,
         )
+        self.workflows = Workflows(store, self.engine.services, publish, self.engine.stop)
         self._nodes: dict[str, Node] = {}
         self.engine.services.ssh = self._ssh
 
@@ -91,6 +93,7 @@ class Remediation:
         """The runbooks, channels, limits and windows of a good commit."""
         config = desired.repo.config
         self.engine.services.secret = secret
+        self.workflows.update(desired.workflows)
         self.engine.update(
             [r.spec for r in desired.runbooks],
             {i.name: url for i in desired.installations if (url := _endpoint(i.health_checks))},
@@ -116,6 +119,7 @@ class Remediation:
 
     def close(self) -> None:
         self._intake.put(None)
+        self.workflows.close()
         self.engine.close()
 
     # -- alerts in -------------------------------------------------------------------------
@@ -160,6 +164,7 @@ class Remediation:
         if alert is not None:
             self.receive(alert)
         self.engine.on_event(kind, data)
+        self.workflows.on_event(kind, data)
 
     def on_container_event(self, event: ContainerEvent) -> None:
         """Queued: the thread reading Docker's events never waits on the store."""
@@ -284,6 +289,10 @@ class Remediation:
             "interrupted: nebulad stopped during this run"
         ):
             execution = self.store.execution(execution_id)
+            if execution is not None and execution.kind == "workflow":
+                self.workflows.resume(execution)
+                resumed.append(execution_id)
+                continue
             if execution is None or not execution.incident_id:
                 continue
             incident = self.incidents.get(execution.incident_id)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -70,6 +71,12 @@ class Store:
     def __init__(self, url: str) -> None:
         self._engine = db.open_engine(url)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+
+    @property
+    def engine(self) -> Engine:
+        """The database's engine, for what keeps its own tables beside the store's (the
+        workflow scheduler's jobs)."""
+        return self._engine
 
     @staticmethod
     def default_url() -> str:
