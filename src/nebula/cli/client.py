@@ -169,6 +169,23 @@ class DaemonClient:
         verb = "approve" if approved else "reject"
         return self._call("POST", f"/runbooks/executions/{_segment(execution_id)}/{verb}")
 
+    def workflows(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/workflows")["workflows"])
+
+    def run_workflow(self, name: str) -> str:
+        """The run's id; `DaemonError` 409 when skipped because a run is going."""
+        return str(self._call("POST", f"/workflows/{_segment(name)}/run")["run"])
+
+    def workflow_runs(self, workflow: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit, **({"workflow": workflow} if workflow else {})}
+        return list(self._call("GET", "/workflows/runs", params=params)["runs"])
+
+    def workflow_run(self, run_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/workflows/runs/{_segment(run_id)}")
+
+    def cancel_workflow_run(self, run_id: str) -> None:
+        self._call("POST", f"/workflows/runs/{_segment(run_id)}/cancel")
+
     def events(self) -> Generator[StreamItem, None, None]:
         """The event stream, with its comments (the first says the subscription exists)."""
         try:

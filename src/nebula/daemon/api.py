@@ -29,7 +29,8 @@ Routes (JSON in and out; every error is `{"error": message}`, never HTML):
     GET  /metrics                       Prometheus text format (prometheus_client's registry)
 
 plus the identity routes of `daemon.auth_api` (login, refresh, logout, whoami, users, API keys)
-and the remediation routes of `daemon.remediation_api` (incidents, alerts, silences, runbooks).
+and the remediation routes of `daemon.remediation_api` (incidents, alerts, silences, runbooks,
+workflows).
 
 Auth (see `daemon.auth`): every route is declared with `route(path, endpoint, methods,
 role=...)`, naming the least role that may call it: GET = viewer, a change = operator, users and

@@ -61,6 +61,8 @@ ACTIONS: dict[tuple[str, str], tuple[str, bool]] = {
     ("POST", f"{PREFIX}/runbooks/{{name}}/run"): ("runbook.run", True),
     ("POST", f"{PREFIX}/runbooks/executions/{{execution_id}}/approve"): ("runbook.approve", True),
     ("POST", f"{PREFIX}/runbooks/executions/{{execution_id}}/reject"): ("runbook.reject", True),
+    ("POST", f"{PREFIX}/workflows/{{name}}/run"): ("workflow.run", True),
+    ("POST", f"{PREFIX}/workflows/runs/{{run_id}}/cancel"): ("workflow.cancel", True),
 }
 _ACTOR_KIND = {
     "password": "user",

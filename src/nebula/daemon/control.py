@@ -62,6 +62,9 @@ class Event:
       waiting: for a step's approval): a runbook run started or ended
     - `runbook_step`: id (the execution), step (its name), status (running, then ok, failed,
       skipped): one step of a run
+    - `workflow`: name, id (the run; None when skipped), status (skipped, then succeeded,
+      failed, cancelled or interrupted): a workflow run ended or was skipped
+    - `workflow_step`: id (the run), step (its id), status (running, then ok, failed, skipped)
     - `heartbeat`: no data, when nothing else happened for a while
     """
 
@@ -192,4 +195,29 @@ class DaemonControl(Protocol):
 
     def decide(self, execution_id: str, approved: bool, actor: str) -> ExecutionInfo:
         """Approve (the run goes on) or reject the step an execution waits on."""
+        ...
+
+    # Workflows. Errors: `ControlError` (not_found, conflict, invalid).
+
+    def workflows(self) -> list[dict[str, Any]]:
+        """The workflows of the last synced commit: name, file, on (schedule, event, manual),
+        next_run (None without a schedule), last_run ({id, status, started_at} or None)."""
+        ...
+
+    def run_workflow(self, name: str, actor: str) -> str:
+        """Start a run by hand; its id. conflict: skipped, a run is going (`concurrency: skip`);
+        invalid: the workflow is not `on: {manual: true}`."""
+        ...
+
+    def workflow_runs(self, workflow: str | None, limit: int) -> list[ExecutionInfo]:
+        """The latest workflow runs, newest first; of one workflow if given."""
+        ...
+
+    def workflow_run(self, run_id: str) -> ExecutionInfo:
+        """One workflow run with each finished step's state."""
+        ...
+
+    def cancel_workflow_run(self, run_id: str, actor: str) -> None:
+        """Ask a running run to stop: it ends `cancelled` once its current steps stop.
+        conflict: it is not running."""
         ...

@@ -41,6 +41,7 @@ from nebula.kinds.base import Desired, World
 from nebula.plan import Plan
 from nebula.providers.docker import ContainerEvent, DockerProvider
 from nebula.remediation.service import Remediation
+from nebula.remediation.workflows import WorkflowError
 from nebula.secrets import open_vault
 from nebula.secrets.resolve import vault_secrets
 from nebula.store import Store, SyncStatus
@@ -590,6 +591,67 @@ class Daemon:
 
     def decide(self, execution_id: str, approved: bool, actor: str) -> ExecutionInfo:
         return self.remediation.decide(execution_id, approved, actor)
+
+    def workflows(self) -> list[dict[str, Any]]:
+        following = self.remediation.workflows.next_runs()
+        listed = []
+        for record in self.store.workflows():
+            last = self.store.executions(runbook=record.name, kind="workflow", limit=1)
+            listed.append(
+                {
+                    "name": record.name,
+                    "file": record.file,
+                    "on": record.definition["on"],
+                    "next_run": following.get(record.name),
+                    "last_run": (
+                        {
+                            "id": last[0].id,
+                            "status": last[0].status,
+                            "started_at": last[0].started_at,
+                        }
+                        if last
+                        else None
+                    ),
+                }
+            )
+        return listed
+
+    def run_workflow(self, name: str, actor: str) -> str:
+        try:
+            run_id = self.remediation.workflows.run_by_hand(name, actor)
+        except WorkflowError as exc:
+            if exc.reason == "not_found":
+                raise ControlError("not_found", str(exc)) from None
+            raise ControlError("invalid", str(exc)) from None
+        if run_id is None:
+            last = self.store.executions(runbook=name, kind="workflow", limit=1)
+            going = last[0].id if last and last[0].status == "running" else "RUN"
+            raise ControlError(
+                "conflict",
+                f"a run of {name} is going and its concurrency is skip: this start is skipped; "
+                f"wait for it to end, or stop it with `nebula workflows cancel {going}`",
+            )
+        return run_id
+
+    def workflow_runs(self, workflow: str | None, limit: int) -> list[ExecutionInfo]:
+        return self.store.executions(runbook=workflow, kind="workflow", limit=limit)
+
+    def workflow_run(self, run_id: str) -> ExecutionInfo:
+        found = self.store.execution(run_id)
+        if found is None or found.kind != "workflow":
+            raise ControlError(
+                "not_found", f"no workflow run {run_id}: see `nebula workflows runs`"
+            )
+        return found
+
+    def cancel_workflow_run(self, run_id: str, actor: str) -> None:
+        run = self.workflow_run(run_id)
+        try:
+            self.remediation.workflows.cancel(run_id, actor)
+        except WorkflowError:
+            raise ControlError(
+                "conflict", f"run {run_id} is not running (it is {run.status}): nothing to cancel"
+            ) from None
 
 
 _ORDER = ("rollback", "approve", "manual", "hook", "webhook", "watch", "poll", "start", "drift")

@@ -1,4 +1,4 @@
-"""The API's remediation routes: incidents, alerts, silences, runbooks and their runs.
+"""The API's remediation routes: incidents, alerts, silences, runbooks, workflows and their runs.
 
     GET    /api/v1/incidents?status=S&limit=N    {"incidents": [...]}, newest first (S: open,
                                                  acknowledged, resolved; N: 1..1000, 100)
@@ -20,6 +20,13 @@
     GET    /api/v1/runbooks/executions/{id}      one run with each step's state
     POST   /api/v1/runbooks/executions/{id}/approve|reject   the step it waits on; 409 when
                                                  it waits for none
+    GET    /api/v1/workflows                     {"workflows": [...]}: those of the last sync,
+                                                 each with its next run and its last run
+    POST   /api/v1/workflows/{name}/run          202 {"run": id}; 409 when skipped (one is
+                                                 going), 400 when not `on: {manual: true}`
+    GET    /api/v1/workflows/runs?workflow=W&limit=N   {"runs": [...]}, newest first (N: 50)
+    GET    /api/v1/workflows/runs/{id}           one run with each finished step's state
+    POST   /api/v1/workflows/runs/{id}/cancel    202 {"run": id}: it stops; 409 when not running
 
 Reads need a viewer, the rest an operator (Alertmanager sends an API key as its bearer token:
 `http_config: {authorization: {credentials: nbk_...}}`). People named on timelines and
@@ -54,6 +61,7 @@ def remediation_routes(
     viewer, operator = Role.viewer, Role.operator
     incident = f"{PREFIX}/incidents/{{incident_id}}"
     execution = f"{PREFIX}/runbooks/executions/{{execution_id}}"
+    workflow_run = f"{PREFIX}/workflows/runs/{{run_id}}"
     return [
         route(f"{PREFIX}/incidents", api.incidents, ["GET"], role=viewer),
         route(incident, api.incident, ["GET"], role=viewer),
@@ -70,6 +78,11 @@ def remediation_routes(
         route(f"{execution}/approve", api.approve, ["POST"], role=operator),
         route(f"{execution}/reject", api.reject, ["POST"], role=operator),
         route(f"{PREFIX}/runbooks/{{name}}/run", api.run, ["POST"], role=operator),
+        route(f"{PREFIX}/workflows", api.workflows, ["GET"], role=viewer),
+        route(f"{PREFIX}/workflows/runs", api.workflow_runs, ["GET"], role=viewer),
+        route(workflow_run, api.workflow_run, ["GET"], role=viewer),
+        route(f"{workflow_run}/cancel", api.cancel_workflow_run, ["POST"], role=operator),
+        route(f"{PREFIX}/workflows/{{name}}/run", api.run_workflow, ["POST"], role=operator),
     ]
 
 
@@ -190,6 +203,28 @@ class _RemediationApi:
         execution_id = request.path_params["execution_id"]
         done = await run_in_threadpool(self.control.decide, execution_id, approved, _actor(request))
         return self._ok(done)
+
+    async def workflows(self, request: Request) -> Response:
+        return self._ok({"workflows": await run_in_threadpool(self.control.workflows)})
+
+    async def run_workflow(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        run_id = await run_in_threadpool(self.control.run_workflow, name, _actor(request))
+        return self._ok({"run": run_id}, 202)
+
+    async def workflow_runs(self, request: Request) -> Response:
+        workflow = request.query_params.get("workflow") or None
+        found = await run_in_threadpool(self.control.workflow_runs, workflow, _limit(request, 50))
+        return self._ok({"runs": found})
+
+    async def workflow_run(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        return self._ok(await run_in_threadpool(self.control.workflow_run, run_id))
+
+    async def cancel_workflow_run(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        await run_in_threadpool(self.control.cancel_workflow_run, run_id, _actor(request))
+        return self._ok({"run": run_id}, 202)
 
 
 def _actor(request: Request) -> str:
