@@ -300,6 +300,7 @@ class Daemon:
             lambda: self.store,
             vault_secrets(self.store),
             progress=self._progress,
+            store_open=True,
             commit=commit.sha if commit else None,
             docker_provider=self.provider,
         )

@@ -72,11 +72,15 @@ class World:
     commit: str | None = None  # the config-repo commit being applied
     docker_provider: DockerProvider | None = None
     changed: set[str] = field(default_factory=set)  # the kinds applied with changes so far
+    # whether the store is open (nebulad's always is): a kind with nothing desired reads it
+    # only then, so a plan that changes nothing needs no database
+    store_open: bool = False
     _opened: list[DockerProvider] = field(default_factory=list, repr=False)
     _observed: Observed | None = field(default=None, repr=False)
 
     @property
     def store(self) -> Store:
+        self.store_open = True
         return self.open_store()
 
     def secret(self, name: str) -> str:

@@ -24,6 +24,8 @@ class Runbooks:
 
     def plan(self, desired: Desired, world: World) -> Part:
         records = [r.record for r in desired.runbooks]
+        if not records and not world.store_open:
+            return Part(self.name)  # nothing desired, and no store at hand to hold any
         try:
             stored = world.store.runbooks()
         except NebulaError as exc:

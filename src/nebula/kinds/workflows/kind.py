@@ -24,6 +24,8 @@ class Workflows:
 
     def plan(self, desired: Desired, world: World) -> Part:
         records = [w.record for w in desired.workflows]
+        if not records and not world.store_open:
+            return Part(self.name)  # nothing desired, and no store at hand to hold any
         try:
             stored = world.store.workflows()
         except NebulaError as exc:

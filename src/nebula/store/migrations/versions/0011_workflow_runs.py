@@ -20,8 +20,12 @@ def upgrade() -> None:
     with op.batch_alter_table("runbook_executions") as batch:
         batch.add_column(sa.Column("kind", sa.String(16), nullable=False, server_default="runbook"))
         batch.drop_constraint("ck_runbook_executions_execution_status", type_="check")
-        batch.create_check_constraint("execution_status", f"status IN ({_STATUSES}, 'cancelled')")
-        batch.create_check_constraint("execution_kind", "kind IN ('runbook', 'workflow')")
+        batch.create_check_constraint(
+            op.f("ck_runbook_executions_execution_status"), f"status IN ({_STATUSES}, 'cancelled')"
+        )
+        batch.create_check_constraint(
+            op.f("ck_runbook_executions_execution_kind"), "kind IN ('runbook', 'workflow')"
+        )
         batch.create_index("ix_runbook_executions_kind", ["kind"])
 
 
@@ -30,5 +34,7 @@ def downgrade() -> None:
         batch.drop_index("ix_runbook_executions_kind")
         batch.drop_constraint("ck_runbook_executions_execution_kind", type_="check")
         batch.drop_constraint("ck_runbook_executions_execution_status", type_="check")
-        batch.create_check_constraint("execution_status", f"status IN ({_STATUSES})")
+        batch.create_check_constraint(
+            op.f("ck_runbook_executions_execution_status"), f"status IN ({_STATUSES})"
+        )
         batch.drop_column("kind")
