@@ -6,7 +6,9 @@ nebulad builds (the restart cap and the reconciler's lock live there, not in eac
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import signal
 import socket
 import subprocess
 from collections.abc import Callable
@@ -22,6 +24,8 @@ from nebula.remediation.executor import Action, ActionError, ActionResult, RunCo
 log = logging.getLogger("nebulad.runbooks")
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING}
 _LEVELS |= {"warning": logging.WARNING, "error": logging.ERROR}
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -146,6 +150,12 @@ def http_action(params: Any, run: RunContext) -> ActionResult:
     return ActionResult(ok, f"{response.status_code} {body}", {"status": response.status_code})
 
 
+def _die_with_nebulad() -> None:
+    """In the shell, before it runs the command: killed when nebulad dies. A step cut short by
+    a SIGKILL runs again when its run resumes; left running, it would also finish on its own."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def shell_action(params: Any, run: RunContext) -> ActionResult:
     timeout = min(params.timeout, run.remaining())
     try:
@@ -155,6 +165,7 @@ def shell_action(params: Any, run: RunContext) -> ActionResult:
             text=True,
             timeout=timeout,
             check=False,
+            preexec_fn=_die_with_nebulad,  # one system call in the child: safe beside threads
         )
     except subprocess.TimeoutExpired:
         raise ActionError(f"timed out after {timeout:g}s") from None
