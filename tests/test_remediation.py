@@ -243,6 +243,9 @@ def test_a_service_that_keeps_failing_hits_the_cap_and_escalates_exactly_once(
 RECREATE_RUNBOOK = """name: recreate-web
 trigger: {type: manual}
 steps:
+  - name: Said
+    action: docker
+    params: {command: logs, container: "{{ service.container }}", lines: 5}
   - name: Recreate
     action: docker
     params: {command: recreate, container: "{{ service.container }}"}
@@ -269,6 +272,8 @@ def test_a_manual_run_recreates_a_container_from_the_repo_and_reports_disk_usage
         assert answer["status"] == "succeeded", answer
         # the sync made it again from the repo's spec: a new container, running
         eventually(lambda: running_id(engine, "blog-web") not in (None, before), timeout=60)
+        said = store.execution(answer["execution"]).step_states["said"]
+        assert said["status"] == "ok" and "logs" in said["outputs"]
         report = store.execution(answer["execution"]).step_states["report"]["output"]
         assert "volumes Nebula manages:" in report and "blog_state" in report
         assert store.execution(answer["execution"]).trigger["alert"]["labels"] == labels

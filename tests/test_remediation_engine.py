@@ -179,3 +179,98 @@ def test_retries_until_the_third_try_and_a_failure_skips_only_its_dependants(
     assert [finished.steps[k].status for k in ("after_broken", "after_that")] == ["skipped"] * 2
     assert finished.steps["after_broken"].output == "needs broken, which failed"
     assert finished.status == "failed" and finished.error == "step 'broken' failed: no"
+
+
+ACTIONS_RUNBOOK = """name: tour
+trigger: {{type: alert, alert: custom}}
+steps:
+  - name: Ask
+    action: http
+    params: {{url: "http://127.0.0.1:{port}/ready", expected_status: 200}}
+  - name: Port
+    action: health_check
+    params: {{host: 127.0.0.1, port: {port}}}
+  - name: Slow
+    action: wait
+    params: {{duration: 5s}}
+    timeout: 0.3s
+    on_failure: continue
+  - name: Note
+    action: incident
+    params: {{severity: critical, annotate: "{{{{ steps.ask.output }}}}"}}
+  - name: Close
+    action: incident
+    params: {{resolve: true, resolution: "checked by the tour"}}
+"""
+
+
+def test_http_tcp_timeouts_and_incident_steps_do_what_they_say(tmp_path: Path) -> None:
+    import http.server
+    import threading as threads
+
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/ready" else 404)
+            self.end_headers()
+            self.wfile.write(b"ready")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ready)
+    threads.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "nebula.yaml").write_text("")
+    (tmp_path / "runbooks" / "tour.yml").write_text(ACTIONS_RUNBOOK.format(port=port))
+    store = Store(f"sqlite:///{tmp_path}/nebula.db")
+    service = Remediation(store, DockerProvider("unix:///nonexistent.sock"), lambda *a, **k: None)
+    service.configure(load_desired(tmp_path), lambda name: "")
+    try:
+        received = service.fire({"name": "custom", "labels": {"installation": "blog"}}, "test")
+        assert received.incident is not None
+        wait_for(lambda: any(e.status != "running" for e in store.executions()))
+        (execution,) = store.executions()
+        states = execution.step_states
+        assert states["ask"]["status"] == "ok" and "200" in states["ask"]["output"]
+        assert states["port"]["status"] == "ok"
+        assert states["slow"]["status"] == "failed" and "timed out" in states["slow"]["error"]
+        assert execution.status == "failed"  # on_failure: continue goes on, yet it failed
+        incident = service.incidents.get(received.incident.id)
+        assert incident is not None
+        assert (incident.severity, incident.status) == ("critical", "resolved")
+        assert incident.resolution == "checked by the tour"
+        assert any(e.kind == "note" and e.message == "200 ready" for e in incident.timeline)
+    finally:
+        service.close()
+        store.close()
+        server.shutdown()
+
+
+MAINTENANCE = """maintenance:
+  - {match: {installation: blog}, start: "2000-01-01T00:00:00+00:00", end: "2100-01-01T00:00:00+00:00", comment: the blog moves house}
+"""
+
+
+def test_a_maintenance_window_keeps_runbooks_quiet_for_what_it_matches(tmp_path: Path) -> None:
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "nebula.yaml").write_text(MAINTENANCE)
+    (tmp_path / "runbooks" / "echo-label.yml").write_text(ECHO_LABEL)
+    store = Store(f"sqlite:///{tmp_path}/nebula.db")
+    service = Remediation(store, DockerProvider("unix:///nonexistent.sock"), lambda *a, **k: None)
+    service.configure(load_desired(tmp_path), lambda name: "")
+    try:
+        quiet = service.fire({"name": "custom", "labels": {"installation": "blog"}}, "test")
+        heard = service.fire({"name": "custom", "labels": {"installation": "wiki"}}, "test")
+        wait_for(lambda: len(store.executions()) == 1 and store.executions()[0].status != "running")
+        (execution,) = store.executions()  # only wiki's alert ran the runbook
+        assert heard.incident is not None and execution.incident_id == heard.incident.id
+        assert quiet.incident is not None
+        timeline = service.incidents.get(quiet.incident.id)
+        assert timeline is not None
+        assert any(
+            e.kind == "silenced" and "the blog moves house" in e.message for e in timeline.timeline
+        )
+    finally:
+        service.close()
+        store.close()
