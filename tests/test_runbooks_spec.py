@@ -14,7 +14,7 @@ from nebula.cli.app import app
 from nebula.engine.load import load_desired
 from nebula.errors import ConfigError
 from nebula.kinds.runbooks.expressions import evaluate, render
-from nebula.kinds.runbooks.kind import runbooks_part
+from nebula.kinds.runbooks.kind import Runbooks
 from nebula.paths import builtin_runbooks_dir
 from nebula.spec.remediation import builtin_runbook_names
 from nebula.spec.repo import load_repo
@@ -337,12 +337,12 @@ def record(name: str, digest: str = "d1", builtin: bool = False) -> RunbookRecor
 def test_plan_creates_updates_and_deletes_runbooks_by_name() -> None:
     desired = [record("a"), record("b", "d2"), record("c")]
     stored = [record("b"), record("c"), record("gone")]
-    part = runbooks_part(desired, stored)
+    part = Runbooks().part(desired, stored)
     lines = [f"runbook {c.name}: {c.action}" for c in part.pending]
     assert lines == ["runbook a: create", "runbook b: update", "runbook gone: delete"]
     assert part.detail == desired
     assert part.unsafe(None) is None  # runbooks hold no data: the prune guard never holds them
-    assert not runbooks_part(stored, stored).has_changes
+    assert not Runbooks().part(stored, stored).has_changes
 
 
 def test_cli_validate_and_list(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from nebula.cli.app import app
 from nebula.engine.load import load_desired
 from nebula.errors import ConfigError
 from nebula.kinds.base import World
-from nebula.kinds.workflows.kind import Workflows, workflows_part
+from nebula.kinds.workflows.kind import Workflows
 from nebula.kinds.workflows.types import layers
 from nebula.store import Store
 from nebula.store.records import WorkflowRecord
@@ -234,7 +234,7 @@ def record(name: str, digest: str = "d1") -> WorkflowRecord:
 def test_plan_creates_updates_and_deletes_workflows_by_name() -> None:
     desired = [record("a"), record("b", "d2"), record("c")]
     stored = [record("b"), record("c"), record("gone")]
-    part = workflows_part(desired, stored)
+    part = Workflows().part(desired, stored)
     lines = [f"workflow {c.name}: {c.action} ({c.reason})" for c in part.pending]
     assert lines == [
         "workflow a: create (new, from workflows/a.yaml)",
@@ -243,7 +243,7 @@ def test_plan_creates_updates_and_deletes_workflows_by_name() -> None:
     ]
     assert part.detail == desired
     assert part.unsafe(None) is None  # workflows hold no data: the prune guard never holds them
-    assert not workflows_part(stored, stored).has_changes
+    assert not Workflows().part(stored, stored).has_changes
 
 
 def test_apply_records_the_workflows_and_a_second_plan_has_nothing_to_do(

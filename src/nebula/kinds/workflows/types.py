@@ -1,15 +1,13 @@
-"""The workflows kind's plain data: a workflow as loaded and as the store records it, a change
-of one, and the order its steps may run in."""
+"""The workflows kind's plain data: a workflow as loaded and as the store records it, and the
+order its steps may run in."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from graphlib import TopologicalSorter
-from typing import Any
 
 from nebula.kinds.workflows.spec import Workflow
-from nebula.plan import Action
 from nebula.store.records import WorkflowRecord
 
 
@@ -27,16 +25,6 @@ class DesiredWorkflow:
     def layers(self) -> tuple[tuple[str, ...], ...]:
         """Its step ids in the order they may run (see `layers`)."""
         return layers({step.id: step.needs for step in self.spec.steps})
-
-
-@dataclass(frozen=True)
-class WorkflowChange:
-    action: Action
-    name: str
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"action": self.action.value, "name": self.name, "reason": self.reason}
 
 
 def layers(needs: Mapping[str, Iterable[str]]) -> tuple[tuple[str, ...], ...]:
