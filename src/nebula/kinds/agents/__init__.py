@@ -1,0 +1,3 @@
+"""The agents kind: `agents/*.yaml` of the config repo, agent profiles (a model, a system
+prompt, the functions it may call, its guardrails), validated at load and recorded in the
+store."""
