@@ -21,6 +21,13 @@ import pytest
 
 import servers
 
+# The CLI's consoles are made once per process and read COLUMNS then: every test process (one
+# per xdist worker) gets the same width, whatever test happens to print first.
+os.environ["COLUMNS"] = "200"
+# No OS keyring unless a test sets one (keyring picks its backend once per process, so a test
+# that set one would otherwise decide where later tests' master keys go).
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+
 
 @pytest.fixture(scope="session")
 def docker_host() -> Iterator[str]:
@@ -77,6 +84,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         backend = callspec.params.get("database_url") if callspec else None
         if "docker_host" in fixtures:
             item.add_marker(pytest.mark.docker)
+            # One private dockerd per run: with xdist (`-n`, `--dist loadgroup`), every test
+            # that needs it runs on one worker while the others take the rest.
+            item.add_marker(pytest.mark.xdist_group("docker"))
         if "pg_url" in fixtures or backend == "postgresql":
             item.add_marker(pytest.mark.postgres)
 
