@@ -61,6 +61,8 @@ def invoke_function(fn: FunctionDef, arguments: dict[str, Any], ctx: FunctionCon
         raise FunctionError(shown(str(exc))) from None
     except NebulaError as exc:  # a provider's, the vault's, an unknown installation
         raise FunctionError(shown(f"{fn.name}: {exc}")) from None
+    except Exception as exc:  # anything else a built-in raises: still masked, never as is
+        raise FunctionError(shown(f"{fn.name}: {type(exc).__name__}: {exc}")) from None
     return _cut(shown(text))
 
 
