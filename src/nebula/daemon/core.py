@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nebula.ai.service import AI
 from nebula.daemon.catalog_api import Marketplace
 from nebula.daemon.config import DaemonConfig
 from nebula.daemon.control import ControlError, DaemonStatus, Event, SyncRecord, SyncTrigger
@@ -102,6 +103,8 @@ class Daemon:
             busy=self._busy,
         )
         self._configured: _Good | None = None  # the state remediation was last configured with
+        self.ai = AI(store, self.bus.publish, docker=provider)
+        self._ai_configured: _Good | None = None  # the state the AI runtime was configured with
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -111,6 +114,9 @@ class Daemon:
         )
         if interrupted:
             log.warning("%d sync(s) were cut short by the last stop; continuing", interrupted)
+        cut = self.ai.resume_interrupted()
+        if cut:
+            log.warning("%d agent execution(s) were cut short by the last stop", len(cut))
         self._spawn(self._work, "sync")
         self._spawn(self._tick, "timer")
         self.health.start()
@@ -143,6 +149,7 @@ class Daemon:
         self._threads[0].join(timeout)
         self.health.stop()
         self.remediation.close()
+        self.ai.close()
         self.bus.close()
 
     # -- requests --------------------------------------------------------------------------
@@ -196,6 +203,16 @@ class Daemon:
             self.faults.clear("remediation")
         except NebulaError as exc:  # e.g. a channel's secret missing: runbooks still run
             self.faults.report("remediation", exc)
+
+    def _configure_ai(self, good: _Good) -> None:
+        if self._ai_configured is good:
+            return
+        try:
+            self.ai.configure(good.desired, vault_secrets(self.store))
+            self._ai_configured = good
+            self.faults.clear("ai")
+        except NebulaError as exc:
+            self.faults.report("ai", exc)
 
     def _busy(self, container: str) -> bool:
         """Whether the sync is changing the installation `container` belongs to right now."""
@@ -277,6 +294,7 @@ class Daemon:
             return
         self.health.watch(good.desired.installations)
         self._configure_remediation(good)
+        self._configure_ai(good)
         commit = good.commit
         if (
             self._held is not None
@@ -537,6 +555,11 @@ class Daemon:
 
     def uninstall(self, name: str, actor: str) -> dict[str, Any]:
         return self.marketplace.uninstall(name, actor)
+
+    def save_definition(
+        self, folder: str, name: str, document: dict[str, Any], actor: str, create: bool
+    ) -> dict[str, Any]:
+        return self.marketplace.save_definition(folder, name, document, actor, create=create)
 
     def subscribe(self) -> Iterator[Event]:
         return self.bus.subscribe(heartbeat=15.0)
