@@ -67,6 +67,8 @@ _MANAGED_FILTER = {"label": [f"{LABEL_MANAGED}=true"]}
 _EXITED = re.compile(r"Exited \((-?\d+)\)")
 _NS = 1_000_000_000
 BUILD_LOG_LINES = 50  # the tail of a build's output kept for the sync record
+LABEL_FUNCTION = "io.nebula.function"  # a one-shot container of an agent's function (its name)
+FUNCTION_PIDS = 64  # processes a function's container may run at once
 
 
 @dataclass(frozen=True)
@@ -724,6 +726,69 @@ class DockerProvider:
             code = self.api.exec_inspect(exec_id).get("ExitCode")
         return (int(code) if code is not None else None), output
 
+    def run_once(
+        self,
+        image: str,
+        command: tuple[str, ...],
+        *,
+        name: str,
+        stdin: bytes,
+        network: str | None,
+        memory: str,
+        cpus: float,
+        timeout: float,
+    ) -> tuple[int | None, str]:
+        """Run `image` once (its `command`, or the image's own when empty) with `stdin` as its
+        input: (exit code, stdout and stderr), or (None, output so far) when it did not end
+        within `timeout` and was killed. Confined: no network unless `network` names one, a
+        read-only root (a small tmpfs at /tmp), no capabilities, no new privileges, at most
+        `FUNCTION_PIDS` processes, `memory` and `cpus`. Labelled `LABEL_FUNCTION`=`name`, not
+        as managed: no sync or drift check takes it for an app. Removed however it ends."""
+        import docker.errors
+        import requests.exceptions
+
+        resource = f"function {name} ({image})"
+        self.ensure_image(image)
+        api = self.api
+        with self._call(resource):
+            host_config = api.create_host_config(
+                network_mode=network or "none",
+                read_only=True,
+                tmpfs={"/tmp": "size=16m"},
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                pids_limit=FUNCTION_PIDS,
+                mem_limit=memory,
+                nano_cpus=int(cpus * 1e9),
+            )
+            created = api.create_container(
+                image,
+                command=list(command) or None,
+                labels={LABEL_FUNCTION: name},
+                host_config=host_config,
+                stdin_open=True,  # not detached: StdinOnce, so stdin ends when its writer leaves
+                detach=False,
+            )
+        container_id: str = created["Id"]
+        deadline = time.monotonic() + timeout
+        try:
+            with self._call(resource):
+                attached = api.attach_socket(container_id, {"stdin": 1, "stream": 1})
+                api.start(container_id)
+                _write_stdin(attached, stdin, timeout)
+                left = max(1, math.ceil(deadline - time.monotonic()))
+                try:
+                    code: int | None = int(api.wait(container_id, timeout=left)["StatusCode"])
+                except requests.exceptions.RequestException:  # not ended in time
+                    code = None
+                    with suppress(docker.errors.APIError):  # it may just have ended
+                        api.kill(container_id)
+                raw: bytes = api.logs(container_id, stdout=True, stderr=True)
+            return code, raw.decode(errors="replace")
+        finally:
+            with self._call(resource), suppress(docker.errors.NotFound):
+                api.remove_container(container_id, force=True)
+
     # -- wait ------------------------------------------------------------------------------
 
     def watcher(self) -> _EventWatcher:
@@ -919,6 +984,20 @@ class _EventWatcher:
 
     def close(self) -> None:
         self._stream.close()
+
+
+def _write_stdin(attached: Any, data: bytes, timeout: float) -> None:
+    """Write `data` to a container's attached stdin and close it (the container reads EOF).
+    A container that does not read holds the write up to `timeout` at most."""
+    sock = getattr(attached, "_sock", attached)  # the SDK's SocketIO wraps the socket
+    sock.settimeout(timeout)
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass  # it ended, or never read its input: its exit code and output say what it did
+    finally:
+        attached.close()
+        sock.close()
 
 
 def _write_tree(path: Path, folder: RepoFolder) -> None:
