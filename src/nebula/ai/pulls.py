@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nebulad.ai")
 
+
 def tagged(model: str) -> str:
     """`llama3.2` as Ollama lists it: `llama3.2:latest`."""
     return model if ":" in model else f"{model}:latest"
@@ -72,7 +73,9 @@ class ModelPulls:
             if tagged(model) in present:
                 self._set(model, "present")
             elif not pull:
-                self._set(model, "missing", error="not on the Ollama server (ai.ollama.pull is off)")
+                self._set(
+                    model, "missing", error="not on the Ollama server (ai.ollama.pull is off)"
+                )
             else:
                 with self._lock:
                     if model in self._pulling:

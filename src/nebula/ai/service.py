@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass, field
 from statistics import mean
 from typing import TYPE_CHECKING, Any
 
-from nebula.ai.functions import FunctionContext, invoke_function
+from nebula.ai.builtins import BuiltinFunction
+from nebula.ai.functions import FunctionContext, FunctionError, invoke_function
 from nebula.ai.guardrails import Guardrails
 from nebula.ai.loop import Event, LoopState, Outcome, run_loop
 from nebula.ai.pulls import ModelPulls
@@ -37,6 +38,7 @@ from nebula.store.mask import mask_detail, secret_replacer
 
 if TYPE_CHECKING:
     from nebula.kinds.base import Desired
+    from nebula.providers.docker import DockerProvider
     from nebula.spec.config import AiConfig
     from nebula.store import Store
     from nebula.store.records import AgentExecutionInfo
@@ -47,7 +49,6 @@ HISTORY_RUNS = 5  # completed runs `includeHistory` puts before the task
 _ENDED = frozenset({"completed", "failed", "blocked", "timed_out", "rejected", "interrupted"})
 _FAILED = frozenset({"failed", "blocked", "timed_out", "rejected", "interrupted"})
 Emit = Callable[[str, dict[str, Any]], None]  # (kind, data): a caller's view of one execution
-Builtin = Callable[[dict[str, Any]], str]
 
 
 class AIError(NebulaError):
@@ -77,14 +78,16 @@ class AI:
         self,
         store: Store,
         publish: Callable[..., None],
-        *,
-        builtins: Mapping[str, Builtin] | None = None,
-        docker: Any = None,
+        builtins: Mapping[str, BuiltinFunction],
+        docker: Callable[[], DockerProvider],
     ) -> None:
+        """`publish(kind, **data)` puts an event on nebulad's bus; `builtins` are the built-in
+        functions (`ai.builtins.Builtins`, with nebulad's own); `docker` opens the Docker
+        Engine `docker` functions run on."""
         self.store = store
         self.publish = publish
-        self.builtins: dict[str, Builtin] = dict(builtins or {})
-        self.docker = docker  # a DockerProvider, for `docker` functions
+        self.builtins = builtins
+        self.docker = docker
         self.pulls = ModelPulls(store, publish)
         self._agents: dict[str, AgentDef] = {}
         self._functions: dict[str, FunctionDef] = {}
@@ -144,9 +147,7 @@ class AI:
         found = self._functions.get(name)
         if found is None:
             known = ", ".join(sorted(self._functions)) or "none yet"
-            raise AIError(
-                "not_found", f"no function {name!r} in the last synced commit ({known})"
-            )
+            raise AIError("not_found", f"no function {name!r} in the last synced commit ({known})")
         return found
 
     # -- executions ------------------------------------------------------------------------
@@ -274,10 +275,10 @@ class AI:
             why = f"the vault's secrets cannot be read to mask what tools return: {exc}"
             return Outcome("failed", None, why, state)
         tools = {name: self.function(name) for name in agent.tools}
-        context = FunctionContext(builtins=self.builtins, secret=self._secret, docker=self.docker)
+        context = self._context(mask)
 
         def invoke(fn: FunctionDef, arguments: dict[str, Any]) -> str:
-            return mask(invoke_function(fn, arguments, context))
+            return invoke_function(fn, arguments, context)
 
         def emit(event: Event) -> None:
             self._on_event(run, state, event)
@@ -356,6 +357,9 @@ class AI:
             except Exception:  # a listener gone (a closed stream) never stops the run
                 log.debug("an execution's listener failed", exc_info=True)
 
+    def _context(self, mask: Callable[[str], str]) -> FunctionContext:
+        return FunctionContext(self.builtins, self._secret, self.docker, mask)
+
     def _masker(self) -> Callable[[str], str]:
         """Masks every vault secret's value (and its encodings) out of a text."""
         from nebula.secrets import open_vault
@@ -369,7 +373,8 @@ class AI:
     # -- functions, chat, status -----------------------------------------------------------
 
     def invoke(self, function: str, arguments: dict[str, Any], actor: str) -> dict[str, Any]:
-        """Call a function by hand (as a tool call of an agent would): its masked result."""
+        """Call a function by hand, as an agent's tool call would: {function, ok, result or
+        error (masked), duration_ms}."""
         import jsonschema
 
         fn = self.function(function)
@@ -378,13 +383,16 @@ class AI:
         except jsonschema.ValidationError as exc:
             where = "/".join(str(p) for p in exc.absolute_path) or "arguments"
             raise AIError("invalid", f"{function}: {where}: {exc.message}") from None
-        context = FunctionContext(builtins=self.builtins, secret=self._secret, docker=self.docker)
+        context = self._context(self._masker())
         log.info("%s invokes function %s", actor, function)
         began = time.monotonic()
-        result = self._masker()(invoke_function(fn, arguments, context))
+        try:
+            done: dict[str, Any] = {"ok": True, "result": invoke_function(fn, arguments, context)}
+        except FunctionError as exc:  # masked already
+            done = {"ok": False, "error": str(exc)}
         return {
             "function": function,
-            "result": result,
+            **done,
             "duration_ms": int((time.monotonic() - began) * 1000),
         }
 

@@ -67,10 +67,13 @@ if TYPE_CHECKING:
     from nebula.ai.service import AI
 
 PREFIX = "/api/v1"
+HEARTBEAT = 15.0  # seconds of silence on a stream before a comment line
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def ai_routes(control: DaemonControl, json_body: JsonBody, json: JsonResponse) -> list[GuardedRoute]:
+def ai_routes(
+    control: DaemonControl, json_body: JsonBody, json: JsonResponse
+) -> list[GuardedRoute]:
     """The routes; `json_body(request)` and `json(value, status, headers)` are the API's own."""
     api = _AiApi(control, json_body, json)
     viewer, operator = Role.viewer, Role.operator
@@ -205,7 +208,9 @@ class _AiApi:
 
         def talk() -> None:
             try:
-                reply = self.ai.chat(model, messages, lambda text: stream.put("delta", {"text": text}))
+                reply = self.ai.chat(
+                    model, messages, lambda text: stream.put("delta", {"text": text})
+                )
             except NebulaError as exc:
                 stream.put("error", {"error": str(exc)})
             else:
@@ -233,7 +238,9 @@ class _AiApi:
         if not isinstance(name, str) or not name:
             raise ControlError("invalid", 'give its name: {"name": "ops-assistant", ...}')
         if body.get("name", name) != name:
-            raise ControlError("invalid", f'"name" is {body["name"]!r}, not {name!r} as the path says')
+            raise ControlError(
+                "invalid", f'"name" is {body["name"]!r}, not {name!r} as the path says'
+            )
         document = {"name": name, **{k: v for k, v in body.items() if k != "name"}}
         try:
             done = await run_in_threadpool(
@@ -266,11 +273,19 @@ class _Stream:
             pass
 
     async def lines(self, closing: threading.Event) -> AsyncIterator[bytes]:
+        """The events; a comment line when none came for `HEARTBEAT` seconds (a model thinking
+        long), so the client and the proxies between keep the stream open."""
+        quiet = 0.0
         while not closing.is_set():
             try:
                 kind, data = await asyncio.wait_for(self.queue.get(), timeout=0.5)
             except TimeoutError:
+                quiet += 0.5
+                if quiet >= HEARTBEAT:
+                    quiet = 0.0
+                    yield b": heartbeat\n\n"
                 continue
+            quiet = 0.0
             yield sse(kind, data)
             if kind in self.last:
                 return
@@ -279,4 +294,3 @@ class _Stream:
 def sse(kind: str, data: Any) -> bytes:
     """One server-sent event: `event: KIND` and `data: JSON`."""
     return f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n".encode()
-

@@ -57,7 +57,7 @@ class Marketplace:
         self.folder = folder  # the config folder (watch mode), or the clone's checked-out one
         self.on_commit = on_commit
 
-    def _dirs(self) -> list[Path]:
+    def catalog_dirs(self) -> list[Path]:
         """The built-in catalog, then the config repo's own (when it is a folder inside it)."""
         try:
             local = local_catalog_dir(self.folder)
@@ -66,11 +66,11 @@ class Marketplace:
         return [builtin_catalog_dir(), *([local] if local else [])]
 
     def packages(self, query: str = "", category: str | None = None) -> list[dict[str, Any]]:
-        index = load_index(self._dirs())
+        index = load_index(self.catalog_dirs())
         return [e.to_dict() for e in index.search(query, category)]
 
     def package(self, name: str) -> dict[str, Any]:
-        catalog = Catalog(self._dirs())
+        catalog = Catalog(self.catalog_dirs())
         entry = catalog.get(name)
         if entry is None:
             raise ControlError("not_found", f"no package {name!r} in the catalog")

@@ -14,6 +14,7 @@ daemon recovers by itself once the cause goes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import threading
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nebula.ai.builtins import Builtins
 from nebula.ai.service import AI
 from nebula.daemon.catalog_api import Marketplace
 from nebula.daemon.config import DaemonConfig
@@ -103,7 +105,22 @@ class Daemon:
             busy=self._busy,
         )
         self._configured: _Good | None = None  # the state remediation was last configured with
-        self.ai = AI(store, self.bus.publish, docker=provider)
+        self.ai = AI(
+            store,
+            self.bus.publish,
+            Builtins(
+                store,
+                lambda: provider,
+                catalog_dirs=self.marketplace.catalog_dirs,
+                daemon={
+                    "status": lambda _: dataclasses.asdict(self.status()),
+                    "plan": lambda _: self._plan_next(),
+                    "apply": lambda _: self._apply_now(),
+                    "install": self._install_for_agent,
+                },
+            ),
+            lambda: provider,
+        )
         self._ai_configured: _Good | None = None  # the state the AI runtime was configured with
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -213,6 +230,34 @@ class Daemon:
             self.faults.clear("ai")
         except NebulaError as exc:
             self.faults.report("ai", exc)
+
+    def _plan_next(self) -> dict[str, Any]:
+        """The `plan` built-in: what a sync of the last good commit would change now."""
+        good = self._good
+        if good is None:
+            return {"changes": [], "note": "no good commit loaded yet"}
+        world = World(
+            lambda: self.store,
+            vault_secrets(self.store),
+            store_open=True,
+            docker_provider=self.provider,
+        )
+        plan = pipeline.plan(good.desired, world)
+        return {"changes": plan.change_records(), "problems": plan.problems()}
+
+    def _apply_now(self) -> dict[str, Any]:
+        """The `apply` built-in: a sync soon, as `nebula sync` asks."""
+        self.request_sync("manual")
+        return {"queued": True}
+
+    def _install_for_agent(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The `install` built-in: the marketplace's install, committed as an agent's."""
+        request = {
+            "package": arguments["package"],
+            "name": arguments.get("name"),
+            "values": arguments.get("variables") or {},
+        }
+        return self.marketplace.install(request, "agent")
 
     def _busy(self, container: str) -> bool:
         """Whether the sync is changing the installation `container` belongs to right now."""
