@@ -46,6 +46,7 @@ marketplace's). Each mutation is in the audit log (`daemon.audit.ACTIONS`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import AsyncIterator
@@ -267,10 +268,8 @@ class _Stream:
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
     def put(self, kind: str, data: Any) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
             self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, data))
-        except RuntimeError:  # the loop is closed: nobody is listening
-            pass
 
     async def lines(self, closing: threading.Event) -> AsyncIterator[bytes]:
         """The events; a comment line when none came for `HEARTBEAT` seconds (a model thinking

@@ -21,8 +21,8 @@ from nebula.store.identity import IdentityError
 from nebula.store.store import Store
 
 __all__ = [
-    "AuditRecord",
     "AI_MODELS",
+    "AuditRecord",
     "IdentityError",
     "Verification",
     "ai_models",
