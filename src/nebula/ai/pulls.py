@@ -20,10 +20,11 @@ from nebula.engine.queries import AI_MODELS
 from nebula.errors import NebulaError
 
 if TYPE_CHECKING:
-    from nebula.spec.config import AiConfig
+    from nebula.providers.llm import Endpoint, OllamaModel
     from nebula.store import Store
 
 log = logging.getLogger("nebulad.ai")
+PULL_TIMEOUT = 3600.0  # seconds a pull's stream may stay silent (a big layer on a slow line)
 
 
 def tagged(model: str) -> str:
@@ -39,31 +40,27 @@ class ModelPulls:
         self._states: dict[str, dict[str, Any]] = {}  # model -> {model, state, percent, error}
         self._pulling: set[str] = set()
 
-    def reconcile(
-        self, models: Iterable[str], config: AiConfig | None, secret: Callable[[str], str]
-    ) -> None:
-        """Check (in the background) that Ollama holds `models`, and pull those it lacks."""
+    def reconcile(self, models: Iterable[str], endpoint: Endpoint, *, pull: bool) -> None:
+        """Check (in the background) that the Ollama server at `endpoint` holds `models`, and
+        with `pull` pull those it lacks."""
         wanted = sorted(set(models))
         with self._lock:
             self._states = {m: s for m, s in self._states.items() if m in wanted}
         self._save()
         if wanted:
             threading.Thread(
-                target=self._check, args=(wanted, config, secret), name="ai-models", daemon=True
+                target=self._check, args=(wanted, endpoint, pull), name="ai-models", daemon=True
             ).start()
 
     def states(self) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(s) for _, s in sorted(self._states.items())]
 
-    def _check(
-        self, wanted: list[str], config: AiConfig | None, secret: Callable[[str], str]
-    ) -> None:
-        from nebula.providers.llm import open_model
+    def _check(self, wanted: list[str], endpoint: Endpoint, pull: bool) -> None:
+        from nebula.providers.llm import OllamaModel
 
-        pull = config is None or config.ollama is None or config.ollama.pull
+        client = OllamaModel(endpoint, "", PULL_TIMEOUT)
         try:
-            client = open_model(f"ollama:{wanted[0]}", config, secret)
             present = {tagged(m) for m in client.models()}
         except NebulaError as exc:
             for model in wanted:
@@ -85,8 +82,8 @@ class ModelPulls:
                     target=self._pull, args=(client, model), name=f"pull {model}", daemon=True
                 ).start()
 
-    def _pull(self, client: Any, model: str) -> None:
-        """Pull `model` through `client` (an `OllamaModel`), reporting its progress."""
+    def _pull(self, client: OllamaModel, model: str) -> None:
+        """Pull `model` through `client`, reporting its progress."""
         shown = -1
         log.info("pulling Ollama model %s", model)
         self._set(model, "pulling", percent=0)

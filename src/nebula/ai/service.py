@@ -33,13 +33,14 @@ from nebula.ai.pulls import ModelPulls
 from nebula.errors import NebulaError, NotFoundError
 from nebula.kinds.agents.types import AgentDef
 from nebula.kinds.functions.types import FunctionDef
+from nebula.providers.llm import ChatModel, Endpoint, open_model, provider_status
+from nebula.spec.config import AiConfig, OpenAICompatible
 from nebula.stand_ins import MASK
 from nebula.store.mask import mask_detail, secret_replacer
 
 if TYPE_CHECKING:
     from nebula.kinds.base import Desired
     from nebula.providers.docker import DockerProvider
-    from nebula.spec.config import AiConfig
     from nebula.store import Store
     from nebula.store.records import AgentExecutionInfo
 
@@ -68,6 +69,8 @@ class _Run:
     emit: Emit | None
     elapsed: float = 0.0  # seconds run before this worker (earlier workers, before a pause)
     started: float = field(default_factory=time.monotonic)
+    turn: tuple[int, float, int] | None = None  # the turn waiting for its reply: n, began, tokens
+    call: tuple[dict[str, Any], float] | None = None  # the tool call running, and since when
 
     def spent(self) -> float:
         return self.elapsed + time.monotonic() - self.started
@@ -91,7 +94,7 @@ class AI:
         self.pulls = ModelPulls(store, publish)
         self._agents: dict[str, AgentDef] = {}
         self._functions: dict[str, FunctionDef] = {}
-        self._config: AiConfig | None = None
+        self._config = AiConfig()
         self._secret: Callable[[str], str] = _no_secrets
         self._workers: set[threading.Thread] = set()
 
@@ -100,15 +103,37 @@ class AI:
     def configure(self, desired: Desired, secret: Callable[[str], str]) -> None:
         """The agents, functions and `ai:` config of a good commit; the Ollama models its
         agents use are checked, and pulled when missing, in the background."""
-        self._agents = {a.name: a for a in desired.agents}
-        self._functions = {f.name: f for f in desired.functions}
-        self._config = desired.repo.config.ai
+        self._agents = {a.name: a.spec for a in desired.agents}
+        self._functions = {f.name: f.spec for f in desired.functions}
+        self._config = config = desired.repo.config.ai
         self._secret = secret
         self.pulls.reconcile(
             (a.model_name for a in self._agents.values() if a.provider == "ollama"),
-            self._config,
-            secret,
+            Endpoint("ollama", "ollama", config.ollama.host),
+            pull=config.ollama.pull,
         )
+
+    def endpoints(self) -> dict[str, Endpoint]:
+        """The model servers: `ollama` and `openai` when nebula.yaml's `ai:` names them or an
+        agent uses them, and every server of `ai.providers`; API keys revealed from the vault
+        (a `NebulaError` says which secret is missing)."""
+        config = self._config
+        used = {a.provider for a in self._agents.values()}
+        found = {}
+        if "ollama" in used or "ollama" in config.model_fields_set:
+            found["ollama"] = Endpoint("ollama", "ollama", config.ollama.host)
+        servers: dict[str, OpenAICompatible] = dict(config.providers)
+        if "openai" in used or "openai" in config.model_fields_set:
+            servers = {"openai": config.openai, **servers}
+        for name, server in servers.items():
+            key = server.api_key_secret
+            found[name] = Endpoint(
+                name, "openai", server.base_url, self._secret(key) if key else None
+            )
+        return found
+
+    def _model(self, model: str) -> ChatModel:
+        return open_model(model, self.endpoints(), self._config.timeout)
 
     def agents(self) -> list[dict[str, Any]]:
         """The agents of the last good commit, each with its latest execution."""
@@ -193,18 +218,15 @@ class AI:
         """A person's answer to the tool call an execution waits on: approved, it runs and the
         execution goes on in a worker; rejected, the execution ends `rejected`."""
         waiting = self.execution(execution_id)
+        if approved:
+            agent = self.agent(waiting.agent_name)  # before deciding: it may be gone
         decided = self.store.decide_agent_execution(execution_id, approved, by)
-        verdict = "approved" if approved else "rejected"
-        self.store.record_agent_step(
-            execution_id, "approval", {"by": by, "verdict": verdict, "call": waiting.pending}
-        )
         self.publish("agent", id=execution_id, agent=waiting.agent_name, status=decided.status)
-        if not approved:
-            return decided
-        agent = self.agent(waiting.agent_name)
-        state = LoopState.from_dict(dict(waiting.state or {}))
-        elapsed = float((waiting.state or {}).get("elapsed", 0.0))
-        self._spawn(_Run(execution_id, agent, None, elapsed=elapsed), state)
+        if approved:
+            state = LoopState.from_dict(waiting.state)
+            state.decision = {"approved": True, "by": by}
+            elapsed = float(waiting.state.get("elapsed", 0.0))
+            self._spawn(_Run(execution_id, agent, None, elapsed=elapsed), state)
         return decided
 
     def resume_interrupted(self) -> list[str]:
@@ -262,11 +284,9 @@ class AI:
         self._send(run, "end", {"id": run.id, **self._summary(run.id)})
 
     def _loop(self, run: _Run, state: LoopState) -> Outcome:
-        from nebula.providers.llm import open_model
-
         agent = run.agent
         try:
-            model = open_model(agent.model, self._config, self._secret)
+            model = self._model(agent.model)
         except NebulaError as exc:
             return Outcome("failed", None, str(exc), state)
         try:
@@ -297,18 +317,51 @@ class AI:
         )
 
     def _on_event(self, run: _Run, state: LoopState, event: Event) -> None:
-        data = dict(event.data)
-        self._send(run, event.kind, data)
-        if event.kind == "delta":
+        """Pass an event on; a model reply that ended and a tool call that returned are
+        recorded as steps, with the state saved after them."""
+        kind, data = event.kind, dict(event.data)
+        self._send(run, kind, data)
+        if kind == "delta":
             return
-        if event.kind == "tool_result":
-            self.store.record_agent_step(run.id, "tool_call", data)
-        elif event.kind == "turn":
-            self.store.record_agent_step(run.id, "turn", data, tokens=state.tokens)
+        now = time.monotonic()
+        if run.turn is not None and kind != "turn":  # the reply of the turn is in
+            n, began, tokens = run.turn
+            run.turn = None
+            reply = state.messages[-1] if state.messages else {}
+            detail = {
+                "n": n,
+                "reply": str(reply.get("content") or "")[:500],
+                "calls": [c["name"] for c in reply.get("tool_calls") or []],
+            }
+            self._step(
+                run, state, "turn", detail, tokens=state.tokens - tokens, seconds=now - began
+            )
+        if kind == "turn":
+            run.turn = (int(data.get("n", state.turns)), now, state.tokens)
+        elif kind == "tool_call":
+            run.call = (data, now)
+        elif kind == "tool_result" and run.call is not None:
+            call, began = run.call
+            run.call = None
+            detail = {**data, "arguments": call.get("arguments")}
+            self._step(run, state, "tool_call", detail, tokens=0, seconds=now - began)
+        self.publish("agent", id=run.id, agent=run.agent.name, event=kind, **_brief(data))
+
+    def _step(
+        self,
+        run: _Run,
+        state: LoopState,
+        kind: str,
+        detail: dict[str, Any],
+        *,
+        tokens: int,
+        seconds: float,
+    ) -> None:
+        ms = int(seconds * 1000)
+        self.store.record_agent_step(run.id, kind, detail, tokens=tokens, duration_ms=ms)
         self.store.save_agent_state(
             run.id, self._saved(run, state), status="running", tokens_used=state.tokens
         )
-        self.publish("agent", id=run.id, agent=run.agent.name, event=event.kind, **_brief(data))
 
     def _record_end(self, run: _Run, outcome: Outcome) -> None:
         state = outcome.state
@@ -403,9 +456,7 @@ class AI:
         on_delta: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """One reply of `model` (routed as an agent's `model:` is) to `messages`."""
-        from nebula.providers.llm import open_model
-
-        reply = open_model(model, self._config, self._secret).chat(messages, on_delta=on_delta)
+        reply = self._model(model).chat(messages, on_delta=on_delta)
         return {
             "model": model,
             "content": reply.content,
@@ -416,10 +467,8 @@ class AI:
 
     def status(self) -> dict[str, Any]:
         """Each provider's reachability and models, and the Ollama models the agents need."""
-        from nebula.providers.llm import provider_status
-
         return {
-            "providers": provider_status(self._config, self._secret),
+            "providers": provider_status(self.endpoints()),
             "models": self.pulls.states(),
             "agents": len(self._agents),
             "functions": len(self._functions),
