@@ -7,8 +7,8 @@ official `ollama` client speaks it, and answers with llama.cpp's OpenAI-compatib
 - `GET /api/version`, `GET /api/tags` (the models it has), `POST /api/show` (404 for a model it
   does not have);
 - `POST /api/pull`: NDJSON progress (manifest, one layer in parts with `total`/`completed`,
-  verifying, writing, `success`) for a model it has; HTTP 404 `{"error": ...}` for one it does
-  not;
+  verifying, writing, `success`) for a model it has or its `library` holds (the pull puts it
+  among its models, as Ollama's does); HTTP 404 `{"error": ...}` for any other;
 - `POST /api/chat`: NDJSON streaming (or one JSON answer with `"stream": false`): text as it
   comes, tool calls as `message.tool_calls[].function.{name, arguments}` with the arguments as
   an object, a last line `done: true` with `done_reason`, `prompt_eval_count`, `eval_count` and
@@ -52,13 +52,18 @@ class OllamaDouble:
     upstream: str  # llama.cpp's base URL
     models: dict[str, str]  # Ollama name → llama.cpp model alias
     chats: list[dict[str, Any]] = field(default_factory=list)
+    library: dict[str, str] = field(default_factory=dict)  # what a pull can fetch, as `models`
+    pulls: list[str] = field(default_factory=list)  # the models pulled, in order
 
 
 @contextlib.contextmanager
-def ollama_double(upstream: str, models: dict[str, str]) -> Iterator[OllamaDouble]:
+def ollama_double(
+    upstream: str, models: dict[str, str], library: dict[str, str] | None = None
+) -> Iterator[OllamaDouble]:
     handler = type("Handler", (_Handler,), {})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    double = OllamaDouble(f"http://127.0.0.1:{server.server_address[1]}", upstream, models)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    double = OllamaDouble(url, upstream, models, library=dict(library or {}))
     handler.double = double
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -89,6 +94,10 @@ class _Handler(BaseHTTPRequestHandler):
         name = body.get("model", "")
         if self.path not in ("/api/show", "/api/pull", "/api/chat"):
             self._json(404, {"error": "not found"})
+        elif self.path == "/api/pull" and name in self.double.library:
+            self._pull(body.get("stream", True))
+            self.double.models[name] = self.double.library.pop(name)
+            self.double.pulls.append(name)
         elif name not in self.double.models:
             self._json(404, {"error": f"model '{name}' not found, try pulling it first"})
         elif self.path == "/api/show":

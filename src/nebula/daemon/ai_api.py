@@ -23,7 +23,8 @@ the providers' state.
                                                  duration_ms}; 400 when the arguments do not
                                                  match its parameters
     POST   /api/v1/ai/chat                       body {"model", "messages", "stream"?}: the
-                                                 reply {model, content, finish, *_tokens}; with
+                                                 reply {model, content, finish, *_tokens}
+                                                 (502 when its server fails); with
                                                  "stream": true, `delta` events ({text}) then
                                                  `done` (the reply) or `error` ({error})
     GET    /api/v1/ai/status                     {providers: [{name, kind, url, reachable,
@@ -61,7 +62,7 @@ from nebula.daemon.auth_api import JsonBody, JsonResponse
 from nebula.daemon.catalog_api import InvalidEditError
 from nebula.daemon.control import ControlError, DaemonControl
 from nebula.daemon.remediation_api import _actor, _limit
-from nebula.errors import NebulaError
+from nebula.errors import NebulaError, ProviderError
 from nebula.identity.principal import Role
 
 if TYPE_CHECKING:
@@ -204,7 +205,10 @@ class _AiApi:
                 "invalid", '"messages" is a list of {"role": "user", "content": "..."}'
             )
         if not body.get("stream"):
-            return self._ok(await run_in_threadpool(self.ai.chat, model, messages))
+            try:
+                return self._ok(await run_in_threadpool(self.ai.chat, model, messages))
+            except ProviderError as exc:  # the model's server failed: a gateway's error
+                return self._ok({"error": str(exc)}, 502)
         stream = _Stream(asyncio.get_running_loop(), ends_with="done", or_with="error")
 
         def talk() -> None:
