@@ -16,9 +16,9 @@ import servers
 from nebula.cli.app import app
 from nebula.engine.load import load_desired
 from nebula.errors import ConfigError
-from nebula.kinds.packages.compose import check_image
 from nebula.kinds.packages.types import ContainerSpec, DeviceRequest
 from nebula.providers.docker import DockerProvider
+from nebula.spec.images import check_image
 
 WEB = """compose:
   services:

@@ -16,11 +16,12 @@ from typer.testing import CliRunner
 from nebula.catalog import Catalog
 from nebula.cli.app import app
 from nebula.errors import ConfigError
+from nebula.kinds.schemas import SCHEMAS
 from nebula.paths import builtin_catalog_dir
-from nebula.spec.schema import KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "homelab"
+OPS = ROOT / "examples" / "ops-assistant"
 runner = CliRunner()
 
 DOMAIN = """\
@@ -43,7 +44,14 @@ def validators(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Draft20201
     result = runner.invoke(app, ["schema", "export", str(folder), "--output", "json"])
     assert result.exit_code == 0, result.stdout + result.stderr
     listed = json.loads(result.stdout)["schemas"]
-    assert [s["kind"] for s in listed] == ["nebula", "installation", "domain", "package"]
+    assert [s["kind"] for s in listed] == [
+        "nebula",
+        "installation",
+        "domain",
+        "package",
+        "agent",
+        "function",
+    ]
     out = {}
     for entry in listed:
         schema = json.loads(Path(entry["file"]).read_text())
@@ -78,6 +86,23 @@ def test_the_example_homelab_is_accepted(validators: dict[str, Draft202012Valida
     assert errors(validators["domain"], DOMAIN) == []
 
 
+def test_the_ops_assistant_example_is_accepted(
+    validators: dict[str, Draft202012Validator],
+) -> None:
+    assert errors(validators["nebula"], (OPS / "nebula.yaml").read_text()) == []
+    assert errors(validators["agent"], (OPS / "agents" / "ops-assistant.yaml").read_text()) == []
+    functions = sorted((OPS / "functions").glob("*.yaml"))
+    assert len(functions) == 6
+    for path in functions:
+        assert errors(validators["function"], path.read_text()) == [], path
+    http = (
+        "name: page\ndescription: Send a page\nimplementation: https://hooks.example.com/page\n"
+        "implementation_type: http\nparameters: {type: object, properties: {text: {type: string}}}\n"
+        "timeout: 10s\nhttp: {method: POST, headers: {Authorization: 'Bearer ${secret:hook}'}}\n"
+    )
+    assert errors(validators["function"], http) == []
+
+
 def test_every_builtin_catalog_package_is_accepted(
     validators: dict[str, Draft202012Validator],
 ) -> None:
@@ -104,6 +129,11 @@ def test_typod_keys_are_refused(validators: dict[str, Draft202012Validator]) -> 
         "Additional properties are not allowed ('defautls' was unexpected)"
     ]
     assert errors(validators["domain"], DOMAIN.replace("records:", "recrods:"))
+    agent = (OPS / "agents" / "ops-assistant.yaml").read_text()
+    assert "Additional properties are not allowed ('systemprompt' was unexpected)" in errors(
+        validators["agent"], agent.replace("systemPrompt:", "systemprompt:")
+    )
+    assert errors(validators["agent"], agent + "toolChoice: always\n")
     package = (EXAMPLE / "catalog" / "static-site" / "1.0.0.yaml").read_text()
     assert errors(validators["package"], package + "helth_checks: []\n")
 
@@ -118,9 +148,10 @@ def test_yaml_scalars_nebula_reads_as_text_or_durations_are_accepted(
 
 
 def test_kinds_cover_every_file_kind_of_the_repo() -> None:
-    files = [pattern for kind in KINDS for pattern in kind.files]
+    files = [pattern for kind in SCHEMAS for pattern in kind.files]
     assert "nebula.yaml" in files and "packages/*.yaml" in files
     assert "domains/*.yaml" in files and "catalog/*/*.yaml" in files
+    assert "agents/*.yaml" in files and "functions/*.yaml" in files
 
 
 def test_init_wires_the_schemas_into_the_editor(tmp_path: Path) -> None:
@@ -136,6 +167,7 @@ def test_init_wires_the_schemas_into_the_editor(tmp_path: Path) -> None:
         "packages/*.yaml",
         "packages/*.yml",
     ]
+    assert mapping[".nebula/schema/agent.schema.json"] == ["agents/*.yaml", "agents/*.yml"]
     for schema in mapping:
         assert (repo / schema).is_file(), schema
     # the modelines point at the schemas from each file's own folder

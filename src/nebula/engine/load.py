@@ -10,8 +10,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from nebula.catalog import Catalog, builtin_catalog_dir
+from nebula.kinds.agents.desired import desired_agents
 from nebula.kinds.base import Desired
 from nebula.kinds.dns.desired import desired_zones
+from nebula.kinds.functions.desired import desired_functions
 from nebula.kinds.packages.resolve import resolve
 from nebula.kinds.routes.desired import exposed_routes
 from nebula.kinds.runbooks.desired import desired_runbooks
@@ -46,4 +48,8 @@ def load_desired(root: Path, fingerprints: FingerprintSource | None = None) -> D
     runbooks = desired_runbooks(repo)
     zones = tuple(desired_zones(repo))
     workflows = desired_workflows(repo)
-    return Desired(repo, catalog, installations, routes, zones, runbooks, workflows)
+    functions = desired_functions(repo)
+    agents = desired_agents(repo, {f.name: f.spec for f in functions})
+    return Desired(
+        repo, catalog, installations, routes, zones, runbooks, workflows, functions, agents
+    )

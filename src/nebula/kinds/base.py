@@ -21,7 +21,9 @@ from nebula.secrets.resolve import SecretResolver
 
 if TYPE_CHECKING:
     from nebula.catalog import Catalog
+    from nebula.kinds.agents.types import DesiredAgent
     from nebula.kinds.dns.types import DesiredZone
+    from nebula.kinds.functions.types import DesiredFunction
     from nebula.kinds.packages.types import DesiredInstallation, Observed
     from nebula.kinds.routes.types import ExposedRoute
     from nebula.kinds.runbooks.types import DesiredRunbook
@@ -46,6 +48,8 @@ class Desired:
     zones: tuple[DesiredZone, ...] = ()  # DNS zones with their desired records
     runbooks: tuple[DesiredRunbook, ...] = ()  # the repo's and the enabled built-ins, by name
     workflows: tuple[DesiredWorkflow, ...] = ()  # by name
+    functions: tuple[DesiredFunction, ...] = ()  # by name
+    agents: tuple[DesiredAgent, ...] = ()  # by name
 
     def packages(self) -> list[Package]:
         """The catalog packages the installations use, at the versions they use."""

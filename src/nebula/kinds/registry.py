@@ -17,6 +17,8 @@ KINDS: dict[str, str] = {
     "dns": "nebula.kinds.dns.kind:Dns",
     "runbooks": "nebula.kinds.runbooks.kind:Runbooks",
     "workflows": "nebula.kinds.workflows.kind:Workflows",
+    "functions": "nebula.kinds.functions.kind:Functions",
+    "agents": "nebula.kinds.agents.kind:Agents",
 }
 
 

@@ -8,6 +8,7 @@ import math
 import re
 from decimal import Decimal
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
@@ -97,7 +98,21 @@ def _float_text(value: float) -> str:
     return f"{minus}{shown[:point]}.{shown[point:]}"
 
 
+def check_http_url(value: str) -> str:
+    """An http(s) URL with a host, without a trailing `/`; `ValueError` for anything else."""
+    url = value.strip()
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != -1
+    except ValueError:  # a port that is no number, or out of range
+        valid = False
+    if not valid:
+        raise ValueError(f"{excerpt(value)} is not an http(s) URL; use e.g. http://127.0.0.1:8080")
+    return url.rstrip("/")
+
+
 # The JSON Schema of each (`nebula schema export`) says what YAML may hold, before conversion.
 Duration = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=str | float)]
 Text = Annotated[str, BeforeValidator(_as_text, json_schema_input_type=str | float | bool)]
 IpAddress = Annotated[str, AfterValidator(check_ip_address)]
+HttpAddress = Annotated[str, AfterValidator(check_http_url)]

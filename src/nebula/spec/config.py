@@ -1,14 +1,24 @@
-"""`nebula.yaml`: where the homelab's Docker Engine is and the defaults Nebula applies with."""
+"""`nebula.yaml`: where the homelab's Docker Engine is, the defaults Nebula applies with, and the
+model servers agents use (`ai:`)."""
 
 from __future__ import annotations
 
 import difflib
+from functools import partial
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import Field, IPvAnyAddress, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    IPvAnyAddress,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from nebula.spec.base import Duration, IpAddress, StrictModel, Text
+from nebula.spec.base import Duration, HttpAddress, IpAddress, StrictModel, Text
+from nebula.spec.dns_values import check_secret_reference
 from nebula.spec.names import Name
 from nebula.spec.proxy import Proxy
 from nebula.spec.remediation import (
@@ -89,6 +99,75 @@ class Node(StrictModel):
     ssh: NodeSsh = NodeSsh()
 
 
+ApiKey = Annotated[str, AfterValidator(partial(check_secret_reference, what="key"))]
+"""An API key, always `${secret:NAME}`: a key written in the repo is refused."""
+
+MODEL_PROVIDERS = ("ollama", "openai")
+"""The providers every agent's `model:` may name; `ai.providers` adds more by name."""
+
+
+class OllamaEndpoint(StrictModel):
+    """The Ollama server `ollama:NAME` models run on."""
+
+    host: HttpAddress = Field(default="http://127.0.0.1:11434", description="Ollama's URL")
+    pull: bool = Field(default=True, description="nebulad pulls the models agents need")
+
+
+class OpenAICompatible(StrictModel):
+    """A server speaking OpenAI's API (llama.cpp, vLLM, LM Studio, LiteLLM)."""
+
+    base_url: HttpAddress = Field(description="its API root, e.g. http://127.0.0.1:8080/v1")
+    api_key: ApiKey | None = Field(
+        default=None, description="`${secret:NAME}`, stored with `nebula secrets set NAME`"
+    )
+
+    @property
+    def api_key_secret(self) -> str | None:
+        """The vault secret holding the key, if there is one."""
+        return None if self.api_key is None else self.api_key[len("${secret:") : -1]
+
+
+class OpenAIEndpoint(OpenAICompatible):
+    """OpenAI's API, for `openai:NAME` and bare model names (`gpt-4o`)."""
+
+    base_url: HttpAddress = Field(default="https://api.openai.com/v1", description="its API root")
+
+
+class AiConfig(StrictModel):
+    """Where agents' models run: `model: ollama:NAME`, `openai:NAME` (or a bare name), or
+    `P:NAME` for a server P of `providers`."""
+
+    ollama: OllamaEndpoint = OllamaEndpoint()
+    openai: OpenAIEndpoint = OpenAIEndpoint()
+    providers: dict[Name, OpenAICompatible] = Field(
+        default={}, description="more OpenAI-compatible servers, by the name models use"
+    )
+    timeout: Duration = Field(default=120.0, description="one model request at most")
+
+    @field_validator("providers")
+    @classmethod
+    def _not_built_in(cls, providers: dict[str, OpenAICompatible]) -> dict[str, OpenAICompatible]:
+        for name in providers:
+            if name in (*MODEL_PROVIDERS, "anthropic"):
+                raise ValueError(
+                    f"{name!r} is a built-in provider's name; give this server another name"
+                )
+        return providers
+
+    @property
+    def provider_names(self) -> tuple[str, ...]:
+        """Every provider a model may name: the built-ins, then `providers`' by name."""
+        return (*MODEL_PROVIDERS, *sorted(self.providers))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: Any) -> Any:
+        """`ollama:` with nothing under it means its defaults."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+
 LOCAL_NODE = Node(name="local", address=IPv4Address("127.0.0.1"))
 
 
@@ -113,6 +192,9 @@ class NebulaConfig(StrictModel):
     remediation: Remediation = Remediation()
     maintenance: list[MaintenanceWindow] = Field(
         default=[], description="times when runbooks and notifications stay quiet"
+    )
+    ai: AiConfig = Field(
+        default=AiConfig(), description="the model servers agents use (Ollama, OpenAI, others)"
     )
 
     def node(self, name: str | None) -> Node | None:

@@ -114,12 +114,13 @@ def check_zone_name(zone: str) -> str:
     return bare
 
 
-def check_secret_reference(token: str) -> str:
-    """A provider token, which must be `${secret:NAME}`; `ValueError` for anything else."""
+def check_secret_reference(token: str, what: str = "token") -> str:
+    """A credential (a provider token, an API key), which must be `${secret:NAME}`;
+    `ValueError` for anything else."""
     if not _SECRET_REFERENCE.fullmatch(token.strip()):
         raise ValueError(
-            "write the token as ${secret:NAME} (stored with `nebula secrets set NAME`); "
-            "a token in the repo would be readable by anyone with the repo"
+            f"write the {what} as ${{secret:NAME}} (stored with `nebula secrets set NAME`); "
+            f"a {what} in the repo would be readable by anyone with the repo"
         )
     return token.strip()
 

@@ -1,6 +1,6 @@
 """Read a whole config repo: `nebula.yaml`, every `packages/*.yaml` and `domains/*.yaml`, all
-errors at once; `runbooks/*.yml` and `workflows/*.yaml` are parsed here and validated by their
-kinds."""
+errors at once; `runbooks/*.yml`, `workflows/*.yaml`, `agents/*.yaml` and `functions/*.yaml` are
+parsed here and validated by their kinds."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ LOCAL_CATALOG_DIR = "catalog"
 DOMAINS_DIR = "domains"
 RUNBOOKS_DIR = "runbooks"
 WORKFLOWS_DIR = "workflows"
+AGENTS_DIR = "agents"
+FUNCTIONS_DIR = "functions"
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class RepoSpec:
     domains: tuple[DomainSource, ...] = ()
     runbooks: tuple[YamlDocument, ...] = ()  # parsed; the runbooks kind validates them
     workflows: tuple[YamlDocument, ...] = ()  # parsed; the workflows kind validates them
+    agents: tuple[YamlDocument, ...] = ()  # parsed; the agents kind validates them
+    functions: tuple[YamlDocument, ...] = ()  # parsed; the functions kind validates them
 
     @property
     def local_catalog(self) -> Path | None:
@@ -163,13 +167,17 @@ def load_repo(root: Path) -> RepoSpec:
     domains = _load_domains(root, issues)
     runbooks = _parse_all(root, RUNBOOKS_DIR, issues)
     workflows = _parse_all(root, WORKFLOWS_DIR, issues)
+    agents = _parse_all(root, AGENTS_DIR, issues)
+    functions = _parse_all(root, FUNCTIONS_DIR, issues)
     try:
         local_catalog_dir(root)
     except ConfigError as exc:
         issues.extend(exc.issues)
     if issues:
         raise ConfigError(issues)
-    return RepoSpec(root, config, tuple(installations), domains, runbooks, workflows)
+    return RepoSpec(
+        root, config, tuple(installations), domains, runbooks, workflows, agents, functions
+    )
 
 
 def _parse_all(root: Path, folder: str, issues: list[ConfigIssue]) -> tuple[YamlDocument, ...]:

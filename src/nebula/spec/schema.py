@@ -6,12 +6,14 @@ completion and checks agree with `nebula validate`: unknown keys are refused
 `interval: 30`) accept them. Checks across fields or files (a package *or* inline compose,
 variables used but not declared, port clashes) stay with `nebula validate`.
 
-Adding a kind is one line in `KINDS`.
+Adding a kind is one line in `KINDS`; the models of kinds that live in `kinds/` (agents,
+functions) are added by `nebula.kinds.schemas.SCHEMAS`, which the commands write.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,21 +68,21 @@ def schema_of(kind: SchemaKind) -> dict[str, Any]:
     return {"$schema": DIALECT, **body, "title": kind.title}
 
 
-def export(directory: Path) -> list[Path]:
-    """Write `<kind>.schema.json` for every kind into `directory`; the files written."""
+def export(directory: Path, kinds: Sequence[SchemaKind]) -> list[Path]:
+    """Write `<kind>.schema.json` for each of `kinds` into `directory`; the files written."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for kind in KINDS:
+    for kind in kinds:
         path = directory / kind.filename
         path.write_text(json.dumps(schema_of(kind), indent=2) + "\n", encoding="utf-8")
         written.append(path)
     return written
 
 
-def editor_mapping(schema_dir: str) -> dict[str, list[str]]:
+def editor_mapping(schema_dir: str, kinds: Sequence[SchemaKind]) -> dict[str, list[str]]:
     """The `yaml.schemas` setting of VS Code's YAML extension (yaml-language-server): schema
     file → the repo globs it applies to; `schema_dir` is relative to the repo root."""
-    return {f"{schema_dir}/{kind.filename}": list(kind.files) for kind in KINDS}
+    return {f"{schema_dir}/{kind.filename}": list(kind.files) for kind in kinds}
 
 
 def modeline(schema_dir: str, kind_name: str) -> str:

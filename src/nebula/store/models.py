@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -30,6 +31,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from nebula.store.records import (
+    AgentExecutionStatus,
+    AgentStepKind,
     AlertStatus,
     Approval,
     DeploymentStatus,
@@ -550,3 +553,92 @@ class RunbookExecution(Base):
     node: Mapped[str | None] = mapped_column(String(255))
     started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     completed_at: Mapped[datetime | None]
+
+
+class AgentRow(Base):
+    """An agent of the config repo, as last loaded: the seed's columns, then its file and
+    whole document."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    system_prompt: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(255))
+    temperature: Mapped[float] = mapped_column(Float)
+    tools: Mapped[list[str]]
+    config: Mapped[dict[str, Any]]
+    file: Mapped[str] = mapped_column(String(500))
+    digest: Mapped[str] = mapped_column(String(128))
+    definition: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FunctionRow(Base):
+    """A function of the config repo, as last loaded: the seed's columns, then its file and
+    whole document."""
+
+    __tablename__ = "functions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    parameters: Mapped[dict[str, Any]]
+    implementation: Mapped[str | None] = mapped_column(Text)
+    implementation_type: Mapped[str | None] = mapped_column(String(50))
+    file: Mapped[str] = mapped_column(String(500))
+    digest: Mapped[str] = mapped_column(String(128))
+    definition: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AgentExecution(Base):
+    """One run of an agent, after the seed's `agent_executions`. `state` is the loop's
+    resumable state (saved after every step), `pending` the tool call waiting for a person."""
+
+    __tablename__ = "agent_executions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    agent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL"), index=True
+    )
+    agent_name: Mapped[str] = mapped_column(String(255), index=True)
+    input: Mapped[str] = mapped_column(Text)
+    output: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[AgentExecutionStatus] = mapped_column(
+        _status("agent_execution_status", AgentExecutionStatus)
+    )
+    tokens_used: Mapped[int] = mapped_column(default=0)
+    duration_ms: Mapped[int] = mapped_column(default=0)
+    actor: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text)
+    incident_id: Mapped[str | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), index=True
+    )
+    state: Mapped[dict[str, Any]]
+    pending: Mapped[dict[str, Any] | None]
+    approval_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    completed_at: Mapped[datetime | None]
+
+
+class AgentStep(Base):
+    """One step of an agent's run, numbered from 1 (`seq`): a model reply, a tool call, a
+    person's answer."""
+
+    __tablename__ = "agent_steps"
+    __table_args__ = (UniqueConstraint("execution_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(
+        ForeignKey("agent_executions.id", ondelete="CASCADE"), index=True
+    )
+    seq: Mapped[int]
+    kind: Mapped[AgentStepKind] = mapped_column(_status("agent_step_kind", AgentStepKind))
+    detail: Mapped[dict[str, Any]]
+    tokens: Mapped[int] = mapped_column(default=0)
+    duration_ms: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

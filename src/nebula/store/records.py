@@ -16,6 +16,17 @@ ExecutionStatus = Literal[
 ]
 ExecutionKind = Literal["runbook", "workflow"]
 Approval = Literal["none", "pending", "approved", "rejected"]
+AgentExecutionStatus = Literal[
+    "running",
+    "waiting_approval",
+    "completed",
+    "failed",
+    "blocked",
+    "timed_out",
+    "rejected",
+    "interrupted",
+]
+AgentStepKind = Literal["turn", "tool_call", "approval"]
 Matcher = tuple[str, str, str]
 """A silence's matcher: (label, operator, value); the operator is `=`, `!=`, `=~` or `!~`."""
 
@@ -182,3 +193,108 @@ class ExecutionInfo:
     started_at: datetime
     completed_at: datetime | None
     kind: ExecutionKind = "runbook"
+
+
+@dataclass(frozen=True)
+class FunctionRecord:
+    """A function as loaded from the config repo: `definition` is its validated document (a
+    built-in's description and parameters filled in), `digest` the hash of that document."""
+
+    name: str
+    file: str
+    digest: str
+    definition: dict[str, Any]
+
+    # the seed's columns of `functions`, from the document
+    @property
+    def description(self) -> str:
+        return str(self.definition.get("description") or "")
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return dict(self.definition.get("parameters") or {})
+
+    @property
+    def implementation(self) -> str:
+        return str(self.definition["implementation"])
+
+    @property
+    def implementation_type(self) -> str:
+        return str(self.definition["implementation_type"])
+
+
+_AGENT_COLUMNS = ("name", "description", "systemPrompt", "model", "temperature", "tools")
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    """An agent as loaded from the config repo: `definition` is its validated document (the
+    seed's camelCase keys), `digest` the hash of that document."""
+
+    name: str
+    file: str
+    digest: str
+    definition: dict[str, Any]
+
+    # the seed's columns of `agents`, from the document; `config` is the rest of it
+    @property
+    def description(self) -> str:
+        return str(self.definition.get("description") or "")
+
+    @property
+    def system_prompt(self) -> str:
+        return str(self.definition["systemPrompt"])
+
+    @property
+    def model(self) -> str:
+        return str(self.definition["model"])
+
+    @property
+    def temperature(self) -> float:
+        return float(self.definition.get("temperature", 0.7))
+
+    @property
+    def tools(self) -> list[str]:
+        return list(self.definition.get("tools") or [])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {k: v for k, v in self.definition.items() if k not in _AGENT_COLUMNS}
+
+
+@dataclass(frozen=True)
+class AgentStepInfo:
+    """One step of an agent's run: a model reply (`turn`), a tool call and its result
+    (`tool_call`), a person's answer (`approval`); `detail` is masked."""
+
+    seq: int
+    kind: AgentStepKind
+    detail: dict[str, Any]
+    tokens: int
+    duration_ms: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AgentExecutionInfo:
+    """One run of an agent, after the seed's `agent_executions`. `state` is the loop's
+    resumable state as last saved, `pending` the tool call waiting for approval; `steps` are
+    filled by `Store.agent_execution` only (lists leave them out)."""
+
+    id: str
+    agent_name: str
+    agent_id: str | None  # None once the agent is removed from the repo
+    input: str
+    output: str | None
+    status: AgentExecutionStatus
+    tokens_used: int
+    duration_ms: int
+    actor: str
+    reason: str | None
+    incident_id: str | None
+    state: dict[str, Any]
+    pending: dict[str, Any] | None
+    approval_by: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    steps: tuple[AgentStepInfo, ...] = ()

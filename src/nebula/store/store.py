@@ -24,8 +24,12 @@ from nebula.errors import NotFoundError, StateError, StoreError
 from nebula.store import applylock, db
 from nebula.store.mask import mask_detail
 from nebula.store.models import (
+    AgentExecution,
+    AgentRow,
+    AgentStep,
     DaemonSetting,
     Deployment,
+    FunctionRow,
     HookRunRow,
     Installation,
     MarketplacePackage,
@@ -37,11 +41,17 @@ from nebula.store.models import (
     utcnow,
 )
 from nebula.store.records import (
+    AgentExecutionInfo,
+    AgentExecutionStatus,
+    AgentRecord,
+    AgentStepInfo,
+    AgentStepKind,
     Approval,
     DeploymentInfo,
     ExecutionInfo,
     ExecutionKind,
     ExecutionStatus,
+    FunctionRecord,
     InstallationInfo,
     PackageRecord,
     RunbookRecord,
@@ -50,8 +60,19 @@ from nebula.store.records import (
     WorkflowRecord,
 )
 
-_Definition = TypeVar("_Definition", RunbookRow, WorkflowRow)
+_Definition = TypeVar("_Definition", RunbookRow, WorkflowRow, AgentRow, FunctionRow)
 """A table of definitions loaded from the config repo, by name."""
+
+_DEFINITION_FIELDS = ("file", "digest", "definition")
+# the seed's columns, read from the records' documents
+_AGENT_FIELDS = (
+    *_DEFINITION_FIELDS,
+    *("description", "system_prompt", "model", "temperature", "tools", "config"),
+)
+_FUNCTION_FIELDS = (
+    *_DEFINITION_FIELDS,
+    *("description", "parameters", "implementation", "implementation_type"),
+)
 
 _PACKAGE_FIELDS = (
     "display_name",
@@ -642,7 +663,217 @@ class Store:
     def replace_workflows(self, records: Iterable[WorkflowRecord]) -> None:
         """Make the stored workflows exactly `records`: the others are removed, and a row's
         `updated_at` moves only when the workflow changed."""
-        self._replace_definitions(WorkflowRow, records, ("file", "digest", "definition"))
+        self._replace_definitions(WorkflowRow, records, _DEFINITION_FIELDS)
+
+    # -- agents, functions and the agents' runs --------------------------------------------
+
+    def agents(self) -> list[AgentRecord]:
+        """The agents as last loaded, by name."""
+        with self.transaction() as session:
+            rows = session.scalars(select(AgentRow).order_by(AgentRow.name))
+            return [AgentRecord(r.name, r.file, r.digest, dict(r.definition)) for r in rows]
+
+    def replace_agents(self, records: Iterable[AgentRecord]) -> None:
+        """Make the stored agents exactly `records` (see `replace_runbooks`). The runs of an
+        agent removed stay, with its name."""
+        self._replace_definitions(AgentRow, records, _AGENT_FIELDS)
+
+    def functions(self) -> list[FunctionRecord]:
+        """The functions as last loaded, by name."""
+        with self.transaction() as session:
+            rows = session.scalars(select(FunctionRow).order_by(FunctionRow.name))
+            return [FunctionRecord(r.name, r.file, r.digest, dict(r.definition)) for r in rows]
+
+    def replace_functions(self, records: Iterable[FunctionRecord]) -> None:
+        """Make the stored functions exactly `records` (see `replace_runbooks`)."""
+        self._replace_definitions(FunctionRow, records, _FUNCTION_FIELDS)
+
+    def start_agent_execution(
+        self, agent_name: str, input: str, *, actor: str, incident_id: str | None = None
+    ) -> str:
+        """Record a run of an agent that begins now (`running`) on the task `input` (masked);
+        its id."""
+        with self.transaction() as session:
+            row = AgentExecution(
+                id=new_id(),
+                agent_id=session.scalar(select(AgentRow.id).where(AgentRow.name == agent_name)),
+                agent_name=agent_name,
+                input=mask_detail(input),
+                status="running",
+                tokens_used=0,
+                duration_ms=0,
+                actor=actor,
+                incident_id=incident_id,
+                state={},
+                created_at=utcnow(),
+            )
+            session.add(row)
+            return row.id
+
+    def record_agent_step(
+        self,
+        execution_id: str,
+        kind: AgentStepKind,
+        detail: dict[str, Any],
+        *,
+        tokens: int = 0,
+        duration_ms: int = 0,
+    ) -> None:
+        """Add the next step of a run (numbered from 1); `detail` is masked."""
+        with self.transaction() as session:
+            _agent_row(session, execution_id, for_update=True)  # one writer numbers at a time
+            last = session.scalar(
+                select(func.max(AgentStep.seq)).where(AgentStep.execution_id == execution_id)
+            )
+            seq = (last or 0) + 1
+            session.add(
+                _agent_step(execution_id, seq, kind, detail, tokens=tokens, duration_ms=duration_ms)
+            )
+
+    def save_agent_state(
+        self,
+        execution_id: str,
+        state: dict[str, Any],
+        *,
+        status: AgentExecutionStatus,
+        pending: dict[str, Any] | None = None,
+        tokens_used: int,
+    ) -> None:
+        """Save a run's resumable state (masked) after a step: its status, the tool call it
+        waits on (`waiting_approval`), the tokens used so far."""
+        with self.transaction() as session:
+            row = _agent_row(session, execution_id, for_update=True)
+            row.state, row.status, row.tokens_used = mask_detail(state), status, tokens_used
+            row.pending = None if pending is None else mask_detail(pending)
+
+    def finish_agent_execution(
+        self,
+        execution_id: str,
+        status: AgentExecutionStatus,
+        *,
+        output: str | None = None,
+        reason: str | None = None,
+        tokens_used: int,
+        duration_ms: int,
+    ) -> None:
+        """Close a run with its final `status`, its answer and why it ended so (masked)."""
+        with self.transaction() as session:
+            row = _agent_row(session, execution_id, for_update=True)
+            row.status, row.pending, row.completed_at = status, None, utcnow()
+            row.output = None if output is None else mask_detail(output)
+            row.reason = None if reason is None else mask_detail(reason)
+            row.tokens_used, row.duration_ms = tokens_used, duration_ms
+
+    def agent_execution(self, execution_id: str) -> AgentExecutionInfo:
+        """One run with its steps; `NotFoundError` if there is none."""
+        with self.transaction() as session:
+            return _agent_execution_info(session, _agent_row(session, execution_id))
+
+    def agent_executions(
+        self, agent: str | None = None, limit: int = 50
+    ) -> list[AgentExecutionInfo]:
+        """The latest runs (of one agent, if given), newest first, without their steps."""
+        query = select(AgentExecution).order_by(AgentExecution.created_at.desc()).limit(limit)
+        if agent is not None:
+            query = query.where(AgentExecution.agent_name == agent)
+        with self.transaction() as session:
+            return [_agent_execution_info(None, row) for row in session.scalars(query)]
+
+    def decide_agent_execution(
+        self, execution_id: str, approved: bool, by: str
+    ) -> AgentExecutionInfo:
+        """A person's answer to the tool call a run waits on, recorded as an `approval` step:
+        approved, the run is `running` again (its `pending` call is the one to carry out);
+        rejected, it ends `rejected`. `StateError` unless it is `waiting_approval`."""
+        with self.transaction() as session:
+            row = _agent_row(session, execution_id, for_update=True)
+            if row.status != "waiting_approval":
+                raise StateError(
+                    f"agent execution {execution_id} is not waiting for an approval "
+                    f"(its status is {row.status})"
+                )
+            row.approval_by = by
+            if approved:
+                row.status = "running"
+            else:
+                row.status, row.completed_at = "rejected", utcnow()
+                row.reason = f"rejected by {by}"
+            last = session.scalar(
+                select(func.max(AgentStep.seq)).where(AgentStep.execution_id == execution_id)
+            )
+            detail = {"approved": approved, "by": by, "call": row.pending}
+            session.add(_agent_step(execution_id, (last or 0) + 1, "approval", detail))
+            session.flush()
+            return _agent_execution_info(session, row)
+
+    def interrupt_agent_executions(self, reason: str) -> list[str]:
+        """Mark every run still `running` (its process died) `interrupted`; their ids. Runs
+        waiting for an approval keep waiting: their state is saved."""
+        with self.transaction() as session:
+            ids = session.scalars(
+                update(AgentExecution)
+                .where(AgentExecution.status == "running")
+                .values(status="interrupted", reason=reason, completed_at=utcnow())
+                .returning(AgentExecution.id)
+            ).all()
+            return list(ids)
+
+
+def _agent_row(session: Session, execution_id: str, *, for_update: bool = False) -> AgentExecution:
+    row = session.get(AgentExecution, execution_id, with_for_update=for_update)
+    if row is None:
+        raise NotFoundError(f"no agent execution {execution_id}")
+    return row
+
+
+def _agent_step(
+    execution_id: str,
+    seq: int,
+    kind: AgentStepKind,
+    detail: dict[str, Any],
+    *,
+    tokens: int = 0,
+    duration_ms: int = 0,
+) -> AgentStep:
+    return AgentStep(
+        execution_id=execution_id,
+        seq=seq,
+        kind=kind,
+        detail=mask_detail(detail),
+        tokens=tokens,
+        duration_ms=duration_ms,
+        created_at=utcnow(),
+    )
+
+
+def _agent_execution_info(session: Session | None, row: AgentExecution) -> AgentExecutionInfo:
+    """A run as a record; with `session`, its steps too."""
+    steps: tuple[AgentStepInfo, ...] = ()
+    if session is not None:
+        query = select(AgentStep).where(AgentStep.execution_id == row.id).order_by(AgentStep.seq)
+        steps = tuple(
+            AgentStepInfo(s.seq, s.kind, dict(s.detail), s.tokens, s.duration_ms, s.created_at)
+            for s in session.scalars(query)
+        )
+    return AgentExecutionInfo(
+        id=row.id,
+        agent_name=row.agent_name,
+        agent_id=row.agent_id,
+        input=row.input,
+        output=row.output,
+        status=row.status,
+        tokens_used=row.tokens_used,
+        duration_ms=row.duration_ms,
+        actor=row.actor,
+        reason=row.reason,
+        incident_id=row.incident_id,
+        state=dict(row.state),
+        pending=None if row.pending is None else dict(row.pending),
+        approval_by=row.approval_by,
+        created_at=row.created_at,
+        completed_at=row.completed_at,
+        steps=steps,
+    )
 
 
 def _execution_row(session: Session, execution_id: str, *, for_update: bool) -> RunbookExecution:

@@ -54,9 +54,10 @@ def _editor_schemas(target: Path) -> None:
     editors using yaml-language-server read the modelines)."""
     import json
 
+    from nebula.kinds.schemas import SCHEMAS
     from nebula.spec.schema import editor_mapping, export
 
-    export(target / SCHEMA_DIR)
+    export(target / SCHEMA_DIR, SCHEMAS)
     settings_path = target / ".vscode" / "settings.json"
     settings: object = {}
     if settings_path.exists():
@@ -73,7 +74,7 @@ def _editor_schemas(target: Path) -> None:
     schemas = settings.get("yaml.schemas")
     settings["yaml.schemas"] = {
         **(schemas if isinstance(schemas, dict) else {}),
-        **editor_mapping(SCHEMA_DIR),
+        **editor_mapping(SCHEMA_DIR, SCHEMAS),
     }
     settings_path.parent.mkdir(exist_ok=True)
     settings_path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")

@@ -1,9 +1,12 @@
-"""The agents kind's plain data: an agent profile as the AI runtime runs it."""
+"""The agents kind's plain data: an agent profile as the AI runtime runs it, and an agent of a
+commit."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from nebula.store.records import AgentRecord
 
 
 @dataclass(frozen=True)
@@ -40,3 +43,15 @@ class AgentDef:
         """The model as its provider names it (`llama3.2:3b` of `ollama:llama3.2:3b`)."""
         prefix, colon, rest = self.model.partition(":")
         return rest if colon else prefix
+
+
+@dataclass(frozen=True)
+class DesiredAgent:
+    """An agent of the commit: as the AI runtime runs it, and as the store records it."""
+
+    spec: AgentDef
+    record: AgentRecord
+
+    @property
+    def name(self) -> str:
+        return self.spec.name

@@ -1,10 +1,12 @@
-"""The functions kind's plain data: a function as agents call it, and Nebula's built-in
-functions (`implementation_type: code`), which the AI runtime implements."""
+"""The functions kind's plain data: a function as agents call it, Nebula's built-in functions
+(`implementation_type: code`), which the AI runtime implements, and a function of a commit."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from nebula.store.records import FunctionRecord
 
 ImplementationType = Literal["code", "http", "docker"]
 
@@ -116,3 +118,15 @@ BUILTINS: dict[str, Builtin] = {
         writes=True,
     ),
 }
+
+
+@dataclass(frozen=True)
+class DesiredFunction:
+    """A function of the commit: as the AI runtime calls it, and as the store records it."""
+
+    spec: FunctionDef
+    record: FunctionRecord
+
+    @property
+    def name(self) -> str:
+        return self.spec.name

@@ -18,8 +18,9 @@ from typing import Any, Literal
 from nebula.catalog import Catalog, CatalogEntry
 from nebula.catalog.categories import CATEGORIES
 from nebula.errors import ConfigError, ConfigIssue
-from nebula.kinds.packages.compose import check_image, parse_ports
+from nebula.kinds.packages.compose import parse_ports
 from nebula.kinds.packages.dependencies import satisfies
+from nebula.spec.images import check_image
 from nebula.spec.interpolate import InterpolationError, interpolate, references
 from nebula.spec.names import NAME, NAME_RULE
 from nebula.spec.yamlfile import Path as YamlPath

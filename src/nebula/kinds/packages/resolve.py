@@ -22,7 +22,6 @@ from nebula.errors import ConfigError, ConfigIssue
 from nebula.kinds.packages.build_context import is_remote, read_context
 from nebula.kinds.packages.checks import check_installations
 from nebula.kinds.packages.compose import (
-    check_image,
     device_requests,
     parse_bytes,
     parse_count,
@@ -76,6 +75,7 @@ from nebula.spec.compose import (
     VolumeMount,
 )
 from nebula.spec.config import NebulaConfig
+from nebula.spec.images import check_image
 from nebula.spec.installation import Installation
 from nebula.spec.interpolate import (
     SECRET_REFERENCE,
