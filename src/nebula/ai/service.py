@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from nebula.kinds.base import Desired
     from nebula.providers.docker import DockerProvider
     from nebula.store import Store
-    from nebula.store.records import AgentExecutionInfo
+    from nebula.store.records import AgentExecutionInfo, AgentStepKind
 
 log = logging.getLogger("nebulad.ai")
 
@@ -351,7 +351,7 @@ class AI:
         self,
         run: _Run,
         state: LoopState,
-        kind: str,
+        kind: AgentStepKind,
         detail: dict[str, Any],
         *,
         tokens: int,

@@ -243,7 +243,7 @@ class Daemon:
             docker_provider=self.provider,
         )
         plan = pipeline.plan(good.desired, world)
-        return {"changes": plan.change_records(), "problems": plan.problems()}
+        return {"changes": plan.change_records(), "problems": plan.problems}
 
     def _apply_now(self) -> dict[str, Any]:
         """The `apply` built-in: a sync soon, as `nebula sync` asks."""
