@@ -226,7 +226,9 @@ class AI:
             state = LoopState.from_dict(waiting.state)
             state.decision = {"approved": True, "by": by}
             elapsed = float(waiting.state.get("elapsed", 0.0))
-            self._spawn(_Run(execution_id, agent, None, elapsed=elapsed), state)
+            run = _Run(execution_id, agent, None, elapsed=elapsed)
+            run.call = (dict(waiting.pending or {}), time.monotonic())  # it runs first
+            self._spawn(run, state)
         return decided
 
     def resume_interrupted(self) -> list[str]:
