@@ -67,6 +67,9 @@ def render_plan(the_plan: Plan, show_unchanged: bool = False) -> None:
         from nebula.cli.dns_render import render_outcomes
 
         render_outcomes(zones)
+    for part in the_plan.parts:
+        if part.kind not in SHOWN_APART:
+            render_changes(part)
     for problem in routes.problems:
         err_console().print("[bold yellow]warning:[/] ", end="")
         err_console().print(

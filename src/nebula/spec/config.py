@@ -16,6 +16,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from nebula.spec.base import Duration, HttpAddress, IpAddress, StrictModel, Text
 from nebula.spec.dns_values import check_secret_reference
@@ -149,8 +150,10 @@ class AiConfig(StrictModel):
     def _not_built_in(cls, providers: dict[str, OpenAICompatible]) -> dict[str, OpenAICompatible]:
         for name in providers:
             if name in (*MODEL_PROVIDERS, "anthropic"):
-                raise ValueError(
-                    f"{name!r} is a built-in provider's name; give this server another name"
+                raise PydanticCustomError(
+                    "reserved_provider",
+                    "'{name}' is a built-in provider's name; give this server another name",
+                    {"name": name, "at": (name,)},
                 )
         return providers
 

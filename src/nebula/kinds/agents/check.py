@@ -46,8 +46,8 @@ def agent_issues(
         issues.append(
             doc.issue(
                 ("toolChoice",),
-                "toolChoice: required makes the first reply call a tool, and this agent has "
-                "none: list its tools, or use toolChoice: auto",
+                "'required' makes the first reply call a tool, and this agent has none: "
+                "list its tools, or use auto",
             )
         )
     return issues
