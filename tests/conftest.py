@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import servers
+from llm_servers import llm_server, ollama_server  # noqa: F401  (the real model's servers)
 
 
 @pytest.fixture(scope="session")

@@ -136,7 +136,7 @@ class _Run:
                     self.emit(Event("approval", {"call": call}))
                     return Outcome("waiting_approval", None, "waiting for approval", state)
             if state.turns >= self.agent.max_turns:
-                raise _StopRunError("failed", f"no answer after {state.turns} turns")
+                raise _StopRunError("failed", f"no answer after {state.turns} turn(s)")
             answer = self._turn()
             if answer is not None:
                 self.emit(Event("final", {"output": answer}))

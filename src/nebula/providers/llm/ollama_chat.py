@@ -20,8 +20,8 @@ Progress = Callable[[str, int | None, int | None], None]
 
 
 class OllamaModel:
-    """A model on an Ollama host. The client's read timeout is the endpoint's; a shorter
-    `timeout` of one call is kept between streamed chunks."""
+    """A model on an Ollama host. Each call gets a client of its own read timeout over one
+    shared connection pool (the client takes no timeout per request)."""
 
     def __init__(self, endpoint: Endpoint, model: str, timeout: float) -> None:
         self.provider = endpoint.name
@@ -29,11 +29,17 @@ class OllamaModel:
         self.timeout = timeout
         self.url = endpoint.url
         self.resource = f"model ollama:{model} at {endpoint.url}"
-        headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else None
-        self._client = ollama.Client(
-            host=endpoint.url,
+        self._headers = (
+            {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else None
+        )
+        self._transport = httpx.HTTPTransport()
+
+    def _client(self, timeout: float) -> ollama.Client:
+        return ollama.Client(
+            host=self.url,
             timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
-            headers=headers,
+            headers=self._headers,
+            transport=self._transport,
         )
 
     def chat(
@@ -59,7 +65,7 @@ class OllamaModel:
         with (
             self._errors(budget),
             _closing(
-                self._client.chat(
+                self._client(budget.left()).chat(
                     self.model,
                     messages=[_to_ollama(m) for m in messages],
                     tools=tools or None,
@@ -92,14 +98,14 @@ class OllamaModel:
 
     def models(self) -> list[str]:
         with self._errors(None):
-            return sorted(m.model for m in self._client.list().models if m.model)
+            return sorted(m.model for m in self._client(self.timeout).list().models if m.model)
 
     def pull(self, model: str, progress: Progress) -> None:
         """Pull `model` onto the host (nothing to download when it has it already)."""
         resource = f"pull of ollama:{model} at {self.url}"
         with (
             self._errors(None, resource),
-            _closing(self._client.pull(model, stream=True)) as parts,
+            _closing(self._client(self.timeout).pull(model, stream=True)) as parts,
         ):
             for part in parts:
                 progress(part.status or "", part.completed, part.total)
