@@ -75,7 +75,7 @@ class _Shown:
         self._hide = secret_replacer(dict.fromkeys(values, MASK))
 
     def __call__(self, text: str) -> str:
-        return self._mask(self._hide(text))
+        return self._hide(self._mask(text))
 
 
 def _cut(text: str) -> str:

@@ -76,6 +76,16 @@ class _Run:
         return self.elapsed + time.monotonic() - self.started
 
 
+@dataclass
+class Ran:
+    """An execution that ended or paused, as a runbook's `agent` step sees it."""
+
+    execution_id: str
+    status: str
+    output: str | None
+    reason: str | None
+
+
 class AI:
     def __init__(
         self,
@@ -200,9 +210,7 @@ class AI:
         self._spawn(run, state)
         return execution_id
 
-    def run(
-        self, agent: str, task: str, actor: str, incident: str | None = None
-    ) -> AgentExecutionInfo:
+    def run(self, agent: str, task: str, actor: str, incident: str | None = None) -> Ran:
         """An execution to its end, or to its first pause (a runbook's `agent` step)."""
         stopped = threading.Event()
 
@@ -212,7 +220,8 @@ class AI:
 
         execution_id = self.execute(agent, task, actor, incident, emit)
         stopped.wait()
-        return self.execution(execution_id)
+        found = self.execution(execution_id)
+        return Ran(execution_id, found.status, found.output, found.reason)
 
     def decide(self, execution_id: str, approved: bool, by: str) -> AgentExecutionInfo:
         """A person's answer to the tool call an execution waits on: approved, it runs and the

@@ -69,8 +69,9 @@ class Event:
       failed, cancelled or interrupted): a workflow run ended or was skipped
     - `workflow_step`: id (the run), step (its id), status (running, then ok, failed, skipped)
     - `agent`: id (the execution), agent, and status (running, then completed, failed,
-      blocked, timed_out, waiting_approval, approved, rejected, interrupted), or event (turn,
-      tool_call, tool_result, approval, final, error) with its short data
+      blocked, timed_out or waiting_approval; running again once approved, rejected,
+      interrupted), or event (turn, tool_call, tool_result, approval, final, error) with its
+      short data
     - `ai_model`: model, state (present, pulling, missing, failed), percent, error: an Ollama
       model an agent needs, checked or being pulled
     - `heartbeat`: no data, when nothing else happened for a while

@@ -122,6 +122,9 @@ class Daemon:
             lambda: provider,
         )
         self._ai_configured: _Good | None = None  # the state the AI runtime was configured with
+        self.remediation.engine.services.agent = lambda agent, task, incident: self.ai.run(
+            agent, task, "runbook", incident
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 

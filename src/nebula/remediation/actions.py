@@ -12,8 +12,10 @@ import signal
 import socket
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -26,6 +28,14 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING
 _LEVELS |= {"warning": logging.WARNING, "error": logging.ERROR}
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
+
+
+class AgentRun(Protocol):
+    """What running an agent gives back (the AI runtime's execution, once it ended)."""
+
+    status: str  # completed | failed | blocked | timed_out | waiting_approval | ...
+    output: str | None
+    execution_id: str
 
 
 @dataclass
@@ -41,6 +51,8 @@ class Services:
     busy: Callable[[str], bool]  # container -> the sync is changing it now
     ssh: Callable[[str, str, float], tuple[int, str]] | None = None  # node, command, timeout
     secret: Callable[[str], str] | None = None  # a vault secret's value, by name
+    # agent, task, incident id -> the agent's run, once it ended; None: no AI runtime here
+    agent: Callable[[str, str, str | None], AgentRun] | None = None
 
 
 def log_action(params: Any, run: RunContext) -> ActionResult:
@@ -211,6 +223,35 @@ def incident_action(params: Any, run: RunContext) -> ActionResult:
     return ActionResult(True, "incident updated")
 
 
+def agent_action(params: Any, run: RunContext) -> ActionResult:
+    """An agent runs the task; its answer is the step's output and goes on the incident's
+    timeline. A run that did not complete fails the step (its execution says why)."""
+    services: Services = run.services
+    if services.agent is None:
+        raise ActionError("agents are not available here: nebulad runs them (no AI runtime)")
+    incident_id = (run.context.get("incident") or {}).get("id")
+    timeout = min(params.timeout or run.remaining(), run.remaining())
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"agent-{params.agent}")
+    try:
+        done = pool.submit(services.agent, params.agent, params.task, incident_id)
+        result = done.result(timeout=timeout)
+    except FutureTimeout:  # the agent's own time limit ends its run, recorded as such
+        raise ActionError(f"agent {params.agent} gave no answer within {timeout:g}s") from None
+    except NebulaError as exc:  # an unknown agent, an unreachable model
+        raise ActionError(f"agent {params.agent}: {exc}") from None
+    finally:
+        pool.shutdown(wait=False)
+    output = result.output or ""
+    ok = result.status == "completed"
+    summary = output if ok else f"agent {params.agent} ended {result.status}"
+    summary += f": {output}" if output and not ok else ""
+    if services.incidents is not None and incident_id:
+        detail = {"agent": params.agent, "execution": result.execution_id, "status": result.status}
+        services.incidents.note(incident_id, "agent", summary, detail, f"agent {params.agent}")
+    outputs = {"execution": result.execution_id, "status": result.status}
+    return ActionResult(ok, summary, outputs)
+
+
 def backup_action(params: Any, run: RunContext) -> ActionResult:
     services: Services = run.services
     try:
@@ -272,6 +313,7 @@ ACTIONS: dict[str, Action] = {
     "ssh": ssh_action,
     "notify": notify_action,
     "incident": incident_action,
+    "agent": agent_action,
     "backup": backup_action,
     "restore": restore_action,
 }

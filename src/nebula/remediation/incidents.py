@@ -53,6 +53,7 @@ TimelineKind = Literal[
     "resolved",
     "escalated",
     "note",
+    "agent",
 ]
 SEVERITIES = ("info", "warning", "critical")  # lowest first
 

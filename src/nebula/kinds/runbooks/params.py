@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from nebula.spec.base import Duration, StrictModel
 from nebula.spec.interpolate import SECRET_REFERENCE
+from nebula.spec.names import Name
 
 
 class LogParams(StrictModel):
@@ -119,6 +120,17 @@ class IncidentParams(StrictModel):
         return self
 
 
+class AgentParams(StrictModel):
+    """An agent of the repo's `agents/` runs `task`; its answer is the step's output and, in a
+    run answering an incident, goes on the incident's timeline."""
+
+    agent: Name = Field(description="an agent of agents/*.yaml")
+    task: str = Field(min_length=1, description="what to do, e.g. diagnose {{ incident.title }}")
+    timeout: Duration | None = Field(
+        default=None, description="how long the step waits for the answer (default: the step's)"
+    )
+
+
 class Forget(StrictModel):
     """Retention after a backup (`restic forget --prune`), per volume: the newest `keep_last`
     snapshots, and the newest of each of the last `keep_daily` days, weeks, months."""
@@ -201,6 +213,7 @@ PARAMS: dict[str, type[StrictModel]] = {
     "ssh": SshParams,
     "notify": NotifyParams,
     "incident": IncidentParams,
+    "agent": AgentParams,
     "backup": BackupParams,
     "restore": RestoreParams,
 }
