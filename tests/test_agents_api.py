@@ -30,6 +30,7 @@ from nebula.daemon.api import create_app
 from nebula.daemon.config import DaemonConfig
 from nebula.daemon.core import Daemon
 from nebula.daemon.server import serve
+from nebula.engine.load import load_desired
 from nebula.identity import accounts
 from nebula.identity.sessions import Sessions
 from nebula.providers.docker import DockerProvider
@@ -81,6 +82,12 @@ AGENTS = {
     "puller": agent("puller", f"ollama:{PULLED}", []),
 }
 
+RUNBOOKS = {
+    "diagnose": "name: diagnose\ntrigger: {type: manual}\nsteps:\n"
+    "  - name: Ask\n    action: agent\n"
+    "    params: {agent: helper, task: List the open incidents.}\n",
+}
+
 
 @dataclass
 class Nebulad:
@@ -111,7 +118,7 @@ def homelab(
     """Starts nebulad (again, on the same store and folder, each call) and returns it once
     it has loaded the agents; the last one started is stopped at the end."""
     repo = tmp_path / "repo"
-    for folder, files in (("functions", FUNCTIONS), ("agents", AGENTS)):
+    for folder, files in (("functions", FUNCTIONS), ("agents", AGENTS), ("runbooks", RUNBOOKS)):
         (repo / folder).mkdir(parents=True)
         for name, text in files.items():
             (repo / folder / f"{name}.yaml").write_text(text)
@@ -289,6 +296,19 @@ def test_an_approval_pauses_a_run_survives_a_restart_and_approve_and_reject_both
         assert again.status_code == 409
     actions = [e.action for e in audit_log.entries(nebulad.store)]
     assert {"agent.approve", "agent.reject"} <= set(actions)
+
+
+def test_a_runbook_step_runs_an_agent_through_nebulad(homelab: Callable[[], Nebulad]) -> None:
+    nebulad = homelab()
+    nebulad.store.replace_runbooks([r.record for r in load_desired(nebulad.repo).runbooks])
+    with nebulad.tcp() as ops:
+        ran = ops.post("/runbooks/diagnose/run", json={})
+        assert ran.status_code == 200, ran.text
+        assert ran.json()["status"] == "succeeded", ran.json()
+        execution = ops.get("/agents/helper/history").json()["executions"][0]
+        assert (execution["status"], execution["actor"]) == ("completed", "runbook")
+        steps = ops.get(f"/runbooks/executions/{ran.json()['execution']}").json()["step_states"]
+        assert steps["ask"]["output"] == execution["output"]
 
 
 def test_an_unreachable_provider_is_a_clear_error_and_status_shows_each_provider(
