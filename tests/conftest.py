@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import servers
+from llm_servers import llm_server, ollama_server  # noqa: F401  (the real model's servers)
 
 # The CLI's consoles are made once per process and read COLUMNS then: every test process (one
 # per xdist worker) gets the same width, whatever test happens to print first.

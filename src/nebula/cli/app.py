@@ -6,6 +6,7 @@ import typer
 
 from nebula import __version__
 from nebula.cli.commands import (
+    agents,
     alerts,
     audit,
     backup,
@@ -77,6 +78,9 @@ for name, group in {
     "incidents": incidents.app,
     "alert": alerts.alert_app,
     "silence": alerts.silence_app,
+    "agents": agents.app,
+    "functions": agents.functions_app,
+    "ai": agents.ai_app,
 }.items():
     app.add_typer(group, name=name)
 

@@ -186,10 +186,58 @@ class DaemonClient:
     def cancel_workflow_run(self, run_id: str) -> None:
         self._call("POST", f"/workflows/runs/{_segment(run_id)}/cancel")
 
+    # -- agents and functions (see `nebula.daemon.ai_api`) -----------------------------------
+
+    def agents(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/agents")["agents"])
+
+    def agent(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/agents/{_segment(name)}")
+
+    def execute_agent(self, name: str, task: str) -> str:
+        """Start an execution; its id."""
+        path = f"/agents/{_segment(name)}/execute"
+        return str(self._call("POST", path, json={"task": task})["id"])
+
+    def stream_agent(self, name: str, task: str) -> Generator[StreamItem, None, None]:
+        """Run an agent, its events as they come (the last is `end`)."""
+        path = f"/api/v1/agents/{_segment(name)}/execute"
+        yield from self._stream("POST", path, json={"task": task})
+
+    def agent_history(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
+        path = f"/agents/{_segment(name)}/history"
+        return list(self._call("GET", path, params={"limit": limit})["executions"])
+
+    def agent_execution(self, execution_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/agents/executions/{_segment(execution_id)}")
+
+    def decide_agent(self, execution_id: str, approved: bool) -> dict[str, Any]:
+        verb = "approve" if approved else "reject"
+        return self._call("POST", f"/agents/executions/{_segment(execution_id)}/{verb}")
+
+    def functions(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/functions")["functions"])
+
+    def function(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/functions/{_segment(name)}")
+
+    def invoke_function(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        path = f"/functions/{_segment(name)}/invoke"
+        return self._call("POST", path, json={"arguments": arguments})
+
+    def ai_status(self) -> dict[str, Any]:
+        return self._call("GET", "/ai/status")
+
     def events(self) -> Generator[StreamItem, None, None]:
         """The event stream, with its comments (the first says the subscription exists)."""
+        yield from self._stream("GET", "/api/v1/events")
+
+    def _stream(self, method: str, path: str, **kwargs: Any) -> Generator[StreamItem, None, None]:
+        headers = {"Accept": "text/event-stream"}
         try:
-            with self._client.stream("GET", "/api/v1/events", timeout=STREAM_TIMEOUT) as response:
+            with self._client.stream(
+                method, path, headers=headers, timeout=STREAM_TIMEOUT, **kwargs
+            ) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise self._refusal(response)

@@ -29,8 +29,8 @@ Routes (JSON in and out; every error is `{"error": message}`, never HTML):
     GET  /metrics                       Prometheus text format (prometheus_client's registry)
 
 plus the identity routes of `daemon.auth_api` (login, refresh, logout, whoami, users, API keys)
-and the remediation routes of `daemon.remediation_api` (incidents, alerts, silences, runbooks,
-workflows).
+the remediation routes of `daemon.remediation_api` (incidents, alerts, silences, runbooks,
+workflows) and the AI routes of `daemon.ai_api` (agents, functions, chat, providers).
 
 Auth (see `daemon.auth`): every route is declared with `route(path, endpoint, methods,
 role=...)`, naming the least role that may call it: GET = viewer, a change = operator, users and
@@ -45,7 +45,7 @@ with rate limits per client address and per credential (429 with `Retry-After`).
 needs a viewer like any read: a Prometheus scraper gets a `read` API key.
 
 Records are dataclasses, serialised with `dataclasses.asdict`; datetimes become ISO 8601
-strings. `ControlError` and `RemediationError` map to 404 (not_found), 409 (conflict) or 400
+strings. `ControlError`, `RemediationError` and `AIError` map to 404 (not_found), 409 (conflict) or 400
 (invalid), the store's `NotFoundError` to 404 and `StateError` to 409; any other `NebulaError`
 to 500 with its message; anything else to 500 with a pointer to the daemon's log.
 
@@ -96,6 +96,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from nebula.ai.service import AIError
+from nebula.daemon.ai_api import ai_routes
 from nebula.daemon.audit import AuditRequests, AuditTrail
 from nebula.daemon.auth import PUBLIC, Authenticate, GuardedRoute, principal_of, route
 from nebula.daemon.auth_api import auth_routes
@@ -188,6 +190,7 @@ def create_app(
         route("/metrics", _metrics, ["GET"], role=viewer),
         *auth_routes(sessions, _json_body, _json),
         *remediation_routes(control, _json_body, _json),
+        *ai_routes(control, _json_body, _json),
     ]
     unguarded = [getattr(r, "path", r) for r in routes if not isinstance(r, GuardedRoute)]
     if unguarded:
@@ -218,6 +221,7 @@ def create_app(
             HTTPException: _http_error,
             ControlError: _control_error,
             RemediationError: _control_error,
+            AIError: _control_error,
             NotFoundError: _control_error,
             StateError: _control_error,
             NebulaError: _nebula_error,
@@ -568,7 +572,7 @@ def _http_error(request: Request, exc: Exception) -> Response:
 
 def _control_error(request: Request, exc: Exception) -> Response:
     """A request refused for a reason the caller can act on: 404, 409 or 400."""
-    if isinstance(exc, ControlError | RemediationError):
+    if isinstance(exc, ControlError | RemediationError | AIError):
         status = _CONTROL_STATUS.get(exc.reason, 400)
     else:
         status = _STORE_STATUS.get(type(exc), 400)

@@ -63,6 +63,14 @@ ACTIONS: dict[tuple[str, str], tuple[str, bool]] = {
     ("POST", f"{PREFIX}/runbooks/executions/{{execution_id}}/reject"): ("runbook.reject", True),
     ("POST", f"{PREFIX}/workflows/{{name}}/run"): ("workflow.run", True),
     ("POST", f"{PREFIX}/workflows/runs/{{run_id}}/cancel"): ("workflow.cancel", True),
+    ("POST", f"{PREFIX}/agents"): ("agent.create", True),
+    ("PUT", f"{PREFIX}/agents/{{name}}"): ("agent.update", True),
+    ("POST", f"{PREFIX}/agents/{{name}}/execute"): ("agent.execute", True),
+    ("POST", f"{PREFIX}/agents/executions/{{execution_id}}/approve"): ("agent.approve", True),
+    ("POST", f"{PREFIX}/agents/executions/{{execution_id}}/reject"): ("agent.reject", True),
+    ("POST", f"{PREFIX}/functions"): ("function.register", True),
+    ("POST", f"{PREFIX}/functions/{{name}}/invoke"): ("function.invoke", True),
+    ("POST", f"{PREFIX}/ai/chat"): ("ai.chat", False),
 }
 _ACTOR_KIND = {
     "password": "user",

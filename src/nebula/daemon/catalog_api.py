@@ -30,13 +30,22 @@ from nebula.engine.catalog_edits import (
     plan_install,
     uninstall_edit,
 )
-from nebula.errors import ConfigError, SyncError
+from nebula.errors import ConfigError, ConfigIssue, SyncError
 from nebula.kinds.packages.grants import grants_needed
 from nebula.paths import UnsafePathError
 from nebula.secrets import open_vault
 from nebula.spec.names import InvalidNameError
 from nebula.spec.repo import load_repo, local_catalog_dir
+from nebula.spec.yaml_dump import dump_yaml
 from nebula.store import Store
+
+
+class InvalidEditError(ControlError):
+    """An edit after which the config repo would not validate: `issues` says where."""
+
+    def __init__(self, error: ConfigError) -> None:
+        super().__init__("invalid", str(error))
+        self.issues: list[ConfigIssue] = error.issues
 
 
 class Marketplace:
@@ -48,7 +57,7 @@ class Marketplace:
         self.folder = folder  # the config folder (watch mode), or the clone's checked-out one
         self.on_commit = on_commit
 
-    def _dirs(self) -> list[Path]:
+    def catalog_dirs(self) -> list[Path]:
         """The built-in catalog, then the config repo's own (when it is a folder inside it)."""
         try:
             local = local_catalog_dir(self.folder)
@@ -57,11 +66,11 @@ class Marketplace:
         return [builtin_catalog_dir(), *([local] if local else [])]
 
     def packages(self, query: str = "", category: str | None = None) -> list[dict[str, Any]]:
-        index = load_index(self._dirs())
+        index = load_index(self.catalog_dirs())
         return [e.to_dict() for e in index.search(query, category)]
 
     def package(self, name: str) -> dict[str, Any]:
-        catalog = Catalog(self._dirs())
+        catalog = Catalog(self.catalog_dirs())
         entry = catalog.get(name)
         if entry is None:
             raise ControlError("not_found", f"no package {name!r} in the catalog")
@@ -144,6 +153,31 @@ class Marketplace:
     def uninstall(self, name: str, actor: str) -> dict[str, Any]:
         return self._commit(lambda folder: uninstall_edit(load_repo(folder), name), actor)
 
+    def save_definition(
+        self, folder: str, name: str, document: Mapping[str, Any], actor: str, *, create: bool
+    ) -> dict[str, Any]:
+        """Write `document` as `FOLDER/NAME.yaml` (an agent, a function) and commit it: a
+        `create` refused (conflict) when the file exists, an update when it does not
+        (not_found); `InvalidEditError` when the repo would not validate with it."""
+        verb = "Add" if create else "Update"
+
+        def edit(root: Path) -> RepoEdit:
+            found = [
+                f"{folder}/{name}{e}"
+                for e in (".yml", ".yaml")
+                if (root / folder / f"{name}{e}").exists()
+            ]
+            rel = found[-1] if found else f"{folder}/{name}.yaml"
+            exists = bool(found)
+            if create and exists:
+                raise ControlError("conflict", f"{rel} exists already: update it with PUT")
+            if not create and not exists:
+                raise ControlError("not_found", f"no {rel} in the config repo: create it first")
+            text = dump_yaml(dict(document))
+            return RepoEdit({rel: text}, message=f"{verb} {folder[:-1]} {name} ({actor})")
+
+        return self._commit(edit, actor)
+
     def _commit(
         self,
         make: Callable[[Path], RepoEdit],
@@ -175,7 +209,9 @@ class Marketplace:
                 sha = None
         except (MarketplaceError, SyncError, configrepo.ConfigRepoError) as exc:
             raise ControlError("conflict", str(exc)) from None
-        except (ConfigError, InvalidNameError, UnsafePathError) as exc:
+        except ConfigError as exc:
+            raise InvalidEditError(exc) from None
+        except (InvalidNameError, UnsafePathError) as exc:
             raise ControlError("invalid", str(exc)) from None
         self.on_commit()
         change = made[0]

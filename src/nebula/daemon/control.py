@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from nebula.errors import NebulaError
 from nebula.store.records import ExecutionInfo, IncidentInfo, RunbookRecord, SilenceInfo, SyncInfo
+
+if TYPE_CHECKING:
+    from nebula.ai.service import AI
 
 SyncTrigger = Literal[
     "start", "poll", "webhook", "hook", "watch", "manual", "drift", "rollback", "approve"
@@ -65,6 +68,12 @@ class Event:
     - `workflow`: name, id (the run; None when skipped), status (skipped, then succeeded,
       failed, cancelled or interrupted): a workflow run ended or was skipped
     - `workflow_step`: id (the run), step (its id), status (running, then ok, failed, skipped)
+    - `agent`: id (the execution), agent, and status (running, then completed, failed,
+      blocked, timed_out or waiting_approval; running again once approved, rejected,
+      interrupted), or event (turn, tool_call, tool_result, approval, final, error) with its
+      short data
+    - `ai_model`: model, state (present, pulling, missing, failed), percent, error: an Ollama
+      model an agent needs, checked or being pulled
     - `heartbeat`: no data, when nothing else happened for a while
     """
 
@@ -74,6 +83,8 @@ class Event:
 
 
 class DaemonControl(Protocol):
+    ai: AI  # agents, their executions, functions, chat, the providers (`nebula.ai.service`)
+
     def status(self) -> DaemonStatus: ...
 
     def installations(self) -> list[dict[str, Any]]:
@@ -138,6 +149,14 @@ class DaemonControl(Protocol):
 
     def uninstall(self, name: str, actor: str) -> dict[str, Any]:
         """Commit the removal of an installation; conflict while others depend on it."""
+        ...
+
+    def save_definition(
+        self, folder: str, name: str, document: dict[str, Any], actor: str, create: bool
+    ) -> dict[str, Any]:
+        """Commit `document` as `FOLDER/NAME.yaml` (agents, functions) and sync; {commit,
+        message, files}. `InvalidEditError` (with each problem's file:line) when the repo
+        would not validate; conflict: it exists (create); not_found: it does not (update)."""
         ...
 
     def subscribe(self) -> Iterator[Event]:

@@ -14,6 +14,7 @@ daemon recovers by itself once the cause goes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import threading
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nebula.ai.builtins import Builtins
+from nebula.ai.service import AI
 from nebula.daemon.catalog_api import Marketplace
 from nebula.daemon.config import DaemonConfig
 from nebula.daemon.control import ControlError, DaemonStatus, Event, SyncRecord, SyncTrigger
@@ -102,6 +105,26 @@ class Daemon:
             busy=self._busy,
         )
         self._configured: _Good | None = None  # the state remediation was last configured with
+        self.ai = AI(
+            store,
+            self.bus.publish,
+            Builtins(
+                store,
+                lambda: provider,
+                catalog_dirs=self.marketplace.catalog_dirs,
+                daemon={
+                    "status": lambda _: dataclasses.asdict(self.status()),
+                    "plan": lambda _: self._plan_next(),
+                    "apply": lambda _: self._apply_now(),
+                    "install": self._install_for_agent,
+                },
+            ),
+            lambda: provider,
+        )
+        self._ai_configured: _Good | None = None  # the state the AI runtime was configured with
+        self.remediation.engine.services.agent = lambda agent, task, incident: self.ai.run(
+            agent, task, "runbook", incident
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -111,6 +134,9 @@ class Daemon:
         )
         if interrupted:
             log.warning("%d sync(s) were cut short by the last stop; continuing", interrupted)
+        cut = self.ai.resume_interrupted()
+        if cut:
+            log.warning("%d agent execution(s) were cut short by the last stop", len(cut))
         self._spawn(self._work, "sync")
         self._spawn(self._tick, "timer")
         self.health.start()
@@ -143,6 +169,7 @@ class Daemon:
         self._threads[0].join(timeout)
         self.health.stop()
         self.remediation.close()
+        self.ai.close()
         self.bus.close()
 
     # -- requests --------------------------------------------------------------------------
@@ -196,6 +223,44 @@ class Daemon:
             self.faults.clear("remediation")
         except NebulaError as exc:  # e.g. a channel's secret missing: runbooks still run
             self.faults.report("remediation", exc)
+
+    def _configure_ai(self, good: _Good) -> None:
+        if self._ai_configured is good:
+            return
+        try:
+            self.ai.configure(good.desired, vault_secrets(self.store))
+            self._ai_configured = good
+            self.faults.clear("ai")
+        except NebulaError as exc:
+            self.faults.report("ai", exc)
+
+    def _plan_next(self) -> dict[str, Any]:
+        """The `plan` built-in: what a sync of the last good commit would change now."""
+        good = self._good
+        if good is None:
+            return {"changes": [], "note": "no good commit loaded yet"}
+        world = World(
+            lambda: self.store,
+            vault_secrets(self.store),
+            store_open=True,
+            docker_provider=self.provider,
+        )
+        plan = pipeline.plan(good.desired, world)
+        return {"changes": plan.change_records(), "problems": plan.problems}
+
+    def _apply_now(self) -> dict[str, Any]:
+        """The `apply` built-in: a sync soon, as `nebula sync` asks."""
+        self.request_sync("manual")
+        return {"queued": True}
+
+    def _install_for_agent(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The `install` built-in: the marketplace's install, committed as an agent's."""
+        request = {
+            "package": arguments["package"],
+            "name": arguments.get("name"),
+            "values": arguments.get("variables") or {},
+        }
+        return self.marketplace.install(request, "agent")
 
     def _busy(self, container: str) -> bool:
         """Whether the sync is changing the installation `container` belongs to right now."""
@@ -277,6 +342,7 @@ class Daemon:
             return
         self.health.watch(good.desired.installations)
         self._configure_remediation(good)
+        self._configure_ai(good)
         commit = good.commit
         if (
             self._held is not None
@@ -537,6 +603,11 @@ class Daemon:
 
     def uninstall(self, name: str, actor: str) -> dict[str, Any]:
         return self.marketplace.uninstall(name, actor)
+
+    def save_definition(
+        self, folder: str, name: str, document: dict[str, Any], actor: str, create: bool
+    ) -> dict[str, Any]:
+        return self.marketplace.save_definition(folder, name, document, actor, create=create)
 
     def subscribe(self) -> Iterator[Event]:
         return self.bus.subscribe(heartbeat=15.0)

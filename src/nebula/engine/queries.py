@@ -7,6 +7,7 @@ same functions, so a question asked of both is answered the same way.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from datetime import datetime
@@ -20,9 +21,11 @@ from nebula.store.identity import IdentityError
 from nebula.store.store import Store
 
 __all__ = [
+    "AI_MODELS",
     "AuditRecord",
     "IdentityError",
     "Verification",
+    "ai_models",
     "append_audit",
     "audit_entries",
     "audit_verification",
@@ -73,6 +76,17 @@ def installations(store: Store, containers: Iterable[ObservedContainer]) -> list
         }
         for i in store.installations()
     ]
+
+
+AI_MODELS = "ai.models"  # the setting where nebulad keeps its Ollama models' state
+
+
+def ai_models(store: Store) -> list[dict[str, Any]]:
+    """The Ollama models nebulad's agents need, as it last saved them (`nebula.ai.pulls`):
+    each {model, state: present | pulling | missing | failed, percent, error}."""
+    raw = store.setting(AI_MODELS)
+    found = json.loads(raw) if raw else []
+    return found if isinstance(found, list) else []
 
 
 def hook_runs(store: Store) -> list[dict[str, Any]]:

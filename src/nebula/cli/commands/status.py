@@ -24,8 +24,9 @@ def status(
     output: Output = OutputFormat.table,
 ) -> None:
     """Installations as last applied, with each container's state and health right now, and
-    the latest result of each package health check (run by nebulad on its interval)."""
-    from nebula.engine.queries import hook_runs, installations
+    the latest result of each package health check (run by nebulad on its interval), and the
+    Ollama models nebulad's agents need (present, being pulled, failed)."""
+    from nebula.engine.queries import ai_models, hook_runs, installations
     from nebula.errors import ProviderError
     from nebula.kinds.packages.types import ObservedContainer
 
@@ -41,6 +42,7 @@ def status(
             provider.close()
         rows = installations(store, containers)
         hooks = hook_runs(store) if output is OutputFormat.json else []
+        models = ai_models(store)
 
     if output is OutputFormat.json:
         print_json(
@@ -53,6 +55,7 @@ def status(
                     }
                     for row in rows
                 ],
+                "ai_models": models,
             }
         )
         return
@@ -62,11 +65,16 @@ def status(
         console().print(
             "Nothing installed yet. Add packages/*.yaml to a config repo and `nebula apply`."
         )
-        return
-    print_table(
-        ("installation", "package", "status", "containers", "health", "reason"),
-        (_row(row) for row in rows),
-    )
+    else:
+        print_table(
+            ("installation", "package", "status", "containers", "health", "reason"),
+            (_row(row) for row in rows),
+        )
+    if models:
+        from nebula.cli.commands.agents import model_state
+
+        console().print()
+        print_table(("Ollama model", "state"), ((m["model"], model_state(m)) for m in models))
 
 
 def _row(row: dict[str, Any]) -> tuple[str, ...]:
