@@ -1,17 +1,21 @@
 """Kinds whose desired state is a set of named definitions the store records (runbooks,
-workflows): one pure diff, and one plan and apply; each kind says where its records are."""
+workflows, functions, agents): one way to load a commit's files of such a kind, one pure diff,
+and one plan and apply; each kind says where its records are."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
-from nebula.errors import NebulaError
+from nebula.errors import ConfigError, ConfigIssue, NebulaError
 from nebula.kinds.base import Applied, Desired, World
 from nebula.plan import Action, Part
 
 if TYPE_CHECKING:
+    from nebula.spec.yamlfile import YamlDocument
     from nebula.store import Store
 
 
@@ -22,6 +26,56 @@ class Definition(Protocol):
     def name(self) -> str: ...
     @property
     def file(self) -> str: ...
+
+
+class Loaded(Protocol):
+    """A definition as loaded: its name, and its record (which file it came from)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def record(self) -> Definition: ...
+
+
+L = TypeVar("L", bound=Loaded)
+
+
+def load_definitions(
+    docs: Iterable[YamlDocument],
+    load: Callable[[YamlDocument], L],
+    twice: Callable[[str, L], str],
+) -> tuple[L, ...]:
+    """Each document loaded by `load` (which raises `ConfigError`), sorted by name. A name
+    defined again is refused at that document's `name:` with `twice(name, first)`; any
+    problem fails the whole load, and `ConfigError` lists every one."""
+    issues: list[ConfigIssue] = []
+    found: dict[str, L] = {}
+    for doc in docs:
+        try:
+            loaded = load(doc)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+            continue
+        first = found.get(loaded.name)
+        if first is not None:
+            issues.append(doc.issue(("name",), twice(loaded.name, first)))
+            continue
+        found[loaded.name] = loaded
+    if issues:
+        raise ConfigError(issues)
+    return tuple(found[name] for name in sorted(found))
+
+
+def defined_twice(kind: str) -> Callable[[str, Loaded], str]:
+    """The message for a second definition of a name, of a kind (`workflow`)."""
+    return lambda name, first: (
+        f"{kind} {name!r} is also defined in {first.record.file}; give each {kind} its own name"
+    )
+
+
+def digest(definition: dict[str, Any]) -> str:
+    """The fingerprint of a definition's document: equal documents, equal digests."""
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

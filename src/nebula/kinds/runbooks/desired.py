@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-
-from nebula.errors import ConfigError, ConfigIssue
+from nebula.errors import ConfigError
+from nebula.kinds.definitions import defined_twice, digest, load_definitions
 from nebula.kinds.runbooks.check import runbook_issues
 from nebula.kinds.runbooks.spec import Runbook
 from nebula.kinds.runbooks.types import DesiredRunbook
@@ -19,27 +17,17 @@ from nebula.store.records import RunbookRecord
 
 def desired_runbooks(repo: RepoSpec) -> tuple[DesiredRunbook, ...]:
     """Every runbook of the commit, by name; `ConfigError` lists every problem."""
-    issues: list[ConfigIssue] = []
-    found: dict[str, DesiredRunbook] = {}
     builtin_dir = builtin_runbooks_dir()
     builtins = [
         read_document(builtin_dir / f"{name}.yml", builtin_dir, builtin_dir.parent)
         for name in dict.fromkeys(repo.config.runbooks)
     ]
-    for doc, builtin in [*((d, True) for d in builtins), *((d, False) for d in repo.runbooks)]:
-        try:
-            runbook = load_runbook(doc, repo, builtin)
-        except ConfigError as exc:
-            issues.extend(exc.issues)
-            continue
-        other = found.get(runbook.name)
-        if other is not None:
-            issues.append(doc.issue(("name",), _twice(runbook.name, other.record)))
-            continue
-        found[runbook.name] = runbook
-    if issues:
-        raise ConfigError(issues)
-    return tuple(found[name] for name in sorted(found))
+    enabled = {id(doc) for doc in builtins}
+    return load_definitions(  # built-ins first: a repo's runbook of the same name is refused
+        [*builtins, *repo.runbooks],
+        lambda doc: load_runbook(doc, repo, builtin=id(doc) in enabled),
+        _twice,
+    )
 
 
 def load_runbook(doc: YamlDocument, repo: RepoSpec, builtin: bool) -> DesiredRunbook:
@@ -49,14 +37,14 @@ def load_runbook(doc: YamlDocument, repo: RepoSpec, builtin: bool) -> DesiredRun
     if issues:
         raise ConfigError(issues)
     definition = spec.model_dump(mode="json")
-    digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
-    return DesiredRunbook(spec, RunbookRecord(spec.name, doc.file, digest, definition, builtin))
+    record = RunbookRecord(spec.name, doc.file, digest(definition), definition, builtin)
+    return DesiredRunbook(spec, record)
 
 
-def _twice(name: str, first: RunbookRecord) -> str:
-    if first.builtin:
+def _twice(name: str, first: DesiredRunbook) -> str:
+    if first.record.builtin:
         return (
             f"runbook {name!r} is also the built-in runbook nebula.yaml enables; "
             f"pick one: rename this one, or remove {name!r} from nebula.yaml's runbooks:"
         )
-    return f"runbook {name!r} is also defined in {first.file}; give each runbook its own name"
+    return defined_twice("runbook")(name, first)
