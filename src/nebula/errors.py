@@ -10,11 +10,14 @@ a clear message and choose an exit code without knowing any vendor exception.
 - `InstallationError`: an installation's services did not come up healthy, or a hook failed.
 - `StoreError`: the state database cannot be opened or migrated.
 - `SyncError`: the config repo cannot be fetched or checked out (git failed; secrets masked).
+- `RequestError`: a request refused for a reason its caller can act on (nothing of that name,
+  a conflict with the current state, invalid): the API's 404, 409 and 400.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 class NebulaError(Exception):
@@ -81,3 +84,12 @@ class StateError(StoreError):
 
 class SyncError(NebulaError):
     """Git could not fetch or check out the config repo; the message carries git's own reason."""
+
+
+class RequestError(NebulaError):
+    """A request refused for a reason its caller can act on: `reason` is not_found, conflict
+    or invalid."""
+
+    def __init__(self, reason: Literal["not_found", "conflict", "invalid"], message: str) -> None:
+        self.reason = reason
+        super().__init__(message)

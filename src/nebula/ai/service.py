@@ -30,7 +30,7 @@ from nebula.ai.functions import FunctionContext, FunctionError, invoke_function
 from nebula.ai.guardrails import Guardrails
 from nebula.ai.loop import Event, LoopState, Outcome, run_loop
 from nebula.ai.pulls import ModelPulls
-from nebula.errors import NebulaError, NotFoundError
+from nebula.errors import NebulaError, NotFoundError, RequestError
 from nebula.kinds.agents.types import AgentDef
 from nebula.kinds.functions.types import FunctionDef
 from nebula.providers.llm import ChatModel, Endpoint, open_model, provider_status
@@ -52,12 +52,8 @@ _FAILED = frozenset({"failed", "blocked", "timed_out", "rejected", "interrupted"
 Emit = Callable[[str, dict[str, Any]], None]  # (kind, data): a caller's view of one execution
 
 
-class AIError(NebulaError):
-    """A request the AI runtime cannot answer: `reason` is not_found, conflict or invalid."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
+class AIError(RequestError):
+    """A request the AI runtime cannot answer."""
 
 
 @dataclass

@@ -45,7 +45,7 @@ with rate limits per client address and per credential (429 with `Retry-After`).
 needs a viewer like any read: a Prometheus scraper gets a `read` API key.
 
 Records are dataclasses, serialised with `dataclasses.asdict`; datetimes become ISO 8601
-strings. `ControlError`, `RemediationError` and `AIError` map to 404 (not_found), 409 (conflict) or 400
+strings. A `RequestError` (`ControlError`, `RemediationError`, `AIError`, ...) maps to 404 (not_found), 409 (conflict) or 400
 (invalid), the store's `NotFoundError` to 404 and `StateError` to 409; any other `NebulaError`
 to 500 with its message; anything else to 500 with a pointer to the daemon's log.
 
@@ -96,7 +96,6 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from nebula.ai.service import AIError
 from nebula.daemon.ai_api import ai_routes
 from nebula.daemon.audit import AuditRequests, AuditTrail
 from nebula.daemon.auth import PUBLIC, Authenticate, GuardedRoute, principal_of, route
@@ -112,11 +111,10 @@ from nebula.daemon.webhook import (
     precheck,
     verify,
 )
-from nebula.errors import NebulaError, NotFoundError, StateError
+from nebula.errors import NebulaError, NotFoundError, RequestError, StateError
 from nebula.identity.principal import Role
 from nebula.identity.ratelimit import RateLimit, RateLimiter
 from nebula.identity.sessions import Sessions
-from nebula.remediation.service import RemediationError
 
 log = logging.getLogger("nebula.daemon.api")
 
@@ -219,9 +217,7 @@ def create_app(
         middleware=middleware,
         exception_handlers={
             HTTPException: _http_error,
-            ControlError: _control_error,
-            RemediationError: _control_error,
-            AIError: _control_error,
+            RequestError: _control_error,
             NotFoundError: _control_error,
             StateError: _control_error,
             NebulaError: _nebula_error,
@@ -572,7 +568,7 @@ def _http_error(request: Request, exc: Exception) -> Response:
 
 def _control_error(request: Request, exc: Exception) -> Response:
     """A request refused for a reason the caller can act on: 404, 409 or 400."""
-    if isinstance(exc, ControlError | RemediationError | AIError):
+    if isinstance(exc, RequestError):
         status = _CONTROL_STATUS.get(exc.reason, 400)
     else:
         status = _STORE_STATUS.get(type(exc), 400)

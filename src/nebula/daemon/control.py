@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from nebula.errors import NebulaError
+from nebula.errors import RequestError
 from nebula.store.records import ExecutionInfo, IncidentInfo, RunbookRecord, SilenceInfo, SyncInfo
 
 if TYPE_CHECKING:
@@ -22,12 +22,8 @@ SyncTrigger = Literal[
 ]
 
 
-class ControlError(NebulaError):
-    """A request the daemon cannot carry out now: `reason` is not_found, conflict or invalid."""
-
-    def __init__(self, reason: Literal["not_found", "conflict", "invalid"], message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
+class ControlError(RequestError):
+    """A request the daemon cannot carry out now."""
 
 
 SyncRecord = SyncInfo  # one sync, as the store records it

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from nebula.errors import NebulaError
+from nebula.errors import NebulaError, RequestError
 from nebula.kinds.packages.types import HttpCheck
 from nebula.kinds.runbooks.spec import Runbook
 from nebula.remediation import metrics, sources
@@ -40,12 +40,8 @@ log = logging.getLogger("nebulad.remediation")
 _TOLD = frozenset({"opened", "reopened", "resolved"})
 
 
-class RemediationError(NebulaError):
-    """A request remediation cannot answer: `reason` is not_found, conflict or invalid."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
+class RemediationError(RequestError):
+    """A request remediation cannot answer."""
 
 
 class Remediation:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from nebula.errors import RequestError
 from nebula.kinds.workflows.spec import Workflow, WorkflowStep
 from nebula.remediation import metrics
 from nebula.remediation.actions import ACTIONS, Services
@@ -42,12 +43,8 @@ def fire(name: str) -> None:
         workflows.start(name, {"schedule": name})
 
 
-class WorkflowError(Exception):
-    """A request about workflows that cannot be answered: `reason` is not_found or invalid."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
+class WorkflowError(RequestError):
+    """A request about workflows that cannot be answered: not_found or invalid."""
 
 
 @dataclass
