@@ -94,7 +94,9 @@ def serve(port: int, gguf: str) -> None:
     params.n_ctx = 4096
     params.use_jinja = True
     params.chat_template = TEMPLATE.read_text()
-    params.cpuparams.n_threads = 2
+    # One thread: the suite shares two cores, and llama.cpp's threads wait on each other at
+    # every layer, so two of them slow down far more than one when a core is busy elsewhere.
+    params.cpuparams.n_threads = 1
     params.model_alias = {MODEL}
     server = xllamacpp.Server(params)
     threading.Event().wait()

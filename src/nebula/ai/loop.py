@@ -184,7 +184,10 @@ class _Run:
         self.state.messages.append({"role": "assistant", "content": reply.content})
         step = react.parse_step(reply.content)
         if isinstance(step, str):
-            self.state.messages.append(react.observation("the system", f"invalid step: {step}"))
+            cut = reply.finish == "length"
+            self.state.messages.append(
+                react.invalid("it was cut at the token limit" if cut else step)
+            )
             return None
         action, arguments = step
         if action == react.FINAL:
