@@ -239,7 +239,7 @@ def test_a_looping_agent_hits_the_turn_limit(
     assert len(done.invoked) == 1
 
 
-def test_a_looping_agent_hits_the_deadline(
+def test_a_run_past_its_time_limit_stops(
     llm_server: LlmServer, ollama_server: OllamaDouble
 ) -> None:
     agent = replace(AGENT, max_turns=50, max_execution_time=2)
@@ -252,7 +252,7 @@ def test_a_looping_agent_hits_the_deadline(
         agent, model_for(agent, llm_server, ollama_server), start(agent), result=slow, seconds=2
     )
     assert done.outcome.status == "timed_out"
-    assert done.outcome.reason == "stopped at the time limit (2 s) after 1 turns"
+    assert done.outcome.reason == "stopped at the time limit (2 s) after 1 turn(s)"
 
 
 @pytest.mark.parametrize("provider", ["local", "ollama"])
@@ -260,7 +260,7 @@ def test_a_model_call_is_cut_off_at_the_deadline(
     llm_server: LlmServer, ollama_server: OllamaDouble, provider: str
 ) -> None:
     agent = replace(
-        AGENT, model=f"{provider}:smollm2:135m", tools=(), max_tokens=4000, max_execution_time=1.5
+        AGENT, model=f"{provider}:smollm2:135m", tools=(), max_tokens=4000, max_execution_time=3
     )
     story = "Write a very long story about a lighthouse keeper, in many chapters."
     done = run(
@@ -268,10 +268,10 @@ def test_a_model_call_is_cut_off_at_the_deadline(
         model_for(agent, llm_server, ollama_server),
         start(agent, story),
         tools={},
-        seconds=1.5,
+        seconds=3,
     )
     assert done.outcome.status == "timed_out"
-    assert done.outcome.reason == "stopped at the time limit (1.5 s) after 1 turns"
+    assert done.outcome.reason == "stopped at the time limit (3 s) after 1 turn(s)"
     assert done.kinds("delta")  # it was answering when the time ran out
 
 

@@ -263,7 +263,7 @@ class _Run:
 
     def _late(self) -> str:
         limit = self.agent.max_execution_time
-        return f"stopped at the time limit ({limit:g} s) after {self.state.turns} turns"
+        return f"stopped at the time limit ({limit:g} s) after {self.state.turns} turn(s)"
 
 
 def _tool_specs(tools: Mapping[str, FunctionDef]) -> list[dict[str, Any]] | None:
