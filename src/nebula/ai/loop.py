@@ -5,7 +5,7 @@ The loop is resumable: everything it needs is in `LoopState` (JSON-serialisable)
 caller saves after each step. A call that needs approval ends a run with `waiting_approval`
 and the call in `state.pending`; the caller records the decision as
 `state.decision = {"approved": bool, "by": str}` and calls `run_loop` again with that state: an
-approved call runs, a rejected one does not and the model is told so.
+approved call runs and the run goes on; a rejected one does not, and the run ends `rejected`.
 
 Two ways to call tools (`AgentDef.tool_calling`): `native`, the API's own tool calls; `react`,
 one JSON step per reply constrained by a schema (`react.py`), for models without them.
@@ -30,7 +30,7 @@ from nebula.providers.llm import ChatModel, Reply, ToolCall
 
 RESULT_MAX = 8 * 1024  # bytes of a tool's result the model sees
 
-Status = Literal["completed", "waiting_approval", "failed", "blocked", "timed_out"]
+Status = Literal["completed", "waiting_approval", "failed", "blocked", "timed_out", "rejected"]
 
 
 @dataclass
@@ -214,11 +214,10 @@ class _Run:
 
     def _decided(self, call: dict[str, Any], decision: Mapping[str, Any]) -> None:
         self.state.pending = self.state.decision = None
-        by = decision.get("by") or "a person"
-        if decision.get("approved"):
-            self._run(call, self.tools[call["name"]])
-        else:
-            self._result(call, f"rejected by {by}: the call was not run.", ok=False)
+        if not decision.get("approved"):
+            by = decision.get("by") or "a person"
+            raise _StopRunError("rejected", f"rejected by {by}: {call['name']} was not run")
+        self._run(call, self.tools[call["name"]])
 
     def _run(self, call: dict[str, Any], fn: FunctionDef) -> None:
         self._left()
