@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from nebula import __version__
@@ -12,6 +14,7 @@ from nebula.cli.commands import (
     backup,
     catalog,
     certs,
+    completion,
     daemon,
     daemon_run,
     dns,
@@ -81,6 +84,7 @@ for name, group in {
     "agents": agents.app,
     "functions": agents.functions_app,
     "ai": agents.ai_app,
+    "completion": completion.app,
 }.items():
     app.add_typer(group, name=name)
 
@@ -101,6 +105,10 @@ def _main(
 
 
 def main() -> None:
+    if completion.COMPLETE_VAR in os.environ:  # a shell asks for candidates (typer's protocol)
+        from typer._completion_classes import completion_init
+
+        completion_init()
     app()
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "DockerProvider",
     "Store",
     "load",
+    "open_existing_store",
     "open_provider",
     "open_store",
     "remember_noop",
@@ -47,6 +48,16 @@ def open_store(database_url: str | None) -> Store:
     from nebula.store import Store
 
     return Store(store_url(database_url))
+
+
+def open_existing_store(database_url: str | None) -> Store | None:
+    """The store at `database_url` if its database exists already, else None: for what only
+    looks (shell completion) and must not create a database."""
+    from nebula.store import Store
+    from nebula.store.db import exists
+
+    url = store_url(database_url)
+    return Store(url) if exists(url) else None
 
 
 def load(repo: Path, database_url: str | None = None, *, vault: bool = True) -> Desired:

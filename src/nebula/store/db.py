@@ -71,6 +71,22 @@ def default_url() -> str:
     return f"sqlite:///{data_dir / 'nebula.db'}"
 
 
+def exists(url: str) -> bool:
+    """Whether the database at `url` is there already, so that opening it creates nothing: a
+    SQLite file that exists (an in-memory one never does); any other database is taken to."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    if parsed.get_backend_name() != "sqlite":
+        return True
+    file = _sqlite_file(parsed)
+    return file is not None and file.is_file()
+
+
 def masked(url: str) -> str:
     """The URL with any password replaced by ***, fit for messages and logs."""
     from sqlalchemy import make_url

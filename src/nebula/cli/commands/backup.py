@@ -11,13 +11,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from nebula.cli import complete
 from nebula.cli.options import DatabaseUrl, DockerHost, Output
 from nebula.cli.output import OutputFormat, console, handle_errors, print_json, print_table
 
 if TYPE_CHECKING:
     from nebula.engine.backup import Hold
 
-Installation = Annotated[str, typer.Argument(help="The installation.", show_default=False)]
+Installation = Annotated[
+    str,
+    typer.Argument(
+        help="The installation.", show_default=False, autocompletion=complete.installations
+    ),
+]
 Repository = Annotated[
     str,
     typer.Option(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from nebula.cli import complete
 from nebula.cli.commands import catalog_import
 from nebula.cli.options import Output
 from nebula.cli.output import (
@@ -84,7 +85,12 @@ def list_packages(repo: Repo = None, output: Output = OutputFormat.table) -> Non
 
 @app.command("show")
 def show(
-    name: Annotated[str, typer.Argument(help="Package name, as in `nebula catalog list`.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Package name, as in `nebula catalog list`.", autocompletion=complete.packages
+        ),
+    ],
     repo: Repo = None,
     output: Output = OutputFormat.table,
 ) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from nebula.cli import complete
 from nebula.cli.audit_trail import record, record_commit
 from nebula.cli.commands.daemon import DaemonUrl, Socket
 from nebula.cli.options import DatabaseUrl, DockerHost, Output
@@ -59,7 +60,12 @@ Timeout = Annotated[
 
 
 def install(
-    package: Annotated[str, typer.Argument(help="The catalog package, e.g. nextcloud.")],
+    package: Annotated[
+        str,
+        typer.Argument(
+            help="The catalog package, e.g. nextcloud.", autocompletion=complete.packages
+        ),
+    ],
     sets: Annotated[
         list[str] | None,
         typer.Option(
@@ -79,7 +85,12 @@ def install(
         typer.Option("--name", help="The installation's name. Default: the package's name."),
     ] = None,
     node: Annotated[
-        str | None, typer.Option("--node", help="The node it runs on (nebula.yaml `nodes`).")
+        str | None,
+        typer.Option(
+            "--node",
+            help="The node it runs on (nebula.yaml `nodes`).",
+            autocompletion=complete.nodes,
+        ),
     ] = None,
     expose: Annotated[
         list[str] | None,
@@ -158,7 +169,10 @@ def install(
 
 
 def upgrade(
-    name: Annotated[str, typer.Argument(help="The installation to upgrade.")],
+    name: Annotated[
+        str,
+        typer.Argument(help="The installation to upgrade.", autocompletion=complete.installations),
+    ],
     to: Annotated[
         str | None,
         typer.Option("--to", help="The version. Default: the newest (within its channel)."),
@@ -193,7 +207,10 @@ def upgrade(
 
 
 def uninstall(
-    name: Annotated[str, typer.Argument(help="The installation to remove.")],
+    name: Annotated[
+        str,
+        typer.Argument(help="The installation to remove.", autocompletion=complete.installations),
+    ],
     purge: Annotated[
         bool,
         typer.Option(

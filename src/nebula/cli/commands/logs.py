@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from nebula.cli import complete
 from nebula.cli.options import DockerHost, Output, parse_since
 from nebula.cli.output import EXIT_INVALID, OutputFormat, abort, console, handle_errors
 from nebula.engine.session import open_provider
@@ -24,7 +25,12 @@ _COLOURS = ("cyan", "yellow", "green", "magenta", "blue", "bright_cyan", "bright
 
 
 def logs(
-    installation: Annotated[str, typer.Argument(help="The installation.", show_default=False)],
+    installation: Annotated[
+        str,
+        typer.Argument(
+            help="The installation.", show_default=False, autocompletion=complete.installations
+        ),
+    ],
     service: Annotated[
         str | None, typer.Argument(help="Only this service.", show_default=False)
     ] = None,

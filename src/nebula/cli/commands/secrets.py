@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from nebula.cli import complete
 from nebula.cli.audit_trail import record
 from nebula.cli.options import DatabaseUrl, Output
 from nebula.cli.output import (
@@ -43,7 +44,11 @@ app = typer.Typer(
 )
 
 Name = Annotated[
-    str, typer.Argument(help="Secret name: letters, digits, '_', '.', '-' (e.g. db.password).")
+    str,
+    typer.Argument(
+        help="Secret name: letters, digits, '_', '.', '-' (e.g. db.password).",
+        autocompletion=complete.secrets,
+    ),
 ]
 RepoOption = Annotated[
     Path,
