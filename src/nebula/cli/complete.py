@@ -59,18 +59,28 @@ def _yaml(path: Path, root: Path) -> object:
 
 @_quiet
 def installations(ctx: typer.Context) -> Iterable[str]:
-    """`packages/NAME.yaml`: the file's name, or the `name:` it sets."""
+    """`packages/NAME.yaml`: the file's name, or the `name:` it sets; a file that cannot be
+    read is passed over."""
+    from nebula.errors import NebulaError
+
     root = _repo(ctx)
     for path in (root / "packages").glob("*.y*ml"):
         if path.suffix not in (".yaml", ".yml"):
             continue
-        name = path.stem
-        if _NAME_LINE.search(path.read_text(encoding="utf-8", errors="replace")):
-            data = _yaml(path, root)
-            if isinstance(data, dict) and isinstance(data.get("name"), str):
-                name = data["name"]
+        try:
+            name = _installation_name(path, root)
+        except (NebulaError, OSError, ValueError):
+            continue
         if NAME.fullmatch(name):
             yield name
+
+
+def _installation_name(path: Path, root: Path) -> str:
+    if not _NAME_LINE.search(path.read_text(encoding="utf-8", errors="replace")):
+        return path.stem
+    data = _yaml(path, root)
+    named = data.get("name") if isinstance(data, dict) else None
+    return named if isinstance(named, str) else path.stem
 
 
 @_quiet
