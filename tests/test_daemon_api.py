@@ -362,6 +362,14 @@ def test_tcp_refuses_requests_without_the_right_token(api: Served) -> None:
     assert api.control.called("request_sync") == ["manual"]
 
 
+def test_the_web_dashboard_is_off_unless_enabled(api: Served) -> None:
+    with api.tcp() as client:
+        for path in ("/ui/", "/ui/login", "/ui/static/htmx.min.js"):
+            answer = client.get(path)
+            assert answer.status_code == 404, (path, answer.text)
+            assert answer.json() == {"error": f"no such endpoint: GET {path}"}
+
+
 def test_the_tcp_api_cannot_be_made_without_a_token() -> None:
     with pytest.raises(NebulaError, match="needs a bearer token"):
         create_app(FakeControl(), token=None, tcp=True)

@@ -28,7 +28,8 @@ Routes (JSON in and out; every error is `{"error": message}`, never HTML):
     DELETE /api/v1/marketplace/installations/{name}   202 {commit, ...}; 409 while depended on
     GET  /metrics                       Prometheus text format (prometheus_client's registry)
 
-plus the identity routes of `daemon.auth_api` (login, refresh, logout, whoami, users, API keys)
+plus the identity routes of `daemon.auth_api` (login, refresh, logout, whoami, users, API keys),
+the web dashboard's pages under /ui when enabled (`daemon.ui`; `dashboard=` the store it reads),
 the remediation routes of `daemon.remediation_api` (incidents, alerts, silences, runbooks,
 workflows) and the AI routes of `daemon.ai_api` (agents, functions, chat, providers).
 
@@ -103,6 +104,7 @@ from nebula.daemon.auth_api import auth_routes
 from nebula.daemon.control import ControlError, DaemonControl, Event
 from nebula.daemon.jsonbody import BodyError, loads
 from nebula.daemon.remediation_api import remediation_routes
+from nebula.daemon.ui import UI, ui_routes
 from nebula.daemon.webhook import (
     BodyTurns,
     Deliveries,
@@ -115,6 +117,7 @@ from nebula.errors import NebulaError, NotFoundError, RequestError, StateError
 from nebula.identity.principal import Role
 from nebula.identity.ratelimit import RateLimit, RateLimiter
 from nebula.identity.sessions import Sessions
+from nebula.store import Store
 
 log = logging.getLogger("nebula.daemon.api")
 
@@ -148,11 +151,13 @@ def create_app(
     audit: AuditTrail | None = None,
     body_timeout: float = BODY_TIMEOUT,
     webhook_secret: str | None = None,
+    dashboard: Store | None = None,
 ) -> Starlette:
     """The API over `control`. On `tcp`, callers need a bearer token: the static `token`, or one
     `sessions` accepts (access tokens, API keys, service tokens); without either it fails closed.
     A request's body must arrive within `body_timeout` seconds. Webhooks are verified against
-    `webhook_secret`; without one, every webhook is refused.
+    `webhook_secret`; without one, every webhook is refused. With a `dashboard` store (the
+    daemon's), the web dashboard is served under /ui; it needs `sessions` to log users in.
     """
     if tcp and not token and sessions is None:
         raise NebulaError(
@@ -190,6 +195,10 @@ def create_app(
         *remediation_routes(control, _json_body, _json),
         *ai_routes(control, _json_body, _json),
     ]
+    if dashboard is not None:
+        if sessions is None:
+            raise NebulaError("the web dashboard needs user accounts to log in with")
+        routes += ui_routes(control, dashboard, sessions, jsonable)
     unguarded = [getattr(r, "path", r) for r in routes if not isinstance(r, GuardedRoute)]
     if unguarded:
         raise NebulaError(f"routes without a role rule (use daemon.auth.route): {unguarded}")
@@ -205,6 +214,7 @@ def create_app(
             Authenticate,
             tcp=tcp,
             public_paths=public,
+            browser_prefixes=[UI] if dashboard is not None else [],
             static_token=token if tcp else None,
             verifier=sessions if tcp else None,
             **limiters,

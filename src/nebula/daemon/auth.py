@@ -11,8 +11,12 @@ a plain `Route`: a route without a rule is a programming error, and a test walks
   `admin` (the socket owner could read the data dir anyway), anyone else gets 403;
 - TCP: `Authorization: Bearer T`, where T is a JWT access token from `/auth/login`, an API key
   (`nbk_...`), a node's service token (`nbs_...`), or the configured static token (admin).
-  A missing or bad credential is 401 on every path but the public ones, so the API's shape is
-  not shown to strangers. Rate limits (token buckets) apply per client address before the
+  A browser logged in with `"cookie": true` sends its access token as the httpOnly
+  `SESSION_COOKIE` instead; a request that changes something must then carry the session's CSRF
+  token in `CSRF_HEADER` (the dashboard's pages send it), else 403.
+  A missing or bad credential is 401 on every path but the public ones and those under
+  `browser_prefixes` (the dashboard's, whose pages send an anonymous caller to log in), so the
+  API's shape is not shown to strangers. Rate limits (token buckets) apply per client address before the
   credential is looked at, and per credential after: 429 with `Retry-After`.
 The route then checks the principal's role: 401 without one, 403 when it is too low.
 """
@@ -24,12 +28,13 @@ import json
 import math
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Final, Literal, Protocol
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.requests import Request, cookie_parser
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -40,6 +45,9 @@ from nebula.identity.ratelimit import RateLimiter
 PUBLIC: Final = "public"
 Access = Role | Literal["public"]
 Endpoint = Callable[[Request], Awaitable[Response]]
+SESSION_COOKIE: Final = "nebula_session"  # a browser's access token (see `daemon.auth_api`)
+CSRF_HEADER: Final = "X-Nebula-CSRF"
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class BearerVerifier(Protocol):
@@ -51,17 +59,32 @@ class BearerVerifier(Protocol):
         """True when verifying may block on the store: it then runs on a worker thread."""
         ...
 
+    def csrf_token(self, session: str) -> str:
+        """The CSRF token a browser's changes must carry with the session cookie `session`."""
+        ...
+
 
 class GuardedRoute(Route):
     """A route that knows the least role allowed to call it, and checks it."""
 
-    def __init__(self, path: str, endpoint: Endpoint, *, methods: list[str], access: Access):
+    def __init__(
+        self,
+        path: str,
+        endpoint: Endpoint,
+        *,
+        methods: list[str],
+        access: Access,
+        login: str | None = None,
+    ):
         self.access: Access = access
-        super().__init__(path, _guarded(endpoint, access), methods=methods)
+        super().__init__(path, _guarded(endpoint, access, login), methods=methods)
 
 
-def route(path: str, endpoint: Endpoint, methods: list[str], *, role: Access) -> GuardedRoute:
-    return GuardedRoute(path, endpoint, methods=methods, access=role)
+def route(
+    path: str, endpoint: Endpoint, methods: list[str], *, role: Access, login: str | None = None
+) -> GuardedRoute:
+    """`login`: a browser's page; an anonymous caller is sent to that login page, not refused."""
+    return GuardedRoute(path, endpoint, methods=methods, access=role, login=login)
 
 
 def principal_of(request: Request) -> Principal | None:
@@ -77,12 +100,14 @@ def caller(request: Request) -> Principal:
     return principal
 
 
-def _guarded(endpoint: Endpoint, access: Access) -> Endpoint:
+def _guarded(endpoint: Endpoint, access: Access, login: str | None) -> Endpoint:
     if access == PUBLIC:
         return endpoint
 
     async def guarded(request: Request) -> Response:
         principal = principal_of(request)
+        if principal is None and login is not None:
+            return RedirectResponse(f"{login}?next={quote(request.url.path)}", 303)
         if principal is None:
             return _refuse(401, "authentication required", "Bearer")
         if not principal.may(access):
@@ -105,6 +130,7 @@ class Authenticate:
         *,
         tcp: bool,
         public_paths: Collection[str],
+        browser_prefixes: Collection[str] = (),
         static_token: str | None = None,
         verifier: BearerVerifier | None = None,
         per_client: RateLimiter | None = None,
@@ -113,6 +139,7 @@ class Authenticate:
         self.app = app
         self.tcp = tcp
         self.public_paths = frozenset(public_paths)
+        self.browser_prefixes = tuple(browser_prefixes)
         self.static_token = static_token.encode() if static_token else None
         self.verifier = verifier
         self.per_client = per_client
@@ -144,11 +171,18 @@ class Authenticate:
         address = str(client[0]) if client else "unknown"
         if self.per_client is not None and (wait := self.per_client.take(f"addr:{address}")):
             return _too_many(wait), None
-        public = scope["path"] in self.public_paths
-        scheme, _, given = Headers(scope=scope).get("authorization", "").partition(" ")
+        path: str = scope["path"]
+        public = path in self.public_paths
+        anonymous_ok = public or path.startswith(self.browser_prefixes)
+        headers = Headers(scope=scope)
+        scheme, _, given = headers.get("authorization", "").partition(" ")
         given = given.strip()
+        if not scheme and self.verifier is not None:
+            session = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
+            if session:
+                return await self._session(scope, headers, session, public, anonymous_ok)
         if not scheme:
-            if public:
+            if anonymous_ok:
                 return None, None
             return _refuse(
                 401, "missing bearer token: send Authorization: Bearer TOKEN", "Bearer"
@@ -157,23 +191,53 @@ class Authenticate:
         if scheme.lower() == "bearer" and given:
             principal = await self._verify(given)
         if principal is None:
-            if public:  # the route proves its caller itself; a stale token does not matter
+            if anonymous_ok:  # the route proves its caller itself; a stale token does not matter
                 return None, None
             return _refuse(401, "invalid bearer token", 'Bearer error="invalid_token"'), None
+        return self._limited(principal)
+
+    async def _session(
+        self, scope: Scope, headers: Headers, session: str, public: bool, anonymous_ok: bool
+    ) -> tuple[Response | None, Principal | None]:
+        """A browser's session cookie: its access token, and for a change its CSRF token."""
+        assert self.verifier is not None
+        principal = await self._verify_session(session)
+        if principal is None:
+            if anonymous_ok:
+                return None, None
+            return _refuse(401, "the session has expired or was revoked: log in again"), None
+        if scope["method"] not in SAFE_METHODS:
+            sent = headers.get(CSRF_HEADER, "").encode()
+            if not hmac.compare_digest(sent, self.verifier.csrf_token(session).encode()):
+                if public:  # a login or logout proves its caller itself
+                    return None, None
+                return _refuse(
+                    403,
+                    f"missing or wrong {CSRF_HEADER} header: a change made with a browser's "
+                    "session cookie must come from the dashboard's pages",
+                ), None
+        return self._limited(principal)
+
+    def _limited(self, principal: Principal) -> tuple[Response | None, Principal | None]:
         if self.per_credential is not None and (
             wait := self.per_credential.take(principal.credential)
         ):
             return _too_many(wait), None
         return None, principal
 
+    async def _verify_session(self, token: str) -> Principal | None:
+        """A token `verifier` accepts (a session cookie holds one of them too)."""
+        assert self.verifier is not None
+        if self.verifier.needs_io(token):
+            return await run_in_threadpool(self.verifier.verify_bearer, token)
+        return self.verifier.verify_bearer(token)  # verified a moment ago: microseconds
+
     async def _verify(self, token: str) -> Principal | None:
         if self.static_token is not None and hmac.compare_digest(token.encode(), self.static_token):
             return Principal("token", Role.admin, "static_token", "static-token")
         if self.verifier is None:
             return None
-        if self.verifier.needs_io(token):
-            return await run_in_threadpool(self.verifier.verify_bearer, token)
-        return self.verifier.verify_bearer(token)  # verified a moment ago: microseconds
+        return await self._verify_session(token)
 
 
 def _too_many(wait: float) -> Response:

@@ -12,7 +12,9 @@
 Tokens answer `{"access_token", "token_type": "Bearer", "expires_in", "refresh_token", "user",
 "role"}`. A browser sends `"cookie": true` to log in: the refresh token then comes only as an
 httpOnly, Secure, SameSite=Strict cookie scoped to /api/v1/auth (never readable by scripts),
-and refresh and logout read it from there. A refused login is 401; a locked-out one 429 with
+and refresh and logout read it from there; the access token comes as the httpOnly, Secure,
+SameSite=Strict `SESSION_COOKIE` for the whole site, which `daemon.auth` accepts in place of a
+bearer header (a change with it needs the session's CSRF token too). A refused login is 401; a locked-out one 429 with
 `Retry-After`.
 """
 
@@ -26,7 +28,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nebula.daemon.auth import PUBLIC, GuardedRoute, caller, principal_of, route
+from nebula.daemon.auth import (
+    PUBLIC,
+    SESSION_COOKIE,
+    GuardedRoute,
+    caller,
+    principal_of,
+    route,
+)
 from nebula.daemon.control import ControlError
 from nebula.identity import accounts
 from nebula.identity.principal import Role
@@ -93,7 +102,7 @@ class _AuthApi:
         token, _ = await self._refresh_token(request)
         revoked = await run_in_threadpool(self.sessions.logout, token)
         response = self.json({"revoked": revoked}, 200, None)
-        response.delete_cookie(COOKIE, path=AUTH_PATH, secure=True, httponly=True)
+        _forget_cookies(response)
         return response
 
     async def whoami(self, request: Request) -> Response:
@@ -172,6 +181,15 @@ class _AuthApi:
                 httponly=True,
                 samesite="strict",
             )
+            response.set_cookie(
+                SESSION_COOKIE,
+                pair.access_token,
+                max_age=pair.expires_in,
+                path="/",
+                secure=True,
+                httponly=True,
+                samesite="strict",
+            )
         return response
 
     def _refused(self, exc: AuthError, *, clear_cookie: bool = False) -> Response:
@@ -180,5 +198,10 @@ class _AuthApi:
             headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
         response: Response = self.json({"error": str(exc)}, exc.status, headers)
         if clear_cookie:
-            response.delete_cookie(COOKIE, path=AUTH_PATH, secure=True, httponly=True)
+            _forget_cookies(response)
         return response
+
+
+def _forget_cookies(response: Response) -> None:
+    response.delete_cookie(COOKIE, path=AUTH_PATH, secure=True, httponly=True)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True)

@@ -44,6 +44,11 @@ class DaemonConfig(StrictModel):
         default=20.0, gt=0, description="TCP requests a second per client address and per token"
     )
     rate_burst: int = Field(default=100, ge=1, description="TCP requests allowed at once")
+    ui: bool = Field(
+        default=False,
+        description="serve the web dashboard under /ui on the TCP API (tcp_listen); users log "
+        "in with their accounts",
+    )
     docker_host: str | None = None
     database_url: str | None = None
     log_json: bool = False

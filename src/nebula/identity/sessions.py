@@ -138,6 +138,11 @@ class Sessions:
         """Whether `verify_bearer(token)` would read the store (a bearer not verified lately)."""
         return self._recall(sha256_hex(token)) is None
 
+    def csrf_token(self, session: str) -> str:
+        """What a browser's changes must carry beside the session cookie `session` (an access
+        token): bound to it, so a token from another session, or none, is refused."""
+        return hmac.new(self.key, b"csrf:" + session.encode(), "sha256").hexdigest()
+
     def forget_verified(self) -> None:
         """Drop the cache of verified bearers (a key was revoked through this process)."""
         with self._lock:

@@ -44,6 +44,10 @@ def run(
         ),
     ] = None,
     tcp_listen: Annotated[str | None, typer.Option(help="HOST:PORT for the TCP API.")] = None,
+    ui: Annotated[
+        bool | None,
+        typer.Option("--ui", help="Serve the web dashboard under /ui on the TCP API (NEBULA_UI)."),
+    ] = None,
     docker_host: Annotated[str | None, typer.Option(help="Docker Engine URL.")] = None,
     database_url: Annotated[str | None, typer.Option(help="State database URL.")] = None,
     log_json: Annotated[bool | None, typer.Option("--log-json", help="Log as JSON lines.")] = None,
@@ -71,6 +75,7 @@ def run(
         "drift_interval": drift_interval,
         "prune_max": prune_max,
         "tcp_listen": tcp_listen,
+        "ui": ui,
         "docker_host": docker_host,
         "database_url": database_url,
         "log_json": log_json,
