@@ -2,7 +2,7 @@
 
     python3 bench/dashboard.py [--installations 500] [--loads 30] [--json PATH]
 
-nebulad's real API with the dashboard enabled (`create_app(..., dashboard=store)`, served by
+nebulad's real API with the dashboard enabled (`create_app(..., dashboard=True)`, served by
 `daemon.server.serve` on uvicorn, TCP on loopback) over a real SQLite store holding the user,
 in this process; the daemon behind it answers from memory (`--installations` installations, each
 with a container and a passing health check, and five syncs), so the figures are the
@@ -143,7 +143,7 @@ def served(tmp: Path, count: int) -> Iterator[str]:
         tcp=True,
         sessions=sessions,
         rate_limit=NEVER_LIMITED,
-        dashboard=store,
+        dashboard=True,
     )
     unix = create_app(control, token=None, tcp=False, sessions=sessions)
     port = free_port()

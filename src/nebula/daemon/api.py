@@ -4,6 +4,10 @@ Routes (JSON in and out; every error is `{"error": message}`, never HTML):
 
     GET  /api/v1/status                 DaemonStatus
     GET  /api/v1/installations          {"installations": [...]}
+    POST /api/v1/installations/{name}/restart   body {"service"?}: {"restarted": [containers]};
+                                        404 when it has no such container
+    GET  /api/v1/audit?actor=A&target=T&limit=N   {"entries": [...]}, newest first (N: 100)
+    GET  /api/v1/secrets                {"secrets": [{name, rotated_at}]}: names, never values
     GET  /api/v1/syncs?limit=N          {"syncs": [SyncRecord, ...]}, newest first (N: 1..1000)
     GET  /api/v1/syncs/{id}             SyncRecord, or 404
     POST /api/v1/sync                   202: a sync is queued; body {"trigger": "hook"} optional
@@ -29,7 +33,7 @@ Routes (JSON in and out; every error is `{"error": message}`, never HTML):
     GET  /metrics                       Prometheus text format (prometheus_client's registry)
 
 plus the identity routes of `daemon.auth_api` (login, refresh, logout, whoami, users, API keys),
-the web dashboard's pages under /ui when enabled (`daemon.ui`; `dashboard=` the store it reads),
+the web dashboard's pages under /ui when enabled (`daemon.ui`; `dashboard=True`),
 the remediation routes of `daemon.remediation_api` (incidents, alerts, silences, runbooks,
 workflows) and the AI routes of `daemon.ai_api` (agents, functions, chat, providers).
 
@@ -103,7 +107,7 @@ from nebula.daemon.auth import PUBLIC, Authenticate, GuardedRoute, principal_of,
 from nebula.daemon.auth_api import auth_routes
 from nebula.daemon.control import ControlError, DaemonControl, Event
 from nebula.daemon.jsonbody import BodyError, loads
-from nebula.daemon.remediation_api import remediation_routes
+from nebula.daemon.remediation_api import _limit, remediation_routes
 from nebula.daemon.ui import UI, ui_routes
 from nebula.daemon.webhook import (
     BodyTurns,
@@ -117,7 +121,6 @@ from nebula.errors import NebulaError, NotFoundError, RequestError, StateError
 from nebula.identity.principal import Role
 from nebula.identity.ratelimit import RateLimit, RateLimiter
 from nebula.identity.sessions import Sessions
-from nebula.store import Store
 
 log = logging.getLogger("nebula.daemon.api")
 
@@ -151,13 +154,13 @@ def create_app(
     audit: AuditTrail | None = None,
     body_timeout: float = BODY_TIMEOUT,
     webhook_secret: str | None = None,
-    dashboard: Store | None = None,
+    dashboard: bool = False,
 ) -> Starlette:
     """The API over `control`. On `tcp`, callers need a bearer token: the static `token`, or one
     `sessions` accepts (access tokens, API keys, service tokens); without either it fails closed.
     A request's body must arrive within `body_timeout` seconds. Webhooks are verified against
-    `webhook_secret`; without one, every webhook is refused. With a `dashboard` store (the
-    daemon's), the web dashboard is served under /ui; it needs `sessions` to log users in.
+    `webhook_secret`; without one, every webhook is refused. With `dashboard`, the web
+    dashboard is served under /ui; it needs `sessions` to log users in.
     """
     if tcp and not token and sessions is None:
         raise NebulaError(
@@ -172,6 +175,9 @@ def create_app(
     routes: list[BaseRoute] = [
         route(f"{PREFIX}/status", api.status, ["GET"], role=viewer),
         route(f"{PREFIX}/installations", api.installations, ["GET"], role=viewer),
+        route(f"{PREFIX}/installations/{{name}}/restart", api.restart, ["POST"], role=operator),
+        route(f"{PREFIX}/audit", api.audit, ["GET"], role=viewer),
+        route(f"{PREFIX}/secrets", api.secrets, ["GET"], role=viewer),
         route(f"{PREFIX}/syncs", api.syncs, ["GET"], role=viewer),
         route(f"{PREFIX}/syncs/{{sync_id:int}}", api.sync, ["GET"], role=viewer),
         route(f"{PREFIX}/syncs/{{sync_id:int}}/approve", api.approve, ["POST"], role=operator),
@@ -195,10 +201,10 @@ def create_app(
         *remediation_routes(control, _json_body, _json),
         *ai_routes(control, _json_body, _json),
     ]
-    if dashboard is not None:
+    if dashboard:
         if sessions is None:
             raise NebulaError("the web dashboard needs user accounts to log in with")
-        routes += ui_routes(control, dashboard, sessions, jsonable)
+        routes += ui_routes(control, sessions, jsonable)
     unguarded = [getattr(r, "path", r) for r in routes if not isinstance(r, GuardedRoute)]
     if unguarded:
         raise NebulaError(f"routes without a role rule (use daemon.auth.route): {unguarded}")
@@ -214,7 +220,7 @@ def create_app(
             Authenticate,
             tcp=tcp,
             public_paths=public,
-            browser_prefixes=[UI] if dashboard is not None else [],
+            browser_prefixes=[UI] if dashboard else [],
             static_token=token if tcp else None,
             verifier=sessions if tcp else None,
             **limiters,
@@ -253,6 +259,28 @@ class _Api:
     async def installations(self, request: Request) -> Response:
         found = await run_in_threadpool(self.control.installations)
         return _json({"installations": found})
+
+    async def restart(self, request: Request) -> Response:
+        service = (await _json_body(request)).get("service")
+        if service is not None and not isinstance(service, str):
+            raise ControlError("invalid", '"service" is a service\'s name')
+        name = request.path_params["name"]
+        restarted = await run_in_threadpool(self.control.restart, name, service)
+        return _json({"restarted": restarted})
+
+    async def audit(self, request: Request) -> Response:
+        params = request.query_params
+        limit = _limit(request, 100)
+        found = await run_in_threadpool(
+            self.control.audit_entries,
+            params.get("actor") or None,
+            params.get("target") or None,
+            limit,
+        )
+        return _json({"entries": found})
+
+    async def secrets(self, request: Request) -> Response:
+        return _json({"secrets": await run_in_threadpool(self.control.secret_names)})
 
     async def syncs(self, request: Request) -> Response:
         raw = request.query_params.get("limit", "20")

@@ -39,6 +39,7 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Every mutating route of the API is named here (a test checks it).
 ACTIONS: dict[tuple[str, str], tuple[str, bool]] = {
     ("POST", f"{PREFIX}/sync"): ("sync.request", True),
+    ("POST", f"{PREFIX}/installations/{{name}}/restart"): ("installation.restart", True),
     ("POST", f"{PREFIX}/syncs/{{sync_id:int}}/approve"): ("sync.approve", True),
     ("POST", f"{PREFIX}/suspend"): ("daemon.suspend", True),
     ("POST", f"{PREFIX}/resume"): ("daemon.resume", True),

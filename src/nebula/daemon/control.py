@@ -16,6 +16,7 @@ from nebula.store.records import ExecutionInfo, IncidentInfo, RunbookRecord, Sil
 
 if TYPE_CHECKING:
     from nebula.ai.service import AI
+    from nebula.store.audit import AuditRecord
 
 SyncTrigger = Literal[
     "start", "poll", "webhook", "hook", "watch", "manual", "drift", "rollback", "approve"
@@ -85,6 +86,20 @@ class DaemonControl(Protocol):
 
     def installations(self) -> list[dict[str, Any]]:
         """Each installation as last applied (store) with its containers now (Docker)."""
+        ...
+
+    def restart(self, installation: str, service: str | None) -> list[str]:
+        """Restart an installation's containers (one service's); the names restarted.
+        `ControlError` (not_found) for an installation or service with no container."""
+        ...
+
+    def audit_entries(self, actor: str | None, target: str | None, limit: int) -> list[AuditRecord]:
+        """The newest `limit` audit entries of `actor` and on `target` (either None: any),
+        newest first; details masked as they were recorded."""
+        ...
+
+    def secret_names(self) -> list[dict[str, Any]]:
+        """The vault's secrets: name and when each was set or rotated; never a value."""
         ...
 
     def syncs(self, limit: int = 20) -> list[SyncRecord]: ...

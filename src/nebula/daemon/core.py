@@ -37,7 +37,7 @@ from nebula.daemon.health import HealthMonitor
 from nebula.daemon.proxy import ProxyKeeper
 from nebula.daemon.synclog import SyncLog
 from nebula.daemon.webhook import verify_and_parse
-from nebula.engine import pipeline, queries
+from nebula.engine import logs, pipeline, queries
 from nebula.engine.load import load_desired
 from nebula.errors import ConfigError, NebulaError
 from nebula.kinds.base import Desired, World
@@ -48,7 +48,9 @@ from nebula.remediation.workflows import WorkflowError
 from nebula.secrets import open_vault
 from nebula.secrets.resolve import vault_secrets
 from nebula.store import Store, SyncStatus
+from nebula.store import audit as audit_log
 from nebula.store.applylock import WaitStoppedError
+from nebula.store.audit import AuditRecord
 from nebula.store.records import ExecutionInfo, IncidentInfo, RunbookRecord, SilenceInfo
 
 log = logging.getLogger("nebulad")
@@ -542,6 +544,22 @@ class Daemon:
 
     def installations(self) -> list[dict[str, Any]]:
         return queries.installations(self.store, self.provider.observe().containers)
+
+    def restart(self, installation: str, service: str | None) -> list[str]:
+        try:
+            found = logs.containers(self.provider, installation, service)
+        except logs.UnknownTargetError as exc:
+            raise ControlError("not_found", str(exc)) from None
+        for container in found:
+            self.provider.restart_container(container.name)
+        return [c.name for c in found]
+
+    def audit_entries(self, actor: str | None, target: str | None, limit: int) -> list[AuditRecord]:
+        return audit_log.entries(self.store, actor=actor, target=target, limit=limit)[::-1]
+
+    def secret_names(self) -> list[dict[str, Any]]:
+        secrets = open_vault(self.store).secrets()
+        return [{"name": s.name, "rotated_at": s.rotated_at} for s in secrets]
 
     def syncs(self, limit: int = 20) -> list[SyncRecord]:
         return self.store.syncs(limit)

@@ -129,7 +129,7 @@ def run(config: DaemonConfig) -> None:
                 rate_limit=limit,
                 audit=daemon.audit,
                 webhook_secret=config.webhook_secret,
-                dashboard=store if config.ui else None,
+                dashboard=config.ui,
             )
             if config.tcp_listen
             else None,

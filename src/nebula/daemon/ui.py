@@ -1,8 +1,7 @@
 """The web dashboard: server-rendered pages under `/ui`, on the TCP API, off unless enabled.
 
 The pages read what the JSON routes answer (the same `DaemonControl` calls, made plain with
-`api.jsonable`) and, like `nebula audit` and `nebula secrets list`, the audit log and the
-vault's names from the store; never a secret's value. Nothing here changes anything: every
+`api.jsonable`): never a secret's value. Nothing here changes anything: every
 button and form of a page calls the API's own routes (htmx, with `static/nebula.js` sending
 JSON), so a change made here is checked, done and audited as the CLI's is.
 
@@ -36,8 +35,6 @@ from nebula.daemon.auth import CSRF_HEADER, PUBLIC, SESSION_COOKIE, GuardedRoute
 from nebula.daemon.control import DaemonControl
 from nebula.identity.principal import Role
 from nebula.identity.sessions import Sessions
-from nebula.store import Store
-from nebula.store import audit as audit_log
 
 UI = "/ui"
 LOGIN = f"{UI}/login"
@@ -58,11 +55,9 @@ class _Page:
     csrf_headers: str
 
 
-def ui_routes(
-    control: DaemonControl, store: Store, sessions: Sessions, jsonable: Jsonable
-) -> list[GuardedRoute]:
+def ui_routes(control: DaemonControl, sessions: Sessions, jsonable: Jsonable) -> list[GuardedRoute]:
     """The dashboard's routes; `jsonable` is the API's (records as its JSON answers them)."""
-    ui = _Dashboard(control, store, sessions, jsonable)
+    ui = _Dashboard(control, sessions, jsonable)
     viewer = Role.viewer
     return [
         route(LOGIN, ui.login, ["GET"], role=PUBLIC),
@@ -79,11 +74,8 @@ def ui_routes(
 
 
 class _Dashboard:
-    def __init__(
-        self, control: DaemonControl, store: Store, sessions: Sessions, jsonable: Jsonable
-    ) -> None:
+    def __init__(self, control: DaemonControl, sessions: Sessions, jsonable: Jsonable) -> None:
         self.control = control
-        self.store = store
         self.sessions = sessions
         self.jsonable = jsonable
 
@@ -134,10 +126,7 @@ class _Dashboard:
 
     async def secrets(self, request: Request) -> Response:
         def read() -> dict[str, Any]:
-            from nebula.secrets import open_vault
-
-            found = open_vault(self.store).secrets()
-            return {"secrets": [{"name": s.name, "rotated_at": s.rotated_at} for s in found]}
+            return {"secrets": self.control.secret_names()}
 
         return await self._page(request, "secrets.html", read)
 
@@ -146,8 +135,8 @@ class _Dashboard:
         target = request.query_params.get("target") or None
 
         def read() -> dict[str, Any]:
-            entries = audit_log.entries(self.store, actor=actor, target=target, limit=200)
-            return {"entries": entries[::-1], "actor": actor or "", "target": target or ""}
+            entries = self.control.audit_entries(actor, target, 200)
+            return {"entries": entries, "actor": actor or "", "target": target or ""}
 
         return await self._page(request, "audit.html", read)
 
