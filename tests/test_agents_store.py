@@ -124,6 +124,36 @@ def test_a_run_records_its_steps_state_and_end(store: Store) -> None:
     assert (kept.agent_name, kept.agent_id, len(kept.steps)) == ("helper", None, 2)
 
 
+def test_a_step_and_the_state_after_it_are_recorded_together(store: Store) -> None:
+    run = store.start_agent_execution("helper", "why is the blog down?", actor="alice")
+    store.record_agent_step(run, "turn", {"content": "let me look"}, tokens=12, duration_ms=40)
+    state = {"messages": [{"role": "tool", "content": "DB_PASSWORD=hunter2-4471"}], "turns": 1}
+    store.record_agent_progress(
+        run,
+        "tool_call",
+        {"name": "logs", "result": "DB_PASSWORD=hunter2-4471"},
+        state,
+        tokens=0,
+        duration_ms=3,
+        tokens_used=12,
+    )
+    found = store.agent_execution(run)
+    assert (found.status, found.tokens_used, found.pending) == ("running", 12, None)
+    assert found.state == {
+        "messages": [{"role": "tool", "content": "DB_PASSWORD=••••"}],
+        "turns": 1,
+    }
+    assert [(s.seq, s.kind, s.tokens, s.duration_ms) for s in found.steps] == [
+        (1, "turn", 12, 40),
+        (2, "tool_call", 0, 3),
+    ]
+    assert found.steps[1].detail == {"name": "logs", "result": "DB_PASSWORD=••••"}
+    with pytest.raises(NotFoundError):
+        store.record_agent_progress(
+            "nope", "turn", {}, state, tokens=0, duration_ms=0, tokens_used=0
+        )
+
+
 def test_approval_is_decided_only_while_a_run_waits(store: Store) -> None:
     call = {"id": "c1", "name": "restart", "arguments": {"installation": "blog"}}
     approved = store.start_agent_execution("helper", "restart the blog", actor="alice")

@@ -721,14 +721,29 @@ class Store:
     ) -> None:
         """Add the next step of a run (numbered from 1); `detail` is masked."""
         with self.transaction() as session:
-            _agent_row(session, execution_id, for_update=True)  # one writer numbers at a time
-            last = session.scalar(
-                select(func.max(AgentStep.seq)).where(AgentStep.execution_id == execution_id)
+            _add_agent_step(
+                session, execution_id, kind, detail, tokens=tokens, duration_ms=duration_ms
             )
-            seq = (last or 0) + 1
-            session.add(
-                _agent_step(execution_id, seq, kind, detail, tokens=tokens, duration_ms=duration_ms)
+
+    def record_agent_progress(
+        self,
+        execution_id: str,
+        kind: AgentStepKind,
+        detail: dict[str, Any],
+        state: dict[str, Any],
+        *,
+        tokens: int,
+        duration_ms: int,
+        tokens_used: int,
+    ) -> None:
+        """A step of a running run and its state after it in one transaction: what
+        `record_agent_step` then `save_agent_state(status="running")` do, one write."""
+        with self.transaction() as session:
+            row = _add_agent_step(
+                session, execution_id, kind, detail, tokens=tokens, duration_ms=duration_ms
             )
+            row.state, row.status, row.tokens_used = mask_detail(state), "running", tokens_used
+            row.pending = None
 
     def save_agent_state(
         self,
@@ -823,6 +838,28 @@ def _agent_row(session: Session, execution_id: str, *, for_update: bool = False)
     row = session.get(AgentExecution, execution_id, with_for_update=for_update)
     if row is None:
         raise NotFoundError(f"no agent execution {execution_id}")
+    return row
+
+
+def _add_agent_step(
+    session: Session,
+    execution_id: str,
+    kind: AgentStepKind,
+    detail: dict[str, Any],
+    *,
+    tokens: int,
+    duration_ms: int,
+) -> AgentExecution:
+    """Add the next step of a run (numbered from 1, the run's row locked so one writer numbers
+    at a time); the run's row."""
+    row = _agent_row(session, execution_id, for_update=True)
+    last = session.scalar(
+        select(func.max(AgentStep.seq)).where(AgentStep.execution_id == execution_id)
+    )
+    seq = (last or 0) + 1
+    session.add(
+        _agent_step(execution_id, seq, kind, detail, tokens=tokens, duration_ms=duration_ms)
+    )
     return row
 
 
