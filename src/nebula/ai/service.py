@@ -37,18 +37,20 @@ from nebula.providers.llm import ChatModel, Endpoint, Models, provider_status
 from nebula.spec.config import AiConfig, OpenAICompatible
 from nebula.stand_ins import MASK
 from nebula.store.mask import mask_detail, secret_replacer
+from nebula.store.records import NewAgentStep
 
 if TYPE_CHECKING:
     from nebula.kinds.base import Desired
     from nebula.providers.docker import DockerProvider
     from nebula.store import Store
-    from nebula.store.records import AgentExecutionInfo, AgentStepKind
+    from nebula.store.records import AgentExecutionInfo
 
 log = logging.getLogger("nebulad.ai")
 
 HISTORY_RUNS = 5  # completed runs `includeHistory` puts before the task
 _ENDED = frozenset({"completed", "failed", "blocked", "timed_out", "rejected", "interrupted"})
 _FAILED = frozenset({"failed", "blocked", "timed_out", "rejected", "interrupted"})
+_LAST = frozenset({"final", "approval", "error"})  # the loop's events that end a run
 Emit = Callable[[str, dict[str, Any]], None]  # (kind, data): a caller's view of one execution
 
 
@@ -67,6 +69,7 @@ class _Run:
     started: float = field(default_factory=time.monotonic)
     turn: tuple[int, float, int] | None = None  # the turn waiting for its reply: n, began, tokens
     call: tuple[dict[str, Any], float] | None = None  # the tool call running, and since when
+    last: NewAgentStep | None = None  # the turn that ended the run: recorded with its end
 
     def spent(self) -> float:
         return self.elapsed + time.monotonic() - self.started
@@ -340,7 +343,8 @@ class AI:
 
     def _on_event(self, run: _Run, state: LoopState, event: Event) -> None:
         """Pass an event on; a model reply that ended and a tool call that returned are
-        recorded as steps, with the state saved after them."""
+        recorded as steps, each with the state after it (the reply that ends the run, with
+        the run's end)."""
         kind, data = event.kind, dict(event.data)
         self._send(run, kind, data)
         if kind == "delta":
@@ -355,9 +359,11 @@ class AI:
                 "reply": str(reply.get("content") or "")[:500],
                 "calls": [c["name"] for c in reply.get("tool_calls") or []],
             }
-            self._step(
-                run, state, "turn", detail, tokens=state.tokens - tokens, seconds=now - began
-            )
+            step = NewAgentStep("turn", detail, state.tokens - tokens, int((now - began) * 1000))
+            if kind in _LAST:  # the run ends now: one write with its end (`_record_end`)
+                run.last = step
+            else:
+                self._step(run, state, step)
         if kind == "turn":
             run.turn = (int(data.get("n", state.turns)), now, state.tokens)
         elif kind == "tool_call":
@@ -366,27 +372,12 @@ class AI:
             call, began = run.call
             run.call = None
             detail = {**data, "arguments": call.get("arguments")}
-            self._step(run, state, "tool_call", detail, tokens=0, seconds=now - began)
+            self._step(run, state, NewAgentStep("tool_call", detail, 0, int((now - began) * 1000)))
         self.publish("agent", id=run.id, agent=run.agent.name, event=kind, **_brief(data))
 
-    def _step(
-        self,
-        run: _Run,
-        state: LoopState,
-        kind: AgentStepKind,
-        detail: dict[str, Any],
-        *,
-        tokens: int,
-        seconds: float,
-    ) -> None:
-        self.store.record_agent_progress(
-            run.id,
-            kind,
-            detail,
-            self._saved(run, state),
-            tokens=tokens,
-            duration_ms=int(seconds * 1000),
-            tokens_used=state.tokens,
+    def _step(self, run: _Run, state: LoopState, step: NewAgentStep) -> None:
+        self.store.save_agent_state(
+            run.id, self._saved(run, state), status="running", tokens_used=state.tokens, step=step
         )
 
     def _record_end(self, run: _Run, outcome: Outcome) -> None:
@@ -398,6 +389,7 @@ class AI:
                 status="waiting_approval",
                 pending=state.pending,
                 tokens_used=state.tokens,
+                step=run.last,
             )
         else:
             self.store.finish_agent_execution(
@@ -407,6 +399,7 @@ class AI:
                 reason=outcome.reason,
                 tokens_used=state.tokens,
                 duration_ms=int(run.spent() * 1000),
+                step=run.last,
             )
         if outcome.status in _FAILED:
             log.warning("agent %s execution %s: %s", run.agent.name, run.id, outcome.reason)
