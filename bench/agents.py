@@ -1,7 +1,7 @@
 """Agents: the loop's overhead per turn beside a direct call, and one task beside smolagents.
 
     python3 bench/agents.py [--turns 30] [--runs 3] [--max-steps 6] [--threads 2]
-                            [--only overhead|smolagents] [--json PATH]
+                            [--only overhead|service|smolagents] [--json PATH]
 
 The model is real: SmolLM2-135M on llama.cpp's OpenAI-compatible server (xllamacpp, CPU), started
 as the test suite starts it (`tests/llm_servers.py`) with --threads threads, on loopback.
@@ -12,6 +12,11 @@ as the test suite starts it (`tests/llm_servers.py`) with --threads threads, on 
    events, token counting) and by the official `openai` client called directly (streaming, the
    reply assembled), in pairs, each pair in alternating order. The overhead is the median of
    each pair's difference (Nebula minus direct), wall and this process's CPU time.
+   **In nebulad's service**: the same turn as a one-turn execution of the same agent (declared
+   in a config repo loaded by the real loader, its provider's key and a few other secrets in
+   the vault of a SQLite store) run by nebulad's `AI` service (`AI.run`: the model opened, the
+   masker built from the vault, a worker thread, the turn recorded as a step with the state
+   saved, events published, the execution finished), in pairs beside the same direct call.
 2. **Beside smolagents**: the same task, tool and model run --runs times by Nebula and by
    smolagents' `ToolCallingAgent` (`OpenAIServerModel` pointed at the same server), each
    allowed --max-steps model replies: turns (model replies), tokens (prompt + completion, as
@@ -26,21 +31,33 @@ more turns than smolagents.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import openai
 
 import stacks
 from llm_servers import LlmServer, llama_server
+from nebula.ai.builtins import Builtins
 from nebula.ai.guardrails import Guardrails
 from nebula.ai.loop import LoopState, run_loop
+from nebula.ai.service import AI
+from nebula.daemon.events import EventBus
+from nebula.engine.load import load_desired
 from nebula.kinds.agents.types import AgentDef
 from nebula.kinds.functions.types import FunctionDef
+from nebula.providers.docker import DockerProvider
 from nebula.providers.llm import ChatModel, Endpoint, open_model
+from nebula.secrets import open_vault
+from nebula.secrets.resolve import vault_secrets
+from nebula.store import Store
 
 TARGET_OVERHEAD_MS = 5.0
 TASK = "Is the web installation up?"
@@ -109,9 +126,8 @@ def nebula_run(model: ChatModel, profile: AgentDef) -> tuple[LoopState, str, int
 # -- 1. overhead per turn ------------------------------------------------------------------------
 
 
-def overhead(server: LlmServer, turns: int) -> dict[str, Any]:
-    profile = agent(max_tokens=16, max_turns=1)
-    model = open_local(server, profile)  # once, as the client is: the turn is what is timed
+def direct_call(server: LlmServer) -> Callable[[], str]:
+    """The turn's request by the official `openai` client, streamed, the reply assembled."""
     client = openai.OpenAI(base_url=server.openai_url, api_key="unused", max_retries=0)
     tool = {
         "type": "function",
@@ -136,16 +152,19 @@ def overhead(server: LlmServer, turns: int) -> dict[str, Any]:
         parts = [c.choices[0].delta.content or "" for c in stream if c.choices]
         return "".join(parts)
 
-    def nebula() -> str:
-        state, _, _ = nebula_run(model, profile)
-        return str(state.messages[-1]["content"])
+    return direct
 
-    def timed(call: Any) -> tuple[float, float, str]:
+
+def paired(nebula: Callable[[], str], direct: Callable[[], str], turns: int) -> dict[str, Any]:
+    """`turns` pairs, each in alternating order, after 3 warm-up pairs (connections, the
+    server's prompt cache): medians of each side and of the pairs' differences, in ms."""
+
+    def timed(call: Callable[[], str]) -> tuple[float, float, str]:
         wall, cpu = time.perf_counter(), time.process_time()
         reply = call()
         return time.perf_counter() - wall, time.process_time() - cpu, reply
 
-    for _ in range(3):  # warm: connections, the server's prompt cache
+    for _ in range(3):
         direct(), nebula()
     walls: dict[str, list[float]] = {"nebula": [], "direct": [], "diff": [], "cpu_diff": []}
     cpus: dict[str, list[float]] = {"nebula": [], "direct": []}
@@ -171,6 +190,76 @@ def overhead(server: LlmServer, turns: int) -> dict[str, Any]:
         "direct_cpu_ms": round(statistics.median(cpus["direct"]) * 1000, 2),
         "pass": ms["diff"] < TARGET_OVERHEAD_MS,
     }
+
+
+def overhead(server: LlmServer, turns: int) -> dict[str, Any]:
+    profile = agent(max_tokens=16, max_turns=1)
+    model = open_local(server, profile)  # once, as the client is: the turn is what is timed
+
+    def nebula() -> str:
+        state, _, _ = nebula_run(model, profile)
+        return str(state.messages[-1]["content"])
+
+    return paired(nebula, direct_call(server), turns)
+
+
+# -- 1b. overhead per execution in nebulad's AI service -------------------------------------------
+
+SECRETS = 5  # vault secrets besides the provider's key: the masker hides each of them
+
+
+def config_repo(root: Path, server: LlmServer) -> Path:
+    """A config repo holding the overhead measure's agent and tool, on this server."""
+    repo = root / "repo"
+    (repo / "agents").mkdir(parents=True)
+    (repo / "functions").mkdir()
+    ai = {"providers": {"local": {"base_url": server.openai_url, "api_key": "${secret:llm_key}"}}}
+    (repo / "nebula.yaml").write_text(json.dumps({"ai": ai}))
+    status_fn = {
+        "name": STATUS.name,
+        "description": STATUS.description,
+        "parameters": STATUS.parameters,
+        "implementation": "http://127.0.0.1:9/status",  # never called: one turn, no tool call
+        "implementation_type": "http",
+    }
+    (repo / "functions" / "status.yaml").write_text(json.dumps(status_fn))
+    bench_agent = {
+        "name": "bench",
+        "description": "The overhead measure's agent",
+        "systemPrompt": SYSTEM,
+        "model": "local:smollm2:135m",
+        "temperature": 0,
+        "tools": [STATUS.name],
+        "context": {"maxTokens": 16},
+        "maxTurns": 1,
+    }
+    (repo / "agents" / "bench.yaml").write_text(json.dumps(bench_agent))
+    return repo
+
+
+def service(server: LlmServer, turns: int) -> dict[str, Any]:
+    """One-turn executions through nebulad's `AI` service (`AI.run`: model, masker, worker
+    thread, steps and state in a SQLite store, events), configured from a config repo by the
+    real loader, in pairs beside the direct call."""
+    with stacks.scratch_dir("nebula-bench-agents-") as root:
+        os.environ["NEBULA_MASTER_KEY_FILE"] = str(root / "master.key")
+        with Store(f"sqlite:///{root}/nebula.db") as store:
+            vault = open_vault(store)
+            vault.init()
+            vault.set("llm_key", "unused-by-llama-cpp")
+            for n in range(SECRETS):
+                vault.set(f"token{n}", f"secret-value-{n}-{'x' * 24}")
+            docker = DockerProvider("unix:///nonexistent.sock")  # no tool runs a container
+            ai = AI(store, EventBus().publish, Builtins(store, lambda: docker), lambda: docker)
+            ai.configure(load_desired(config_repo(root, server)), vault_secrets(store))
+
+            def nebula() -> str:
+                ran = ai.run("bench", TASK, "bench")
+                if ran.status != "completed":
+                    raise RuntimeError(f"the execution ended {ran.status}: {ran.reason}")
+                return ran.output or ""
+
+            return paired(nebula, direct_call(server), turns)
 
 
 # -- 2. beside smolagents ------------------------------------------------------------------------
@@ -260,7 +349,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--max-steps", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--only", choices=["overhead", "smolagents"])
+    parser.add_argument("--only", choices=["overhead", "service", "smolagents"])
     args = parser.parse_args()
     logging.getLogger("smolagents").setLevel(logging.ERROR)
     result: dict[str, Any] = {"benchmark": "agents", "machine_before": stacks.machine()}
@@ -280,6 +369,26 @@ def main() -> None:
             rows.append(
                 [
                     "orchestration overhead per turn",
+                    f"{o['overhead_ms']:.2f} ms",
+                    f"< {TARGET_OVERHEAD_MS:g} ms",
+                    stacks.verdict(o["pass"]),
+                ]
+            )
+        if args.only in (None, "service"):
+            o = result["service"] = service(server, args.turns)
+            stacks.print_table(
+                f"One one-turn execution in nebulad's AI service, {o['turns']} pairs "
+                f"(same reply in {o['same_reply']}); ms, median",
+                ["how", "wall", "CPU (this process)"],
+                [
+                    ["Nebula (AI.run, one turn)", o["nebula_turn_ms"], o["nebula_cpu_ms"]],
+                    ["openai client, direct", o["direct_call_ms"], o["direct_cpu_ms"]],
+                    ["difference (median of pairs)", o["overhead_ms"], o["overhead_cpu_ms"]],
+                ],
+            )
+            rows.append(
+                [
+                    "overhead per execution (one turn) in the service",
                     f"{o['overhead_ms']:.2f} ms",
                     f"< {TARGET_OVERHEAD_MS:g} ms",
                     stacks.verdict(o["pass"]),

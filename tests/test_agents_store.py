@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from nebula.errors import NotFoundError, StateError
 from nebula.store import Store
-from nebula.store.records import AgentRecord, FunctionRecord
+from nebula.store.records import AgentRecord, FunctionRecord, NewAgentStep
 
 HELPER = {
     "name": "helper",
@@ -122,6 +122,37 @@ def test_a_run_records_its_steps_state_and_end(store: Store) -> None:
     store.replace_agents([])  # the agent leaves the repo: its runs stay, by name
     kept = store.agent_execution(run)
     assert (kept.agent_name, kept.agent_id, len(kept.steps)) == ("helper", None, 2)
+
+
+def test_a_step_is_recorded_with_the_state_after_it_and_with_the_end(store: Store) -> None:
+    run = store.start_agent_execution("helper", "why is the blog down?", actor="alice")
+    store.record_agent_step(run, "turn", {"content": "let me look"}, tokens=12, duration_ms=40)
+    state = {"messages": [{"role": "tool", "content": "DB_PASSWORD=hunter2-4471"}], "turns": 1}
+    called = NewAgentStep("tool_call", {"name": "logs", "result": "DB_PASSWORD=hunter2-4471"}, 0, 3)
+    store.save_agent_state(run, state, status="running", tokens_used=12, step=called)
+    found = store.agent_execution(run)
+    assert (found.status, found.tokens_used, found.pending) == ("running", 12, None)
+    assert found.state == {
+        "messages": [{"role": "tool", "content": "DB_PASSWORD=••••"}],
+        "turns": 1,
+    }
+    assert found.steps[1].detail == {"name": "logs", "result": "DB_PASSWORD=••••"}
+
+    answered = NewAgentStep("turn", {"n": 2, "reply": "It is up."}, 20, 50)
+    store.finish_agent_execution(
+        run, "completed", output="It is up.", tokens_used=32, duration_ms=99, step=answered
+    )
+    done = store.agent_execution(run)
+    assert (done.status, done.output, done.tokens_used) == ("completed", "It is up.", 32)
+    assert [(s.seq, s.kind, s.tokens, s.duration_ms) for s in done.steps] == [
+        (1, "turn", 12, 40),
+        (2, "tool_call", 0, 3),
+        (3, "turn", 20, 50),
+    ]
+    with pytest.raises(NotFoundError):
+        store.save_agent_state("nope", state, status="running", tokens_used=0, step=called)
+    with pytest.raises(NotFoundError):
+        store.finish_agent_execution("nope", "failed", tokens_used=0, duration_ms=0)
 
 
 def test_approval_is_decided_only_while_a_run_waits(store: Store) -> None:

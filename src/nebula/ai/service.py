@@ -33,22 +33,24 @@ from nebula.ai.pulls import ModelPulls
 from nebula.errors import NebulaError, NotFoundError, RequestError
 from nebula.kinds.agents.types import AgentDef
 from nebula.kinds.functions.types import FunctionDef
-from nebula.providers.llm import ChatModel, Endpoint, open_model, provider_status
+from nebula.providers.llm import ChatModel, Endpoint, Models, provider_status
 from nebula.spec.config import AiConfig, OpenAICompatible
 from nebula.stand_ins import MASK
 from nebula.store.mask import mask_detail, secret_replacer
+from nebula.store.records import NewAgentStep
 
 if TYPE_CHECKING:
     from nebula.kinds.base import Desired
     from nebula.providers.docker import DockerProvider
     from nebula.store import Store
-    from nebula.store.records import AgentExecutionInfo, AgentStepKind
+    from nebula.store.records import AgentExecutionInfo
 
 log = logging.getLogger("nebulad.ai")
 
 HISTORY_RUNS = 5  # completed runs `includeHistory` puts before the task
 _ENDED = frozenset({"completed", "failed", "blocked", "timed_out", "rejected", "interrupted"})
 _FAILED = frozenset({"failed", "blocked", "timed_out", "rejected", "interrupted"})
+_LAST = frozenset({"final", "approval", "error"})  # the loop's events that end a run
 Emit = Callable[[str, dict[str, Any]], None]  # (kind, data): a caller's view of one execution
 
 
@@ -67,6 +69,7 @@ class _Run:
     started: float = field(default_factory=time.monotonic)
     turn: tuple[int, float, int] | None = None  # the turn waiting for its reply: n, began, tokens
     call: tuple[dict[str, Any], float] | None = None  # the tool call running, and since when
+    last: NewAgentStep | None = None  # the turn that ended the run: recorded with its end
 
     def spent(self) -> float:
         return self.elapsed + time.monotonic() - self.started
@@ -103,6 +106,12 @@ class AI:
         self._config = AiConfig()
         self._secret: Callable[[str], str] = _no_secrets
         self._workers: set[threading.Thread] = set()
+        # Kept between executions, each with what it was made from: the models (one client
+        # per endpoint) with the configuration's generation and the vault's fingerprints (the
+        # API keys), the masker with the fingerprints. Rebuilt when those change.
+        self._generation = 0
+        self._models: tuple[tuple[int, Mapping[str, str]], Models] | None = None
+        self._mask: tuple[Mapping[str, str], Callable[[str], str]] | None = None
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -113,6 +122,7 @@ class AI:
         self._functions = {f.name: f.spec for f in desired.functions}
         self._config = config = desired.repo.config.ai
         self._secret = secret
+        self._generation += 1
         self.pulls.reconcile(
             (a.model_name for a in self._agents.values() if a.provider == "ollama"),
             Endpoint("ollama", "ollama", config.ollama.host),
@@ -138,8 +148,14 @@ class AI:
             )
         return found
 
-    def _model(self, model: str) -> ChatModel:
-        return open_model(model, self.endpoints(), self._config.timeout)
+    def _model(self, model: str, fingerprints: Mapping[str, str]) -> ChatModel:
+        """`model` on its endpoint, whose client is reused while neither the configuration nor
+        the vault (`fingerprints`: an API key) changed."""
+        made_of = (self._generation, fingerprints)
+        kept = self._models
+        if kept is None or kept[0] != made_of:
+            kept = self._models = (made_of, Models(self.endpoints(), self._config.timeout))
+        return kept[1].open(model)
 
     def agents(self) -> list[dict[str, Any]]:
         """The agents of the last good commit, each with its latest execution."""
@@ -209,15 +225,16 @@ class AI:
     def run(self, agent: str, task: str, actor: str, incident: str | None = None) -> Ran:
         """An execution to its end, or to its first pause (a runbook's `agent` step)."""
         stopped = threading.Event()
+        ended: dict[str, Any] = {}  # the `end` event's data: the execution as recorded
 
         def emit(kind: str, data: dict[str, Any]) -> None:
             if kind == "end":
+                ended.update(data)
                 stopped.set()
 
         execution_id = self.execute(agent, task, actor, incident, emit)
         stopped.wait()
-        found = self.execution(execution_id)
-        return Ran(execution_id, found.status, found.output, found.reason)
+        return Ran(execution_id, ended["status"], ended["output"], ended["reason"])
 
     def decide(self, execution_id: str, approved: bool, by: str) -> AgentExecutionInfo:
         """A person's answer to the tool call an execution waits on: approved, it runs and the
@@ -293,11 +310,12 @@ class AI:
     def _loop(self, run: _Run, state: LoopState) -> Outcome:
         agent = run.agent
         try:
-            model = self._model(agent.model)
+            fingerprints = self._fingerprints()
+            model = self._model(agent.model, fingerprints)
         except NebulaError as exc:
             return Outcome("failed", None, str(exc), state)
         try:
-            mask = self._masker()
+            mask = self._masker(fingerprints)
         except NebulaError as exc:
             why = f"the vault's secrets cannot be read to mask what tools return: {exc}"
             return Outcome("failed", None, why, state)
@@ -325,7 +343,8 @@ class AI:
 
     def _on_event(self, run: _Run, state: LoopState, event: Event) -> None:
         """Pass an event on; a model reply that ended and a tool call that returned are
-        recorded as steps, with the state saved after them."""
+        recorded as steps, each with the state after it (the reply that ends the run, with
+        the run's end)."""
         kind, data = event.kind, dict(event.data)
         self._send(run, kind, data)
         if kind == "delta":
@@ -340,9 +359,11 @@ class AI:
                 "reply": str(reply.get("content") or "")[:500],
                 "calls": [c["name"] for c in reply.get("tool_calls") or []],
             }
-            self._step(
-                run, state, "turn", detail, tokens=state.tokens - tokens, seconds=now - began
-            )
+            step = NewAgentStep("turn", detail, state.tokens - tokens, int((now - began) * 1000))
+            if kind in _LAST:  # the run ends now: one write with its end (`_record_end`)
+                run.last = step
+            else:
+                self._step(run, state, step)
         if kind == "turn":
             run.turn = (int(data.get("n", state.turns)), now, state.tokens)
         elif kind == "tool_call":
@@ -351,23 +372,12 @@ class AI:
             call, began = run.call
             run.call = None
             detail = {**data, "arguments": call.get("arguments")}
-            self._step(run, state, "tool_call", detail, tokens=0, seconds=now - began)
+            self._step(run, state, NewAgentStep("tool_call", detail, 0, int((now - began) * 1000)))
         self.publish("agent", id=run.id, agent=run.agent.name, event=kind, **_brief(data))
 
-    def _step(
-        self,
-        run: _Run,
-        state: LoopState,
-        kind: AgentStepKind,
-        detail: dict[str, Any],
-        *,
-        tokens: int,
-        seconds: float,
-    ) -> None:
-        ms = int(seconds * 1000)
-        self.store.record_agent_step(run.id, kind, detail, tokens=tokens, duration_ms=ms)
+    def _step(self, run: _Run, state: LoopState, step: NewAgentStep) -> None:
         self.store.save_agent_state(
-            run.id, self._saved(run, state), status="running", tokens_used=state.tokens
+            run.id, self._saved(run, state), status="running", tokens_used=state.tokens, step=step
         )
 
     def _record_end(self, run: _Run, outcome: Outcome) -> None:
@@ -379,6 +389,7 @@ class AI:
                 status="waiting_approval",
                 pending=state.pending,
                 tokens_used=state.tokens,
+                step=run.last,
             )
         else:
             self.store.finish_agent_execution(
@@ -388,6 +399,7 @@ class AI:
                 reason=outcome.reason,
                 tokens_used=state.tokens,
                 duration_ms=int(run.spent() * 1000),
+                step=run.last,
             )
         if outcome.status in _FAILED:
             log.warning("agent %s execution %s: %s", run.agent.name, run.id, outcome.reason)
@@ -420,15 +432,24 @@ class AI:
     def _context(self, mask: Callable[[str], str]) -> FunctionContext:
         return FunctionContext(self.builtins, self._secret, self.docker, mask)
 
-    def _masker(self) -> Callable[[str], str]:
-        """Masks every vault secret's value (and its encodings) out of a text."""
+    def _fingerprints(self) -> dict[str, str]:
+        """The vault's secrets, name -> fingerprint: one query, nothing decrypted; a secret set,
+        changed or removed changes them."""
         from nebula.secrets import open_vault
 
-        vault = open_vault(self.store)
-        names = [s.name for s in vault.secrets()]
-        values = vault.reveal_many(names) if names else {}
-        replace = secret_replacer(dict.fromkeys(values.values(), MASK))
-        return lambda text: str(mask_detail(replace(text)))
+        return open_vault(self.store).fingerprints()
+
+    def _masker(self, fingerprints: Mapping[str, str]) -> Callable[[str], str]:
+        """Masks every vault secret's value (and its encodings) out of a text; the secrets are
+        decrypted again only when `fingerprints` differ from the last masker's."""
+        from nebula.secrets import open_vault
+
+        kept = self._mask
+        if kept is None or kept[0] != fingerprints:
+            values = open_vault(self.store).reveal_many(fingerprints) if fingerprints else {}
+            replace = secret_replacer(dict.fromkeys(values.values(), MASK))
+            kept = self._mask = (fingerprints, lambda text: str(mask_detail(replace(text))))
+        return kept[1]
 
     # -- functions, chat, status -----------------------------------------------------------
 
@@ -443,7 +464,7 @@ class AI:
         except jsonschema.ValidationError as exc:
             where = "/".join(str(p) for p in exc.absolute_path) or "arguments"
             raise AIError("invalid", f"{function}: {where}: {exc.message}") from None
-        context = self._context(self._masker())
+        context = self._context(self._masker(self._fingerprints()))
         log.info("%s invokes function %s", actor, function)
         began = time.monotonic()
         try:
@@ -463,7 +484,7 @@ class AI:
         on_delta: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """One reply of `model` (routed as an agent's `model:` is) to `messages`."""
-        reply = self._model(model).chat(messages, on_delta=on_delta)
+        reply = self._model(model, self._fingerprints()).chat(messages, on_delta=on_delta)
         return {
             "model": model,
             "content": reply.content,

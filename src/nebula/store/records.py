@@ -263,6 +263,17 @@ class AgentRecord:
 
 
 @dataclass(frozen=True)
+class NewAgentStep:
+    """A step to add to an agent's run (`AgentStepInfo` once recorded: the store numbers it
+    and masks `detail`)."""
+
+    kind: AgentStepKind
+    detail: dict[str, Any]
+    tokens: int = 0
+    duration_ms: int = 0
+
+
+@dataclass(frozen=True)
 class AgentStepInfo:
     """One step of an agent's run: a model reply (`turn`), a tool call and its result
     (`tool_call`), a person's answer (`approval`); `detail` is masked."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sqlalchemy import String, delete, func, literal, or_, select, update
+from sqlalchemy import Insert, String, delete, func, insert, literal, or_, select, update
 from sqlalchemy import cast as sa_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
@@ -53,6 +53,7 @@ from nebula.store.records import (
     ExecutionStatus,
     FunctionRecord,
     InstallationInfo,
+    NewAgentStep,
     PackageRecord,
     RunbookRecord,
     SyncInfo,
@@ -693,22 +694,25 @@ class Store:
     ) -> str:
         """Record a run of an agent that begins now (`running`) on the task `input` (masked);
         its id."""
+        execution_id = new_id()
+        agent_id = select(AgentRow.id).where(AgentRow.name == agent_name).scalar_subquery()
         with self.transaction() as session:
-            row = AgentExecution(
-                id=new_id(),
-                agent_id=session.scalar(select(AgentRow.id).where(AgentRow.name == agent_name)),
-                agent_name=agent_name,
-                input=mask_detail(input),
-                status="running",
-                tokens_used=0,
-                duration_ms=0,
-                actor=actor,
-                incident_id=incident_id,
-                state={},
-                created_at=utcnow(),
+            session.execute(
+                insert(AgentExecution).values(
+                    id=execution_id,
+                    agent_id=agent_id,
+                    agent_name=agent_name,
+                    input=mask_detail(input),
+                    status="running",
+                    tokens_used=0,
+                    duration_ms=0,
+                    actor=actor,
+                    incident_id=incident_id,
+                    state={},
+                    created_at=utcnow(),
+                )
             )
-            session.add(row)
-            return row.id
+        return execution_id
 
     def record_agent_step(
         self,
@@ -722,12 +726,8 @@ class Store:
         """Add the next step of a run (numbered from 1); `detail` is masked."""
         with self.transaction() as session:
             _agent_row(session, execution_id, for_update=True)  # one writer numbers at a time
-            last = session.scalar(
-                select(func.max(AgentStep.seq)).where(AgentStep.execution_id == execution_id)
-            )
-            seq = (last or 0) + 1
-            session.add(
-                _agent_step(execution_id, seq, kind, detail, tokens=tokens, duration_ms=duration_ms)
+            session.execute(
+                _next_agent_step(execution_id, NewAgentStep(kind, detail, tokens, duration_ms))
             )
 
     def save_agent_state(
@@ -738,13 +738,19 @@ class Store:
         status: AgentExecutionStatus,
         pending: dict[str, Any] | None = None,
         tokens_used: int,
+        step: NewAgentStep | None = None,
     ) -> None:
         """Save a run's resumable state (masked) after a step: its status, the tool call it
-        waits on (`waiting_approval`), the tokens used so far."""
+        waits on (`waiting_approval`), the tokens used so far. `step`, the step just taken, is
+        recorded in the same transaction (this runs after every turn and tool call)."""
+        values = {
+            "state": mask_detail(state),
+            "status": status,
+            "tokens_used": tokens_used,
+            "pending": None if pending is None else mask_detail(pending),
+        }
         with self.transaction() as session:
-            row = _agent_row(session, execution_id, for_update=True)
-            row.state, row.status, row.tokens_used = mask_detail(state), status, tokens_used
-            row.pending = None if pending is None else mask_detail(pending)
+            _update_agent_run(session, execution_id, values, step)
 
     def finish_agent_execution(
         self,
@@ -755,14 +761,21 @@ class Store:
         reason: str | None = None,
         tokens_used: int,
         duration_ms: int,
+        step: NewAgentStep | None = None,
     ) -> None:
-        """Close a run with its final `status`, its answer and why it ended so (masked)."""
+        """Close a run with its final `status`, its answer and why it ended so (masked);
+        `step`, the run's last, is recorded in the same transaction."""
+        values = {
+            "status": status,
+            "pending": None,
+            "completed_at": utcnow(),
+            "output": None if output is None else mask_detail(output),
+            "reason": None if reason is None else mask_detail(reason),
+            "tokens_used": tokens_used,
+            "duration_ms": duration_ms,
+        }
         with self.transaction() as session:
-            row = _agent_row(session, execution_id, for_update=True)
-            row.status, row.pending, row.completed_at = status, None, utcnow()
-            row.output = None if output is None else mask_detail(output)
-            row.reason = None if reason is None else mask_detail(reason)
-            row.tokens_used, row.duration_ms = tokens_used, duration_ms
+            _update_agent_run(session, execution_id, values, step)
 
     def agent_execution(self, execution_id: str) -> AgentExecutionInfo:
         """One run with its steps; `NotFoundError` if there is none."""
@@ -798,12 +811,9 @@ class Store:
             else:
                 row.status, row.completed_at = "rejected", utcnow()
                 row.reason = f"rejected by {by}"
-            last = session.scalar(
-                select(func.max(AgentStep.seq)).where(AgentStep.execution_id == execution_id)
-            )
             detail = {"approved": approved, "by": by, "call": row.pending}
-            session.add(_agent_step(execution_id, (last or 0) + 1, "approval", detail))
             session.flush()
+            session.execute(_next_agent_step(execution_id, NewAgentStep("approval", detail)))
             return _agent_execution_info(session, row)
 
     def interrupt_agent_executions(self, reason: str) -> list[str]:
@@ -826,22 +836,30 @@ def _agent_row(session: Session, execution_id: str, *, for_update: bool = False)
     return row
 
 
-def _agent_step(
-    execution_id: str,
-    seq: int,
-    kind: AgentStepKind,
-    detail: dict[str, Any],
-    *,
-    tokens: int = 0,
-    duration_ms: int = 0,
-) -> AgentStep:
-    return AgentStep(
+def _update_agent_run(
+    session: Session, execution_id: str, values: dict[str, Any], step: NewAgentStep | None
+) -> None:
+    """Set a run's columns, then add `step` as its next (numbered by the database: the update
+    locked the run's row, so one writer numbers at a time)."""
+    done = session.execute(
+        update(AgentExecution).where(AgentExecution.id == execution_id).values(values)
+    )
+    if done.rowcount == 0:  # type: ignore[attr-defined]
+        raise NotFoundError(f"no agent execution {execution_id}")
+    if step is not None:
+        session.execute(_next_agent_step(execution_id, step))
+
+
+def _next_agent_step(execution_id: str, step: NewAgentStep) -> Insert:
+    """The insert of a run's next step, numbered from 1 (lock the run's row first)."""
+    last = select(func.max(AgentStep.seq)).where(AgentStep.execution_id == execution_id)
+    return insert(AgentStep).values(
         execution_id=execution_id,
-        seq=seq,
-        kind=kind,
-        detail=mask_detail(detail),
-        tokens=tokens,
-        duration_ms=duration_ms,
+        seq=func.coalesce(last.scalar_subquery(), 0) + 1,
+        kind=step.kind,
+        detail=mask_detail(step.detail),
+        tokens=step.tokens,
+        duration_ms=step.duration_ms,
         created_at=utcnow(),
     )
 

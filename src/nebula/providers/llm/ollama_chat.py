@@ -23,7 +23,13 @@ class OllamaModel:
     """A model on an Ollama host. Each call gets a client of its own read timeout over one
     shared connection pool (the client takes no timeout per request)."""
 
-    def __init__(self, endpoint: Endpoint, model: str, timeout: float) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        model: str,
+        timeout: float,
+        transport: httpx.HTTPTransport | None = None,
+    ) -> None:
         self.provider = endpoint.name
         self.model = model
         self.timeout = timeout
@@ -32,7 +38,12 @@ class OllamaModel:
         self._headers = (
             {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else None
         )
-        self._transport = httpx.HTTPTransport()
+        self._endpoint = endpoint
+        self._transport = transport or httpx.HTTPTransport()
+
+    def named(self, model: str) -> OllamaModel:
+        """The host's model `model`, over this one's connection pool."""
+        return OllamaModel(self._endpoint, model, self.timeout, self._transport)
 
     def _client(self, timeout: float) -> ollama.Client:
         return ollama.Client(

@@ -19,17 +19,24 @@ from nebula.providers.llm.base import CONNECT_TIMEOUT, Budget, Endpoint, Reply, 
 class OpenAIModel:
     """A model on an OpenAI-compatible server. Nothing is retried: the loop decides."""
 
-    def __init__(self, endpoint: Endpoint, model: str, timeout: float) -> None:
+    def __init__(
+        self, endpoint: Endpoint, model: str, timeout: float, client: openai.OpenAI | None = None
+    ) -> None:
         self.provider = endpoint.name
         self.model = model
         self.timeout = timeout
         self.resource = f"model {endpoint.name}:{model} at {endpoint.url}"
-        self._client = openai.OpenAI(
+        self._endpoint = endpoint
+        self._client = client or openai.OpenAI(
             base_url=endpoint.url,
             api_key=endpoint.api_key or "unused",  # local servers take any key
             timeout=openai.Timeout(timeout, connect=CONNECT_TIMEOUT),
             max_retries=0,
         )
+
+    def named(self, model: str) -> OpenAIModel:
+        """The server's model `model`, over this one's client (safe to share between threads)."""
+        return OpenAIModel(self._endpoint, model, self.timeout, self._client)
 
     def chat(
         self,
