@@ -349,12 +349,16 @@ def test_a_missing_ollama_model_is_pulled_with_progress(homelab: Callable[[], Ne
 
 def test_chat_streams_a_reply_from_the_model(homelab: Callable[[], Nebulad]) -> None:
     nebulad = homelab()
-    body = {"model": f"local:{MODEL}", "messages": [{"role": "user", "content": "Say hi."}]}
+    say_hi = [{"role": "user", "content": "Say hi."}]
+    body = {"model": f"local:{MODEL}", "messages": say_hi, "max_tokens": 24}
     with nebulad.tcp() as ops:
         events = stream(ops, "/ai/chat", {**body, "stream": True})
         assert events[-1][0] == "done" and events[-1][1]["completion_tokens"] > 0
         deltas = "".join(d["text"] for k, d in events if k == "delta")
         assert deltas == events[-1][1]["content"]
+        assert events[-1][1]["completion_tokens"] <= 24
+        too_long = ops.post("/ai/chat", json={**body, "max_tokens": 0})
+        assert too_long.status_code == 400 and "max_tokens" in too_long.json()["error"]
         plain = ops.post("/ai/chat", json={**body, "model": f"down:{MODEL}"})
         assert plain.status_code == 502 and "127.0.0.1" in plain.json()["error"]
 

@@ -1,5 +1,5 @@
 """The API routes the TUI and the web dashboard read an installation's state and act through:
-restart, the audit log and the vault's names, against a real nebulad on the private Docker
+logs, restart, the audit log and the vault's names, against a real nebulad on the private Docker
 Engine, following a config folder (watch mode)."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import httpx
 import pytest
 
 import servers
+from nebula.cli.client import parse_sse
 from nebula.secrets import open_vault
+from nebula.stand_ins import MASK
 from nebula.store import Store
 
 APP = """\
@@ -22,7 +24,7 @@ compose:
   services:
     web:
       image: {image}
-      command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+      command: ["sh", "-c", "echo connecting with hunter2-x9; echo ready; while sleep 0.2; do echo tick; done"]
 """
 
 
@@ -70,6 +72,23 @@ def _started_at(docker_host: str) -> str:
         return str(engine.containers.get("web-web").attrs["State"]["StartedAt"])
     finally:
         engine.close()
+
+
+def test_logs_are_merged_and_masked_and_follow_new_lines(api: httpx.Client) -> None:
+    lines = api.get("/installations/web/logs", params={"tail": "10000"}).json()["lines"]
+    messages = [line["message"] for line in lines]
+    assert messages[:2] == [f"connecting with {MASK}", "ready"]  # a vault secret never shows
+    assert {(line["service"], line["container"]) for line in lines} == {("web", "web-web")}
+    assert api.get("/installations/web/logs", params={"tail": "0"}).status_code == 400
+    assert api.get("/installations/nope/logs").status_code == 404
+
+    params = {"tail": "1", "follow": "1"}
+    with api.stream("GET", "/installations/web/logs", params=params) as stream:
+        items = (item for item in parse_sse(stream.iter_lines()) if item.kind)  # no comments
+        seen = [next(items) for _ in range(3)]  # the last line, then new ones as written
+    assert {i.kind for i in seen} == {"log"} and seen[0].data["message"] in ("ready", "tick")
+    assert [i.data["message"] for i in seen[1:]] == ["tick", "tick"]
+    assert seen[0].data["time"] < seen[1].data["time"] < seen[2].data["time"]
 
 
 def test_restart_audit_and_secret_names(api: httpx.Client, docker_host: str) -> None:

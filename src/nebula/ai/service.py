@@ -34,9 +34,8 @@ from nebula.errors import NebulaError, NotFoundError, RequestError
 from nebula.kinds.agents.types import AgentDef
 from nebula.kinds.functions.types import FunctionDef
 from nebula.providers.llm import ChatModel, Endpoint, Models, provider_status
+from nebula.secrets.masking import VaultMasker
 from nebula.spec.config import AiConfig, OpenAICompatible
-from nebula.stand_ins import MASK
-from nebula.store.mask import mask_detail, secret_replacer
 from nebula.store.records import NewAgentStep
 
 if TYPE_CHECKING:
@@ -111,7 +110,7 @@ class AI:
         # API keys), the masker with the fingerprints. Rebuilt when those change.
         self._generation = 0
         self._models: tuple[tuple[int, Mapping[str, str]], Models] | None = None
-        self._mask: tuple[Mapping[str, str], Callable[[str], str]] | None = None
+        self.masking = VaultMasker(store)
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -310,12 +309,12 @@ class AI:
     def _loop(self, run: _Run, state: LoopState) -> Outcome:
         agent = run.agent
         try:
-            fingerprints = self._fingerprints()
+            fingerprints = self.masking.fingerprints()
             model = self._model(agent.model, fingerprints)
         except NebulaError as exc:
             return Outcome("failed", None, str(exc), state)
         try:
-            mask = self._masker(fingerprints)
+            mask = self.masking.masker(fingerprints)
         except NebulaError as exc:
             why = f"the vault's secrets cannot be read to mask what tools return: {exc}"
             return Outcome("failed", None, why, state)
@@ -432,25 +431,6 @@ class AI:
     def _context(self, mask: Callable[[str], str]) -> FunctionContext:
         return FunctionContext(self.builtins, self._secret, self.docker, mask)
 
-    def _fingerprints(self) -> dict[str, str]:
-        """The vault's secrets, name -> fingerprint: one query, nothing decrypted; a secret set,
-        changed or removed changes them."""
-        from nebula.secrets import open_vault
-
-        return open_vault(self.store).fingerprints()
-
-    def _masker(self, fingerprints: Mapping[str, str]) -> Callable[[str], str]:
-        """Masks every vault secret's value (and its encodings) out of a text; the secrets are
-        decrypted again only when `fingerprints` differ from the last masker's."""
-        from nebula.secrets import open_vault
-
-        kept = self._mask
-        if kept is None or kept[0] != fingerprints:
-            values = open_vault(self.store).reveal_many(fingerprints) if fingerprints else {}
-            replace = secret_replacer(dict.fromkeys(values.values(), MASK))
-            kept = self._mask = (fingerprints, lambda text: str(mask_detail(replace(text))))
-        return kept[1]
-
     # -- functions, chat, status -----------------------------------------------------------
 
     def invoke(self, function: str, arguments: dict[str, Any], actor: str) -> dict[str, Any]:
@@ -464,7 +444,7 @@ class AI:
         except jsonschema.ValidationError as exc:
             where = "/".join(str(p) for p in exc.absolute_path) or "arguments"
             raise AIError("invalid", f"{function}: {where}: {exc.message}") from None
-        context = self._context(self._masker(self._fingerprints()))
+        context = self._context(self.masking.masker())
         log.info("%s invokes function %s", actor, function)
         began = time.monotonic()
         try:
@@ -482,9 +462,13 @@ class AI:
         model: str,
         messages: list[dict[str, Any]],
         on_delta: Callable[[str], None] | None = None,
+        *,
+        max_tokens: int | None = None,
     ) -> dict[str, Any]:
-        """One reply of `model` (routed as an agent's `model:` is) to `messages`."""
-        reply = self._model(model, self._fingerprints()).chat(messages, on_delta=on_delta)
+        """One reply of `model` (routed as an agent's `model:` is) to `messages`, of at most
+        `max_tokens` (None: as long as the model likes)."""
+        chat = self._model(model, self.masking.fingerprints()).chat
+        reply = chat(messages, on_delta=on_delta, max_tokens=max_tokens)
         return {
             "model": model,
             "content": reply.content,

@@ -22,7 +22,8 @@ the providers' state.
     POST   /api/v1/functions/{name}/invoke       body {"arguments": {...}}: {function, result,
                                                  duration_ms}; 400 when the arguments do not
                                                  match its parameters
-    POST   /api/v1/ai/chat                       body {"model", "messages", "stream"?}: the
+    POST   /api/v1/ai/chat                       body {"model", "messages", "stream"?,
+                                                 "max_tokens"?}: the
                                                  reply {model, content, finish, *_tokens}
                                                  (502 when its server fails); with
                                                  "stream": true, `delta` events ({text}) then
@@ -204,9 +205,15 @@ class _AiApi:
             raise ControlError(
                 "invalid", '"messages" is a list of {"role": "user", "content": "..."}'
             )
+        most = body.get("max_tokens")
+        if most is not None and (type(most) is not int or not 1 <= most <= 100_000):
+            raise ControlError("invalid", '"max_tokens" is a number from 1 to 100000')
         if not body.get("stream"):
             try:
-                return self._ok(await run_in_threadpool(self.ai.chat, model, messages))
+                reply = await run_in_threadpool(
+                    lambda: self.ai.chat(model, messages, max_tokens=most)
+                )
+                return self._ok(reply)
             except ProviderError as exc:  # the model's server failed: a gateway's error
                 return self._ok({"error": str(exc)}, 502)
         stream = _Stream(asyncio.get_running_loop(), ends_with="done", or_with="error")
@@ -214,7 +221,10 @@ class _AiApi:
         def talk() -> None:
             try:
                 reply = self.ai.chat(
-                    model, messages, lambda text: stream.put("delta", {"text": text})
+                    model,
+                    messages,
+                    lambda text: stream.put("delta", {"text": text}),
+                    max_tokens=most,
                 )
             except NebulaError as exc:
                 stream.put("error", {"error": str(exc)})

@@ -4,6 +4,10 @@ Routes (JSON in and out; every error is `{"error": message}`, never HTML):
 
     GET  /api/v1/status                 DaemonStatus
     GET  /api/v1/installations          {"installations": [...]}
+    GET  /api/v1/installations/{name}/logs?service=S&tail=N   {"lines": [{service, container,
+                                        stream, time, message}]}, the last N (100, at most
+                                        10,000) merged, secrets masked; `&follow=1`: then each
+                                        new line, as server-sent `log` events
     POST /api/v1/installations/{name}/restart   body {"service"?}: {"restarted": [containers]};
                                         404 when it has no such container
     GET  /api/v1/audit?actor=A&target=T&limit=N   {"entries": [...]}, newest first (N: 100)
@@ -130,6 +134,7 @@ WEBHOOK_PATH = f"{PREFIX}/webhook"
 HEARTBEAT_SECONDS = 15.0
 MAX_BODY = 2**20  # a JSON request body; the API's own are a few hundred bytes
 MAX_WEBHOOK_BODY = 5 * 2**20  # a signed push payload
+MAX_LOG_LINES = 10_000  # lines of logs one request may ask for
 WEBHOOK_READS = 4  # webhook bodies read and verified at once, per listener
 WEBHOOK_WAIT = 5.0  # seconds a webhook may wait for one of those turns
 WEBHOOK_BODY_TIMEOUT = 5.0  # seconds a webhook's body may take once its turn came
@@ -175,6 +180,7 @@ def create_app(
     routes: list[BaseRoute] = [
         route(f"{PREFIX}/status", api.status, ["GET"], role=viewer),
         route(f"{PREFIX}/installations", api.installations, ["GET"], role=viewer),
+        route(f"{PREFIX}/installations/{{name}}/logs", api.logs, ["GET"], role=viewer),
         route(f"{PREFIX}/installations/{{name}}/restart", api.restart, ["POST"], role=operator),
         route(f"{PREFIX}/audit", api.audit, ["GET"], role=viewer),
         route(f"{PREFIX}/secrets", api.secrets, ["GET"], role=viewer),
@@ -259,6 +265,25 @@ class _Api:
     async def installations(self, request: Request) -> Response:
         found = await run_in_threadpool(self.control.installations)
         return _json({"installations": found})
+
+    async def logs(self, request: Request) -> Response:
+        params = request.query_params
+        name, service = request.path_params["name"], params.get("service") or None
+        raw = params.get("tail", "100")
+        if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_LOG_LINES):
+            raise ControlError(
+                "invalid", f"tail must be a number from 1 to {MAX_LOG_LINES}, not {raw!r}"
+            )
+        if params.get("follow") not in ("1", "true"):
+            found = await run_in_threadpool(self.control.logs, name, service, int(raw))
+            return _json({"lines": found})
+        iterator = await run_in_threadpool(self.control.follow_logs, name, service, int(raw))
+        stream = _EventStream(iterator, asyncio.get_running_loop())
+        return StreamingResponse(
+            stream.lines(request.app.state.closing, self.heartbeat),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     async def restart(self, request: Request) -> Response:
         service = (await _json_body(request)).get("service")

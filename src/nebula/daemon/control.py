@@ -88,6 +88,16 @@ class DaemonControl(Protocol):
         """Each installation as last applied (store) with its containers now (Docker)."""
         ...
 
+    def logs(self, installation: str, service: str | None, tail: int) -> list[dict[str, str]]:
+        """The last `tail` lines of an installation's containers (one service's), merged in
+        the order written, every vault secret masked. `ControlError` (not_found) as restart."""
+        ...
+
+    def follow_logs(self, installation: str, service: str | None, tail: int) -> Iterator[Event]:
+        """As `logs`, then each new line as it is written: `log` events (service, container,
+        stream, time, message), until the containers stop or the iterator is closed."""
+        ...
+
     def restart(self, installation: str, service: str | None) -> list[str]:
         """Restart an installation's containers (one service's); the names restarted.
         `ControlError` (not_found) for an installation or service with no container."""

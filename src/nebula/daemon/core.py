@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from nebula.engine import logs, pipeline, queries
 from nebula.engine.load import load_desired
 from nebula.errors import ConfigError, NebulaError
 from nebula.kinds.base import Desired, World
+from nebula.kinds.packages.types import ObservedContainer
 from nebula.plan import Plan
 from nebula.providers.docker import ContainerEvent, DockerProvider
 from nebula.remediation.service import Remediation
@@ -545,11 +547,30 @@ class Daemon:
     def installations(self) -> list[dict[str, Any]]:
         return queries.installations(self.store, self.provider.observe().containers)
 
-    def restart(self, installation: str, service: str | None) -> list[str]:
+    def logs(self, installation: str, service: str | None, tail: int) -> list[dict[str, str]]:
+        found = self._containers(installation, service)
+        mask = self.ai.masking.masker()
+        lines = logs.read(self.provider, found, tail=tail, since=None)
+        return [_masked_line(line, mask) for line in lines]
+
+    def follow_logs(self, installation: str, service: str | None, tail: int) -> Iterator[Event]:
+        found = self._containers(installation, service)
+        mask = self.ai.masking.masker()
+        lines = logs.follow(self.provider, found, tail=tail, since=None)
         try:
-            found = logs.containers(self.provider, installation, service)
+            for line in lines:
+                yield Event("log", _masked_line(line, mask), datetime.now(UTC))
+        finally:
+            lines.close()
+
+    def _containers(self, installation: str, service: str | None) -> list[ObservedContainer]:
+        try:
+            return logs.containers(self.provider, installation, service)
         except logs.UnknownTargetError as exc:
             raise ControlError("not_found", str(exc)) from None
+
+    def restart(self, installation: str, service: str | None) -> list[str]:
+        found = self._containers(installation, service)
         for container in found:
             self.provider.restart_container(container.name)
         return [c.name for c in found]
@@ -745,3 +766,7 @@ class Daemon:
 
 
 _ORDER = ("rollback", "approve", "manual", "hook", "webhook", "watch", "poll", "start", "drift")
+
+
+def _masked_line(line: logs.ServiceLine, mask: Callable[[str], str]) -> dict[str, str]:
+    return {**line.to_dict(), "message": mask(line.line.message)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
 from nebula.errors import NebulaError
@@ -80,7 +80,7 @@ def follow(
     *,
     tail: int | None,
     since: float | None,
-) -> Iterator[ServiceLine]:
+) -> Generator[ServiceLine, None, None]:
     """As `read`, then every new line as it arrives, until each container has stopped. Closing
     the iterator (or Ctrl-C while it waits) closes every stream."""
     return _merged(provider, containers, follow=True, tail=tail, since=since)
@@ -93,7 +93,7 @@ def _merged(
     follow: bool,
     tail: int | None,
     since: float | None,
-) -> Iterator[ServiceLine]:
+) -> Generator[ServiceLine, None, None]:
     arrived: queue.Queue[ServiceLine | Exception | None] = queue.Queue()
 
     def pump(service: str, stream: LogStream) -> None:
