@@ -25,6 +25,7 @@ from nebula.cli.commands import (
     schema,
     secrets,
     status,
+    tui,
     users,
     validate,
     workflows,
@@ -59,6 +60,7 @@ for command in (
     login.login,
     login.logout,
     certs.certs,
+    tui.tui,
 ):
     app.command()(command)
 for name, group in {
