@@ -10,7 +10,6 @@ from pathlib import Path
 
 import docker
 import pytest
-from rich.text import Text
 from textual.pilot import Pilot
 
 from nebula.cli.client import DaemonClient
@@ -95,7 +94,7 @@ def test_a_held_sync_is_approved_from_the_approvals_screen_and_applied(
         await pilot.press("4")
         await until(pilot, lambda: app.table("approvals").row_count == 1, "the held sync")
         what = app.table("approvals").cell(app.table("approvals").selected() or "", "what")
-        assert what == f"sync of {sha[:8]}: 1 delete"
+        assert what == f"sync of {sha[:8]}: 2 delete"  # web's container and its network
         assert "held" in str(app.query_one("#overview-body").render())
         assert running(engine) == {"web-web"}  # held: nothing removed yet
 
@@ -115,9 +114,7 @@ def test_a_killed_container_shows_as_drift_then_running_again(nebulad: Lab) -> N
     app = tui(socket_path)
 
     def details() -> str:
-        screen = app.screen
-        body = screen.query_one("#details-body").render() if isinstance(screen, Details) else ""
-        return body.plain if isinstance(body, Text) else str(body)
+        return app.screen.text.plain if isinstance(app.screen, Details) else ""
 
     async def scenario(pilot: Pilot[None]) -> None:
         await pilot.press("2", "enter")

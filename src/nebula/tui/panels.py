@@ -117,6 +117,12 @@ class Panel(Vertical):
         if key is not None:
             self.post_message(Ask(action, key))
 
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row (the table's own key): open it, where the panel opens rows."""
+        if any(b.key == "enter" for b in self.BINDINGS if isinstance(b, Binding)):
+            event.stop()
+            self.action_ask("open")
+
 
 class Installations(Panel):
     BINDINGS = [Binding("enter", "ask('open')", "Details")]

@@ -18,15 +18,15 @@ class Details(Screen[None]):
     def __init__(self, key: str, text: Text) -> None:
         super().__init__()
         self.key = key
-        self._text = text
+        self.text = text
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Static(self._text, id="details-body")
+            yield Static(self.text, id="details-body")
         yield Footer()
 
     def show(self, text: Text) -> None:
-        self._text = text
+        self.text = text
         self.query_one("#details-body", Static).update(text)
 
 
