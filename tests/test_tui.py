@@ -149,3 +149,25 @@ def test_each_screen_renders_at_both_sizes(
         await until(pilot, lambda: app.connected and bool(app.syncs), "the daemon's state")
 
     assert snap_compare(app, press=[SCREENS[screen]], terminal_size=size, run_before=loaded)
+
+
+def test_without_a_daemon_a_banner_says_so_and_it_keeps_trying(tmp_path: Path) -> None:
+    app = tui(tmp_path / "nebulad.sock")
+    tries: list[str] = []
+
+    async def run() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            banner = app.query_one("#banner")
+
+            def shown() -> bool:
+                text = str(banner.render())
+                if banner.has_class("shown") and text not in tries[-1:]:
+                    tries.append(text)
+                return len(tries) >= 1 and app.feed.attempts >= 2
+
+            await until(pilot, shown, "the disconnected banner, twice tried")
+            assert not app.connected
+
+    asyncio.run(run())
+    assert "no nebulad is running" in tries[0]
+    assert "nebulad.sock" in tries[0]

@@ -90,6 +90,7 @@ class Feed:
         self._retry = retry
         self._stop = threading.Event()
         self._client: DaemonClient | None = None
+        self.attempts = 0  # connections tried so far
         self._thread = threading.Thread(target=self._run, name="nebula-tui-feed", daemon=True)
 
     def start(self) -> None:
@@ -104,6 +105,7 @@ class Feed:
     def _run(self) -> None:
         while not self._stop.is_set():
             reason = "the daemon closed the event stream (it is stopping)"
+            self.attempts += 1
             try:
                 with self._connect() as client:
                     self._client = client
