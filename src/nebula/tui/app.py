@@ -16,6 +16,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.message import Message
+from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Static
 
 from nebula.cli.client import DaemonClient
@@ -88,17 +89,24 @@ class NebulaApp(App[None]):
         self.feed.stop()
 
     def action_show(self, panel: str) -> None:
-        self.query_one(ContentSwitcher).current = panel
-        tables = self.query_one(f"#{panel}").query(Rows)
+        self._home.query_one(ContentSwitcher).current = panel
+        tables = self._home.query_one(f"#{panel}").query(Rows)
         if tables:
             tables.first().focus()
 
+    @property
+    def _home(self) -> Screen[object]:
+        """The dashboard's screen, whichever screen is shown over it (details, a question)."""
+        return self.screen_stack[0]
+
     def table(self, panel: str) -> Rows:
-        return self.query_one(f"#{panel}").query_one(Rows)
+        return self._home.query_one(f"#{panel}").query_one(Rows)
 
     # -- what the feed brings ------------------------------------------------------------------
 
     def on_fed(self, message: Fed) -> None:
+        if not self.screen_stack:
+            return  # closing
         item = message.item
         if isinstance(item, Loaded):
             self._loaded(item.what, item.value)
@@ -106,11 +114,11 @@ class NebulaApp(App[None]):
             self._streamed(item.kind, item.data)
         elif isinstance(item, Connected):
             self.connected = True
-            self.query_one("#banner", Static).remove_class("shown")
+            self._home.query_one("#banner", Static).remove_class("shown")
         elif isinstance(item, Lost):
             self.connected = False
             self.running = None
-            banner = self.query_one("#banner", Static)
+            banner = self._home.query_one("#banner", Static)
             banner.update(f" disconnected, retrying: {item.reason}")
             banner.add_class("shown")
 
@@ -135,7 +143,7 @@ class NebulaApp(App[None]):
             self.incidents = value
             rows = {str(i["id"]): views.incident_row(i, self.clock) for i in value}
             self.table("incidents").show(rows)
-        self.query_one(Overview).show(self.status, self.installations, self.syncs, self.clock)
+        self._home.query_one(Overview).show(self.status, self.installations, self.syncs, self.clock)
 
     def _streamed(self, kind: str, data: dict[str, Any]) -> None:
         installations = self.table("installations")
@@ -195,7 +203,7 @@ class NebulaApp(App[None]):
                 text.append(f"  {chosen.get('message') or ''}".rstrip().split("\n")[0] + "\n")
                 for error in chosen.get("errors") or []:
                     text.append(f"  {error}\n", "red")
-        self.query_one(Syncs).detail(text)
+        self._home.query_one(Syncs).detail(text)
 
     def on_data_table_row_highlighted(self, event: Rows.RowHighlighted) -> None:
         if event.data_table.id == "syncs-table":
@@ -229,7 +237,7 @@ class NebulaApp(App[None]):
             screen.show(self._installation_text(screen.key.removeprefix("installation:")))
 
     def on_ask(self, ask: Ask) -> None:
-        panel = self.query_one(ContentSwitcher).current
+        panel = self._home.query_one(ContentSwitcher).current
         if panel == "installations" and ask.action == "open":
             self.push_screen(Details(f"installation:{ask.key}", self._installation_text(ask.key)))
         elif panel == "incidents" and ask.action == "open":
