@@ -28,6 +28,7 @@ from nebula.cli.commands import (
     schema,
     secrets,
     status,
+    tui,
     users,
     validate,
     workflows,
@@ -62,6 +63,7 @@ for command in (
     login.login,
     login.logout,
     certs.certs,
+    tui.tui,
 ):
     app.command()(command)
 for name, group in {

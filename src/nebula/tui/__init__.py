@@ -1,0 +1,1 @@
+"""`nebula tui`: a Textual dashboard over nebulad's API and event stream."""

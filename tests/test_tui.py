@@ -1,0 +1,173 @@
+"""`nebula tui` driven by Textual's Pilot against a real nebulad (a process, over its unix
+socket) on the real Docker Engine: what a person at the keyboard sees change as the daemon works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import docker
+import pytest
+from textual.pilot import Pilot
+
+from nebula.cli.client import DaemonClient
+from nebula.tui.app import NebulaApp
+from nebula.tui.screens import Details
+from nebula.tui.views import Clock
+from test_daemon import Repo, running
+from test_daemon import app as app_yaml
+from test_nebulad import nebulad  # noqa: F401  (the fixture)
+
+Lab = tuple[Repo, Path, str, docker.DockerClient]
+
+
+@pytest.fixture(autouse=True)
+def fixed_commits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same commits each run (dates fixed), so snapshots show the same shas."""
+    for name in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):
+        monkeypatch.setenv(name, "2026-01-01T12:00:00+00:00")
+
+
+def tui(socket_path: Path) -> NebulaApp:
+    return NebulaApp(lambda: DaemonClient(socket_path), clock=Clock(frozen=True), retry=0.2)
+
+
+async def until(pilot: Pilot[None], check: Callable[[], bool], what: str) -> None:
+    """Let the app run until `check` holds (the daemon works at its own pace)."""
+    for _ in range(1200):
+        if check():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"the TUI never showed {what}")
+
+
+def cell(app: NebulaApp, panel: str, key: str, column: str) -> str | None:
+    table = app.table(panel)
+    try:
+        return table.cell(key, column)
+    except KeyError:
+        return None
+
+
+def drive(app: NebulaApp, scenario: Callable[[Pilot[None]], Awaitable[None]]) -> None:
+    async def run() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.connected, "the connection")
+            await scenario(pilot)
+
+    asyncio.run(run())
+
+
+def test_a_new_installation_shows_after_its_sync(nebulad: Lab) -> None:  # noqa: F811
+    repo, socket_path, _, engine = nebulad
+    app = tui(socket_path)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("2")
+        assert cell(app, "installations", "web", "containers") == "1/1 running"
+        assert cell(app, "installations", "notes", "name") is None
+        repo.push("add notes", {"packages/notes.yaml": app_yaml("notes")})
+        with DaemonClient(socket_path) as client:
+            client.request_sync("hook")
+        await until(
+            pilot,
+            lambda: cell(app, "installations", "notes", "containers") == "1/1 running",
+            "notes running",
+        )
+        assert "notes-notes" in running(engine)
+
+    drive(app, scenario)
+
+
+def test_a_held_sync_is_approved_from_the_approvals_screen_and_applied(
+    nebulad: Lab,  # noqa: F811
+) -> None:
+    repo, socket_path, _, engine = nebulad
+    app = tui(socket_path)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        sha = repo.push("remove everything", {"packages/web.yaml": None})
+        with DaemonClient(socket_path) as client:
+            client.request_sync("hook")
+        await pilot.press("4")
+        await until(pilot, lambda: app.table("approvals").row_count == 1, "the held sync")
+        what = app.table("approvals").cell(app.table("approvals").selected() or "", "what")
+        assert what == f"sync of {sha[:8]}: 2 delete"  # web's container and its network
+        assert "held" in str(app.query_one("#overview-body").render())
+        assert running(engine) == {"web-web"}  # held: nothing removed yet
+
+        await pilot.press("y")  # approve: asks first
+        await pilot.press("n")  # no: nothing sent
+        assert app.table("approvals").row_count == 1
+        await pilot.press("y", "y")
+        await until(pilot, lambda: app.table("installations").row_count == 0, "web removed")
+        await until(pilot, lambda: app.table("approvals").row_count == 0, "no approval left")
+        assert running(engine) == set()
+
+    drive(app, scenario)
+
+
+def test_a_killed_container_shows_as_drift_then_running_again(nebulad: Lab) -> None:  # noqa: F811
+    _, socket_path, _, engine = nebulad
+    app = tui(socket_path)
+
+    def details() -> str:
+        return app.screen.text.plain if isinstance(app.screen, Details) else ""
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("2", "enter")
+        assert details().startswith("web")
+        engine.containers.get("web-web").kill()
+        await until(pilot, lambda: "drift (sync" in details(), "the drift repair of web")
+        await until(
+            pilot,
+            lambda: cell(app, "installations", "web", "containers") == "1/1 running",
+            "web running again",
+        )
+        assert "web-web  running" in details()
+
+    drive(app, scenario)
+
+
+SCREENS = {"overview": "1", "installations": "2", "syncs": "3", "approvals": "4", "incidents": "5"}
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_each_screen_renders_at_both_sizes(
+    nebulad: Lab,  # noqa: F811
+    snap_compare: Callable[..., bool],
+    screen: str,
+    size: tuple[int, int],
+) -> None:
+    _, socket_path, _, _ = nebulad
+    app = tui(socket_path)
+
+    async def loaded(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: app.connected and bool(app.syncs), "the daemon's state")
+
+    assert snap_compare(app, press=[SCREENS[screen]], terminal_size=size, run_before=loaded)
+
+
+def test_without_a_daemon_a_banner_says_so_and_it_keeps_trying(tmp_path: Path) -> None:
+    app = tui(tmp_path / "nebulad.sock")
+    tries: list[str] = []
+
+    async def run() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            banner = app.query_one("#banner")
+
+            def shown() -> bool:
+                text = str(banner.render())
+                if banner.has_class("shown") and text not in tries[-1:]:
+                    tries.append(text)
+                return len(tries) >= 1 and app.feed.attempts >= 2
+
+            await until(pilot, shown, "the disconnected banner, twice tried")
+            assert not app.connected
+
+    asyncio.run(run())
+    assert "no nebulad is running" in tries[0]
+    assert "nebulad.sock" in tries[0]
