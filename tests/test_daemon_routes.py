@@ -113,3 +113,18 @@ def test_restart_audit_and_secret_names(api: httpx.Client, docker_host: str) -> 
     names = api.get("/secrets").json()["secrets"]
     assert [s["name"] for s in names] == ["db.password"]
     assert "hunter2-x9" not in api.get("/secrets").text
+
+
+def test_the_plan_shows_what_a_sync_would_change_and_applies_nothing(
+    api: httpx.Client, docker_host: str
+) -> None:
+    assert api.get("/plan").json() == {"changes": [], "problems": []}
+    api.post("/suspend").raise_for_status()  # nothing repairs what is about to drift
+    engine = docker.DockerClient(base_url=docker_host, version=servers.DOCKER_API_VERSION)
+    try:
+        engine.containers.get("web-web").remove(force=True)
+        changes = api.get("/plan").json()["changes"]
+        assert [(c["action"], c["installation"]) for c in changes] == [("create", "web")]
+        assert not engine.containers.list(all=True, filters={"name": "web-web"})  # not applied
+    finally:
+        engine.close()

@@ -10,6 +10,8 @@ Routes (JSON in and out; every error is `{"error": message}`, never HTML):
                                         new line, as server-sent `log` events
     POST /api/v1/installations/{name}/restart   body {"service"?}: {"restarted": [containers]};
                                         404 when it has no such container
+    GET  /api/v1/plan                   {"changes": [...], "problems": [...]}: what a sync of the
+                                        last good commit would change now (nothing applied)
     GET  /api/v1/audit?actor=A&target=T&limit=N   {"entries": [...]}, newest first (N: 100)
     GET  /api/v1/secrets                {"secrets": [{name, rotated_at}]}: names, never values
     GET  /api/v1/syncs?limit=N          {"syncs": [SyncRecord, ...]}, newest first (N: 1..1000)
@@ -182,6 +184,7 @@ def create_app(
         route(f"{PREFIX}/installations", api.installations, ["GET"], role=viewer),
         route(f"{PREFIX}/installations/{{name}}/logs", api.logs, ["GET"], role=viewer),
         route(f"{PREFIX}/installations/{{name}}/restart", api.restart, ["POST"], role=operator),
+        route(f"{PREFIX}/plan", api.plan, ["GET"], role=viewer),
         route(f"{PREFIX}/audit", api.audit, ["GET"], role=viewer),
         route(f"{PREFIX}/secrets", api.secrets, ["GET"], role=viewer),
         route(f"{PREFIX}/syncs", api.syncs, ["GET"], role=viewer),
@@ -292,6 +295,9 @@ class _Api:
         name = request.path_params["name"]
         restarted = await run_in_threadpool(self.control.restart, name, service)
         return _json({"restarted": restarted})
+
+    async def plan(self, request: Request) -> Response:
+        return _json(await run_in_threadpool(self.control.plan))
 
     async def audit(self, request: Request) -> Response:
         params = request.query_params

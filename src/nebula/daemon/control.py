@@ -98,6 +98,11 @@ class DaemonControl(Protocol):
         stream, time, message), until the containers stop or the iterator is closed."""
         ...
 
+    def plan(self) -> dict[str, Any]:
+        """What a sync of the last good commit would change now: {changes: [each change, an
+        installation's naming it], problems}; nothing is applied."""
+        ...
+
     def restart(self, installation: str, service: str | None) -> list[str]:
         """Restart an installation's containers (one service's); the names restarted.
         `ControlError` (not_found) for an installation or service with no container."""

@@ -118,7 +118,7 @@ class Daemon:
                 catalog_dirs=self.marketplace.catalog_dirs,
                 daemon={
                     "status": lambda _: dataclasses.asdict(self.status()),
-                    "plan": lambda _: self._plan_next(),
+                    "plan": lambda _: self.plan(),
                     "apply": lambda _: self._apply_now(),
                     "install": self._install_for_agent,
                 },
@@ -238,8 +238,7 @@ class Daemon:
         except NebulaError as exc:
             self.faults.report("ai", exc)
 
-    def _plan_next(self) -> dict[str, Any]:
-        """The `plan` built-in: what a sync of the last good commit would change now."""
+    def plan(self) -> dict[str, Any]:
         good = self._good
         if good is None:
             return {"changes": [], "note": "no good commit loaded yet"}
