@@ -279,6 +279,8 @@ def test_an_approval_pauses_a_run_survives_a_restart_and_approve_and_reject_both
     nebulad = homelab()  # a restart: the pauses are kept, a run cut short is interrupted
     with nebulad.tcp() as ops:
         assert stopped(ops, already)["status"] == "interrupted"
+        waiting = ops.get("/agents/executions", params={"status": "waiting_approval"}).json()
+        assert {e["id"] for e in waiting["executions"]} == {first, second}
         approved = ops.post(f"/agents/executions/{first}/approve")
         assert approved.status_code == 200, approved.text
         done = stopped(ops, first)

@@ -271,6 +271,11 @@ class AI:
     def history(self, agent: str, limit: int = 50) -> list[AgentExecutionInfo]:
         return self.store.agent_executions(agent=agent, limit=limit)
 
+    def executions(self, status: str | None, limit: int = 50) -> list[AgentExecutionInfo]:
+        """Every agent's latest executions (in `status`, if given: `waiting_approval`, the
+        ones a person must answer), newest first."""
+        return self.store.agent_executions(limit=limit, status=status)
+
     def _opening(self, agent: AgentDef, task: str) -> list[dict[str, Any]]:
         """The system prompt, the agent's last completed runs (`includeHistory`), the task."""
         messages: list[dict[str, Any]] = [{"role": "system", "content": agent.system_prompt}]

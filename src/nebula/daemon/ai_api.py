@@ -12,6 +12,9 @@ the providers' state.
                                                  `Accept: text/event-stream` or `?stream=1`, the
                                                  execution's events as server-sent events (below)
     GET    /api/v1/agents/{name}/history?limit=N {"executions": [...]}, newest first (N: 50)
+    GET    /api/v1/agents/executions?status=S&limit=N   {"executions": [...]}: every agent's,
+                                                 newest first (S: waiting_approval, the ones a
+                                                 person must answer; N: 50)
     GET    /api/v1/agents/executions/{id}        one execution with its steps, oldest first
     POST   /api/v1/agents/executions/{id}/approve|reject   the tool call it waits on; 409
                                                  when it waits for none
@@ -85,6 +88,7 @@ def ai_routes(
     return [
         route(agents, api.agents, ["GET"], role=viewer),
         route(agents, api.create_agent, ["POST"], role=operator),
+        route(f"{agents}/executions", api.executions, ["GET"], role=viewer),
         route(execution, api.execution, ["GET"], role=viewer),
         route(f"{execution}/approve", api.approve, ["POST"], role=operator),
         route(f"{execution}/reject", api.reject, ["POST"], role=operator),
@@ -154,6 +158,11 @@ class _AiApi:
     async def history(self, request: Request) -> Response:
         name = request.path_params["name"]
         found = await run_in_threadpool(self.ai.history, name, _limit(request, 50))
+        return self._ok({"executions": found})
+
+    async def executions(self, request: Request) -> Response:
+        status = request.query_params.get("status") or None
+        found = await run_in_threadpool(self.ai.executions, status, _limit(request, 50))
         return self._ok({"executions": found})
 
     async def execution(self, request: Request) -> Response:

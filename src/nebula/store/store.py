@@ -783,12 +783,15 @@ class Store:
             return _agent_execution_info(session, _agent_row(session, execution_id))
 
     def agent_executions(
-        self, agent: str | None = None, limit: int = 50
+        self, agent: str | None = None, limit: int = 50, status: str | None = None
     ) -> list[AgentExecutionInfo]:
-        """The latest runs (of one agent, if given), newest first, without their steps."""
+        """The latest runs (of one agent, in one status, if given), newest first, without
+        their steps."""
         query = select(AgentExecution).order_by(AgentExecution.created_at.desc()).limit(limit)
         if agent is not None:
             query = query.where(AgentExecution.agent_name == agent)
+        if status is not None:
+            query = query.where(AgentExecution.status == status)
         with self.transaction() as session:
             return [_agent_execution_info(None, row) for row in session.scalars(query)]
 
