@@ -53,7 +53,7 @@ compose:
     web:
       image: nebula-test/hello:1
       init: true
-      command: ["sh", "-c", "mkdir -p /www && echo $$GREETING > /www/index.html && httpd -f -p 80 -h /www"]
+      command: ["sh", "-c", "mkdir -p /www && echo $$GREETING > /www/index.html && echo greeting set to $$GREETING && httpd -f -p 80 -h /www"]
       environment:
         GREETING: ${GREETING}
       healthcheck:
@@ -140,6 +140,10 @@ def test_an_operator_logs_in_installs_a_package_sees_it_healthy_and_logs_out(
     row = page.locator('tr[data-installation="hello"]')
     row.get_by_text("hello-web: running (healthy)").wait_for(timeout=90_000)
     assert "hello 1" in row.inner_text()
+
+    row.get_by_role("link", name="Logs of hello").click()
+    page.wait_for_url(f"{dashboard}/ui/installations/hello/logs")
+    assert "greeting set to hi there" in page.locator("#logs").inner_text()
 
     page.get_by_role("link", name="Audit log").click()
     install = page.locator("#audit tr", has_text="marketplace.install")

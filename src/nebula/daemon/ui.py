@@ -42,6 +42,7 @@ _HERE = Path(__file__).parent / "dashboard"
 _STATIC = _HERE / "static"
 _STATIC_FILES = frozenset(p.name for p in _STATIC.iterdir() if p.suffix in {".js", ".css"})
 _NO_STORE = {"Cache-Control": "no-store"}
+LOG_LINES = 200  # an installation's last lines the logs page shows
 Jsonable = Callable[[Any], Any]
 
 
@@ -65,6 +66,7 @@ def ui_routes(control: DaemonControl, sessions: Sessions, jsonable: Jsonable) ->
         route(UI, ui.overview, ["GET"], role=viewer, login=LOGIN),
         route(f"{UI}/", ui.overview, ["GET"], role=viewer, login=LOGIN),
         route(f"{UI}/installations", ui.installations, ["GET"], role=viewer, login=LOGIN),
+        route(f"{UI}/installations/{{name}}/logs", ui.logs, ["GET"], role=viewer, login=LOGIN),
         route(f"{UI}/syncs", ui.syncs, ["GET"], role=viewer, login=LOGIN),
         route(f"{UI}/catalog", ui.catalog, ["GET"], role=viewer, login=LOGIN),
         route(f"{UI}/catalog/{{name}}", ui.package, ["GET"], role=viewer, login=LOGIN),
@@ -101,6 +103,14 @@ class _Dashboard:
             return {"installations": self.control.installations()}
 
         return await self._page(request, "installations.html", read)
+
+    async def logs(self, request: Request) -> Response:
+        name: str = request.path_params["name"]
+
+        def read() -> dict[str, Any]:
+            return {"installation": name, "lines": self.control.logs(name, None, LOG_LINES)}
+
+        return await self._page(request, "logs.html", read)
 
     async def syncs(self, request: Request) -> Response:
         def read() -> dict[str, Any]:
