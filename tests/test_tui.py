@@ -14,7 +14,8 @@ from textual.pilot import Pilot
 
 from nebula.cli.client import DaemonClient
 from nebula.tui.app import NebulaApp
-from nebula.tui.screens import Details
+from nebula.tui.screens import Details, InstallationDetails
+from nebula.tui.tail import LogTail
 from nebula.tui.views import Clock
 from test_daemon import Repo, running
 from test_daemon import app as app_yaml
@@ -127,6 +128,45 @@ def test_a_killed_container_shows_as_drift_then_running_again(nebulad: Lab) -> N
             "web running again",
         )
         assert "web-web  running" in details()
+
+    drive(app, scenario)
+
+
+def test_an_installation_tails_its_logs_and_restarts_after_a_confirmation(
+    nebulad: Lab,  # noqa: F811
+) -> None:
+    _, socket_path, _, engine = nebulad
+    app = tui(socket_path)
+
+    def tail() -> list[str]:
+        if not isinstance(app.screen, InstallationDetails):
+            return []
+        return [strip.text.rstrip() for strip in app.screen.query_one(LogTail).lines]
+
+    def say(line: str) -> None:
+        """A line on the container's output, as its own process would write it."""
+        container = engine.containers.get("web-web")
+        container.exec_run(["sh", "-c", f"echo {line} > /proc/1/fd/1"])
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("2", "enter")
+        say("written-after-the-screen-opened")
+        await until(pilot, lambda: "web | written-after-the-screen-opened" in tail(), "the line")
+        say("and-another")
+        await until(pilot, lambda: tail()[-1:] == ["web | and-another"], "the next line")
+
+        started = engine.containers.get("web-web").attrs["State"]["StartedAt"]
+        await pilot.press("r", "n")  # asked first; no: nothing restarted
+        await pilot.pause(0.5)
+        assert engine.containers.get("web-web").attrs["State"]["StartedAt"] == started
+        await pilot.press("r", "y")
+        await until(
+            pilot,
+            lambda: engine.containers.get("web-web").attrs["State"]["StartedAt"] != started,
+            "web restarted",
+        )
+        say("after-the-restart")  # the tail follows the container started again
+        await until(pilot, lambda: tail()[-1:] == ["web | after-the-restart"], "a later line")
 
     drive(app, scenario)
 

@@ -24,7 +24,7 @@ from nebula.errors import NebulaError
 from nebula.tui import views
 from nebula.tui.feed import Connected, Feed, FeedItem, Loaded, Lost, Streamed
 from nebula.tui.panels import Approvals, Ask, Incidents, Installations, Overview, Rows, Syncs
-from nebula.tui.screens import Confirm, Details
+from nebula.tui.screens import Confirm, Details, InstallationDetails
 from nebula.tui.views import Clock
 
 PANELS = ("overview", "installations", "syncs", "approvals", "incidents")
@@ -239,7 +239,8 @@ class NebulaApp(App[None]):
     def on_ask(self, ask: Ask) -> None:
         panel = self._home.query_one(ContentSwitcher).current
         if panel == "installations" and ask.action == "open":
-            self.push_screen(Details(f"installation:{ask.key}", self._installation_text(ask.key)))
+            text = self._installation_text(ask.key)
+            self.push_screen(InstallationDetails(ask.key, text, self.connect))
         elif panel == "incidents" and ask.action == "open":
             self.run_worker(lambda: self._incident(ask.key), thread=True)
         elif panel == "approvals":
