@@ -11,10 +11,11 @@ from pathlib import Path
 import docker
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from nebula.cli.client import DaemonClient
 from nebula.tui.app import NebulaApp
-from nebula.tui.screens import Details, InstallationDetails
+from nebula.tui.screens import Details, InstallationDetails, PackageDetails
 from nebula.tui.tail import LogTail
 from nebula.tui.views import Clock
 from test_daemon import Repo, running
@@ -168,10 +169,52 @@ def test_an_installation_tails_its_logs_and_restarts_after_a_confirmation(
         say("after-the-restart")  # the tail follows the container started again
         await until(pilot, lambda: tail()[-1:] == ["web | after-the-restart"], "a later line")
 
+        await pilot.press("escape", "6")  # the audit log: the restart, by whom
+        audit = app.table("audit")
+        await until(pilot, lambda: audit.row_count > 0, "the audit log")
+        entries = [(audit.cell(str(k.value), "action"), audit.cell(str(k.value), "target"))
+                   for k in audit.rows]  # fmt: skip
+        assert ("installation.restart", "web") in entries
+        await pilot.press("slash", *"someone-else", "enter")  # filtered by actor: none of theirs
+        await until(pilot, lambda: audit.row_count == 0, "no entries of someone-else")
+
     drive(app, scenario)
 
 
-SCREENS = {"overview": "1", "installations": "2", "syncs": "3", "approvals": "4", "incidents": "5"}
+def test_a_catalog_package_is_found_and_installed_with_its_variables(
+    nebulad: Lab,  # noqa: F811
+) -> None:
+    repo, socket_path, _, _ = nebulad
+    app = tui(socket_path)
+
+    def committed() -> str:
+        return repo.git("--git-dir", str(repo.bare), "log", "-1", "--format=%s", "main")
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        first = committed()
+        await pilot.press("7", "slash", *"filebrowser", "enter")
+        await until(pilot, lambda: app.table("catalog").row_count == 1, "the search's one match")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, PackageDetails), "the package")
+        await pilot.click("#install-name")
+        await pilot.press(*"files")
+        port = app.screen.query_one("#var-PORT", Input)
+        port.value = "8099"
+        await pilot.press("ctrl+s", "n")  # asked first; no: nothing committed
+        assert committed() == first
+        await pilot.press("ctrl+s", "y")
+        await until(pilot, lambda: not isinstance(app.screen, PackageDetails), "the catalog")
+        assert committed() != first
+        added = repo.git("--git-dir", str(repo.bare), "show", "main:packages/files.yaml")
+        assert "filebrowser" in added and "8099" in added
+
+    drive(app, scenario)
+
+
+SCREENS = {
+    "overview": "1", "installations": "2", "syncs": "3", "approvals": "4", "incidents": "5",
+    "audit": "6", "catalog": "7",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
@@ -185,10 +228,18 @@ def test_each_screen_renders_at_both_sizes(
     _, socket_path, _, _ = nebulad
     app = tui(socket_path)
 
+    def audited() -> bool:  # the first sync's entry, the one the audit screen shows
+        with DaemonClient(socket_path) as client:
+            return bool(client.audit())
+
     async def loaded(pilot: Pilot[None]) -> None:
         await until(pilot, lambda: app.connected and bool(app.syncs), "the daemon's state")
+        await until(pilot, audited, "the first sync audited")
+        await pilot.press(SCREENS[screen])
+        if screen in ("audit", "catalog"):  # read when shown
+            await until(pilot, lambda: app.table(screen).row_count > 0, f"the {screen}")
 
-    assert snap_compare(app, press=[SCREENS[screen]], terminal_size=size, run_before=loaded)
+    assert snap_compare(app, terminal_size=size, run_before=loaded)
 
 
 def test_without_a_daemon_a_banner_says_so_and_it_keeps_trying(tmp_path: Path) -> None:

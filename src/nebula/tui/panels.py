@@ -7,9 +7,9 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 from nebula.tui import views
 from nebula.tui.views import Clock
@@ -101,7 +101,8 @@ class Overview(VerticalScroll):
 
 class Ask(Message):
     """A panel asks the app to act on its selected row: `action` names what (`open`,
-    `approve`, `reject`, `acknowledge`, `resolve`), `key` the row."""
+    `approve`, `reject`, `acknowledge`, `resolve`), `key` the row; or to read its rows again
+    (`search`, `key` the panel's name)."""
 
     def __init__(self, action: str, key: str) -> None:
         super().__init__()
@@ -156,3 +157,44 @@ class Incidents(Panel):
 
     def compose(self) -> ComposeResult:
         yield Rows(views.INCIDENT_COLUMNS, id="incidents-table")
+
+
+class Searched(Panel):
+    """A table read on demand with the filters above it: when shown, and on Enter in a filter
+    (`/` goes to the first). `filters()` gives their values by the filter's name."""
+
+    BINDINGS = [Binding("slash", "filter", "Filter")]
+    DEFAULT_CSS = """
+    Searched > Horizontal { height: 3; }
+    Searched Input { width: 1fr; }
+    """
+    FILTERS: tuple[str, ...] = ()
+    COLUMNS: tuple[str, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            for name in self.FILTERS:
+                yield Input(placeholder=name, id=f"{self.id}-{name}")
+        yield Rows(self.COLUMNS, id=f"{self.id}-table")
+
+    def filters(self) -> dict[str, str]:
+        return {n: self.query_one(f"#{self.id}-{n}", Input).value.strip() for n in self.FILTERS}
+
+    def action_filter(self) -> None:
+        self.query(Input).first().focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.post_message(Ask("search", str(self.id)))
+        self.query_one(Rows).focus()
+
+
+class Audit(Searched):
+    FILTERS = ("actor", "target")
+    COLUMNS = views.AUDIT_COLUMNS
+
+
+class Catalog(Searched):
+    BINDINGS = [*Searched.BINDINGS, Binding("enter", "ask('open')", "Show")]
+    FILTERS = ("search",)
+    COLUMNS = views.CATALOG_COLUMNS
