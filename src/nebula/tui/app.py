@@ -17,12 +17,13 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, Static
+from textual.widgets import ContentSwitcher, Static
 
 from nebula.cli.client import DaemonClient
 from nebula.errors import NebulaError
 from nebula.tui import views
 from nebula.tui.feed import Connected, Feed, FeedItem, Loaded, Lost, Streamed
+from nebula.tui.keys import KeyBar
 from nebula.tui.panels import (
     Approvals,
     Ask,
@@ -95,7 +96,7 @@ class NebulaApp(App[None]):
             yield Incidents(id="incidents")
             yield Audit(id="audit")
             yield Catalog(id="catalog")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.feed.start()

@@ -15,7 +15,7 @@ from nebula.tui import views
 from nebula.tui.views import Clock
 
 
-class Rows(DataTable[str]):
+class Rows(DataTable[Text]):
     """A table kept in step with a list of records row by row: a row changes only where its
     cells did, so an event touching one of 500 installations redraws one row."""
 
@@ -36,13 +36,15 @@ class Rows(DataTable[str]):
             self.put(key, cells)
 
     def put(self, key: str, cells: tuple[str, ...]) -> None:
+        """Cells go in as plain `Text`: a name or message with `[...]` in it is shown as it
+        is, not read as markup (and no markup is parsed each time a row is drawn)."""
         old = self._shown.get(key)
         if old is None:
-            self.add_row(*cells, key=key)
+            self.add_row(*(Text(cell, no_wrap=True) for cell in cells), key=key)
         else:
             for column, before, after in zip(self._columns, old, cells, strict=True):
                 if before != after:
-                    self.update_cell(key, column, after)
+                    self.update_cell(key, column, Text(after, no_wrap=True))
         self._shown[key] = cells
 
     def cell(self, key: str, column: str) -> str:

@@ -10,10 +10,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from nebula.cli.client import DaemonClient
 from nebula.errors import NebulaError
+from nebula.tui.keys import KeyBar
 from nebula.tui.tail import LogTail
 
 
@@ -30,7 +31,7 @@ class Details(Screen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll():
             yield Static(self.text, id="details-body")
-        yield Footer()
+        yield KeyBar()
 
     def show(self, text: Text) -> None:
         self.text = text
@@ -56,7 +57,7 @@ class InstallationDetails(Details):
         with VerticalScroll():
             yield Static(self.text, id="details-body")
         yield LogTail(self.connect, self.installation, id="tail")
-        yield Footer()
+        yield KeyBar()
 
     def action_restart(self) -> None:
         def answered(yes: bool | None) -> None:
@@ -124,7 +125,7 @@ class PackageDetails(Screen[None]):
                         classes="variable",
                     )
             yield Button("Install (ctrl+s)", variant="warning", id="install")
-        yield Footer()
+        yield KeyBar()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.action_install()
