@@ -13,12 +13,13 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+import servers
 from nebula.cli.client import DaemonClient
 from nebula.tui.app import NebulaApp
 from nebula.tui.screens import Details, InstallationDetails, PackageDetails
 from nebula.tui.tail import LogTail
 from nebula.tui.views import Clock
-from test_daemon import Repo, running
+from test_daemon import IMAGE, Repo, running
 from test_daemon import app as app_yaml
 from test_nebulad import nebulad  # noqa: F401  (the fixture)
 
@@ -262,3 +263,45 @@ def test_without_a_daemon_a_banner_says_so_and_it_keeps_trying(tmp_path: Path) -
     asyncio.run(run())
     assert "no nebulad is running" in tries[0]
     assert "nebulad.sock" in tries[0]
+
+
+def test_it_reconnects_by_itself_when_nebulad_restarts(
+    tmp_path: Path, docker_host: str, test_image: str
+) -> None:
+    root, data = tmp_path / "homelab", tmp_path / "d"
+    (root / "packages").mkdir(parents=True)
+    data.mkdir(mode=0o700)
+    (root / "nebula.yaml").write_text("defaults: {health_timeout: 30s}\n")
+    (root / "packages" / "web.yaml").write_text(app_yaml("web").replace(IMAGE, test_image))
+    args = ("--source", str(root), "--watch", "--docker-host", docker_host, "--poll-interval", "1h")
+    app = tui(data / "nebulad.sock")
+
+    def shown(name: str) -> bool:
+        return cell(app, "installations", name, "containers") == "1/1 running"
+
+    async def run() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            with servers.nebulad(*args, data=data):
+                await until(pilot, lambda: app.connected and shown("web"), "web running")
+            banner = app.query_one("#banner")
+            await until(pilot, lambda: banner.has_class("shown"), "the disconnected banner")
+            assert not app.connected
+            # While it is away, the repo gains an installation: the daemon applies it when it
+            # starts again, and the TUI shows it with no key pressed.
+            notes = app_yaml("notes").replace(IMAGE, test_image)
+            (root / "packages" / "notes.yaml").write_text(notes)
+            with servers.nebulad(*args, data=data):
+                await until(pilot, lambda: not banner.has_class("shown"), "the banner cleared")
+                await until(pilot, lambda: shown("notes") and shown("web"), "notes running")
+
+    engine = docker.DockerClient(base_url=docker_host, version=servers.DOCKER_API_VERSION)
+    try:
+        asyncio.run(run())
+    finally:
+        for container in engine.containers.list(
+            all=True, filters={"label": "io.nebula.managed=true"}
+        ):
+            container.remove(force=True)
+        for network in engine.networks.list(filters={"label": "io.nebula.managed=true"}):
+            network.remove()
+        engine.close()
