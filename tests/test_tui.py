@@ -11,12 +11,15 @@ from pathlib import Path
 import docker
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
+import servers
 from nebula.cli.client import DaemonClient
 from nebula.tui.app import NebulaApp
-from nebula.tui.screens import Details
+from nebula.tui.screens import Details, InstallationDetails, PackageDetails
+from nebula.tui.tail import LogTail
 from nebula.tui.views import Clock
-from test_daemon import Repo, running
+from test_daemon import IMAGE, Repo, running
 from test_daemon import app as app_yaml
 from test_nebulad import nebulad  # noqa: F401  (the fixture)
 
@@ -131,7 +134,88 @@ def test_a_killed_container_shows_as_drift_then_running_again(nebulad: Lab) -> N
     drive(app, scenario)
 
 
-SCREENS = {"overview": "1", "installations": "2", "syncs": "3", "approvals": "4", "incidents": "5"}
+def test_an_installation_tails_its_logs_and_restarts_after_a_confirmation(
+    nebulad: Lab,  # noqa: F811
+) -> None:
+    _, socket_path, _, engine = nebulad
+    app = tui(socket_path)
+
+    def tail() -> list[str]:
+        if not isinstance(app.screen, InstallationDetails):
+            return []
+        return [strip.text.rstrip() for strip in app.screen.query_one(LogTail).lines]
+
+    def say(line: str) -> None:
+        """A line on the container's output, as its own process would write it."""
+        container = engine.containers.get("web-web")
+        container.exec_run(["sh", "-c", f"echo {line} > /proc/1/fd/1"])
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("2", "enter")
+        say("written-after-the-screen-opened")
+        await until(pilot, lambda: "web | written-after-the-screen-opened" in tail(), "the line")
+        say("and-another")
+        await until(pilot, lambda: tail()[-1:] == ["web | and-another"], "the next line")
+
+        started = engine.containers.get("web-web").attrs["State"]["StartedAt"]
+        await pilot.press("r", "n")  # asked first; no: nothing restarted
+        await pilot.pause(0.5)
+        assert engine.containers.get("web-web").attrs["State"]["StartedAt"] == started
+        await pilot.press("r", "y")
+        await until(
+            pilot,
+            lambda: engine.containers.get("web-web").attrs["State"]["StartedAt"] != started,
+            "web restarted",
+        )
+        say("after-the-restart")  # the tail follows the container started again
+        await until(pilot, lambda: tail()[-1:] == ["web | after-the-restart"], "a later line")
+
+        await pilot.press("escape", "6")  # the audit log: the restart, by whom
+        audit = app.table("audit")
+        await until(pilot, lambda: audit.row_count > 0, "the audit log")
+        entries = [(audit.cell(str(k.value), "action"), audit.cell(str(k.value), "target"))
+                   for k in audit.rows]  # fmt: skip
+        assert ("installation.restart", "web") in entries
+        await pilot.press("slash", *"someone-else", "enter")  # filtered by actor: none of theirs
+        await until(pilot, lambda: audit.row_count == 0, "no entries of someone-else")
+
+    drive(app, scenario)
+
+
+def test_a_catalog_package_is_found_and_installed_with_its_variables(
+    nebulad: Lab,  # noqa: F811
+) -> None:
+    repo, socket_path, _, _ = nebulad
+    app = tui(socket_path)
+
+    def committed() -> str:
+        return repo.git("--git-dir", str(repo.bare), "log", "-1", "--format=%s", "main")
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        first = committed()
+        await pilot.press("7", "slash", *"filebrowser", "enter")
+        await until(pilot, lambda: app.table("catalog").row_count == 1, "the search's one match")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, PackageDetails), "the package")
+        await pilot.click("#install-name")
+        await pilot.press(*"files")
+        port = app.screen.query_one("#var-PORT", Input)
+        port.value = "8099"
+        await pilot.press("ctrl+s", "n")  # asked first; no: nothing committed
+        assert committed() == first
+        await pilot.press("ctrl+s", "y")
+        await until(pilot, lambda: not isinstance(app.screen, PackageDetails), "the catalog")
+        assert committed() != first
+        added = repo.git("--git-dir", str(repo.bare), "show", "main:packages/files.yaml")
+        assert "filebrowser" in added and "8099" in added
+
+    drive(app, scenario)
+
+
+SCREENS = {
+    "overview": "1", "installations": "2", "syncs": "3", "approvals": "4", "incidents": "5",
+    "audit": "6", "catalog": "7",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
@@ -145,10 +229,18 @@ def test_each_screen_renders_at_both_sizes(
     _, socket_path, _, _ = nebulad
     app = tui(socket_path)
 
+    def audited() -> bool:  # the first sync's entry, the one the audit screen shows
+        with DaemonClient(socket_path) as client:
+            return bool(client.audit())
+
     async def loaded(pilot: Pilot[None]) -> None:
         await until(pilot, lambda: app.connected and bool(app.syncs), "the daemon's state")
+        await until(pilot, audited, "the first sync audited")
+        await pilot.press(SCREENS[screen])
+        if screen in ("audit", "catalog"):  # read when shown
+            await until(pilot, lambda: app.table(screen).row_count > 0, f"the {screen}")
 
-    assert snap_compare(app, press=[SCREENS[screen]], terminal_size=size, run_before=loaded)
+    assert snap_compare(app, terminal_size=size, run_before=loaded)
 
 
 def test_without_a_daemon_a_banner_says_so_and_it_keeps_trying(tmp_path: Path) -> None:
@@ -171,3 +263,45 @@ def test_without_a_daemon_a_banner_says_so_and_it_keeps_trying(tmp_path: Path) -
     asyncio.run(run())
     assert "no nebulad is running" in tries[0]
     assert "nebulad.sock" in tries[0]
+
+
+def test_it_reconnects_by_itself_when_nebulad_restarts(
+    tmp_path: Path, docker_host: str, test_image: str
+) -> None:
+    root, data = tmp_path / "homelab", tmp_path / "d"
+    (root / "packages").mkdir(parents=True)
+    data.mkdir(mode=0o700)
+    (root / "nebula.yaml").write_text("defaults: {health_timeout: 30s}\n")
+    (root / "packages" / "web.yaml").write_text(app_yaml("web").replace(IMAGE, test_image))
+    args = ("--source", str(root), "--watch", "--docker-host", docker_host, "--poll-interval", "1h")
+    app = tui(data / "nebulad.sock")
+
+    def shown(name: str) -> bool:
+        return cell(app, "installations", name, "containers") == "1/1 running"
+
+    async def run() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            with servers.nebulad(*args, data=data):
+                await until(pilot, lambda: app.connected and shown("web"), "web running")
+            banner = app.query_one("#banner")
+            await until(pilot, lambda: banner.has_class("shown"), "the disconnected banner")
+            assert not app.connected
+            # While it is away, the repo gains an installation: the daemon applies it when it
+            # starts again, and the TUI shows it with no key pressed.
+            notes = app_yaml("notes").replace(IMAGE, test_image)
+            (root / "packages" / "notes.yaml").write_text(notes)
+            with servers.nebulad(*args, data=data):
+                await until(pilot, lambda: not banner.has_class("shown"), "the banner cleared")
+                await until(pilot, lambda: shown("notes") and shown("web"), "notes running")
+
+    engine = docker.DockerClient(base_url=docker_host, version=servers.DOCKER_API_VERSION)
+    try:
+        asyncio.run(run())
+    finally:
+        for container in engine.containers.list(
+            all=True, filters={"label": "io.nebula.managed=true"}
+        ):
+            container.remove(force=True)
+        for network in engine.networks.list(filters={"label": "io.nebula.managed=true"}):
+            network.remove()
+        engine.close()

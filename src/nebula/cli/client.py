@@ -105,6 +105,50 @@ class DaemonClient:
     def syncs(self, limit: int = 20) -> list[dict[str, Any]]:
         return list(self._call("GET", "/syncs", params={"limit": limit})["syncs"])
 
+    def logs(self, name: str, service: str | None = None, tail: int = 100) -> list[dict[str, Any]]:
+        """The last `tail` lines of an installation's containers (one service's), merged."""
+        params: dict[str, Any] = {"tail": tail, **({"service": service} if service else {})}
+        path = f"/installations/{_segment(name)}/logs"
+        return list(self._call("GET", path, params=params)["lines"])
+
+    def follow_logs(
+        self, name: str, service: str | None = None, tail: int = 100
+    ) -> Generator[StreamItem, None, None]:
+        """As `logs`, then each new line: `log` events (and heartbeat comments) until the
+        containers stop or the client is closed."""
+        params: dict[str, Any] = {"tail": tail, "follow": "1"}
+        if service:
+            params["service"] = service
+        path = f"/api/v1/installations/{_segment(name)}/logs"
+        yield from self._stream("GET", path, params=params)
+
+    def restart(self, name: str, service: str | None = None) -> list[str]:
+        """Restart an installation's containers (one service's); the containers restarted."""
+        body = {"service": service} if service else {}
+        found = self._call("POST", f"/installations/{_segment(name)}/restart", json=body)
+        return list(found["restarted"])
+
+    def audit(
+        self, actor: str | None = None, target: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The audit log's newest `limit` entries, newest first, by `actor` and on `target`."""
+        params = {"actor": actor, "target": target, "limit": limit}
+        found = self._call("GET", "/audit", params={k: v for k, v in params.items() if v})
+        return list(found["entries"])
+
+    def packages(self, query: str = "") -> list[dict[str, Any]]:
+        """The catalog's packages matching `query`, best match first."""
+        return list(self._call("GET", "/marketplace/packages", params={"q": query})["packages"])
+
+    def package(self, name: str) -> dict[str, Any]:
+        """One catalog package: versions, variables, requirements."""
+        return self._call("GET", f"/marketplace/packages/{_segment(name)}")
+
+    def install(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Commit a catalog package's installation (`package`, `name`?, `values`?, ...: the
+        body of `POST /marketplace/install`); the commit made."""
+        return self._call("POST", "/marketplace/install", json=request)
+
     def sync(self, sync_id: int) -> dict[str, Any]:
         return self._call("GET", f"/syncs/{sync_id}")
 

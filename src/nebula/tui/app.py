@@ -17,17 +17,29 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, Static
+from textual.widgets import ContentSwitcher, Static
 
 from nebula.cli.client import DaemonClient
 from nebula.errors import NebulaError
 from nebula.tui import views
 from nebula.tui.feed import Connected, Feed, FeedItem, Loaded, Lost, Streamed
-from nebula.tui.panels import Approvals, Ask, Incidents, Installations, Overview, Rows, Syncs
-from nebula.tui.screens import Confirm, Details
+from nebula.tui.keys import KeyBar
+from nebula.tui.panels import (
+    Approvals,
+    Ask,
+    Audit,
+    Catalog,
+    Incidents,
+    Installations,
+    Overview,
+    Rows,
+    Searched,
+    Syncs,
+)
+from nebula.tui.screens import Confirm, Details, InstallationDetails, PackageDetails
 from nebula.tui.views import Clock
 
-PANELS = ("overview", "installations", "syncs", "approvals", "incidents")
+PANELS = ("overview", "installations", "syncs", "approvals", "incidents", "audit", "catalog")
 HISTORY = 20  # events kept per installation, shown in its details
 PROGRESS = 8  # lines of the running sync's progress shown
 
@@ -53,6 +65,8 @@ class NebulaApp(App[None]):
         Binding("3", "show('syncs')", "Syncs"),
         Binding("4", "show('approvals')", "Approvals"),
         Binding("5", "show('incidents')", "Incidents"),
+        Binding("6", "show('audit')", "Audit"),
+        Binding("7", "show('catalog')", "Catalog"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -80,7 +94,9 @@ class NebulaApp(App[None]):
             yield Syncs(id="syncs")
             yield Approvals(id="approvals")
             yield Incidents(id="incidents")
-        yield Footer()
+            yield Audit(id="audit")
+            yield Catalog(id="catalog")
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.feed.start()
@@ -90,9 +106,12 @@ class NebulaApp(App[None]):
 
     def action_show(self, panel: str) -> None:
         self._home.query_one(ContentSwitcher).current = panel
-        tables = self._home.query_one(f"#{panel}").query(Rows)
+        shown = self._home.query_one(f"#{panel}")
+        tables = shown.query(Rows)
         if tables:
             tables.first().focus()
+        if isinstance(shown, Searched):
+            self._search(shown)
 
     @property
     def _home(self) -> Screen[object]:
@@ -105,7 +124,7 @@ class NebulaApp(App[None]):
     # -- what the feed brings ------------------------------------------------------------------
 
     def on_fed(self, message: Fed) -> None:
-        if not self.screen_stack:
+        if not self.is_running or not self.screen_stack:
             return  # closing
         item = message.item
         if isinstance(item, Loaded):
@@ -239,7 +258,12 @@ class NebulaApp(App[None]):
     def on_ask(self, ask: Ask) -> None:
         panel = self._home.query_one(ContentSwitcher).current
         if panel == "installations" and ask.action == "open":
-            self.push_screen(Details(f"installation:{ask.key}", self._installation_text(ask.key)))
+            text = self._installation_text(ask.key)
+            self.push_screen(InstallationDetails(ask.key, text, self.connect))
+        elif ask.action == "search":
+            self._search(self._home.query_one(f"#{ask.key}", Searched))
+        elif panel == "catalog":
+            self.run_worker(lambda: self._package(ask.key), thread=True)
         elif panel == "incidents" and ask.action == "open":
             self.run_worker(lambda: self._incident(ask.key), thread=True)
         elif panel == "approvals":
@@ -298,3 +322,33 @@ class NebulaApp(App[None]):
             at = self.clock.time(entry.get("at"))
             text.append(f"{at}  {entry.get('kind'):<12} {entry.get('message')}\n")
         self.call_from_thread(self.push_screen, Details(f"incident:{key}", text))
+
+    def _search(self, panel: Searched) -> None:
+        """Read a searched panel's rows again, with its filters, on a worker thread."""
+        filters = panel.filters()
+
+        def read() -> None:
+            try:
+                with self.connect() as client:
+                    if isinstance(panel, Audit):
+                        found = client.audit(filters["actor"] or None, filters["target"] or None)
+                        rows = {str(e["seq"]): views.audit_row(e, self.clock) for e in found}
+                    else:
+                        found = client.packages(filters["search"])
+                        rows = {str(p["name"]): views.package_row(p) for p in found}
+            except NebulaError as exc:
+                self.call_from_thread(self.notify, str(exc), severity="error")
+                return
+            self.call_from_thread(lambda: panel.query_one(Rows).show(rows))
+
+        self.run_worker(read, thread=True, group=str(panel.id), exclusive=True)
+
+    def _package(self, name: str) -> None:
+        """On a worker thread: one catalog package, shown over the catalog to install it."""
+        try:
+            with self.connect() as client:
+                found = client.package(name)
+        except NebulaError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.call_from_thread(self.push_screen, PackageDetails(found, self.connect))

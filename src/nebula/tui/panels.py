@@ -7,15 +7,15 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 from nebula.tui import views
 from nebula.tui.views import Clock
 
 
-class Rows(DataTable[str]):
+class Rows(DataTable[Text]):
     """A table kept in step with a list of records row by row: a row changes only where its
     cells did, so an event touching one of 500 installations redraws one row."""
 
@@ -36,13 +36,15 @@ class Rows(DataTable[str]):
             self.put(key, cells)
 
     def put(self, key: str, cells: tuple[str, ...]) -> None:
+        """Cells go in as plain `Text`: a name or message with `[...]` in it is shown as it
+        is, not read as markup (and no markup is parsed each time a row is drawn)."""
         old = self._shown.get(key)
         if old is None:
-            self.add_row(*cells, key=key)
+            self.add_row(*(Text(cell, no_wrap=True) for cell in cells), key=key)
         else:
             for column, before, after in zip(self._columns, old, cells, strict=True):
                 if before != after:
-                    self.update_cell(key, column, after)
+                    self.update_cell(key, column, Text(after, no_wrap=True))
         self._shown[key] = cells
 
     def cell(self, key: str, column: str) -> str:
@@ -101,7 +103,8 @@ class Overview(VerticalScroll):
 
 class Ask(Message):
     """A panel asks the app to act on its selected row: `action` names what (`open`,
-    `approve`, `reject`, `acknowledge`, `resolve`), `key` the row."""
+    `approve`, `reject`, `acknowledge`, `resolve`), `key` the row; or to read its rows again
+    (`search`, `key` the panel's name)."""
 
     def __init__(self, action: str, key: str) -> None:
         super().__init__()
@@ -156,3 +159,44 @@ class Incidents(Panel):
 
     def compose(self) -> ComposeResult:
         yield Rows(views.INCIDENT_COLUMNS, id="incidents-table")
+
+
+class Searched(Panel):
+    """A table read on demand with the filters above it: when shown, and on Enter in a filter
+    (`/` goes to the first). `filters()` gives their values by the filter's name."""
+
+    BINDINGS = [Binding("slash", "filter", "Filter")]
+    DEFAULT_CSS = """
+    Searched > Horizontal { height: 3; }
+    Searched Input { width: 1fr; }
+    """
+    FILTERS: tuple[str, ...] = ()
+    COLUMNS: tuple[str, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            for name in self.FILTERS:
+                yield Input(placeholder=name, id=f"{self.id}-{name}")
+        yield Rows(self.COLUMNS, id=f"{self.id}-table")
+
+    def filters(self) -> dict[str, str]:
+        return {n: self.query_one(f"#{self.id}-{n}", Input).value.strip() for n in self.FILTERS}
+
+    def action_filter(self) -> None:
+        self.query(Input).first().focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.post_message(Ask("search", str(self.id)))
+        self.query_one(Rows).focus()
+
+
+class Audit(Searched):
+    FILTERS = ("actor", "target")
+    COLUMNS = views.AUDIT_COLUMNS
+
+
+class Catalog(Searched):
+    BINDINGS = [*Searched.BINDINGS, Binding("enter", "ask('open')", "Show")]
+    FILTERS = ("search",)
+    COLUMNS = views.CATALOG_COLUMNS

@@ -13,6 +13,8 @@ INSTALLATION_COLUMNS = ("name", "status", "health", "containers", "commit")
 SYNC_COLUMNS = ("id", "started", "trigger", "status", "commit", "changes")
 APPROVAL_COLUMNS = ("what", "id", "waits on")
 INCIDENT_COLUMNS = ("id", "status", "severity", "title", "last alert")
+AUDIT_COLUMNS = ("at", "actor", "action", "target", "detail")
+CATALOG_COLUMNS = ("name", "version", "category", "description")
 
 
 @dataclass(frozen=True)
@@ -105,3 +107,20 @@ def incident_row(i: dict[str, Any], clock: Clock) -> tuple[str, ...]:
         str(i.get("title", "")),
         clock.time(i.get("last_alert_at")),
     )
+
+
+def audit_row(e: dict[str, Any], clock: Clock) -> tuple[str, ...]:
+    detail = e.get("detail")
+    shown = " ".join(f"{k}={v}" for k, v in detail.items()) if detail else "-"
+    return (
+        clock.time(e.get("at")),
+        str(e.get("actor", "")),
+        str(e.get("action", "")),
+        str(e.get("target") or "-"),
+        shown,
+    )
+
+
+def package_row(p: dict[str, Any]) -> tuple[str, ...]:
+    return (str(p["name"]), str(p.get("version", "")), str(p.get("category", "")),
+            str(p.get("description", "")))  # fmt: skip
