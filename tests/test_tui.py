@@ -14,11 +14,13 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 import servers
+from llm_servers import MODEL, LlmServer
 from nebula.cli.client import DaemonClient
 from nebula.tui.app import NebulaApp
 from nebula.tui.screens import Details, InstallationDetails, PackageDetails
 from nebula.tui.tail import LogTail
 from nebula.tui.views import Clock
+from ollama_double import ollama_double
 from test_daemon import IMAGE, Repo, running
 from test_daemon import app as app_yaml
 from test_nebulad import nebulad  # noqa: F401  (the fixture)
@@ -112,6 +114,57 @@ def test_a_held_sync_is_approved_from_the_approvals_screen_and_applied(
     drive(app, scenario)
 
 
+def test_an_agents_tool_call_is_approved_from_the_approvals_screen(
+    nebulad: Lab,  # noqa: F811
+    llm_server: LlmServer,
+) -> None:
+    repo, socket_path, _, _ = nebulad
+    app = tui(socket_path)
+    with ollama_double(llm_server.url, {MODEL: MODEL}) as ollama:
+        for folder in ("functions", "agents"):
+            (repo.work / folder).mkdir()
+        repo.push(
+            "an agent that syncs",
+            {
+                "nebula.yaml": "defaults: {health_timeout: 30s}\n"
+                f'ai:\n  ollama: {{host: "{ollama.url}"}}\n',
+                "functions/apply.yaml": "name: apply\ndescription: Run a sync now\n"
+                "implementation: apply\nimplementation_type: code\n",
+                "agents/fixer.yaml": "name: fixer\nsystemPrompt: You keep the homelab synced.\n"
+                f"model: ollama:{MODEL}\ntemperature: 0\ntools: [apply]\nmaxTurns: 2\n"
+                "context: {maxTokens: 32}\n",
+            },
+        )
+        client = DaemonClient(socket_path)
+
+        async def scenario(pilot: Pilot[None]) -> None:
+            client.request_sync("hook")
+            await until(pilot, lambda: bool(client.agents()), "the agent loaded")
+            execution = client.execute_agent("fixer", "Sync now.")
+            await pilot.press("4")
+            key = f"agent:{execution}"
+            await until(
+                pilot, lambda: cell(app, "approvals", key, "what") is not None, "the call waiting"
+            )
+            assert cell(app, "approvals", key, "what") == "agent fixer: apply()"
+            await pilot.press("y", "y")  # approve, asked first
+            await until(
+                pilot,
+                lambda: (
+                    client.agent_execution(execution)["status"] != "waiting_approval"
+                    or len(client.agent_execution(execution)["steps"]) > 2
+                ),
+                "the run going on",
+            )
+            steps = client.agent_execution(execution)["steps"]
+            assert [s["detail"]["name"] for s in steps if s["kind"] == "tool_call"][:1] == ["apply"]
+
+        try:
+            drive(app, scenario)
+        finally:
+            client.close()
+
+
 def test_a_killed_container_shows_as_drift_then_running_again(nebulad: Lab) -> None:  # noqa: F811
     _, socket_path, _, engine = nebulad
     app = tui(socket_path)
@@ -130,6 +183,29 @@ def test_a_killed_container_shows_as_drift_then_running_again(nebulad: Lab) -> N
             "web running again",
         )
         assert "web-web  running" in details()
+
+    drive(app, scenario)
+
+
+def test_an_installation_shows_what_the_next_sync_would_change_of_it(
+    nebulad: Lab,  # noqa: F811
+) -> None:
+    _, socket_path, _, engine = nebulad
+    app = tui(socket_path)
+
+    def shown() -> str:
+        return app.screen.text.plain if isinstance(app.screen, Details) else ""
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("2", "enter", "p")
+        await until(pilot, lambda: "nothing: it runs as the repo says" in shown(), "no change")
+        await pilot.press("escape")
+        with DaemonClient(socket_path) as client:
+            client.suspend()  # nothing repairs what is about to go
+        engine.containers.get("web-web").remove(force=True)
+        await pilot.press("p")
+        await until(pilot, lambda: "+ create container web-web" in shown(), "the change")
+        assert not engine.containers.list(all=True, filters={"name": "web-web"})  # not applied
 
     drive(app, scenario)
 

@@ -128,6 +128,10 @@ class DaemonClient:
         found = self._call("POST", f"/installations/{_segment(name)}/restart", json=body)
         return list(found["restarted"])
 
+    def plan(self) -> dict[str, Any]:
+        """What a sync of the last good commit would change now: {changes, problems}."""
+        return self._call("GET", "/plan")
+
     def audit(
         self, actor: str | None = None, target: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
@@ -254,6 +258,11 @@ class DaemonClient:
 
     def agent_execution(self, execution_id: str) -> dict[str, Any]:
         return self._call("GET", f"/agents/executions/{_segment(execution_id)}")
+
+    def waiting_agents(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Every agent's executions waiting for a person to answer a tool call, newest first."""
+        params = {"status": "waiting_approval", "limit": limit}
+        return list(self._call("GET", "/agents/executions", params=params)["executions"])
 
     def decide_agent(self, execution_id: str, approved: bool) -> dict[str, Any]:
         verb = "approve" if approved else "reject"

@@ -81,7 +81,8 @@ class NebulaApp(App[None]):
         self.status: dict[str, Any] = {}
         self.installations: dict[str, dict[str, Any]] = {}
         self.syncs: list[dict[str, Any]] = []
-        self.executions: list[dict[str, Any]] = []
+        self.executions: list[dict[str, Any]] = []  # runbook runs waiting on a step
+        self.agents_waiting: list[dict[str, Any]] = []  # agent runs waiting on a tool call
         self.incidents: list[dict[str, Any]] = []
         self.history: dict[str, deque[str]] = {}
         self.running: dict[str, Any] | None = None  # the sync going on: id, trigger, progress
@@ -158,6 +159,9 @@ class NebulaApp(App[None]):
         elif what == "executions":
             self.executions = value
             self._approvals()
+        elif what == "agents":
+            self.agents_waiting = value
+            self._approvals()
         elif what == "incidents":
             self.incidents = value
             rows = {str(i["id"]): views.incident_row(i, self.clock) for i in value}
@@ -205,6 +209,10 @@ class NebulaApp(App[None]):
             rows[f"sync:{s['id']}"] = (what, str(s["id"]), "the prune guard")
         for e in self.executions:
             rows[f"runbook:{e['id']}"] = (f"runbook {e.get('runbook_name')}", e["id"][:8], "a step")
+        for a in self.agents_waiting:
+            call = a.get("pending") or {}
+            what = f"agent {a.get('agent_name')}: {call.get('name')}({views.arguments(call)})"
+            rows[f"agent:{a['id']}"] = (what, a["id"][:8], "a tool call")
         self.table("approvals").show(rows)
 
     def _sync_detail(self) -> None:
@@ -299,6 +307,8 @@ class NebulaApp(App[None]):
                     client.approve(int(ident))
                 elif kind == "runbook":
                     client.decide(ident, verb == "approve")
+                elif kind == "agent":
+                    client.decide_agent(ident, verb == "approve")
                 elif verb == "acknowledge":
                     client.acknowledge_incident(key)
                 else:

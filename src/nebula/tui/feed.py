@@ -17,7 +17,7 @@ from typing import Any
 from nebula.cli.client import DaemonClient
 from nebula.errors import NebulaError
 
-LISTS = ("status", "installations", "syncs", "executions", "incidents")
+LISTS = ("status", "installations", "syncs", "executions", "agents", "incidents")
 # What each event changes, read again when it comes.
 REREAD: dict[str, tuple[str, ...]] = {
     "sync_started": ("syncs",),
@@ -28,6 +28,7 @@ REREAD: dict[str, tuple[str, ...]] = {
     "rollback": ("status",),
     "incident": ("incidents",),
     "runbook": ("executions",),
+    "agent": ("agents",),
 }
 SYNCS_SHOWN = 50
 
@@ -74,6 +75,8 @@ def read(client: DaemonClient, what: str) -> Loaded:
         value = client.syncs(SYNCS_SHOWN)
     elif what == "executions":
         value = [e for e in client.executions(limit=100) if e.get("status") == "waiting"]
+    elif what == "agents":  # their executions waiting for a person
+        value = client.waiting_agents()
     elif what == "incidents":
         value = client.incidents(limit=100)
     else:

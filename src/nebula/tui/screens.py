@@ -40,9 +40,14 @@ class Details(Screen[None]):
 
 class InstallationDetails(Details):
     """An installation's state above its live log tail; `r` restarts its containers (asked
-    first), and the tail follows them again once they are back."""
+    first), and the tail follows them again once they are back; `p` shows what the next sync
+    would change of it (the daemon's plan, nothing applied)."""
 
-    BINDINGS = [*Details.BINDINGS, Binding("r", "restart", "Restart")]
+    BINDINGS = [
+        *Details.BINDINGS,
+        Binding("r", "restart", "Restart"),
+        Binding("p", "plan", "Plan"),
+    ]
     DEFAULT_CSS = """
     InstallationDetails > VerticalScroll { height: auto; max-height: 50%; }
     InstallationDetails > LogTail { height: 1fr; border-top: solid $primary; }
@@ -65,6 +70,20 @@ class InstallationDetails(Details):
                 self.run_worker(self._restart, thread=True)
 
         self.app.push_screen(Confirm(f"Restart the containers of {self.installation}?"), answered)
+
+    def action_plan(self) -> None:
+        self.run_worker(self._plan, thread=True)
+
+    def _plan(self) -> None:
+        """On a worker thread: the daemon's plan, this installation's changes shown."""
+        try:
+            with self.connect() as client:
+                plan = client.plan()
+        except NebulaError as exc:
+            self.app.call_from_thread(self.app.notify, str(exc), severity="error")
+            return
+        text = plan_text(self.installation, plan)
+        self.app.call_from_thread(self.app.push_screen, Details(f"plan:{self.installation}", text))
 
     def _restart(self) -> None:
         """On a worker thread: the restart, then the tail of the containers started again."""
@@ -203,3 +222,21 @@ class Confirm(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+
+def plan_text(installation: str, plan: dict[str, Any]) -> Text:
+    """The changes of one installation in the daemon's plan, one line each (`+ create
+    container web-web: new`), or that there are none."""
+    text = Text(f"What the next sync would change of {installation}\n\n", "bold")
+    mine = [c for c in plan.get("changes") or [] if c.get("installation") == installation]
+    signs = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red")}
+    for change in mine:
+        sign, style = signs.get(str(change.get("action")), ("*", ""))
+        what = f"{change.get('kind', '')} {change.get('name', '')}".strip()
+        text.append(f"{sign} {change.get('action')} {what}", style)
+        text.append(f": {change['reason']}\n" if change.get("reason") else "\n")
+    if not mine:
+        text.append("nothing: it runs as the repo says\n")
+    for problem in plan.get("problems") or []:
+        text.append(f"! {problem}\n", "red")
+    return text

@@ -42,6 +42,15 @@ def short(commit: str | None) -> str:
     return commit[:8] if commit else "-"
 
 
+def arguments(call: dict[str, Any], most: int = 60) -> str:
+    """A tool call's arguments in a line: `installation=blog, lines=20`, cut at `most`."""
+    given = call.get("arguments")
+    text = (
+        ", ".join(f"{k}={v}" for k, v in given.items()) if isinstance(given, dict) else str(given)
+    )
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
 def daemon_state(status: dict[str, Any]) -> str:
     """following, suspended, pinned (to a rollback's commit) or held (a sync waits approval)."""
     if status.get("suspended"):
