@@ -65,7 +65,8 @@ from nebula.daemon.auth import GuardedRoute, route
 from nebula.daemon.auth_api import JsonBody, JsonResponse
 from nebula.daemon.catalog_api import InvalidEditError
 from nebula.daemon.control import ControlError, DaemonControl
-from nebula.daemon.remediation_api import _actor, _limit
+from nebula.daemon.params import query_limit
+from nebula.daemon.remediation_api import _actor
 from nebula.errors import NebulaError, ProviderError
 from nebula.identity.principal import Role
 
@@ -157,12 +158,12 @@ class _AiApi:
 
     async def history(self, request: Request) -> Response:
         name = request.path_params["name"]
-        found = await run_in_threadpool(self.ai.history, name, _limit(request, 50))
+        found = await run_in_threadpool(self.ai.history, name, query_limit(request, 50))
         return self._ok({"executions": found})
 
     async def executions(self, request: Request) -> Response:
         status = request.query_params.get("status") or None
-        found = await run_in_threadpool(self.ai.executions, status, _limit(request, 50))
+        found = await run_in_threadpool(self.ai.executions, status, query_limit(request, 50))
         return self._ok({"executions": found})
 
     async def execution(self, request: Request) -> Response:

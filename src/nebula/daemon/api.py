@@ -113,7 +113,8 @@ from nebula.daemon.auth import PUBLIC, Authenticate, GuardedRoute, principal_of,
 from nebula.daemon.auth_api import auth_routes
 from nebula.daemon.control import ControlError, DaemonControl, Event
 from nebula.daemon.jsonbody import BodyError, loads
-from nebula.daemon.remediation_api import _limit, remediation_routes
+from nebula.daemon.params import query_limit
+from nebula.daemon.remediation_api import remediation_routes
 from nebula.daemon.ui import UI, ui_routes
 from nebula.daemon.webhook import (
     BodyTurns,
@@ -301,7 +302,7 @@ class _Api:
 
     async def audit(self, request: Request) -> Response:
         params = request.query_params
-        limit = _limit(request, 100)
+        limit = query_limit(request, 100)
         found = await run_in_threadpool(
             self.control.audit_entries,
             params.get("actor") or None,
@@ -314,13 +315,7 @@ class _Api:
         return _json({"secrets": await run_in_threadpool(self.control.secret_names)})
 
     async def syncs(self, request: Request) -> Response:
-        raw = request.query_params.get("limit", "20")
-        try:
-            limit = int(raw)
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= 1000:
-            raise ControlError("invalid", f"limit must be a number from 1 to 1000, not {raw!r}")
+        limit = query_limit(request, 20)
         return _json({"syncs": await run_in_threadpool(self.control.syncs, limit)})
 
     async def sync(self, request: Request) -> Response:

@@ -45,12 +45,12 @@ from nebula.daemon.audit import actor_of
 from nebula.daemon.auth import GuardedRoute, principal_of, route
 from nebula.daemon.auth_api import JsonBody, JsonResponse
 from nebula.daemon.control import ControlError, DaemonControl
+from nebula.daemon.params import query_limit
 from nebula.identity.principal import Role
 from nebula.spec.base import parse_duration
 from nebula.store.records import IncidentStatus
 
 PREFIX = "/api/v1"
-MAX_LIMIT = 1000
 
 
 def remediation_routes(
@@ -100,7 +100,7 @@ class _RemediationApi:
         if status is not None and status not in get_args(IncidentStatus):
             states = ", ".join(get_args(IncidentStatus))
             raise ControlError("invalid", f"status {status!r}: use one of {states}")
-        limit = _limit(request, 100)
+        limit = query_limit(request, 100)
         found = await run_in_threadpool(self.control.incidents, status, limit)
         return self._ok({"incidents": found})
 
@@ -185,7 +185,7 @@ class _RemediationApi:
             self.control.executions,
             params.get("runbook") or None,
             params.get("incident") or None,
-            _limit(request, 50),
+            query_limit(request, 50),
         )
         return self._ok({"executions": found})
 
@@ -214,7 +214,9 @@ class _RemediationApi:
 
     async def workflow_runs(self, request: Request) -> Response:
         workflow = request.query_params.get("workflow") or None
-        found = await run_in_threadpool(self.control.workflow_runs, workflow, _limit(request, 50))
+        found = await run_in_threadpool(
+            self.control.workflow_runs, workflow, query_limit(request, 50)
+        )
         return self._ok({"runs": found})
 
     async def workflow_run(self, request: Request) -> Response:
@@ -230,13 +232,6 @@ class _RemediationApi:
 def _actor(request: Request) -> str:
     """The caller as the audit log names it: `user:alice`, `apikey:ci`, `uid:1000`."""
     return actor_of(principal_of(request), request.scope)
-
-
-def _limit(request: Request, default: int) -> int:
-    raw = request.query_params.get("limit", str(default))
-    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_LIMIT):
-        raise ControlError("invalid", f"limit must be a number from 1 to {MAX_LIMIT}, not {raw!r}")
-    return int(raw)
 
 
 def _text(body: dict[str, Any], key: str) -> str:
