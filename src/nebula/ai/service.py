@@ -523,10 +523,6 @@ class AI:
         ][:20]
         return {"agents": agents, "recent_failures": failures, "models": self.pulls.states()}
 
-    def close(self) -> None:
-        """Nothing to stop: a worker still running at exit is marked interrupted at the next
-        start (`resume_interrupted`)."""
-
 
 def needs_approval(agent: AgentDef, fn: FunctionDef) -> bool:
     """A person approves the call: the agent asks for every call, the function for each of

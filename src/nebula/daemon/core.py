@@ -173,7 +173,8 @@ class Daemon:
         self._threads[0].join(timeout)
         self.health.stop()
         self.remediation.close()
-        self.ai.close()
+        # Agents' runs need no stopping: one cut short ends `interrupted` at the next start
+        # (`AI.resume_interrupted`).
         self.bus.close()
 
     # -- requests --------------------------------------------------------------------------
