@@ -12,11 +12,14 @@ honour `If-Match`, and its config ETag comes as an HTTP trailer).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 
 from nebula.errors import ProviderError
+
+_ROLLBACK_ATTEMPTS = 5  # ~3 s in all
 
 
 class CaddyAdmin:
@@ -46,15 +49,25 @@ class CaddyAdmin:
         if response.status_code == 200:
             return
         reason = _reason(response)
-        try:
-            restored = self.config() == previous or self._restore(previous)
-        except ProviderError:
-            restored = False
+        restored = self._back_to(previous)
         kept = "the previous config is in force" if restored else "the previous config may be lost"
         raise ProviderError(self._resource, f"Caddy refused the new config ({kept}): {reason}")
 
-    def _restore(self, previous: dict[str, Any]) -> bool:
-        return self._request("POST", "/load", json=previous).status_code == 200
+    def _back_to(self, previous: dict[str, Any]) -> bool:
+        """Whether `previous` runs again, loading it if Caddy's own rollback did not.
+
+        While Caddy rolls back a refused config it may restart its admin listener, so the next
+        request can find the connection closed: that is retried for a few seconds, not taken as
+        the config being lost.
+        """
+        for attempt in range(_ROLLBACK_ATTEMPTS):
+            try:
+                if self.config() == previous:
+                    return True
+                return self._request("POST", "/load", json=previous).status_code == 200
+            except ProviderError:
+                time.sleep(0.2 * (attempt + 1))
+        return False
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         self.requests.append(f"{method} {path}")
