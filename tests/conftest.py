@@ -106,3 +106,11 @@ def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def other_docker_host(docker_host: str) -> Iterator[str]:
+    """A second private Docker Engine (another node's), with the test image built on it."""
+    with servers.another_docker_daemon() as url:
+        servers.build_test_image(url)
+        yield url

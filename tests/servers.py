@@ -898,3 +898,35 @@ def _wait_ssh(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"sshd not ready after 30 s:\n{_tail(log)}")
         time.sleep(0.05)
+
+
+# -- A second Docker Engine (another node) --------------------------------------------------
+
+
+@contextlib.contextmanager
+def another_docker_daemon() -> Iterator[str]:
+    """Yield the `unix://` URL of one more private dockerd, beside the session's: the engine of
+    another node. Always private (never NEBULA_TEST_DOCKER_HOST), so it needs root; everything
+    on it is removed, then it stops. Give each node's installations a `subnet_pool` of its own:
+    both engines' bridges live on this one host."""
+    dockerd = _which("dockerd", "docker.io")
+    if os.geteuid() != 0:
+        unavailable("a second private dockerd needs root")
+    root = Path(tempfile.mkdtemp(prefix="nebula-dockerd2-", dir="/tmp"))
+    (root / "daemon.json").write_text("{}")
+    url = f"unix://{root}/docker.sock"
+    log = root / "dockerd.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            dockerd_command(dockerd, url, root),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PATH": _PATH},
+        )
+    try:
+        _wait_for_docker(url, proc, log)
+        with _swept(url, everything=True):
+            yield url
+    finally:
+        _stop(proc)
+        _remove_tree(root)

@@ -263,7 +263,7 @@ def test_a_move_waits_for_the_new_node_then_removes_the_containers_and_keeps_the
     changes = {(c.action, c.kind.value, c.name): c.reason for c in ready.plan.pending}
     assert changes == {
         (Action.DELETE, "container", "db-web"): "moved to pi; volumes stay on nas",
-        (Action.DELETE, "network", "db_default"): "no longer used",
+        (Action.DELETE, "network", "db_default"): "moved to pi",
     }
     (volume,) = [c for c in ready.plan.changes if c.kind.value == "volume"]
     assert volume.action is Action.NOOP

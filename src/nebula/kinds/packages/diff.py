@@ -168,7 +168,7 @@ def diff(
                     Resource.NETWORK,
                     old_net.installation,
                     old_net.name,
-                    "no longer used",
+                    f"moved to {move.to}" if move is not None else "no longer used",
                     None,
                     old_net.id,
                 )
