@@ -137,5 +137,7 @@ def test_each_node_runs_its_share_and_a_move_waits_for_the_new_node(
         "three": ("a", "running"),
         "two": ("b", "running"),
     }
+    header = a.invoke("status").stdout.splitlines()[0].split()
+    assert header[:3] == ["installation", "node", "package"]  # several nodes: which runs what
     assert "No changes" in a("apply", "--yes")
     assert "No changes" in b("apply", "--yes")
