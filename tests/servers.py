@@ -842,9 +842,10 @@ class SshdServer:
 
 
 @contextlib.contextmanager
-def sshd_server() -> Iterator[SshdServer]:
-    """OpenSSH's sshd (Debian `openssh-server`) with its own host key, config and authorized
-    keys in a temp dir; as root it needs `/run/sshd` (its privilege separation folder)."""
+def sshd_server(extra_config: str = "") -> Iterator[SshdServer]:
+    """OpenSSH's sshd (Debian `openssh-server`) with its own host key, config (plus
+    `extra_config`'s lines) and authorized keys in a temp dir; as root it needs `/run/sshd` (its
+    privilege separation folder)."""
     sshd = _which("sshd", "openssh-server")
     keygen = _which("ssh-keygen", "openssh-client")
     root = Path(tempfile.mkdtemp(prefix="nebula-sshd-"))
@@ -866,7 +867,7 @@ def sshd_server() -> Iterator[SshdServer]:
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root / 'host'}\n"
         f"PidFile {root / 'sshd.pid'}\nAuthorizedKeysFile {root / 'authorized_keys'}\n"
         "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
+        "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n" + extra_config
     )
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
@@ -898,3 +899,20 @@ def _wait_ssh(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"sshd not ready after 30 s:\n{_tail(log)}")
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def docker_sshd_server(docker_url: str, path: tuple[str, ...] = ()) -> Iterator[SshdServer]:
+    """`sshd_server` as a node reached by Docker's SSH transport: its sessions have DOCKER_HOST
+    pointing at `docker_url` (the private dockerd, which `docker system dial-stdio` dials), the
+    folders `path` first on their PATH (then this interpreter's, the docker CLI's and the
+    system's), and SFTP."""
+    docker_cli = _which("docker", "docker.io")
+    dirs = [*path, str(Path(sys.executable).parent), str(Path(docker_cli).parent)]
+    dirs += ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+    extra = (
+        f'SetEnv DOCKER_HOST={docker_url} "PATH={os.pathsep.join(dirs)}"\n'
+        "Subsystem sftp internal-sftp\n"
+    )
+    with sshd_server(extra) as server:
+        yield server
