@@ -23,6 +23,7 @@ from nebula.cli.commands import (
     install,
     login,
     logs,
+    nodes,
     plan,
     runbooks,
     schema,
@@ -63,6 +64,7 @@ for command in (
     login.login,
     login.logout,
     certs.certs,
+    nodes.nodes,
     tui.tui,
 ):
     app.command()(command)
