@@ -63,7 +63,8 @@ log = logging.getLogger("nebulad")
 
 _DRIFT_ACTIONS = {"destroy", "die", "stop", "kill", "reconnect"}
 _FETCHING = {"start", "poll", "webhook", "hook", "watch", "manual", "rollback", "leader"}
-_EXPLICIT = {"manual", "hook", "webhook"}  # asked for by someone: always recorded
+# asked for by someone, or a new leader's first sync (a takeover to see): always recorded
+_EXPLICIT = {"manual", "hook", "webhook", "leader"}
 # what every node applies for itself; the other kinds are cluster-wide: the leader's alone
 NODE_KINDS = frozenset({"packages", "swarm"})
 RETRY_FIRST = 2.0  # seconds until a sync that broke is tried again; doubled up to drift_interval
@@ -603,7 +604,7 @@ class Daemon:
     # -- DaemonControl ---------------------------------------------------------------------
 
     def status(self) -> DaemonStatus:
-        syncs = self.store.syncs(limit=1)
+        syncs = self.store.syncs(limit=1, node=self.node)  # this node's last
         return DaemonStatus(
             node=self.node or socket.gethostname(),
             leader=self.leading,

@@ -473,10 +473,13 @@ class Store:
         with self.transaction() as session:
             session.execute(update(Sync).where(Sync.id == sync_id).values(status=status))
 
-    def syncs(self, limit: int = 20) -> list[SyncInfo]:
-        """Newest first."""
+    def syncs(self, limit: int = 20, *, node: str | None = None) -> list[SyncInfo]:
+        """Newest first; only `node`'s when given (else every node's)."""
+        query = select(Sync).order_by(Sync.id.desc()).limit(limit)
+        if node is not None:
+            query = query.where(Sync.node == node)
         with self.transaction() as session:
-            rows = session.scalars(select(Sync).order_by(Sync.id.desc()).limit(limit))
+            rows = session.scalars(query)
             return [_sync_info(row) for row in rows]
 
     def sync(self, sync_id: int) -> SyncInfo | None:
