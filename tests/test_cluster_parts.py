@@ -5,6 +5,7 @@ commits a node refuses to follow. The three-node homelab itself is tests/test_cl
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -158,3 +159,41 @@ def test_several_nodes_with_daemons_need_postgresql(tmp_path: Path) -> None:
 def test_a_nodes_settings_are_its_own() -> None:
     assert nodes_db.setting_key("applied_commit", None) == "applied_commit"
     assert nodes_db.setting_key("applied_commit", "b") == "applied_commit@b"
+
+
+def test_scheduled_workflows_fire_on_the_leader_only_and_follow_it(
+    pg_store: Store, tmp_path: Path
+) -> None:
+    """Two nodes load one schedule from the shared database: the one not leading never starts
+    it; when leadership moves, the new leader finds the run the old one had not made yet, and
+    makes it once."""
+    from nebula.engine.load import load_desired
+    from nebula.providers.docker import DockerProvider
+    from nebula.remediation.service import Remediation
+    from test_workflows_run import NIGHTLY, miss_runs, repo, runs, wait_for
+
+    root = repo(tmp_path / "repo", {"tick": NIGHTLY.format(catch_up="once")})
+    nodes = []
+    for _ in range(2):
+        node = Remediation(
+            pg_store, DockerProvider("unix:///nonexistent.sock"), lambda *a, **k: None
+        )
+        node.workflows.lead(False)  # as nebulad starts with --node: until elected
+        node.configure(load_desired(root), lambda name: "")
+        nodes.append(node)
+    a, b = nodes
+    try:
+        assert a.workflows.next_runs() == b.workflows.next_runs() == {}
+        a.workflows.lead(True)
+        assert set(a.workflows.next_runs()) == {"tick"}
+        assert b.workflows.next_runs() == {}  # b runs no scheduler
+
+        a.workflows.lead(False)  # a lost the lock; the run due meanwhile waits for b
+        miss_runs(pg_store, 5)
+        b.workflows.lead(True)
+        wait_for(lambda: runs(pg_store, "tick") == ["succeeded"])
+        time.sleep(1.0)
+        assert runs(pg_store, "tick") == ["succeeded"]  # once, by b
+    finally:
+        a.close()
+        b.close()
