@@ -140,6 +140,9 @@ class Installation(Base):
     commit: Mapped[str | None] = mapped_column(String(64))  # config-repo commit last applied
     installed_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # the node whose engine runs it (nebula.yaml `nodes`); NULL: recorded before nodes were
+    # placed, any node's
+    node: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
 class Deployment(Base):

@@ -59,6 +59,7 @@ class InstallationInfo:
     commit: str | None
     installed_at: datetime
     updated_at: datetime
+    node: str | None = None  # the node whose engine runs it (None: recorded before placement)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,20 @@ from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sqlalchemy import Insert, String, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    String,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy import cast as sa_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
@@ -212,11 +225,15 @@ class Store:
         spec_hash: str,
         summary: str,
         commit: str | None = None,
+        node: str | None = None,
     ) -> str:
-        """Record that `installation` is being deployed; return the new deployment's id.
+        """Record that `installation` is being deployed (on `node`); return the new
+        deployment's id.
 
         The installation row is created or updated (status 'installing'); its containers and
-        post-install mark stay until the deployment finishes. `package` must have been synced.
+        post-install mark stay until the deployment finishes, unless it moved here from another
+        node: it starts afresh there (its volumes stayed behind), so its post-install hooks run
+        again. `package` must have been synced.
         """
         now = utcnow()
         with self.transaction() as session:
@@ -239,7 +256,15 @@ class Store:
             insert = self._insert(Installation).values(
                 id=new_id(), name=installation, container_ids=[], installed_at=now, **desired
             )
-            upsert = insert.on_conflict_do_update(index_elements=["name"], set_=desired)
+            changes: dict[str, Any] = dict(desired)
+            if node is not None:
+                insert = insert.values(node=node)
+                moved = Installation.node.is_not(None) & (Installation.node != node)
+                changes["node"] = node
+                changes["post_install_done_at"] = case(
+                    (moved, None), else_=Installation.post_install_done_at
+                )
+            upsert = insert.on_conflict_do_update(index_elements=["name"], set_=changes)
             installation_id = session.execute(upsert.returning(Installation.id)).scalar_one()
             deployment = Deployment(
                 id=new_id(),
@@ -301,18 +326,20 @@ class Store:
                     )
                 )
 
-    def settle(self, installations: Iterable[str]) -> list[str]:
+    def settle(self, installations: Iterable[str], node: str | None = None) -> list[str]:
         """Mark `installations` `running` where they are `error` or `installing` though found
         running as deployed, with nothing left to change (an apply cut short by a Docker
         restart, or by a kill, whose containers came up anyway). A hook that failed in the
-        last deployment keeps its `error`: hooks run again only with the next change.
-        Returns the names settled."""
+        last deployment keeps its `error`: hooks run again only with the next change. Only
+        `node`'s rows are touched, when given. Returns the names settled."""
         now = utcnow()
         settled = []
         wanted = set(installations)
         with self.transaction() as session:
             rows = session.scalars(  # the few in question, not every name asked about
-                select(Installation).where(Installation.status.in_(["error", "installing"]))
+                select(Installation)
+                .where(Installation.status.in_(["error", "installing"]))
+                .where(on_node(node))
             )
             for row in rows:
                 if row.name not in wanted:
@@ -354,10 +381,24 @@ class Store:
             if marked is None:
                 raise StoreError(f"no installation {installation!r}")
 
-    def remove_installation(self, installation: str) -> None:
-        """Forget an installation; its deployments stay, found by `installation_name`."""
+    def remove_installation(self, installation: str, node: str | None = None) -> None:
+        """Forget an installation (only if `node`'s, when given: another node may run it now);
+        its deployments stay, found by `installation_name`."""
         with self.transaction() as session:
-            session.execute(delete(Installation).where(Installation.name == installation))
+            session.execute(
+                delete(Installation).where(Installation.name == installation).where(on_node(node))
+            )
+
+    def running_nodes(self, installations: Iterable[str]) -> dict[str, str]:
+        """Installation -> the node it runs on, for those of `installations` recorded as
+        `running` on a node."""
+        query = select(Installation.name, Installation.node).where(
+            Installation.name.in_(list(installations)),
+            Installation.status == "running",
+            Installation.node.is_not(None),
+        )
+        with self.transaction() as session:
+            return {name: node for name, node in session.execute(query) if node is not None}
 
     def installations(self) -> list[InstallationInfo]:
         """Every installation, by name."""
@@ -379,6 +420,7 @@ class Store:
                     commit=row.commit,
                     installed_at=row.installed_at,
                     updated_at=row.updated_at,
+                    node=row.node,
                 )
                 for row, package in session.execute(query)
             ]
@@ -852,6 +894,14 @@ class Store:
                 .returning(AgentExecution.id)
             ).all()
             return list(ids)
+
+
+def on_node(node: str | None) -> ColumnElement[bool]:
+    """The installations rows of `node` (and those recorded before nodes were placed); every
+    row when None."""
+    if node is None:
+        return true()
+    return or_(Installation.node == node, Installation.node.is_(None))
 
 
 def _agent_row(session: Session, execution_id: str, *, for_update: bool = False) -> AgentExecution:
