@@ -901,6 +901,48 @@ def _wait_ssh(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
         time.sleep(0.05)
 
 
+# -- More Docker Engines: the nodes of a multi-node test --------------------------------------
+
+
+@contextlib.contextmanager
+def more_docker_daemons(count: int) -> Iterator[list[str]]:
+    """The `unix://` URLs of `count` more private dockerds, beside `docker_daemon`'s, one per
+    node of a test of several nodes (never an external daemon: each node needs an engine of its
+    own). Each is swept, stopped and removed at the end."""
+    dockerd = _which("dockerd", "docker.io")
+    if os.geteuid() != 0:
+        unavailable("private dockerds need root: run as root")
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(_one_more_dockerd(dockerd)) for _ in range(count)]
+
+
+@contextlib.contextmanager
+def _one_more_dockerd(dockerd: str) -> Iterator[str]:
+    root = Path(tempfile.mkdtemp(prefix="nebula-node-", dir="/tmp"))  # short socket paths
+    (root / "daemon.json").write_text("{}")
+    url = f"unix://{root}/docker.sock"
+    log = root / "dockerd.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            dockerd_command(dockerd, url, root),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PATH": _PATH},
+        )
+    try:
+        _wait_for_docker(url, proc, log)
+        with _swept(url, everything=True):
+            yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        _remove_tree(root)
+
+
 @contextlib.contextmanager
 def docker_sshd_server(docker_url: str, path: tuple[str, ...] = ()) -> Iterator[SshdServer]:
     """`sshd_server` as a node reached by Docker's SSH transport: its sessions have DOCKER_HOST

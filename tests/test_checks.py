@@ -216,10 +216,10 @@ def test_a_gpu_request_on_a_node_without_a_gpu(tmp_path: Path) -> None:
     assert errors_of(tmp_path) == [
         "packages/ai.yaml:6:7: compose.services.llm.deploy: service 'llm' requests a GPU, but "
         "node 'nas' has none; set `gpu: true` on that node in nebula.yaml or place this "
-        "installation on a GPU node with `node:`",
+        "installation on a GPU node with `node:` or `placement: {gpu: true}`",
         "packages/ai.yaml:15:7: compose.services.ui.gpus: service 'ui' requests a GPU, but "
         "node 'nas' has none; set `gpu: true` on that node in nebula.yaml or place this "
-        "installation on a GPU node with `node:`",
+        "installation on a GPU node with `node:` or `placement: {gpu: true}`",
     ]
     write_repo(tmp_path, {"ai.yaml": GPU_APP.format(node="rig")}, nodes)
     (ai,) = load_desired(tmp_path).installations

@@ -129,9 +129,11 @@ compose:
 """
 
 
-def test_exposed_hostnames_point_at_their_node_in_the_longest_matching_zone(
+def test_exposed_hostnames_point_at_the_edge_node_in_the_longest_matching_zone(
     tmp_path: Path,
 ) -> None:
+    """Caddy serves every exposed hostname on the edge node (`proxy.node`, default the first),
+    whichever node runs the app."""
     root = repo(
         tmp_path,
         {"a.yaml": domain([]), "b.yaml": domain([], zone="lab.example.test")},
@@ -146,7 +148,13 @@ def test_exposed_hostnames_point_at_their_node_in_the_longest_matching_zone(
         RRSet("app.lab.example.test", "A", 600, ("192.168.1.10",)),
     )
     assert by_zone["example.test"].rrsets == (
-        RRSet("six.example.test", "AAAA", 600, ("2001:db8::5",)),
+        RRSet("six.example.test", "A", 600, ("192.168.1.10",)),
+    )
+    config = (root / "nebula.yaml").read_text()
+    (root / "nebula.yaml").write_text(config + "proxy: {node: v6}\n")
+    by_zone = {z.zone: z for z in zones(root)}
+    assert by_zone["lab.example.test"].rrsets == (
+        RRSet("app.lab.example.test", "AAAA", 600, ("2001:db8::5",)),
     )
 
 
@@ -163,6 +171,7 @@ def test_an_exposed_hostname_that_contradicts_a_zone_record_is_an_error_at_the_e
     [issue] = caught.value.issues
     assert issue.file == "packages/app.yaml" and issue.line == 4
     assert "already gives app.example.test A 192.0.2.77" in issue.message
+    assert "not the edge node's address 192.168.1.10" in issue.message
 
 
 def _zone(*rrsets: RRSet) -> DesiredZone:

@@ -56,6 +56,10 @@ class ConfigError(NebulaError):
         super().__init__("\n".join(str(i) for i in self.issues))
 
 
+class UnknownNodeError(NebulaError):
+    """A node was named (`--node`, a daemon's node) that nebula.yaml does not list."""
+
+
 class ProviderError(NebulaError):
     """An outside system (Docker, DNS, proxy) failed a request about `resource`."""
 

@@ -54,6 +54,9 @@ class Part:
     unit: str = "items"  # what `removed` counts, for messages: "installations", "record sets"
     problems: tuple[str, ...] = ()  # what could not be planned, one line each
     detail: Any = field(default=None, compare=False, repr=False)  # the kind's own plan
+    # what waits for something outside this plan before it changes (an installation moving to
+    # another node), one line each: shown, never applied
+    notes: tuple[str, ...] = ()
 
     @property
     def pending(self) -> tuple[Change, ...]:

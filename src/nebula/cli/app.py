@@ -25,6 +25,7 @@ from nebula.cli.commands import (
     install,
     login,
     logs,
+    nodes,
     plan,
     runbooks,
     schema,
@@ -65,6 +66,7 @@ for command in (
     login.login,
     login.logout,
     certs.certs,
+    nodes.nodes,
     tui.tui,
 ):
     app.command()(command)

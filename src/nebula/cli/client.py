@@ -110,6 +110,9 @@ class DaemonClient:
     def installations(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/installations")["installations"])
 
+    def nodes(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/nodes")["nodes"])
+
     def syncs(self, limit: int = 20) -> list[dict[str, Any]]:
         return list(self._call("GET", "/syncs", params={"limit": limit})["syncs"])
 

@@ -3,7 +3,8 @@ the same plan as JSON for scripts.
 
 The JSON keeps the shape scripts already read: `summary` and `changes` are the packages'
 (containers, networks, volumes), `proxy` is present when routes change or Caddy cannot be read,
-`dns` when the repo has zones; `unsafe` lists what the prune guard refuses.
+`dns` when the repo has zones; `unsafe` lists what the prune guard refuses; `waiting` what waits
+for something outside the plan (an installation moving to another node), when anything does.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def plan_json(the_plan: Plan, prune_max: int | None = None) -> dict[str, Any]:
     unsafe = the_plan.unsafe(prune_max)
     if unsafe:
         data["unsafe"] = unsafe
+    waiting = [note for part in the_plan.parts for note in part.notes]
+    if waiting:
+        data["waiting"] = waiting
     return data
 
 
@@ -55,7 +59,10 @@ def zone_outcomes(part: Part | Applied) -> list[ZoneOutcome]:
 
 
 def render_plan(the_plan: Plan, show_unchanged: bool = False) -> None:
-    """The whole plan on the terminal; problems (Caddy or a zone unreadable) as warnings."""
+    """The whole plan on the terminal; what waits for something outside it (a move to another
+    node) after the changes; problems (Caddy or a zone unreadable) as warnings."""
+    from rich.markup import escape
+
     from nebula.plan import summarize
 
     packages, routes = the_plan.part("packages"), the_plan.part("routes")
@@ -70,6 +77,8 @@ def render_plan(the_plan: Plan, show_unchanged: bool = False) -> None:
     for part in the_plan.parts:
         if part.kind not in SHOWN_APART:
             render_changes(part)
+    for note in (note for part in the_plan.parts for note in part.notes):
+        console().print(f"[cyan]… waiting:[/] {escape(note)}", highlight=False)
     for problem in routes.problems:
         err_console().print("[bold yellow]warning:[/] ", end="")
         err_console().print(

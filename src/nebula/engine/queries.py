@@ -70,6 +70,7 @@ def installations(store: Store, containers: Iterable[ObservedContainer]) -> list
             "status": i.status,
             "reason": i.status_reason,
             "commit": i.commit,
+            "node": i.node,
             "updated_at": i.updated_at,
             "containers": running.get(i.name, []),
             "health": checks.get(i.name, []),

@@ -77,15 +77,17 @@ def load(repo: Path, database_url: str | None = None, *, vault: bool = True) -> 
     return load_desired(repo, fingerprints if vault else None)
 
 
-def replay_noop(repo: Path, docker_host: str | None) -> dict[str, Any] | None:
-    """The plan, as `Plan.to_dict()`, when a plan of these very inputs and this very state
-    changed nothing before (see `nebula.engine.memo`); None means: plan in full."""
-    from nebula.engine.memo import NoopMemo, input_key, observed_digest
-    from nebula.paths import builtin_catalog_dir
+def replay_noop(
+    repo: Path, docker_host: str | None, node: str | None = None
+) -> dict[str, Any] | None:
+    """The plan (of `node`'s share), as `Plan.to_dict()`, when a plan of these very inputs and
+    this very state changed nothing before (see `nebula.engine.memo`); None means: plan in
+    full."""
+    from nebula.engine.memo import NoopMemo, observed_digest
     from nebula.providers.docker import DockerProvider
 
     memo = NoopMemo.default()
-    entry = memo.entry(input_key(repo, [builtin_catalog_dir()]))
+    entry = memo.entry(_memo_key(repo, node))
     if entry is None:
         return None
     url = docker_host or entry.get("docker_host") or os.environ.get("DOCKER_HOST") or ""
@@ -100,16 +102,24 @@ def replay_noop(repo: Path, docker_host: str | None) -> dict[str, Any] | None:
     return plan if entry.get("observed") == observed_digest(observed) else None
 
 
-def remember_noop(repo: Path, snapshot: Snapshot) -> None:
-    """Remember a plan that changed nothing, for `replay_noop`."""
-    if snapshot.plan.has_changes or any(d.secrets for d in snapshot.desired.installations):
+def remember_noop(repo: Path, snapshot: Snapshot, node: str | None = None) -> None:
+    """Remember a plan (of `node`'s share) that changed nothing, for `replay_noop`."""
+    if snapshot.plan.has_changes or any(d.secrets for d in snapshot.installations):
         return  # secrets live in the vault, not in the files the memo keys on
-    from nebula.engine.memo import NoopMemo, input_key
-    from nebula.paths import builtin_catalog_dir
+    from nebula.engine.memo import NoopMemo
 
+    config = snapshot.desired.repo.config
     NoopMemo.default().remember(
-        input_key(repo, [builtin_catalog_dir()]),
+        _memo_key(repo, node),
         snapshot.observed,
         snapshot.plan.to_dict(),
-        snapshot.desired.repo.config.docker.host,
+        config.node_named(snapshot.node).docker or config.docker.host,
     )
+
+
+def _memo_key(repo: Path, node: str | None) -> str:
+    from nebula.engine.memo import input_key
+    from nebula.paths import builtin_catalog_dir
+
+    key = input_key(repo, [builtin_catalog_dir()])
+    return key if node is None else f"{key} node {node}"

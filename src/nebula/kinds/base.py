@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from nebula.kinds.runbooks.types import DesiredRunbook
     from nebula.kinds.workflows.types import DesiredWorkflow
     from nebula.providers.docker import DockerProvider
+    from nebula.spec.config import Node
     from nebula.spec.package import Package
     from nebula.spec.repo import RepoSpec
     from nebula.store import Store
@@ -66,12 +67,14 @@ def _quiet(_what: str, _message: str) -> None:
 @dataclass
 class World:
     """What kinds plan against and apply to. The Docker Engine is `docker_provider` when the
-    caller holds one (nebulad), else opened on first use at `docker_host` (else nebula.yaml's
-    `docker.host`, else DOCKER_HOST) and closed by `close`."""
+    caller holds one (nebulad), else opened on first use at `docker_host` (else the node's
+    `docker:`, else nebula.yaml's `docker.host`, else DOCKER_HOST) and closed by `close`.
+    Node-bound kinds (packages) plan only `node`'s share; the cluster-wide ones plan all."""
 
     open_store: Callable[[], Store]  # the state store, opened when first needed
     secrets: SecretResolver | None = None  # default: the environment, then the vault
     docker_host: str | None = None
+    node: str | None = None  # the node whose share this run plans; None: the first node
     progress: Progress = _quiet
     commit: str | None = None  # the config-repo commit being applied
     docker_provider: DockerProvider | None = None
@@ -94,12 +97,17 @@ class World:
             self.secrets = vault_secrets(self.open_store)
         return self.secrets(name)
 
+    def node_spec(self, desired: Desired) -> Node:
+        """The node this run plans for, as nebula.yaml describes it; `UnknownNodeError` when
+        nebula.yaml has no such node."""
+        return desired.repo.config.node_named(self.node)
+
     def docker(self, desired: Desired) -> DockerProvider:
         if self.docker_provider is None:
             from nebula.providers.docker import DockerProvider, engine_ssh
 
             config = desired.repo.config
-            url = self.docker_host or config.docker.host
+            url = self.docker_host or self.node_spec(desired).docker or config.docker.host
             self.docker_provider = DockerProvider(url, ssh=engine_ssh(url, config.nodes))
             self._opened.append(self.docker_provider)
         return self.docker_provider

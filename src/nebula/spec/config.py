@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 from functools import partial
 from ipaddress import IPv4Address, IPv4Network
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -18,9 +18,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from nebula.errors import UnknownNodeError
 from nebula.spec.base import Duration, HttpAddress, IpAddress, StrictModel, Text
 from nebula.spec.dns_values import check_secret_reference
-from nebula.spec.names import Name
+from nebula.spec.names import Name, excerpt
 from nebula.spec.proxy import Proxy
 from nebula.spec.remediation import (
     BuiltinRunbook,
@@ -88,16 +89,54 @@ class NodeSsh(StrictModel):
         return path
 
 
+DOCKER_SCHEMES = ("ssh://", "tcp://", "unix://")
+
+
 class Node(StrictModel):
     """A machine of the homelab that runs installations."""
 
     name: Name
     address: IPvAnyAddress = Field(
-        description="where the node's services answer; exposed hostnames' DNS records point here"
+        description="where the node's services answer: Caddy on the edge node (`proxy.node`) "
+        "dials the ports installations publish here, and it serves exposed hostnames when it is "
+        "the edge node"
     )
     gpu: bool = Field(default=False, description="the node has a GPU installations may request")
-    labels: dict[str, Text] = {}
+    labels: dict[str, Text] = Field(
+        default={}, description="what `placement:` selectors of installations match, e.g. ssd"
+    )
     ssh: NodeSsh = NodeSsh()
+    docker: str | None = Field(
+        default=None,
+        description="the node's Docker Engine as the driving nebulad reaches it (ssh://user@host, "
+        "tcp://host:2375, unix:///path); unset: the node runs its own nebulad on its local engine",
+    )
+    engine: Literal["docker", "swarm"] = Field(
+        default="docker",
+        description="docker: installations become containers; swarm: the engine is a Swarm "
+        "manager and installations become Swarm services",
+    )
+    subnet_pool: IPv4Network | None = Field(
+        default=None,
+        description="where this node's installation networks get their subnets; unset: "
+        "defaults.subnet_pool",
+    )
+
+    @field_validator("docker")
+    @classmethod
+    def _docker_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(DOCKER_SCHEMES):
+            raise ValueError(
+                f"{excerpt(url)} is not a Docker Engine URL: give ssh://user@host, "
+                "tcp://host:port or unix:///path"
+            )
+        return url
+
+    @property
+    def driven(self) -> bool:
+        """Whether another node's nebulad applies this node's share through `docker` (the node
+        runs no nebulad of its own)."""
+        return self.docker is not None
 
 
 ApiKey = Annotated[str, AfterValidator(partial(check_secret_reference, what="key"))]
@@ -206,6 +245,14 @@ class NebulaConfig(StrictModel):
             return self.nodes[0]
         return next((n for n in self.nodes if n.name == name), None)
 
+    def node_named(self, name: str | None) -> Node:
+        """`node(name)`, or `UnknownNodeError` naming the nodes there are."""
+        node = self.node(name)
+        if node is None:
+            names = ", ".join(n.name for n in self.nodes)
+            raise UnknownNodeError(f"no node {name!r} in nebula.yaml (nodes: {names})")
+        return node
+
     @field_validator("nodes")
     @classmethod
     def _unique_nodes(cls, nodes: list[Node]) -> list[Node]:
@@ -216,6 +263,42 @@ class NebulaConfig(StrictModel):
         if repeated:
             raise ValueError(f"node names must be unique: {', '.join(repeated)} repeated")
         return nodes
+
+    @property
+    def edge(self) -> Node:
+        """The edge node, where Caddy serves exposed hostnames: `proxy.node`, else the first."""
+        named = self.proxy.node if self.proxy is not None else None
+        return self.node(named) or self.nodes[0]
+
+    @model_validator(mode="after")
+    def _nodes_fit(self) -> Self:
+        """Each node's own subnet pool holds subnets of `defaults.subnet_size`, and the edge
+        node is one of the nodes."""
+        size = self.defaults.subnet_size
+        for index, node in enumerate(self.nodes):
+            if node.subnet_pool is not None and node.subnet_pool.prefixlen > size:
+                raise PydanticCustomError(
+                    "pool_too_small",
+                    "subnet_pool {pool} is smaller than defaults.subnet_size /{size}; give a "
+                    "pool of /{size} or larger",
+                    {
+                        "pool": str(node.subnet_pool),
+                        "size": size,
+                        "at": ("nodes", index, "subnet_pool"),
+                    },
+                )
+        edge = self.proxy.node if self.proxy is not None else None
+        if edge is not None and self.node(edge) is None:
+            raise PydanticCustomError(
+                "unknown_node",
+                "no node '{node}' in nebula.yaml (nodes: {names})",
+                {
+                    "node": edge,
+                    "names": ", ".join(n.name for n in self.nodes),
+                    "at": ("proxy", "node"),
+                },
+            )
+        return self
 
     @field_validator("remediation")
     @classmethod

@@ -14,6 +14,7 @@ import re
 from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from nebula.spec.base import StrictModel, Text
 from nebula.spec.compose import Compose
@@ -35,6 +36,11 @@ def _hostname(value: str) -> str:
 
 
 Hostname = Annotated[str, AfterValidator(_hostname)]
+
+
+def _at(path: tuple[str, ...], message: str) -> PydanticCustomError:
+    """An error of the whole installation reported at the line of `path`."""
+    return PydanticCustomError("installation", message, {"at": path})
 
 
 class Expose(StrictModel):
@@ -76,6 +82,12 @@ class Installation(StrictModel):
     node: Name | None = Field(
         default=None, description="the node it runs on (nebula.yaml `nodes`); default the first"
     )
+    placement: dict[str, Text] | None = Field(
+        default=None,
+        description="instead of `node:`, what its node must have: `gpu: true` matches a node "
+        "with a GPU, any other key the node's `labels`; the matching node with the fewest "
+        "installations is chosen",
+    )
     expose: list[Expose] = []
     dependencies: dict[str, Name] = Field(
         default={},
@@ -111,6 +123,19 @@ class Installation(StrictModel):
                 "`version` and `channel` choose a catalog package's version; "
                 "an inline `compose:` app has none"
             )
+        if self.node is not None and self.placement is not None:
+            raise _at(
+                ("placement",),
+                "give `node:` (one node) or `placement:` (a selector of nodes), not both",
+            )
+        if self.placement == {}:
+            raise _at(
+                ("placement",),
+                "`placement:` is empty: say what the node must have (e.g. gpu: true), or leave "
+                "it out for the first node",
+            )
+        if (self.placement or {}).get("gpu", "true") not in ("true", "false"):
+            raise _at(("placement", "gpu"), "`gpu:` is true or false")
         if self.version is not None and self.channel is not None:
             raise ValueError("give `version` (a pin) or `channel` (follow updates), not both")
         return self

@@ -1,7 +1,7 @@
 """`proxy:` in nebula.yaml: the Caddy server that publishes exposed hostnames over HTTPS.
 
-Caddy runs as its own service on the node that runs Docker (a package, systemd unit, or a
-container on the host network); Nebula only talks to its admin API and never restarts it.
+Caddy runs as its own service on the edge node (`node`; a package, systemd unit, or a container
+on the host network); Nebula only talks to its admin API and never restarts it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from ipaddress import IPv4Address, IPv6Address
 from pydantic import Field, HttpUrl, IPvAnyAddress, model_validator
 
 from nebula.spec.base import StrictModel
+from nebula.spec.names import Name
 from nebula.spec.tls import TlsPolicy
 
 
@@ -33,6 +34,11 @@ class Proxy(StrictModel):
     )
     tls: TlsPolicy = Field(
         default=TlsPolicy(), description="default certificate policy of exposed hostnames"
+    )
+    node: Name | None = Field(
+        default=None,
+        description="the edge node Caddy runs on (nebula.yaml `nodes`), where exposed hostnames "
+        "point; default the first node",
     )
 
     @model_validator(mode="after")

@@ -18,7 +18,7 @@ from nebula.store.models import (
     UninstallHooks,
     utcnow,
 )
-from nebula.store.store import Store
+from nebula.store.store import Store, on_node
 
 HookKind = Literal["post_install", "pre_upgrade", "post_upgrade", "pre_uninstall"]
 
@@ -180,15 +180,18 @@ def last_hook_runs(store: Store) -> list[HookRunRecord]:
         return [_hook_run(row) for row in session.scalars(query)]
 
 
-def deployed_version(store: Store, installation: str) -> tuple[bool, str | None]:
+def deployed_version(
+    store: Store, installation: str, node: str | None = None
+) -> tuple[bool, str | None]:
     """(whether the installation has ever been deployed successfully, the version it was).
 
-    Only deployments of the current installation row count: a re-install after a removal
-    starts afresh."""
+    Only deployments of the current installation row count, and only when it is `node`'s (if
+    given): a re-install after a removal, or on the node it moves to, starts afresh."""
     query = (
         select(Deployment.version)
         .join(Installation, Deployment.installation_id == Installation.id)
         .where(Installation.name == installation, Deployment.status == "live")
+        .where(on_node(node))
         .order_by(Deployment.created_at.desc())
         .limit(1)
     )
@@ -197,12 +200,14 @@ def deployed_version(store: Store, installation: str) -> tuple[bool, str | None]
     return (True, rows[0][0]) if rows else (False, None)
 
 
-def mark_failed(store: Store, installation: str, reason: str) -> None:
-    """Set the installation's status to error with `reason` (e.g. a failed pre_uninstall)."""
+def mark_failed(store: Store, installation: str, reason: str, node: str | None = None) -> None:
+    """Set the installation's status to error with `reason` (e.g. a failed pre_uninstall);
+    only if it is `node`'s, when given."""
     with store.transaction() as session:
         session.execute(
             update(Installation)
             .where(Installation.name == installation)
+            .where(on_node(node))
             .values(status="error", status_reason=reason, updated_at=utcnow())
         )
 

@@ -59,6 +59,7 @@ class InstallationInfo:
     commit: str | None
     installed_at: datetime
     updated_at: datetime
+    node: str | None = None  # the node whose engine runs it (None: recorded before placement)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class SyncInfo:
     started_at: datetime
     finished_at: datetime | None
     duration_ms: int | None
+    node: str | None = None  # the node whose nebulad ran it; None: a single-node homelab's
 
 
 @dataclass(frozen=True)

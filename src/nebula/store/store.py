@@ -8,11 +8,23 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sqlalchemy import Insert, String, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    String,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy import cast as sa_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
@@ -112,25 +124,36 @@ class Store:
 
     @contextmanager
     def apply_lock(
-        self, holder: str, waiting: Callable[[str], None], stop: threading.Event | None = None
+        self,
+        holder: str,
+        waiting: Callable[[str], None],
+        stop: threading.Event | None = None,
+        *,
+        node: str | None = None,
+        cluster: bool = True,
     ) -> Iterator[None]:
-        """Hold this store's apply lock (see `store.applylock`) as `holder`; when another apply
-        holds it, `waiting` is told whose it is first, then this waits for it, until `stop` is
-        set (`applylock.WaitStoppedError`)."""
+        """Hold this store's apply locks (see `store.applylock`) as `holder`: `node`'s, when
+        given, then the cluster-wide one when `cluster`. When another apply holds one,
+        `waiting` is told whose it is first, then this waits for it, until `stop` is set
+        (`applylock.WaitStoppedError`)."""
         named = f"{holder} (pid {os.getpid()})"
         database = self._engine.url.database
-        lock: AbstractContextManager[None] = contextlib.nullcontext()  # in memory: one process
-        if self._engine.dialect.name == "postgresql":
-            lock = applylock.advisory_lock(self._engine, named, waiting, stop)
-        elif database and database != ":memory:":
-            lock = applylock.file_lock(Path(f"{database}.apply-lock"), named, waiting, stop)
+        scopes = ([node] if node is not None else []) + ([None] if cluster else [])
         with contextlib.ExitStack() as held:
-            try:
-                held.enter_context(lock)
-            except SQLAlchemyError as e:
-                raise StoreError(f"apply lock: {db.describe(e)}") from e
-            except OSError as e:
-                raise StoreError(f"apply lock beside {database}: {e.strerror or e}") from None
+            for scope in scopes:
+                lock: AbstractContextManager[None] = contextlib.nullcontext()  # in memory
+                if self._engine.dialect.name == "postgresql":
+                    key = applylock.node_key(scope)
+                    lock = applylock.advisory_lock(self._engine, named, waiting, stop, key)
+                elif database and database != ":memory:":
+                    path = applylock.lock_file(database, scope)
+                    lock = applylock.file_lock(path, named, waiting, stop)
+                try:
+                    held.enter_context(lock)
+                except SQLAlchemyError as e:
+                    raise StoreError(f"apply lock: {db.describe(e)}") from e
+                except OSError as e:
+                    raise StoreError(f"apply lock beside {database}: {e.strerror or e}") from None
             yield
 
     def __enter__(self) -> Store:
@@ -202,11 +225,15 @@ class Store:
         spec_hash: str,
         summary: str,
         commit: str | None = None,
+        node: str | None = None,
     ) -> str:
-        """Record that `installation` is being deployed; return the new deployment's id.
+        """Record that `installation` is being deployed (on `node`); return the new
+        deployment's id.
 
         The installation row is created or updated (status 'installing'); its containers and
-        post-install mark stay until the deployment finishes. `package` must have been synced.
+        post-install mark stay until the deployment finishes, unless it moved here from another
+        node: it starts afresh there (its volumes stayed behind), so its post-install hooks run
+        again. `package` must have been synced.
         """
         now = utcnow()
         with self.transaction() as session:
@@ -229,7 +256,15 @@ class Store:
             insert = self._insert(Installation).values(
                 id=new_id(), name=installation, container_ids=[], installed_at=now, **desired
             )
-            upsert = insert.on_conflict_do_update(index_elements=["name"], set_=desired)
+            changes: dict[str, Any] = dict(desired)
+            if node is not None:
+                insert = insert.values(node=node)
+                moved = Installation.node.is_not(None) & (Installation.node != node)
+                changes["node"] = node
+                changes["post_install_done_at"] = case(
+                    (moved, None), else_=Installation.post_install_done_at
+                )
+            upsert = insert.on_conflict_do_update(index_elements=["name"], set_=changes)
             installation_id = session.execute(upsert.returning(Installation.id)).scalar_one()
             deployment = Deployment(
                 id=new_id(),
@@ -291,18 +326,20 @@ class Store:
                     )
                 )
 
-    def settle(self, installations: Iterable[str]) -> list[str]:
+    def settle(self, installations: Iterable[str], node: str | None = None) -> list[str]:
         """Mark `installations` `running` where they are `error` or `installing` though found
         running as deployed, with nothing left to change (an apply cut short by a Docker
         restart, or by a kill, whose containers came up anyway). A hook that failed in the
-        last deployment keeps its `error`: hooks run again only with the next change.
-        Returns the names settled."""
+        last deployment keeps its `error`: hooks run again only with the next change. Only
+        `node`'s rows are touched, when given. Returns the names settled."""
         now = utcnow()
         settled = []
         wanted = set(installations)
         with self.transaction() as session:
             rows = session.scalars(  # the few in question, not every name asked about
-                select(Installation).where(Installation.status.in_(["error", "installing"]))
+                select(Installation)
+                .where(Installation.status.in_(["error", "installing"]))
+                .where(on_node(node))
             )
             for row in rows:
                 if row.name not in wanted:
@@ -344,10 +381,24 @@ class Store:
             if marked is None:
                 raise StoreError(f"no installation {installation!r}")
 
-    def remove_installation(self, installation: str) -> None:
-        """Forget an installation; its deployments stay, found by `installation_name`."""
+    def remove_installation(self, installation: str, node: str | None = None) -> None:
+        """Forget an installation (only if `node`'s, when given: another node may run it now);
+        its deployments stay, found by `installation_name`."""
         with self.transaction() as session:
-            session.execute(delete(Installation).where(Installation.name == installation))
+            session.execute(
+                delete(Installation).where(Installation.name == installation).where(on_node(node))
+            )
+
+    def running_nodes(self, installations: Iterable[str]) -> dict[str, str]:
+        """Installation -> the node it runs on, for those of `installations` recorded as
+        `running` on a node."""
+        query = select(Installation.name, Installation.node).where(
+            Installation.name.in_(list(installations)),
+            Installation.status == "running",
+            Installation.node.is_not(None),
+        )
+        with self.transaction() as session:
+            return {name: node for name, node in session.execute(query) if node is not None}
 
     def installations(self) -> list[InstallationInfo]:
         """Every installation, by name."""
@@ -369,6 +420,7 @@ class Store:
                     commit=row.commit,
                     installed_at=row.installed_at,
                     updated_at=row.updated_at,
+                    node=row.node,
                 )
                 for row, package in session.execute(query)
             ]
@@ -399,10 +451,17 @@ class Store:
     # -- the daemon's syncs and settings ---------------------------------------------------
 
     def start_sync(
-        self, *, commit: str | None, author: str | None, message: str | None, trigger: str
+        self,
+        *,
+        commit: str | None,
+        author: str | None,
+        message: str | None,
+        trigger: str,
+        node: str | None = None,
     ) -> int:
         with self.transaction() as session:
             sync = Sync(
+                node=node,
                 commit=commit,
                 author=author,
                 message=message,
@@ -439,13 +498,15 @@ class Store:
             sync.duration_ms = int((now - sync.started_at).total_seconds() * 1000)
             return _sync_info(sync)
 
-    def interrupt_running_syncs(self, reason: str) -> int:
-        """Close every sync still marked running (its process died) as failed; how many."""
+    def interrupt_running_syncs(self, reason: str, node: str | None = None) -> int:
+        """Close every sync of `node` still marked running (its process died) as failed; how
+        many. Other nodes' syncs are theirs to close."""
         now = utcnow()
         with self.transaction() as session:
             result = session.execute(
                 update(Sync)
                 .where(Sync.status == "running")
+                .where(Sync.node.is_(None) if node is None else Sync.node == node)
                 .values(status="failed", errors=[reason], finished_at=now)
             )
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -454,10 +515,13 @@ class Store:
         with self.transaction() as session:
             session.execute(update(Sync).where(Sync.id == sync_id).values(status=status))
 
-    def syncs(self, limit: int = 20) -> list[SyncInfo]:
-        """Newest first."""
+    def syncs(self, limit: int = 20, *, node: str | None = None) -> list[SyncInfo]:
+        """Newest first; only `node`'s when given (else every node's)."""
+        query = select(Sync).order_by(Sync.id.desc()).limit(limit)
+        if node is not None:
+            query = query.where(Sync.node == node)
         with self.transaction() as session:
-            rows = session.scalars(select(Sync).order_by(Sync.id.desc()).limit(limit))
+            rows = session.scalars(query)
             return [_sync_info(row) for row in rows]
 
     def sync(self, sync_id: int) -> SyncInfo | None:
@@ -832,6 +896,14 @@ class Store:
             return list(ids)
 
 
+def on_node(node: str | None) -> ColumnElement[bool]:
+    """The installations rows of `node` (and those recorded before nodes were placed); every
+    row when None."""
+    if node is None:
+        return true()
+    return or_(Installation.node == node, Installation.node.is_(None))
+
+
 def _agent_row(session: Session, execution_id: str, *, for_update: bool = False) -> AgentExecution:
     row = session.get(AgentExecution, execution_id, with_for_update=for_update)
     if row is None:
@@ -940,4 +1012,5 @@ def _sync_info(row: Sync) -> SyncInfo:
         started_at=row.started_at,
         finished_at=row.finished_at,
         duration_ms=row.duration_ms,
+        node=row.node,
     )

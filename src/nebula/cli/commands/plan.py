@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from nebula.cli import complete
 from nebula.cli.audit_trail import record_apply
 from nebula.cli.options import DatabaseUrl, DockerHost, Output, RepoDir
 from nebula.cli.output import (
@@ -41,6 +42,18 @@ Only = Annotated[
 ]
 
 
+NodeName = Annotated[
+    str | None,
+    typer.Option(
+        "--node",
+        help="The node whose installations to plan and apply (nebula.yaml `nodes`); routes, "
+        "DNS and the other kinds are the whole homelab's. Default: the first node.",
+        autocompletion=complete.nodes,
+        show_default=False,
+    ),
+]
+
+
 def _checked(only: list[str] | None) -> list[str] | None:
     from nebula.kinds.registry import KINDS
 
@@ -56,9 +69,11 @@ def world(
     docker_host: str | None,
     progress: Callable[[str, str], None] | None = None,
     store: Store | None = None,
+    node: str | None = None,
 ) -> Iterator[World]:
-    """What the kinds plan against: the store opened only if a kind needs it (a vault secret,
-    an apply), Docker opened only if a kind reads it; both closed at the end."""
+    """What the kinds plan against, for `node` (None: the first): the store opened only if a
+    kind needs it (a vault secret, an apply), Docker opened only if a kind reads it; both
+    closed at the end."""
     from nebula.kinds.base import World
 
     opened: list[Store] = []
@@ -70,7 +85,7 @@ def world(
             opened.append(open_store(database_url))
         return opened[0]
 
-    the_world = World(open_once, docker_host=docker_host)
+    the_world = World(open_once, docker_host=docker_host, node=node)
     if progress is not None:
         the_world.progress = progress
     try:
@@ -82,12 +97,17 @@ def world(
 
 
 def preview(
-    desired: Desired, database_url: str | None, docker_host: str | None, only: list[str] | None
+    desired: Desired,
+    database_url: str | None,
+    docker_host: str | None,
+    only: list[str] | None,
+    node: str | None = None,
 ) -> Plan:
-    """The plan, changing nothing."""
+    """The plan (of `node`'s share; None: the first node's), changing nothing."""
     from nebula.engine import pipeline
 
-    with world(database_url, docker_host) as the_world:
+    desired.repo.config.node_named(node)  # an unknown node stops here, naming the nodes
+    with world(database_url, docker_host, node=node) as the_world:
         return pipeline.plan(desired, the_world, only)
 
 
@@ -100,14 +120,16 @@ def plan(
         bool, typer.Option("--show-unchanged", help="List resources that stay as they are.")
     ] = False,
     only: Only = None,
+    node: NodeName = None,
 ) -> None:
     """Show what apply would change in every kind (containers, routes, DNS), and why.
     Changes nothing."""
     from nebula.cli.plan_view import plan_json, render_plan
+    from nebula.errors import UnknownNodeError
 
-    with handle_errors(output):
+    with handle_errors(output, invalid=UnknownNodeError):
         only = _checked(only)
-        replayed = None if show_unchanged or only else replay_noop(repo, docker_host)
+        replayed = None if show_unchanged or only else replay_noop(repo, docker_host, node)
         if replayed is not None:
             if output is OutputFormat.json:
                 print_json(replayed)
@@ -115,20 +137,25 @@ def plan(
                 _no_changes(replayed["summary"])
             return
         desired = load(repo, database_url)
-        the_plan = preview(desired, database_url, docker_host, only)
-        _remember(repo, desired, the_plan, only)
+        the_plan = preview(desired, database_url, docker_host, only, node)
+        _remember(repo, desired, the_plan, only, node)
     if output is OutputFormat.json:
         print_json(plan_json(the_plan))
         return
     render_plan(the_plan, show_unchanged)
 
 
-def _remember(repo: Path, desired: Desired, the_plan: Plan, only: list[str] | None) -> None:
+def _remember(
+    repo: Path, desired: Desired, the_plan: Plan, only: list[str] | None, node: str | None
+) -> None:
     """A plan of every kind that changed nothing is replayed next time while the repo's files
-    and the containers stay exactly the same (zones are read every time)."""
-    if only or the_plan.has_changes or the_plan.problems or desired.zones:
+    and the containers stay exactly the same (zones are read every time; a move waiting for
+    another node depends on the store)."""
+    packages = the_plan.part("packages")
+    if only or the_plan.has_changes or the_plan.problems or desired.zones or packages.notes:
         return
-    remember_noop(repo, the_plan.part("packages").detail)
+    if packages.detail is not None:
+        remember_noop(repo, packages.detail, node)
 
 
 def _no_changes(counts: dict[str, int]) -> None:
@@ -144,6 +171,7 @@ def apply(
     database_url: DatabaseUrl = None,
     output: Output = OutputFormat.table,
     only: Only = None,
+    node: NodeName = None,
 ) -> None:
     """Make the world match the config repo: plan every kind, then carry out the plan.
 
@@ -158,16 +186,18 @@ def apply(
         if not quiet:
             err_console().print(f"[cyan]{what}[/] {message}", highlight=False)
 
-    with handle_errors(output):
+    from nebula.errors import UnknownNodeError
+
+    with handle_errors(output, invalid=UnknownNodeError):
         only = _checked(only)
-        replayed = None if only else replay_noop(repo, docker_host)
+        replayed = None if only else replay_noop(repo, docker_host, node)
         if replayed is not None:
             if quiet:
                 print_json({"ok": True, "summary": replayed["summary"], "installations": []})
             else:
                 _no_changes(replayed["summary"])
             return
-        outcome = run_apply(repo, yes, docker_host, database_url, only, quiet, progress)
+        outcome = run_apply(repo, yes, docker_host, database_url, only, quiet, progress, node=node)
     _report(outcome, quiet)
 
 
@@ -180,8 +210,9 @@ def run_apply(
     quiet: bool,
     progress: Callable[[str, str], None],
     narrow: Callable[[Desired], Desired] | None = None,
+    node: str | None = None,
 ) -> Outcome:
-    """The pipeline under the store's apply lock. Deletions, and a plan the prune guard finds
+    """The pipeline (of `node`'s share; None: the first node's) under the store's apply lock. Deletions, and a plan the prune guard finds
     unsafe, are confirmed with the lock released (a prompt never stalls nebulad or another
     apply), then planned again under it: what was not confirmed is asked about again, never
     carried out. The plan is shown before it is confirmed or applied unless `quiet`; `narrow`
@@ -204,16 +235,17 @@ def run_apply(
         while True:
             with (
                 store.apply_lock("nebula apply", lambda message: progress("*", message)),
-                world(database_url, docker_host, progress, store) as the_world,
+                world(database_url, docker_host, progress, store, node) as the_world,
             ):
                 desired = load(repo, database_url)
+                desired.repo.config.node_named(node)  # an unknown node: stop, naming the nodes
                 if narrow is not None:
                     desired = narrow(desired)
                 outcome = pipeline.run(desired, the_world, only=only, allow=allow)
                 if outcome.applied is not None:
                     _record(store, repo, outcome.applied)
                     if not outcome.plan.has_changes:
-                        _remember(repo, desired, outcome.plan, only)
+                        _remember(repo, desired, outcome.plan, only, node)
                     return outcome
             if shown is not None:
                 err_console().print("[bold yellow]The plan changed since it was confirmed:[/]")

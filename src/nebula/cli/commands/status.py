@@ -66,9 +66,10 @@ def status(
             "Nothing installed yet. Add packages/*.yaml to a config repo and `nebula apply`."
         )
     else:
+        nodes = len({row["node"] for row in rows}) > 1  # several: say which node runs what
+        columns = ("installation", *(["node"] if nodes else []), "package", "status")
         print_table(
-            ("installation", "package", "status", "containers", "health", "reason"),
-            (_row(row) for row in rows),
+            (*columns, "containers", "health", "reason"), (_row(row, nodes) for row in rows)
         )
     if models:
         from nebula.cli.commands.agents import model_state
@@ -77,7 +78,7 @@ def status(
         print_table(("Ollama model", "state"), ((m["model"], model_state(m)) for m in models))
 
 
-def _row(row: dict[str, Any]) -> tuple[str, ...]:
+def _row(row: dict[str, Any], node: bool) -> tuple[str, ...]:
     parts = []
     for c in row["containers"]:
         health = f" ({c['health']})" if c["health"] else ""
@@ -85,6 +86,7 @@ def _row(row: dict[str, Any]) -> tuple[str, ...]:
     package = f"{row['package']} {row['version'] or ''}".strip() if row["package"] else "custom"
     return (
         row["name"],
+        *([row["node"] or "-"] if node else []),
         package,
         f"[{_COLOURS.get(row['status'], 'white')}]{row['status']}[/]",
         "\n".join(parts) or "-",

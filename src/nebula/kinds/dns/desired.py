@@ -2,7 +2,7 @@
 
 Desired records come from two places: the zones' own `records:` (`domains/*.yaml`), and every
 installation's `expose:` hostname, which becomes an A (or AAAA) record pointing at the address
-of the installation's node, in the zone that is the longest suffix of the hostname. Hostnames
+of the edge node (`proxy.node`, where Caddy serves it), in the zone that is the longest suffix of the hostname. Hostnames
 in no zone of the repo get no record (their names live elsewhere, e.g. a router's DNS).
 
 The diff against a provider's zone is in `kinds.dns.diff`. Everything here is pure: no I/O.
@@ -139,42 +139,30 @@ def _zone_records(
 def _add_exposed(
     repo: RepoSpec, sets: dict[str, dict[tuple[str, str], RRSet]], issues: list[ConfigIssue]
 ) -> None:
-    """A/AAAA records for every exposed hostname that falls in one of the repo's zones."""
+    """A/AAAA records for every exposed hostname that falls in one of the repo's zones, at the
+    edge node's address: Caddy serves every exposed hostname there."""
     by_zone = {s.spec.zone: s for s in repo.domains}
-    claimed: dict[tuple[str, str], str] = {}
+    claimed: set[tuple[str, str]] = set()
+    address = ip_address(repo.config.edge.address)
+    kind = "A" if address.version == 4 else "AAAA"
+    wanted = str(address)
     for inst in repo.installations:
-        node = repo.config.node(inst.spec.node)
-        if node is None:
-            continue  # the installation's own validation reports the unknown node
-        address = ip_address(node.address)
-        kind = "A" if address.version == 4 else "AAAA"
         for index, expose in enumerate(inst.spec.expose):
             zone = zone_of(expose.host, by_zone)
             if zone is None:
                 continue
             key = (expose.host, kind)
-            path = ("expose", index, "host")
-            wanted = str(address)
             existing = sets[zone].get(key)
-            if key in claimed and existing is not None and existing.values != (wanted,):
-                issues.append(
-                    inst.doc.issue(
-                        path,
-                        f"{expose.host} is also exposed by {claimed[key]} on another node; "
-                        "one hostname points at one node",
-                    )
-                )
-                continue
             if key not in claimed and existing is not None and existing.values != (wanted,):
                 issues.append(
                     inst.doc.issue(
-                        path,
+                        ("expose", index, "host"),
                         f"{by_zone[zone].doc.file} already gives {expose.host} {kind} "
-                        f"{', '.join(existing.values)}, not this node's address {wanted}",
+                        f"{', '.join(existing.values)}, not the edge node's address {wanted}",
                     )
                 )
                 continue
-            claimed[key] = inst.name
+            claimed.add(key)
             ttl = existing.ttl if existing else by_zone[zone].spec.ttl
             sets[zone][key] = RRSet(expose.host, kind, ttl, (wanted,))
 

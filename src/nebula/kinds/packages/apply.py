@@ -26,12 +26,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from nebula.errors import InstallationError, NebulaError, ProviderError
 from nebula.kinds.packages.diff import Snapshot
 from nebula.kinds.packages.health import wait_healthy
 from nebula.kinds.packages.hooks import HookRun, run_hooks, scrub
-from nebula.kinds.packages.subnets import PoolExhaustedError, free_subnet, local_routes
+from nebula.kinds.packages.subnets import (
+    PoolExhaustedError,
+    free_subnet,
+    local_routes,
+    node_pool,
+)
 from nebula.kinds.packages.types import (
     ContainerSpec,
     DesiredInstallation,
@@ -45,7 +51,7 @@ from nebula.kinds.packages.types import (
 from nebula.plan import Action
 from nebula.providers.docker import ContainerStatus, DockerProvider
 from nebula.secrets import Vault, open_vault
-from nebula.spec.config import Defaults
+from nebula.spec.config import Defaults, Node
 from nebula.spec.package import Package
 from nebula.stand_ins import MASK, stand_in
 from nebula.store import PackageRecord, Store, installation_runs
@@ -102,16 +108,14 @@ def apply_plan(
 
 
 def settle(snapshot: Snapshot, store: Store) -> list[str]:
-    """Let the status of each installation the plan leaves alone follow what runs; the names
-    whose status changed."""
+    """Let the status of each of the node's installations the plan leaves alone follow what
+    runs; the names whose status changed."""
     pending = set(snapshot.plan.installations())
     observed = {c.name: c for c in snapshot.observed.containers}
     running = [
-        d.name
-        for d in snapshot.desired.installations
-        if d.name not in pending and _runs(d, observed)
+        d.name for d in snapshot.installations if d.name not in pending and _runs(d, observed)
     ]
-    return store.settle(running) if running else []
+    return store.settle(running, node=snapshot.node) if running else []
 
 
 def _runs(desired: DesiredInstallation, observed: Mapping[str, ObservedContainer]) -> bool:
@@ -141,14 +145,16 @@ def _apply(
     if not names:
         return ApplyResult(())
     store.sync_packages(_record(p) for p in snapshot.desired.packages())
-    by_name = {d.name: d for d in snapshot.desired.installations}
-    defaults = snapshot.desired.repo.config.defaults
-    runner = _Runner(provider, store, defaults, progress, commit)
+    by_name = {d.name: d for d in snapshot.installations}
+    config = snapshot.desired.repo.config
+    node = config.node(snapshot.node) or config.nodes[0]
+    runner = _Runner(provider, store, config.defaults, progress, commit, node)
+    runner.moved = {m.installation: m.to for m in plan.moves if m.ready}
     runner.revealed = _reveal(snapshot, vault or open_vault(store))
     removed = [n for n in names if n not in by_name]
     deployed = _dependency_order([by_name[n] for n in names if n in by_name])
     results: dict[str, InstallationResult] = {}
-    with ThreadPoolExecutor(max_workers=min(defaults.parallelism, len(names))) as pool:
+    with ThreadPoolExecutor(max_workers=min(config.defaults.parallelism, len(names))) as pool:
         # Removals first, containers before networks: a network goes only once no container of
         # another removed installation (a dependant) is attached to it any more.
         for result in pool.map(
@@ -173,13 +179,11 @@ def _reveal(snapshot: Snapshot, vault: Vault) -> dict[str, str]:
     """Stand-in -> plain value of the secrets the installations being applied hand to Docker or
     to hooks (a dependant may carry a provider's secret), checked against the planned
     fingerprints. Secrets of installations left as they are stay sealed."""
-    known = {
-        stand_in(fp): (name, fp) for d in snapshot.desired.installations for name, fp in d.secrets
-    }
+    known = {stand_in(fp): (name, fp) for d in snapshot.installations for name, fp in d.secrets}
     applying = {c.installation for c in snapshot.plan.pending}
     planned = dict(
         known[found]
-        for d in snapshot.desired.installations
+        for d in snapshot.installations
         if d.name in applying
         for text in _handed_over(d)
         for found in stand_ins_in(text)
@@ -218,6 +222,8 @@ class _Runner:
     defaults: Defaults
     progress: Progress
     commit: str | None
+    node: Node  # the node applied to: its rows of the store, its subnet pool
+    moved: dict[str, str] = field(default_factory=dict)  # installation -> the node it moved to
     network_lock: threading.Lock = field(default_factory=threading.Lock)
     subnets_used: list[str] | None = None  # read once per apply, then kept up to date here
     revealed: dict[str, str] = field(default_factory=dict, repr=False)  # stand-in -> value
@@ -244,7 +250,7 @@ class _Runner:
         started = time.monotonic()
         name = desired.name
         pending = tuple(c for c in changes if c.action is not Action.NOOP)
-        deployed, previous = installation_runs.deployed_version(self.store, name)
+        deployed, previous = installation_runs.deployed_version(self.store, name, self.node.name)
         upgrade = (
             deployed and None not in (previous, desired.version) and previous != desired.version
         )
@@ -255,6 +261,7 @@ class _Runner:
             config=desired.config,
             spec_hash=desired.spec_hash,
             commit=self.commit,
+            node=self.node.name,
             summary="; ".join(
                 f"{c.action.value} {c.kind.value} {c.name}: {c.reason}" for c in pending
             ),
@@ -310,10 +317,14 @@ class _Runner:
     def remove_containers(
         self, name: str, changes: tuple[ResourceChange, ...]
     ) -> InstallationResult:
-        """First half of removing an installation; `remove_networks` finishes it."""
+        """First half of removing an installation (or its containers on this node, once it runs
+        on the node it moved to: no uninstall hooks then); `remove_networks` finishes it."""
         started = time.monotonic()
         pending = tuple(c for c in changes if c.action is not Action.NOOP)
-        lines, env = installation_runs.uninstall_hooks(self.store, name)
+        lines: tuple[str, ...] = ()
+        env: dict[str, Any] = {}
+        if name not in self.moved:
+            lines, env = installation_runs.uninstall_hooks(self.store, name)
         if lines and any(c.kind is Resource.CONTAINER and c.observed_id for c in pending):
             self.progress(name, "running pre_uninstall hooks")
             run = self.run_hook(
@@ -321,7 +332,7 @@ class _Runner:
             )
             if not run.ok:
                 reason = f"{run.reason('pre_uninstall')}\ncontainers kept until the hook succeeds"
-                installation_runs.mark_failed(self.store, name, reason)
+                installation_runs.mark_failed(self.store, name, reason, self.node.name)
                 self.progress(name, f"failed: {reason}")
                 return InstallationResult(
                     name, False, True, pending, time.monotonic() - started, reason
@@ -352,9 +363,12 @@ class _Runner:
             return dataclasses.replace(
                 removing, ok=False, seconds=time.monotonic() - started, error=str(exc)
             )
-        self.store.remove_installation(name)
-        installation_runs.forget_installation(self.store, name)
-        self.progress(name, "removed (volumes kept)")
+        if name in self.moved:  # its record and health are the new node's now
+            self.progress(name, f"removed here: moved to {self.moved[name]} (volumes kept)")
+        else:
+            self.store.remove_installation(name, node=self.node.name)
+            installation_runs.forget_installation(self.store, name)
+            self.progress(name, "removed (volumes kept)")
         return dataclasses.replace(removing, seconds=time.monotonic() - started)
 
     def _deploy(
@@ -429,7 +443,7 @@ class _Runner:
                 self.provider.remove_container(container_id, name, 0)
 
     def _create_network(self, spec: NetworkSpec) -> None:
-        pool = self.defaults.subnet_pool
+        pool, setting = node_pool(self.node, self.defaults)
         if pool is None:
             self.provider.create_network(spec, None)
             return
@@ -439,7 +453,7 @@ class _Runner:
                 if self.provider.is_local:
                     self.subnets_used += local_routes()
             try:
-                subnet = free_subnet(pool, self.defaults.subnet_size, self.subnets_used)
+                subnet = free_subnet(pool, self.defaults.subnet_size, self.subnets_used, setting)
             except PoolExhaustedError as exc:
                 raise ProviderError(f"network {spec.name}", str(exc)) from None
             self.subnets_used.append(str(subnet))

@@ -2,7 +2,8 @@
 
 Each installation may be valid alone and still clash with another on the same node: two
 publishing the same host port, two claiming the same Docker volume. An installation may also
-name a node that does not exist, or ask for a GPU on a node without one. Every issue points at
+ask for a GPU on a node without one (the node it was placed on, `placement.place`), or depend
+on an installation placed on another node. Every issue points at
 the line to fix and, for a clash, at the other side too (`packages/b.yaml:7: host port 8080/tcp
 is also published by packages/a.yaml:4`). For a catalog package the line is the installation's
 value that set it (or its `package:` line), with the catalog file's line beside it. Pure.
@@ -46,17 +47,13 @@ def check_installations(
     issues: list[ConfigIssue] = []
     ports: dict[tuple[str, str, int], list[tuple[str, _Claim]]] = {}  # node, proto, port
     volumes: dict[str, _Claim] = {}
+    nodes = {desired.name: desired.node for _, desired in resolved}
     for source, desired in resolved:
         locate = _Locator(source, _app_doc(source, desired, catalog))
-        node = config.node(source.spec.node)
-        if node is None:
-            names = ", ".join(n.name for n in config.nodes)
-            issues.append(
-                source.doc.issue(
-                    ("node",), f"no node {source.spec.node!r} in nebula.yaml (nodes: {names})"
-                )
-            )
+        node = config.node(desired.node)
+        if node is None:  # cannot happen after `placement.place`, which reports unknown nodes
             continue
+        issues.extend(_elsewhere(source, desired, nodes))
         for container in desired.containers:
             base: Path = ("compose", "services", container.service)
             what = f"service {container.service!r}"
@@ -67,7 +64,7 @@ def check_installations(
                         locate.site((*base, field)),
                         f"{what} requests a GPU, but node {node.name!r} has none; set "
                         "`gpu: true` on that node in nebula.yaml or place this installation "
-                        "on a GPU node with `node:`",
+                        "on a GPU node with `node:` or `placement: {gpu: true}`",
                     )
                 )
             for index, port in enumerate(container.ports):
@@ -96,6 +93,29 @@ def check_installations(
                             "declare it `external: true` in the one that shares it",
                         )
                     )
+    return issues
+
+
+def _elsewhere(
+    source: InstallationSource, desired: DesiredInstallation, nodes: dict[str, str]
+) -> list[ConfigIssue]:
+    """An installation reaches what it depends on over that one's network, on one engine:
+    each dependency must be placed on the same node."""
+    issues = []
+    for provider in desired.requires:
+        there = nodes.get(provider)
+        if there is None or there == desired.node:
+            continue
+        named = [k for k, v in source.spec.dependencies.items() if v == provider]
+        path: Path = ("dependencies", named[0]) if named else ("package",)
+        issues.append(
+            source.doc.issue(
+                path,
+                f"it depends on {provider!r}, placed on node {there!r}, but it is placed on "
+                f"{desired.node!r}; an installation reaches its dependencies on its own node: "
+                "place both on one node",
+            )
+        )
     return issues
 
 

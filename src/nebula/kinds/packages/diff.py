@@ -3,17 +3,22 @@
 A container is up to date when its `io.nebula.spec-hash` label equals the hash of the desired
 spec; when it differs, the spec summary stored beside the hash says what changed. Removed
 installations lose their containers and networks; named volumes are always kept.
+
+A node plans only the installations placed on it. Containers on its engine of an installation
+placed on another node now are a move: they are removed once the store says it runs there
+(until then the plan says it waits), and their volumes stay.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nebula.kinds.packages.types import (
     ContainerSpec,
     DesiredInstallation,
+    Move,
     Observed,
     ObservedContainer,
     PackagesPlan,
@@ -21,6 +26,7 @@ from nebula.kinds.packages.types import (
     ResourceChange,
 )
 from nebula.plan import Action
+from nebula.spec.config import LOCAL_NODE
 from nebula.stand_ins import MASK
 
 if TYPE_CHECKING:
@@ -31,19 +37,51 @@ _MUST_RUN = ("always", "unless-stopped")
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A packages plan with what it was made from: the desired state and what Docker ran."""
+    """A packages plan with what it was made from: the desired state, the node planned for and
+    its installations, and what its Docker Engine ran."""
 
     desired: Desired
     observed: Observed
     plan: PackagesPlan
+    node: str
+    installations: tuple[DesiredInstallation, ...]  # those placed on `node`
 
     @classmethod
-    def of(cls, desired: Desired, observed: Observed) -> Snapshot:
-        """The plan of `desired` against what Docker runs (`observed`)."""
-        return cls(desired, observed, diff(desired.installations, observed))
+    def of(
+        cls,
+        desired: Desired,
+        observed: Observed,
+        node: str | None = None,
+        running: Mapping[str, str] | None = None,
+    ) -> Snapshot:
+        """The plan of `node`'s share of `desired` (default: the first node's) against what its
+        Docker Engine runs (`observed`); `running`: installation -> the node the store says it
+        runs on, for those `moving` finds."""
+        here = node or desired.repo.config.nodes[0].name
+        mine = tuple(i for i in desired.installations if i.node == here)
+        away = {i.name: i.node for i in desired.installations if i.node != here}
+        plan = diff(mine, observed, here=here, elsewhere=away, running=running or {})
+        return cls(desired, observed, plan, here, mine)
 
 
-def diff(desired: Sequence[DesiredInstallation], observed: Observed) -> PackagesPlan:
+def moving(desired: Desired, observed: Observed, node: str) -> list[str]:
+    """The installations `observed` on `node`'s engine that are placed on another node now."""
+    away = {i.name for i in desired.installations if i.node != node}
+    return sorted({c.installation for c in observed.containers if c.installation in away})
+
+
+def diff(
+    desired: Sequence[DesiredInstallation],
+    observed: Observed,
+    *,
+    here: str = LOCAL_NODE.name,
+    elsewhere: Mapping[str, str] | None = None,
+    running: Mapping[str, str] | None = None,
+) -> PackagesPlan:
+    """`desired` (this node's installations) against `observed` (its engine); `elsewhere`:
+    installation -> node of those placed on other nodes, `running`: installation -> the node
+    the store says it runs on."""
+    elsewhere, running = elsewhere or {}, running or {}
     changes: list[ResourceChange] = []
     by_service: dict[tuple[str, str], list[ObservedContainer]] = {}
     for container in observed.containers:
@@ -53,11 +91,16 @@ def diff(desired: Sequence[DesiredInstallation], observed: Observed) -> Packages
     wanted_networks: set[str] = set()
     wanted_volumes: set[str] = set()
     wanted_services: set[tuple[str, str]] = set()
-    running = {installation for installation, _ in by_service}
+    present = {installation for installation, _ in by_service}
     names = {inst.name for inst in desired}
+    moves = {
+        name: Move(name, elsewhere[name], running.get(name) == elsewhere[name])
+        for name in sorted(present)
+        if name in elsewhere
+    }
 
     for inst in desired:
-        new = inst.name not in running
+        new = inst.name not in present
         for net in inst.networks:
             wanted_networks.add(net.name)
             exists = net.name in networks
@@ -95,6 +138,10 @@ def diff(desired: Sequence[DesiredInstallation], observed: Observed) -> Packages
     for (inst_name, service), found in by_service.items():
         if (inst_name, service) in wanted_services:
             continue
+        move = moves.get(inst_name)
+        if move is not None:
+            changes.extend(_moved(c, move, here) for c in found)
+            continue
         gone = inst_name not in names
         reason = (
             f"installation {inst_name!r} is no longer in the config repo"
@@ -103,7 +150,18 @@ def diff(desired: Sequence[DesiredInstallation], observed: Observed) -> Packages
         )
         changes.extend(_delete(c, reason) for c in found)
     for old_net in observed.networks:
-        if old_net.name not in wanted_networks:
+        move = moves.get(old_net.installation)
+        if move is not None and not move.ready:
+            changes.append(
+                ResourceChange(
+                    Action.NOOP,
+                    Resource.NETWORK,
+                    old_net.installation,
+                    old_net.name,
+                    f"kept until it runs on node {move.to}",
+                )
+            )
+        elif old_net.name not in wanted_networks:
             changes.append(
                 ResourceChange(
                     Action.DELETE,
@@ -118,12 +176,30 @@ def diff(desired: Sequence[DesiredInstallation], observed: Observed) -> Packages
     for old_vol in observed.volumes:
         if old_vol.name not in wanted_volumes:
             kept = "no longer used; kept so its data survives (docker volume rm to delete)"
+            if old_vol.installation in moves:
+                to = moves[old_vol.installation].to
+                kept = f"stays on {here}: volumes do not move to node {to} (docker volume rm)"
             changes.append(
                 ResourceChange(
                     Action.NOOP, Resource.VOLUME, old_vol.installation, old_vol.name, kept
                 )
             )
-    return PackagesPlan(tuple(changes))
+    return PackagesPlan(tuple(changes), tuple(moves.values()))
+
+
+def _moved(container: ObservedContainer, move: Move, here: str) -> ResourceChange:
+    """A container of an installation placed on another node: removed once it runs there."""
+    if move.ready:
+        return _delete(container, f"moved to {move.to}; volumes stay on {here}")
+    return ResourceChange(
+        Action.NOOP,
+        Resource.CONTAINER,
+        container.installation,
+        container.name,
+        f"moving to {move.to}: removed once it runs there",
+        None,
+        container.id,
+    )
 
 
 def _container_change(

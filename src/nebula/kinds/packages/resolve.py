@@ -14,7 +14,7 @@ import posixpath
 import re
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from nebula.catalog import Catalog, CatalogEntry
@@ -37,6 +37,7 @@ from nebula.kinds.packages.compose import (
     split_command,
 )
 from nebula.kinds.packages.dependencies import Link, link
+from nebula.kinds.packages.placement import place
 from nebula.kinds.packages.probes import resolve_probes
 from nebula.kinds.packages.repo_files import (
     MissingFileError,
@@ -121,7 +122,7 @@ def resolve(
     stand_ins: Mapping[str, str] = (
         _AnySecret() if secrets is None else {n: stand_in(fp) for n, fp in secrets.items()}
     )
-    issues: list[ConfigIssue] = []
+    placed, issues = place(repo.installations, repo.config)
     packages: dict[str, Package | None] = {}
     for source in repo.installations:
         try:
@@ -152,7 +153,8 @@ def resolve(
             continue
         if offer is not None:
             provided[name] = offer
-        resolved.append((by_name[name], desired_one))
+        if name in placed:  # else placing it failed, and an issue says why
+            resolved.append((by_name[name], replace(desired_one, node=placed[name])))
     order = {name: index for index, name in enumerate(by_name)}
     resolved.sort(key=lambda r: order[r[0].name])
     desired = [d for _, d in resolved]

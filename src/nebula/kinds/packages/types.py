@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from nebula.plan import Action
+from nebula.spec.config import LOCAL_NODE
 from nebula.spec.host_paths import bind_grant
 from nebula.stand_ins import MASK
 
@@ -442,6 +443,7 @@ class DesiredInstallation:
     config: dict[str, str] = field(default_factory=dict)  # values as given, secrets masked
     # the vault secrets it refers to: (name, fingerprint), by name
     secrets: tuple[tuple[str, str], ...] = ()
+    node: str = LOCAL_NODE.name  # the node it is placed on (`packages.placement`)
 
     @property
     def spec_hash(self) -> str:
@@ -524,10 +526,28 @@ class ResourceChange:
 
 
 @dataclass(frozen=True)
+class Move:
+    """An installation with containers on this node's engine that is placed on another node
+    now. Its containers here go once it runs there (`ready`); its volumes stay here."""
+
+    installation: str
+    to: str  # the node it is placed on now
+    ready: bool  # the store says it runs there
+
+    def note(self, here: str) -> str:
+        """What waits, for a plan that cannot remove it yet."""
+        return (
+            f"{self.installation}: moving to node {self.to}; its containers here are removed "
+            f"once it runs there (volumes stay on {here})"
+        )
+
+
+@dataclass(frozen=True)
 class PackagesPlan:
     """The packages' share of a plan: every installation's resources, changed or not."""
 
     changes: tuple[ResourceChange, ...]
+    moves: tuple[Move, ...] = ()  # installations leaving this node
 
     @property
     def pending(self) -> tuple[ResourceChange, ...]:

@@ -3,10 +3,12 @@
 Pure: the routes kind reads Caddy's current config and the containers' addresses, this module
 computes the config Caddy should have, and the provider loads it only when it differs.
 
-How Caddy reaches a container: Caddy runs on the Docker host (as its own service, on the host
-network) and dials the container's address on its installation network at the exposed
-container port. Nothing needs to be published on the host, and the upstream follows the
-container when it is recreated (the next sync rewrites the route).
+How Caddy reaches a container: with one node, Caddy runs on the Docker host (as its own
+service, on the host network) and dials the container's address on its installation network at
+the exposed container port. Nothing needs to be published on the host, and the upstream follows
+the container when it is recreated (the next sync rewrites the route). With several nodes, Caddy
+runs on the edge node (`proxy.node`) and dials `<node address>:<host port>` of the node the
+installation is placed on: the exposed port must be published there with a fixed host port.
 
 Ownership: every object Nebula writes carries an `@id` starting with `nebula-` (routes
 `nebula-<installation>-<host>`, TLS policies `nebula-tls-...`), and Nebula's routes live in
@@ -25,8 +27,9 @@ from ipaddress import IPv6Address
 from typing import Any
 
 from nebula.errors import ConfigError, ConfigIssue
-from nebula.kinds.packages.types import DesiredInstallation, Observed
+from nebula.kinds.packages.types import ContainerSpec, DesiredInstallation, Observed
 from nebula.kinds.routes.types import OWNED_PREFIX, ExposedRoute
+from nebula.spec.config import Node
 from nebula.spec.domain import zone_of
 from nebula.spec.proxy import Proxy
 from nebula.spec.repo import RepoSpec
@@ -96,6 +99,21 @@ def exposed_routes(
                     )
                     continue
                 port = ports[0]
+            dial = None
+            if len(repo.config.nodes) > 1:
+                node = repo.config.node(desired.node) or repo.config.nodes[0]
+                dial = _node_dial(node, container, port)
+                if dial is None:
+                    issues.append(
+                        source.doc.issue(
+                            (*where, "port") if expose.port is not None else where,
+                            f"with several nodes, Caddy on the edge node dials the node "
+                            f"{node.name!r} at a host port: publish container port {port} of "
+                            f"{service!r} with a fixed host port, e.g. ports: "
+                            f'["{port}:{port}"]',
+                        )
+                    )
+                    continue
             policy = policy_of(expose.host)
             issuer = policy.issuer_for(expose.host)
             routes.append(
@@ -106,11 +124,28 @@ def exposed_routes(
                     port,
                     issuer,
                     policy.acme if issuer == "acme" else None,
+                    dial,
                 )
             )
     if issues:
         raise ConfigError(issues)
     return tuple(sorted(routes, key=lambda r: r.id))
+
+
+def _node_dial(node: Node, container: ContainerSpec, port: int) -> str | None:
+    """`<node address>:<host port>` where `node` publishes `port` of `container` (TCP, a fixed
+    host port, on every address or on the node's own); None when it does not."""
+    address = str(node.address)
+    for binding in container.ports:
+        if (
+            binding.container_port == port
+            and binding.protocol == "tcp"
+            and binding.host_port is not None
+            and binding.host_ip in ("", "0.0.0.0", "::", address)
+        ):
+            host = f"[{address}]" if ":" in address else address
+            return f"{host}:{binding.host_port}"
+    return None
 
 
 def tls_policies(repo: RepoSpec) -> Callable[[str], TlsPolicy]:
@@ -130,6 +165,9 @@ def upstreams(routes: Iterable[ExposedRoute], observed: Observed) -> dict[str, s
     addresses = {c.name: c.addresses for c in observed.containers if c.state == "running"}
     dials = {}
     for route in routes:
+        if route.dial is not None:  # several nodes: the node's published port
+            dials[route.id] = route.dial
+            continue
         found = addresses.get(route.container) or ()
         if found:
             address = found[0]

@@ -1,7 +1,8 @@
 """The routes kind: every exposed hostname routed through Caddy, with its TLS policy.
 
-Planned on every sync (one GET of Caddy's config) and applied after the packages: a route dials
-its container's address, which the packages' apply may just have changed. Nothing exposed and no
+Planned on every sync (one GET of Caddy's config) and applied after the packages: with one node a
+route dials its container's address, which the packages' apply may just have changed; with
+several, the published port of the installation's node. Nothing exposed and no
 `proxy:` in nebula.yaml: Caddy is not contacted at all.
 """
 
@@ -11,6 +12,7 @@ from typing import ClassVar
 
 from nebula.errors import NebulaError
 from nebula.kinds.base import Applied, Desired, World
+from nebula.kinds.packages.types import Observed
 from nebula.kinds.routes.apply import preview_proxy, sync_proxy
 from nebula.kinds.routes.desired import RouteAction
 from nebula.plan import Part
@@ -21,7 +23,7 @@ class Routes:
 
     def plan(self, desired: Desired, world: World) -> Part:
         try:
-            result = preview_proxy(desired, world.observed(desired))
+            result = preview_proxy(desired, _observed(desired, world))
         except NebulaError as exc:
             return Part(self.name, problems=(f"proxy: {exc}",))
         if result is None:
@@ -40,7 +42,15 @@ class Routes:
         if not part.has_changes and "packages" not in world.changed:
             return Applied(self.name)
         try:
-            result = sync_proxy(desired, world.observed(desired))
+            result = sync_proxy(desired, _observed(desired, world))
         except NebulaError as exc:
             return Applied(self.name, errors=(f"proxy: {exc}",), temporary=exc.temporary)
         return Applied(self.name, result.changes if result else ())
+
+
+def _observed(desired: Desired, world: World) -> Observed:
+    """The containers' addresses, read only when a route dials one: with several nodes every
+    route dials a node's published port, and the world's engine is just one node's."""
+    if all(route.dial is not None for route in desired.routes):
+        return Observed()
+    return world.observed(desired)

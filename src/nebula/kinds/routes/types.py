@@ -19,6 +19,9 @@ class ExposedRoute:
     port: int
     issuer: Issuer
     acme: Acme | None  # the ACME CA, when issuer is acme
+    # with several nodes: `<node address>:<published host port>`, dialed whatever runs now;
+    # None: the container's address on its network, as observed (one node)
+    dial: str | None = None
 
     @property
     def id(self) -> str:

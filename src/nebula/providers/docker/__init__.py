@@ -104,12 +104,16 @@ class ContainerEvent:
 
 def engine_ssh(base_url: str | None, nodes: Sequence[Node]) -> NodeSsh | None:
     """The `ssh:` settings (key_file, known_hosts) of the node an `ssh://` engine URL (else
-    DOCKER_HOST) names by its address; None: not an ssh:// engine, or no node has that address
-    (NodeSsh's defaults then)."""
-    url = urlsplit(base_url or os.environ.get("DOCKER_HOST") or "")
+    DOCKER_HOST) is: the node whose `docker` it is, else the one at its host's address; None:
+    not an ssh:// engine, or no such node (NodeSsh's defaults then)."""
+    given = base_url or os.environ.get("DOCKER_HOST") or ""
+    url = urlsplit(given)
     if url.scheme != "ssh":
         return None
-    return next((n.ssh for n in nodes if str(n.address) == url.hostname), None)
+    found = [n for n in nodes if n.docker == given] or [
+        n for n in nodes if str(n.address) == url.hostname
+    ]
+    return found[0].ssh if found else None
 
 
 @dataclass(frozen=True)
