@@ -944,16 +944,19 @@ def _one_more_dockerd(dockerd: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def docker_sshd_server(docker_url: str, path: tuple[str, ...] = ()) -> Iterator[SshdServer]:
+def docker_sshd_server(
+    docker_url: str, path: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> Iterator[SshdServer]:
     """`sshd_server` as a node reached by Docker's SSH transport: its sessions have DOCKER_HOST
     pointing at `docker_url` (the private dockerd, which `docker system dial-stdio` dials), the
     folders `path` first on their PATH (then this interpreter's, the docker CLI's and the
-    system's), and SFTP."""
+    system's), the variables `env`, and SFTP."""
     docker_cli = _which("docker", "docker.io")
     dirs = [*path, str(Path(sys.executable).parent), str(Path(docker_cli).parent)]
     dirs += ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+    variables = {"DOCKER_HOST": docker_url, "PATH": os.pathsep.join(dirs), **(env or {})}
     extra = (
-        f'SetEnv DOCKER_HOST={docker_url} "PATH={os.pathsep.join(dirs)}"\n'
+        "SetEnv " + " ".join(f'"{name}={value}"' for name, value in variables.items()) + "\n"
         "Subsystem sftp internal-sftp\n"
     )
     with sshd_server(extra) as server:

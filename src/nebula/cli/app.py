@@ -25,6 +25,7 @@ from nebula.cli.commands import (
     install,
     login,
     logs,
+    node,
     nodes,
     plan,
     runbooks,
@@ -92,6 +93,7 @@ for name, group in {
     "ai": agents.ai_app,
     "completion": completion.app,
     "context": context.app,
+    "node": node.app,
 }.items():
     app.add_typer(group, name=name)
 

@@ -113,6 +113,15 @@ class DaemonClient:
     def nodes(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/nodes")["nodes"])
 
+    def create_service_token(self, node: str, scope: str = "read") -> tuple[str, str]:
+        """A new service token for `node`: its id and the token (shown only now)."""
+        body = {"name": node, "scope": scope, "service": True}
+        answer = self._call("POST", "/apikeys", json=body)
+        return str(answer["key"]["prefix"]), str(answer["token"])
+
+    def revoke_key(self, key_id: str) -> None:
+        self._call("DELETE", f"/apikeys/{_segment(key_id)}")
+
     def syncs(self, limit: int = 20) -> list[dict[str, Any]]:
         return list(self._call("GET", "/syncs", params={"limit": limit})["syncs"])
 
