@@ -111,6 +111,6 @@ def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
 @pytest.fixture(scope="module")
 def other_docker_host(docker_host: str) -> Iterator[str]:
     """A second private Docker Engine (another node's), with the test image built on it."""
-    with servers.another_docker_daemon() as url:
+    with servers.more_docker_daemons(1) as (url,):
         servers.build_test_image(url)
         yield url

@@ -842,9 +842,10 @@ class SshdServer:
 
 
 @contextlib.contextmanager
-def sshd_server() -> Iterator[SshdServer]:
-    """OpenSSH's sshd (Debian `openssh-server`) with its own host key, config and authorized
-    keys in a temp dir; as root it needs `/run/sshd` (its privilege separation folder)."""
+def sshd_server(extra_config: str = "") -> Iterator[SshdServer]:
+    """OpenSSH's sshd (Debian `openssh-server`) with its own host key, config (plus
+    `extra_config`'s lines) and authorized keys in a temp dir; as root it needs `/run/sshd` (its
+    privilege separation folder)."""
     sshd = _which("sshd", "openssh-server")
     keygen = _which("ssh-keygen", "openssh-client")
     root = Path(tempfile.mkdtemp(prefix="nebula-sshd-"))
@@ -866,7 +867,7 @@ def sshd_server() -> Iterator[SshdServer]:
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root / 'host'}\n"
         f"PidFile {root / 'sshd.pid'}\nAuthorizedKeysFile {root / 'authorized_keys'}\n"
         "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
+        "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n" + extra_config
     )
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
@@ -900,19 +901,24 @@ def _wait_ssh(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
         time.sleep(0.05)
 
 
-# -- A second Docker Engine (another node) --------------------------------------------------
+# -- More Docker Engines: the nodes of a multi-node test --------------------------------------
 
 
 @contextlib.contextmanager
-def another_docker_daemon() -> Iterator[str]:
-    """Yield the `unix://` URL of one more private dockerd, beside the session's: the engine of
-    another node. Always private (never NEBULA_TEST_DOCKER_HOST), so it needs root; everything
-    on it is removed, then it stops. Give each node's installations a `subnet_pool` of its own:
-    both engines' bridges live on this one host."""
+def more_docker_daemons(count: int) -> Iterator[list[str]]:
+    """The `unix://` URLs of `count` more private dockerds, beside `docker_daemon`'s, one per
+    node of a test of several nodes (never an external daemon: each node needs an engine of its
+    own). Each is swept, stopped and removed at the end."""
     dockerd = _which("dockerd", "docker.io")
     if os.geteuid() != 0:
-        unavailable("a second private dockerd needs root")
-    root = Path(tempfile.mkdtemp(prefix="nebula-dockerd2-", dir="/tmp"))
+        unavailable("private dockerds need root: run as root")
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(_one_more_dockerd(dockerd)) for _ in range(count)]
+
+
+@contextlib.contextmanager
+def _one_more_dockerd(dockerd: str) -> Iterator[str]:
+    root = Path(tempfile.mkdtemp(prefix="nebula-node-", dir="/tmp"))  # short socket paths
     (root / "daemon.json").write_text("{}")
     url = f"unix://{root}/docker.sock"
     log = root / "dockerd.log"
@@ -930,3 +936,23 @@ def another_docker_daemon() -> Iterator[str]:
     finally:
         _stop(proc)
         _remove_tree(root)
+
+
+@contextlib.contextmanager
+def docker_sshd_server(
+    docker_url: str, path: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> Iterator[SshdServer]:
+    """`sshd_server` as a node reached by Docker's SSH transport: its sessions have DOCKER_HOST
+    pointing at `docker_url` (the private dockerd, which `docker system dial-stdio` dials), the
+    folders `path` first on their PATH (then this interpreter's, the docker CLI's and the
+    system's), the variables `env`, and SFTP."""
+    docker_cli = _which("docker", "docker.io")
+    dirs = [*path, str(Path(sys.executable).parent), str(Path(docker_cli).parent)]
+    dirs += ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+    variables = {"DOCKER_HOST": docker_url, "PATH": os.pathsep.join(dirs), **(env or {})}
+    extra = (
+        "SetEnv " + " ".join(f'"{name}={value}"' for name, value in variables.items()) + "\n"
+        "Subsystem sftp internal-sftp\n"
+    )
+    with sshd_server(extra) as server:
+        yield server

@@ -46,6 +46,13 @@ def builtin_runbooks_dir() -> Path:
     return shipped if shipped.is_dir() else here.parents[1] / "runbooks"
 
 
+def nebulad_unit_file() -> Path:
+    """nebulad's systemd unit: shipped inside the wheel, or the source checkout's `nebulad/`."""
+    here = Path(__file__).resolve().parent
+    shipped = here / "builtin_nebulad"
+    return (shipped if shipped.is_dir() else here.parents[1] / "nebulad") / "nebulad.service"
+
+
 def repo_files_dir() -> Path:
     """Where apply writes the files installations take from the config repo, to bind them."""
     import platformdirs

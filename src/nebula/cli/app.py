@@ -7,6 +7,7 @@ import os
 import typer
 
 from nebula import __version__
+from nebula.cli import options
 from nebula.cli.commands import (
     agents,
     alerts,
@@ -15,6 +16,7 @@ from nebula.cli.commands import (
     catalog,
     certs,
     completion,
+    context,
     daemon,
     daemon_run,
     dns,
@@ -23,6 +25,8 @@ from nebula.cli.commands import (
     install,
     login,
     logs,
+    node,
+    nodes,
     plan,
     runbooks,
     schema,
@@ -63,6 +67,7 @@ for command in (
     login.login,
     login.logout,
     certs.certs,
+    nodes.nodes,
     tui.tui,
 ):
     app.command()(command)
@@ -87,6 +92,8 @@ for name, group in {
     "functions": agents.functions_app,
     "ai": agents.ai_app,
     "completion": completion.app,
+    "context": context.app,
+    "node": node.app,
 }.items():
     app.add_typer(group, name=name)
 
@@ -102,8 +109,16 @@ def _main(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    context: str | None = typer.Option(
+        None,
+        "--context",
+        envvar="NEBULA_CONTEXT",
+        help="The context (`nebula context list`) whose daemon commands speak to.",
+        show_default=False,
+    ),
 ) -> None:
     """GitOps for the homelab."""
+    options.choose_context(context)
 
 
 def main() -> None:

@@ -6,6 +6,8 @@ Where the daemon is, first match wins:
   URL` (see `cli.credentials`), refreshed when it expires. A token is never taken from the
   command line, where `ps` would show it;
 - `--socket PATH` / `NEBULA_SOCKET`: that unix socket;
+- `--context NAME` / `NEBULA_CONTEXT`, else the current context of `nebula context use`: its
+  URL (as `--daemon`) or socket (see `cli.contexts`);
 - else the default socket, `nebulad.sock` in the user's data dir (`default_socket_path`).
 
 Methods return the API's JSON as plain data. Every failure is a `NebulaError`:
@@ -62,6 +64,12 @@ def resolve_socket(socket_path: str | Path | None) -> Path:
 class DaemonClient:
     def __init__(self, socket_path: str | Path | None = None, url: str | None = None) -> None:
         url = url or os.environ.get("NEBULA_DAEMON") or None
+        if not (url or socket_path or os.environ.get("NEBULA_SOCKET")):
+            from nebula.cli.contexts import selected
+
+            context = selected()
+            if context is not None:
+                url, socket_path = context.url, context.socket
         headers = {"Accept": "application/json"}
         if url:
             self.where = f"at {url}"
@@ -101,6 +109,18 @@ class DaemonClient:
 
     def installations(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/installations")["installations"])
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/nodes")["nodes"])
+
+    def create_service_token(self, node: str, scope: str = "read") -> tuple[str, str]:
+        """A new service token for `node`: its id and the token (shown only now)."""
+        body = {"name": node, "scope": scope, "service": True}
+        answer = self._call("POST", "/apikeys", json=body)
+        return str(answer["key"]["prefix"]), str(answer["token"])
+
+    def revoke_key(self, key_id: str) -> None:
+        self._call("DELETE", f"/apikeys/{_segment(key_id)}")
 
     def syncs(self, limit: int = 20) -> list[dict[str, Any]]:
         return list(self._call("GET", "/syncs", params={"limit": limit})["syncs"])

@@ -39,6 +39,21 @@ Output = Annotated[
     OutputFormat, typer.Option("--output", "-o", help="table for people, json for scripts.")
 ]
 
+class _Global:
+    """The global options' values for the command being run (set by the app's callback)."""
+
+    context: str | None = None
+
+
+def choose_context(name: str | None) -> None:
+    """The global `--context` (or NEBULA_CONTEXT) of this command; None: not given."""
+    _Global.context = name
+
+
+def chosen_context() -> str | None:
+    return _Global.context
+
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(?:\d+[smhdw])+")
 

@@ -183,6 +183,7 @@ def create_app(
     routes: list[BaseRoute] = [
         route(f"{PREFIX}/status", api.status, ["GET"], role=viewer),
         route(f"{PREFIX}/installations", api.installations, ["GET"], role=viewer),
+        route(f"{PREFIX}/nodes", api.nodes, ["GET"], role=viewer),
         route(f"{PREFIX}/installations/{{name}}/logs", api.logs, ["GET"], role=viewer),
         route(f"{PREFIX}/installations/{{name}}/restart", api.restart, ["POST"], role=operator),
         route(f"{PREFIX}/plan", api.plan, ["GET"], role=viewer),
@@ -269,6 +270,9 @@ class _Api:
     async def installations(self, request: Request) -> Response:
         found = await run_in_threadpool(self.control.installations)
         return _json({"installations": found})
+
+    async def nodes(self, request: Request) -> Response:
+        return _json({"nodes": await run_in_threadpool(self.control.nodes)})
 
     async def logs(self, request: Request) -> Response:
         params = request.query_params

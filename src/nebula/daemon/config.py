@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field
 
 from nebula.spec.base import Duration, StrictModel
+from nebula.spec.names import Name
 from nebula.spec.validate import validate_document
 from nebula.spec.yamlfile import parse_yaml
 
@@ -51,6 +52,11 @@ class DaemonConfig(StrictModel):
     )
     docker_host: str | None = None
     database_url: str | None = None
+    node: Name | None = Field(
+        default=None,
+        description="the node of nebula.yaml this nebulad runs on: it applies that node's "
+        "installations (several nodes share one PostgreSQL database_url); unset: the first node",
+    )
     log_json: bool = False
 
     @property

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from nebula.store.audit import AuditRecord
 
 SyncTrigger = Literal[
-    "start", "poll", "webhook", "hook", "watch", "manual", "drift", "rollback", "approve"
+    "start", "poll", "webhook", "hook", "watch", "manual", "drift", "rollback", "approve", "leader"
 ]
 
 
@@ -32,7 +32,7 @@ SyncRecord = SyncInfo  # one sync, as the store records it
 
 @dataclass(frozen=True)
 class DaemonStatus:
-    node: str
+    node: str  # its --node, else the host's name
     source: str  # the git URL or folder followed (credentials masked)
     branch: str
     subfolder: str
@@ -42,6 +42,7 @@ class DaemonStatus:
     last_sync: SyncRecord | None
     installations: int
     faults: dict[str, str] = field(default_factory=dict)  # failing parts of the daemon now
+    leader: bool = True  # runs the cluster-wide work (the only node always does)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,10 @@ class DaemonControl(Protocol):
 
     def webhook(self, headers: dict[str, str], body: bytes) -> bool:
         """Verify a push webhook; True when it asked for a sync. `WebhookError` if refused."""
+        ...
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """nebula.yaml's nodes: heartbeat, state, leader, installations and their health."""
         ...
 
     def domains(self) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from typing import Any
 from nebula.ai.builtins import Builtins
 from nebula.ai.service import AI
 from nebula.daemon.catalog_api import Marketplace
+from nebula.daemon.cluster import Membership, listing, node_issues
 from nebula.daemon.config import DaemonConfig
 from nebula.daemon.control import ControlError, DaemonStatus, Event, SyncRecord, SyncTrigger
 from nebula.daemon.dns import DnsKeeper
@@ -49,17 +50,23 @@ from nebula.remediation.service import Remediation
 from nebula.remediation.workflows import WorkflowError
 from nebula.secrets import open_vault
 from nebula.secrets.resolve import vault_secrets
+from nebula.spec.config import Node
 from nebula.store import Store, SyncStatus
 from nebula.store import audit as audit_log
+from nebula.store import cluster as nodes_db
 from nebula.store.applylock import WaitStoppedError
 from nebula.store.audit import AuditRecord
+from nebula.store.cluster import setting_key
 from nebula.store.records import ExecutionInfo, IncidentInfo, RunbookRecord, SilenceInfo
 
 log = logging.getLogger("nebulad")
 
 _DRIFT_ACTIONS = {"destroy", "die", "stop", "kill", "reconnect"}
-_FETCHING = {"start", "poll", "webhook", "hook", "watch", "manual", "rollback"}
-_EXPLICIT = {"manual", "hook", "webhook"}  # asked for by someone: always recorded
+_FETCHING = {"start", "poll", "webhook", "hook", "watch", "manual", "rollback", "leader"}
+# asked for by someone, or a new leader's first sync (a takeover to see): always recorded
+_EXPLICIT = {"manual", "hook", "webhook", "leader"}
+# what every node applies for itself; the other kinds are cluster-wide: the leader's alone
+NODE_KINDS = frozenset({"packages", "swarm"})
 RETRY_FIRST = 2.0  # seconds until a sync that broke is tried again; doubled up to drift_interval
 
 
@@ -76,6 +83,7 @@ class Daemon:
         self, config: DaemonConfig, store: Store, provider: DockerProvider, source: GitSource | None
     ) -> None:
         self.config = config
+        self.node = config.node  # None: the homelab's only nebulad, named by no --node
         self.store = store
         self.provider = provider
         self.source = source  # None when following a local working folder (watch mode)
@@ -84,7 +92,7 @@ class Daemon:
         self.health = HealthMonitor(
             store, provider, self.bus, self.faults
         )  # checks of the last good state
-        self.log = SyncLog(store, self.bus)  # finished syncs; API requests: daemon.api
+        self.log = SyncLog(store, self.bus, config.node)  # finished syncs; API requests: daemon.api
         self.audit = self.log.audit
         self._wake = threading.Condition()
         self._pending: set[str] = set()
@@ -104,7 +112,7 @@ class Daemon:
             store,
             provider,
             self.bus.publish,
-            node=socket.gethostname(),
+            node=config.node or socket.gethostname(),
             recreate=self._recreate,
             busy=self._busy,
         )
@@ -129,12 +137,22 @@ class Daemon:
         self.remediation.engine.services.agent = lambda agent, task, incident: self.ai.run(
             agent, task, "runbook", incident
         )
+        self.membership = Membership(
+            store,
+            self._identity,
+            lambda: good.desired.repo.config.nodes if (good := self._good) else [],
+            changed=self._lead,
+            alert=self.remediation.receive,
+            faults=self.faults,
+        )
+        if self.node is not None:
+            self.remediation.workflows.lead(False)  # one of several: until elected (`_lead`)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
         interrupted = self.store.interrupt_running_syncs(
-            "interrupted: nebulad stopped during this sync; the next sync carries on"
+            "interrupted: nebulad stopped during this sync; the next sync carries on", self.node
         )
         if interrupted:
             log.warning("%d sync(s) were cut short by the last stop; continuing", interrupted)
@@ -152,7 +170,14 @@ class Daemon:
             ),
             "docker-events",
         )
-        self._spawn(lambda: self.proxy.watch(self._stop, self._desired), "certificates")
+        self._spawn(lambda: self.membership.heartbeats(self._stop), "heartbeat")
+        if self.node is not None:
+            self._spawn(lambda: self.membership.elect(self._stop), "leader")
+        # certificates are the routes', so the leader's to watch
+        self._spawn(
+            lambda: self.proxy.watch(self._stop, lambda: self._desired() if self.leading else None),
+            "certificates",
+        )
         self._spawn(self._remediate, "remediation")
         if self.config.watch:
             self._spawn(self._watch_folder, "watch")
@@ -171,6 +196,9 @@ class Daemon:
         with self._wake:
             self._wake.notify_all()
         self._threads[0].join(timeout)
+        for thread in self._threads:
+            if thread.name == "leader":
+                thread.join(5.0)  # it resigns on its way out: another node leads at once
         self.health.stop()
         self.remediation.close()
         # Agents' runs need no stopping: one cut short ends `interrupted` at the next start
@@ -355,15 +383,25 @@ class Daemon:
             and self._approved != commit.sha
         ):
             return  # still waiting for approval
-        # Planned under the lock: the removals guard judges the plan that is carried out.
+        # Planned under the lock: the removals guard judges the plan that is carried out. The
+        # node's own lock, and the cluster-wide one for the leader's work: nodes apply at once.
+        leading = self.leading
+        holder = f"nebulad {self.node}" if self.node else "nebulad"
         try:
-            with self.store.apply_lock("nebulad", lambda msg: log.warning("%s", msg), self._stop):
-                self._apply(good, trigger, explicit=explicit)
+            with self.store.apply_lock(
+                holder,
+                lambda msg: log.warning("%s", msg),
+                self._stop,
+                node=self.node,
+                cluster=leading,
+            ):
+                self._apply(good, trigger, explicit=explicit, leading=leading)
         except WaitStoppedError:
             log.info("stopping: no longer waiting for the apply lock")
 
-    def _apply(self, good: _Good, trigger: str, *, explicit: bool) -> None:
-        """Plan `good` and carry the plan out (or hold it); under the store's apply lock."""
+    def _apply(self, good: _Good, trigger: str, *, explicit: bool, leading: bool) -> None:
+        """Plan `good` and carry the plan out (or hold it); under the store's apply lock.
+        Every node plans its own installations; the leader also the cluster-wide kinds."""
         commit = good.commit
         desired = good.desired
         world = World(
@@ -374,7 +412,11 @@ class Daemon:
             commit=commit.sha if commit else None,
             docker_provider=self.provider,
         )
-        only = [k for k in pipeline.KIND_NAMES if k != "dns" or self.dns.due(desired.zones)]
+        only = [
+            k
+            for k in pipeline.KIND_NAMES
+            if (leading or k in NODE_KINDS) and (k != "dns" or self.dns.due(desired.zones))
+        ]
 
         def allow(plan: Plan) -> bool:
             """Hold a plan the prune guard refuses (until approved); begin a sync that changes
@@ -395,7 +437,8 @@ class Daemon:
         outcome = pipeline.run(desired, world, only=only, allow=allow)
         if outcome.applied is None:
             return
-        self.proxy.applied(outcome.of("routes"))
+        if "routes" in only:
+            self.proxy.applied(outcome.of("routes"))
         if "dns" in only:
             self.dns.applied(desired.zones, outcome.of("dns"))
         plan, errors = outcome.plan, outcome.errors
@@ -416,7 +459,7 @@ class Daemon:
             changes=outcome.change_records(),
         )
         if commit is not None:
-            self.store.set_setting("applied_commit", commit.sha)
+            self._set_setting("applied_commit", commit.sha)
         if self._held is not None and commit is not None and self._held[0] == commit.sha:
             self._held = None
         self.log.count(info, plan, drift=trigger == "drift")
@@ -464,9 +507,7 @@ class Daemon:
         if self.source is None:  # watch mode: the folder as it is now
             if fetch or self._good is None or stale:
                 try:
-                    self._good = _Good(
-                        None, load_desired(Path(self.config.source), self._fingerprints)
-                    )
+                    self._good = _Good(None, self._load(Path(self.config.source)))
                 except ConfigError as exc:
                     self._failed(None, trigger, exc)
             return
@@ -492,9 +533,7 @@ class Daemon:
             self.store.set_sync_status(self._held[1], "superseded")
             self._held = None
         try:
-            self._good = _Good(
-                commit, load_desired(self.source.checkout(commit.sha), self._fingerprints)
-            )
+            self._good = _Good(commit, self._load(self.source.checkout(commit.sha)))
         except ConfigError as exc:
             self._failed(commit, trigger, exc)
             self._restore_last_applied()
@@ -508,9 +547,7 @@ class Daemon:
         if applied:
             try:
                 commit = self.source.commit_info(applied)
-                self._good = _Good(
-                    commit, load_desired(self.source.checkout(applied), self._fingerprints)
-                )
+                self._good = _Good(commit, self._load(self.source.checkout(applied)))
             except NebulaError:
                 log.exception("cannot reload the last applied commit %s", applied)
 
@@ -525,14 +562,52 @@ class Daemon:
         )
 
     def _setting(self, key: str) -> str | None:
-        return self.store.setting(key)
+        """One of this node's settings (applied_commit, suspended, pinned_commit)."""
+        return self.store.setting(setting_key(key, self.node))
+
+    def _set_setting(self, key: str, value: str | None) -> None:
+        self.store.set_setting(setting_key(key, self.node), value)
+
+    # -- the nodes -------------------------------------------------------------------------
+
+    @property
+    def leading(self) -> bool:
+        """Whether this nebulad runs the cluster-wide work: it was elected, or it is the only
+        one (started without --node, as a single-node homelab's is)."""
+        return self.node is None or self.membership.leading
+
+    def _identity(self) -> Node | None:
+        """The node this nebulad is, in the last good commit: its --node, else the first."""
+        good = self._good
+        if good is None:
+            return None
+        nodes = good.desired.repo.config.nodes
+        return next((n for n in nodes if self.node in (None, n.name)), None)
+
+    def _lead(self, leading: bool) -> None:
+        """Leadership came or went (the election thread): scheduled workflows fire on the
+        leader only; a new leader syncs at once, planning from what is really there."""
+        self.remediation.workflows.lead(leading)
+        if leading:
+            self.request_sync("leader")
+        else:
+            self.dns.forget()  # planned afresh should it lead again
+
+    def _load(self, root: Path) -> Desired:
+        """The desired state of the commit at `root`, refused when this nebulad cannot follow
+        it (see `daemon.cluster.node_issues`)."""
+        desired = load_desired(root, self._fingerprints)
+        sqlite = self.store.engine.dialect.name == "sqlite"
+        node_issues(desired.repo.config.nodes, self.node, sqlite, str(root))
+        return desired
 
     # -- DaemonControl ---------------------------------------------------------------------
 
     def status(self) -> DaemonStatus:
-        syncs = self.store.syncs(limit=1)
+        syncs = self.store.syncs(limit=1, node=self.node)  # this node's last
         return DaemonStatus(
-            node=socket.gethostname(),
+            node=self.node or socket.gethostname(),
+            leader=self.leading,
             source=self.source.display_url if self.source else self.config.source,
             branch=self.config.branch,
             subfolder=self.config.subfolder,
@@ -546,6 +621,19 @@ class Daemon:
 
     def installations(self) -> list[dict[str, Any]]:
         return queries.installations(self.store, self.provider.observe().containers)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        good = self._good
+        if good is None:
+            return []
+        config = good.desired.repo.config
+        first = config.nodes[0].name if config.nodes else ""
+        placed: dict[str, list[str]] = {}
+        for installation in good.desired.installations:
+            placed.setdefault(getattr(installation, "node", first), []).append(installation.name)
+        statuses = {i.name: i.status for i in self.store.installations()}
+        found, now = nodes_db.nodes(self.store)
+        return listing(config.nodes, placed, statuses, found, now)
 
     def logs(self, installation: str, service: str | None, tail: int) -> list[dict[str, str]]:
         found = self._containers(installation, service)
@@ -601,12 +689,12 @@ class Daemon:
         return record
 
     def suspend(self) -> None:
-        self.store.set_setting("suspended", "1")
+        self._set_setting("suspended", "1")
         self.bus.publish("suspended")
 
     def resume(self) -> None:
-        self.store.set_setting("suspended", "0")
-        self.store.set_setting("pinned_commit", None)
+        self._set_setting("suspended", "0")
+        self._set_setting("pinned_commit", None)
         self.bus.publish("resumed")
         self.request_sync("manual")
 
@@ -619,7 +707,7 @@ class Daemon:
             sha = self.source.commit_info(commit).sha
         except NebulaError as exc:
             raise ControlError("not_found", str(exc)) from None
-        self.store.set_setting("pinned_commit", sha)
+        self._set_setting("pinned_commit", sha)
         self.bus.publish("rollback", commit=sha)
         self.request_sync("rollback")
         return sha
@@ -765,7 +853,10 @@ class Daemon:
             ) from None
 
 
-_ORDER = ("rollback", "approve", "manual", "hook", "webhook", "watch", "poll", "start", "drift")
+_ORDER = (
+    *("rollback", "approve", "manual", "hook", "webhook", "watch", "poll", "start", "leader"),
+    "drift",
+)
 
 
 def _masked_line(line: logs.ServiceLine, mask: Callable[[str], str]) -> dict[str, str]:

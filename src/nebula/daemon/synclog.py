@@ -18,6 +18,7 @@ from nebula.daemon.events import EventBus
 from nebula.daemon.gitsync import Commit
 from nebula.plan import Plan
 from nebula.store import Store, SyncStatus
+from nebula.store.cluster import setting_key
 
 log = logging.getLogger("nebulad")
 
@@ -25,9 +26,10 @@ _AUDITED_CHANGES = 500  # a sync's audit entry lists at most this many changes
 
 
 class SyncLog:
-    def __init__(self, store: Store, bus: EventBus) -> None:
+    def __init__(self, store: Store, bus: EventBus, node: str | None = None) -> None:
         self.store = store
         self.bus = bus
+        self.node = node  # the node whose syncs these are (None: the only one)
         self.audit = AuditTrail(store)
         self.current: int | None = None  # the sync row begun and not yet finished
         self._unfinished: set[int] = set()  # rows left "running": the store refused the end
@@ -101,6 +103,7 @@ class SyncLog:
             author=commit.author if commit else None,
             message=commit.message if commit else None,
             trigger=trigger,
+            node=self.node,
         )
         self.current = sync_id
         return sync_id
@@ -122,7 +125,7 @@ class SyncLog:
             changes=plan.change_records(),
         )
         if status == "succeeded" and commit is not None:
-            self.store.set_setting("applied_commit", commit.sha)
+            self.store.set_setting(setting_key("applied_commit", self.node), commit.sha)
         self.count(info, plan, drift=False)
         self.bus.publish("sync_finished", id=sync_id, status=status, errors=errors or [])
         return sync_id

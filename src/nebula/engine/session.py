@@ -6,6 +6,7 @@ Imported when the CLI starts, so everything heavy is imported inside the functio
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +31,12 @@ __all__ = [
 
 def open_provider(desired: Desired | None, docker_host: str | None) -> DockerProvider:
     """The Docker Engine: the flag, else nebula.yaml's `docker.host`, else DOCKER_HOST."""
-    from nebula.providers.docker import DockerProvider
+    from nebula.providers.docker import DockerProvider, engine_ssh
 
-    configured = desired.repo.config.docker.host if desired else None
-    return DockerProvider(docker_host or configured)
+    if desired is None:
+        return DockerProvider(docker_host)
+    url = docker_host or desired.repo.config.docker.host
+    return DockerProvider(url, ssh=engine_ssh(url, desired.repo.config.nodes))
 
 
 def store_url(given: str | None) -> str:
@@ -87,7 +90,10 @@ def replay_noop(
     entry = memo.entry(_memo_key(repo, node))
     if entry is None:
         return None
-    provider = DockerProvider(docker_host or entry.get("docker_host"))
+    url = docker_host or entry.get("docker_host") or os.environ.get("DOCKER_HOST") or ""
+    if url.startswith("ssh://"):
+        return None  # its host keys and login are in nebula.yaml's nodes, read by a full plan
+    provider = DockerProvider(url or None)
     try:
         observed = provider.observe()
     finally:

@@ -104,13 +104,11 @@ class World:
 
     def docker(self, desired: Desired) -> DockerProvider:
         if self.docker_provider is None:
-            from nebula.providers.docker import DockerProvider
+            from nebula.providers.docker import DockerProvider, engine_ssh
 
-            self.docker_provider = DockerProvider(
-                self.docker_host
-                or self.node_spec(desired).docker
-                or desired.repo.config.docker.host
-            )
+            config = desired.repo.config
+            url = self.docker_host or self.node_spec(desired).docker or config.docker.host
+            self.docker_provider = DockerProvider(url, ssh=engine_ssh(url, config.nodes))
             self._opened.append(self.docker_provider)
         return self.docker_provider
 

@@ -1,4 +1,5 @@
-"""Alerts from what nebulad already sees: Docker events, health checks, syncs, certificates.
+"""Alerts from what nebulad already sees: Docker events, health checks, syncs, certificates,
+other nodes' heartbeats.
 
 Each function turns one observation into an `Alert` (firing, or resolved when the thing is
 well again), or None when it is nothing to act on.
@@ -116,6 +117,20 @@ def from_certificate(data: Mapping[str, Any]) -> Alert:
         status="firing",
         source="tls",
         starts_at=_at(),
+    )
+
+
+def from_node(node: str, down: bool, heartbeat_at: datetime) -> Alert:
+    """A node's nebulad stopped sending heartbeats (`down`), or sends them again."""
+    last = heartbeat_at.isoformat(timespec="seconds")
+    summary = f"node {node} sends no heartbeat since {last}" if down else f"node {node} is back"
+    return Alert(
+        name="node_down",
+        labels={"node": node, "severity": "critical"},
+        annotations={"summary": summary, "last_heartbeat": last},
+        status="firing" if down else "resolved",
+        source="nebulad",
+        starts_at=heartbeat_at if down else _at(),
     )
 
 

@@ -74,6 +74,7 @@ class Workflows:
         self._runs: dict[str, _Run] = {}  # run id -> the run in progress
         self._queues: dict[str, threading.Lock] = {}  # `queue` concurrency: one after another
         self._scheduler: Any = None
+        self._scheduling = True  # fire the schedules here (see `lead`)
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -82,7 +83,19 @@ class Workflows:
         _RUNNING["daemon"] = self
         with self._lock:
             self._workflows = {w.name: w.spec for w in workflows}
-        self._schedule()
+        if self._scheduling:
+            self._schedule()
+
+    def lead(self, scheduling: bool) -> None:
+        """Whether this nebulad fires the schedules: the jobs are shared in the database, so
+        of several nodes only the leader may (a single node always does). A node that takes
+        over finds each job's next run, and what was missed, as the last leader left them."""
+        self._scheduling = scheduling
+        if scheduling:
+            if self._workflows:
+                self._schedule()
+        elif self._scheduler is not None:
+            self._scheduler.pause()
 
     def _schedule(self) -> None:
         from apscheduler.triggers.cron import CronTrigger

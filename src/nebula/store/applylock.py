@@ -8,6 +8,11 @@ belongs to the state database, so every process using it agrees on it, whoever r
   `application_name` names the holder (nodes sharing the database take turns too);
 - SQLite: an exclusive `flock` on a file beside the database, which names its holder.
 
+The lock is per node: each node's share (its installations) has a lock of its own, so nodes
+apply in parallel, and the cluster-wide kinds (routes, DNS, definitions) have the store's one
+lock (`node` None), which the single node of a homelab takes alone, as before there were nodes.
+A node's key is derived from its name (`node_key`); two names that collide only take turns.
+
 A holder that dies releases it (its session ends, its file descriptor closes), so a killed apply
 never leaves it stuck. A waiter tries again every `RETRY` seconds until it gets the lock or its
 `stop` event is set (nebulad stopping), so waiting never blocks a stop. The caller plans only
@@ -20,6 +25,7 @@ import fcntl
 import os
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,12 +36,25 @@ Waiting = Callable[[str], None]  # told who holds the lock, before waiting for i
 
 RETRY = 0.25  # seconds between tries while another holds the lock
 ADVISORY_KEY = 0x4E42_4150  # "NBAP": below 2**31, so pg_locks shows it as (classid 0, objid KEY)
+_NODE_CLASS = 0x4E4E  # "NN": a node's key is (classid NN, objid crc32 of its name)
 _HOLDER = text(
     "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-    " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0"
-    " AND l.objid = CAST(:key AS oid) AND l.objsubid = 1"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = CAST(:high AS oid)"
+    " AND l.objid = CAST(:low AS oid) AND l.objsubid = 1"
     " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
+
+
+def node_key(node: str | None) -> int:
+    """The advisory key of `node`'s apply lock; None: the cluster-wide (the store's) lock."""
+    if node is None:
+        return ADVISORY_KEY
+    return _NODE_CLASS << 32 | zlib.crc32(node.encode())
+
+
+def lock_file(database: str, node: str | None) -> Path:
+    """Where a SQLite database's apply lock of `node` (None: the cluster-wide one) is kept."""
+    return Path(f"{database}.apply-lock" + (f".{node}" if node else ""))
 
 
 class WaitStoppedError(Exception):
@@ -61,19 +80,24 @@ def _take(
 
 @contextmanager
 def advisory_lock(
-    engine: Engine, holder: str, waiting: Waiting, stop: threading.Event | None
+    engine: Engine,
+    holder: str,
+    waiting: Waiting,
+    stop: threading.Event | None,
+    key: int = ADVISORY_KEY,
 ) -> Iterator[None]:
-    """Hold the apply lock of the PostgreSQL database of `engine` as `holder`."""
+    """Hold the apply lock `key` (`node_key`) of the PostgreSQL database of `engine`."""
     with engine.connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT")  # no transaction held open
         connection.detach()  # closed, not pooled, at the end: the session ends with its lock
         connection.execute(
             text("SELECT set_config('application_name', :name, false)"), {"name": holder}
         )
-        key = {"key": ADVISORY_KEY}
         _take(
-            lambda: bool(connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), key)),
-            lambda: connection.scalar(_HOLDER, key),
+            lambda: bool(
+                connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key})
+            ),
+            lambda: connection.scalar(_HOLDER, {"high": key >> 32, "low": key & 0xFFFF_FFFF}),
             waiting,
             stop,
         )

@@ -187,15 +187,32 @@ class Sync(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     finished_at: Mapped[datetime | None]
     duration_ms: Mapped[int | None]
+    node: Mapped[str | None] = mapped_column(String(64), index=True)  # None: the only node's
 
 
 class DaemonSetting(Base):
-    """The daemon's state that must survive a restart: suspended, pinned commit, ..."""
+    """The daemon's state that must survive a restart: suspended, pinned commit, ...; a
+    node's own as `KEY@NODE` (`store.cluster.setting_key`)."""
 
     __tablename__ = "daemon_settings"
 
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
     value: Mapped[str | None] = mapped_column(Text)
+
+
+class NodeRow(Base):
+    """A node whose nebulad runs (or ran): what it said of itself at its last heartbeat."""
+
+    __tablename__ = "nodes"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(String(255))
+    labels: Mapped[dict[str, str]]
+    engine: Mapped[str] = mapped_column(String(16))
+    version: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    leader_since: Mapped[datetime | None]  # set while it holds the leader's lock
 
 
 # -- audit log ---------------------------------------------------------------------------------

@@ -95,6 +95,7 @@ class SyncInfo:
     started_at: datetime
     finished_at: datetime | None
     duration_ms: int | None
+    node: str | None = None  # the node whose nebulad ran it; None: a single-node homelab's
 
 
 @dataclass(frozen=True)

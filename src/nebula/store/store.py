@@ -8,7 +8,6 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -125,25 +124,36 @@ class Store:
 
     @contextmanager
     def apply_lock(
-        self, holder: str, waiting: Callable[[str], None], stop: threading.Event | None = None
+        self,
+        holder: str,
+        waiting: Callable[[str], None],
+        stop: threading.Event | None = None,
+        *,
+        node: str | None = None,
+        cluster: bool = True,
     ) -> Iterator[None]:
-        """Hold this store's apply lock (see `store.applylock`) as `holder`; when another apply
-        holds it, `waiting` is told whose it is first, then this waits for it, until `stop` is
-        set (`applylock.WaitStoppedError`)."""
+        """Hold this store's apply locks (see `store.applylock`) as `holder`: `node`'s, when
+        given, then the cluster-wide one when `cluster`. When another apply holds one,
+        `waiting` is told whose it is first, then this waits for it, until `stop` is set
+        (`applylock.WaitStoppedError`)."""
         named = f"{holder} (pid {os.getpid()})"
         database = self._engine.url.database
-        lock: AbstractContextManager[None] = contextlib.nullcontext()  # in memory: one process
-        if self._engine.dialect.name == "postgresql":
-            lock = applylock.advisory_lock(self._engine, named, waiting, stop)
-        elif database and database != ":memory:":
-            lock = applylock.file_lock(Path(f"{database}.apply-lock"), named, waiting, stop)
+        scopes = ([node] if node is not None else []) + ([None] if cluster else [])
         with contextlib.ExitStack() as held:
-            try:
-                held.enter_context(lock)
-            except SQLAlchemyError as e:
-                raise StoreError(f"apply lock: {db.describe(e)}") from e
-            except OSError as e:
-                raise StoreError(f"apply lock beside {database}: {e.strerror or e}") from None
+            for scope in scopes:
+                lock: AbstractContextManager[None] = contextlib.nullcontext()  # in memory
+                if self._engine.dialect.name == "postgresql":
+                    key = applylock.node_key(scope)
+                    lock = applylock.advisory_lock(self._engine, named, waiting, stop, key)
+                elif database and database != ":memory:":
+                    path = applylock.lock_file(database, scope)
+                    lock = applylock.file_lock(path, named, waiting, stop)
+                try:
+                    held.enter_context(lock)
+                except SQLAlchemyError as e:
+                    raise StoreError(f"apply lock: {db.describe(e)}") from e
+                except OSError as e:
+                    raise StoreError(f"apply lock beside {database}: {e.strerror or e}") from None
             yield
 
     def __enter__(self) -> Store:
@@ -441,10 +451,17 @@ class Store:
     # -- the daemon's syncs and settings ---------------------------------------------------
 
     def start_sync(
-        self, *, commit: str | None, author: str | None, message: str | None, trigger: str
+        self,
+        *,
+        commit: str | None,
+        author: str | None,
+        message: str | None,
+        trigger: str,
+        node: str | None = None,
     ) -> int:
         with self.transaction() as session:
             sync = Sync(
+                node=node,
                 commit=commit,
                 author=author,
                 message=message,
@@ -481,13 +498,15 @@ class Store:
             sync.duration_ms = int((now - sync.started_at).total_seconds() * 1000)
             return _sync_info(sync)
 
-    def interrupt_running_syncs(self, reason: str) -> int:
-        """Close every sync still marked running (its process died) as failed; how many."""
+    def interrupt_running_syncs(self, reason: str, node: str | None = None) -> int:
+        """Close every sync of `node` still marked running (its process died) as failed; how
+        many. Other nodes' syncs are theirs to close."""
         now = utcnow()
         with self.transaction() as session:
             result = session.execute(
                 update(Sync)
                 .where(Sync.status == "running")
+                .where(Sync.node.is_(None) if node is None else Sync.node == node)
                 .values(status="failed", errors=[reason], finished_at=now)
             )
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -496,10 +515,13 @@ class Store:
         with self.transaction() as session:
             session.execute(update(Sync).where(Sync.id == sync_id).values(status=status))
 
-    def syncs(self, limit: int = 20) -> list[SyncInfo]:
-        """Newest first."""
+    def syncs(self, limit: int = 20, *, node: str | None = None) -> list[SyncInfo]:
+        """Newest first; only `node`'s when given (else every node's)."""
+        query = select(Sync).order_by(Sync.id.desc()).limit(limit)
+        if node is not None:
+            query = query.where(Sync.node == node)
         with self.transaction() as session:
-            rows = session.scalars(select(Sync).order_by(Sync.id.desc()).limit(limit))
+            rows = session.scalars(query)
             return [_sync_info(row) for row in rows]
 
     def sync(self, sync_id: int) -> SyncInfo | None:
@@ -990,4 +1012,5 @@ def _sync_info(row: Sync) -> SyncInfo:
         started_at=row.started_at,
         finished_at=row.finished_at,
         duration_ms=row.duration_ms,
+        node=row.node,
     )

@@ -50,6 +50,10 @@ def run(
     ] = None,
     docker_host: Annotated[str | None, typer.Option(help="Docker Engine URL.")] = None,
     database_url: Annotated[str | None, typer.Option(help="State database URL.")] = None,
+    node: Annotated[
+        str | None,
+        typer.Option(help="The node of nebula.yaml this is (NEBULA_NODE). [default: the first]"),
+    ] = None,
     log_json: Annotated[bool | None, typer.Option("--log-json", help="Log as JSON lines.")] = None,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="YAML file with any of these settings.")
@@ -78,6 +82,7 @@ def run(
         "ui": ui,
         "docker_host": docker_host,
         "database_url": database_url,
+        "node": node,
         "log_json": log_json,
     }
     with handle_errors():

@@ -3,7 +3,8 @@
 Observing costs a fixed number of requests whatever the size of the homelab: one label-filtered
 list each for containers, networks and volumes (the high-level SDK would inspect every
 container); on local and plain-TCP engines they go through `EngineReader`, so a plan that
-changes nothing never imports the SDK. Waiting for containers uses one `/events` stream shared
+changes nothing never imports the SDK. An `ssh://user@host` engine is reached with Docker's own
+SSH transport, its host key verified against the node's `known_hosts` (`ssh.py`). Waiting for containers uses one `/events` stream shared
 by every waiter instead of polling. Every SDK error is translated here into `ProviderError`
 naming the resource.
 """
@@ -21,12 +22,12 @@ import tarfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from nebula.errors import ProviderError
 from nebula.kinds.packages.types import (
@@ -62,6 +63,8 @@ from nebula.providers.docker.secret_files import (
 if TYPE_CHECKING:
     import docker
     import requests
+
+    from nebula.spec.config import Node, NodeSsh
 
 _MANAGED_FILTER = {"label": [f"{LABEL_MANAGED}=true"]}
 _EXITED = re.compile(r"Exited \((-?\d+)\)")
@@ -99,6 +102,20 @@ class ContainerEvent:
         )
 
 
+def engine_ssh(base_url: str | None, nodes: Sequence[Node]) -> NodeSsh | None:
+    """The `ssh:` settings (key_file, known_hosts) of the node an `ssh://` engine URL (else
+    DOCKER_HOST) is: the node whose `docker` it is, else the one at its host's address; None:
+    not an ssh:// engine, or no such node (NodeSsh's defaults then)."""
+    given = base_url or os.environ.get("DOCKER_HOST") or ""
+    url = urlsplit(given)
+    if url.scheme != "ssh":
+        return None
+    found = [n for n in nodes if n.docker == given] or [
+        n for n in nodes if str(n.address) == url.hostname
+    ]
+    return found[0].ssh if found else None
+
+
 @dataclass(frozen=True)
 class ContainerStatus:
     state: str  # running | exited | created | ...
@@ -113,8 +130,10 @@ class DockerProvider:
         timeout: float = 120.0,
         files_dir: Path | None = None,
         secrets_dir: Path | None = None,
+        ssh: NodeSsh | None = None,
     ) -> None:
         self.base_url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        self.ssh = ssh  # an ssh:// engine's key_file and known_hosts; None: NodeSsh's defaults
         self.files_dir = files_dir or repo_files_dir()  # the repo's files, bound into containers
         self.secrets_dir = secrets_dir  # compose secrets, in memory; None: the default
         self._api: docker.APIClient | None = None
@@ -138,9 +157,14 @@ class DockerProvider:
                 import docker
 
                 with self._call(f"Docker Engine at {self.base_url}"):
-                    self._api = docker.APIClient(
-                        base_url=self.base_url, version="auto", timeout=int(self._timeout)
-                    )
+                    if self.base_url.startswith("ssh://"):
+                        from nebula.providers.docker.ssh import ssh_api_client
+
+                        self._api = ssh_api_client(self.base_url, self.ssh, int(self._timeout))
+                    else:
+                        self._api = docker.APIClient(
+                            base_url=self.base_url, version="auto", timeout=int(self._timeout)
+                        )
             return self._api
 
     def close(self) -> None:
@@ -154,6 +178,7 @@ class DockerProvider:
     @contextmanager
     def _call(self, resource: str) -> Iterator[None]:
         import docker.errors
+        import paramiko  # the docker SDK imports it already (its SSH transport)
         import requests.exceptions
 
         try:
@@ -162,7 +187,11 @@ class DockerProvider:
             raise ProviderError(resource, _explain(exc)) from None
         except docker.errors.APIError as exc:
             raise ProviderError(resource, _explain(exc)) from None
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        except (
+            docker.errors.DockerException,
+            requests.exceptions.RequestException,
+            paramiko.SSHException,  # an ssh:// engine's connection failed under a request
+        ) as exc:
             raise ProviderError(
                 f"Docker Engine at {self.base_url}", f"cannot connect ({_root_cause(exc)})"
             ) from None
