@@ -35,6 +35,7 @@ from nebula.daemon.events import EventBus
 from nebula.daemon.faults import Faults
 from nebula.daemon.gitsync import Commit, GitSource
 from nebula.daemon.health import HealthMonitor
+from nebula.daemon.projects import ProjectDesk
 from nebula.daemon.proxy import ProxyKeeper
 from nebula.daemon.synclog import SyncLog
 from nebula.daemon.webhook import verify_and_parse
@@ -100,6 +101,9 @@ class Daemon:
         self.dns = DnsKeeper(self.bus)
         folder = Path(config.source) if source is None else source.clone_dir / config.subfolder
         self.marketplace = Marketplace(store, source, folder, lambda: self.request_sync("manual"))
+        self.projects = ProjectDesk(
+            self.marketplace, source, folder, config.data_dir, lambda: self._desired()
+        )
         self.remediation = Remediation(
             store,
             provider,
