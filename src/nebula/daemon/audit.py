@@ -76,6 +76,9 @@ ACTIONS: dict[tuple[str, str], tuple[str, bool]] = {
     ("PUT", f"{PREFIX}/projects/{{name}}"): ("project.update", False),
     ("DELETE", f"{PREFIX}/projects/{{name}}"): ("project.remove", True),
     ("PUT", f"{PREFIX}/projects/{{name}}/files/{{path:path}}"): ("project.file-write", False),
+    ("POST", f"{PREFIX}/projects/{{name}}/deploy"): ("project.deploy", True),
+    ("POST", f"{PREFIX}/projects/{{name}}/rollback"): ("project.rollback", True),
+    ("POST", f"{PREFIX}/projects/{{name}}/open"): ("project.open", True),
 }
 _ACTOR_KIND = {
     "password": "user",

@@ -82,7 +82,7 @@ class Event:
 
 class DaemonControl(Protocol):
     ai: AI  # agents, their executions, functions, chat, the providers (`nebula.ai.service`)
-    projects: ProjectDesk  # the config repo's projects, their files and deployments
+    project_desk: ProjectDesk  # the config repo's projects: declarations, files, deployments
 
     def status(self) -> DaemonStatus: ...
 

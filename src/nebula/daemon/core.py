@@ -101,7 +101,7 @@ class Daemon:
         self.dns = DnsKeeper(self.bus)
         folder = Path(config.source) if source is None else source.clone_dir / config.subfolder
         self.marketplace = Marketplace(store, source, folder, lambda: self.request_sync("manual"))
-        self.projects = ProjectDesk(
+        self.project_desk = ProjectDesk(
             self.marketplace, source, folder, config.data_dir, lambda: self._desired()
         )
         self.remediation = Remediation(

@@ -18,6 +18,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
+import os
+import shutil
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,16 +30,21 @@ from typing import Any
 
 from nebula.daemon.catalog_api import Marketplace
 from nebula.daemon.control import ControlError
-from nebula.daemon.gitsync import GitSource
+from nebula.daemon.gitsync import GitSource, mask_url_secrets
 from nebula.engine import configrepo
+from nebula.engine.catalog_edits import secret_name
 from nebula.engine.configrepo import Author
 from nebula.engine.project_files import ProjectFileError, ProjectFiles, clean_path
+from nebula.engine.projects import ProjectService
 from nebula.errors import SyncError
 from nebula.kinds.base import Desired
 from nebula.kinds.projects.types import DesiredProject
 from nebula.spec.names import InvalidNameError, check_name
+from nebula.store.records import ProjectDeployment
 
 FOLDER = "projects"  # where the config repo declares them
+IDE = "code-server"  # the catalog package `nebula projects open` installs
+IDE_PORT = 8443  # the first host port an IDE is published on (its package's default)
 
 
 @dataclass(frozen=True)
@@ -59,8 +68,11 @@ class ProjectDesk:
         folder: Path,
         data_dir: Path,
         desired: Callable[[], Desired | None],
+        *,
+        service: Callable[[], ProjectService],
     ) -> None:
         self.marketplace = marketplace
+        self.service = service  # deploys, rollbacks and their records (the projects kind's)
         self.source = source
         self.folder = folder  # the config folder followed (watch mode)
         self.data_dir = data_dir / "projects"
@@ -167,6 +179,108 @@ class ProjectDesk:
             self.marketplace.on_commit()
         return {"path": rel, "commit": sha, "message": text}
 
+    # -- deployments -----------------------------------------------------------------------
+
+    def deploy(
+        self, name: str, environment: str | None, commit: str | None, actor: str
+    ) -> ProjectDeployment:
+        """Start building `commit` (default: the branch's head) and switching `environment`
+        (default: the first) to it; the recorded deployment, `pending`."""
+        env = self._environment(name, environment)
+        return self.service().deploy(
+            name,
+            env,
+            commit,
+            wait=False,
+            summary=f"deploy by {actor}" + (f" of {commit[:12]}" if commit else ""),
+        )
+
+    def rollback(self, name: str, environment: str | None, to: str | None) -> ProjectDeployment:
+        """Start switching `environment` back to a kept image (`to`: a commit or its prefix;
+        default: the one live before), without building; the recorded deployment."""
+        env = self._environment(name, environment)
+        return self.service().rollback(name, env, to, wait=False)
+
+    def deployments(
+        self, name: str, environment: str | None, limit: int
+    ) -> list[ProjectDeployment]:
+        """The project's deployments, newest first (a removed project's too)."""
+        return self.service().deployments(name, environment, limit)
+
+    def deployment(self, name: str, deployment_id: str) -> dict[str, Any]:
+        """One deployment of the project with its build output (masked)."""
+        found = self.service().deployment(deployment_id)
+        if found.project != name:
+            raise ControlError("not_found", f"project {name} has no deployment {deployment_id}")
+        return {**dataclasses.asdict(found), "logs": self.service().build_logs(deployment_id)}
+
+    # -- the IDE -----------------------------------------------------------------------------
+
+    def open_ide(
+        self, name: str, environment: str | None, port: int | None, actor: str
+    ) -> dict[str, Any]:
+        """Install the catalog's code-server as `ide-NAME`, on a working copy of the project's
+        repo (made on first use, then left to the IDE's user) and exposed at `ide.HOST` (the
+        environment's hostname); {installation, url, workspace, password_secret, commit}.
+        Nothing is committed when it is installed already."""
+        desired, project = self._find(name)
+        env = project.environments[self._environment(name, environment)]
+        if env.host is None:
+            raise ControlError(
+                "invalid",
+                f"{project.file}: environment {env.name} has no `expose:` hostname; the IDE is "
+                "exposed at ide.<that hostname>",
+            )
+        installation = f"ide-{name}"
+        _check_name(installation)
+        workspace = self._workspace(name, project, env.branch)
+        answer: dict[str, Any] = {
+            "installation": installation,
+            "url": f"https://ide.{env.host}",
+            "workspace": str(workspace),
+            "password_secret": secret_name(installation, "PASSWORD"),
+            "commit": None,
+        }
+        installed = {i.name: i for i in desired.repo.installations}
+        if installation in installed:
+            return answer
+        used = {i.spec.values.get("PORT") for i in installed.values() if i.spec.package == IDE}
+        port = port or next(p for p in range(IDE_PORT, 65536) if str(p) not in used)
+        values = {"WORKSPACE": str(workspace), "PORT": str(port)}
+        request = {"package": IDE, "name": installation, "values": values}
+        done = self.marketplace.install({**request, "expose": [f"ide.{env.host}"]}, actor)
+        return {**answer, "commit": done["commit"], "port": port}
+
+    def _workspace(self, name: str, project: DesiredProject, branch: str) -> Path:
+        """The IDE's working copy: a clone of the repo where the project lives (the config
+        repo for a `path:` project; in watch mode its followed folder), made once."""
+        if project.git_url is None and self.source is None:
+            return self.folder.resolve()
+        url = project.git_url or (self.source.url if self.source else "")
+        if project.git_url is None and self.source is not None:
+            branch = self.source.branch
+        target = self.data_dir / "ide" / name
+        if (target / ".git").is_dir():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+        try:
+            done = subprocess.run(
+                ["git", "clone", "--quiet", "--branch", branch, "--", url, str(target)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=300,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ControlError("conflict", f"cannot clone {mask_url_secrets(url)}: {exc}") from None
+        if done.returncode != 0:
+            shutil.rmtree(target, ignore_errors=True)
+            why = mask_url_secrets(done.stderr.strip())
+            raise ControlError("conflict", f"cannot clone {mask_url_secrets(url)}: {why}")
+        return target
+
     # -- internals -------------------------------------------------------------------------
 
     def _find(self, name: str) -> tuple[Desired, DesiredProject]:
@@ -179,6 +293,19 @@ class ProjectDesk:
             )
         return desired, found[name]
 
+    def _environment(self, name: str, environment: str | None) -> str:
+        """`environment`, or the project's first; not_found when it has no such one."""
+        _, project = self._find(name)
+        if environment is None:
+            return next(iter(project.environments))
+        if environment not in project.environments:
+            raise ControlError(
+                "not_found",
+                f"project {name!r} has no environment {environment!r} "
+                f"(environments: {', '.join(project.environments)})",
+            )
+        return environment
+
     def _where(self, name: str, environment: str | None) -> _Where:
         desired, project = self._find(name)
         if project.git_url is None:
@@ -187,15 +314,8 @@ class ProjectDesk:
             if self.source is None:
                 return _Where(None, "", folder, True)
             return _Where(self.source.url, self.source.branch, _join(self.source, folder), True)
-        if environment is None:
-            environment = next(iter(project.environments))
-        if environment not in project.environments:
-            raise ControlError(
-                "not_found",
-                f"project {name!r} has no environment {environment!r} "
-                f"(environments: {', '.join(project.environments)})",
-            )
-        return _Where(project.git_url, project.environments[environment].branch, "", False)
+        branch = project.environments[self._environment(name, environment)].branch
+        return _Where(project.git_url, branch, "", False)
 
     def _checkout(self, name: str, where: _Where) -> tuple[Path, str | None]:
         """The work tree to read the project's files from, at the branch's tip, and its sha."""
@@ -233,6 +353,9 @@ class ProjectDesk:
         return configrepo.commit_paths(self.folder, [full], message, author)
 
     def _summary(self, desired: Desired, project: DesiredProject) -> dict[str, Any]:
+        """What the API shows of a project: where its code is, and each environment with
+        its latest deployment."""
+        service = self.service()
         folder = project.folder.relative_to(desired.repo.root) if project.folder else None
         return {
             "name": project.name,
@@ -247,6 +370,7 @@ class ProjectDesk:
                     "host": env.host,
                     "port": env.port,
                     "node": env.node,
+                    "latest": next(iter(service.deployments(project.name, env.name, 1)), None),
                 }
                 for env in project.environments.values()
             ],

@@ -18,6 +18,24 @@
                                                 "message"?, "environment"?}: {path, commit,
                                                 message}, a commit with the caller as author,
                                                 pushed where the project lives
+    POST   /api/v1/projects/{name}/deploy       body {"environment"?, "commit"?}: 202, the
+                                                deployment started (pending); it builds the
+                                                commit (default: the branch's head) and
+                                                switches the environment (default: the first)
+    POST   /api/v1/projects/{name}/rollback     body {"environment"?, "to"?}: 202, the
+                                                deployment started: a kept image (`to`: a
+                                                commit or its prefix; default: the one live
+                                                before), no build; 409 when none is kept
+    GET    /api/v1/projects/{name}/deployments?environment=E&limit=N   {"deployments":
+                                                [...]}, newest first (N: 50)
+    GET    /api/v1/projects/{name}/deployments/{id}   the deployment with its build output
+                                                (`logs`, secrets masked)
+    POST   /api/v1/projects/{name}/open         body {"environment"?, "port"?}: the IDE (the
+                                                catalog's code-server, `ide-NAME`) on a working
+                                                copy of the project's repo, exposed at
+                                                ide.HOST: 202 {installation, url, workspace,
+                                                password_secret, commit, port} when installed
+                                                now, 200 (commit null) when it was already
 
 A `git_url:` project's files are those of an environment's branch (`environment`, default the
 first); a `path:` project's are its folder of the config repo. Paths are checked by
@@ -46,6 +64,7 @@ from nebula.daemon.auth import GuardedRoute, principal_of, route
 from nebula.daemon.auth_api import JsonBody, JsonResponse
 from nebula.daemon.catalog_api import InvalidEditError
 from nebula.daemon.control import ControlError, DaemonControl
+from nebula.daemon.params import query_limit
 from nebula.daemon.projects import ProjectDesk
 from nebula.identity.principal import Role
 
@@ -69,6 +88,11 @@ def projects_routes(
         route(f"{project}/files", api.files, ["GET"], role=viewer),
         route(f"{project}/files/{{path:path}}", api.read, ["GET"], role=viewer),
         route(f"{project}/files/{{path:path}}", api.write, ["PUT"], role=operator),
+        route(f"{project}/deploy", api.deploy, ["POST"], role=operator),
+        route(f"{project}/rollback", api.rollback, ["POST"], role=operator),
+        route(f"{project}/deployments", api.deployments, ["GET"], role=viewer),
+        route(f"{project}/open", api.open_ide, ["POST"], role=operator),
+        route(f"{project}/deployments/{{deployment_id}}", api.deployment, ["GET"], role=viewer),
     ]
 
 
@@ -80,7 +104,7 @@ class _ProjectsApi:
 
     @property
     def desk(self) -> ProjectDesk:
-        return self.control.projects
+        return self.control.project_desk
 
     def _ok(self, value: Any, status: int = 200) -> Response:
         return self.json(value, status, None)
@@ -122,6 +146,41 @@ class _ProjectsApi:
             )
         )
         return self._ok(done)
+
+    async def deploy(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        body = await self.json_body(request)
+        environment, commit = _text(body, "environment"), _text(body, "commit")
+        actor = _actor(request)
+        started = await run_in_threadpool(self.desk.deploy, name, environment, commit, actor)
+        return self._ok(started, 202)
+
+    async def rollback(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        body = await self.json_body(request)
+        environment, to = _text(body, "environment"), _text(body, "to")
+        return self._ok(await run_in_threadpool(self.desk.rollback, name, environment, to), 202)
+
+    async def deployments(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        environment = request.query_params.get("environment")
+        limit = query_limit(request, 50)
+        found = await run_in_threadpool(self.desk.deployments, name, environment, limit)
+        return self._ok({"deployments": found})
+
+    async def deployment(self, request: Request) -> Response:
+        name, deployment_id = request.path_params["name"], request.path_params["deployment_id"]
+        return self._ok(await run_in_threadpool(self.desk.deployment, name, deployment_id))
+
+    async def open_ide(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        body = await self.json_body(request)
+        environment, port = _text(body, "environment"), body.get("port")
+        if port is not None and (type(port) is not int or not 1 <= port <= 65535):
+            raise ControlError("invalid", '"port" is a port number, 1 to 65535')
+        actor = _actor(request)
+        done = await run_in_threadpool(self.desk.open_ide, name, environment, port, actor)
+        return self._ok(done, 202 if done["commit"] else 200)
 
     async def _save(self, request: Request, *, create: bool) -> Response:
         """Commit `projects/NAME.yaml` from the body (NAME: the path's, else the body's)."""
