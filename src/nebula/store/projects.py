@@ -71,8 +71,10 @@ class ProjectStore:
         commit: str | None,
         summary: str,
         image: str | None = None,
+        version: str | None = None,
     ) -> ProjectDeployment:
-        """Record a deployment that begins now (`pending`)."""
+        """Record a deployment that begins now (`pending`); `version` says which of the
+        project's settings it is made with."""
         now = utcnow()
         with self._store.transaction() as session:
             project_id = session.scalar(select(ProjectRow.id).where(ProjectRow.name == project))
@@ -86,6 +88,7 @@ class ProjectStore:
                 commit=commit,
                 image=image,
                 summary=summary,
+                version=version,
                 created_at=now,
             )
             session.add(row)
@@ -172,6 +175,18 @@ class ProjectStore:
             query = query.where(Deployment.environment == environment)
         with self._store.transaction() as session:
             return [_info(row) for row in session.scalars(query)]
+
+    def deployed(self, project: str, environment: str, commit: str, version: str) -> bool:
+        """Whether a deployment of `commit` with these settings was made (whatever became of
+        it): a sync deploys each new commit or change of settings once, a failed one too."""
+        query = (
+            _of(project)
+            .where(Deployment.environment == environment, Deployment.commit == commit)
+            .where(Deployment.version == version)
+            .limit(1)
+        )
+        with self._store.transaction() as session:
+            return session.scalar(query) is not None
 
     def live(self, project: str, environment: str) -> ProjectDeployment | None:
         """The deployment serving an environment now: its latest `live` one."""

@@ -3,9 +3,10 @@ environments, and the labels its containers and images carry."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from nebula.spec.yamlfile import YamlDocument
 from nebula.store.records import ProjectRecord
 
 LABEL_PROJECT = "io.nebula.project"  # on a project's containers, networks and images
@@ -41,7 +42,6 @@ class Environment:
     branch: str
     values: tuple[tuple[str, str], ...]
     host: str | None  # the hostname Caddy routes to it; None: not exposed
-    port: int  # the container port it serves on
     node: str | None  # None: the default node
 
     def container(self, project: str, deployment_id: str) -> str:
@@ -63,6 +63,7 @@ class DesiredProject:
     folder: Path | None  # that folder (absolute), when the code lives in the config repo
     dockerfile: str | None  # the Dockerfile's path in the code; None: a detected default
     build_args: tuple[tuple[str, str], ...]
+    port: int  # the container port it serves on
     environments: dict[str, Environment]
     health: HealthCheck
     cpus: float | None
@@ -71,3 +72,4 @@ class DesiredProject:
     build_timeout: float
     drain: float  # seconds the old container keeps serving after the switch
     record: ProjectRecord
+    doc: YamlDocument = field(compare=False, repr=False)  # its file, for error marks
