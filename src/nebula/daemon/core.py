@@ -41,6 +41,7 @@ from nebula.daemon.synclog import SyncLog
 from nebula.daemon.webhook import verify_and_parse
 from nebula.engine import logs, pipeline, queries
 from nebula.engine.load import load_desired
+from nebula.engine.projects import ProjectService
 from nebula.errors import ConfigError, NebulaError
 from nebula.kinds.base import Desired, World
 from nebula.kinds.packages.types import ObservedContainer
@@ -101,8 +102,22 @@ class Daemon:
         self.dns = DnsKeeper(self.bus)
         folder = Path(config.source) if source is None else source.clone_dir / config.subfolder
         self.marketplace = Marketplace(store, source, folder, lambda: self.request_sync("manual"))
+        self.projects = ProjectService(
+            desired=self._desired,
+            world=lambda: World(
+                lambda: self.store,
+                vault_secrets(self.store),
+                store_open=True,
+                docker_provider=self.provider,
+            ),
+        )
         self.project_desk = ProjectDesk(
-            self.marketplace, source, folder, config.data_dir, lambda: self._desired()
+            self.marketplace,
+            source,
+            folder,
+            config.data_dir,
+            self._desired,
+            service=lambda: self.projects,
         )
         self.remediation = Remediation(
             store,

@@ -363,12 +363,12 @@ class ProjectDesk:
             "git_url": project.git_url,
             "path": folder.as_posix() if folder else None,
             "dockerfile": project.dockerfile,
+            "port": project.port,
             "environments": [
                 {
                     "name": env.name,
                     "branch": env.branch,
                     "host": env.host,
-                    "port": env.port,
                     "node": env.node,
                     "latest": next(iter(service.deployments(project.name, env.name, 1)), None),
                 }

@@ -111,17 +111,17 @@ def show(
             ("file", _escape(project["file"])),
             ("code", _escape(project["git_url"] or f"config repo: {project['path']}")),
             ("dockerfile", _escape(project["dockerfile"] or "(detected)")),
+            ("port", str(project["port"])),
         ],
     )
     console().print()
     print_table(
-        ("environment", "branch", "host", "port", "node"),
+        ("environment", "branch", "host", "node"),
         [
             (
                 _escape(e["name"]),
                 _escape(e["branch"]),
                 _escape(e["host"] or ""),
-                str(e["port"]),
                 _escape(e["node"] or ""),
             )
             for e in project["environments"]
