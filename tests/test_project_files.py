@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from nebula.engine import configrepo
+from nebula.engine.catalog_edits import RepoEdit
 from nebula.engine.configrepo import Author
 from nebula.engine.project_files import (
     MAX_FILE_BYTES,
@@ -18,6 +19,7 @@ from nebula.engine.project_files import (
     ProjectFiles,
     clean_path,
 )
+from nebula.errors import ConfigError
 
 
 def git(root: Path, *args: str) -> str:
@@ -44,7 +46,7 @@ def repo(tmp_path: Path) -> Path:
     (site / "static" / "index.html").write_text("<h1>hi</h1>\n")
     (site / "run.sh").write_text("#!/bin/sh\n")
     (site / "run.sh").chmod(0o755)
-    (root / "nebula.yaml").write_text("nodes: []\n")
+    (root / "nebula.yaml").write_text("defaults: {}\n")
     (tmp_path / "secret.txt").write_text("the neighbour's secret\n")
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")
@@ -193,3 +195,11 @@ def test_a_write_over_uncommitted_changes_is_refused(repo: Path) -> None:
     (repo / "projects/site/Dockerfile").write_text("FROM scratch\n# mine\n")
     with pytest.raises(configrepo.ConfigRepoError, match="uncommitted changes in the way"):
         configrepo.check_clean(repo, ["projects/site/Dockerfile"])
+
+
+def test_an_edit_is_checked_in_a_repo_whose_project_links_to_a_folder_above(repo: Path) -> None:
+    """The edited copy keeps links as links: one to the repo's root does not recurse."""
+    (repo / "projects" / "site" / "up").symlink_to("../..")
+    edit = RepoEdit({"packages/x.yaml": "package: nope\n"})
+    with pytest.raises(ConfigError, match=r"packages/x\.yaml"):
+        edit.check(repo)

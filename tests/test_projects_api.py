@@ -52,7 +52,11 @@ environments:
 
 def git(cwd: Path, *args: str) -> str:
     done = subprocess.run(
-        ["git", *args], cwd=cwd, env=os.environ | GIT_ENV, check=True, capture_output=True,
+        ["git", *args],
+        cwd=cwd,
+        env=os.environ | GIT_ENV,
+        check=True,
+        capture_output=True,
         text=True,
     )
     return done.stdout.strip()
@@ -115,8 +119,12 @@ def homelab(tmp_path: Path, docker_host: str) -> Iterator[Homelab]:
         store.close()
         lab = Homelab(config, hello, f"http://127.0.0.1:{port}")
         with lab.client("ada") as client:
-            until(lambda: {p["name"] for p in client.get("/projects").json()["projects"]}
-                  == {"hello", "site"})
+            until(
+                lambda: (
+                    {p["name"] for p in client.get("/projects").json()["projects"]}
+                    == {"hello", "site"}
+                )
+            )
         yield lab
 
 
