@@ -9,7 +9,11 @@ config repo; a `git_url:` project's is a bare repo of its own.
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import shutil
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,10 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 import servers
+from nebula.cli.app import app
 from nebula.identity import accounts
 from nebula.store import Store
 from test_daemon_api import free_port
@@ -278,3 +285,187 @@ def test_a_git_projects_files_are_its_branchs_and_writes_are_pushed_there(
         assert read["commit"] == git(homelab.hello, "rev-parse", "HEAD")
         assert ada.get("/projects/hello/files", params={"environment": "nope"}).status_code == 404
         assert ada.get("/projects/nope/files").status_code == 404
+
+
+# -- deployments and the IDE, through nebulad, a private dockerd and a real Caddy ---------------
+
+DOCKERFILE = """\
+FROM scratch
+COPY busybox /bin/busybox
+COPY www /www
+CMD ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]
+"""
+SAMPLE = """\
+name: hello
+git_url: {url}
+drain: 1s
+health: {{path: /, interval: 0.1s, timeout: 30s}}
+environments:
+  production:
+    expose: hello.nebula.lan
+"""
+# code-server's catalog image, stood in for by an HTTP server of its health path and of the
+# folder the IDE edits (/home/coder/workspace)
+IDE_STAND_IN = f"""\
+FROM {servers.TEST_IMAGE}
+RUN mkdir -p /srv && echo ok > /srv/healthz && ln -s /home/coder/workspace /srv/workspace
+CMD ["httpd", "-f", "-p", "8080", "-h", "/srv"]
+"""
+
+
+@dataclass
+class Deploying:
+    lab: Homelab
+    work: Path  # a clone of the project's repo
+    caddy: servers.CaddyServer
+    token: str  # ada's access token
+
+    def serve(self, host: str, path: str = "/") -> str:
+        context = ssl.create_default_context(cadata=self.caddy.internal_root())
+        with httpx.Client(verify=context, timeout=10) as client:
+            answer = client.get(
+                f"https://127.0.0.1:{self.caddy.https_port}{path}",
+                headers={"Host": host},
+                extensions={"sni_hostname": host},
+            )
+        assert answer.status_code == 200, answer.text
+        return answer.text
+
+    def nebula(self, *args: str, code: int = 0) -> str:
+        env = {"NEBULA_DAEMON": self.lab.url, "NEBULA_TOKEN": self.token, "COLUMNS": "200"}
+        result = CliRunner().invoke(app, list(args), env=env)
+        assert result.exit_code == code, result.stdout + result.stderr
+        return result.stdout
+
+    def live(self, client: httpx.Client, deployment: dict[str, Any]) -> dict[str, Any]:
+        path = f"/projects/hello/deployments/{deployment['id']}"
+        until(lambda: client.get(path).json()["status"] in ("live", "failed"), 180)
+        found: dict[str, Any] = client.get(path).json()
+        assert found["status"] == "live", found
+        return found
+
+
+@pytest.fixture
+def deploying(
+    tmp_path: Path,
+    docker_host: str,
+    test_image: str,
+    caddy: servers.CaddyServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Deploying]:
+    """nebulad with Caddy as its proxy, following a config repo with the `hello` project: a
+    busybox HTTP server built FROM scratch, in a bare repo of its own."""
+    caddy.reset()
+    engine = docker.DockerClient(base_url=docker_host, version=servers.DOCKER_API_VERSION)
+    engine.images.build(
+        fileobj=io.BytesIO(IDE_STAND_IN.encode()), tag="codercom/code-server:4.93.1", rm=True
+    )
+    engine.close()
+    work = tmp_path / "hello"
+    (work / "www").mkdir(parents=True)
+    (work / "www" / "index.html").write_text("version one\n")
+    (work / "Dockerfile").write_text(DOCKERFILE)
+    shutil.copy(servers._which("busybox", "busybox-static"), work / "busybox")
+    git(work, "init", "-q", "-b", "main")
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "first page")
+    hello = tmp_path / "hello.git"
+    git(tmp_path, "clone", "-q", "--bare", str(work), str(hello))
+    git(work, "remote", "add", "origin", str(hello))
+    git(work, "fetch", "-q", "origin")
+
+    root = tmp_path / "homelab"
+    (root / "projects").mkdir(parents=True)
+    proxy = {
+        "admin": caddy.admin,
+        "listen": "127.0.0.1",
+        "http_port": caddy.http_port,
+        "https_port": caddy.https_port,
+    }
+    nebula_yaml = {"defaults": {"health_timeout": "60s"}, "proxy": proxy}
+    (root / "nebula.yaml").write_text(json.dumps(nebula_yaml))
+    (root / "projects" / "hello.yaml").write_text(SAMPLE.format(url=hello))
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "start")
+    config = tmp_path / "homelab.git"
+    git(tmp_path, "clone", "-q", "--bare", str(root), str(config))
+
+    monkeypatch.setenv("NEBULA_MASTER_KEY_FILE", str(tmp_path / "master.key"))
+    port = free_port()
+    data = tmp_path / "d"
+    args = ("--source", str(config), "--docker-host", docker_host, "--poll-interval", "3600s")
+    with servers.nebulad(*args, "--tcp-listen", f"127.0.0.1:{port}", data=data):
+        store = Store(f"sqlite:///{data / 'nebula.db'}")
+        accounts.add_user(store, "ada", PASSWORD, "operator")
+        store.close()
+        lab = Homelab(config, hello, f"http://127.0.0.1:{port}")
+        with httpx.Client(base_url=lab.url, timeout=30) as anonymous:
+            login = {"user": "ada", "password": PASSWORD}
+            token = anonymous.post("/api/v1/auth/login", json=login).json()["access_token"]
+        yield Deploying(lab, work, caddy, token)
+
+
+def test_deploy_logs_and_rollback_through_the_api_and_the_cli(deploying: Deploying) -> None:
+    lab = deploying.lab
+    with lab.client("ada") as ada:
+        until(lambda: ada.get("/projects/hello/deployments").json()["deployments"], 60)
+        [first] = ada.get("/projects/hello/deployments").json()["deployments"]
+        first = deploying.live(ada, first)  # the first sync deployed the branch's head
+        assert deploying.serve("hello.nebula.lan") == "version one\n"
+
+        # an edit through the files API is a commit of ada's in the project's repo; deploy it
+        edit = ada.put("/projects/hello/files/www/index.html", json={"content": "version two\n"})
+        second_commit = edit.json()["commit"]
+        started = ada.post("/projects/hello/deploy", json={"environment": "production"})
+        assert started.status_code == 202, started.text
+        assert started.json()["status"] == "pending"
+        second = deploying.live(ada, started.json())
+        assert second["commit"] == second_commit
+        assert "#" in second["logs"]  # BuildKit's progress, kept with the deployment
+        assert deploying.serve("hello.nebula.lan") == "version two\n"
+        assert ada.post("/projects/hello/deploy", json={"environment": "nope"}).status_code == 404
+
+    listed = json.loads(deploying.nebula("projects", "list", "--output", "json"))
+    [hello] = listed
+    assert hello["environments"][0]["latest"]["commit"] == second_commit
+    shown = deploying.nebula("projects", "show", "hello")
+    assert "hello.nebula.lan" in shown and second_commit[:12] in shown
+    assert "#" in deploying.nebula("projects", "logs", "hello")
+
+    rolled = json.loads(
+        deploying.nebula(
+            "projects", "rollback", "hello", "--to", first["commit"][:12], "-o", "json"
+        )
+    )
+    assert (rolled["status"], rolled["commit"], rolled["logs"]) == ("live", first["commit"], "")
+    assert deploying.serve("hello.nebula.lan") == "version one\n"
+    assert "rollback" in deploying.nebula("projects", "show", "hello")
+    refused = deploying.nebula("projects", "rollback", "hello", "--to", "0" * 12, code=1)
+    assert refused == ""  # the reason is on stderr
+
+
+def test_open_installs_the_ide_on_a_working_copy_exposed_at_the_projects_hostname(
+    deploying: Deploying,
+) -> None:
+    port = free_port()
+    out = deploying.nebula("projects", "open", "hello", "--port", str(port))
+    assert "https://ide.hello.nebula.lan" in out
+    assert "nebula secrets get ide-hello.password --reveal" in out
+    installed = git(deploying.lab.config, "show", "HEAD:packages/ide-hello.yaml")
+    assert "package: code-server" in installed and "host: ide.hello.nebula.lan" in installed
+    assert "${secret:ide-hello.password}" in installed
+    assert git(deploying.lab.config, "log", "-1", "--format=%s").startswith("Install ide-hello")
+
+    # the IDE (a stand-in of its image) edits the project's working copy, behind Caddy
+    def served() -> bool:
+        try:
+            text = deploying.serve("ide.hello.nebula.lan", "/workspace/www/index.html")
+        except (AssertionError, httpx.HTTPError):
+            return False
+        return text == "version one\n"
+
+    until(served, 120)
+    again = json.loads(deploying.nebula("projects", "open", "hello", "-o", "json"))
+    assert again["commit"] is None  # installed already: nothing committed
+    assert Path(again["workspace"], ".git").is_dir()  # commits and pushes from the IDE work
