@@ -9,9 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from nebula.daemon.catalog_api import Marketplace
+from nebula.daemon.control import ControlError
+from nebula.daemon.projects import ProjectDesk
 from nebula.engine import configrepo
 from nebula.engine.catalog_edits import RepoEdit
 from nebula.engine.configrepo import Author
+from nebula.engine.load import load_desired
 from nebula.engine.project_files import (
     MAX_FILE_BYTES,
     FileEntry,
@@ -19,7 +23,9 @@ from nebula.engine.project_files import (
     ProjectFiles,
     clean_path,
 )
+from nebula.engine.projects import ProjectService
 from nebula.errors import ConfigError
+from nebula.store import Store
 
 
 def git(root: Path, *args: str) -> str:
@@ -203,3 +209,44 @@ def test_an_edit_is_checked_in_a_repo_whose_project_links_to_a_folder_above(repo
     edit = RepoEdit({"packages/x.yaml": "package: nope\n"})
     with pytest.raises(ConfigError, match=r"packages/x\.yaml"):
         edit.check(repo)
+
+
+def test_in_watch_mode_a_folder_projects_files_are_committed_in_the_followed_folder(
+    tmp_path: Path,
+) -> None:
+    """nebulad following a local work tree: reads and writes go to it, committed there."""
+    root = tmp_path / "homelab"
+    (root / "apps" / "site").mkdir(parents=True)
+    (root / "apps" / "site" / "index.html").write_text("old\n")
+    (root / "nebula.yaml").write_text("defaults: {}\n")
+    (root / "projects").mkdir()
+    (root / "projects" / "site.yaml").write_text(
+        "name: site\npath: apps/site\nenvironments: {production: {}}\n"
+    )
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "start")
+    store = Store(f"sqlite:///{tmp_path}/nebula.db")
+    synced: list[bool] = []
+    marketplace = Marketplace(store, None, root, lambda: synced.append(True))
+    desired = load_desired(root)
+
+    def no_service() -> ProjectService:
+        raise AssertionError("files and declarations need no deployments")
+
+    desk = ProjectDesk(
+        marketplace, None, root, tmp_path / "data", lambda: desired, service=no_service
+    )
+    assert desk.read("site", "index.html", None)["content"] == "old\n"
+    done = desk.write("site", "index.html", b"new\n", "user:ada")
+    assert done["commit"] == git(root, "rev-parse", "HEAD") and synced == [True]
+    assert git(root, "log", "-1", "--format=%an <%ae>|%s") == (
+        "ada <user-ada@nebula.invalid>|Edit index.html of project site"
+    )
+    assert (root / "apps/site/index.html").read_text() == "new\n"
+    with pytest.raises(ProjectFileError, match="would leave the project"):
+        desk.write("site", "../../nebula.yaml", b"x", "user:ada")
+    (root / "apps/site/index.html").write_text("mine, uncommitted\n")
+    with pytest.raises(ControlError, match="uncommitted changes in the way"):
+        desk.write("site", "index.html", b"theirs\n", "user:ada")
+    store.close()

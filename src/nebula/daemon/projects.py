@@ -78,6 +78,7 @@ class ProjectDesk:
         self.data_dir = data_dir / "projects"
         self.desired = desired
         self._clones: dict[str, GitSource] = {}
+        self._turns: dict[str, threading.Lock] = {}  # one checkout of a clone read at a time
         self._lock = threading.Lock()
 
     # -- declarations ----------------------------------------------------------------------
@@ -110,7 +111,7 @@ class ProjectDesk:
     def files(self, name: str, environment: str | None) -> dict[str, Any]:
         """{project, branch, commit, files: [{path, size, kind}], truncated}."""
         where = self._where(name, environment)
-        with self._lock:
+        with self._turn(name, where):
             tree, commit = self._checkout(name, where)
             listing = ProjectFiles(tree, where.folder).list()
         return {
@@ -124,7 +125,7 @@ class ProjectDesk:
     def read(self, name: str, path: str, environment: str | None) -> dict[str, Any]:
         """{path, commit, size, encoding: utf-8 | base64, content}."""
         where = self._where(name, environment)
-        with self._lock:
+        with self._turn(name, where):
             tree, commit = self._checkout(name, where)
             data = ProjectFiles(tree, where.folder).read(path)
         try:
@@ -165,7 +166,7 @@ class ProjectDesk:
             files.write(rel, content)
             return text
 
-        with self._lock:
+        with self._turn(name, where):
             try:
                 if where.url is None:
                     sha = self._commit_in_folder(where.folder, rel, edit, author)
@@ -244,7 +245,11 @@ class ProjectDesk:
         installed = {i.name: i for i in desired.repo.installations}
         if installation in installed:
             return answer
-        used = {i.spec.values.get("PORT") for i in installed.values() if i.spec.package == IDE}
+        used = {
+            i.spec.values.get("PORT", str(IDE_PORT))
+            for i in installed.values()
+            if i.spec.package == IDE
+        }
         port = port or next(p for p in range(IDE_PORT, 65536) if str(p) not in used)
         values = {"WORKSPACE": str(workspace), "PORT": str(port)}
         request = {"package": IDE, "name": installation, "values": values}
@@ -328,17 +333,24 @@ class ProjectDesk:
         except SyncError as exc:
             raise ControlError("conflict", f"project {name}: {exc}") from None
 
+    def _turn(self, name: str, where: _Where) -> threading.Lock:
+        """The lock of the work tree a project's files are in: its clone, or the config's."""
+        key = "" if where.in_config else name
+        with self._lock:
+            return self._turns.setdefault(key, threading.Lock())
+
     def _clone(self, name: str, where: _Where) -> GitSource:
         """nebulad's clone for the project's files: one of the config repo for every `path:`
         project, one per `git_url:` project (made again when its URL or branch changed)."""
         assert where.url is not None
         key = "" if where.in_config else name
-        clone = self._clones.get(key)
-        if clone is None or clone.url != where.url or clone.branch != where.branch:
-            workdir = self.data_dir / ("config" if where.in_config else f"git/{name}")
-            clone = GitSource(where.url, workdir, branch=where.branch)
-            self._clones[key] = clone
-        return clone
+        with self._lock:
+            clone = self._clones.get(key)
+            if clone is None or clone.url != where.url or clone.branch != where.branch:
+                workdir = self.data_dir / ("config" if where.in_config else f"git/{name}")
+                clone = GitSource(where.url, workdir, branch=where.branch)
+                self._clones[key] = clone
+            return clone
 
     def _commit_in_folder(
         self, folder: str, rel: str, edit: Callable[[Path], str], author: Author
