@@ -12,6 +12,10 @@ code lives, deploy and roll back through the projects kind's service.
   the caller) and pushes. In watch mode a `path:` project's files are those of the followed
   folder, committed there when it is a git work tree. Every path goes through
   `engine.project_files` (nothing outside the project is read or written).
+- Deployments, rollbacks and their records are the projects kind's (`engine.projects`); the
+  desk picks the environment (default the first) and says who asked.
+- The IDE is the catalog's code-server, installed through the marketplace as `ide-NAME` on a
+  working copy of the project's repo (`projects/ide/NAME`, cloned once, then the IDE user's).
 """
 
 from __future__ import annotations
