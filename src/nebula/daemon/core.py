@@ -148,6 +148,8 @@ class Daemon:
         self.remediation.engine.services.agent = lambda agent, task, incident: self.ai.run(
             agent, task, "runbook", incident
         )
+        # deployments of the last good commit's projects, asked for through the API
+        self.projects = ProjectService(self._desired, self._project_world)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -157,6 +159,9 @@ class Daemon:
         )
         if interrupted:
             log.warning("%d sync(s) were cut short by the last stop; continuing", interrupted)
+        unfinished = self.projects.interrupted()
+        if unfinished:
+            log.warning("%d project deployment(s) were cut short by the last stop", unfinished)
         cut = self.ai.resume_interrupted()
         if cut:
             log.warning("%d agent execution(s) were cut short by the last stop", len(cut))
@@ -460,6 +465,14 @@ class Daemon:
     def domain_ssl(self, domain: str, check: bool) -> dict[str, Any]:
         return self.proxy.domain_ssl(domain, self._desired(), check)
 
+    def _project_world(self) -> World:
+        return World(
+            lambda: self.store,
+            vault_secrets(self.store),
+            store_open=True,
+            docker_provider=self.provider,
+        )
+
     def _desired(self) -> Desired | None:
         good = self._good
         return good.desired if good else None
@@ -645,10 +658,21 @@ class Daemon:
 
     def webhook(self, headers: dict[str, str], body: bytes) -> bool:
         push = verify_and_parse(headers, body, self.config.webhook_secret or "")
-        if push is None or (push.branch is not None and push.branch != self.config.branch):
+        if push is None or (
+            push.branch is not None
+            and push.branch != self.config.branch
+            and push.branch not in self._project_branches()
+        ):
             return False
-        self.request_sync("webhook")
+        self.request_sync("webhook")  # a project's new commit is found by the sync's plan
         return True
+
+    def _project_branches(self) -> set[str]:
+        """The branches the last good commit's projects deploy: a push to one, from the
+        project's forge (with the same secret), starts a sync."""
+        desired = self._desired()
+        projects = desired.projects if desired else ()
+        return {env.branch for p in projects for env in p.environments.values()}
 
     def marketplace_packages(self, query: str, category: str | None) -> list[dict[str, Any]]:
         return self.marketplace.packages(query, category)

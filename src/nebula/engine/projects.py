@@ -92,6 +92,13 @@ class ProjectService:
         """The build output kept with a deployment, masked ('' for a rollback)."""
         return self._store().logs(deployment_id)
 
+    def interrupted(self) -> int:
+        """Mark the deployments a stop cut short `failed` (what served before still serves:
+        nothing switches before a deployment is healthy); how many. At start only."""
+        return self._store().fail_unfinished(
+            "interrupted: nebulad stopped during this deployment; deploy again"
+        )
+
     # --------------------------------------------------------------------------------------
 
     def _store(self) -> ProjectStore:

@@ -148,6 +148,7 @@ class ProjectEngine:
         api = self.provider.api
         host_config = api.create_host_config(
             restart_policy={"Name": "unless-stopped"},
+            init=True,  # signals reach the app (as PID 1 it would ignore SIGTERM) and zombies reaped
             nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None,
             mem_limit=spec.memory,
         )
