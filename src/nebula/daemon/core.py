@@ -102,15 +102,6 @@ class Daemon:
         self.dns = DnsKeeper(self.bus)
         folder = Path(config.source) if source is None else source.clone_dir / config.subfolder
         self.marketplace = Marketplace(store, source, folder, lambda: self.request_sync("manual"))
-        self.projects = ProjectService(
-            desired=self._desired,
-            world=lambda: World(
-                lambda: self.store,
-                vault_secrets(self.store),
-                store_open=True,
-                docker_provider=self.provider,
-            ),
-        )
         self.project_desk = ProjectDesk(
             self.marketplace,
             source,
