@@ -227,10 +227,9 @@ class Marketplace:
             return change.message
 
         try:
-            if self.source is not None and author is not None:
-                sha: str | None = self.source.publish(edit_clone, author.name, author.email)
-            elif self.source is not None:
-                sha = self.source.publish(edit_clone, f"nebulad API ({actor})")
+            if self.source is not None:
+                who = author or configrepo.Author(f"nebulad API ({actor})", "nebulad@localhost")
+                sha: str | None = self.source.publish(edit_clone, who.name, who.email)
             elif configrepo.is_git_repo(self.folder):
                 sha = configrepo.commit(self.folder, checked(self.folder), author)
             else:

@@ -242,9 +242,7 @@ class GitSource:
             code, out, _ = self._run("rev-parse", "--quiet", "--verify", "HEAD^{commit}")
             return out.strip() if code == 0 else None
 
-    def publish(
-        self, edit: Callable[[Path], str], author: str, email: str = "nebulad@localhost"
-    ) -> str:
+    def publish(self, edit: Callable[[Path], str], author: str, email: str) -> str:
         """Commit a change on top of the branch's tip and push it to the source, as `author`
         <`email`>; the new sha.
 
