@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,10 +25,12 @@ from nebula.engine import pipeline
 from nebula.engine.load import load_desired
 from nebula.engine.projects import ProjectService
 from nebula.errors import ConfigError, NotFoundError, StateError
-from nebula.kinds.base import World
+from nebula.kinds.base import Desired, World
 from nebula.kinds.projects.detect import NoDockerfileError, detected_dockerfile
 from nebula.providers.docker import DockerProvider
 from nebula.store import Store
+from nebula.store.projects import ProjectStore
+from nebula.store.records import ProjectRecord
 from servers import CaddyServer, _which
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "project-hello"
@@ -148,80 +151,126 @@ PROJECT = """\
     environments:
       production:
         expose: hello.nebula.lan
+        values: {{GREETING: hi, TOKEN: "${{secret:hello-token}}"}}
 """
 
 
-def test_push_deploy_without_dropping_requests_broken_push_and_rollback(
-    docker_host: str, caddy: CaddyServer, sample: Sample, tmp_path: Path
-) -> None:
+@pytest.fixture
+def engine(docker_host: str) -> Iterator[DockerProvider]:
+    """The engine, left without the projects' containers, networks and images afterwards
+    (they are not labelled as installations, which the suite's own sweep removes)."""
+    provider = DockerProvider(docker_host)
+    yield provider
+    api, ours = provider.api, {"label": ["io.nebula.project"]}
+    for container in api.containers(all=True, filters=ours):
+        api.remove_container(container["Id"], force=True)
+    for network in api.networks(filters=ours):
+        api.remove_network(network["Id"])
+    for image in api.images(name="nebula-project/hello"):
+        api.remove_image(image["Id"], force=True)
+    provider.close()
+
+
+@dataclass
+class Hello:
+    """The sample deployed once (its first commit live), and what drives it."""
+
+    caddy: CaddyServer
+    sample: Sample
+    engine: DockerProvider
+    service: ProjectService
+    desired: Desired
+    world: World
+    first: str
+
+    def sync(self) -> pipeline.Outcome:
+        """What nebulad's sync runs for projects: routes, then the projects kind."""
+        return pipeline.run(self.desired, self.world, only=["routes", "projects"])
+
+    def containers(self) -> list[dict[str, Any]]:
+        filters = {"label": ["io.nebula.project=hello"]}
+        found: list[dict[str, Any]] = self.engine.api.containers(all=True, filters=filters)
+        return found
+
+    def images(self) -> dict[str, int]:
+        found = self.engine.api.images(name="nebula-project/hello")
+        return {i["RepoTags"][0]: i["Created"] for i in found}
+
+
+@pytest.fixture
+def hello(
+    engine: DockerProvider, caddy: CaddyServer, sample: Sample, tmp_path: Path
+) -> Iterator[Hello]:
     caddy.reset()
     first = sample.push("first page", {"www/index.html": "version one\n"})
-    root = config_repo(tmp_path / "config", docker_host, caddy, PROJECT.format(url=sample.bare))
+    root = config_repo(tmp_path / "config", engine.base_url, caddy, PROJECT.format(url=sample.bare))
     desired = load_desired(root)
     store = Store(f"sqlite:///{tmp_path}/nebula.db")
-    provider = DockerProvider(docker_host)
-    world = World(lambda: store, store_open=True, docker_provider=provider)
+    secrets = {"hello-token": "s3cret-value"}
+    world = World(lambda: store, secrets.__getitem__, store_open=True, docker_provider=engine)
     service = ProjectService(lambda: desired, lambda: world)
+    lab = Hello(caddy, sample, engine, service, desired, world, first)
+    assert not lab.sync().errors  # the first sync builds the branch's head and routes to it
+    yield lab
+    store.close()
 
-    def sync() -> pipeline.Outcome:
-        return pipeline.run(desired, world, only=["routes", "projects"])
 
-    # the first sync builds the branch's head and routes the hostname to it
-    outcome = sync()
-    assert not outcome.errors
-    assert serve(caddy) == "version one\n"
-    [live] = service.deployments("hello")
-    assert (live.status, live.commit, live.image) == (
-        "live",
-        first,
-        f"nebula-project/hello:{first[:12]}",
-    )
-    assert "#" in service.build_logs(live.id)  # BuildKit's progress, kept with the deployment
+def test_a_push_is_built_served_and_replaced_without_a_failed_request(hello: Hello) -> None:
+    assert serve(hello.caddy) == "version one\n"
+    [live] = hello.service.deployments("hello")
+    image = f"nebula-project/hello:{hello.first[:12]}"
+    assert (live.status, live.commit, live.image) == ("live", hello.first, image)
+    assert "#" in hello.service.build_logs(live.id)  # BuildKit's progress, kept with it
+    [container] = hello.containers()
+    env = hello.engine.inspect(container["Id"])["Config"]["Env"]
+    assert {"GREETING=hi", "TOKEN=s3cret-value"} <= set(env)  # the secret, for Docker only
+    [stored] = hello.service.projects()
+    assert "s3cret-value" not in json.dumps(stored.definition)
 
     # a second push deploys while requests keep coming: none fails, the new page takes over
-    second = sample.push("second page", {"www/index.html": "version two\n"})
-    with load_loop(caddy) as loop:
+    hello.sample.push("second page", {"www/index.html": "version two\n"})
+    with load_loop(hello.caddy) as loop:
         time.sleep(0.3)
-        assert not sync().errors
+        assert not hello.sync().errors
         time.sleep(0.5)
     assert loop.failures == []
     assert loop.bodies[0] == "version one\n"
     assert loop.bodies[-1] == "version two\n"
     assert set(loop.bodies) == {"version one\n", "version two\n"}
-    containers = provider.api.containers(all=True, filters={"label": ["io.nebula.project=hello"]})
-    assert len(containers) == 1  # the old one drained and stopped
+    assert len(hello.containers()) == 1  # the old one drained and stopped
+    assert not hello.sync().plan.part("projects").has_changes
+
+
+def test_a_broken_push_changes_nothing_and_rollback_needs_no_build(hello: Hello) -> None:
+    second = hello.sample.push("second page", {"www/index.html": "version two\n"})
+    assert not hello.sync().errors
 
     # a broken Dockerfile fails the build; what serves keeps serving
-    broken = sample.push("break the build", {"Dockerfile": BROKEN})
-    outcome = sync()
-    assert outcome.errors
-    failed = service.deployments("hello")[0]
+    broken = hello.sample.push("break the build", {"Dockerfile": BROKEN})
+    assert hello.sync().errors
+    failed = hello.service.deployments("hello")[0]
     assert (failed.status, failed.commit) == ("failed", broken)
     assert "build failed" in str(failed.error)
-    assert "exit code: 1" in service.build_logs(failed.id)
-    assert serve(caddy) == "version two\n"
-    assert not sync().plan.part("projects").has_changes  # a failed commit is not rebuilt
+    assert "exit code: 1" in hello.service.build_logs(failed.id)
+    assert serve(hello.caddy) == "version two\n"
+    assert not hello.sync().plan.part("projects").has_changes  # a failed commit: not rebuilt
 
     # rollback: back to the version live before, from its kept image, without a build
-    images = {
-        i["RepoTags"][0]: i["Created"] for i in provider.api.images(name="nebula-project/hello")
-    }
-    back = service.rollback("hello", "production")
+    images = hello.images()
+    back = hello.service.rollback("hello", "production")
+    first = hello.first
     assert (back.status, back.commit, back.summary) == ("live", first, f"rollback to {first[:12]}")
-    assert service.build_logs(back.id) == ""
-    assert serve(caddy) == "version one\n"
-    after = {
-        i["RepoTags"][0]: i["Created"] for i in provider.api.images(name="nebula-project/hello")
-    }
-    assert after == images  # no image built or rebuilt
-    assert service.rollback("hello", "production", to=second[:8]).commit == second
-    assert serve(caddy) == "version two\n"
+    assert hello.service.build_logs(back.id) == ""
+    assert serve(hello.caddy) == "version one\n"
+    assert hello.images() == images  # no image built or rebuilt
+    assert not hello.sync().plan.part("projects").has_changes  # the rollback stays
+    assert hello.service.rollback("hello", "production", to=second[:8]).commit == second
+    assert serve(hello.caddy) == "version two\n"
+    assert len(hello.containers()) == 1
     with pytest.raises(StateError, match="no kept image"):
-        service.rollback("hello", "production", to="0123456")
+        hello.service.rollback("hello", "production", to="0123456")
     with pytest.raises(NotFoundError, match="no environment 'staging'"):
-        service.deploy("hello", "staging")
-    provider.close()
-    store.close()
+        hello.service.deploy("hello", "staging")
 
 
 def test_project_files_are_checked_at_file_and_line(tmp_path: Path) -> None:
@@ -306,3 +355,30 @@ def test_nothing_to_detect_says_what_would_do() -> None:
         detected_dockerfile({"package.json", "README.md"}, 8080)  # no lockfile
     with pytest.raises(NoDockerfileError, match=r"main\.py or app\.py"):
         detected_dockerfile({"requirements.txt"}, 8080)
+
+
+def test_deployments_are_recorded_on_both_backends(database_url: str) -> None:
+    with Store(database_url) as store:
+        projects = ProjectStore(store)
+        record = ProjectRecord("web", "projects/web.yaml", "d1", {"git_url": "/srv/web.git"})
+        projects.replace_projects([record])
+        first = projects.start("web", "production", commit=None, summary="new", version="v1")
+        assert first.status == "pending"
+        projects.advance(first.id, "building", commit="a" * 40, image="nebula-project/web:aaa")
+        projects.append_log(first.id, "#1 [1/2] COPY . /\n")
+        projects.append_log(first.id, "#1 DONE\n")
+        projects.finish(first.id, ok=True)
+        second = projects.start("web", "production", commit="b" * 40, summary="new", version="v1")
+        projects.advance(second.id, "building")
+        assert projects.live("web", "production") == projects.get(first.id)
+        assert projects.logs(first.id) == "#1 [1/2] COPY . /\n#1 DONE\n"
+        assert projects.deployed("web", "production", "a" * 40, "v1")
+        assert not projects.deployed("web", "production", "a" * 40, "v2")  # settings changed
+        assert projects.fail_unfinished("interrupted") == 1
+        assert projects.get(second.id).status == "failed"
+        assert store.deployments() == []  # installations' deployments are apart
+        projects.replace_projects([])  # the project removed: its deployments stay, by name
+        assert projects.projects() == []
+        assert [d.id for d in projects.deployments("web")] == [second.id, first.id]
+        with pytest.raises(NotFoundError):
+            projects.get("no-such-id")

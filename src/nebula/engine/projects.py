@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from nebula.errors import NotFoundError
+from nebula.errors import NotFoundError, StateError
 from nebula.kinds.base import Desired, World
 from nebula.kinds.projects import deploy as deploys
 from nebula.kinds.projects.types import DesiredProject
@@ -115,6 +115,13 @@ class ProjectService:
             raise NotFoundError(
                 f"project {name!r} has no environment {environment!r} "
                 f"(environments: {', '.join(project.environments)})"
+            )
+        config = desired.repo.config
+        node = project.environments[environment].node
+        if config.node(node) != config.node(None):
+            raise StateError(
+                f"{name} ({environment}) runs on node {node}: deployments run on the first "
+                "node's engine for now; leave `node:` out of the environment"
             )
         return desired, project
 

@@ -14,13 +14,14 @@ if TYPE_CHECKING:
 KINDS: dict[str, str] = {
     "packages": "nebula.kinds.packages.kind:Packages",
     "routes": "nebula.kinds.routes.kind:Routes",  # after packages: routes dial their containers
-    # after routes: a project's new hostname is in Caddy's config before its deployment routes it
-    "projects": "nebula.kinds.projects.kind:Projects",
     "dns": "nebula.kinds.dns.kind:Dns",
     "runbooks": "nebula.kinds.runbooks.kind:Runbooks",
     "workflows": "nebula.kinds.workflows.kind:Workflows",
     "functions": "nebula.kinds.functions.kind:Functions",
     "agents": "nebula.kinds.agents.kind:Agents",
+    # last: a build may take minutes, and no other kind waits for it; after routes, whose
+    # route for a project's hostname its deployment switches
+    "projects": "nebula.kinds.projects.kind:Projects",
 }
 
 

@@ -18,7 +18,7 @@ from nebula.kinds.base import Applied, Desired, World
 from nebula.kinds.definitions import definition_changes
 from nebula.kinds.projects.deploy import STOP_TIMEOUT, deploy, project_store, version
 from nebula.kinds.projects.source import ProjectSource
-from nebula.kinds.projects.types import DesiredProject
+from nebula.kinds.projects.types import DesiredProject, Environment
 from nebula.plan import Action, Change, Part
 from nebula.providers.docker.projects import ProjectContainer, ProjectEngine
 from nebula.store.projects import ProjectStore
@@ -81,6 +81,8 @@ class Projects:
         changes: list[Any] = list(definition_changes(records, stored))
         for project in desired.projects:
             for env in project.environments.values():
+                if not _placed_here(desired, env):
+                    continue
                 try:
                     head = ProjectSource(project).head(env.branch)
                     done = store.deployed(project.name, env.name, head, version(project))
@@ -151,6 +153,13 @@ def _deploy_change(
         return DeployChange(Action.CREATE, project.name, environment, head, f"build {head[:12]}")
     why = "new commit" if live.commit != head else "settings changed"
     return DeployChange(Action.UPDATE, project.name, environment, head, f"{why}: build {head[:12]}")
+
+
+def _placed_here(desired: Desired, env: Environment) -> bool:
+    """Whether the environment runs on the node this run plans: the default (first) node,
+    whose engine is the world's."""
+    config = desired.repo.config
+    return config.node(env.node) == config.node(None)
 
 
 def _retired(desired: Desired, world: World) -> list[RetireChange]:
