@@ -51,6 +51,7 @@ def validators(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Draft20201
         "package",
         "agent",
         "function",
+        "project",
     ]
     out = {}
     for entry in listed:
@@ -152,6 +153,16 @@ def test_kinds_cover_every_file_kind_of_the_repo() -> None:
     assert "nebula.yaml" in files and "packages/*.yaml" in files
     assert "domains/*.yaml" in files and "catalog/*/*.yaml" in files
     assert "agents/*.yaml" in files and "functions/*.yaml" in files
+    assert "projects/*.yaml" in files
+
+
+def test_the_project_hello_example_is_accepted(
+    validators: dict[str, Draft202012Validator],
+) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "project-hello"
+    text = (example / "config" / "projects" / "hello.yaml").read_text()
+    assert errors(validators["project"], text) == []
+    assert errors(validators["project"], text + "dockerfle: Dockerfile\n")
 
 
 def test_init_wires_the_schemas_into_the_editor(tmp_path: Path) -> None:

@@ -60,6 +60,13 @@ def repo_files_dir() -> Path:
     return Path(platformdirs.user_data_dir("nebula")) / "files"
 
 
+def project_sources_dir() -> Path:
+    """Where the projects' git remotes are mirrored (bare), fetched again before each build."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("nebula")) / "projects"
+
+
 def within(root: Path, path: str | Path) -> Path:
     """`root / path` resolved (symlinks followed; it need not exist), or `UnsafePathError`
     when that leaves `root`."""

@@ -301,6 +301,53 @@ class DaemonClient:
     def ai_status(self) -> dict[str, Any]:
         return self._call("GET", "/ai/status")
 
+    # -- projects (see `nebula.daemon.projects_api`) -----------------------------------------
+
+    def projects(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/projects")["projects"])
+
+    def project(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/projects/{_segment(name)}")
+
+    def deploy_project(
+        self, name: str, environment: str | None = None, commit: str | None = None
+    ) -> dict[str, Any]:
+        """The deployment started (`pending`)."""
+        body = {"environment": environment, "commit": commit}
+        path = f"/projects/{_segment(name)}/deploy"
+        return self._call("POST", path, json={k: v for k, v in body.items() if v})
+
+    def rollback_project(
+        self, name: str, environment: str | None = None, to: str | None = None
+    ) -> dict[str, Any]:
+        body = {"environment": environment, "to": to}
+        path = f"/projects/{_segment(name)}/rollback"
+        return self._call("POST", path, json={k: v for k, v in body.items() if v})
+
+    def project_deployments(
+        self, name: str, environment: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {
+            "limit": limit,
+            **({"environment": environment} if environment else {}),
+        }
+        path = f"/projects/{_segment(name)}/deployments"
+        return list(self._call("GET", path, params=params)["deployments"])
+
+    def project_deployment(self, name: str, deployment_id: str) -> dict[str, Any]:
+        """One deployment with its build output (`logs`)."""
+        return self._call(
+            "GET", f"/projects/{_segment(name)}/deployments/{_segment(deployment_id)}"
+        )
+
+    def open_project(
+        self, name: str, environment: str | None = None, port: int | None = None
+    ) -> dict[str, Any]:
+        """Install (or find) the project's IDE: {installation, url, workspace, ...}."""
+        body = {"environment": environment, "port": port}
+        path = f"/projects/{_segment(name)}/open"
+        return self._call("POST", path, json={k: v for k, v in body.items() if v})
+
     def events(self) -> Generator[StreamItem, None, None]:
         """The event stream, with its comments (the first says the subscription exists)."""
         yield from self._stream("GET", "/api/v1/events")

@@ -259,14 +259,7 @@ class _AiApi:
     async def _save(self, request: Request, folder: str, *, create: bool) -> Response:
         """Commit `FOLDER/NAME.yaml` from the body (NAME: the path's, else the body's)."""
         body = await self.json_body(request)
-        name = request.path_params.get("name") or body.get("name")
-        if not isinstance(name, str) or not name:
-            raise ControlError("invalid", 'give its name: {"name": "ops-assistant", ...}')
-        if body.get("name", name) != name:
-            raise ControlError(
-                "invalid", f'"name" is {body["name"]!r}, not {name!r} as the path says'
-            )
-        document = {"name": name, **{k: v for k, v in body.items() if k != "name"}}
+        name, document = named_document(request, body, "ops-assistant")
         try:
             done = await run_in_threadpool(
                 self.control.save_definition, folder, name, document, _actor(request), create
@@ -275,6 +268,19 @@ class _AiApi:
             problems = [issue.__dict__ for issue in exc.issues]
             return self._ok({"error": str(exc), "problems": problems}, 422)
         return self._ok(done, 201 if create else 200)
+
+
+def named_document(
+    request: Request, body: dict[str, Any], example: str
+) -> tuple[str, dict[str, Any]]:
+    """A definition's name (the path's, else the body's; both: the same) and its document with
+    the name first, from a POST or PUT body."""
+    name = request.path_params.get("name") or body.get("name")
+    if not isinstance(name, str) or not name:
+        raise ControlError("invalid", f'give its name: {{"name": "{example}", ...}}')
+    if body.get("name", name) != name:
+        raise ControlError("invalid", f'"name" is {body["name"]!r}, not {name!r} as the path says')
+    return name, {"name": name, **{k: v for k, v in body.items() if k != "name"}}
 
 
 def _wants_stream(request: Request) -> bool:

@@ -41,7 +41,8 @@ Routes (JSON in and out; every error is `{"error": message}`, never HTML):
 plus the identity routes of `daemon.auth_api` (login, refresh, logout, whoami, users, API keys),
 the web dashboard's pages under /ui when enabled (`daemon.ui`; `dashboard=True`),
 the remediation routes of `daemon.remediation_api` (incidents, alerts, silences, runbooks,
-workflows) and the AI routes of `daemon.ai_api` (agents, functions, chat, providers).
+workflows), the AI routes of `daemon.ai_api` (agents, functions, chat, providers) and the
+projects routes of `daemon.projects_api` (projects, their files and deployments).
 
 Auth (see `daemon.auth`): every route is declared with `route(path, endpoint, methods,
 role=...)`, naming the least role that may call it: GET = viewer, a change = operator, users and
@@ -114,6 +115,7 @@ from nebula.daemon.auth_api import auth_routes
 from nebula.daemon.control import ControlError, DaemonControl, Event
 from nebula.daemon.jsonbody import BodyError, loads
 from nebula.daemon.params import query_limit
+from nebula.daemon.projects_api import projects_routes
 from nebula.daemon.remediation_api import remediation_routes
 from nebula.daemon.ui import UI, ui_routes
 from nebula.daemon.webhook import (
@@ -211,6 +213,7 @@ def create_app(
         *auth_routes(sessions, _json_body, _json),
         *remediation_routes(control, _json_body, _json),
         *ai_routes(control, _json_body, _json),
+        *projects_routes(control, _json_body, _json),
     ]
     if dashboard:
         if sessions is None:

@@ -72,6 +72,13 @@ ACTIONS: dict[tuple[str, str], tuple[str, bool]] = {
     ("POST", f"{PREFIX}/functions"): ("function.register", True),
     ("POST", f"{PREFIX}/functions/{{name}}/invoke"): ("function.invoke", True),
     ("POST", f"{PREFIX}/ai/chat"): ("ai.chat", False),
+    ("POST", f"{PREFIX}/projects"): ("project.create", False),
+    ("PUT", f"{PREFIX}/projects/{{name}}"): ("project.update", False),
+    ("DELETE", f"{PREFIX}/projects/{{name}}"): ("project.remove", True),
+    ("PUT", f"{PREFIX}/projects/{{name}}/files/{{path:path}}"): ("project.file-write", False),
+    ("POST", f"{PREFIX}/projects/{{name}}/deploy"): ("project.deploy", True),
+    ("POST", f"{PREFIX}/projects/{{name}}/rollback"): ("project.rollback", True),
+    ("POST", f"{PREFIX}/projects/{{name}}/open"): ("project.open", True),
 }
 _ACTOR_KIND = {
     "password": "user",

@@ -154,11 +154,19 @@ class Marketplace:
         return self._commit(lambda folder: uninstall_edit(load_repo(folder), name), actor)
 
     def save_definition(
-        self, folder: str, name: str, document: Mapping[str, Any], actor: str, *, create: bool
+        self,
+        folder: str,
+        name: str,
+        document: Mapping[str, Any],
+        actor: str,
+        *,
+        create: bool,
+        author: configrepo.Author | None = None,
     ) -> dict[str, Any]:
-        """Write `document` as `FOLDER/NAME.yaml` (an agent, a function) and commit it: a
-        `create` refused (conflict) when the file exists, an update when it does not
-        (not_found); `InvalidEditError` when the repo would not validate with it."""
+        """Write `document` as `FOLDER/NAME.yaml` (an agent, a function, a project) and commit
+        it (as `author` when given): a `create` refused (conflict) when the file exists, an
+        update when it does not (not_found); `InvalidEditError` when the repo would not
+        validate with it."""
         verb = "Add" if create else "Update"
 
         def edit(root: Path) -> RepoEdit:
@@ -176,15 +184,34 @@ class Marketplace:
             text = dump_yaml(dict(document))
             return RepoEdit({rel: text}, message=f"{verb} {folder[:-1]} {name} ({actor})")
 
-        return self._commit(edit, actor)
+        return self._commit(edit, actor, author=author)
+
+    def delete_definition(
+        self, folder: str, name: str, actor: str, author: configrepo.Author | None = None
+    ) -> dict[str, Any]:
+        """Commit the removal of `FOLDER/NAME.yaml` (not_found when there is none)."""
+
+        def edit(root: Path) -> RepoEdit:
+            found = [
+                f"{folder}/{name}{e}"
+                for e in (".yml", ".yaml")
+                if (root / folder / f"{name}{e}").is_file()
+            ]
+            if not found:
+                raise ControlError("not_found", f"no {folder}/{name}.yaml in the config repo")
+            return RepoEdit({}, tuple(found), message=f"Remove {folder[:-1]} {name} ({actor})")
+
+        return self._commit(edit, actor, author=author)
 
     def _commit(
         self,
         make: Callable[[Path], RepoEdit],
         actor: str,
         before: Callable[[], None] = lambda: None,
+        author: configrepo.Author | None = None,
     ) -> dict[str, Any]:
-        """Make the edit against the config as it is now, check it, run `before`, commit."""
+        """Make the edit against the config as it is now, check it, run `before`, commit (as
+        `author`; default: nebulad on behalf of `actor`, or git's identity in a work tree)."""
         made: list[RepoEdit] = []
 
         def checked(folder: Path) -> RepoEdit:
@@ -201,9 +228,10 @@ class Marketplace:
 
         try:
             if self.source is not None:
-                sha: str | None = self.source.publish(edit_clone, f"nebulad API ({actor})")
+                who = author or configrepo.Author(f"nebulad API ({actor})", "nebulad@localhost")
+                sha: str | None = self.source.publish(edit_clone, who.name, who.email)
             elif configrepo.is_git_repo(self.folder):
-                sha = configrepo.commit(self.folder, checked(self.folder))
+                sha = configrepo.commit(self.folder, checked(self.folder), author)
             else:
                 checked(self.folder).apply_to(self.folder)
                 sha = None

@@ -16,6 +16,7 @@ from nebula.store.records import ExecutionInfo, IncidentInfo, RunbookRecord, Sil
 
 if TYPE_CHECKING:
     from nebula.ai.service import AI
+    from nebula.daemon.projects import ProjectDesk
     from nebula.store.audit import AuditRecord
 
 SyncTrigger = Literal[
@@ -82,6 +83,7 @@ class Event:
 
 class DaemonControl(Protocol):
     ai: AI  # agents, their executions, functions, chat, the providers (`nebula.ai.service`)
+    project_desk: ProjectDesk  # the config repo's projects: declarations, files, deployments
 
     def status(self) -> DaemonStatus: ...
 

@@ -36,11 +36,13 @@ from nebula.daemon.events import EventBus
 from nebula.daemon.faults import Faults
 from nebula.daemon.gitsync import Commit, GitSource
 from nebula.daemon.health import HealthMonitor
+from nebula.daemon.projects import ProjectDesk
 from nebula.daemon.proxy import ProxyKeeper
 from nebula.daemon.synclog import SyncLog
 from nebula.daemon.webhook import verify_and_parse
 from nebula.engine import logs, pipeline, queries
 from nebula.engine.load import load_desired
+from nebula.engine.projects import ProjectService
 from nebula.errors import ConfigError, NebulaError
 from nebula.kinds.base import Desired, World
 from nebula.kinds.packages.types import ObservedContainer
@@ -108,6 +110,14 @@ class Daemon:
         self.dns = DnsKeeper(self.bus)
         folder = Path(config.source) if source is None else source.clone_dir / config.subfolder
         self.marketplace = Marketplace(store, source, folder, lambda: self.request_sync("manual"))
+        self.project_desk = ProjectDesk(
+            self.marketplace,
+            source,
+            folder,
+            config.data_dir,
+            self._desired,
+            service=lambda: self.projects,
+        )
         self.remediation = Remediation(
             store,
             provider,
@@ -147,6 +157,8 @@ class Daemon:
         )
         if self.node is not None:
             self.remediation.workflows.lead(False)  # one of several: until elected (`_lead`)
+        # deployments of the last good commit's projects, asked for through the API
+        self.projects = ProjectService(self._desired, self._project_world)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -156,6 +168,9 @@ class Daemon:
         )
         if interrupted:
             log.warning("%d sync(s) were cut short by the last stop; continuing", interrupted)
+        unfinished = self.projects.interrupted()
+        if unfinished:
+            log.warning("%d project deployment(s) were cut short by the last stop", unfinished)
         cut = self.ai.resume_interrupted()
         if cut:
             log.warning("%d agent execution(s) were cut short by the last stop", len(cut))
@@ -484,6 +499,14 @@ class Daemon:
     def domain_ssl(self, domain: str, check: bool) -> dict[str, Any]:
         return self.proxy.domain_ssl(domain, self._desired(), check)
 
+    def _project_world(self) -> World:
+        return World(
+            lambda: self.store,
+            vault_secrets(self.store),
+            store_open=True,
+            docker_provider=self.provider,
+        )
+
     def _desired(self) -> Desired | None:
         good = self._good
         return good.desired if good else None
@@ -714,10 +737,21 @@ class Daemon:
 
     def webhook(self, headers: dict[str, str], body: bytes) -> bool:
         push = verify_and_parse(headers, body, self.config.webhook_secret or "")
-        if push is None or (push.branch is not None and push.branch != self.config.branch):
+        if push is None or (
+            push.branch is not None
+            and push.branch != self.config.branch
+            and push.branch not in self._project_branches()
+        ):
             return False
-        self.request_sync("webhook")
+        self.request_sync("webhook")  # a project's new commit is found by the sync's plan
         return True
+
+    def _project_branches(self) -> set[str]:
+        """The branches the last good commit's projects deploy: a push to one, from the
+        project's forge (with the same secret), starts a sync."""
+        desired = self._desired()
+        projects = desired.projects if desired else ()
+        return {env.branch for p in projects for env in p.environments.values()}
 
     def marketplace_packages(self, query: str, category: str | None) -> list[dict[str, Any]]:
         return self.marketplace.packages(query, category)

@@ -242,8 +242,9 @@ class GitSource:
             code, out, _ = self._run("rev-parse", "--quiet", "--verify", "HEAD^{commit}")
             return out.strip() if code == 0 else None
 
-    def publish(self, edit: Callable[[Path], str], author: str) -> str:
-        """Commit a change on top of the branch's tip and push it to the source; the new sha.
+    def publish(self, edit: Callable[[Path], str], author: str, email: str) -> str:
+        """Commit a change on top of the branch's tip and push it to the source, as `author`
+        <`email`>; the new sha.
 
         `edit` gets the config folder of a scratch work tree at the tip, changes files in it
         and returns the commit message. The daemon's own working tree is never touched: the
@@ -263,8 +264,8 @@ class GitSource:
             try:
                 folder = scratch / self.subfolder if self.subfolder else scratch
                 message = edit(folder)
-                identity = ["-c", f"user.name={author}", "-c", "user.email=nebulad@localhost"]
-                signature = f"{author} <nebulad@localhost>"
+                identity = ["-c", f"user.name={author}", "-c", f"user.email={email}"]
+                signature = f"{author} <{email}>"
                 for verb, args in (
                     ("add", ["add", "--all", "."]),
                     (

@@ -124,7 +124,8 @@ class RepoEdit:
         """Load the repo as it would be after this edit: `ConfigError` if it does not validate."""
         with tempfile.TemporaryDirectory(prefix="nebula-edit-") as tmp:
             copy = Path(tmp) / "repo"
-            shutil.copytree(root, copy, ignore=shutil.ignore_patterns(".git"))
+            # symlinks=True: a link is copied as a link (one to a folder above would recurse)
+            shutil.copytree(root, copy, symlinks=True, ignore=shutil.ignore_patterns(".git"))
             self.apply_to(copy)
             return load_desired(copy)
 

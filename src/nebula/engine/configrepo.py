@@ -7,7 +7,9 @@ daemon (which follows the repo) applies them and the history holds every change.
 
 from __future__ import annotations
 
+import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from nebula.engine.catalog_edits import RepoEdit
@@ -21,25 +23,59 @@ class ConfigRepoError(NebulaError):
     """git refused: not a repo, a dirty file in the way, a rejected push."""
 
 
+@dataclass(frozen=True)
+class Author:
+    """Who a commit made for an API caller names as its author."""
+
+    name: str
+    email: str
+
+    @classmethod
+    def of(cls, actor: str) -> Author:
+        """The author for `actor` as the audit log names it (`user:alice`, `key:ci`,
+        `uid:1000 (ada)`): a user by their name, anyone else by the whole actor; the email is
+        derived from the actor under `nebula.invalid` (a domain that never receives mail),
+        since Nebula's accounts have none."""
+        kind, _, rest = actor.partition(":")
+        name = rest if kind == "user" and rest else actor
+        local = re.sub(r"[^A-Za-z0-9._+-]+", "-", actor).strip("-.") or "unknown"
+        return cls(re.sub(r"[<>\n\r]", "", name).strip() or "unknown", f"{local}@nebula.invalid")
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+
 def is_git_repo(root: Path) -> bool:
     return _git(root, "rev-parse", "--is-inside-work-tree", check=False).strip() == "true"
 
 
-def commit(root: Path, edit: RepoEdit) -> str:
+def commit(root: Path, edit: RepoEdit, author: Author | None = None) -> str:
     """Write `edit` into the work tree at `root` and commit exactly those paths; the new sha.
 
     Refused, with nothing written, when one of the paths has uncommitted changes of the
-    user's, since committing them under Nebula's message would hide them."""
-    dirty = _git(root, "status", "--porcelain", "--", *edit.paths(), check=True)
+    user's, since committing them under Nebula's message would hide them. `author`: whom the
+    commit names as its author (default: git's configured identity)."""
+    check_clean(root, edit.paths())
+    edit.apply_to(root)
+    return commit_paths(root, edit.paths(), edit.message, author)
+
+
+def check_clean(root: Path, paths: list[str]) -> None:
+    """`ConfigRepoError` when one of `paths` has uncommitted changes."""
+    dirty = _git(root, "status", "--porcelain", "--", *paths, check=True)
     if dirty.strip():
         files = ", ".join(line[3:] for line in dirty.splitlines())
         raise ConfigRepoError(
             f"{files}: uncommitted changes in the way; commit or discard them first"
         )
-    edit.apply_to(root)
-    _git(root, "add", "--all", "--", *edit.paths(), check=True)
+
+
+def commit_paths(root: Path, paths: list[str], message: str, author: Author | None = None) -> str:
+    """Commit exactly `paths` as they are in the work tree at `root`; the new sha."""
+    _git(root, "add", "--all", "--", *paths, check=True)
     identity = () if _has_identity(root) else _FALLBACK_IDENTITY
-    _git(root, *identity, "commit", "--quiet", "-m", edit.message, "--", *edit.paths(), check=True)
+    as_author = (f"--author={author}",) if author else ()
+    _git(root, *identity, "commit", "--quiet", *as_author, "-m", message, "--", *paths, check=True)
     return _git(root, "rev-parse", "HEAD", check=True).strip()
 
 

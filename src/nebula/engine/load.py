@@ -15,7 +15,8 @@ from nebula.kinds.base import Desired
 from nebula.kinds.dns.desired import desired_zones
 from nebula.kinds.functions.desired import desired_functions
 from nebula.kinds.packages.resolve import resolve
-from nebula.kinds.routes.desired import exposed_routes
+from nebula.kinds.projects.desired import desired_projects, project_routes
+from nebula.kinds.routes.desired import exposed_routes, tls_policies
 from nebula.kinds.runbooks.desired import desired_runbooks
 from nebula.kinds.workflows.desired import desired_workflows
 from nebula.spec.repo import RepoSpec, load_repo
@@ -42,14 +43,26 @@ def load_desired(root: Path, fingerprints: FingerprintSource | None = None) -> D
     secrets: Mapping[str, str] | None = None
     if fingerprints is not None:
         mentioned = any(SECRET_MARK in repr(s.doc.data) for s in repo.installations)
+        mentioned |= any(SECRET_MARK in repr(doc.data) for doc in repo.projects)
         secrets = fingerprints() if mentioned else {}
     installations = resolve(repo, catalog, secrets)
     routes = exposed_routes(repo, installations)
+    projects = desired_projects(repo, secrets)
+    routes += project_routes(projects, routes, tls_policies(repo))
     runbooks = desired_runbooks(repo)
     zones = tuple(desired_zones(repo))
     workflows = desired_workflows(repo)
     functions = desired_functions(repo)
     agents = desired_agents(repo, {f.name: f.spec for f in functions})
     return Desired(
-        repo, catalog, installations, routes, zones, runbooks, workflows, functions, agents
+        repo,
+        catalog,
+        installations,
+        routes,
+        zones,
+        runbooks,
+        workflows,
+        functions,
+        agents,
+        projects,
     )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from nebula.kinds.dns.types import DesiredZone
     from nebula.kinds.functions.types import DesiredFunction
     from nebula.kinds.packages.types import DesiredInstallation, Observed
+    from nebula.kinds.projects.types import DesiredProject
     from nebula.kinds.routes.types import ExposedRoute
     from nebula.kinds.runbooks.types import DesiredRunbook
     from nebula.kinds.workflows.types import DesiredWorkflow
@@ -51,6 +52,7 @@ class Desired:
     workflows: tuple[DesiredWorkflow, ...] = ()  # by name
     functions: tuple[DesiredFunction, ...] = ()  # by name
     agents: tuple[DesiredAgent, ...] = ()  # by name
+    projects: tuple[DesiredProject, ...] = ()  # by name
 
     def packages(self) -> list[Package]:
         """The catalog packages the installations use, at the versions they use."""

@@ -19,6 +19,9 @@ KINDS: dict[str, str] = {
     "workflows": "nebula.kinds.workflows.kind:Workflows",
     "functions": "nebula.kinds.functions.kind:Functions",
     "agents": "nebula.kinds.agents.kind:Agents",
+    # last: a build may take minutes, and no other kind waits for it; after routes, whose
+    # route for a project's hostname its deployment switches
+    "projects": "nebula.kinds.projects.kind:Projects",
 }
 
 

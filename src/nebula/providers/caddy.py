@@ -12,6 +12,7 @@ honour `If-Match`, and its config ETag comes as an HTTP trailer).
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -20,6 +21,8 @@ import httpx
 from nebula.errors import ProviderError
 
 _ROLLBACK_ATTEMPTS = 5  # ~3 s in all
+_editing: dict[str, threading.Lock] = {}
+_editing_guard = threading.Lock()
 
 
 class CaddyAdmin:
@@ -30,6 +33,13 @@ class CaddyAdmin:
         secure = self.url.startswith("https://")
         self._client = httpx.Client(base_url=self.url, timeout=timeout, verify=secure)
         self.requests: list[str] = []  # "METHOD /path" of every request made, in order
+
+    def editing(self) -> threading.Lock:
+        """Held from reading the config to loading its edit: two writers in this process (a
+        sync's routes, a project's deployment switching its route) never load an edit of a
+        config the other has just replaced."""
+        with _editing_guard:
+            return _editing.setdefault(self.url, threading.Lock())
 
     @property
     def _resource(self) -> str:

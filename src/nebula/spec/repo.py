@@ -1,6 +1,6 @@
 """Read a whole config repo: `nebula.yaml`, every `packages/*.yaml` and `domains/*.yaml`, all
-errors at once; `runbooks/*.yml`, `workflows/*.yaml`, `agents/*.yaml` and `functions/*.yaml` are
-parsed here and validated by their kinds."""
+errors at once; `runbooks/*.yml`, `workflows/*.yaml`, `agents/*.yaml`, `functions/*.yaml` and
+`projects/*.yaml` are parsed here and validated by their kinds."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ RUNBOOKS_DIR = "runbooks"
 WORKFLOWS_DIR = "workflows"
 AGENTS_DIR = "agents"
 FUNCTIONS_DIR = "functions"
+PROJECTS_DIR = "projects"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class RepoSpec:
     workflows: tuple[YamlDocument, ...] = ()  # parsed; the workflows kind validates them
     agents: tuple[YamlDocument, ...] = ()  # parsed; the agents kind validates them
     functions: tuple[YamlDocument, ...] = ()  # parsed; the functions kind validates them
+    projects: tuple[YamlDocument, ...] = ()  # parsed; the projects kind validates them
 
     @property
     def local_catalog(self) -> Path | None:
@@ -169,6 +171,7 @@ def load_repo(root: Path) -> RepoSpec:
     workflows = _parse_all(root, WORKFLOWS_DIR, issues)
     agents = _parse_all(root, AGENTS_DIR, issues)
     functions = _parse_all(root, FUNCTIONS_DIR, issues)
+    projects = _parse_all(root, PROJECTS_DIR, issues)
     try:
         local_catalog_dir(root)
     except ConfigError as exc:
@@ -176,7 +179,15 @@ def load_repo(root: Path) -> RepoSpec:
     if issues:
         raise ConfigError(issues)
     return RepoSpec(
-        root, config, tuple(installations), domains, runbooks, workflows, agents, functions
+        root,
+        config,
+        tuple(installations),
+        domains,
+        runbooks,
+        workflows,
+        agents,
+        functions,
+        projects,
     )
 
 

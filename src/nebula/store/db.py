@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HEAD_REVISION = "0014"
+HEAD_REVISION = "0015"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 SQLITE_PRAGMAS = (  # on every SQLite connection (see `_sqlite_pragmas` for why)

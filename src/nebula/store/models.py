@@ -168,6 +168,13 @@ class Deployment(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     deployed_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # a project's deployment: its name (also in installation_name), kept after it is removed
+    project: Mapped[str | None] = mapped_column(String(255), index=True)
+    project_id: Mapped[str | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="SET NULL"), index=True
+    )
+    image: Mapped[str | None] = mapped_column(String(255))
+    logs: Mapped[str | None] = mapped_column(Text)  # the build's output, masked
 
 
 class Sync(Base):
@@ -662,3 +669,21 @@ class AgentStep(Base):
     tokens: Mapped[int] = mapped_column(default=0)
     duration_ms: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProjectRow(Base):
+    """A project of the config repo, as last loaded: where its code is, then its file and
+    whole document."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    git_url: Mapped[str | None] = mapped_column(Text)
+    path: Mapped[str | None] = mapped_column(String(500))
+    branch: Mapped[str] = mapped_column(String(255))
+    file: Mapped[str] = mapped_column(String(500))
+    digest: Mapped[str] = mapped_column(String(128))
+    definition: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 InstallationStatus = Literal["installing", "running", "stopped", "error"]
-DeploymentStatus = Literal["pending", "deploying", "live", "failed"]
+DeploymentStatus = Literal["pending", "building", "deploying", "live", "failed"]
 SyncStatus = Literal["running", "succeeded", "failed", "held", "superseded", "skipped"]
 IncidentStatus = Literal["open", "acknowledged", "resolved"]
 AlertStatus = Literal["firing", "resolved"]
@@ -311,3 +311,47 @@ class AgentExecutionInfo:
     created_at: datetime
     completed_at: datetime | None
     steps: tuple[AgentStepInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProjectRecord:
+    """A project of the config repo as last loaded: `definition` is its validated document,
+    `digest` the hash of that document."""
+
+    name: str
+    file: str
+    digest: str
+    definition: dict[str, Any]
+
+    @property
+    def git_url(self) -> str | None:
+        value = self.definition.get("git_url")
+        return str(value) if value else None
+
+    @property
+    def path(self) -> str | None:
+        value = self.definition.get("path")
+        return str(value) if value else None
+
+    @property
+    def branch(self) -> str:
+        return str(self.definition.get("branch") or "main")
+
+
+@dataclass(frozen=True)
+class ProjectDeployment:
+    """One deployment of a project's environment: a commit built (or an image kept, for a
+    rollback) and switched in behind Caddy. `status`: pending → building → deploying → live,
+    or failed at any step (what was serving before keeps serving)."""
+
+    id: str
+    project: str
+    environment: str
+    status: DeploymentStatus
+    commit: str | None  # the project's commit (not the config repo's)
+    image: str | None  # nebula-project/NAME:COMMIT12, once built or chosen
+    summary: str | None  # why: "new commit on main", "rollback to 1a2b3c4d5e6f", ...
+    error: str | None
+    created_at: datetime
+    deployed_at: datetime | None
+    finished_at: datetime | None

@@ -426,8 +426,14 @@ class Store:
             ]
 
     def deployments(self, installation: str | None = None, limit: int = 50) -> list[DeploymentInfo]:
-        """The latest deployments, newest first; of one installation if named."""
-        query = select(Deployment).order_by(Deployment.created_at.desc()).limit(limit)
+        """The latest deployments of installations, newest first; of one if named (projects'
+        are `store.projects.ProjectStore`'s)."""
+        query = (
+            select(Deployment)
+            .where(Deployment.project.is_(None))
+            .order_by(Deployment.created_at.desc())
+            .limit(limit)
+        )
         if installation is not None:
             query = query.where(Deployment.installation_name == installation)
         with self.transaction() as session:

@@ -44,7 +44,7 @@ def sync_proxy(desired: Desired, observed: Observed) -> ProxyResult | None:
     proxy = proxy_settings(desired)
     if proxy is None:
         return None
-    with CaddyAdmin(str(proxy.admin)) as caddy:
+    with CaddyAdmin(str(proxy.admin)) as caddy, caddy.editing():
         current = caddy.config()
         target = desired_config(current, desired.routes, upstreams(desired.routes, observed), proxy)
         owned = frozenset(owned_routes(current))
