@@ -41,7 +41,9 @@ def daemons(tmp_path: Path, config_dir: Path) -> Iterator[dict[str, Path]]:
             data = tmp_path / f"d{name}"
             data.mkdir(mode=0o700)
             args = ("--source", str(repo), "--watch", "--docker-host", "unix:///nonexistent")
-            found[name] = stack.enter_context(servers.nebulad(*args, "--poll-interval", "1h", data=data))
+            found[name] = stack.enter_context(
+                servers.nebulad(*args, "--poll-interval", "1h", data=data)
+            )
         yield found
 
 

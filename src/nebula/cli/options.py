@@ -39,6 +39,7 @@ Output = Annotated[
     OutputFormat, typer.Option("--output", "-o", help="table for people, json for scripts.")
 ]
 
+
 class _Global:
     """The global options' values for the command being run (set by the app's callback)."""
 
