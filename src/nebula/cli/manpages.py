@@ -207,7 +207,7 @@ def _nebula(root: TyperGroup, ctx: Context) -> str:
     lines += [".SH FILES", *_item(_bold("nebula.yaml"), "The config repo; see `nebula.yaml(5)`.")]
     refs = [f"\\fBnebula\\-{_literal(n)}\\fR(1)" for n, _ in groups]
     refs += ["\\fBnebulad\\fR(8)", "\\fBnebula.yaml\\fR(5)"]
-    lines += [".SH SEE ALSO", ",\n".join(refs)]
+    lines += [".SH SEE ALSO", ".nh", ",\n".join(refs)]  # .nh: no page name split by a hyphen
     return _page(lines)
 
 
