@@ -20,6 +20,7 @@ from nebula.kinds.projects.deploy import STOP_TIMEOUT, deploy, project_store, ve
 from nebula.kinds.projects.source import ProjectSource
 from nebula.kinds.projects.types import DesiredProject, Environment
 from nebula.plan import Action, Change, Part
+from nebula.providers.docker import BUILD_LOG_LINES
 from nebula.providers.docker.projects import ProjectContainer, ProjectEngine
 from nebula.store.projects import ProjectStore
 
@@ -80,11 +81,14 @@ class Projects:
             return Part(self.name, problems=(f"projects: cannot read the store: {exc}",))
         changes: list[Any] = list(definition_changes(records, stored))
         for project in desired.projects:
+            source = ProjectSource(project)
+            fetched = False
             for env in project.environments.values():
                 if not _placed_here(desired, env):
                     continue
                 try:
-                    head = ProjectSource(project).head(env.branch)
+                    head = source.head(env.branch, fetch=not fetched)
+                    fetched = True
                     done = store.deployed(project.name, env.name, head, version(project))
                 except NebulaError as exc:
                     problems.append(f"project {project.name} ({env.name}): {exc}")
@@ -139,7 +143,8 @@ class Projects:
                     done.append(change)
                 else:
                     errors.append(f"{change.name}: {result.error}")
-                logs.append((change.name, project_store(world).logs(result.id)))
+                tail = project_store(world).logs(result.id).splitlines()[-BUILD_LOG_LINES:]
+                logs.append((change.name, "\n".join(tail)))
             else:
                 done.append(change)
         return Applied(self.name, tuple(done), tuple(errors), logs=tuple(logs))

@@ -41,11 +41,13 @@ class ProjectSource:
     def resource(self) -> str:
         return f"project {self.project.name}"
 
-    def head(self, branch: str) -> str:
-        """The commit `branch` points to now (fetched first), or a folder's digest."""
+    def head(self, branch: str, *, fetch: bool = True) -> str:
+        """The commit `branch` points to now (fetched first, unless just fetched), or a
+        folder's digest."""
         if self.project.folder is not None:
             return _folder_digest(self.project.folder)
-        self.fetch()
+        if fetch:
+            self.fetch()
         code, out, _ = self._git("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
         if code != 0:
             raise ProviderError(
