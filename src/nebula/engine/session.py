@@ -98,6 +98,8 @@ def remember_noop(repo: Path, snapshot: Snapshot) -> None:
     """Remember a plan that changed nothing, for `replay_noop`."""
     if snapshot.plan.has_changes or any(d.secrets for d in snapshot.desired.installations):
         return  # secrets live in the vault, not in the files the memo keys on
+    if snapshot.desired.projects:
+        return  # a project's branch moves in its own repo, not in the files the memo keys on
     from nebula.engine.memo import NoopMemo, input_key
     from nebula.paths import builtin_catalog_dir
 
