@@ -6,10 +6,12 @@ rollback switches back without building."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import shutil
 import ssl
 import subprocess
+import tarfile
 import textwrap
 import threading
 import time
@@ -27,6 +29,7 @@ from nebula.engine.projects import ProjectService
 from nebula.errors import ConfigError, NotFoundError, StateError
 from nebula.kinds.base import Desired, World
 from nebula.kinds.projects.detect import NoDockerfileError, detected_dockerfile
+from nebula.kinds.projects.source import ProjectSource
 from nebula.providers.docker import DockerProvider
 from nebula.store import Store
 from nebula.store.projects import ProjectStore
@@ -382,3 +385,56 @@ def test_deployments_are_recorded_on_both_backends(database_url: str) -> None:
         assert [d.id for d in projects.deployments("web")] == [second.id, first.id]
         with pytest.raises(NotFoundError):
             projects.get("no-such-id")
+
+
+def test_a_generated_dockerfile_leads_the_build_context(sample: Sample, tmp_path: Path) -> None:
+    (sample.work / "Dockerfile").unlink()
+    commit = sample.push("a static site", {"www/index.html": "hi\n", "index.html": "hi\n"})
+    (tmp_path / "config" / "projects").mkdir(parents=True)
+    (tmp_path / "config" / "nebula.yaml").write_text("{}\n")
+    (tmp_path / "config" / "projects" / "site.yaml").write_text(
+        f"name: site\ngit_url: {sample.bare}\nenvironments: {{production: {{}}}}\n"
+    )
+    [project] = load_desired(tmp_path / "config").projects
+    source = ProjectSource(project, cache=tmp_path / "mirrors")
+    assert source.head("main") == commit
+    context, dockerfile, generated = source.context(commit)
+    assert dockerfile == ".nebula.Dockerfile"
+    assert generated is not None and "FROM busybox:1.36" in generated
+    # the first header is the generated file's own (no pax header first): the engine reads a
+    # context whose first header it cannot parse from its first bytes as a bare Dockerfile
+    assert context[:18] == b".nebula.Dockerfile"
+    assert context[156:157] == b"0"
+    with tarfile.open(fileobj=io.BytesIO(context)) as tar:
+        names = set(tar.getnames())
+        assert tar.extractfile(".nebula.Dockerfile").read().decode() == generated  # type: ignore[union-attr]
+    assert {"index.html", "www/index.html", "busybox"} <= names
+
+
+def test_a_project_in_the_config_repo_is_built_from_its_folder(
+    engine: DockerProvider, tmp_path: Path
+) -> None:
+    root = tmp_path / "config"
+    shutil.copytree(EXAMPLE, root / "apps" / "hello", ignore=shutil.ignore_patterns("config"))
+    shutil.copy(_which("busybox", "busybox-static"), root / "apps" / "hello" / "busybox")
+    (root / "projects").mkdir()
+    (root / "nebula.yaml").write_text(json.dumps({"docker": {"host": engine.base_url}}))
+    (root / "projects" / "hello.yaml").write_text(
+        "name: hello\npath: apps/hello\nhealth: {interval: 0.1s}\nenvironments: {development: {}}\n"
+    )
+    desired = load_desired(root)
+    store = Store(f"sqlite:///{tmp_path}/nebula.db")
+    world = World(lambda: store, store_open=True, docker_provider=engine)
+    service = ProjectService(lambda: desired, lambda: world)
+    ProjectStore(store).replace_projects([p.record for p in desired.projects])
+    deployed = service.deploy("hello", "development")
+    assert deployed.status == "live", deployed.error
+    assert deployed.commit is not None and len(deployed.commit) == 40  # the folder's digest
+    [container] = engine.api.containers(filters={"label": ["io.nebula.project=hello"]})
+    network = engine.inspect(container["Id"])["NetworkSettings"]["Networks"]
+    address = network["project-hello-development"]["IPAddress"]
+    page = httpx.get(f"http://{address}:8080/", timeout=10).text
+    assert page == (EXAMPLE / "www" / "index.html").read_text()
+    again = service.deploy("hello", "development")  # the same files: the same image
+    assert "not building it again" in service.build_logs(again.id)
+    store.close()

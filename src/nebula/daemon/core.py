@@ -505,6 +505,7 @@ class Daemon:
             vault_secrets(self.store),
             store_open=True,
             docker_provider=self.provider,
+            node=self.node,
         )
 
     def _desired(self) -> Desired | None:

@@ -116,12 +116,12 @@ class ProjectService:
                 f"project {name!r} has no environment {environment!r} "
                 f"(environments: {', '.join(project.environments)})"
             )
-        config = desired.repo.config
-        node = project.environments[environment].node
-        if config.node(node) != config.node(None):
+        placed = desired.repo.config.node(project.environments[environment].node)
+        here = self.world().node_spec(desired).name
+        if placed is not None and placed.name != here:
             raise StateError(
-                f"{name} ({environment}) runs on node {node}: deployments run on the first "
-                "node's engine for now; leave `node:` out of the environment"
+                f"{name} ({environment}) runs on node {placed.name}: its deployments are that "
+                f"node's nebulad's to make (this is node {here})"
             )
         return desired, project
 

@@ -106,6 +106,8 @@ def remember_noop(repo: Path, snapshot: Snapshot, node: str | None = None) -> No
     """Remember a plan (of `node`'s share) that changed nothing, for `replay_noop`."""
     if snapshot.plan.has_changes or any(d.secrets for d in snapshot.installations):
         return  # secrets live in the vault, not in the files the memo keys on
+    if snapshot.desired.projects:
+        return  # a project's branch moves in its own repo, not in the files the memo keys on
     from nebula.engine.memo import NoopMemo
 
     config = snapshot.desired.repo.config

@@ -11,17 +11,17 @@ deploy` tries again); a rollback stays until the branch moves on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from nebula.errors import NebulaError
 from nebula.kinds.base import Applied, Desired, World
 from nebula.kinds.definitions import definition_changes
-from nebula.kinds.projects.deploy import STOP_TIMEOUT, deploy, project_store, version
-from nebula.kinds.projects.source import ProjectSource
 from nebula.kinds.projects.types import DesiredProject, Environment
 from nebula.plan import Action, Change, Part
-from nebula.providers.docker.projects import ProjectContainer, ProjectEngine
-from nebula.store.projects import ProjectStore
+
+if TYPE_CHECKING:
+    from nebula.providers.docker.projects import ProjectContainer
+    from nebula.store.projects import ProjectStore
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,10 @@ class Projects:
     def plan(self, desired: Desired, world: World) -> Part:
         records = [p.record for p in desired.projects]
         if not records and not world.store_open:
-            return Part(self.name)
+            return Part(self.name)  # nothing to plan: no store, builds or git to load
+        from nebula.kinds.projects.deploy import project_store, version
+        from nebula.kinds.projects.source import ProjectSource
+
         problems: list[str] = []
         try:
             store = project_store(world)
@@ -80,11 +83,14 @@ class Projects:
             return Part(self.name, problems=(f"projects: cannot read the store: {exc}",))
         changes: list[Any] = list(definition_changes(records, stored))
         for project in desired.projects:
+            source = ProjectSource(project)
+            fetched = False
             for env in project.environments.values():
-                if not _placed_here(desired, env):
+                if not _placed_here(desired, env, world):
                     continue
                 try:
-                    head = ProjectSource(project).head(env.branch)
+                    head = source.head(env.branch, fetch=not fetched)
+                    fetched = True
                     done = store.deployed(project.name, env.name, head, version(project))
                 except NebulaError as exc:
                     problems.append(f"project {project.name} ({env.name}): {exc}")
@@ -109,6 +115,10 @@ class Projects:
     def apply(self, part: Part, desired: Desired, world: World) -> Applied:
         if not part.has_changes:
             return Applied(self.name, errors=part.problems, temporary=bool(part.problems))
+        from nebula.kinds.projects.deploy import STOP_TIMEOUT, deploy, project_store
+        from nebula.providers.docker import BUILD_LOG_LINES
+        from nebula.providers.docker.projects import ProjectEngine
+
         errors = list(part.problems)
         done: list[Change] = []
         try:
@@ -139,7 +149,8 @@ class Projects:
                     done.append(change)
                 else:
                     errors.append(f"{change.name}: {result.error}")
-                logs.append((change.name, project_store(world).logs(result.id)))
+                tail = project_store(world).logs(result.id).splitlines()[-BUILD_LOG_LINES:]
+                logs.append((change.name, "\n".join(tail)))
             else:
                 done.append(change)
         return Applied(self.name, tuple(done), tuple(errors), logs=tuple(logs))
@@ -155,15 +166,16 @@ def _deploy_change(
     return DeployChange(Action.UPDATE, project.name, environment, head, f"{why}: build {head[:12]}")
 
 
-def _placed_here(desired: Desired, env: Environment) -> bool:
-    """Whether the environment runs on the node this run plans: the default (first) node,
-    whose engine is the world's."""
-    config = desired.repo.config
-    return config.node(env.node) == config.node(None)
+def _placed_here(desired: Desired, env: Environment, world: World) -> bool:
+    """Whether the environment runs on the node this run plans (its `node:`, else the first)."""
+    placed = desired.repo.config.node(env.node)
+    return placed is not None and placed.name == world.node_spec(desired).name
 
 
 def _retired(desired: Desired, world: World) -> list[RetireChange]:
     """The containers of projects' environments the commit no longer has."""
+    from nebula.providers.docker.projects import ProjectEngine
+
     wanted = {(p.name, e) for p in desired.projects for e in p.environments}
     engine = ProjectEngine(world.docker(desired))
     return [

@@ -41,11 +41,13 @@ class ProjectSource:
     def resource(self) -> str:
         return f"project {self.project.name}"
 
-    def head(self, branch: str) -> str:
-        """The commit `branch` points to now (fetched first), or a folder's digest."""
+    def head(self, branch: str, *, fetch: bool = True) -> str:
+        """The commit `branch` points to now (fetched first, unless just fetched), or a
+        folder's digest."""
         if self.project.folder is not None:
             return _folder_digest(self.project.folder)
-        self.fetch()
+        if fetch:
+            self.fetch()
         code, out, _ = self._git("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
         if code != 0:
             raise ProviderError(
@@ -211,26 +213,36 @@ def _folder_digest(root: Path) -> str:
 def _folder_tar(root: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.addfile(_entry(".", None))  # a plain first entry: see `_with_file`
         for path in _walk(root):
             data = path.read_bytes()
-            info = tarfile.TarInfo(path.relative_to(root).as_posix())
-            info.size = len(data)
+            info = _entry(path.relative_to(root).as_posix(), data)
             info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
 
 def _with_file(tar: bytes, name: str, data: bytes) -> bytes:
-    """`tar` with one more file at its end."""
+    """`tar` with one more file, written first: the engine tells a tar context from a bare
+    Dockerfile by reading the first header from the body's first bytes, so the archive must
+    not begin with an extended (pax) header, as a copy of git's would."""
     buffer = io.BytesIO()
     with (
         tarfile.open(fileobj=io.BytesIO(tar)) as source,
         tarfile.open(fileobj=buffer, mode="w") as target,
     ):
+        target.addfile(_entry(name, data), io.BytesIO(data))
         for member in source:
             target.addfile(member, source.extractfile(member) if member.isfile() else None)
-        info = tarfile.TarInfo(name)
+    return buffer.getvalue()
+
+
+def _entry(name: str, data: bytes | None) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    if data is None:
+        info.type = tarfile.DIRTYPE
+        info.mode = 0o755
+    else:
         info.size = len(data)
         info.mode = 0o644
-        target.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    return info
