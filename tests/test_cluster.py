@@ -252,8 +252,9 @@ def test_three_nodes_share_one_homelab(lab: Lab) -> None:
     assert lab.running("a") == {"web-a-web", "mover-app"}
     assert lab.running("b") == {"web-b-web"}
     assert lab.running("c") == {"web-c-web"}
+    up = dict.fromkeys(NODES, "up")
+    eventually(lambda: {n["name"]: n["state"] for n in lab.listing()} == up, 10, "heartbeats")
     listed = {n["name"]: n for n in lab.listing()}
-    assert {name: n["state"] for name, n in listed.items()} == dict.fromkeys(NODES, "up")
     assert sum(n["leader"] for n in listed.values()) == 1
     assert {name: n["installations"] for name, n in listed.items()} == {"a": 2, "b": 1, "c": 1}
     eventually(lambda: served(lab, "a.nebula.lan") and served(lab, "b.nebula.lan"), 60, "routes")
