@@ -423,7 +423,7 @@ def main() -> None:
             r.single_pg = phase_single(args, url, image, tmp, alone)
             r.phase_s["one node"] = time.perf_counter() - started
             urls = dict(zip(NODES, [url, *more], strict=True))
-            phase_cluster(args, urls, image, tmp, r, database=shared)
+            phase_cluster(args, urls, image, tmp, database=shared, r=r)
     report(args, r, load_before)
 
 
