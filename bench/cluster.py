@@ -127,14 +127,15 @@ def pushes(
     image: str,
     series: stacks.Series,
     others_cpu: stacks.Series | None,
+    revs: dict[str, int],
     tell_all: bool = True,
 ) -> None:
     """--pushes pushes, each changing one installation of one node in turn; each timed from
     the push returning to its new container's start. Every node is asked to sync (as a
-    webhook to each would), or with `tell_all` False only the changed one."""
+    webhook to each would), or with `tell_all` False only the changed one. `revs`: each
+    installation's REV so far (the repo's state, kept from one call to the next)."""
     watches = {n: StartWatch(urls[n]) for n in nodes}
     apis = {n: stacks.api_client(urls[n]) for n in nodes}
-    revs: dict[str, int] = {}
     try:
         for i in range(args.pushes):
             node = nodes[(i + 1) % len(nodes)]
@@ -186,6 +187,7 @@ def phase_single(
             image=image,
             series=series,
             others_cpu=None,
+            revs={},
         )
     finally:
         daemon.stop()
@@ -292,7 +294,7 @@ def phase_cluster(
         for node, daemon in daemons.items():
             until(lambda d=daemon: d.idle_at(sha), args.phase_timeout, f"{node} applied", daemon)
         r.first_apply_s = time.perf_counter() - started
-        common = {"image": image}
+        common: dict[str, Any] = {"image": image, "revs": {}}
         pushes(
             args, repo, NODES, daemons, urls, series=r.cluster, others_cpu=r.others_cpu, **common
         )
