@@ -1,11 +1,13 @@
 """Three nodes, one homelab: three real nebulad processes (`--node a|b|c`), each with a private
-dockerd of its own, sharing one PostgreSQL and following one repo, with Caddy and PowerDNS.
+dockerd of its own, sharing one PostgreSQL and following one repo, with Caddy and PowerDNS,
+and a fourth node `d` without a nebulad, whose engine the leader drives.
 
 Each node runs exactly its installations; an installation moved from a to b is created on b and
 healthy before it leaves a, whose volume stays; SIGKILL of the leader hands the cluster-wide work
 (Caddy's routes, the DNS zone) to another node within the issue's 10 s, and a hostname pushed
 right after the kill is served and resolved, each route, record and recorded change exactly
-once; the dead node raises a `node_down` incident, resolved when it is back."""
+once, and node d's share taken over as well; the dead node raises a `node_down` incident,
+resolved when it is back. `nebula nodes` shows them all."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,7 +34,9 @@ from test_daemon import IMAGE, Repo
 from test_daemon_proxy import domain
 from test_proxy import https_get
 
-NODES = ("a", "b", "c")
+NODES = ("a", "b", "c")  # each runs a nebulad of its own
+DRIVEN = "d"  # runs none: the leader applies its share through its engine's URL
+NEBULA = [sys.executable, "-c", "from nebula.cli.entry import main; main()"]
 TAKEOVER = 10.0  # the issue's bound: another node does the leader's work within 10 s
 
 
@@ -66,8 +71,12 @@ class Nebulad:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def socket(self) -> Path:
+        return self.data / "nebulad.sock"
+
     def client(self) -> DaemonClient:
-        return DaemonClient(self.data / "nebulad.sock")
+        return DaemonClient(self.socket)
 
     def status(self) -> dict[str, Any] | None:
         assert self.alive(), self.log.read_text()[-3000:]
@@ -123,7 +132,7 @@ class Lab:
             return client.syncs(500)
 
 
-def nebula_yaml(caddy: servers.CaddyServer) -> str:
+def nebula_yaml(caddy: servers.CaddyServer, driven: str) -> str:
     proxy = {
         "admin": caddy.admin,
         "listen": "127.0.0.1",
@@ -135,6 +144,8 @@ def nebula_yaml(caddy: servers.CaddyServer) -> str:
         {"name": n, "address": "127.0.0.1", "subnet_pool": f"10.{210 + i}.0.0/16"}
         for i, n in enumerate(NODES)
     ]
+    nodes.append({"name": DRIVEN, "address": "127.0.0.1", "subnet_pool": "10.219.0.0/16"})
+    nodes[-1]["docker"] = driven
     return json.dumps({"defaults": {"health_timeout": "30s"}, "proxy": proxy, "nodes": nodes})
 
 
@@ -169,11 +180,11 @@ def lab(
     powerdns: servers.PowerDnsServer = request.getfixturevalue("powerdns")
     caddy.reset()
     with (
-        servers.more_docker_daemons(2) as more,
+        servers.more_docker_daemons(3) as more,
         servers.fresh_database(pg_url) as database,
         contextlib.ExitStack() as stack,
     ):
-        urls = dict(zip(NODES, [docker_host, *more], strict=True))
+        urls = dict(zip((*NODES, DRIVEN), [docker_host, *more], strict=True))
         engines = {}
         for node, url in urls.items():
             if url != docker_host:
@@ -183,16 +194,17 @@ def lab(
             engine.images.get(test_image).tag(IMAGE)
             engines[node] = engine
         stack.callback(servers.remove_managed, docker_host)
-        ports = {n: servers.free_port() for n in NODES}
+        ports = {n: servers.free_port() for n in (*NODES, DRIVEN)}
         repo = Repo(tmp_path)
         (repo.work / "domains").mkdir()
         repo.push(
             "three nodes",
             {
-                "nebula.yaml": nebula_yaml(caddy),
+                "nebula.yaml": nebula_yaml(caddy, urls[DRIVEN]),
                 "packages/web-a.yaml": web("a", ports["a"], "a.nebula.lan"),
                 "packages/web-b.yaml": web("b", ports["b"], "b.nebula.lan"),
                 "packages/web-c.yaml": web("c", ports["c"]),
+                "packages/web-d.yaml": web(DRIVEN, ports[DRIVEN], "d.nebula.lan"),
                 "packages/mover.yaml": mover("a"),
                 "domains/nebula.lan.yaml": domain(powerdns),
             },
@@ -202,7 +214,8 @@ def lab(
         common = ["--source", str(repo.bare), "--database-url", database]
         common += ["--poll-interval", "1s", "--drift-interval", "2s"]
         nodes = {}
-        for node, url in urls.items():
+        for node in NODES:
+            url = urls[node]
             nodes[node] = Nebulad(node, tmp_path, [*common, "--docker-host", url], env)
             stack.callback(nodes[node].stop)
         for nebulad in nodes.values():
@@ -252,11 +265,19 @@ def test_three_nodes_share_one_homelab(lab: Lab) -> None:
     assert lab.running("a") == {"web-a-web", "mover-app"}
     assert lab.running("b") == {"web-b-web"}
     assert lab.running("c") == {"web-c-web"}
+    eventually(lambda: lab.running(DRIVEN) == {"web-d-web"}, 30, "the leader drove node d")
+    up = dict.fromkeys(NODES, "up")
+    eventually(lambda: {n["name"]: n["state"] for n in lab.listing()}.items() >= up.items(), 10)
     listed = {n["name"]: n for n in lab.listing()}
-    assert {name: n["state"] for name, n in listed.items()} == dict.fromkeys(NODES, "up")
     assert sum(n["leader"] for n in listed.values()) == 1
-    assert {name: n["installations"] for name, n in listed.items()} == {"a": 2, "b": 1, "c": 1}
-    eventually(lambda: served(lab, "a.nebula.lan") and served(lab, "b.nebula.lan"), 60, "routes")
+    counts = {name: n["installations"] for name, n in listed.items()}
+    assert counts == {"a": 2, "b": 1, "c": 1, DRIVEN: 1}
+    assert listed[DRIVEN]["driven"] and listed[DRIVEN]["state"] == "unknown"
+    eventually(lambda: served(lab, "a.nebula.lan") and served(lab, "d.nebula.lan"), 60, "routes")
+    shown = nebula_nodes(lab.nodes["b"], "--output", "json")
+    assert [n["name"] for n in json.loads(shown)] == [*NODES, DRIVEN]
+    table = nebula_nodes(lab.nodes["b"])
+    assert "(leader)" in table and "driven" in table
 
     move_from_a_to_b(lab)
     leader, successor = kill_the_leader(lab)
@@ -305,6 +326,9 @@ def kill_the_leader(lab: Lab) -> tuple[str, str]:
         "c.nebula.lan in PowerDNS within the 10 s",
     )
     eventually(lambda: lab.nodes[successor].applied(added), 30, "the new leader applied it")
+    assert served(lab, "d.nebula.lan")
+    assert lab.engines[DRIVEN].containers.list(all=True) == lab.engines[DRIVEN].containers.list()
+    assert lab.running(DRIVEN) == {"web-d-web"}  # driven by the new leader: not made twice
 
     # each route, record set and recorded change exactly once
     ids = route_ids(lab.caddy)
@@ -312,7 +336,7 @@ def kill_the_leader(lab: Lab) -> tuple[str, str]:
     assert {"nebula-web-a-a.nebula.lan", "nebula-web-c-c.nebula.lan"} <= set(ids)
     sets = [(name, kind) for name, kind, _ in records(lab.powerdns)]
     assert sorted(sets) == sorted(set(sets))
-    for host in ("a", "b", "c"):
+    for host in ("a", "b", "c", "d"):
         assert (f"{host}.nebula.lan.", "A", ["127.0.0.1"]) in records(lab.powerdns)
     changes = [c for s in lab.syncs() for c in s["changes"]]
     assert [c["action"] for c in changes if c.get("id") == "nebula-web-c-c.nebula.lan"] == [
@@ -342,6 +366,20 @@ def down_until_back(lab: Lab, leader: str, successor: str) -> None:
     lab.nodes[leader].start()
     eventually(lambda: incident("resolved"), 40, f"{leader}'s incident resolved")
     assert {n["name"]: n["state"] for n in lab.listing()}[leader] == "up"
+
+
+def nebula_nodes(nebulad: Nebulad, *args: str) -> str:
+    """`nebula nodes` against `nebulad`'s socket, as a user runs it."""
+    done = subprocess.run(
+        [*NEBULA, "nodes", "--socket", str(nebulad.socket), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def _event_time(engine: docker.DockerClient, since: int, action: str) -> float:

@@ -112,7 +112,7 @@ def test_heartbeats_make_the_listing_of_nodes(pg_store: Store) -> None:
     nodes_db.heartbeat(pg_store, "b", address="10.0.0.2", leading=False, started_at=_now(), **start)
     found, now = nodes_db.nodes(pg_store)
     placed = {"a": ["web", "db"], "b": ["media"]}
-    statuses = {"web": "running", "db": "error", "media": "running"}
+    statuses = {"a": {"web": "running", "db": "error"}, "b": {"media": "running"}}
 
     listed = listing(NODES, placed, statuses, found, now)
     assert [(n["name"], n["state"], n["leader"]) for n in listed] == [

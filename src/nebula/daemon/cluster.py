@@ -64,7 +64,7 @@ def node_issues(nodes: Sequence[Node], node: str | None, sqlite: bool, root: str
 
 def own_daemons(nodes: Sequence[Node]) -> list[Node]:
     """The nodes that run a nebulad of their own (the others are driven by the leader)."""
-    return [n for n in nodes if not getattr(n, "driven", False)]
+    return [n for n in nodes if not n.driven]
 
 
 class Membership:
@@ -112,7 +112,7 @@ class Membership:
                         me.name,
                         address=str(me.address),
                         labels=me.labels | ({"gpu": "true"} if me.gpu else {}),
-                        engine=getattr(me, "engine", "docker"),
+                        engine=me.engine,
                         version=__version__,
                         started_at=self.started_at,
                         leading=self._leading,
@@ -183,14 +183,14 @@ class Membership:
 def listing(
     configured: Sequence[Node],
     placed: Mapping[str, Sequence[str]],
-    statuses: Mapping[str, str],
+    statuses: Mapping[str, Mapping[str, str]],
     found: Sequence[nodes_db.NodeInfo],
     now: datetime,
 ) -> list[dict[str, Any]]:
     """`GET /api/v1/nodes`: nebula.yaml's nodes in its order, each with its last heartbeat
     and state (up, down: silent for `DOWN_AFTER` seconds, unknown: never heard of, or driven
     by the leader), whether it leads, and its installations (`placed`: names by node) with
-    how many run and how many fail (`statuses`: the store's, by installation)."""
+    how many run and how many fail (`statuses`: the store's, by node and installation)."""
     rows = {n.name: n for n in found}
     listed = []
     for node in configured:
@@ -199,21 +199,22 @@ def listing(
         if row is not None:
             state = "down" if (now - row.heartbeat_at).total_seconds() > DOWN_AFTER else "up"
         names = placed.get(node.name, ())
+        status = statuses.get(node.name, {})
         listed.append(
             {
                 "name": node.name,
                 "address": str(node.address),
                 "labels": dict(node.labels),
-                "engine": getattr(node, "engine", "docker"),
-                "driven": getattr(node, "driven", False),
+                "engine": node.engine,
+                "driven": node.driven,
                 "version": row.version if row else None,
                 "heartbeat_at": row.heartbeat_at if row else None,
                 "state": state,
                 "leader": bool(row and row.leader_since and state == "up"),
                 "installations": len(names),
                 "health": {
-                    "running": sum(statuses.get(n) == "running" for n in names),
-                    "failing": sum(statuses.get(n) == "error" for n in names),
+                    "running": sum(status.get(n) == "running" for n in names),
+                    "failing": sum(status.get(n) == "error" for n in names),
                 },
             }
         )

@@ -72,6 +72,17 @@ NODE_KINDS = frozenset({"packages", "swarm"})
 RETRY_FIRST = 2.0  # seconds until a sync that broke is tried again; doubled up to drift_interval
 
 
+@dataclass(frozen=True)
+class _Share:
+    """One node's part of a sync: the node (None: this nebulad's only one), its engine, the
+    record of its syncs, and whether the cluster-wide kinds come with it (the leader's own)."""
+
+    node: str | None
+    provider: DockerProvider
+    log: SyncLog
+    cluster: bool
+
+
 @dataclass
 class _Good:
     """The last commit that loaded and validated, and its desired state."""
@@ -105,6 +116,7 @@ class Daemon:
         self._vault_seen: dict[str, str] | None = None  # secret fingerprints at the last load
         self._reported = False  # whether the sync in progress already recorded a failure
         self._held: tuple[str, int] | None = None  # commit, sync id waiting for approval
+        self._driven: dict[str, tuple[DockerProvider, SyncLog]] = {}  # the leader's other nodes
         self._approved: str | None = None
         self.proxy = ProxyKeeper(store, self.bus)
         self.dns = DnsKeeper(self.bus)
@@ -215,6 +227,8 @@ class Daemon:
             if thread.name == "leader":
                 thread.join(5.0)  # it resigns on its way out: another node leads at once
         self.health.stop()
+        for provider, _ in self._driven.values():
+            provider.close()
         self.remediation.close()
         # Agents' runs need no stopping: one cut short ends `interrupted` at the next start
         # (`AI.resume_interrupted`).
@@ -289,6 +303,7 @@ class Daemon:
         world = World(
             lambda: self.store,
             vault_secrets(self.store),
+            node=self.node,
             store_open=True,
             docker_provider=self.provider,
         )
@@ -387,7 +402,8 @@ class Daemon:
         good = self._good
         if good is None:
             return
-        self.health.watch(good.desired.installations)
+        me = self._identity()
+        self.health.watch([i for i in good.desired.installations if me and i.node == me.name])
         self._configure_remediation(good)
         self._configure_ai(good)
         commit = good.commit
@@ -398,40 +414,72 @@ class Daemon:
             and self._approved != commit.sha
         ):
             return  # still waiting for approval
-        # Planned under the lock: the removals guard judges the plan that is carried out. The
-        # node's own lock, and the cluster-wide one for the leader's work: nodes apply at once.
         leading = self.leading
+        self._run(good, trigger, explicit, _Share(self.node, self.provider, self.log, leading))
+        if leading:  # the nodes without a nebulad of their own are the leader's to apply
+            for node in good.desired.repo.config.nodes:
+                if node.driven and not self._stop.is_set():
+                    self._drive(good, trigger, node)
+
+    def _run(self, good: _Good, trigger: str, explicit: bool, share: _Share) -> None:
+        """Apply `share` of `good` under its locks: planned under them, so the removals guard
+        judges the plan that is carried out. The node's own lock, and the cluster-wide one with
+        the leader's work: nodes apply at the same time."""
         holder = f"nebulad {self.node}" if self.node else "nebulad"
         try:
             with self.store.apply_lock(
-                holder,
+                holder if share.log is self.log else f"{holder}, driving {share.node}",
                 lambda msg: log.warning("%s", msg),
                 self._stop,
-                node=self.node,
-                cluster=leading,
+                node=share.node,
+                cluster=share.cluster,
             ):
-                self._apply(good, trigger, explicit=explicit, leading=leading)
+                self._apply(good, trigger, explicit=explicit, share=share)
         except WaitStoppedError:
             log.info("stopping: no longer waiting for the apply lock")
 
-    def _apply(self, good: _Good, trigger: str, *, explicit: bool, leading: bool) -> None:
-        """Plan `good` and carry the plan out (or hold it); under the store's apply lock.
-        Every node plans its own installations; the leader also the cluster-wide kinds."""
+    def _drive(self, good: _Good, trigger: str, node: Node) -> None:
+        """Apply the share of driven `node` through its `docker:` URL. A node that fails is
+        reported (a fault, a failed sync of its own) and the other nodes go on."""
+        assert node.docker is not None
+        known = self._driven.get(node.name)
+        if known is None or known[0].base_url != node.docker:
+            if known is not None:
+                known[0].close()
+            provider = DockerProvider(node.docker, files_dir=self.config.data_dir / "files")
+            known = self._driven[node.name] = (provider, SyncLog(self.store, self.bus, node.name))
+        provider, synclog = known
+        fault = f"node {node.name}"
+        try:
+            self._run(good, trigger, False, _Share(node.name, provider, synclog, cluster=False))
+        except Exception as exc:  # this node's engine or records: never the other nodes'
+            synclog.fail(trigger, self.faults.report(fault, exc), explicit=False)
+            return
+        self.faults.clear(fault)
+
+    def _apply(self, good: _Good, trigger: str, *, explicit: bool, share: _Share) -> None:
+        """Plan `share` of `good` and carry the plan out (or hold it); under its locks. Every
+        node plans its own installations; the leader's own share has the cluster-wide kinds."""
         commit = good.commit
         desired = good.desired
+        synclog = share.log
         world = World(
             lambda: self.store,
             vault_secrets(self.store),
-            progress=self._progress,
+            node=share.node,
+            progress=lambda what, message: self.bus.publish(
+                "progress", id=synclog.current, installation=what, message=message
+            ),
             store_open=True,
             commit=commit.sha if commit else None,
-            docker_provider=self.provider,
+            docker_provider=share.provider,
         )
         only = [
             k
             for k in pipeline.KIND_NAMES
-            if (leading or k in NODE_KINDS) and (k != "dns" or self.dns.due(desired.zones))
+            if (share.cluster or k in NODE_KINDS) and (k != "dns" or self.dns.due(desired.zones))
         ]
+        applied_key = setting_key("applied_commit", synclog.node)
 
         def allow(plan: Plan) -> bool:
             """Hold a plan the prune guard refuses (until approved); begin a sync that changes
@@ -439,11 +487,11 @@ class Daemon:
             if not plan.has_changes:
                 return True
             if commit is not None and self._approved != commit.sha and plan.unsafe(self._prune):
-                sync_id = self.log.record(commit, trigger, "held", plan)
+                sync_id = synclog.record(commit, trigger, "held", plan)
                 self._held = (commit.sha, sync_id)
                 self.bus.publish("sync_held", id=sync_id, commit=commit.sha)
                 return False
-            sync_id = self.log.begin(commit, trigger)
+            sync_id = synclog.begin(commit, trigger)
             self.bus.publish(
                 "sync_started", id=sync_id, commit=commit.sha if commit else None, trigger=trigger
             )
@@ -457,16 +505,16 @@ class Daemon:
         if "dns" in only:
             self.dns.applied(desired.zones, outcome.of("dns"))
         plan, errors = outcome.plan, outcome.errors
-        new_commit = commit is not None and commit.sha != self._setting("applied_commit")
+        new_commit = commit is not None and commit.sha != self.store.setting(applied_key)
         if not plan.has_changes:
             if new_commit or explicit:
                 result: SyncStatus = "failed" if errors else "succeeded"
-                self.log.record(commit, trigger, result, plan, errors=errors)
+                synclog.record(commit, trigger, result, plan, errors=errors)
             return
         status: SyncStatus = "succeeded" if not errors else "failed"
-        sync_id = self.log.current
+        sync_id = synclog.current
         assert sync_id is not None  # begun by `allow`
-        info = self.log.finish(
+        info = synclog.finish(
             sync_id,
             status=status,
             errors=errors,
@@ -474,14 +522,11 @@ class Daemon:
             changes=outcome.change_records(),
         )
         if commit is not None:
-            self._set_setting("applied_commit", commit.sha)
+            self.store.set_setting(applied_key, commit.sha)
         if self._held is not None and commit is not None and self._held[0] == commit.sha:
             self._held = None
-        self.log.count(info, plan, drift=trigger == "drift")
+        synclog.count(info, plan, drift=trigger == "drift")
         self.bus.publish("sync_finished", id=sync_id, status=status, errors=errors)
-
-    def _progress(self, what: str, message: str) -> None:
-        self.bus.publish("progress", id=self.log.current, installation=what, message=message)
 
     @property
     def _prune(self) -> int | None:
@@ -651,11 +696,12 @@ class Daemon:
         if good is None:
             return []
         config = good.desired.repo.config
-        first = config.nodes[0].name if config.nodes else ""
         placed: dict[str, list[str]] = {}
         for installation in good.desired.installations:
-            placed.setdefault(getattr(installation, "node", first), []).append(installation.name)
-        statuses = {i.name: i.status for i in self.store.installations()}
+            placed.setdefault(installation.node, []).append(installation.name)
+        statuses: dict[str, dict[str, str]] = {}
+        for row in self.store.installations():  # a row of before nodes: the first node's
+            statuses.setdefault(row.node or config.nodes[0].name, {})[row.name] = row.status
         found, now = nodes_db.nodes(self.store)
         return listing(config.nodes, placed, statuses, found, now)
 

@@ -234,7 +234,9 @@ def run_apply(
 
         while True:
             with (
-                store.apply_lock("nebula apply", lambda message: progress("*", message)),
+                store.apply_lock(  # the node's lock too: its nebulad may apply it meanwhile
+                    "nebula apply", lambda message: progress("*", message), node=node
+                ),
                 world(database_url, docker_host, progress, store, node) as the_world,
             ):
                 desired = load(repo, database_url)
