@@ -67,8 +67,9 @@ _DRIFT_ACTIONS = {"destroy", "die", "stop", "kill", "reconnect"}
 _FETCHING = {"start", "poll", "webhook", "hook", "watch", "manual", "rollback", "leader"}
 # asked for by someone, or a new leader's first sync (a takeover to see): always recorded
 _EXPLICIT = {"manual", "hook", "webhook", "leader"}
-# what every node applies for itself; the other kinds are cluster-wide: the leader's alone
-NODE_KINDS = frozenset({"packages", "swarm"})
+# what every node applies for itself (a project's environments deploy on their own node); the
+# other kinds are cluster-wide: the leader's alone
+NODE_KINDS = frozenset({"packages", "swarm", "projects"})
 RETRY_FIRST = 2.0  # seconds until a sync that broke is tried again; doubled up to drift_interval
 
 
