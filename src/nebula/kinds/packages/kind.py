@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from nebula.kinds.base import Applied, Desired, World
 from nebula.kinds.packages.diff import Snapshot
-from nebula.kinds.packages.types import Resource
+from nebula.kinds.packages.types import Observed, PackagesPlan, Resource, engine
 from nebula.plan import Action, Part
 
 
@@ -14,6 +14,8 @@ class Packages:
     name: ClassVar[str] = "packages"
 
     def plan(self, desired: Desired, world: World) -> Part:
+        if engine(desired.repo.config.nodes[0]) == "swarm":  # the swarm kind runs services
+            return Part(self.name, detail=Snapshot(desired, Observed(), PackagesPlan(())))
         observed = world.observed(desired)
         snapshot = Snapshot.of(desired, observed)
         plan = snapshot.plan
