@@ -898,3 +898,28 @@ def _wait_ssh(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"sshd not ready after 30 s:\n{_tail(log)}")
         time.sleep(0.05)
+
+
+# -- Docker Swarm ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def swarm_daemon() -> Iterator[str]:
+    """Yield the `unix://` URL of a Docker Engine that is the manager of a single-node swarm.
+
+    A Docker Engine of its own (as `docker_daemon`, so the session's engine is never turned into
+    a swarm) runs `swarm init --advertise-addr 127.0.0.1`; at the end it leaves the swarm
+    (`--force`: its last manager) before the engine stops, which removes every service.
+    """
+    with docker_daemon() as url:
+        client = docker.APIClient(base_url=url, version=DOCKER_API_VERSION)
+        try:
+            if client.info().get("Swarm", {}).get("LocalNodeState") != "inactive":
+                unavailable(f"the Docker Engine at {url} is already part of a swarm")
+            client.init_swarm(advertise_addr="127.0.0.1", listen_addr=f"127.0.0.1:{free_port()}")
+            try:
+                yield url
+            finally:
+                client.leave_swarm(force=True)
+        finally:
+            client.close()

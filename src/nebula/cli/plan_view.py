@@ -8,6 +8,7 @@ The JSON keeps the shape scripts already read: `summary` and `changes` are the p
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from nebula.cli.output import console, err_console
@@ -68,7 +69,10 @@ def render_plan(the_plan: Plan, show_unchanged: bool = False) -> None:
 
         render_outcomes(zones)
     for part in the_plan.parts:
-        if part.kind not in SHOWN_APART:
+        if part.kind == "swarm":  # installations too: a table like the packages'
+            render_packages(part, show_unchanged)
+            render_changes(dataclasses.replace(part, changes=()))  # its problems
+        elif part.kind not in SHOWN_APART:
             render_changes(part)
     for problem in routes.problems:
         err_console().print("[bold yellow]warning:[/] ", end="")
@@ -86,6 +90,7 @@ def render_packages(part: Part, show_unchanged: bool = False) -> None:
     if not shown:
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False, show_edge=False)
     for column in ("", "installation", "kind", "name", "reason"):
@@ -95,10 +100,7 @@ def render_packages(part: Part, show_unchanged: bool = False) -> None:
         action = data["action"]
         table.add_row(
             f"[{STYLE[action]}]{SIGN[action]} {action}[/]",
-            data["installation"],
-            data["kind"],
-            data["name"],
-            data["reason"],
+            *(Text(str(data[key])) for key in ("installation", "kind", "name", "reason")),
         )
     console().print(table)
 
@@ -121,11 +123,8 @@ def render_changes(part: Part) -> None:
     """A kind's pending changes, one line each, and what it could not plan."""
     for change in part.pending:
         action = str(change.action)
-        console().print(
-            f"[{STYLE[action]}]{SIGN[action]} {action}[/] {part.kind} {change.name}: "
-            f"{change.reason}",
-            highlight=False,
-        )
+        console().print(f"[{STYLE[action]}]{SIGN[action]} {action}[/] ", end="", highlight=False)
+        console().print(f"{part.kind} {change.name}: {change.reason}", markup=False)
     for problem in part.problems:
         err_console().print("[bold yellow]warning:[/] ", end="")
         err_console().print(f"{part.kind}: {problem}", markup=False)

@@ -163,7 +163,7 @@ def _engine_issues(
     for keys, why, used in _NOT_ON_SWARM:
         if used(container):
             key = next((k for k in keys if _has(locate.app_doc, (*base, k))), keys[0])
-            issues.append(_message(locate.site((*base, key)), f"{key}: {why}"))
+            issues.append(_message(locate.site((*base, key)), why))
     return issues
 
 

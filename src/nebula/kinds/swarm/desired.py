@@ -11,12 +11,15 @@ if TYPE_CHECKING:
     from nebula.kinds.base import Desired
 
 
+def on_swarm(desired: Desired) -> bool:
+    """Whether the node this run plans is a swarm (the first node, until installations are
+    placed on nodes of their own)."""
+    return engine(desired.repo.config.nodes[0]) == "swarm"
+
+
 def desired_on_swarm(desired: Desired) -> tuple[SwarmInstallation, ...]:
-    """Every installation of the commit, when its node is a swarm (the first node, until
-    installations are placed on nodes of their own)."""
-    if engine(desired.repo.config.nodes[0]) != "swarm":
-        return ()
-    return tuple(as_services(i) for i in desired.installations)
+    """The installations of the commit placed on the swarm: every one, for now."""
+    return tuple(as_services(i) for i in desired.installations) if on_swarm(desired) else ()
 
 
 def as_services(installation: DesiredInstallation) -> SwarmInstallation:

@@ -1,8 +1,10 @@
 """Installations placed on a swarm against the services, networks and volumes observed there →
 the swarm kind's plan. Pure: no I/O here.
 
-A service is up to date when its spec-hash label equals the desired spec's hash; otherwise the
-spec summary beside the hash says what changed, and Swarm rolls the update out. A service, network
+A service is up to date when its spec-hash label equals the desired spec's hash and it runs the
+desired replicas and image (what `docker service scale` and `docker service update --image` change
+by hand, labels left alone); otherwise the spec summary beside the hash says what changed, and
+Swarm rolls the update out. A service, network
 or volume without Nebula's label is never seen, so never touched. Removed installations lose
 their services and networks; named volumes are always kept, as for containers.
 """
@@ -97,5 +99,13 @@ def _service_change(spec: ServiceSpec, current: ObservedService | None, source: 
     if current.spec_hash != spec.spec_hash:
         return change(
             Action.UPDATE, f"rolling update: {describe_changes(current.spec, spec.summary())}"
+        )
+    if current.replicas != spec.replicas:
+        return change(
+            Action.UPDATE, f"replicas changed by hand: {current.replicas} → {spec.replicas}"
+        )
+    if current.image != spec.container.image:
+        return change(
+            Action.UPDATE, f"image changed by hand: {current.image} → {spec.container.image}"
         )
     return change(Action.NOOP, f"up to date ({replicas})")

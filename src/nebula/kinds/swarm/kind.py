@@ -22,7 +22,7 @@ from nebula.kinds.packages.types import (
     VolumeSpec,
     stand_ins_in,
 )
-from nebula.kinds.swarm.desired import desired_on_swarm
+from nebula.kinds.swarm.desired import desired_on_swarm, on_swarm
 from nebula.kinds.swarm.diff import diff
 from nebula.kinds.swarm.types import (
     ObservedService,
@@ -45,9 +45,9 @@ class Swarm:
     name: ClassVar[str] = "swarm"
 
     def plan(self, desired: Desired, world: World) -> Part:
-        installations = desired_on_swarm(desired)
-        if not installations:
+        if not on_swarm(desired):
             return Part(self.name, unit="installations", detail=SwarmPlan((), ()))
+        installations = desired_on_swarm(desired)
         try:
             observed = _provider(desired, world).observe()
         except ProviderError as exc:
@@ -171,7 +171,7 @@ def _deploy(
             elif isinstance(change.desired, ServiceSpec):
                 spec = change.desired
                 if isinstance(change.observed, ObservedService):
-                    world.progress(name, f"rolling update of {spec.name}: {change.reason}")
+                    world.progress(name, f"updating {spec.name}: {change.reason}")
                     provider.update_service(spec, change.observed, revealed)
                 else:
                     world.progress(name, f"creating service {spec.name}")

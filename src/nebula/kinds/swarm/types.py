@@ -97,6 +97,8 @@ class ObservedService:
     spec_hash: str
     spec: dict[str, Any]
     version: int  # the service object's version: an update names the one it replaces
+    replicas: int | None  # as the swarm runs it now (None: not a replicated service)
+    image: str  # as the swarm runs it now, without the digest `docker service update` pins
 
 
 @dataclass(frozen=True)

@@ -132,16 +132,20 @@ class SwarmProvider:
                 return
 
     def remove_network(self, network: ObservedNetwork, timeout: float) -> None:
-        """Remove the network once the tasks of its removed services have let go of it
-        (their containers stop a moment after the services go)."""
+        """Remove the network once the tasks of its removed services have let go of it, and
+        wait until the engine no longer lists it (Swarm removes it in the background)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 self.docker.remove_network(network.id, network.name)
-                return
+                with self.docker._call(f"network {network.name}"):
+                    if not self.docker.api.networks(ids=[network.id]):
+                        return
             except ProviderError:
                 if time.monotonic() > deadline:
                     raise
+            if time.monotonic() > deadline:
+                raise ProviderError(f"network {network.name}", f"still there after {timeout:.0f}s")
             time.sleep(_POLL)
 
     def wait_converged(self, spec: ServiceSpec, timeout: float) -> Converged:
@@ -169,7 +173,8 @@ class SwarmProvider:
             stale = [
                 t for t in tasks if _task_hash(t) != spec.spec_hash and _task_state(t) in _ALIVE
             ]
-            if len(current) >= spec.replicas and not stale:
+            rolling = update.get("State") == "updating"  # the last batch is still monitored
+            if len(current) >= spec.replicas and not stale and not rolling:
                 return Converged(spec.name, len(current))
             if time.monotonic() > deadline:
                 raise ProviderError(
@@ -319,6 +324,8 @@ def _observed(raw: dict[str, Any]) -> ObservedService:
         spec_hash=labels.get(LABEL_SPEC_HASH, ""),
         spec=spec if isinstance(spec, dict) else {},
         version=int(raw["Version"]["Index"]),
+        replicas=((raw["Spec"].get("Mode") or {}).get("Replicated") or {}).get("Replicas"),
+        image=str(raw["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]).partition("@")[0],
     )
 
 
