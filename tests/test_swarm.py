@@ -5,7 +5,9 @@ so the service is checked through its tasks' containers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,15 @@ def engine(swarm: str) -> Iterator[docker.APIClient]:
     yield client
     for service in client.services():
         client.remove_service(service["ID"])
+    deadline = time.monotonic() + 30
+    while networks := client.networks(filters={"label": "io.nebula.managed=true"}):
+        for network in networks:
+            with contextlib.suppress(docker.errors.APIError):  # tasks may still hold it
+                client.remove_network(network["Id"])
+        assert time.monotonic() < deadline, networks
+        time.sleep(0.2)
+    for volume in client.volumes(filters={"label": "io.nebula.managed=true"})["Volumes"] or []:
+        client.remove_volume(volume["Name"], force=True)
     client.close()
 
 
@@ -242,6 +253,26 @@ def test_a_rolling_update_that_fails_is_reported_and_swarm_pauses_it(
     assert _service(engine)["UpdateStatus"]["State"] == "paused"
     # the tasks not yet reached still run the previous spec
     assert {_env(engine, t) for t in _running(engine)} == {"hello"}
+
+
+def test_a_port_published_in_host_mode_answers_on_the_node(
+    engine: docker.APIClient, nebula: Nebula
+) -> None:
+    port = servers.free_port()
+    (nebula.repo / "packages" / "site.yaml").write_text(
+        f"""compose:
+  services:
+    web:
+      image: {servers.TEST_IMAGE}
+      ports:
+        - {{target: 8080, published: "{port}", mode: host}}
+"""
+    )
+    nebula("apply")
+    status, body = servers.http_get(f"http://127.0.0.1:{port}/")
+    assert status == 200 and body
+    [published] = _service(engine, "site_web")["Endpoint"]["Ports"]
+    assert (published["PublishMode"], published["PublishedPort"]) == ("host", port)
 
 
 # -- without servers: what a swarm node takes, and the pure diff ------------------------------

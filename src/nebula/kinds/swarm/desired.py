@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nebula.kinds.packages.types import DesiredInstallation, engine
-from nebula.kinds.swarm.types import ServiceSpec, SwarmInstallation, overlay
+from nebula.kinds.packages.types import DesiredInstallation, NetworkSpec, engine
+from nebula.kinds.swarm.types import ServiceSpec, SwarmInstallation
 
 if TYPE_CHECKING:
     from nebula.kinds.base import Desired
@@ -31,4 +31,14 @@ def as_services(installation: DesiredInstallation) -> SwarmInstallation:
         tuple(ServiceSpec(c) for c in installation.containers),
         tuple(overlay(n) for n in installation.networks),
         installation.volumes,
+    )
+
+
+def overlay(network: NetworkSpec) -> NetworkSpec:
+    """The installation's network as a swarm's: an overlay, unless compose named a driver."""
+    return NetworkSpec(
+        network.installation,
+        network.name,
+        "overlay" if network.driver == "bridge" else network.driver,
+        network.options,
     )

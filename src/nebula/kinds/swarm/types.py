@@ -9,7 +9,6 @@ list request tells whether each service still matches.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -23,8 +22,6 @@ from nebula.kinds.packages.types import (
     canonical_json,
 )
 from nebula.plan import Action
-
-OVERLAY = "overlay"
 
 
 def service_name(installation: str, service: str) -> str:
@@ -65,16 +62,6 @@ class ServiceSpec:
     @property
     def label(self) -> str:
         return canonical_json(self.summary())
-
-
-def overlay(network: NetworkSpec) -> NetworkSpec:
-    """The installation's network as a swarm's: an overlay, unless compose named a driver."""
-    return NetworkSpec(
-        network.installation,
-        network.name,
-        OVERLAY if network.driver == "bridge" else network.driver,
-        network.options,
-    )
 
 
 @dataclass(frozen=True)
@@ -149,7 +136,3 @@ class SwarmPlan:
 
     def for_installation(self, name: str) -> tuple[SwarmChange, ...]:
         return tuple(c for c in self.pending if c.installation == name)
-
-    def counts(self) -> dict[str, int]:
-        counted = Counter(c.action.value for c in self.changes)
-        return {action.value: counted.get(action.value, 0) for action in Action}
