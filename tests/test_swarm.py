@@ -5,7 +5,6 @@ so the service is checked through its tasks' containers."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -83,12 +82,11 @@ def engine(swarm: str) -> Iterator[docker.APIClient]:
     for service in client.services():
         client.remove_service(service["ID"])
     deadline = time.monotonic() + 30
-    while networks := client.networks(filters={"label": "io.nebula.managed=true"}):
-        for network in networks:
-            with contextlib.suppress(docker.errors.APIError):  # tasks may still hold it
-                client.remove_network(network["Id"])
-        assert time.monotonic() < deadline, networks
+    while tasks := client.containers(all=True):  # the removed services' tasks stopping
+        assert time.monotonic() < deadline, tasks
         time.sleep(0.2)
+    for network in client.networks(filters={"label": "io.nebula.managed=true"}):
+        client.remove_network(network["Id"])
     for volume in client.volumes(filters={"label": "io.nebula.managed=true"})["Volumes"] or []:
         client.remove_volume(volume["Name"], force=True)
     client.close()
