@@ -956,3 +956,28 @@ def docker_sshd_server(
     )
     with sshd_server(extra) as server:
         yield server
+
+
+# -- Docker Swarm ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def swarm_daemon() -> Iterator[str]:
+    """Yield the `unix://` URL of a Docker Engine that is the manager of a single-node swarm.
+
+    A private Docker Engine of its own (so the session's engine is never turned into a swarm)
+    runs `swarm init --advertise-addr 127.0.0.1`; at the end it leaves the swarm (`--force`: its
+    last manager) before the engine stops, which removes every service.
+    """
+    with more_docker_daemons(1) as (url,):
+        client = docker.APIClient(base_url=url, version=DOCKER_API_VERSION)
+        try:
+            if client.info().get("Swarm", {}).get("LocalNodeState") != "inactive":
+                unavailable(f"the Docker Engine at {url} is already part of a swarm")
+            client.init_swarm(advertise_addr="127.0.0.1", listen_addr=f"127.0.0.1:{free_port()}")
+            try:
+                yield url
+            finally:
+                client.leave_swarm(force=True)
+        finally:
+            client.close()

@@ -9,6 +9,7 @@ for something outside the plan (an installation moving to another node), when an
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from nebula.cli.output import console, err_console
@@ -75,7 +76,10 @@ def render_plan(the_plan: Plan, show_unchanged: bool = False) -> None:
 
         render_outcomes(zones)
     for part in the_plan.parts:
-        if part.kind not in SHOWN_APART:
+        if part.kind == "swarm":  # installations too: a table like the packages'
+            render_packages(part, show_unchanged)
+            render_changes(dataclasses.replace(part, changes=()))  # its problems
+        elif part.kind not in SHOWN_APART:
             render_changes(part)
     for note in (note for part in the_plan.parts for note in part.notes):
         console().print(f"[cyan]… waiting:[/] {escape(note)}", highlight=False)
@@ -95,6 +99,7 @@ def render_packages(part: Part, show_unchanged: bool = False) -> None:
     if not shown:
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False, show_edge=False)
     for column in ("", "installation", "kind", "name", "reason"):
@@ -104,10 +109,7 @@ def render_packages(part: Part, show_unchanged: bool = False) -> None:
         action = data["action"]
         table.add_row(
             f"[{STYLE[action]}]{SIGN[action]} {action}[/]",
-            data["installation"],
-            data["kind"],
-            data["name"],
-            data["reason"],
+            *(Text(str(data[key])) for key in ("installation", "kind", "name", "reason")),
         )
     console().print(table)
 
@@ -130,11 +132,8 @@ def render_changes(part: Part) -> None:
     """A kind's pending changes, one line each, and what it could not plan."""
     for change in part.pending:
         action = str(change.action)
-        console().print(
-            f"[{STYLE[action]}]{SIGN[action]} {action}[/] {part.kind} {change.name}: "
-            f"{change.reason}",
-            highlight=False,
-        )
+        console().print(f"[{STYLE[action]}]{SIGN[action]} {action}[/] ", end="", highlight=False)
+        console().print(f"{part.kind} {change.name}: {change.reason}", markup=False)
     for problem in part.problems:
         err_console().print("[bold yellow]warning:[/] ", end="")
         err_console().print(f"{part.kind}: {problem}", markup=False)

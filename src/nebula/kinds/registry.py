@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 KINDS: dict[str, str] = {
     "packages": "nebula.kinds.packages.kind:Packages",
+    "swarm": "nebula.kinds.swarm.kind:Swarm",  # a swarm node's installations, as services
     "routes": "nebula.kinds.routes.kind:Routes",  # after packages: routes dial their containers
     "dns": "nebula.kinds.dns.kind:Dns",
     "runbooks": "nebula.kinds.runbooks.kind:Runbooks",

@@ -84,7 +84,6 @@ class PortMapping(ComposeModel):
     """Compose's long port syntax."""
 
     unsupported: ClassVar[dict[str, str]] = {
-        "mode": "ingress is for swarm; Nebula publishes on the node itself: leave it out",
         "name": "ports are not named; leave it out",
         "app_protocol": "ports carry no application protocol; leave it out",
     }
@@ -93,6 +92,10 @@ class PortMapping(ComposeModel):
     published: Text | None = None
     host_ip: Text | None = None
     protocol: Text = "tcp"
+    mode: Literal["ingress", "host"] | None = Field(
+        default=None,
+        description="on an `engine: swarm` node: ingress (every node, the default) or host",
+    )
 
 
 class VolumeMount(ComposeModel):
@@ -147,9 +150,11 @@ class DeviceReservation(GpuRequest):
 class Reservations(ComposeModel):
     unsupported: ClassVar[dict[str, str]] = {
         key: "reservations are not supported yet; give `limits:` for a hard limit, or leave it out"
-        for key in ("cpus", "memory", "pids", "generic_resources")
+        for key in ("pids", "generic_resources")
     }
 
+    cpus: Number | None = Field(default=None, description="on an `engine: swarm` node: CPUs")
+    memory: Number | None = Field(default=None, description="on an `engine: swarm` node: bytes")
     devices: list[DeviceReservation] = []
 
 
@@ -166,28 +171,46 @@ class Resources(ComposeModel):
     reservations: Reservations = Reservations()
 
 
-_SWARM = "swarm-only; Nebula runs one container per service on one node: leave it out"
+_SWARM = "not supported yet: Swarm schedules the services of an `engine: swarm` node; leave it out"
+
+
+class UpdateConfig(ComposeModel):
+    """`deploy.update_config`: how Swarm rolls a changed service out (`engine: swarm` nodes)."""
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "max_failure_ratio": "not supported yet; leave it out (any failed task counts)"
+    }
+
+    parallelism: int | None = Field(default=None, ge=0, le=10_000, description="0: all at once")
+    delay: Duration | None = None
+    order: Literal["stop-first", "start-first"] | None = None
+    failure_action: Literal["continue", "pause", "rollback"] | None = None
+    monitor: Duration | None = None
+
+
+class RestartPolicy(ComposeModel):
+    """`deploy.restart_policy`: when Swarm restarts a service's tasks (`engine: swarm` nodes)."""
+
+    condition: Literal["none", "on-failure", "any"] | None = None
+    delay: Duration | None = None
+    max_attempts: int | None = Field(default=None, ge=0, le=10_000)
+    window: Duration | None = None
 
 
 class Deploy(ComposeModel):
-    """Compose's `deploy:`; Nebula reads the limits and device reservations (GPUs) from it."""
+    """Compose's `deploy:`; Nebula reads the limits and device reservations (GPUs) from it,
+    and on an `engine: swarm` node the replicas, rolling updates and restart policy."""
 
     unsupported: ClassVar[dict[str, str]] = {
-        "replicas": "Nebula runs one container per service; declare another service for more",
-        "restart_policy": "use the service's `restart:`",
         "labels": "use the service's `labels:`",
-        **{
-            key: _SWARM
-            for key in (
-                "mode",
-                "endpoint_mode",
-                "placement",
-                "update_config",
-                "rollback_config",
-            )
-        },
+        **{key: _SWARM for key in ("mode", "endpoint_mode", "placement", "rollback_config")},
     }
 
+    replicas: int | None = Field(
+        default=None, ge=0, le=10_000, description="on an `engine: swarm` node: tasks to run"
+    )
+    update_config: UpdateConfig | None = None
+    restart_policy: RestartPolicy | None = None
     resources: Resources = Resources()
 
 

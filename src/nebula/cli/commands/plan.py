@@ -149,10 +149,13 @@ def _remember(
     repo: Path, desired: Desired, the_plan: Plan, only: list[str] | None, node: str | None
 ) -> None:
     """A plan of every kind that changed nothing is replayed next time while the repo's files
-    and the containers stay exactly the same (zones are read every time; a move waiting for
-    another node depends on the store)."""
+    and the containers stay exactly the same (zones and a swarm's services are read every time;
+    a move waiting for another node depends on the store)."""
     packages = the_plan.part("packages")
+    swarm = the_plan.part("swarm").changes
     if only or the_plan.has_changes or the_plan.problems or desired.zones or packages.notes:
+        return
+    if swarm:  # services, read every time: a `docker service rm` must not replay "No changes"
         return
     if packages.detail is not None:
         remember_noop(repo, packages.detail, node)
@@ -183,8 +186,10 @@ def apply(
     quiet = output is OutputFormat.json
 
     def progress(what: str, message: str) -> None:
-        if not quiet:
-            err_console().print(f"[cyan]{what}[/] {message}", highlight=False)
+        if not quiet:  # a reason may hold brackets (`command changed [sh, -c, …]`): no markup
+            from rich.markup import escape
+
+            err_console().print(f"[cyan]{escape(what)}[/] {escape(message)}", highlight=False)
 
     from nebula.errors import UnknownNodeError
 
@@ -274,8 +279,8 @@ def _record(store: Store, repo: Path, applied: tuple[Applied, ...]) -> None:
 
 
 def deletions(the_plan: Plan) -> set[tuple[str, str]]:
-    """What `the_plan` deletes that a person confirms, by kind: containers (the networks go
-    with them; volumes are never deleted) and record sets. Routes follow `expose:` and are not
+    """What `the_plan` deletes that a person confirms, by kind: containers and Swarm services
+    (the networks go with them; volumes are never deleted) and record sets. Routes follow `expose:` and are not
     asked about (the prune guard still is)."""
     return {
         (part.kind, f"{data.get('installation', '')} {change.name} {data.get('type', '')}")
@@ -283,7 +288,7 @@ def deletions(the_plan: Plan) -> set[tuple[str, str]]:
         if part.kind != "routes"
         for change in part.pending
         if str(change.action) == "delete"
-        and (data := change.to_dict()).get("kind", "container") == "container"
+        and (data := change.to_dict()).get("kind", "container") in ("container", "service")
     }
 
 
@@ -312,7 +317,7 @@ def confirm(the_plan: Plan) -> None:
 
 def _counted(the_plan: Plan) -> str:
     """`2 container(s) and 3 record set(s)`."""
-    names = {"packages": "container(s)", "dns": "record set(s)"}
+    names = {"packages": "container(s)", "swarm": "service(s)", "dns": "record set(s)"}
     counts: dict[str, int] = {}
     for kind, _ in deletions(the_plan):
         counts[kind] = counts.get(kind, 0) + 1
@@ -338,6 +343,10 @@ def _report(outcome: Outcome, quiet: bool) -> None:
             }
         )
         data["proxy_error"] = "; ".join(route_errors) or None
+        swarm = outcome.of("swarm")
+        if swarm.changes or swarm.errors:
+            changes = [c.to_dict() for c in swarm.changes]
+            data["swarm"] = {"changes": changes, "errors": list(swarm.errors)}
         if zones:
             data["dns"] = {"zones": [z.to_dict() for z in zones]}
         data["ok"] = not outcome.errors
@@ -346,7 +355,8 @@ def _report(outcome: Outcome, quiet: bool) -> None:
         render_routes(routes.changes, done=True)
         if result is not None and result.installations:
             _render_result(result)
-        elif not outcome.plan.has_changes:
+        _render_swarm(outcome.of("swarm"))
+        if not outcome.plan.has_changes:
             _no_changes(outcome.plan.counts())
         if outcome.plan.part("dns").has_changes or not all(z.ok for z in zones):
             from nebula.cli.dns_render import render_outcomes
@@ -373,6 +383,17 @@ def _render_result(result: ApplyResult) -> None:
         console().print(f"\n[red]{failed} of {total} installation(s) failed.[/]")
     else:
         console().print(f"\n[green]Applied.[/] {total} installation(s) changed.")
+
+
+def _render_swarm(applied: Applied) -> None:
+    """The swarm's installations the apply changed, and why each that failed did."""
+    failed = {error.partition(":")[0] for error in applied.errors}
+    for name in dict.fromkeys(str(c.to_dict()["installation"]) for c in applied.changes):
+        if name not in failed:
+            console().print(f"[green]✓[/] {name} running on the swarm")
+    for error in applied.errors:
+        console().print("[red]✗[/] ", end="")
+        console().print(error, markup=False)
 
 
 def _result_json(result: ApplyResult) -> dict[str, Any]:

@@ -11,14 +11,14 @@ value that set it (or its `package:` line), with the catalog file's line beside 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nebula.catalog import Catalog
 from nebula.errors import ConfigIssue
-from nebula.kinds.packages.types import DesiredInstallation, PortBinding
-from nebula.spec.config import NebulaConfig
+from nebula.kinds.packages.types import ContainerSpec, DesiredInstallation, PortBinding
+from nebula.spec.config import NebulaConfig, Node
 from nebula.spec.interpolate import InterpolationError, references
 from nebula.spec.repo import InstallationSource
 from nebula.spec.yamlfile import Path, YamlDocument
@@ -57,6 +57,7 @@ def check_installations(
         for container in desired.containers:
             base: Path = ("compose", "services", container.service)
             what = f"service {container.service!r}"
+            issues += _engine_issues(container, node, locate, base)
             if not node.gpu and any(d.is_gpu for d in container.device_requests):
                 field = "gpus" if _has(locate.app_doc, (*base, "gpus")) else "deploy"
                 issues.append(
@@ -116,6 +117,73 @@ def _elsewhere(
                 "place both on one node",
             )
         )
+    return issues
+
+
+_WHY_NOT_ON_SWARM = "not supported on an `engine: swarm` node yet"
+_NOT_ON_SWARM: tuple[tuple[tuple[str, ...], str, Callable[[ContainerSpec], bool]], ...] = (
+    (
+        ("build",),
+        "a swarm's nodes pull their images: push the image to a registry and give `image:`",
+        lambda c: c.build is not None,
+    ),
+    (
+        ("configs", "volumes"),
+        "files of the config repo are not served to services; build them into the image",
+        lambda c: bool(c.files),
+    ),
+    (("secrets",), _WHY_NOT_ON_SWARM, lambda c: bool(c.secret_files)),
+    (("gpus", "deploy"), _WHY_NOT_ON_SWARM, lambda c: bool(c.device_requests)),
+    (("platform",), _WHY_NOT_ON_SWARM, lambda c: c.platform is not None),
+    (("tmpfs",), _WHY_NOT_ON_SWARM, lambda c: bool(c.tmpfs)),
+    (("shm_size",), _WHY_NOT_ON_SWARM, lambda c: c.shm_size is not None),
+    (("ulimits",), _WHY_NOT_ON_SWARM, lambda c: bool(c.ulimits)),
+    (("pids_limit", "deploy"), _WHY_NOT_ON_SWARM, lambda c: c.pids is not None),
+    (("domainname",), _WHY_NOT_ON_SWARM, lambda c: c.domainname is not None),
+    (("security_opt",), _WHY_NOT_ON_SWARM, lambda c: bool(c.security_opt)),
+    (
+        ("network_mode", "privileged", "cap_add", "devices", "sysctls", "pid", "ipc"),
+        "Swarm services get no powers over the host from Nebula; leave it out",
+        lambda c: bool(c.grants and set(c.grants) - {"docker_socket", "host_system"}),
+    ),
+)
+
+
+def _engine_issues(
+    container: ContainerSpec, node: Node, locate: _Locator, base: Path
+) -> list[ConfigIssue]:
+    """What `container` asks of an engine that `node`'s does not do: Swarm's `deploy:` keys
+    on a Docker node, what the Swarm backend does not map on a swarm node."""
+    issues: list[ConfigIssue] = []
+    swarm = node.engine == "swarm"
+    if not swarm and container.swarm is not None:
+        issues.append(
+            _message(
+                locate.site((*base, "deploy")),
+                f"replicas, update_config, restart_policy and reservations are for a node with "
+                f"`engine: swarm`; node {node.name!r} runs one container per service: leave "
+                "them out (`restart:` restarts the container)",
+            )
+        )
+    for index, port in enumerate(container.ports):
+        if not swarm and port.mode is not None:
+            message = (
+                f"a publish mode is for a node with `engine: swarm`; node {node.name!r} "
+                "publishes on itself: leave `mode` out"
+            )
+            issues.append(_message(locate.site((*base, "ports", index)), message))
+        elif swarm and port.host_ip not in _WILDCARDS:
+            message = (
+                f"a swarm publishes ports on every address of its nodes, not on {port.host_ip}; "
+                "leave the address out"
+            )
+            issues.append(_message(locate.site((*base, "ports", index)), message))
+    if not swarm:
+        return issues
+    for keys, why, used in _NOT_ON_SWARM:
+        if used(container):
+            key = next((k for k in keys if _has(locate.app_doc, (*base, k))), keys[0])
+            issues.append(_message(locate.site((*base, key)), why))
     return issues
 
 

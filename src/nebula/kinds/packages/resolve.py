@@ -8,6 +8,7 @@ pointing at the file and line to fix, before anything is touched.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import pathlib
 import posixpath
@@ -57,8 +58,11 @@ from nebula.kinds.packages.types import (
     PortBinding,
     RepoFile,
     RepoFolder,
+    RestartPolicy,
     SecretFile,
+    SwarmDeploy,
     Ulimit,
+    UpdateConfig,
     VolumeSpec,
     build_tag,
 )
@@ -604,6 +608,7 @@ class _Resolver:
             sysctls=self._sysctls(service, base),
             pid_mode=service.pid,
             ipc_mode=service.ipc,
+            swarm=self._swarm(service, base),
         )
         self._check_grants(container, base)
         self._secrets_stay_inside(container, base)
@@ -788,6 +793,39 @@ class _Resolver:
             )
         return new if new is not None else old
 
+    def _swarm(self, service: Service, base: Path) -> SwarmDeploy | None:
+        """The Swarm-only keys of `deploy:`, or None when none is given (`checks` refuses
+        them on a node that is not a swarm)."""
+        deploy = service.deploy
+        if deploy is None:
+            return None
+        path: Path = (*base, "deploy", "resources", "reservations")
+        update, restart = deploy.update_config, deploy.restart_policy
+        swarm = SwarmDeploy(
+            replicas=deploy.replicas,
+            update_config=UpdateConfig(
+                update.parallelism,
+                update.delay,
+                update.order,
+                update.failure_action,
+                update.monitor,
+            )
+            if update
+            else None,
+            restart_policy=RestartPolicy(
+                restart.condition, restart.delay, restart.max_attempts, restart.window
+            )
+            if restart
+            else None,
+            cpu_reservation=self._parsed(
+                deploy.resources.reservations.cpus, (*path, "cpus"), parse_cpus
+            ),
+            memory_reservation=self._parsed(
+                deploy.resources.reservations.memory, (*path, "memory"), parse_bytes
+            ),
+        )
+        return None if swarm == SwarmDeploy() else swarm
+
     def _extra_hosts(self, service: Service, base: Path) -> tuple[str, ...]:
         path: Path = (*base, "extra_hosts")
         if isinstance(service.extra_hosts, list):
@@ -823,7 +861,10 @@ class _Resolver:
             elif isinstance(port, PortMapping):
                 raw = self._fields(port, path)
             try:
-                ports += parse_ports(raw, self.config.defaults.bind_address)
+                parsed = parse_ports(raw, self.config.defaults.bind_address)
+                if isinstance(port, PortMapping) and port.mode is not None:
+                    parsed = [dataclasses.replace(p, mode=port.mode) for p in parsed]
+                ports += parsed
             except ValueError as exc:
                 self.issues.append(self._issue((*base, "ports", i), str(exc)))
         return ports

@@ -12,6 +12,7 @@ never hold it. Only apply swaps stand-ins for values (`reveal`), in what it hand
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -19,12 +20,15 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nebula.plan import Action
 from nebula.spec.config import LOCAL_NODE
 from nebula.spec.host_paths import bind_grant
 from nebula.stand_ins import MASK
+
+if TYPE_CHECKING:
+    pass
 
 LABEL_MANAGED = "io.nebula.managed"
 LABEL_INSTALLATION = "io.nebula.installation"
@@ -59,10 +63,12 @@ class PortBinding:
     protocol: str
     host_ip: str
     host_port: int | None  # None: Docker picks a free port
+    mode: str | None = None  # a Swarm service's publish mode: ingress (None) or host
 
     def __str__(self) -> str:
         host = f"{self.host_ip}:{self.host_port or ''}"
-        return f"{host}->{self.container_port}/{self.protocol}"
+        mode = f" ({self.mode})" if self.mode else ""
+        return f"{host}->{self.container_port}/{self.protocol}{mode}"
 
 
 @dataclass(frozen=True)
@@ -221,6 +227,51 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class UpdateConfig:
+    """How Swarm rolls out a changed service (compose `deploy.update_config`)."""
+
+    parallelism: int | None = None
+    delay: float | None = None  # seconds
+    order: str | None = None  # stop-first | start-first
+    failure_action: str | None = None  # continue | pause | rollback
+    monitor: float | None = None  # seconds
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When Swarm restarts a service's tasks (compose `deploy.restart_policy`)."""
+
+    condition: str | None = None  # none | on-failure | any
+    delay: float | None = None  # seconds
+    max_attempts: int | None = None
+    window: float | None = None  # seconds
+
+
+@dataclass(frozen=True)
+class SwarmDeploy:
+    """What compose's `deploy:` says only Swarm does: read on a node with `engine: swarm`,
+    refused on others."""
+
+    replicas: int | None = None
+    update_config: UpdateConfig | None = None
+    restart_policy: RestartPolicy | None = None
+    cpu_reservation: float | None = None
+    memory_reservation: int | None = None  # bytes
+
+    def summary(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "replicas": self.replicas,
+            "update_config": dataclasses.asdict(self.update_config) if self.update_config else None,
+            "restart_policy": dataclasses.asdict(self.restart_policy)
+            if self.restart_policy
+            else None,
+            "cpu_reservation": self.cpu_reservation,
+            "memory_reservation": self.memory_reservation,
+        }
+        return {key: value for key, value in data.items() if value is not None}
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     installation: str
     service: str
@@ -273,6 +324,7 @@ class ContainerSpec:
     sysctls: tuple[tuple[str, str], ...] = ()
     pid_mode: str | None = None
     ipc_mode: str | None = None
+    swarm: SwarmDeploy | None = None  # the Swarm-only `deploy:` keys, when any is given
 
     @property
     def grants(self) -> tuple[str, ...]:
@@ -349,6 +401,7 @@ class ContainerSpec:
             "sysctls": dict(self.sysctls),
             "pid": self.pid_mode,
             "ipc": self.ipc_mode,
+            "deploy": self.swarm.summary() if self.swarm else None,
         }
         summary |= {key: value for key, value in optional.items() if value}
         return summary

@@ -1,0 +1,1 @@
+"""The swarm kind: installations on an `engine: swarm` node run as Docker Swarm services."""
