@@ -117,6 +117,7 @@ class Daemon:
             config.data_dir,
             self._desired,
             service=lambda: self.projects,
+            dashboard=config.dashboard,
         )
         self.remediation = Remediation(
             store,
@@ -291,6 +292,7 @@ class Daemon:
             vault_secrets(self.store),
             store_open=True,
             docker_provider=self.provider,
+            dashboard=self.config.dashboard,
         )
         plan = pipeline.plan(good.desired, world)
         return {"changes": plan.change_records(), "problems": plan.problems}
@@ -426,6 +428,7 @@ class Daemon:
             store_open=True,
             commit=commit.sha if commit else None,
             docker_provider=self.provider,
+            dashboard=self.config.dashboard,
         )
         only = [
             k
@@ -505,6 +508,7 @@ class Daemon:
             vault_secrets(self.store),
             store_open=True,
             docker_provider=self.provider,
+            dashboard=self.config.dashboard,
         )
 
     def _desired(self) -> Desired | None:
