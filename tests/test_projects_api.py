@@ -307,11 +307,13 @@ environments:
   production:
     expose: hello.nebula.lan
 """
-# code-server's catalog image, stood in for by an HTTP server of its health path and of the
-# folder the IDE edits (/home/coder/workspace)
+# code-server's catalog image, stood in for by an HTTP server of its health path, of the
+# folder the IDE edits (/home/coder/workspace) and of the cookies it is sent (a CGI script)
 IDE_STAND_IN = f"""\
 FROM {servers.TEST_IMAGE}
-RUN mkdir -p /srv && echo ok > /srv/healthz && ln -s /home/coder/workspace /srv/workspace
+RUN mkdir -p /srv/cgi-bin && echo ok > /srv/healthz && ln -s /home/coder/workspace /srv/workspace
+RUN printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho "$HTTP_COOKIE"\\n' \\
+    > /srv/cgi-bin/cookies && chmod +x /srv/cgi-bin/cookies
 CMD ["httpd", "-f", "-p", "8080", "-h", "/srv"]
 """
 
@@ -486,6 +488,10 @@ def test_open_installs_the_ide_on_a_working_copy_behind_the_dashboards_login(
         answer = ada.get(page)
         assert (answer.status_code, answer.text) == (200, "version one\n")
         assert answer.url.path == "/workspace/www/index.html"
+        # the IDE gets the browser's other cookies, never the session (an access token)
+        assert "nebula_session" in ada.cookies
+        ada.cookies.set("theme", "dark", domain="ide.hello.nebula.lan")
+        assert ada.get(f"{ide}/cgi-bin/cookies").text.strip() == "theme=dark"
 
     again = json.loads(deploying.nebula("projects", "open", "hello", "-o", "json"))
     assert again["commit"] is None  # installed already: nothing committed

@@ -17,7 +17,8 @@ a plain `Route`: a route without a rule is a programming error, and a test walks
   A missing or bad credential is 401 on every path but the public ones and those under
   `browser_prefixes` (the dashboard's, whose pages send an anonymous caller to log in), so the
   API's shape is not shown to strangers. Rate limits (token buckets) apply per client address before the
-  credential is looked at, and per credential after: 429 with `Retry-After`.
+  credential is looked at (but on `proxied_paths`, which a proxy asks for all its clients),
+  and per credential after: 429 with `Retry-After`.
 The route then checks the principal's role: 401 without one, 403 when it is too low.
 """
 

@@ -300,12 +300,12 @@ def _behind_login(proxy: dict[str, Any], dashboard: str) -> dict[str, Any]:
     }
 
 
-# the session cookie taken out of the Cookie header the protected upstream gets
+# the session cookie taken out of the Cookie header the protected upstream gets: first, or
+# after another (Go's regexp: the leftmost alternative that matches)
+_SESSION_PAIR = rf"^{SESSION_COOKIE}=[^;]*(;\s*)?|;\s*{SESSION_COOKIE}=[^;]*"
 _WITHOUT_SESSION = {
     "handler": "headers",
-    "request": {
-        "replace": {"Cookie": [{"search_regexp": rf"(^|;\s*){SESSION_COOKIE}=[^;]*", "replace": ""}]}
-    },
+    "request": {"replace": {"Cookie": [{"search_regexp": _SESSION_PAIR, "replace": ""}]}},
 }
 
 
