@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,9 @@ from typer.testing import CliRunner
 import servers
 from nebula.cli.app import app
 from nebula.identity import accounts
+from nebula.identity.tokens import ACCESS_TTL, issue_access_token, load_signing_key
 from nebula.store import Store
+from nebula.store.identity import login_user
 from test_daemon_api import free_port
 
 PASSWORD = "correct horse battery staple"
@@ -304,11 +307,13 @@ environments:
   production:
     expose: hello.nebula.lan
 """
-# code-server's catalog image, stood in for by an HTTP server of its health path and of the
-# folder the IDE edits (/home/coder/workspace)
+# code-server's catalog image, stood in for by an HTTP server of its health path, of the
+# folder the IDE edits (/home/coder/workspace) and of the cookies it is sent (a CGI script)
 IDE_STAND_IN = f"""\
 FROM {servers.TEST_IMAGE}
-RUN mkdir -p /srv && echo ok > /srv/healthz && ln -s /home/coder/workspace /srv/workspace
+RUN mkdir -p /srv/cgi-bin && echo ok > /srv/healthz && ln -s /home/coder/workspace /srv/workspace
+RUN printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho "$HTTP_COOKIE"\\n' \\
+    > /srv/cgi-bin/cookies && chmod +x /srv/cgi-bin/cookies
 CMD ["httpd", "-f", "-p", "8080", "-h", "/srv"]
 """
 
@@ -319,6 +324,7 @@ class Deploying:
     work: Path  # a clone of the project's repo
     caddy: servers.CaddyServer
     token: str  # ada's access token
+    data: Path  # nebulad's data dir
 
     def serve(self, host: str, path: str = "/") -> str:
         context = ssl.create_default_context(cadata=self.caddy.internal_root())
@@ -395,15 +401,16 @@ def deploying(
     port = free_port()
     data = tmp_path / "d"
     args = ("--source", str(config), "--docker-host", docker_host, "--poll-interval", "3600s")
-    with servers.nebulad(*args, "--tcp-listen", f"127.0.0.1:{port}", data=data):
+    with servers.nebulad(*args, "--tcp-listen", f"127.0.0.1:{port}", "--ui", data=data):
         store = Store(f"sqlite:///{data / 'nebula.db'}")
-        accounts.add_user(store, "ada", PASSWORD, "operator")
+        for user, role in (("ada", "operator"), ("vic", "viewer")):
+            accounts.add_user(store, user, PASSWORD, role)
         store.close()
         lab = Homelab(config, hello, f"http://127.0.0.1:{port}")
         with httpx.Client(base_url=lab.url, timeout=30) as anonymous:
             login = {"user": "ada", "password": PASSWORD}
             token = anonymous.post("/api/v1/auth/login", json=login).json()["access_token"]
-        yield Deploying(lab, work, caddy, token)
+        yield Deploying(lab, work, caddy, token, data)
 
 
 def test_deploy_logs_and_rollback_through_the_api_and_the_cli(deploying: Deploying) -> None:
@@ -445,7 +452,7 @@ def test_deploy_logs_and_rollback_through_the_api_and_the_cli(deploying: Deployi
     assert refused == ""  # the reason is on stderr
 
 
-def test_open_installs_the_ide_on_a_working_copy_exposed_at_the_projects_hostname(
+def test_open_installs_the_ide_on_a_working_copy_behind_the_dashboards_login(
     deploying: Deploying,
 ) -> None:
     port = free_port()
@@ -454,18 +461,138 @@ def test_open_installs_the_ide_on_a_working_copy_exposed_at_the_projects_hostnam
     assert "nebula secrets get ide-hello.password --reveal" in out
     installed = git(deploying.lab.config, "show", "HEAD:packages/ide-hello.yaml")
     assert "package: code-server" in installed and "host: ide.hello.nebula.lan" in installed
+    assert "auth: nebula" in installed
     assert "${secret:ide-hello.password}" in installed
     assert git(deploying.lab.config, "log", "-1", "--format=%s").startswith("Install ide-hello")
 
-    # the IDE (a stand-in of its image) edits the project's working copy, behind Caddy
-    def served() -> bool:
-        try:
-            text = deploying.serve("ide.hello.nebula.lan", "/workspace/www/index.html")
-        except (AssertionError, httpx.HTTPError):
-            return False
-        return text == "version one\n"
+    ide = f"https://ide.hello.nebula.lan:{deploying.caddy.https_port}"
+    page = f"{ide}/workspace/www/index.html"
+    with Browser(deploying.caddy) as anonymous:
+        # without a session, the IDE's hostname sends the browser to the login, on that host
+        until(lambda: anonymous.reaches(page, "/ui/login"), 120)
+        answer = anonymous.get(page)
+        assert answer.status_code == 200
+        assert str(answer.url) == f"{ide}/ui/login?next=/workspace/www/index.html"
+        assert 'hx-post="/api/v1/auth/login"' in answer.text
+        assert anonymous.get(f"{ide}/ui/static/nebula.js").status_code == 200
+        assert "version one" not in answer.text
+        # a route without `auth:` is unchanged: served to anyone
+        assert anonymous.get(f"https://hello.nebula.lan:{deploying.caddy.https_port}/").text == (
+            "version one\n"
+        )
 
-    until(served, 120)
+    # the operator logs in on the IDE's hostname and is sent back to the IDE (the stand-in
+    # serves the project's working copy)
+    with Browser(deploying.caddy) as ada:
+        ada.log_in(ide, "ada")
+        answer = ada.get(page)
+        assert (answer.status_code, answer.text) == (200, "version one\n")
+        assert answer.url.path == "/workspace/www/index.html"
+        # the IDE gets the browser's other cookies, never the session (an access token)
+        assert "nebula_session" in ada.cookies
+        ada.cookies.set("theme", "dark", domain="ide.hello.nebula.lan")
+        assert ada.get(f"{ide}/cgi-bin/cookies").text.strip() == "theme=dark"
+
     again = json.loads(deploying.nebula("projects", "open", "hello", "-o", "json"))
     assert again["commit"] is None  # installed already: nothing committed
     assert Path(again["workspace"], ".git").is_dir()  # commits and pushes from the IDE work
+
+
+def test_the_ides_login_refuses_viewers_bad_cookies_and_other_origins(
+    deploying: Deploying,
+) -> None:
+    deploying.nebula("projects", "open", "hello", "--port", str(free_port()))
+    ide = f"https://ide.hello.nebula.lan:{deploying.caddy.https_port}"
+    page = f"{ide}/workspace/www/index.html"
+    with Browser(deploying.caddy) as ada:
+        until(lambda: ada.reaches(page, "/ui/login"), 120)
+        ada.log_in(ide, "ada")
+        # a change, or a websocket, from another hostname of the same site is refused; from
+        # the IDE's own pages it goes through (the stand-in's answer, not nebulad's refusal)
+        evil = {"Origin": "https://evil.nebula.lan"}
+        refused = ada.post(page, headers=evil, content=b"x")
+        assert refused.status_code == 403 and "hostname's pages" in refused.text
+        upgrade = {
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version": "13",
+        }
+        assert ada.get(page, headers={**upgrade, **evil}).status_code == 403
+        same = ada.get(page, headers={**upgrade, "Origin": ide})
+        assert (same.status_code, same.text) == (200, "version one\n")
+        posted = ada.post(page, headers={"Origin": ide}, content=b"x")
+        assert "hostname's pages" not in posted.text and posted.status_code != 401
+
+    # a viewer is refused; a forged or expired session cookie is sent to log in again (ada's
+    # own, set the same way, passes)
+    with Browser(deploying.caddy) as vic:
+        vic.log_in(ide, "vic")
+        refused = vic.get(page)
+        assert refused.status_code == 403 and "operator role" in refused.text
+    store = Store(f"sqlite:///{deploying.data / 'nebula.db'}")
+    user = login_user(store, "ada")
+    store.close()
+    assert user is not None
+    long_ago = datetime.now(UTC) - ACCESS_TTL - timedelta(minutes=1)
+    key = load_signing_key(deploying.data)
+    expired, _ = issue_access_token(key, "ada", user.id, "operator", long_ago)
+    forged, _ = issue_access_token(b"k" * 32, "ada", user.id, "operator", datetime.now(UTC))
+    tampered = deploying.token[:-4] + "AAAA"
+    for cookie, good in (
+        (deploying.token, True),
+        (expired, False),
+        (forged, False),
+        (tampered, False),
+    ):
+        with Browser(deploying.caddy) as browser:
+            browser.cookies.set("nebula_session", cookie, domain="ide.hello.nebula.lan")
+            answer = browser.get(page)
+            assert (answer.url.path, "version one" in answer.text) == (
+                ("/workspace/www/index.html", True) if good else ("/ui/login", False)
+            )
+
+
+class Browser(httpx.Client):
+    """An HTTPS client of Caddy that keeps cookies and follows redirects, reaching every
+    hostname at Caddy's loopback listener (with the hostname as SNI and Host)."""
+
+    def __init__(self, caddy: servers.CaddyServer) -> None:
+        context = ssl.create_default_context(cadata=caddy.internal_root())
+        super().__init__(transport=_Loopback(verify=context), follow_redirects=True, timeout=30)
+
+    def reaches(self, url: str, path: str) -> bool:
+        """Whether `url` answers, in the end, at `path` (false while Caddy has no route)."""
+        try:
+            return self.get(url).url.path == path
+        except httpx.HTTPError:
+            return False
+
+    def log_in(self, site: str, user: str) -> None:
+        """Log in on `site` as its login page's form does (a JSON post asking for cookies)."""
+        login = {"user": user, "password": PASSWORD, "cookie": True}
+        answer = self.post(f"{site}/api/v1/auth/login", json=login)
+        assert answer.status_code == 200, answer.text
+
+
+class _Loopback(httpx.HTTPTransport):
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        sent = httpx.Request(
+            request.method,
+            request.url.copy_with(host="127.0.0.1"),
+            headers=request.headers,
+            stream=request.stream,
+            extensions={**request.extensions, "sni_hostname": request.url.host},
+        )
+        return super().handle_request(sent)
+
+
+def test_open_is_refused_without_a_dashboard_to_log_in_with(homelab: Homelab) -> None:
+    """The IDE is only ever exposed behind the dashboard's login: a nebulad serving no
+    dashboard (no --ui) installs nothing and says what to enable."""
+    with homelab.client("ada") as ada:
+        before = homelab.last_commit(homelab.config)
+        refused = ada.post("/projects/hello/open", json={})
+        assert refused.status_code == 400
+        assert "--ui" in refused.json()["error"]
+        assert homelab.last_commit(homelab.config) == before

@@ -349,6 +349,48 @@ def test_desired_config_is_stable_and_keeps_foreign_parts(tmp_path: Path) -> Non
     assert desired_config(once, (), {}, proxy) == current
 
 
+def test_a_route_behind_the_login_is_written_only_with_a_dashboard_to_ask(tmp_path: Path) -> None:
+    app = """\
+        compose:
+          services:
+            web: {image: "nginx:1.27", ports: ["8080:80"]}
+        expose:
+          - {host: ide.example.com, auth: nebula}
+          - host: open.example.com
+        """
+    routes = load_desired(_repo(tmp_path, {"ide": app})).routes
+    dials = {r.id: "10.0.0.2:80" for r in routes}
+    proxy = Proxy()
+    served = desired_config({}, routes, dials, proxy, "127.0.0.1:7733")
+    by_id = {r["@id"]: r for r in served["apps"]["http"]["servers"]["nebula"]["routes"]}
+    ide = by_id["nebula-ide-ide.example.com"]["handle"][0]
+    login, protected = ide["routes"]
+    assert "/ui/login" in login["match"][0]["path"]
+    assert login["handle"][0]["upstreams"] == [{"dial": "127.0.0.1:7733"}]
+    check, upstream = protected["handle"]
+    assert (check["upstreams"], check["rewrite"]) == (
+        [{"dial": "127.0.0.1:7733"}],
+        {"method": "GET", "uri": "/api/v1/auth/check"},
+    )
+    assert upstream["upstreams"] == [{"dial": "10.0.0.2:80"}]
+    assert by_id["nebula-ide-open.example.com"]["handle"][0]["upstreams"] == [
+        {"dial": "10.0.0.2:80"}
+    ]
+    # without a dashboard, it is never written unprotected: kept as Caddy has it, or left out
+    assert desired_config(served, routes, dials, proxy) == served
+    unserved = desired_config({}, routes, dials, proxy)["apps"]["http"]["servers"]["nebula"]
+    assert [r["@id"] for r in unserved["routes"]] == ["nebula-ide-open.example.com"]
+
+    (tmp_path / "packages" / "ide.yaml").write_text(
+        textwrap.dedent(app).replace("auth: nebula", "auth: basic")
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_desired(tmp_path)
+    [issue] = caught.value.issues
+    assert str(issue).startswith("packages/ide.yaml:5:")
+    assert "expose[0].auth" in str(issue) and "'nebula'" in str(issue)
+
+
 @dataclass(frozen=True)
 class Served:
     issuer: str

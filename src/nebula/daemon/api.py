@@ -130,6 +130,7 @@ from nebula.errors import NebulaError, NotFoundError, RequestError, StateError
 from nebula.identity.principal import Role
 from nebula.identity.ratelimit import RateLimit, RateLimiter
 from nebula.identity.sessions import Sessions
+from nebula.kinds.routes.types import LOGIN_CHECK
 
 log = logging.getLogger("nebula.daemon.api")
 
@@ -235,6 +236,7 @@ def create_app(
             tcp=tcp,
             public_paths=public,
             browser_prefixes=[UI] if dashboard else [],
+            proxied_paths=[LOGIN_CHECK],
             static_token=token if tcp else None,
             verifier=sessions if tcp else None,
             **limiters,

@@ -17,7 +17,8 @@ a plain `Route`: a route without a rule is a programming error, and a test walks
   A missing or bad credential is 401 on every path but the public ones and those under
   `browser_prefixes` (the dashboard's, whose pages send an anonymous caller to log in), so the
   API's shape is not shown to strangers. Rate limits (token buckets) apply per client address before the
-  credential is looked at, and per credential after: 429 with `Retry-After`.
+  credential is looked at (but on `proxied_paths`, which a proxy asks for all its clients),
+  and per credential after: 429 with `Retry-After`.
 The route then checks the principal's role: 401 without one, 403 when it is too low.
 """
 
@@ -41,11 +42,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from nebula.daemon.peer import PEER_KEY, Peer
 from nebula.identity.principal import SCOPE_KEY, Principal, Role
 from nebula.identity.ratelimit import RateLimiter
+from nebula.kinds.routes.types import SESSION_COOKIE
 
 PUBLIC: Final = "public"
 Access = Role | Literal["public"]
 Endpoint = Callable[[Request], Awaitable[Response]]
-SESSION_COOKIE: Final = "nebula_session"  # a browser's access token (see `daemon.auth_api`)
 CSRF_HEADER: Final = "X-Nebula-CSRF"
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -131,6 +132,7 @@ class Authenticate:
         tcp: bool,
         public_paths: Collection[str],
         browser_prefixes: Collection[str] = (),
+        proxied_paths: Collection[str] = (),
         static_token: str | None = None,
         verifier: BearerVerifier | None = None,
         per_client: RateLimiter | None = None,
@@ -140,6 +142,9 @@ class Authenticate:
         self.tcp = tcp
         self.public_paths = frozenset(public_paths)
         self.browser_prefixes = tuple(browser_prefixes)
+        # asked by a proxy for many browsers (the login check): not limited per client
+        # address, which is the proxy's, only per credential
+        self.proxied_paths = frozenset(proxied_paths)
         self.static_token = static_token.encode() if static_token else None
         self.verifier = verifier
         self.per_client = per_client
@@ -169,9 +174,13 @@ class Authenticate:
     async def _tcp(self, scope: Scope) -> tuple[Response | None, Principal | None]:
         client = scope.get("client")
         address = str(client[0]) if client else "unknown"
-        if self.per_client is not None and (wait := self.per_client.take(f"addr:{address}")):
-            return _too_many(wait), None
         path: str = scope["path"]
+        if (
+            self.per_client is not None
+            and path not in self.proxied_paths
+            and (wait := self.per_client.take(f"addr:{address}"))
+        ):
+            return _too_many(wait), None
         public = path in self.public_paths
         anonymous_ok = public or path.startswith(self.browser_prefixes)
         headers = Headers(scope=scope)

@@ -4,6 +4,7 @@
     POST   /api/v1/auth/refresh    {"refresh_token"} or the cookie -> new tokens (public)
     POST   /api/v1/auth/logout     {"refresh_token"} or the cookie: the login is revoked (public)
     GET    /api/v1/auth/whoami     the caller's principal (viewer)
+    GET    /api/v1/auth/check      Caddy's question for a route with `auth: nebula` (public)
     GET    /api/v1/users           {"users": [...]} (admin)
     GET    /api/v1/apikeys         {"keys": [...]}: API keys and service tokens (admin)
     POST   /api/v1/apikeys         {"name", "scope", "service"?} -> 201 with the token, shown once
@@ -16,6 +17,14 @@ and refresh and logout read it from there; the access token comes as the httpOnl
 SameSite=Strict `SESSION_COOKIE` for the whole site, which `daemon.auth` accepts in place of a
 bearer header (a change with it needs the session's CSRF token too). A refused login is 401; a locked-out one 429 with
 `Retry-After`.
+
+The check answers Caddy's forward-auth request for a route behind the login (see
+`kinds.routes.desired`): Caddy sends the request's headers, its method in `X-Forwarded-Method`
+and its path in `X-Forwarded-Uri`, and lets the request through on a 2xx only. Only a user's
+session cookie counts (no bearer header, no API key), and only an operator or admin passes.
+A request that changes something, or opens a websocket, must also come from the hostname's
+own origin: the cookie is SameSite=Strict, but a page of another hostname of the same domain
+is the same site.
 """
 
 from __future__ import annotations
@@ -23,23 +32,26 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from nebula.daemon.auth import (
     PUBLIC,
-    SESSION_COOKIE,
+    SAFE_METHODS,
     GuardedRoute,
     caller,
     principal_of,
     route,
 )
 from nebula.daemon.control import ControlError
+from nebula.daemon.ui import LOGIN
 from nebula.identity import accounts
 from nebula.identity.principal import Role
 from nebula.identity.sessions import AuthError, Sessions, TokenPair
+from nebula.kinds.routes.types import LOGIN_CHECK, SESSION_COOKIE
 from nebula.store.identity import IdentityError, MakerGoneError
 
 COOKIE = "nebula_refresh"
@@ -59,6 +71,7 @@ def auth_routes(
         route(f"{AUTH_PATH}/refresh", api.refresh, ["POST"], role=PUBLIC),
         route(f"{AUTH_PATH}/logout", api.logout, ["POST"], role=PUBLIC),
         route(f"{AUTH_PATH}/whoami", api.whoami, ["GET"], role=Role.viewer),
+        route(LOGIN_CHECK, check, ["GET"], role=PUBLIC),
         route("/api/v1/users", api.users, ["GET"], role=admin),
         route("/api/v1/apikeys", api.keys, ["GET"], role=admin),
         route("/api/v1/apikeys", api.create_key, ["POST"], role=admin),
@@ -200,6 +213,43 @@ class _AuthApi:
         if clear_cookie:
             _forget_cookies(response)
         return response
+
+
+CHECK_ROLE = Role.operator  # who passes a route behind the login
+
+
+async def check(request: Request) -> Response:
+    """2xx: the request Caddy asks about may go on (see the module docstring)."""
+    headers = request.headers
+    principal = principal_of(request)
+    if "authorization" in headers or (principal and principal.method != "password"):
+        principal = None  # the middleware's bearer or key: not a browser's session
+    method = headers.get("x-forwarded-method", "GET").upper()
+    if principal is None:
+        if method in SAFE_METHODS:
+            target = quote(headers.get("x-forwarded-uri") or "/", safe="/")
+            return RedirectResponse(f"{LOGIN}?next={target}", 302, _NO_STORE)
+        return _plain(401, "log in first: this hostname is behind Nebula's login")
+    if not principal.may(CHECK_ROLE):
+        return _plain(
+            403,
+            f"{principal.name} is a {principal.role.name}; this hostname needs the "
+            f"{CHECK_ROLE.name} role or higher",
+        )
+    if method not in SAFE_METHODS or "sec-websocket-key" in headers:
+        origin = urlsplit(headers.get("origin", ""))
+        if (origin.scheme, origin.netloc) != ("https", headers.get("host", "")):
+            return _plain(
+                403, "refused: a change or websocket must come from this hostname's pages"
+            )
+    return Response(status_code=204, headers=_NO_STORE)
+
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _plain(status: int, message: str) -> Response:
+    return Response(message + "\n", status, _NO_STORE, media_type="text/plain")
 
 
 def _forget_cookies(response: Response) -> None:

@@ -110,8 +110,12 @@ class Marketplace:
         allow = body.get("allow") or []
         if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
             raise ControlError("invalid", '"values" is an object of strings')
-        if not isinstance(expose, list) or not all(isinstance(h, str) for h in expose):
-            raise ControlError("invalid", '"expose" is a list of hostnames')
+        if not isinstance(expose, list) or not all(_expose_entry(e) for e in expose):
+            raise ControlError(
+                "invalid",
+                '"expose" is a list of hostnames or entries such as '
+                '{"host": "ide.example.com", "auth": "nebula"}',
+            )
         if not isinstance(allow, list) or not all(isinstance(g, str) for g in allow):
             raise ControlError("invalid", '"allow" is a list of grants, e.g. ["host_network"]')
 
@@ -255,3 +259,10 @@ def _optional(body: Mapping[str, Any], key: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ControlError("invalid", f'"{key}" is a string')
     return value
+
+
+def _expose_entry(entry: object) -> bool:
+    """A hostname, or an object of strings (an `expose:` entry, checked when loaded)."""
+    if isinstance(entry, dict):
+        return all(isinstance(k, str) and isinstance(v, str) for k, v in entry.items())
+    return isinstance(entry, str)

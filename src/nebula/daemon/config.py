@@ -64,6 +64,16 @@ class DaemonConfig(StrictModel):
         return self.data_dir / "nebulad.sock"
 
     @property
+    def dashboard(self) -> str | None:
+        """Where Caddy (on this host) reaches the dashboard: `tcp_listen`, an unspecified
+        address being loopback; None without `ui` or `tcp_listen`."""
+        if not self.ui or not self.tcp_listen:
+            return None
+        host, _, port = self.tcp_listen.strip().rpartition(":")
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
+        return f"{host}:{port}"
+
+    @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'nebula.db'}"
 

@@ -130,6 +130,7 @@ class Daemon:
             config.data_dir,
             self._desired,
             service=lambda: self.projects,
+            dashboard=config.dashboard,
         )
         self.remediation = Remediation(
             store,
@@ -307,6 +308,7 @@ class Daemon:
             node=self.node,
             store_open=True,
             docker_provider=self.provider,
+            dashboard=self.config.dashboard,
         )
         plan = pipeline.plan(good.desired, world)
         return {"changes": plan.change_records(), "problems": plan.problems}
@@ -474,6 +476,7 @@ class Daemon:
             store_open=True,
             commit=commit.sha if commit else None,
             docker_provider=share.provider,
+            dashboard=self.config.dashboard,
         )
         only = [
             k
@@ -552,6 +555,7 @@ class Daemon:
             store_open=True,
             docker_provider=self.provider,
             node=self.node,
+            dashboard=self.config.dashboard,
         )
 
     def _desired(self) -> Desired | None:

@@ -15,7 +15,8 @@ code lives, deploy and roll back through the projects kind's service.
 - Deployments, rollbacks and their records are the projects kind's (`engine.projects`); the
   desk picks the environment (default the first) and says who asked.
 - The IDE is the catalog's code-server, installed through the marketplace as `ide-NAME` on a
-  working copy of the project's repo (`projects/ide/NAME`, cloned once, then the IDE user's).
+  working copy of the project's repo (`projects/ide/NAME`, cloned once, then the IDE user's),
+  exposed behind the dashboard's login (`auth: nebula`).
 """
 
 from __future__ import annotations
@@ -74,8 +75,10 @@ class ProjectDesk:
         desired: Callable[[], Desired | None],
         *,
         service: Callable[[], ProjectService],
+        dashboard: str | None = None,
     ) -> None:
         self.marketplace = marketplace
+        self.dashboard = dashboard  # the login the IDE's route asks (None: no dashboard)
         self.service = service  # deploys, rollbacks and their records (the projects kind's)
         self.source = source
         self.folder = folder  # the config folder followed (watch mode)
@@ -226,8 +229,15 @@ class ProjectDesk:
     ) -> dict[str, Any]:
         """Install the catalog's code-server as `ide-NAME`, on a working copy of the project's
         repo (made on first use, then left to the IDE's user) and exposed at `ide.HOST` (the
-        environment's hostname); {installation, url, workspace, password_secret, commit}.
-        Nothing is committed when it is installed already."""
+        environment's hostname) behind the dashboard's login (`auth: nebula`);
+        {installation, url, workspace, password_secret, commit}. Nothing is committed when it
+        is installed already; nothing at all without a dashboard served over TCP."""
+        if self.dashboard is None:
+            raise ControlError(
+                "invalid",
+                "the IDE is served behind the dashboard's login, and this nebulad serves no "
+                "dashboard: run it with --tcp-listen HOST:PORT and --ui",
+            )
         desired, project = self._find(name)
         env = project.environments[self._environment(name, environment)]
         if env.host is None:
@@ -257,7 +267,8 @@ class ProjectDesk:
         port = port or next(p for p in range(IDE_PORT, 65536) if str(p) not in used)
         values = {"WORKSPACE": str(workspace), "PORT": str(port)}
         request = {"package": IDE, "name": installation, "values": values}
-        done = self.marketplace.install({**request, "expose": [f"ide.{env.host}"]}, actor)
+        expose = [{"host": f"ide.{env.host}", "auth": "nebula"}]
+        done = self.marketplace.install({**request, "expose": expose}, actor)
         return {**answer, "commit": done["commit"], "port": port}
 
     def _workspace(self, name: str, project: DesiredProject, branch: str) -> Path:

@@ -31,10 +31,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request, cookie_parser
 from starlette.responses import HTMLResponse, Response
 
-from nebula.daemon.auth import CSRF_HEADER, PUBLIC, SESSION_COOKIE, GuardedRoute, caller, route
+from nebula.daemon.auth import CSRF_HEADER, PUBLIC, GuardedRoute, caller, route
 from nebula.daemon.control import DaemonControl
 from nebula.identity.principal import Role
 from nebula.identity.sessions import Sessions
+from nebula.kinds.routes.types import SESSION_COOKIE
 
 UI = "/ui"
 LOGIN = f"{UI}/login"
@@ -82,9 +83,11 @@ class _Dashboard:
         self.jsonable = jsonable
 
     async def login(self, request: Request) -> Response:
+        # only ever back to a page of this host: the dashboard's, or that of a route behind
+        # the login (`auth_api.check` sends its callers here)
         target = request.query_params.get("next", f"{UI}/")
-        if not target.startswith(f"{UI}/") and target != UI:
-            target = f"{UI}/"  # only ever back into the dashboard
+        if not _local(target):
+            target = f"{UI}/"
         return _render("login.html", {"next": target})
 
     async def overview(self, request: Request) -> Response:
@@ -164,6 +167,16 @@ class _Dashboard:
             csrf_headers=_json_attr({CSRF_HEADER: csrf}),
         )
         return _render(template, {"page": page, "path": request.url.path, **data})
+
+
+def _local(target: str) -> bool:
+    r"""Whether a browser takes `target` as a path of this host, never another host (`//x`,
+    `/\x`, and tabs or newlines a browser drops, making `/\t/x` into `//x`)."""
+    return (
+        target.startswith("/")
+        and not target.startswith("//")
+        and not any(c == "\\" or c <= " " or c == "\x7f" for c in target)
+    )
 
 
 def _counts(installations: list[dict[str, Any]]) -> dict[str, int]:

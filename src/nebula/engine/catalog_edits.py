@@ -47,6 +47,11 @@ class GrantError(MarketplaceError):
         self.missing = tuple(missing)
 
 
+ExposeEntry = str | Mapping[str, str]
+"""What an install exposes: a hostname, or an `expose:` entry such as {host, auth}; checked
+with the rest of the repo when the edit is loaded."""
+
+
 @dataclass(frozen=True)
 class NewInstallation:
     """One `packages/NAME.yaml` an install writes."""
@@ -55,7 +60,7 @@ class NewInstallation:
     package: Package
     values: dict[str, str] = field(default_factory=dict)
     node: str | None = None
-    expose: tuple[str, ...] = ()
+    expose: tuple[ExposeEntry, ...] = ()  # a hostname, or an `expose:` entry ({host, auth})
     required_by: str | None = None  # the installation this one is added for
     allow: tuple[str, ...] = ()  # the grants written into its file
 
@@ -88,7 +93,9 @@ class NewInstallation:
         if self.values:
             body["values"] = dict(sorted(self.values.items()))
         if self.expose:
-            body["expose"] = [{"host": host} for host in self.expose]
+            body["expose"] = [
+                {"host": entry} if isinstance(entry, str) else dict(entry) for entry in self.expose
+            ]
         why = f", required by {self.required_by}" if self.required_by else ""
         header = (
             f"# {self.package.name} {self.package.version}: installed by `nebula install`{why}\n"
@@ -138,7 +145,7 @@ def plan_install(
     version: str | None = None,
     values: Mapping[str, str] | None = None,
     node: str | None = None,
-    expose: Sequence[str] = (),
+    expose: Sequence[ExposeEntry] = (),
     allow: Sequence[str] = (),
 ) -> list[NewInstallation]:
     """The installations to add for `package_name`: what it requires and is not installed yet

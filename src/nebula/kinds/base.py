@@ -80,6 +80,9 @@ class World:
     progress: Progress = _quiet
     commit: str | None = None  # the config-repo commit being applied
     docker_provider: DockerProvider | None = None
+    # nebulad's dashboard as Caddy dials it (HOST:PORT), which routes with `auth: nebula` ask
+    # to check logins; None: no dashboard served over TCP (such routes are not written)
+    dashboard: str | None = None
     changed: set[str] = field(default_factory=set)  # the kinds applied with changes so far
     # whether the store is open (nebulad's always is): a kind with nothing desired reads it
     # only then, so a plan that changes nothing needs no database

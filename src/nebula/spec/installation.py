@@ -56,6 +56,12 @@ class Expose(StrictModel):
         le=65535,
         description="the container port; optional when the service declares exactly one",
     )
+    auth: Literal["nebula"] | None = Field(
+        default=None,
+        description="`nebula`: only users logged in to Nebula's dashboard (operator or admin) "
+        "reach it; Caddy asks nebulad, which must serve its dashboard over TCP (--tcp-listen, "
+        "--ui), and others are sent to its login page on this hostname",
+    )
 
 
 Grant = Literal[

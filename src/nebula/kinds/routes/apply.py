@@ -39,14 +39,18 @@ def proxy_settings(desired: Desired) -> Proxy | None:
     return configured or Proxy()
 
 
-def sync_proxy(desired: Desired, observed: Observed) -> ProxyResult | None:
-    """Load the routes of `desired` into Caddy, given the containers `observed` now."""
+def sync_proxy(
+    desired: Desired, observed: Observed, dashboard: str | None = None
+) -> ProxyResult | None:
+    """Load the routes of `desired` into Caddy, given the containers `observed` now and the
+    `dashboard` that routes with `auth: nebula` ask (see `desired_config`)."""
     proxy = proxy_settings(desired)
     if proxy is None:
         return None
     with CaddyAdmin(str(proxy.admin)) as caddy, caddy.editing():
         current = caddy.config()
-        target = desired_config(current, desired.routes, upstreams(desired.routes, observed), proxy)
+        dials = upstreams(desired.routes, observed)
+        target = desired_config(current, desired.routes, dials, proxy, dashboard)
         owned = frozenset(owned_routes(current))
         if target == current:
             return ProxyResult((), tuple(caddy.requests), owned)
@@ -55,7 +59,9 @@ def sync_proxy(desired: Desired, observed: Observed) -> ProxyResult | None:
         return ProxyResult(tuple(changes), tuple(caddy.requests), owned)
 
 
-def preview_proxy(desired: Desired, observed: Observed) -> ProxyResult | None:
+def preview_proxy(
+    desired: Desired, observed: Observed, dashboard: str | None = None
+) -> ProxyResult | None:
     """What `sync_proxy` would change, without changing anything (for `nebula plan`).
 
     A new route whose container does not run yet is shown dialing the container's name: apply
@@ -72,6 +78,6 @@ def preview_proxy(desired: Desired, observed: Observed) -> ProxyResult | None:
     for route in desired.routes:
         if route.id not in dials and route.id not in published:
             dials[route.id] = f"{route.container}:{route.port}"
-    target = desired_config(current, desired.routes, dials, proxy)
+    target = desired_config(current, desired.routes, dials, proxy, dashboard)
     changes = tuple(route_changes(current, target))
     return ProxyResult(changes, requests, frozenset(owned_routes(current)))

@@ -28,7 +28,13 @@ from typing import Any
 
 from nebula.errors import ConfigError, ConfigIssue
 from nebula.kinds.packages.types import ContainerSpec, DesiredInstallation, Observed
-from nebula.kinds.routes.types import OWNED_PREFIX, ExposedRoute
+from nebula.kinds.routes.types import (
+    LOGIN_CHECK,
+    LOGIN_PATHS,
+    OWNED_PREFIX,
+    SESSION_COOKIE,
+    ExposedRoute,
+)
 from nebula.spec.config import Node
 from nebula.spec.domain import zone_of
 from nebula.spec.proxy import Proxy
@@ -125,6 +131,7 @@ def exposed_routes(
                     issuer,
                     policy.acme if issuer == "acme" else None,
                     dial,
+                    auth=expose.auth == "nebula",
                 )
             )
     if issues:
@@ -184,11 +191,14 @@ def desired_config(
     routes: Iterable[ExposedRoute],
     dials: Mapping[str, str],
     proxy: Proxy,
+    dashboard: str | None = None,
 ) -> dict[str, Any]:
     """`current` with Nebula's routes and TLS policies replaced by those of `routes`.
 
     A route whose container has no address now (it failed, or is being replaced) keeps the
-    route Caddy has for it, if any: a failed read never unpublishes a hostname.
+    route Caddy has for it, if any: a failed read never unpublishes a hostname. So does a
+    route with `auth: nebula` when there is no `dashboard` (nebulad's TCP API serving the
+    dashboard, `HOST:PORT` as Caddy dials it) to ask: it is never written without its login.
     """
     config = copy.deepcopy(dict(current))
     http = config.setdefault("apps", {}).setdefault("http", {})
@@ -205,8 +215,8 @@ def desired_config(
     ours = []
     kept = []
     for route in routes:
-        if route.id in dials:
-            ours.append(_route(route, dials[route.id]))
+        if route.id in dials and (dashboard is not None or not route.auth):
+            ours.append(_route(route, dials[route.id], dashboard))
             kept.append(route)
         elif route.id in old_routes:
             ours.append(old_routes[route.id])
@@ -244,13 +254,59 @@ def _address(proxy: Proxy) -> str:
     return f"{host}:{proxy.https_port}"
 
 
-def _route(route: ExposedRoute, dial: str) -> dict[str, Any]:
-    return {
-        "@id": route.id,
-        "match": [{"host": [route.host]}],
-        "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": dial}]}],
-        "terminal": True,
+def _route(route: ExposedRoute, dial: str, dashboard: str | None) -> dict[str, Any]:
+    proxy = {"handler": "reverse_proxy", "upstreams": [{"dial": dial}]}
+    handle = [proxy]
+    if route.auth:
+        assert dashboard is not None  # desired_config keeps such a route without one
+        handle = [_behind_login(proxy, dashboard)]
+    return {"@id": route.id, "match": [{"host": [route.host]}], "handle": handle, "terminal": True}
+
+
+def _behind_login(proxy: dict[str, Any], dashboard: str) -> dict[str, Any]:
+    """`proxy` behind nebulad's login, as Caddy's `forward_auth` directive expands (Caddy
+    2.6): the login page and its posts go to nebulad on this hostname; every other request is
+    first asked of nebulad's check as a GET, without its body, and goes on to `proxy` only on a
+    2xx; any other answer (a redirect to the login, a refusal) is the caller's. The check gets
+    no websocket upgrade (nebulad answers plain HTTP), and `proxy`'s upstream never sees the
+    session cookie (an operator's access token)."""
+    nebulad = {"handler": "reverse_proxy", "upstreams": [{"dial": dashboard}]}
+    check = {
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": dashboard}],
+        "rewrite": {"method": "GET", "uri": LOGIN_CHECK},
+        "headers": {
+            "request": {
+                "set": {
+                    "X-Forwarded-Method": ["{http.request.method}"],
+                    "X-Forwarded-Uri": ["{http.request.uri}"],
+                },
+                "delete": ["Connection", "Upgrade"],
+            }
+        },
+        "handle_response": [
+            {
+                "match": {"status_code": [2]},
+                "routes": [{"handle": [_WITHOUT_SESSION]}],
+            }
+        ],
     }
+    return {
+        "handler": "subroute",
+        "routes": [
+            {"match": [{"path": list(LOGIN_PATHS)}], "handle": [nebulad], "terminal": True},
+            {"handle": [check, proxy]},
+        ],
+    }
+
+
+# the session cookie taken out of the Cookie header the protected upstream gets: first, or
+# after another (Go's regexp: the leftmost alternative that matches)
+_SESSION_PAIR = rf"^{SESSION_COOKIE}=[^;]*(;\s*)?|;\s*{SESSION_COOKIE}=[^;]*"
+_WITHOUT_SESSION = {
+    "handler": "headers",
+    "request": {"replace": {"Cookie": [{"search_regexp": _SESSION_PAIR, "replace": ""}]}},
+}
 
 
 def _policies(routes: Iterable[ExposedRoute]) -> list[dict[str, Any]]:
@@ -366,5 +422,8 @@ def _describe(item: Mapping[str, Any]) -> str:
         name = issuer.get("ca", "Caddy's internal CA")
         return f"certificates for {', '.join(item['subjects'])} from {name}"
     host = item["match"][0]["host"][0]
-    dial = item["handle"][0]["upstreams"][0]["dial"]
-    return f"https://{host} → {dial}"
+    handler = item["handle"][0]
+    if handler["handler"] == "subroute":  # behind the login: the protected proxy comes last
+        proxy = handler["routes"][-1]["handle"][-1]
+        return f"https://{host} → {proxy['upstreams'][0]['dial']} (behind Nebula's login)"
+    return f"https://{host} → {handler['upstreams'][0]['dial']}"

@@ -23,7 +23,7 @@ class Routes:
 
     def plan(self, desired: Desired, world: World) -> Part:
         try:
-            result = preview_proxy(desired, _observed(desired, world))
+            result = preview_proxy(desired, _observed(desired, world), world.dashboard)
         except NebulaError as exc:
             return Part(self.name, problems=(f"proxy: {exc}",))
         if result is None:
@@ -31,7 +31,14 @@ class Routes:
         removed = {
             c.id for c in result.changes if c.action is RouteAction.DELETE and c.id in result.routes
         }
-        return Part(self.name, result.changes, frozenset(removed), len(result.routes), "routes")
+        return Part(
+            self.name,
+            result.changes,
+            frozenset(removed),
+            len(result.routes),
+            "routes",
+            notes=_refused(desired, world),
+        )
 
     def apply(self, part: Part, desired: Desired, world: World) -> Applied:
         """Bring Caddy in line with the containers as they run now (the plan showed routes to
@@ -42,10 +49,24 @@ class Routes:
         if not part.has_changes and "packages" not in world.changed:
             return Applied(self.name)
         try:
-            result = sync_proxy(desired, _observed(desired, world))
+            result = sync_proxy(desired, _observed(desired, world), world.dashboard)
         except NebulaError as exc:
             return Applied(self.name, errors=(f"proxy: {exc}",), temporary=exc.temporary)
-        return Applied(self.name, result.changes if result else ())
+        return Applied(self.name, result.changes if result else (), _refused(desired, world))
+
+
+def _refused(desired: Desired, world: World) -> tuple[str, ...]:
+    """The routes with `auth: nebula` this run cannot write, there being no dashboard to ask
+    (each is left as Caddy has it, if it has it)."""
+    if world.dashboard is not None:
+        return ()
+    return tuple(
+        f"proxy: {route.host} ({route.installation}) has `auth: nebula`, but no nebulad "
+        "dashboard is served over TCP to check logins: run nebulad with --tcp-listen HOST:PORT "
+        "and --ui (only nebulad writes such a route)"
+        for route in desired.routes
+        if route.auth
+    )
 
 
 def _observed(desired: Desired, world: World) -> Observed:

@@ -7,6 +7,12 @@ from dataclasses import dataclass
 from nebula.spec.tls import Acme, Issuer
 
 OWNED_PREFIX = "nebula-"
+# What a route with `auth: nebula` sends to nebulad: the check Caddy asks before each request
+# (2xx: go on), and the login page with what it needs, served on the route's own hostname so
+# the session cookie is that host's
+LOGIN_CHECK = "/api/v1/auth/check"
+LOGIN_PATHS = ("/ui/login", "/ui/static/*", "/api/v1/auth/login", "/api/v1/auth/refresh")
+SESSION_COOKIE = "nebula_session"  # a browser's access token, kept from the protected upstream
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,7 @@ class ExposedRoute:
     # with several nodes: `<node address>:<published host port>`, dialed whatever runs now;
     # None: the container's address on its network, as observed (one node)
     dial: str | None = None
+    auth: bool = False  # `auth: nebula`: Caddy lets through only callers with a Nebula login
 
     @property
     def id(self) -> str:
