@@ -40,13 +40,18 @@ NEBULA = [sys.executable, "-c", "from nebula.cli.entry import main; main()"]
 TAKEOVER = 10.0  # the issue's bound: another node does the leader's work within 10 s
 
 
-def eventually(check: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
+def eventually(
+    check: Callable[[], Any], timeout: float = 60.0, what: str | Callable[[], str] = ""
+) -> Any:
+    """`check()`'s first true answer within `timeout`; `what` (or what it returns, read only
+    on a failure) says what was awaited."""
     deadline = time.monotonic() + timeout
     while True:
         found = check()
         if found:
             return found
-        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
+        if time.monotonic() >= deadline:
+            pytest.fail(f"not within {timeout:g} s: {what() if callable(what) else what}")
         time.sleep(0.1)
 
 
@@ -261,7 +266,14 @@ def test_three_nodes_share_one_homelab(lab: Lab) -> None:
     # -- each node runs exactly its installations ----------------------------------------------
     sha = lab.repo.git("rev-parse", "HEAD")
     for nebulad in lab.nodes.values():
-        eventually(lambda n=nebulad: n.applied(sha), 120, f"node {nebulad.node} applied")
+        eventually(
+            lambda n=nebulad: n.applied(sha),
+            120,
+            lambda n=nebulad: (
+                f"node {n.node} applied; its status: {n.status()}; its log:\n"
+                + n.log.read_text()[-4000:]
+            ),
+        )
     assert lab.running("a") == {"web-a-web", "mover-app"}
     assert lab.running("b") == {"web-b-web"}
     assert lab.running("c") == {"web-c-web"}
