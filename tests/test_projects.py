@@ -335,6 +335,26 @@ def test_project_node_and_hostname_are_checked(tmp_path: Path) -> None:
     assert "already exposed by project one (production)" in issue.message
 
 
+def test_an_exposed_environment_runs_on_the_edge_node_when_there_are_several(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "projects").mkdir()
+    (tmp_path / "code").mkdir()
+    (tmp_path / "nebula.yaml").write_text(
+        "nodes:\n  - {name: nas, address: 10.0.0.1}\n  - {name: rig, address: 10.0.0.2}\n"
+        "proxy: {node: rig}\n"
+    )
+    project = "name: web\npath: code\nenvironments:\n  production:\n    expose: web.lan\n"
+    (tmp_path / "projects" / "web.yaml").write_text(project)
+    with pytest.raises(ConfigError) as caught:  # on the first node by default, not the edge
+        load_desired(tmp_path)
+    [issue] = caught.value.issues
+    assert (issue.file, issue.line) == ("projects/web.yaml", 5)
+    assert "runs on node 'nas'" in issue.message and "set `node: rig`" in issue.message
+    (tmp_path / "projects" / "web.yaml").write_text(project + "    node: rig\n")
+    assert [p.name for p in load_desired(tmp_path).projects] == ["web"]
+
+
 @pytest.mark.parametrize(
     ("files", "base", "start"),
     [

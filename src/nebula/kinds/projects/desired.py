@@ -54,6 +54,8 @@ def load_project(
                     f"no node {env.node!r} in nebula.yaml (nodes: {', '.join(nodes)})",
                 )
             )
+        elif env.expose is not None and len(nodes) > 1:
+            issues += _off_the_edge(doc, name, env.node or nodes[0], repo.config.edge.name)
         for key, value in env.values.items():
             for secret in secret_references(value):
                 if secrets is not None and secret not in secrets:
@@ -133,3 +135,21 @@ def project_routes(
     if issues:
         raise ConfigError(issues)
     return tuple(found)
+
+
+def _off_the_edge(doc: YamlDocument, environment: str, node: str, edge: str) -> list[ConfigIssue]:
+    """An exposed environment runs on the edge node: Caddy dials its container's address, which
+    only the engine's own host reaches."""
+    if node == edge:
+        return []
+    where: tuple[str, ...] = ("environments", environment, "node")
+    if where not in doc.marks:  # placed on the first node by default
+        where = ("environments", environment, "expose")
+    return [
+        doc.issue(
+            where,
+            f"environment {environment!r} is exposed but runs on node {node!r}; with several "
+            f"nodes an exposed project environment runs on the edge node {edge!r} (proxy.node), "
+            "whose Caddy dials its container: set `node: " + edge + "`",
+        )
+    ]
