@@ -47,7 +47,9 @@ from sqlalchemy.pool import NullPool
 MANAGED_LABEL = "io.nebula.managed"
 """Label Nebula puts on everything it creates."""
 TEST_LABEL = "io.nebula.test"
-"""Label for what tests create directly; both labels are swept at teardown."""
+"""Label for what tests create directly; these labels are swept at teardown."""
+PROJECT_LABEL = "io.nebula.project"
+"""Label Nebula puts on a project's containers and networks (never MANAGED_LABEL)."""
 TEST_IMAGE = "nebula-test/busybox:1"
 DOCKER_API_VERSION = "1.41"
 IMAGE_DIR = Path(__file__).parent / "image"
@@ -185,7 +187,9 @@ def _swept(url: str, *, everything: bool) -> Iterator[None]:
         client = docker.DockerClient(base_url=url, version=DOCKER_API_VERSION)
         try:
             for filters in (
-                [{}] if everything else [{"label": MANAGED_LABEL}, {"label": TEST_LABEL}]
+                [{}]
+                if everything
+                else [{"label": label} for label in (MANAGED_LABEL, PROJECT_LABEL, TEST_LABEL)]
             ):
                 for container in client.containers.list(all=True, sparse=True, filters=filters):
                     container.remove(force=True, v=True)
@@ -226,18 +230,20 @@ def _forward_policy_is_drop(iptables: str) -> bool:
 
 
 def remove_managed(url: str) -> None:
-    """Remove every container, network and volume labelled as Nebula's from the engine."""
+    """Remove every container, network and volume labelled as Nebula's from the engine: an
+    installation's, or a project's (which a later test's first sync would plan to remove)."""
     import docker
 
-    managed = {"label": "io.nebula.managed=true"}
     client = docker.DockerClient(base_url=url, version=DOCKER_API_VERSION)
     try:
-        for container in client.containers.list(all=True, filters=managed):
-            container.remove(force=True)
-        for network in client.networks.list(filters=managed):
-            network.remove()
-        for volume in client.volumes.list(filters=managed):
-            volume.remove(force=True)
+        for label in (f"{MANAGED_LABEL}=true", PROJECT_LABEL):
+            ours = {"label": label}
+            for container in client.containers.list(all=True, filters=ours):
+                container.remove(force=True)
+            for network in client.networks.list(filters=ours):
+                network.remove()
+            for volume in client.volumes.list(filters=ours):
+                volume.remove(force=True)
     finally:
         client.close()
 
@@ -592,6 +598,17 @@ class PowerDnsServer:
     @property
     def dns_address(self) -> str:
         return f"127.0.0.1:{self.dns_port}"
+
+    def reset(self) -> None:
+        """Delete every zone, so a test's first sync finds none of an earlier test's records
+        (which it would plan to remove, and the removals guard would hold)."""
+        server = f"{self.api_url}/api/v1/servers/localhost"
+        headers = {"X-API-Key": self.api_key}
+        with httpx.Client(headers=headers, timeout=10) as client:
+            zones = client.get(f"{server}/zones")
+            zones.raise_for_status()
+            for zone in zones.json():
+                client.delete(f"{server}/zones/{zone['id']}").raise_for_status()
 
 
 @contextlib.contextmanager

@@ -42,6 +42,7 @@ PUBLIC_ROUTES = {
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/refresh"),
     ("POST", "/api/v1/auth/logout"),
+    ("GET", "/api/v1/auth/check"),  # reads the session cookie itself (Caddy's forward_auth)
 }
 
 

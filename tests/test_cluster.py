@@ -184,6 +184,7 @@ def lab(
     caddy: servers.CaddyServer = request.getfixturevalue("caddy")
     powerdns: servers.PowerDnsServer = request.getfixturevalue("powerdns")
     caddy.reset()
+    powerdns.reset()
     with (
         servers.more_docker_daemons(3) as more,
         servers.fresh_database(pg_url) as database,

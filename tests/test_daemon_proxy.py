@@ -68,6 +68,7 @@ def homelab(
     powerdns: PowerDnsServer = request.getfixturevalue("powerdns")
     request.getfixturevalue("monkeypatch").setenv("NEBULA_SECRET_PDNS_KEY", powerdns.api_key)
     caddy.reset()
+    powerdns.reset()
     repo = Repo(tmp_path)
     repo.push("first", {"nebula.yaml": config(caddy), "packages/web.yaml": WEB})
     settings = DaemonConfig(

@@ -116,7 +116,7 @@ def test_plan_shows_dns_changes_and_apply_carries_them_out(lab: Homelab) -> None
     assert lab.answer("h1") == ["192.0.2.1"]
     assert "No changes." in lab.nebula("plan", str(lab.root))
     out = lab.nebula("plan", str(lab.root), "--only", "nothing", code=2)
-    assert "--only nothing: not a kind; one of packages, routes, dns" in out
+    assert "--only nothing: not a kind; one of packages, swarm, routes, dns" in out
 
 
 def test_the_prune_guard_covers_dns_records_in_the_cli(lab: Homelab) -> None:

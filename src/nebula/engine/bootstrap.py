@@ -261,7 +261,7 @@ def build_wheel(into: Path) -> Path:
         raise BootstrapError(
             "this Nebula was not installed from a source checkout: give its wheel with --wheel"
         )
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q"]
     done = subprocess.run(
         [*command, "-w", str(into), str(project)], capture_output=True, text=True, check=False
     )

@@ -95,7 +95,10 @@ class Workflows:
             if self._workflows:
                 self._schedule()
         elif self._scheduler is not None:
-            self._scheduler.pause()
+            # Shut down, not paused: shutting down waits for a look for due jobs already under
+            # way, which would otherwise start a run the new leader starts too.
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
 
     def _schedule(self) -> None:
         from apscheduler.triggers.cron import CronTrigger
