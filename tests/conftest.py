@@ -1,6 +1,7 @@
 """Shared fixtures: real servers, started once per session (see servers.py).
 
-- `docker_host`: `unix://` URL of a Docker Engine (a private dockerd, or NEBULA_TEST_DOCKER_HOST).
+- `docker_host`: `unix://` URL of a Docker Engine (a private dockerd per test process, or
+  NEBULA_TEST_DOCKER_HOST).
 - `test_image`: tag of the busybox httpd image (serves tests/image/www on port 8080).
 - `caddy`: a Caddy with its admin API on loopback (`servers.CaddyServer`).
 - `powerdns`: a PowerDNS authoritative server, HTTP API and DNS on loopback.
@@ -86,9 +87,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         backend = callspec.params.get("database_url") if callspec else None
         if "docker_host" in fixtures:
             item.add_marker(pytest.mark.docker)
-            # One private dockerd per run: with xdist (`-n`, `--dist loadgroup`), every test
-            # that needs it runs on one worker while the others take the rest.
-            item.add_marker(pytest.mark.xdist_group("docker"))
+            # Each xdist worker starts a private dockerd of its own, so these tests run on any
+            # worker. An engine named by NEBULA_TEST_DOCKER_HOST is one for all of them: they
+            # then run on one worker, one after another (`--dist loadgroup`).
+            if os.environ.get("NEBULA_TEST_DOCKER_HOST"):
+                item.add_marker(pytest.mark.xdist_group("docker"))
         if "pg_url" in fixtures or backend == "postgresql":
             item.add_marker(pytest.mark.postgres)
 

@@ -17,6 +17,7 @@ import dataclasses
 import email
 import email.policy
 import glob
+import itertools
 import json
 import os
 import pwd
@@ -113,31 +114,8 @@ def docker_daemon() -> Iterator[str]:
     dockerd = _which("dockerd", "docker.io")
     if os.geteuid() != 0:
         unavailable("a private dockerd needs root; run as root or set NEBULA_TEST_DOCKER_HOST")
-    # A short root: the socket paths below it must stay under the 108-byte unix limit.
-    short = len(tempfile.gettempdir()) <= 40
-    root = Path(tempfile.mkdtemp(prefix="nebula-dockerd-", dir=None if short else "/tmp"))
-    (root / "daemon.json").write_text("{}")  # ignore the host's /etc/docker/daemon.json
-    url = f"unix://{root}/docker.sock"
-    log = root / "dockerd.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            dockerd_command(dockerd, url, root),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PATH": _PATH},
-        )
-    try:
-        _wait_for_docker(url, proc, log)
-        with _swept(url, everything=True), _forward_between_bridges():
-            yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        _remove_tree(root)
+    with _private_dockerd(dockerd, "nebula-dockerd-") as url, _forward_between_bridges():
+        yield url
 
 
 def dockerd_command(dockerd: str, url: str, root: Path) -> list[str]:
@@ -930,13 +908,28 @@ def more_docker_daemons(count: int) -> Iterator[list[str]]:
     if os.geteuid() != 0:
         unavailable("private dockerds need root: run as root")
     with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(_one_more_dockerd(dockerd)) for _ in range(count)]
+        yield [stack.enter_context(_private_dockerd(dockerd, "nebula-node-")) for _ in range(count)]
+
+
+_POOLS = itertools.count()
+
+
+def address_pool() -> str:
+    """A /16 no other private engine of the run hands out: 16 per test process (a private
+    dockerd each, or a swarm's overlay networks), apart from every other xdist worker's. Two
+    engines giving out the same subnet would put two bridges with one route on the host."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    return f"10.{128 + 16 * (worker % 4) + next(_POOLS) % 16}.0.0/16"
 
 
 @contextlib.contextmanager
-def _one_more_dockerd(dockerd: str) -> Iterator[str]:
-    root = Path(tempfile.mkdtemp(prefix="nebula-node-", dir="/tmp"))  # short socket paths
-    (root / "daemon.json").write_text("{}")
+def _private_dockerd(dockerd: str, prefix: str) -> Iterator[str]:
+    """A dockerd with all its state in a new folder, swept, stopped and removed at the end."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))  # short socket paths (108 bytes)
+    # Its own settings, not the host's /etc/docker/daemon.json; its networks from a pool no
+    # other engine of the run hands out.
+    pools = [{"base": address_pool(), "size": 24}]
+    (root / "daemon.json").write_text(json.dumps({"default-address-pools": pools}))
     url = f"unix://{root}/docker.sock"
     log = root / "dockerd.log"
     with log.open("wb") as out:
@@ -991,7 +984,12 @@ def swarm_daemon() -> Iterator[str]:
         try:
             if client.info().get("Swarm", {}).get("LocalNodeState") != "inactive":
                 unavailable(f"the Docker Engine at {url} is already part of a swarm")
-            client.init_swarm(advertise_addr="127.0.0.1", listen_addr=f"127.0.0.1:{free_port()}")
+            client.init_swarm(
+                advertise_addr="127.0.0.1",
+                listen_addr=f"127.0.0.1:{free_port()}",
+                default_addr_pool=[address_pool()],
+                subnet_size=24,
+            )
             try:
                 yield url
             finally:

@@ -261,3 +261,19 @@ variables:
     (web,) = web_app.containers
     assert str(web.ports[0]) == "127.0.0.1:8093->80/tcp"
     assert [str(m) for m in web.mounts] == ["/srv/media:/media:ro"]
+
+
+def test_a_reload_parses_again_only_the_files_that_changed(tmp_path: Path) -> None:
+    app = "package: wordpress\nvalues: {{site_title: {title}}}\n"
+    root = write_repo(tmp_path, {"a.yaml": app.format(title="A"), "b.yaml": app.format(title="B")})
+    first = {s.name: s for s in load_repo(root).installations}
+    (root / "packages" / "b.yaml").write_text(app.format(title="Bee"))
+    second = {s.name: s for s in load_repo(root).installations}
+
+    assert second["a"].spec is first["a"].spec and second["a"].doc is first["a"].doc
+    assert second["b"].spec is not first["b"].spec
+    assert second["b"].spec.values == {"site_title": "Bee"}
+    # A broken file is reported on every load, not only the first.
+    (root / "packages" / "b.yaml").write_text("package: wordpress\nvalue: {}\n")
+    for _ in range(2):
+        assert any("b.yaml:2" in error for error in errors_of(root))

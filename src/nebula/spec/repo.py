@@ -74,15 +74,57 @@ def read_document(path: Path, root: Path, names_from: Path | None = None) -> Yam
     """Parse `path`, naming it relative to `names_from` (default `root`) in every message.
     Refused unread: a file leading outside `root`, anything but a regular file, a file over
     1 MiB (`nebula.paths`)."""
+    name, text = _read_text(path, root, names_from)
+    return parse_yaml(text, name)
+
+
+def _read_text(path: Path, root: Path, names_from: Path | None = None) -> tuple[str, str]:
+    """The name `path` goes by in messages, and its text (see `read_document`)."""
     base = root if names_from is None else names_from
     name = path.relative_to(base).as_posix() if path.is_relative_to(base) else str(path)
     try:
-        text = read_file(path, root).decode("utf-8")
+        return name, read_file(path, root).decode("utf-8")
     except UnsafePathError as exc:
         raise ConfigError([ConfigIssue(name, 1, 1, "", exc.reason)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigIssue(name, 1, 1, "", f"cannot read file: {exc}")]) from None
-    return parse_yaml(text, name)
+
+
+_Key = tuple[str, str, type | None]  # a file's name, its text, the model it is validated as
+
+
+class _Documents:
+    """The files of one load of a repo, parsed (and validated), each reused from the load
+    before when its name, text and model are the same: a commit that changes one file costs
+    one file's parsing and validation, however large the repo. Documents and models are never
+    changed once loaded, so sharing them is safe; only the last load's are kept."""
+
+    last: dict[_Key, tuple[YamlDocument, object]] = {}
+
+    def __init__(self) -> None:
+        self.now: dict[_Key, tuple[YamlDocument, object]] = {}
+
+    def parsed(self, path: Path, root: Path) -> YamlDocument:
+        return self._get(path, root, None)[0]
+
+    def validated(self, path: Path, root: Path, model: type[M]) -> tuple[YamlDocument, M]:
+        doc, spec = self._get(path, root, model)
+        assert isinstance(spec, model)
+        return doc, spec
+
+    def _get(self, path: Path, root: Path, model: type | None) -> tuple[YamlDocument, object]:
+        name, text = _read_text(path, root)
+        key = (name, text, model)
+        found = self.last.get(key) or self.now.get(key)
+        if found is None:
+            doc = parse_yaml(text, name)
+            found = (doc, validate_document(doc, model) if model is not None else None)
+        self.now[key] = found
+        return found
+
+    def keep(self) -> None:
+        """This load's documents are the ones the next load may reuse."""
+        _Documents.last = self.now
 
 
 def _folder(root: Path, name: str) -> Path | None:
@@ -108,14 +150,13 @@ def _yaml_files(root: Path, folder: str, issues: list[ConfigIssue]) -> list[Path
 
 
 def _documents(
-    root: Path, folder: str, model: type[M], issues: list[ConfigIssue]
+    documents: _Documents, root: Path, folder: str, model: type[M], issues: list[ConfigIssue]
 ) -> Iterator[tuple[Path, YamlDocument, M]]:
     """Each YAML file of `root/folder` with its document, validated as `model`; the problems
     of a file that does not validate are added to `issues` and the file is passed over."""
     for path in _yaml_files(root, folder, issues):
         try:
-            doc = read_document(path, root)
-            spec = validate_document(doc, model)
+            doc, spec = documents.validated(path, root, model)
         except ConfigError as exc:
             issues.extend(exc.issues)
             continue
@@ -140,15 +181,16 @@ def load_repo(root: Path) -> RepoSpec:
             ]
         )
     issues: list[ConfigIssue] = []
+    documents = _Documents()
     config = NebulaConfig()
     try:
-        config = validate_document(read_document(config_path, root), NebulaConfig)
+        config = documents.validated(config_path, root, NebulaConfig)[1]
     except ConfigError as exc:
         issues.extend(exc.issues)
 
     installations: list[InstallationSource] = []
     seen: dict[str, str] = {}
-    for path, doc, spec in _documents(root, PACKAGES_DIR, Installation, issues):
+    for path, doc, spec in _documents(documents, root, PACKAGES_DIR, Installation, issues):
         name = spec.name or path.stem
         if spec.name is None and not NAME.fullmatch(name):
             issues.append(
@@ -166,16 +208,17 @@ def load_repo(root: Path) -> RepoSpec:
             continue
         seen[name] = doc.file
         installations.append(InstallationSource(name, spec, doc))
-    domains = _load_domains(root, issues)
-    runbooks = _parse_all(root, RUNBOOKS_DIR, issues)
-    workflows = _parse_all(root, WORKFLOWS_DIR, issues)
-    agents = _parse_all(root, AGENTS_DIR, issues)
-    functions = _parse_all(root, FUNCTIONS_DIR, issues)
-    projects = _parse_all(root, PROJECTS_DIR, issues)
+    domains = _load_domains(documents, root, issues)
+    runbooks = _parse_all(documents, root, RUNBOOKS_DIR, issues)
+    workflows = _parse_all(documents, root, WORKFLOWS_DIR, issues)
+    agents = _parse_all(documents, root, AGENTS_DIR, issues)
+    functions = _parse_all(documents, root, FUNCTIONS_DIR, issues)
+    projects = _parse_all(documents, root, PROJECTS_DIR, issues)
     try:
         local_catalog_dir(root)
     except ConfigError as exc:
         issues.extend(exc.issues)
+    documents.keep()
     if issues:
         raise ConfigError(issues)
     return RepoSpec(
@@ -191,22 +234,26 @@ def load_repo(root: Path) -> RepoSpec:
     )
 
 
-def _parse_all(root: Path, folder: str, issues: list[ConfigIssue]) -> tuple[YamlDocument, ...]:
+def _parse_all(
+    documents: _Documents, root: Path, folder: str, issues: list[ConfigIssue]
+) -> tuple[YamlDocument, ...]:
     """Every YAML file of `root/folder`, parsed; problems are added to `issues`."""
     docs = []
     for path in _yaml_files(root, folder, issues):
         try:
-            docs.append(read_document(path, root))
+            docs.append(documents.parsed(path, root))
         except ConfigError as exc:
             issues.extend(exc.issues)
     return tuple(docs)
 
 
-def _load_domains(root: Path, issues: list[ConfigIssue]) -> tuple[DomainSource, ...]:
+def _load_domains(
+    documents: _Documents, root: Path, issues: list[ConfigIssue]
+) -> tuple[DomainSource, ...]:
     """Every `domains/*.yaml`, one zone each; problems are added to `issues`."""
     domains: list[DomainSource] = []
     zones: dict[str, str] = {}
-    for _, doc, spec in _documents(root, DOMAINS_DIR, Domain, issues):
+    for _, doc, spec in _documents(documents, root, DOMAINS_DIR, Domain, issues):
         if spec.zone in zones:
             issues.append(doc.issue(("zone",), f"zone {spec.zone!r} is also in {zones[spec.zone]}"))
             continue
