@@ -79,6 +79,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Each xdist worker its own network: its servers and Docker Engine never meet another's.
+    # An engine named by NEBULA_TEST_DOCKER_HOST publishes its ports on this host's: stay here.
+    if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("NEBULA_TEST_DOCKER_HOST"):
+        servers.own_network_namespace()
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups (`--dist loadgroup`)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import email
 import email.policy
+import fcntl
 import glob
 import itertools
 import json
@@ -909,6 +911,32 @@ def more_docker_daemons(count: int) -> Iterator[list[str]]:
         unavailable("private dockerds need root: run as root")
     with contextlib.ExitStack() as stack:
         yield [stack.enter_context(_private_dockerd(dockerd, "nebula-node-")) for _ in range(count)]
+
+
+CLONE_NEWNET = 0x40000000  # <sched.h>
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1  # <linux/sockios.h>, <net/if.h>
+
+
+def own_network_namespace() -> None:
+    """Move this test process (its calling thread, and what it starts from now on) into a network
+    namespace of its own, with its own loopback, when it may (as root).
+
+    Each xdist worker runs its own servers and private Docker Engine: in namespaces of their
+    own, two engines' bridges never share a route, a port chosen free stays free, and what one
+    worker's Caddy dials is never the other worker's container. The forwarding setting follows
+    the host's.
+    """
+    if os.geteuid() != 0:
+        return
+    forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) failed")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sh", b"lo", 0)
+        flags = struct.unpack("16sh", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))
+    Path("/proc/sys/net/ipv4/ip_forward").write_text(forwarding)
 
 
 _POOLS = itertools.count()
