@@ -16,6 +16,7 @@ so nothing is left on the host unsaid. Nothing is changed before the checks pass
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
 import subprocess
 import sys
@@ -255,13 +256,17 @@ def unit_text(setup: NodeSetup) -> str:
 
 def build_wheel(into: Path) -> Path:
     """A wheel of the running Nebula, built from its source checkout with pip (`pip wheel
-    --no-deps`); `BootstrapError` when it was installed from a wheel (give it with --wheel)."""
+    --no-deps`); `BootstrapError` when it was installed from a wheel (give it with --wheel).
+    With the build backend (hatchling) installed beside Nebula it builds with it, offline;
+    else pip fetches it into an isolated build environment."""
     project = Path(__file__).resolve().parents[3]
     if not (project / "pyproject.toml").is_file():
         raise BootstrapError(
             "this Nebula was not installed from a source checkout: give its wheel with --wheel"
         )
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q"]
+    if importlib.util.find_spec("hatchling") is not None:
+        command.append("--no-build-isolation")
     done = subprocess.run(
         [*command, "-w", str(into), str(project)], capture_output=True, text=True, check=False
     )
