@@ -215,21 +215,10 @@ def tag_image(url: str, built: str) -> docker.DockerClient:
     return client
 
 
-def remove_managed(client: docker.DockerClient) -> None:
-    managed = {"label": f"{LABEL_MANAGED}=true"}
-    for container in client.containers.list(all=True, filters=managed):
-        container.remove(force=True)
-    for network in client.networks.list(filters=managed):
-        network.remove()
-    for volume in client.volumes.list(filters=managed):
-        volume.remove(force=True)
-
-
 @pytest.fixture
 def engine(docker_host: str, test_image: str) -> Iterator[docker.DockerClient]:
     client = tag_image(docker_host, test_image)
-    yield client
-    remove_managed(client)
+    yield client  # what the test left is removed by conftest's sweep
     client.close()
 
 
@@ -543,5 +532,5 @@ def test_docker_engine_restart_under_a_running_daemon(
         assert nebulad.proc.returncode == 0, nebulad.tail()
     finally:
         with contextlib.suppress(Exception):
-            remove_managed(client)
+            servers.remove_managed(url)
         client.close()

@@ -68,7 +68,6 @@ from test_daemon_crash import (
     Repo,
     RestartableEngine,
     eventually,
-    remove_managed,
     running,
     tag_image,
 )
@@ -98,8 +97,7 @@ def slow_app(seconds: int) -> str:
 @pytest.fixture
 def engine(docker_host: str, test_image: str) -> Iterator[docker.DockerClient]:
     client = tag_image(docker_host, test_image)
-    yield client
-    remove_managed(client)
+    yield client  # what the test left is removed by conftest's sweep
     client.close()
 
 
