@@ -91,6 +91,15 @@ def test_editing_an_env_file_changes_only_the_services_using_it(tmp_path: Path) 
     assert after["worker"] == before["worker"]
 
 
+def test_an_optional_env_file_added_later_is_read_on_the_next_load(tmp_path: Path) -> None:
+    """The files an installation read, and the ones it found missing, are looked at again on
+    every load, though the installation's own file did not change."""
+    write_app(tmp_path, ENV_APP, {"common.env": COMMON_ENV, "web.env": "LOG_LEVEL=debug\n"})
+    assert dict(containers_of(tmp_path)["web"].environment)["LOG_LEVEL"] == "debug"
+    (tmp_path / "packages" / "app" / "local.env").write_text("LOG_LEVEL=trace\n")
+    assert dict(containers_of(tmp_path)["web"].environment)["LOG_LEVEL"] == "trace"
+
+
 def test_a_remembered_plan_is_not_replayed_once_a_file_of_the_folder_changed(
     tmp_path: Path,
 ) -> None:

@@ -9,6 +9,7 @@ import pytest
 from nebula.catalog import Catalog, builtin_catalog_dir
 from nebula.errors import ConfigError
 from nebula.kinds.packages.resolve import resolve
+from nebula.kinds.packages.types import DesiredInstallation
 from nebula.spec.interpolate import InterpolationError, interpolate
 from nebula.spec.package import Package
 from nebula.spec.repo import load_repo
@@ -277,3 +278,33 @@ def test_a_reload_parses_again_only_the_files_that_changed(tmp_path: Path) -> No
     (root / "packages" / "b.yaml").write_text("package: wordpress\nvalue: {}\n")
     for _ in range(2):
         assert any("b.yaml:2" in error for error in errors_of(root))
+
+
+def test_a_reload_resolves_again_only_what_changed_and_what_depends_on_it(
+    tmp_path: Path,
+) -> None:
+    """An unchanged installation keeps its resolution; one whose provider changed is resolved
+    again, and sees the new values."""
+    db = "package: postgres\nvalues: {{POSTGRES_PASSWORD: '${{secret:pw}}', POSTGRES_USER: {user}}}\n"
+    root = write_repo(
+        tmp_path,
+        {
+            "db.yaml": db.format(user="alice"),
+            "feeds.yaml": "package: miniflux\nvalues: {ADMIN_PASSWORD: '${secret:admin}'}\n",
+            "blog.yaml": "compose: {services: {web: {image: nginx:1.27}}}\n",
+        },
+    )
+
+    def resolved() -> dict[str, DesiredInstallation]:
+        catalog = Catalog([builtin_catalog_dir()])
+        return {i.name: i for i in resolve(load_repo(root), catalog)}
+
+    first = resolved()
+    (root / "packages" / "db.yaml").write_text(db.format(user="bob"))
+    second = resolved()
+
+    assert second["blog"].containers is first["blog"].containers
+    assert second["db"].containers is not first["db"].containers
+    assert second["feeds"].containers is not first["feeds"].containers  # it uses db's USER
+    (feeds,) = second["feeds"].containers
+    assert "postgres://bob:" in dict(feeds.environment)["DATABASE_URL"]

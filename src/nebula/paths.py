@@ -99,18 +99,22 @@ def folder_within(root: Path, path: str | Path) -> Path | None:
 
 def read_file(path: Path, root: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     """The bytes of the regular file `path` inside `root`; `UnsafePathError` (naming the file,
-    never quoting it) for a path leading outside `root`, a FIFO, device or socket, or a file
-    over `limit` bytes, refused before it is opened. `OSError` passes through."""
-    real = within(root, path)
+    never quoting it) for a path leading outside `root` (refused before a byte is read), or a
+    FIFO, device, socket or file over `limit` bytes (refused before it is opened). `OSError`
+    passes through."""
     base = root.resolve()
+    full = base / path
+    if ".." in full.parts or not full.is_relative_to(base) or os.path.islink(full):
+        full = within(base, path)  # followed here, and checked to stay inside
+    info = os.lstat(full)
     name = _shown(base, path)
-    _check_kind(os.lstat(real), name, limit)
-    # O_NOFOLLOW: the file resolved a moment ago must not become a symlink meanwhile;
+    _check_kind(info, name, limit)
+    # O_NOFOLLOW: the file looked at a moment ago must not become a symlink meanwhile;
     # O_NONBLOCK: a FIFO swapped in meanwhile must not block the open.
-    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as handle:
-        # O_NOFOLLOW guards the last part only: a folder above it may have become a symlink
-        # meanwhile. What was opened is what the kernel says the descriptor points at.
+        # O_NOFOLLOW guards the last part only: a folder above it may be (or have become) a
+        # symlink. What was opened is what the kernel says the descriptor points at.
         if not Path(os.readlink(f"/proc/self/fd/{fd}")).is_relative_to(base):
             raise UnsafePathError(name, f"resolves outside {base}; refused")
         _check_kind(os.fstat(fd), name, limit)

@@ -91,7 +91,7 @@ from nebula.spec.interpolate import (
     substitute_secrets,
 )
 from nebula.spec.names import excerpt
-from nebula.spec.package import AppDefinition, Hooks, Package, Provides
+from nebula.spec.package import AppDefinition, Hooks, Provides
 from nebula.spec.repo import InstallationSource, RepoSpec
 from nebula.spec.yamlfile import Path, YamlDocument
 from nebula.stand_ins import MASK, stand_in
@@ -127,31 +127,33 @@ def resolve(
         _AnySecret() if secrets is None else {n: stand_in(fp) for n, fp in secrets.items()}
     )
     placed, issues = place(repo.installations, repo.config)
-    packages: dict[str, Package | None] = {}
+    entries: dict[str, CatalogEntry | None] = {}
     for source in repo.installations:
         try:
-            picked = _pick_version(source, catalog) if source.spec.package else None
-            packages[source.name] = picked.package if picked else None
+            entries[source.name] = _pick_version(source, catalog) if source.spec.package else None
         except ConfigError as exc:
             issues.extend(exc.issues)
     by_name = {s.name: s for s in repo.installations}
+    packages = {name: entry.package if entry else None for name, entry in entries.items()}
     linked = link([by_name[n] for n in packages], packages)
     issues.extend(linked.issues)
     provided: dict[str, Provided] = {}
     resolved = []
+    memo = _Memo()
     for name in dict.fromkeys([*linked.order, *packages]):  # providers first
         links = linked.links.get(name, ())
         if name in linked.unmet or any(k.provider not in provided for k in links):
             continue  # a provider failed to resolve: its own issues say why
+        inputs = _Inputs(
+            by_name[name],
+            entries[name],
+            repo.config,
+            uses=tuple((k, provided[k.provider]) for k in links),
+            stand_ins=stand_ins,
+            folder=installation_folder(repo.root, by_name[name].doc.file),
+        )
         try:
-            desired_one, offer = resolve_installation(
-                by_name[name],
-                catalog,
-                repo.config,
-                uses=[(k, provided[k.provider]) for k in links],
-                stand_ins=stand_ins,
-                folder=installation_folder(repo.root, by_name[name].doc.file),
-            )
+            desired_one, offer = memo.resolve(inputs)
         except ConfigError as exc:
             issues.extend(exc.issues)
             continue
@@ -159,6 +161,7 @@ def resolve(
             provided[name] = offer
         if name in placed:  # else placing it failed, and an issue says why
             resolved.append((by_name[name], replace(desired_one, node=placed[name])))
+    memo.keep()
     order = {name: index for index, name in enumerate(by_name)}
     resolved.sort(key=lambda r: order[r[0].name])
     desired = [d for _, d in resolved]
@@ -179,26 +182,109 @@ class Provided:
     secret: frozenset[str]  # keys of `values` that carry secrets
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """Everything an installation's resolution is made from, besides its repo files."""
+
+    source: InstallationSource
+    entry: CatalogEntry | None  # the catalog package version it runs, if any
+    config: NebulaConfig
+    uses: tuple[tuple[Link, Provided], ...]  # its requirements, with what their providers offer
+    stand_ins: Mapping[str, str]  # secret name -> stand-in (`stand_ins.stand_in`)
+    folder: pathlib.Path  # the files it takes from the repo (`repo_files`)
+
+    def same_as(self, other: _Inputs) -> bool:
+        """The same inputs: the documents and models as the very objects (a reload keeps an
+        unchanged file's, `spec.repo`), the rest equal."""
+        return (
+            self.source.name == other.source.name
+            and self.source.spec is other.source.spec
+            and self.source.doc is other.source.doc
+            and self.entry is other.entry  # catalog files are cached while unmodified
+            and self.config is other.config
+            and self.uses == other.uses
+            and self.stand_ins == other.stand_ins
+            and self.folder == other.folder
+        )
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A read that raised: as much a part of what was read as a value."""
+
+    kind: type
+    message: str
+
+
+@dataclass
+class _Files:
+    """The installation's folder of repo files, and every read made of it (with its outcome):
+    a resolution holds while reading again gives the same."""
+
+    folder: pathlib.Path
+    reads: list[tuple[Callable[..., Any], tuple[Any, ...], object]] = field(default_factory=list)
+
+    def read(self, how: Callable[..., _Parsed], *args: Any) -> _Parsed:
+        """`how(folder, *args)`, remembered."""
+        try:
+            got = how(self.folder, *args)
+        except ValueError as exc:
+            self.reads.append((how, args, _Failed(type(exc), str(exc))))
+            raise
+        self.reads.append((how, args, got))
+        return got
+
+    def unchanged(self) -> bool:
+        for how, args, was in self.reads:
+            try:
+                got = how(self.folder, *args)
+            except ValueError as exc:
+                got = _Failed(type(exc), str(exc))
+            if got != was:
+                return False
+        return True
+
+
+class _Memo:
+    """The installations of one resolve, each reused from the resolve before when its inputs
+    and repo files are the same: a push that changes one installation resolves that one (and
+    its dependants), however many there are. Results are frozen, so sharing them is safe;
+    only the last resolve's are kept (as `spec.repo` keeps the last load's documents)."""
+
+    last: dict[str, tuple[_Inputs, _Files, tuple[DesiredInstallation, Provided | None]]] = {}
+
+    def __init__(self) -> None:
+        self.now: dict[str, tuple[_Inputs, _Files, tuple[DesiredInstallation, Provided | None]]]
+        self.now = {}
+
+    def resolve(self, inputs: _Inputs) -> tuple[DesiredInstallation, Provided | None]:
+        name = inputs.source.name
+        known = self.last.get(name)
+        if known is not None and known[0].same_as(inputs) and known[1].unchanged():
+            self.now[name] = known
+            return known[2]
+        files = _Files(inputs.folder)
+        result = resolve_installation(inputs, files)
+        self.now[name] = (inputs, files, result)
+        return result
+
+    def keep(self) -> None:
+        """This resolve's installations are the ones the next may reuse."""
+        _Memo.last = self.now
+
+
 def resolve_installation(
-    source: InstallationSource,
-    catalog: Catalog,
-    config: NebulaConfig,
-    *,
-    uses: Sequence[tuple[Link, Provided]] = (),
-    stand_ins: Mapping[str, str] | None = None,
-    folder: pathlib.Path,
+    inputs: _Inputs, files: _Files
 ) -> tuple[DesiredInstallation, Provided | None]:
-    """The installation's desired resources, and what it provides to dependants (if anything).
-    `uses` are the requirements it depends on, with what their providers offer; `stand_ins`
-    maps secret names to their stand-ins (`stand_ins.stand_in`); `folder` holds the files it
-    takes from the repo (`repo_files`)."""
+    """The installation's desired resources, and what it provides to dependants (if anything);
+    its repo files are read through `files`."""
+    source = inputs.source
     spec = source.spec
     version: str | None = None
-    if spec.package is not None:
-        entry = _pick_version(source, catalog)
-        app: AppDefinition = entry.package
-        app_doc = entry.doc
-        version = entry.package.version
+    if inputs.entry is not None:
+        app: AppDefinition = inputs.entry.package
+        app_doc = inputs.entry.doc
+        version = inputs.entry.package.version
     else:
         assert spec.compose is not None  # guaranteed by the Installation model
         app = AppDefinition(
@@ -208,8 +294,9 @@ def resolve_installation(
             hooks=spec.hooks or Hooks(),
         )
         app_doc = source.doc
-    secrets = _SecretRefs({} if stand_ins is None else stand_ins)
-    return _Resolver(source, app, app_doc, config, folder, uses, secrets).run(version)
+    secrets = _SecretRefs(inputs.stand_ins)
+    resolver = _Resolver(source, app, app_doc, inputs.config, files, inputs.uses, secrets)
+    return resolver.run(version)
 
 
 def in_channel(version: str, channel: str) -> bool:
@@ -261,7 +348,7 @@ class _Resolver:
     app: AppDefinition
     app_doc: YamlDocument
     config: NebulaConfig
-    folder: pathlib.Path  # the installation's files (`repo_files`)
+    files: _Files  # the installation's files (`repo_files`)
     uses: Sequence[tuple[Link, Provided]] = ()
     secrets: _SecretRefs = field(default_factory=lambda: _SecretRefs({}))
     issues: list[ConfigIssue] = field(default_factory=list)
@@ -639,7 +726,7 @@ class _Resolver:
         build = given if isinstance(given, Build) else Build(context=given)
         at = path if isinstance(given, str) else (*path, "context")
         context = self._text(build.context, at)
-        folder = f"{self.folder.parent.name}/{self.folder.name}/"
+        folder = f"{self.files.folder.parent.name}/{self.files.folder.name}/"
         if is_remote(context):
             self.issues.append(
                 self._issue(
@@ -650,7 +737,7 @@ class _Resolver:
             )
             return None
         try:
-            entries = read_context(self.folder, context)
+            entries = self.files.read(read_context, context)
         except ValueError as exc:
             self.issues.append(self._issue(at, str(exc)))
             return None
@@ -1050,10 +1137,10 @@ class _Resolver:
             )
             return []
         try:
-            tree = read_repo_tree(self.folder, name) if bound else None
+            tree = self.files.read(read_repo_tree, name) if bound else None
             if tree is not None:
                 return [RepoFolder(name, target, tree)]
-            return [RepoFile(name, target, mode, read_repo_file(self.folder, name))]
+            return [RepoFile(name, target, mode, self.files.read(read_repo_file, name))]
         except MissingFileError as exc:
             hint = _named_volume_hint(name, target) if bound else ""
             self.issues.append(self._issue(path, f"{exc}{hint}"))
@@ -1070,7 +1157,7 @@ class _Resolver:
             entry = given if isinstance(given, EnvFile) else EnvFile(path=given)
             name = self._text(entry.path, path)
             try:
-                data = read_repo_file(self.folder, name)
+                data = self.files.read(read_repo_file, name)
             except ValueError as exc:
                 if entry.required or not isinstance(exc, MissingFileError):
                     self.issues.append(self._issue(path, str(exc)))
