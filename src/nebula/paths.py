@@ -101,27 +101,39 @@ def read_file(path: Path, root: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     """The bytes of the regular file `path` inside `root`; `UnsafePathError` (naming the file,
     never quoting it) for a path leading outside `root` (refused before a byte is read), or a
     FIFO, device, socket or file over `limit` bytes (refused before it is opened). `OSError`
-    passes through."""
-    base = root.resolve()
-    full = base / path
-    if ".." in full.parts or not full.is_relative_to(base) or os.path.islink(full):
-        full = within(base, path)  # followed here, and checked to stay inside
-    info = os.lstat(full)
-    name = _shown(base, path)
-    _check_kind(info, name, limit)
+    passes through.
+
+    Plain strings, not pathlib: the daemon reads every file of the repo on each sync."""
+    base = os.path.realpath(root)
+    full = os.path.join(base, path)
+    lexical = os.path.normpath(full)
+    name = lexical[len(base) :].lstrip("/") if _inside(lexical, base) else str(path)
+    if lexical != full or not _inside(full, base) or os.path.islink(full):
+        full = str(within(Path(base), path))  # followed here, and checked to stay inside
+    _check_kind(os.lstat(full), name, limit)
     # O_NOFOLLOW: the file looked at a moment ago must not become a symlink meanwhile;
     # O_NONBLOCK: a FIFO swapped in meanwhile must not block the open.
     fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as handle:
         # O_NOFOLLOW guards the last part only: a folder above it may be (or have become) a
         # symlink. What was opened is what the kernel says the descriptor points at.
-        if not Path(os.readlink(f"/proc/self/fd/{fd}")).is_relative_to(base):
+        if not _inside(os.readlink(f"/proc/self/fd/{fd}"), base):
             raise UnsafePathError(name, f"resolves outside {base}; refused")
-        _check_kind(os.fstat(fd), name, limit)
-        data = handle.read(limit + 1)
+        opened = os.fstat(fd)
+        _check_kind(opened, name, limit)
+        # Sized by the file (a read of `limit` bytes allocates them all); one more byte, and
+        # a file that grew meanwhile is read on up to the limit.
+        data = handle.read(opened.st_size + 1)
+        if len(data) > opened.st_size:
+            data += handle.read(limit + 1 - len(data))
     if len(data) > limit:
         raise UnsafePathError(name, _too_large(limit))
     return data
+
+
+def _inside(path: str, base: str) -> bool:
+    """Whether the normalised absolute `path` is `base` or under it."""
+    return path == base or path.startswith(base.rstrip("/") + "/")
 
 
 def _check_kind(info: os.stat_result, name: str, limit: int) -> None:
