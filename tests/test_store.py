@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
@@ -104,6 +105,36 @@ def test_opening_a_database_at_head_does_not_load_alembic(database_url: str) -> 
     )
 
     assert result.stdout.strip() == "False"
+
+
+def test_a_pooled_connection_is_pinged_after_sitting_idle_and_replaced_when_dropped(
+    database_url: str, raw: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections taken out one after another are not pinged; one that sat idle is, and one
+    the server dropped meanwhile (a restart, a firewall) is replaced, not a failed request."""
+    monkeypatch.setattr(store_db, "PING_AFTER_IDLE_S", 0.3)
+    with Store(database_url) as store:
+        pings = []
+        ping = store.engine.dialect.do_ping
+        monkeypatch.setattr(
+            store.engine.dialect, "do_ping", lambda dbapi: pings.append(1) or ping(dbapi)
+        )
+        store.set_setting("k", "1")
+        for _ in range(3):
+            assert store.setting("k") == "1"
+        assert pings == []
+        if store.engine.dialect.name == "postgresql":
+            with raw.connect() as admin:
+                dropped = admin.scalar(
+                    sa.text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+            assert dropped >= 1
+        time.sleep(0.4)
+        assert store.setting("k") == "1"
+        assert pings == [1]
 
 
 @pytest.mark.parametrize(

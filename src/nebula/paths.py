@@ -13,6 +13,7 @@ Import-light: the fast paths of the CLI use it.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 from pathlib import Path
@@ -104,7 +105,7 @@ def read_file(path: Path, root: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     passes through.
 
     Plain strings, not pathlib: the daemon reads every file of the repo on each sync."""
-    base = os.path.realpath(root)
+    base = _real(os.fspath(root))
     full = os.path.join(base, path)
     lexical = os.path.normpath(full)
     name = lexical[len(base) :].lstrip("/") if _inside(lexical, base) else str(path)
@@ -129,6 +130,14 @@ def read_file(path: Path, root: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     if len(data) > limit:
         raise UnsafePathError(name, _too_large(limit))
     return data
+
+
+@functools.lru_cache(maxsize=64)
+def _real(root: str) -> str:
+    """`root` resolved, remembered: a repo's root is resolved once, not once per file. Safe
+    though the root may change after: the files read are checked against the root as it was
+    resolved, so a changed one can only refuse a file, never let one out."""
+    return os.path.realpath(root)
 
 
 def _inside(path: str, base: str) -> bool:

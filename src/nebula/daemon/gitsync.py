@@ -198,7 +198,8 @@ class GitSource:
         """
         with self._lock:
             self._prepare()
-            sha = self._resolve(sha)
+            if self._tip is None or sha != self._tip.sha:  # the tip was fetched: it is here
+                sha = self._resolve(sha)
             code, _, err = self._run("checkout", "--quiet", "--force", "--detach", sha, "--")
             if code != 0:
                 raise self._error(f"cannot check out {sha[:12]}", err)

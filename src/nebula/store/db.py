@@ -27,6 +27,7 @@ import os
 import re
 import sqlite3
 import tempfile
+import time
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -129,9 +130,10 @@ def open_engine(url: str) -> Engine:
     if backend == "postgresql" and "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = 10  # fail fast on a host that drops packets
     try:
-        engine = create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+        engine = create_engine(parsed, connect_args=connect_args)
     except (SQLAlchemyError, ImportError) as e:
         raise StoreError(f"cannot use database {masked(url)}: {e}") from None
+    _ping_when_idle(engine)
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
@@ -143,6 +145,35 @@ def open_engine(url: str) -> Engine:
         engine.dispose()
         raise
     return engine
+
+
+PING_AFTER_IDLE_S = 2.0
+"""A pooled connection unused for longer is pinged before it is handed out again."""
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """SQLAlchemy's pre-ping, for connections that sat idle in the pool only: a server that
+    restarted, or a connection a firewall dropped, is then met with a new connection rather
+    than a failed statement. A connection returned a moment ago is not pinged again: a sync
+    takes out a dozen in a row, and each ping is a round trip to the server. (A disconnect
+    met by a statement still invalidates the whole pool: SQLAlchemy's own handling.)"""
+    from sqlalchemy import event
+    from sqlalchemy.exc import DisconnectionError
+
+    def returned(_dbapi: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def taken(dbapi: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")  # none yet for a connection just made
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi)
+        except engine.dialect.loaded_dbapi.Error as exc:  # the pool connects anew
+            raise DisconnectionError(str(exc)) from exc
+
+    event.listen(engine, "checkin", returned)
+    event.listen(engine, "checkout", taken)
 
 
 def check_integrity(url: str) -> None:
