@@ -11,8 +11,9 @@ and socket, one bare repo, one `database_url`). Each installation is one busybox
    a repo of --installations installations, its state in SQLite (as today), then again in
    PostgreSQL (the store the nodes share). Each of --pushes pushes changes the
    environment of one installation (so its container is replaced), then asks the daemon to
-   sync (`POST /api/v1/sync`, as a webhook would). Timed from the push returning to the `start`
-   event of the new container on one /events stream, as bench/daemon.py times it.
+   sync as the git server's post-receive hook would (`POST /api/v1/sync`, trigger `hook`).
+   Timed from the push returning to the `start` event of the new container on one /events
+   stream, as bench/daemon.py times it.
 2. **Three nodes, --installations each**: the same pushes, each changing one installation of one
    node (b, c, a in turn), every node asked to sync. Timed the same way, on that node's engine;
    beside it, the CPU seconds (utime+stime of /proc/PID/stat) the two other nebulads spent on the
@@ -90,7 +91,7 @@ def ask_to_sync(daemons: list[Daemon]) -> None:
 
     for daemon in daemons:
         with DaemonClient(daemon.socket) as client:
-            client.request_sync()
+            client.request_sync("hook")  # a push's notice, as a post-receive hook gives
 
 
 def cpu_seconds(daemon: Daemon) -> float:

@@ -299,6 +299,52 @@ def test_polling_and_a_watched_working_folder(
         store.close()
 
 
+def test_a_push_that_leaves_the_containers_as_they_were_does_not_list_the_engine(
+    lab: tuple[Repo, Daemon], engine: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push whose commit changes none of the node's installations, after a plan that found
+    nothing to do and no container event since, leaves the engine alone; an event since, or
+    a sync asked for by hand, plans against the engine again."""
+    repo, daemon = lab
+    observed: list[str] = []
+    observe = daemon.provider.observe
+    monkeypatch.setattr(daemon.provider, "observe", lambda: observed.append("x") or observe())
+
+    def synced(trigger: str, sha: str | None = None) -> Callable[[], bool]:
+        def done() -> bool:
+            last = daemon.syncs(1)[0]
+            return (last.trigger, last.status) == (trigger, "succeeded") and (
+                sha is None or last.commit == sha
+            )
+
+        return done
+
+    for _ in range(2):  # the first may meet the events of the lab's own first apply
+        before = len(observed)
+        daemon.request_sync("manual")
+        eventually(lambda before=before: len(observed) > before and synced("manual")())
+    observed.clear()
+    sha = repo.push("notes only", {"README.md": "the homelab\n"})
+    daemon.request_sync("hook")
+    eventually(synced("hook", sha))
+    assert observed == []
+
+    seen = daemon.containers.events
+    engine.containers.get("web-web").pause()  # an event, though no drift
+    engine.containers.get("web-web").unpause()
+    eventually(lambda: daemon.containers.events >= seen + 2)  # both have arrived
+    sha = repo.push("more notes", {"README.md": "the homelab, again\n"})
+    daemon.request_sync("hook")
+    eventually(synced("hook", sha))
+    assert observed == ["x"]
+    sha = repo.push("even more notes", {"README.md": "the homelab, once more\n"})
+    daemon.request_sync("hook")
+    eventually(synced("hook", sha))
+    assert observed == ["x"]  # converged again: left alone
+    daemon.request_sync("manual")
+    eventually(lambda: observed == ["x", "x"] and synced("manual")())
+
+
 def test_requests_arriving_during_a_sync_coalesce(
     lab: tuple[Repo, Daemon], engine: docker.DockerClient
 ) -> None:

@@ -30,6 +30,7 @@ from nebula.ai.service import AI
 from nebula.daemon.catalog_api import Marketplace
 from nebula.daemon.cluster import Membership, listing, node_issues
 from nebula.daemon.config import DaemonConfig
+from nebula.daemon.containers import ContainerKeeper
 from nebula.daemon.control import ControlError, DaemonStatus, Event, SyncRecord, SyncTrigger
 from nebula.daemon.dns import DnsKeeper
 from nebula.daemon.events import EventBus
@@ -121,6 +122,7 @@ class Daemon:
         self._approved: str | None = None
         self.proxy = ProxyKeeper(store, self.bus)
         self.dns = DnsKeeper(self.bus)
+        self.containers = ContainerKeeper()
         folder = Path(config.source) if source is None else source.clone_dir / config.subfolder
         self.marketplace = Marketplace(store, source, folder, lambda: self.request_sync("manual"))
         self.project_desk = ProjectDesk(
@@ -256,6 +258,7 @@ class Daemon:
         """Drift: a managed container went away or stopped. A container the daemon removed
         itself (replaced, or failed to start) is not drift: reacting to it would retry a failing
         change in a tight loop; the interval re-check retries it instead."""
+        self.containers.events += 1
         if event.action == "reconnect":
             self.faults.clear("docker-events")  # the stream is back
         if self.provider.removed_by_us(event.container_id) or self.provider.restarting(event):
@@ -478,10 +481,17 @@ class Daemon:
             docker_provider=share.provider,
             dashboard=self.config.dashboard,
         )
+        events = self.containers.events
+        # The node's own engine, whose events the daemon watches: its containers may be left
+        # unplanned by a push that did not change them (`daemon.containers`).
+        mine = ContainerKeeper.share(desired, world.node_spec(desired))
+        watched = share.provider is self.provider and "docker-events" not in self.faults.current()
         only = [
             k
             for k in pipeline.KIND_NAMES
-            if (share.cluster or k in NODE_KINDS) and (k != "dns" or self.dns.due(desired.zones))
+            if (share.cluster or k in NODE_KINDS)
+            and (k != "dns" or self.dns.due(desired.zones))
+            and (k != "packages" or self.containers.due(mine, trigger, events_watched=watched))
         ]
         applied_key = setting_key("applied_commit", synclog.node)
 
@@ -508,6 +518,8 @@ class Daemon:
             self.proxy.applied(outcome.of("routes"))
         if "dns" in only:
             self.dns.applied(desired.zones, outcome.of("dns"))
+        if "packages" in only and watched:
+            self.containers.planned(mine, events, outcome)
         plan, errors = outcome.plan, outcome.errors
         new_commit = commit is not None and commit.sha != self.store.setting(applied_key)
         if not plan.has_changes:

@@ -116,16 +116,22 @@ class SyncLog:
         plan: Plan,
         errors: list[str] | None = None,
     ) -> int:
-        sync_id = self.begin(commit, trigger)
-        info = self.finish(
-            sync_id,
+        info = self.store.record_sync(
+            commit=commit.sha if commit else None,
+            author=commit.author if commit else None,
+            message=commit.message if commit else None,
+            trigger=trigger,
+            node=self.node,
             status=status,
             errors=errors or [],
             summary=plan.counts(),
             changes=plan.change_records(),
+            setting=(setting_key("applied_commit", self.node), commit.sha)
+            if status == "succeeded" and commit is not None
+            else None,
         )
-        if status == "succeeded" and commit is not None:
-            self.store.set_setting(setting_key("applied_commit", self.node), commit.sha)
+        sync_id = info.id
+        self._audit(info)
         self.count(info, plan, drift=False)
         self.bus.publish("sync_finished", id=sync_id, status=status, errors=errors or [])
         return sync_id

@@ -504,6 +504,44 @@ class Store:
             sync.duration_ms = int((now - sync.started_at).total_seconds() * 1000)
             return _sync_info(sync)
 
+    def record_sync(
+        self,
+        *,
+        commit: str | None,
+        author: str | None,
+        message: str | None,
+        trigger: str,
+        node: str | None = None,
+        status: SyncStatus,
+        errors: list[str],
+        summary: dict[str, int],
+        changes: list[dict[str, Any]],
+        setting: tuple[str, str] | None = None,
+    ) -> SyncInfo:
+        """A sync that begins and ends at once (it changed nothing, or was held or skipped),
+        with `setting` (key, value) set in the same transaction."""
+        now = utcnow()
+        with self.transaction() as session:
+            sync = Sync(
+                node=node,
+                commit=commit,
+                author=author,
+                message=message,
+                trigger=trigger,
+                status=status,
+                errors=list(errors),
+                summary=dict(summary),
+                changes=list(changes),
+                started_at=now,
+                finished_at=now,
+                duration_ms=0,
+            )
+            session.add(sync)
+            if setting is not None:
+                session.merge(DaemonSetting(key=setting[0], value=setting[1]))
+            session.flush()
+            return _sync_info(sync)
+
     def interrupt_running_syncs(self, reason: str, node: str | None = None) -> int:
         """Close every sync of `node` still marked running (its process died) as failed; how
         many. Other nodes' syncs are theirs to close."""
