@@ -4,8 +4,8 @@ Two applies at once would race for the same containers and networks (one creatin
 other planned to create, each failing on the other's work) and leave statuses that lie. The lock
 belongs to the state database, so every process using it agrees on it, whoever runs it:
 
-- PostgreSQL: a session-level advisory lock on a connection of its own, whose
-  `application_name` names the holder (nodes sharing the database take turns too);
+- PostgreSQL: a session-level advisory lock, on a pooled connection whose `application_name`
+  names the holder, released at the end (nodes sharing the database take turns too);
 - SQLite: an exclusive `flock` on a file beside the database, which names its holder.
 
 The lock is per node: each node's share (its installations) has a lock of its own, so nodes
@@ -21,6 +21,7 @@ once it holds the lock, so the plan it carries out is made from the state the la
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -31,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 Waiting = Callable[[str], None]  # told who holds the lock, before waiting for it
 
@@ -86,10 +88,11 @@ def advisory_lock(
     stop: threading.Event | None,
     key: int = ADVISORY_KEY,
 ) -> Iterator[None]:
-    """Hold the apply lock `key` (`node_key`) of the PostgreSQL database of `engine`."""
+    """Hold the apply lock `key` (`node_key`) of the PostgreSQL database of `engine`, on a
+    pooled connection: unlocked at the end, or, should that fail, the connection is closed
+    (its session, and so its lock, ends with it) rather than pooled."""
     with engine.connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT")  # no transaction held open
-        connection.detach()  # closed, not pooled, at the end: the session ends with its lock
         connection.execute(
             text("SELECT set_config('application_name', :name, false)"), {"name": holder}
         )
@@ -101,7 +104,16 @@ def advisory_lock(
             waiting,
             stop,
         )
-        yield
+        try:
+            yield
+        finally:
+            unlocked = False
+            with contextlib.suppress(SQLAlchemyError):
+                unlocked = bool(
+                    connection.scalar(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                )
+            if not unlocked:
+                connection.invalidate()
 
 
 @contextmanager
