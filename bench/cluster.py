@@ -15,8 +15,8 @@ and socket, one bare repo, one `database_url`). Each installation is one busybox
    Timed from the push returning to the `start` event of the new container on one /events
    stream, as bench/daemon.py times it.
 2. **Three nodes, --installations each**: the same pushes, each changing one installation of one
-   node (b, c, a in turn), every node asked to sync. Timed the same way, on that node's engine;
-   beside it, the CPU seconds (utime+stime of /proc/PID/stat) the two other nebulads spent on the
+   node (b, c, a in turn), every node asked to sync at once. Timed the same way, on that
+   node's engine; beside it, the CPU seconds (utime+stime of /proc/PID/stat) the two other nebulads spent on the
    push, from just before it until each of them finished its sync of the commit. Then the same
    pushes again, only the changed node asked: on this one host the three nebulads, their
    dockerds and PostgreSQL share the cores, which separate machines would not.
@@ -35,6 +35,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,11 +88,16 @@ def commit(
 
 
 def ask_to_sync(daemons: list[Daemon]) -> None:
+    """Tell each daemon of a push, all at once: a git server's hooks or webhooks to several
+    nodes are separate requests, none waiting for another node's answer."""
     from nebula.cli.client import DaemonClient
 
-    for daemon in daemons:
+    def tell(daemon: Daemon) -> None:
         with DaemonClient(daemon.socket) as client:
             client.request_sync("hook")  # a push's notice, as a post-receive hook gives
+
+    with ThreadPoolExecutor(len(daemons)) as pool:
+        list(pool.map(tell, daemons))
 
 
 def cpu_seconds(daemon: Daemon) -> float:
@@ -132,8 +138,8 @@ def pushes(
     tell_all: bool = True,
 ) -> None:
     """--pushes pushes, each changing one installation of one node in turn; each timed from
-    the push returning to its new container's start. Every node is asked to sync (as a
-    webhook to each would), or with `tell_all` False only the changed one. `revs`: each
+    the push returning to its new container's start. Every node is asked to sync, at once
+    (as a hook to each would), or with `tell_all` False only the changed one. `revs`: each
     installation's REV so far (the repo's state, kept from one call to the next)."""
     watches = {n: StartWatch(urls[n]) for n in nodes}
     apis = {n: stacks.api_client(urls[n]) for n in nodes}
