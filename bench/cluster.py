@@ -16,8 +16,9 @@ and socket, one bare repo, one `database_url`). Each installation is one busybox
    stream, as bench/daemon.py times it.
 2. **Three nodes, --installations each**: the same pushes, each changing one installation of one
    node (b, c, a in turn), every node asked to sync at once. Timed the same way, on that
-   node's engine; beside it, the CPU seconds (utime+stime of /proc/PID/stat) the two other nebulads spent on the
-   push, from just before it until each of them finished its sync of the commit. Then the same
+   node's engine; beside it, the CPU seconds (utime+stime of /proc/PID/stat) the two other
+   nebulads spent on the push, from just before it until each of them finished its sync of
+   the commit. Then the same
    pushes again, only the changed node asked: on this one host the three nebulads, their
    dockerds and PostgreSQL share the cores, which separate machines would not.
 3. **Failover**, --kills times: SIGKILL of the leader, timed until another node holds the leader
