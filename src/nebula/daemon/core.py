@@ -484,14 +484,14 @@ class Daemon:
         events = self.containers.events
         # The node's own engine, whose events the daemon watches: its containers may be left
         # unplanned by a push that did not change them (`daemon.containers`).
-        mine = ContainerKeeper.share(desired, world.node_spec(desired))
+        placed_here = ContainerKeeper.share(desired, world.node_spec(desired))
         watched = share.provider is self.provider and "docker-events" not in self.faults.current()
         only = [
             k
             for k in pipeline.KIND_NAMES
             if (share.cluster or k in NODE_KINDS)
             and (k != "dns" or self.dns.due(desired.zones))
-            and (k != "packages" or self.containers.due(mine, trigger, events_watched=watched))
+            and (k != "packages" or self.containers.due(placed_here, trigger, events_watched=watched))
         ]
         applied_key = setting_key("applied_commit", synclog.node)
 
@@ -519,7 +519,7 @@ class Daemon:
         if "dns" in only:
             self.dns.applied(desired.zones, outcome.of("dns"))
         if "packages" in only and watched:
-            self.containers.planned(mine, events, outcome)
+            self.containers.planned(placed_here, events, outcome)
         plan, errors = outcome.plan, outcome.errors
         new_commit = commit is not None and commit.sha != self.store.setting(applied_key)
         if not plan.has_changes:
