@@ -491,7 +491,9 @@ class Daemon:
             for k in pipeline.KIND_NAMES
             if (share.cluster or k in NODE_KINDS)
             and (k != "dns" or self.dns.due(desired.zones))
-            and (k != "packages" or self.containers.due(placed_here, trigger, events_watched=watched))
+            and (
+                k != "packages" or self.containers.due(placed_here, trigger, events_watched=watched)
+            )
         ]
         applied_key = setting_key("applied_commit", synclog.node)
 
