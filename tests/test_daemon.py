@@ -302,9 +302,9 @@ def test_polling_and_a_watched_working_folder(
 def test_a_push_that_leaves_the_containers_as_they_were_does_not_list_the_engine(
     lab: tuple[Repo, Daemon], engine: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A push whose commit changes none of the node's installations, after a plan that found
-    nothing to do and no container event since, leaves the engine alone; an event since, or
-    a sync asked for by hand, plans against the engine again."""
+    """A push whose commit changes none of the node's installations, after a sync that left
+    the engine as planned and no container event since but the daemon's own, leaves the engine
+    alone; another event since, or a sync asked for by hand, plans against it again."""
     repo, daemon = lab
     observed: list[str] = []
     observe = daemon.provider.observe
@@ -341,8 +341,22 @@ def test_a_push_that_leaves_the_containers_as_they_were_does_not_list_the_engine
     daemon.request_sync("hook")
     eventually(synced("hook", sha))
     assert observed == ["x"]  # converged again: left alone
+
+    # The daemon's own replacement of a container is no reason to look again.
+    old = engine.containers.get("web-web").id
+    sha = repo.push(
+        "web, changed", {"packages/web.yaml": app("web") + '      environment: {REV: "2"}\n'}
+    )
+    daemon.request_sync("hook")
+    eventually(synced("hook", sha))
+    assert observed == ["x", "x"] and engine.containers.get("web-web").id != old
+    time.sleep(1)  # the replacement's events have come
+    sha = repo.push("notes again", {"README.md": "the homelab, and more\n"})
+    daemon.request_sync("hook")
+    eventually(synced("hook", sha))
+    assert observed == ["x", "x"]
     daemon.request_sync("manual")
-    eventually(lambda: observed == ["x", "x"] and synced("manual")())
+    eventually(lambda: observed == ["x", "x", "x"] and synced("manual")())
 
 
 def test_requests_arriving_during_a_sync_coalesce(

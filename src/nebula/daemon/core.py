@@ -258,10 +258,11 @@ class Daemon:
         """Drift: a managed container went away or stopped. A container the daemon removed
         itself (replaced, or failed to start) is not drift: reacting to it would retry a failing
         change in a tight loop; the interval re-check retries it instead."""
-        self.containers.events += 1
         if event.action == "reconnect":
             self.faults.clear("docker-events")  # the stream is back
-        if self.provider.removed_by_us(event.container_id) or self.provider.restarting(event):
+        own = self.provider.removed_by_us(event.container_id) or self.provider.restarting(event)
+        self.containers.seen(event, own=own or self.provider.made_by_us(event))
+        if own:
             return  # its own change (a replacement, a runbook's restart), not drift
         if self.provider.held(event):
             return  # stopped or paused for a backup, and started again by it
@@ -481,19 +482,19 @@ class Daemon:
             docker_provider=share.provider,
             dashboard=self.config.dashboard,
         )
+        # The node's own engine, whose events the daemon watches: a push that left its
+        # containers as they were need not look at them (`daemon.containers`).
         events = self.containers.events
-        # The node's own engine, whose events the daemon watches: its containers may be left
-        # unplanned by a push that did not change them (`daemon.containers`).
         placed_here = ContainerKeeper.share(desired, world.node_spec(desired))
         watched = share.provider is self.provider and "docker-events" not in self.faults.current()
+        look = self.containers.due(placed_here, trigger, events_watched=watched)
+        left_out = set() if look else {"packages", *(() if desired.projects else ("projects",))}
         only = [
             k
             for k in pipeline.KIND_NAMES
             if (share.cluster or k in NODE_KINDS)
             and (k != "dns" or self.dns.due(desired.zones))
-            and (
-                k != "packages" or self.containers.due(placed_here, trigger, events_watched=watched)
-            )
+            and k not in left_out
         ]
         applied_key = setting_key("applied_commit", synclog.node)
 
@@ -520,7 +521,7 @@ class Daemon:
             self.proxy.applied(outcome.of("routes"))
         if "dns" in only:
             self.dns.applied(desired.zones, outcome.of("dns"))
-        if "packages" in only and watched:
+        if look and watched:
             self.containers.planned(placed_here, events, outcome)
         plan, errors = outcome.plan, outcome.errors
         new_commit = commit is not None and commit.sha != self.store.setting(applied_key)

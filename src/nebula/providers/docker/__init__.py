@@ -143,6 +143,7 @@ class DockerProvider:
         self._api_lock = threading.Lock()  # one client, even when threads ask for it at once
         self._images: set[tuple[str, str | None]] = set()  # (image, platform) present
         self._removed: deque[str] = deque(maxlen=1024)  # containers this process removed
+        self._made: deque[str] = deque(maxlen=1024)  # names of containers this process created
         self._restarting: set[str] = set()  # containers this process is restarting
         self._held: set[str] = set()  # containers this process stopped or paused for a while
         self._reader: EngineReader | None = None
@@ -600,6 +601,7 @@ class DockerProvider:
                 "retries": h.retries,
                 "start_period": _ns(h.start_period),
             }
+        self._made.append(spec.name)  # before the call: its events may come first
         with self._call(f"container {spec.name}"):
             try:
                 created = api.create_container(
@@ -829,6 +831,10 @@ class DockerProvider:
     def removed_by_us(self, container_id: str) -> bool:
         """Whether this provider removed that container itself (its events are not drift)."""
         return container_id in self._removed
+
+    def made_by_us(self, event: ContainerEvent) -> bool:
+        """Whether `event` is the creation or start of a container this provider created."""
+        return event.action in ("create", "start") and event.name in self._made
 
     def follow(
         self,
