@@ -109,9 +109,13 @@ def read_file(path: Path, root: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     full = os.path.join(base, path)
     lexical = os.path.normpath(full)
     name = lexical[len(base) :].lstrip("/") if _inside(lexical, base) else str(path)
-    if lexical != full or not _inside(full, base) or os.path.islink(full):
-        full = str(within(Path(base), path))  # followed here, and checked to stay inside
-    _check_kind(os.lstat(full), name, limit)
+    if lexical != full or not _inside(full, base):
+        full = str(within(Path(base), path))  # resolved here, and checked to stay inside
+    info = os.lstat(full)
+    if stat.S_ISLNK(info.st_mode):  # followed here, and checked to stay inside
+        full = str(within(Path(base), path))
+        info = os.lstat(full)
+    _check_kind(info, name, limit)
     # O_NOFOLLOW: the file looked at a moment ago must not become a symlink meanwhile;
     # O_NONBLOCK: a FIFO swapped in meanwhile must not block the open.
     fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)

@@ -150,7 +150,7 @@ def resolve(
             repo.config,
             uses=tuple((k, provided[k.provider]) for k in links),
             stand_ins=stand_ins,
-            folder=installation_folder(repo.root, by_name[name].doc.file),
+            root=repo.root,
         )
         try:
             desired_one, offer = memo.resolve(inputs)
@@ -191,7 +191,7 @@ class _Inputs:
     config: NebulaConfig
     uses: tuple[tuple[Link, Provided], ...]  # its requirements, with what their providers offer
     stand_ins: Mapping[str, str]  # secret name -> stand-in (`stand_ins.stand_in`)
-    folder: pathlib.Path  # the files it takes from the repo (`repo_files`)
+    root: pathlib.Path  # the repo's: its folder of files is beside its file (`repo_files`)
 
     def same_as(self, other: _Inputs) -> bool:
         """The same inputs: the documents and models as the very objects (a reload keeps an
@@ -204,7 +204,7 @@ class _Inputs:
             and self.config is other.config
             and self.uses == other.uses
             and self.stand_ins == other.stand_ins
-            and self.folder == other.folder
+            and self.root == other.root
         )
 
 
@@ -263,7 +263,7 @@ class _Memo:
         if known is not None and known[0].same_as(inputs) and known[1].unchanged():
             self.now[name] = known
             return known[2]
-        files = _Files(inputs.folder)
+        files = _Files(installation_folder(inputs.root, inputs.source.doc.file))
         result = resolve_installation(inputs, files)
         self.now[name] = (inputs, files, result)
         return result
