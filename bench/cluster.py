@@ -2,9 +2,11 @@
 
     python3 bench/cluster.py [--installations 100] [--pushes 20] [--kills 10] [--json PATH]
 
-Three private dockerds (the test suite's, `tests/servers.py`), one throwaway PostgreSQL, and
-nebulad as the real console script, one process per node (`--node a|b|c`, each its own data dir
-and socket, one bare repo, one `database_url`). Each installation is one busybox httpd service
+Three private dockerds (the test suite's, `tests/servers.py`; nodes b's and c's each in a
+network namespace of its own, so each node's bridges and interfaces are on a network stack of
+its own, as on separate machines), one throwaway PostgreSQL, and nebulad as the real console
+script, one process per node (`--node a|b|c`, each its own data dir and socket, one bare repo,
+one `database_url`). Each installation is one busybox httpd service
 (no port, volume or healthcheck), placed with `node:`. Three phases, each bounded in time:
 
 1. **One node** (the reference, measured in the same run): one nebulad (no --node) following
@@ -418,7 +420,7 @@ def main() -> None:
     r = Results()
     with (
         stacks.docker_session() as (url, image),
-        stacks.servers.more_docker_daemons(2) as more,
+        stacks.servers.more_docker_daemons(2, own_network=True) as more,
         stacks.scratch_dir("nebula-bench-") as tmp,
     ):
         for other in more:

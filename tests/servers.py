@@ -902,15 +902,27 @@ def _wait_ssh(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @contextlib.contextmanager
-def more_docker_daemons(count: int) -> Iterator[list[str]]:
+def more_docker_daemons(count: int, *, own_network: bool = False) -> Iterator[list[str]]:
     """The `unix://` URLs of `count` more private dockerds, beside `docker_daemon`'s, one per
     node of a test of several nodes (never an external daemon: each node needs an engine of its
-    own). Each is swept, stopped and removed at the end."""
+    own). Each is swept, stopped and removed at the end. With `own_network`, each runs in a
+    network namespace of its own (its socket is a file, reached from here as ever): its
+    containers' bridges and interfaces are on a network stack of their own, as another
+    machine's are, not among every other engine's on this host's."""
     dockerd = _which("dockerd", "docker.io")
     if os.geteuid() != 0:
         unavailable("private dockerds need root: run as root")
+    wrap = [_which("unshare", "util-linux"), "--net", "--", "sh", "-c", _LO_UP, "sh"]
     with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(_private_dockerd(dockerd, "nebula-node-")) for _ in range(count)]
+        yield [
+            stack.enter_context(
+                _private_dockerd(dockerd, "nebula-node-", wrap if own_network else [])
+            )
+            for _ in range(count)
+        ]
+
+
+_LO_UP = 'ip link set lo up && exec "$@"'
 
 
 CLONE_NEWNET = 0x40000000  # <sched.h>
@@ -951,8 +963,9 @@ def address_pool() -> str:
 
 
 @contextlib.contextmanager
-def _private_dockerd(dockerd: str, prefix: str) -> Iterator[str]:
-    """A dockerd with all its state in a new folder, swept, stopped and removed at the end."""
+def _private_dockerd(dockerd: str, prefix: str, wrap: list[str] | None = None) -> Iterator[str]:
+    """A dockerd with all its state in a new folder, swept, stopped and removed at the end;
+    `wrap`: a command line it is run under."""
     root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))  # short socket paths (108 bytes)
     # Its own settings, not the host's /etc/docker/daemon.json; its networks from a pool no
     # other engine of the run hands out.
@@ -962,7 +975,7 @@ def _private_dockerd(dockerd: str, prefix: str) -> Iterator[str]:
     log = root / "dockerd.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            dockerd_command(dockerd, url, root),
+            [*(wrap or []), *dockerd_command(dockerd, url, root)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PATH": _PATH},
