@@ -50,11 +50,14 @@ class ContainerKeeper:
         placed = tuple(i for i in desired.installations if i.node == node.name)
         return node, placed, desired.projects
 
-    def due(self, share: object, trigger: str, *, events_watched: bool) -> bool:
-        """Whether this sync plans the containers (see the module docstring)."""
-        if trigger not in PUSHES or not events_watched or self._left is None:
-            return True
-        return self._left != (share, self._events)
+    def left_out(
+        self, desired: Desired, share: object, trigger: str, *, events_watched: bool
+    ) -> frozenset[str]:
+        """The kinds this sync leaves out (see the module docstring): none, or the packages
+        kind, with the projects kind when the commit has no projects."""
+        if trigger not in PUSHES or not events_watched or self._left != (share, self._events):
+            return frozenset()
+        return frozenset(("packages",) if desired.projects else KINDS)
 
     def planned(self, share: object, events: int, outcome: Outcome) -> None:
         """Note how a sync that planned the containers left them; `events`: the count as it

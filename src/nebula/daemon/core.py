@@ -487,8 +487,7 @@ class Daemon:
         events = self.containers.events
         placed_here = ContainerKeeper.share(desired, world.node_spec(desired))
         watched = share.provider is self.provider and "docker-events" not in self.faults.current()
-        look = self.containers.due(placed_here, trigger, events_watched=watched)
-        left_out = set() if look else {"packages", *(() if desired.projects else ("projects",))}
+        left_out = self.containers.left_out(desired, placed_here, trigger, events_watched=watched)
         only = [
             k
             for k in pipeline.KIND_NAMES
@@ -521,7 +520,7 @@ class Daemon:
             self.proxy.applied(outcome.of("routes"))
         if "dns" in only:
             self.dns.applied(desired.zones, outcome.of("dns"))
-        if look and watched:
+        if watched and not left_out:
             self.containers.planned(placed_here, events, outcome)
         plan, errors = outcome.plan, outcome.errors
         new_commit = commit is not None and commit.sha != self.store.setting(applied_key)

@@ -466,17 +466,13 @@ class Store:
         node: str | None = None,
     ) -> int:
         with self.transaction() as session:
-            sync = Sync(
-                node=node,
+            sync = _new_sync(
                 commit=commit,
                 author=author,
                 message=message,
                 trigger=trigger,
+                node=node,
                 status="running",
-                errors=[],
-                summary={},
-                changes=[],
-                started_at=utcnow(),
             )
             session.add(sync)
             session.flush()
@@ -520,22 +516,17 @@ class Store:
     ) -> SyncInfo:
         """A sync that begins and ends at once (it changed nothing, or was held or skipped),
         with `setting` (key, value) set in the same transaction."""
-        now = utcnow()
         with self.transaction() as session:
-            sync = Sync(
-                node=node,
+            sync = _new_sync(
                 commit=commit,
                 author=author,
                 message=message,
                 trigger=trigger,
+                node=node,
                 status=status,
-                errors=list(errors),
-                summary=dict(summary),
-                changes=list(changes),
-                started_at=now,
-                finished_at=now,
-                duration_ms=0,
             )
+            sync.errors, sync.summary, sync.changes = list(errors), dict(summary), list(changes)
+            sync.finished_at, sync.duration_ms = sync.started_at, 0
             session.add(sync)
             if setting is not None:
                 session.merge(DaemonSetting(key=setting[0], value=setting[1]))
@@ -1039,6 +1030,30 @@ def _execution_info(row: RunbookExecution) -> ExecutionInfo:
         started_at=row.started_at,
         completed_at=row.completed_at,
         kind=row.kind,
+    )
+
+
+def _new_sync(
+    *,
+    commit: str | None,
+    author: str | None,
+    message: str | None,
+    trigger: str,
+    node: str | None,
+    status: SyncStatus,
+) -> Sync:
+    """A sync of `commit` beginning now, with nothing changed or failed yet."""
+    return Sync(
+        node=node,
+        commit=commit,
+        author=author,
+        message=message,
+        trigger=trigger,
+        status=status,
+        errors=[],
+        summary={},
+        changes=[],
+        started_at=utcnow(),
     )
 
 
